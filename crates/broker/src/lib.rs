@@ -1,1 +1,27 @@
-//! The running broker.
+//! The running Tollgate broker: listeners, connections, sessions, routing and retained
+//! messages.
+//!
+//! - [`server`] binds listeners and runs an accept loop per listener;
+//! - [`driver`] runs one connection's socket and clock;
+//! - [`connection`] is that connection's protocol state machine, free of I/O;
+//! - [`broker`] is the state all connections share: [`session`]s, the
+//!   [`subscriptions`] trie and the [`retained`] store;
+//! - [`sys`] publishes the `$SYS` counters kept in [`stats`].
+#![forbid(unsafe_code)]
+#![warn(missing_docs)]
+
+pub mod broker;
+pub mod config;
+pub mod connection;
+pub mod driver;
+pub mod message;
+pub mod retained;
+pub mod server;
+pub mod session;
+pub mod stats;
+pub mod subscriptions;
+pub mod sys;
+
+pub use broker::Broker;
+pub use config::{BrokerConfig, Limits, ListenerConfig};
+pub use server::Server;

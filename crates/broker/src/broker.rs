@@ -1,0 +1,461 @@
+//! The state every connection shares: sessions by client identifier, the subscription trie,
+//! the retained messages and the counters; and what happens to a message between the
+//! connection that received it and the sessions that want it.
+//!
+//! Locks: the session registry is taken only to open and close sessions; the trie is read
+//! (shared) on publish and written on (un)subscribe; each session has its own mutex. A thread
+//! never holds a session's mutex while it takes the registry or the trie.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use parking_lot::{Mutex, RwLock};
+use tokio::time::Instant;
+use tollgate_mqtt::{Publish, PublishProperties, QoS, SubscriptionOptions, Will};
+
+use crate::config::BrokerConfig;
+use crate::message::Message;
+use crate::retained::RetainedStore;
+use crate::session::{Delivery, EnqueueOutcome, PendingWill, Session, SessionSubscription};
+use crate::stats::BrokerStats;
+use crate::subscriptions::{SubscriptionEntry, SubscriptionTrie};
+
+/// A session expiry interval meaning "never".
+pub const NEVER_EXPIRES: u32 = u32::MAX;
+
+/// One recipient of a message being routed, after overlapping subscriptions are merged.
+#[derive(Debug, Clone)]
+pub struct RouteTarget {
+    session: Arc<Session>,
+    qos: QoS,
+    retain: bool,
+    identifier: Option<u32>,
+}
+
+/// What became of a routed message.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct RouteOutcome {
+    /// Sessions the message was given to.
+    pub delivered: usize,
+    /// Sessions whose full queue dropped it (or dropped a QoS 0 message for it).
+    pub dropped: usize,
+}
+
+/// A session handed to a connection at CONNECT.
+#[derive(Debug, Clone)]
+pub struct OpenedSession {
+    /// The session.
+    pub session: Arc<Session>,
+    /// The connection's generation: the session is the connection's while this is current.
+    pub generation: u64,
+    /// Whether an existing session was resumed (CONNACK's session present flag).
+    pub present: bool,
+}
+
+/// The broker's shared state.
+#[derive(Debug)]
+pub struct Broker {
+    /// The configuration it runs with.
+    pub config: BrokerConfig,
+    /// Counters for `$SYS`.
+    pub stats: BrokerStats,
+    /// When the broker started.
+    pub started_at: Instant,
+    sessions: Mutex<HashMap<Arc<str>, Arc<Session>>>,
+    subscriptions: RwLock<SubscriptionTrie<Arc<Session>>>,
+    retained: RwLock<RetainedStore>,
+    next_session_id: AtomicU64,
+    assigned_ids: AtomicU64,
+}
+
+impl Broker {
+    /// A broker with no sessions, subscriptions or retained messages.
+    pub fn new(config: BrokerConfig) -> Arc<Broker> {
+        Arc::new(Broker {
+            config,
+            stats: BrokerStats::default(),
+            started_at: Instant::now(),
+            sessions: Mutex::new(HashMap::new()),
+            subscriptions: RwLock::new(SubscriptionTrie::new()),
+            retained: RwLock::new(RetainedStore::new()),
+            next_session_id: AtomicU64::new(1),
+            assigned_ids: AtomicU64::new(0),
+        })
+    }
+
+    /// A client identifier for a client that sent an empty one.
+    pub fn assign_client_id(&self) -> String {
+        let n = self.assigned_ids.fetch_add(1, Ordering::Relaxed);
+        let start = self.started_at.elapsed().as_nanos() as u64;
+        format!(
+            "tollgate-{:x}{:08x}",
+            n,
+            (start ^ (std::process::id() as u64)) as u32
+        )
+    }
+
+    /// Opens the session of `client_id` for a new connection: resumes the existing one unless
+    /// `clean_start`, takes it over from a connection still attached to it (that connection is
+    /// woken and finds its generation gone), or creates a new one.
+    pub fn open_session(
+        &self,
+        client_id: &str,
+        clean_start: bool,
+        expiry_interval: u32,
+    ) -> OpenedSession {
+        let mut sessions = self.sessions.lock();
+        if let Some(existing) = sessions.get(client_id).cloned() {
+            let mut state = existing.state.lock();
+            let was_attached = state.attached;
+            state.generation += 1;
+            if was_attached {
+                drop(state);
+                existing.wake.notify_one();
+                state = existing.state.lock();
+            }
+            if !clean_start {
+                state.attached = true;
+                state.expiry_interval = expiry_interval;
+                // A new connection cancels a will still waiting for its delay.
+                state.pending_will = None;
+                let generation = state.generation;
+                drop(state);
+                existing.set_online(true);
+                return OpenedSession {
+                    session: existing,
+                    generation,
+                    present: true,
+                };
+            }
+            // Clean start: the old session ends here, and a will waiting on it goes out now.
+            state.ended = true;
+            let pending = state.pending_will.take();
+            let filters: Vec<String> = state.subscriptions.drain().map(|(f, _)| f).collect();
+            state.queue.clear();
+            state.inflight.clear();
+            drop(state);
+            existing.set_online(false);
+            sessions.remove(client_id);
+            self.remove_filters(&existing, &filters);
+            if let Some(pending) = pending {
+                self.publish_will(pending.will, existing.id);
+            }
+        }
+        let id = self.next_session_id.fetch_add(1, Ordering::Relaxed);
+        let limits = &self.config.limits;
+        let session = Arc::new(Session::new(
+            id,
+            client_id.into(),
+            expiry_interval,
+            limits.max_queued_messages,
+            limits.queue_qos0_offline,
+        ));
+        let generation = {
+            let mut state = session.state.lock();
+            state.generation = 1;
+            state.attached = true;
+            state.generation
+        };
+        session.set_online(true);
+        sessions.insert(session.client_id.clone(), session.clone());
+        OpenedSession {
+            session,
+            generation,
+            present: false,
+        }
+    }
+
+    /// Detaches a closing connection from its session. `will` is the will to publish (the
+    /// connection decided whether its ending calls for it): published now, or after its delay
+    /// unless a new connection resumes the session first. A session with expiry 0 ends now; a
+    /// finite one ends when its interval has passed without a new connection.
+    pub fn close_session(
+        self: &Arc<Self>,
+        session: &Arc<Session>,
+        generation: u64,
+        will: Option<Will>,
+    ) {
+        let mut state = session.state.lock();
+        if state.generation != generation || state.ended {
+            // Taken over: the session is no longer this connection's. Only an immediate will
+            // still goes out; a delayed one is cancelled by the new connection.
+            drop(state);
+            if let Some(will) = will {
+                if will_delay(&will) == 0 {
+                    self.publish_will(will, session.id);
+                }
+            }
+            return;
+        }
+        state.attached = false;
+        session.set_online(false);
+        let expiry = state.expiry_interval;
+        let delay = will.as_ref().map(will_delay).unwrap_or(0).min(expiry);
+        let immediate_will = match will {
+            Some(will) if delay == 0 => Some(will),
+            Some(will) => {
+                state.pending_will = Some(PendingWill { will, generation });
+                None
+            }
+            None => None,
+        };
+        drop(state);
+        if let Some(will) = immediate_will {
+            self.publish_will(will, session.id);
+        }
+        if expiry == 0 {
+            self.end_session(session);
+            return;
+        }
+        if delay > 0 {
+            let broker = Arc::clone(self);
+            let session = Arc::clone(session);
+            tokio::spawn(async move {
+                tokio::time::sleep(Duration::from_secs(u64::from(delay))).await;
+                let pending = {
+                    let mut state = session.state.lock();
+                    match &state.pending_will {
+                        Some(p) if p.generation == generation => state.pending_will.take(),
+                        _ => None,
+                    }
+                };
+                if let Some(pending) = pending {
+                    broker.publish_will(pending.will, session.id);
+                }
+            });
+        }
+        if expiry != NEVER_EXPIRES {
+            let broker = Arc::clone(self);
+            let session = Arc::clone(session);
+            tokio::spawn(async move {
+                tokio::time::sleep(Duration::from_secs(u64::from(expiry))).await;
+                let still_idle = {
+                    let state = session.state.lock();
+                    state.generation == generation && !state.attached && !state.ended
+                };
+                if still_idle {
+                    broker.end_session(&session);
+                }
+            });
+        }
+    }
+
+    /// Ends a session: removes it from the registry (if it is still the one registered under
+    /// its client identifier) and the trie, and publishes a will still waiting on it.
+    pub fn end_session(&self, session: &Arc<Session>) {
+        let mut sessions = self.sessions.lock();
+        let (filters, pending) = {
+            let mut state = session.state.lock();
+            if state.ended || state.attached {
+                return;
+            }
+            state.ended = true;
+            state.queue.clear();
+            state.inflight.clear();
+            let filters: Vec<String> = state.subscriptions.drain().map(|(f, _)| f).collect();
+            (filters, state.pending_will.take())
+        };
+        if sessions
+            .get(&session.client_id)
+            .is_some_and(|s| Arc::ptr_eq(s, session))
+        {
+            sessions.remove(&session.client_id);
+        }
+        drop(sessions);
+        self.remove_filters(session, &filters);
+        if let Some(pending) = pending {
+            self.publish_will(pending.will, session.id);
+        }
+    }
+
+    fn remove_filters(&self, session: &Arc<Session>, filters: &[String]) {
+        if filters.is_empty() {
+            return;
+        }
+        let mut trie = self.subscriptions.write();
+        let mut removed = 0;
+        for filter in filters {
+            if trie.remove(filter, session.id) {
+                removed += 1;
+            }
+        }
+        BrokerStats::sub(&self.stats.subscriptions, removed);
+    }
+
+    /// Adds or replaces a subscription of `session`. Returns whether it existed before.
+    pub fn subscribe(
+        &self,
+        session: &Arc<Session>,
+        filter: &str,
+        options: SubscriptionOptions,
+        identifier: Option<u32>,
+    ) -> bool {
+        session.state.lock().subscriptions.insert(
+            filter.to_owned(),
+            SessionSubscription {
+                options,
+                identifier,
+            },
+        );
+        let existed = self.subscriptions.write().insert(
+            filter,
+            SubscriptionEntry {
+                subscriber: Arc::clone(session),
+                options,
+                identifier,
+            },
+        );
+        if !existed {
+            BrokerStats::add(&self.stats.subscriptions, 1);
+        }
+        existed
+    }
+
+    /// Removes a subscription of `session`. Returns whether it existed.
+    pub fn unsubscribe(&self, session: &Arc<Session>, filter: &str) -> bool {
+        session.state.lock().subscriptions.remove(filter);
+        let existed = self.subscriptions.write().remove(filter, session.id);
+        if existed {
+            BrokerStats::sub(&self.stats.subscriptions, 1);
+        }
+        existed
+    }
+
+    /// Calls `f` with each retained message matching `filter`.
+    pub fn for_each_retained(&self, filter: &str, f: impl FnMut(&Arc<Message>)) {
+        self.retained.read().for_each_match(filter, f);
+    }
+
+    /// Stores (or clears) a retained message.
+    pub fn retain(&self, message: Arc<Message>) {
+        let mut retained = self.retained.write();
+        retained.set(message);
+        self.stats
+            .retained_messages
+            .store(retained.len() as u64, Ordering::Relaxed);
+    }
+
+    /// Routes `message` to every session subscribed to its topic: one delivery per session,
+    /// at the highest QoS of its matching subscriptions, with all their identifiers.
+    /// `scratch` is a buffer the caller keeps so routing does not allocate per message.
+    pub fn route(&self, message: &Arc<Message>, scratch: &mut Vec<RouteTarget>) -> RouteOutcome {
+        scratch.clear();
+        let publish = &message.publish;
+        {
+            let trie = self.subscriptions.read();
+            trie.for_each_match(&publish.topic, |entry| {
+                if entry.options.no_local && entry.subscriber.id == message.origin {
+                    return;
+                }
+                scratch.push(RouteTarget {
+                    session: Arc::clone(&entry.subscriber),
+                    qos: entry.options.qos.min(publish.qos),
+                    retain: entry.options.retain_as_published && publish.retain,
+                    identifier: entry.identifier,
+                });
+            });
+        }
+        if scratch.len() > 1 {
+            scratch.sort_unstable_by_key(|t| t.session.id);
+        }
+        let mut outcome = RouteOutcome::default();
+        let mut i = 0;
+        while i < scratch.len() {
+            let first = &scratch[i];
+            let mut qos = first.qos;
+            let mut retain = first.retain;
+            let mut ids: Vec<u32> = first.identifier.into_iter().collect();
+            let mut j = i + 1;
+            while j < scratch.len() && scratch[j].session.id == first.session.id {
+                qos = qos.max(scratch[j].qos);
+                retain |= scratch[j].retain;
+                ids.extend(scratch[j].identifier);
+                j += 1;
+            }
+            let delivery = Delivery {
+                message: Arc::clone(message),
+                qos,
+                retain,
+                subscription_ids: ids,
+            };
+            match first.session.enqueue(delivery) {
+                EnqueueOutcome::Queued => outcome.delivered += 1,
+                EnqueueOutcome::Skipped => {}
+                EnqueueOutcome::QueuedDroppingQos0 => {
+                    outcome.delivered += 1;
+                    outcome.dropped += 1;
+                }
+                EnqueueOutcome::Dropped => {
+                    outcome.dropped += 1;
+                    tracing::warn!(client_id = %first.session.client_id, topic = %publish.topic, "session queue full: message dropped");
+                }
+            }
+            i = j;
+        }
+        scratch.clear();
+        if outcome.dropped > 0 {
+            BrokerStats::add(&self.stats.messages_dropped, outcome.dropped as u64);
+        }
+        outcome
+    }
+
+    /// Publishes a message made by the broker (a will, a `$SYS` update): stored if retained,
+    /// then routed.
+    pub fn publish_internal(&self, publish: Publish, origin: u64) -> RouteOutcome {
+        let message = Message::new(publish, origin, Instant::now());
+        if message.publish.retain && self.config.limits.retain_available {
+            self.retain(Arc::clone(&message));
+        }
+        self.route(&message, &mut Vec::new())
+    }
+
+    /// Publishes a will message.
+    pub fn publish_will(&self, will: Will, origin: u64) {
+        tracing::debug!(topic = %will.topic, "publishing will");
+        let props = will.properties;
+        let publish = Publish {
+            dup: false,
+            qos: will.qos,
+            retain: will.retain,
+            topic: will.topic,
+            packet_id: None,
+            properties: PublishProperties {
+                payload_format_indicator: props.payload_format_indicator,
+                message_expiry_interval: props.message_expiry_interval,
+                topic_alias: None,
+                response_topic: props.response_topic,
+                correlation_data: props.correlation_data,
+                user_properties: props.user_properties,
+                subscription_identifiers: Vec::new(),
+                content_type: props.content_type,
+            },
+            payload: will.payload,
+        };
+        self.publish_internal(publish, origin);
+    }
+
+    /// Sets a retained `$SYS` topic's value.
+    pub fn publish_sys(&self, topic: &str, value: String) {
+        let publish = Publish {
+            qos: QoS::AtMostOnce,
+            retain: true,
+            topic: topic.to_owned(),
+            payload: Bytes::from(value),
+            ..Publish::default()
+        };
+        self.publish_internal(publish, 0);
+    }
+
+    /// How many sessions exist (connected or not).
+    pub fn session_count(&self) -> usize {
+        self.sessions.lock().len()
+    }
+}
+
+/// A will's delay interval in seconds (0 for 3.x wills).
+fn will_delay(will: &Will) -> u32 {
+    will.properties.will_delay_interval.unwrap_or(0)
+}

@@ -1,0 +1,119 @@
+//! The broker's settings: limits and listeners.
+//!
+//! Every field has a default, so an empty configuration is a working one. The `tollgate`
+//! binary reads these from a TOML file; an embedder builds them in code.
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use serde::Deserialize;
+
+/// Settings for the whole broker.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct BrokerConfig {
+    /// The listeners; the default is one TCP listener on 127.0.0.1:1883 with anonymous access.
+    #[serde(rename = "listener")]
+    pub listeners: Vec<ListenerConfig>,
+    /// Protocol limits and queue sizes.
+    pub limits: Limits,
+    /// Seconds between updates of the `$SYS/broker/...` topics; 0 turns them off.
+    pub sys_interval: u64,
+    /// Log filter (`error`, `warn`, `info`, `debug`, `trace`, or a `tracing` directive list);
+    /// `RUST_LOG` overrides it. Read by the binary that sets up logging.
+    pub log_level: String,
+}
+
+impl Default for BrokerConfig {
+    fn default() -> Self {
+        BrokerConfig {
+            listeners: vec![ListenerConfig::default()],
+            limits: Limits::default(),
+            sys_interval: 10,
+            log_level: "info".to_owned(),
+        }
+    }
+}
+
+/// One network listener.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ListenerConfig {
+    /// Address and port to listen on.
+    pub bind: SocketAddr,
+    /// Whether clients may connect without credentials.
+    pub allow_anonymous: bool,
+    /// Set TCP_NODELAY on accepted connections (lower latency, more packets on the wire).
+    pub tcp_nodelay: bool,
+}
+
+impl Default for ListenerConfig {
+    fn default() -> Self {
+        ListenerConfig {
+            bind: SocketAddr::from(([127, 0, 0, 1], 1883)),
+            allow_anonymous: true,
+            tcp_nodelay: true,
+        }
+    }
+}
+
+/// Protocol limits, in-flight windows and queue bounds.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Limits {
+    /// Largest packet accepted from a client, in bytes (advertised to 5.0 clients).
+    pub max_packet_size: u32,
+    /// Seconds a new connection has to send CONNECT.
+    pub connect_timeout: u64,
+    /// Largest keep alive the broker accepts; a 5.0 client asking for more (or for 0) is told
+    /// this value as the server keep alive.
+    pub max_keep_alive: u16,
+    /// How many QoS 1/2 messages the broker sends a client before it waits for
+    /// acknowledgements (a 5.0 client's own receive maximum lowers it).
+    pub max_inflight_messages: u16,
+    /// How many QoS 2 publishes a client may have in flight to the broker (the receive
+    /// maximum advertised to 5.0 clients; exceeding it is DISCONNECT 0x93).
+    pub receive_maximum: u16,
+    /// How many messages wait per session (offline, or beyond the in-flight window) before
+    /// new ones are dropped; QoS 0 messages are dropped first.
+    pub max_queued_messages: usize,
+    /// Whether QoS 0 messages are queued for offline clients with a persistent session.
+    pub queue_qos0_offline: bool,
+    /// Highest QoS the broker supports (0, 1 or 2).
+    pub max_qos: u8,
+    /// Whether retained messages are supported.
+    pub retain_available: bool,
+    /// How many topic aliases a 5.0 client may use towards the broker.
+    pub topic_alias_maximum: u16,
+    /// Largest session expiry interval granted, in seconds.
+    pub max_session_expiry: u32,
+    /// Largest client identifier accepted from 3.1.1 and 5.0 clients, in bytes
+    /// (3.1 clients are held to the protocol's 23).
+    pub max_client_id_len: usize,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Limits {
+            max_packet_size: 1024 * 1024,
+            connect_timeout: 10,
+            max_keep_alive: 65535,
+            max_inflight_messages: 1024,
+            receive_maximum: 1024,
+            max_queued_messages: 10_000,
+            queue_qos0_offline: false,
+            max_qos: 2,
+            retain_available: true,
+            topic_alias_maximum: 64,
+            max_session_expiry: u32::MAX,
+            max_client_id_len: 256,
+        }
+    }
+}
+
+impl Limits {
+    /// The connect timeout as a duration.
+    pub fn connect_timeout(&self) -> Duration {
+        Duration::from_secs(self.connect_timeout.max(1))
+    }
+}

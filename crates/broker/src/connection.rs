@@ -1,0 +1,847 @@
+//! The protocol state machine of one client connection, without I/O.
+//!
+//! Packets go in ([`Connection::handle`]), bytes to send accumulate in [`Connection::out`],
+//! and time is passed in by the caller: the driver in `driver.rs` owns the socket and the
+//! clock, this file owns the protocol. Every way a connection can end is a [`Close`], which
+//! says what to tell the client and whether the will goes out.
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::BytesMut;
+use tokio::time::Instant;
+use tollgate_auth::Principal;
+use tollgate_mqtt::{
+    encode, encode_publish_with, publish_encoded_len, Ack, AckProperties, ConnAck,
+    ConnAckProperties, Connect, ConnectReturnCode, DecodeError, Decoder, Disconnect,
+    DisconnectProperties, Packet, ProtocolVersion, Publish, PublishOverrides, QoS, ReasonCode,
+    RetainHandling, Role, SubAck, Subscribe, UnsubAck, Unsubscribe, Will,
+};
+
+use crate::broker::{Broker, RouteTarget, NEVER_EXPIRES};
+use crate::config::ListenerConfig;
+use crate::message::Message;
+use crate::session::{Delivery, InFlight, OutgoingState, Session};
+use crate::stats::{BrokerStats, LocalCounts};
+
+/// Above this many bytes waiting to be written, the connection stops taking messages from its
+/// session's queue (they wait there, under the queue's bound) until the socket drains.
+pub const OUT_HIGH_WATER: usize = 64 * 1024;
+
+/// How a connection ends.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Close {
+    /// Why (5.0 reason code; also the log's reason).
+    pub reason: ReasonCode,
+    /// Whether the will is published.
+    pub publish_will: bool,
+}
+
+impl Close {
+    /// The client sent DISCONNECT: the will goes out only for reason 0x04.
+    fn by_client(reason: ReasonCode) -> Close {
+        Close {
+            reason,
+            publish_will: reason == ReasonCode::DISCONNECT_WITH_WILL,
+        }
+    }
+
+    /// An error or an abrupt end: the will goes out.
+    pub fn abnormal(reason: ReasonCode) -> Close {
+        Close {
+            reason,
+            publish_will: true,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Phase {
+    AwaitingConnect,
+    Connected,
+    Closed,
+}
+
+/// One connection's protocol state.
+pub struct Connection {
+    broker: Arc<Broker>,
+    listener: Arc<ListenerConfig>,
+    peer: SocketAddr,
+    phase: Phase,
+    version: ProtocolVersion,
+    /// Encoded packets waiting to be written to the socket.
+    pub out: BytesMut,
+    session: Option<Arc<Session>>,
+    generation: u64,
+    principal: Option<Principal>,
+    opened_at: Instant,
+    last_received: Instant,
+    keep_alive: Option<Duration>,
+    will: Option<Will>,
+    session_expiry: u32,
+    client_receive_maximum: u16,
+    client_maximum_packet_size: u32,
+    client_topic_alias_maximum: u16,
+    incoming_aliases: HashMap<u16, String>,
+    outgoing_aliases: HashMap<String, u16>,
+    /// Packet and byte counts not yet added to the broker's.
+    pub counts: LocalCounts,
+    scratch: Vec<RouteTarget>,
+}
+
+impl Connection {
+    /// A connection accepted at `now` from `peer` on `listener`.
+    pub fn new(
+        broker: Arc<Broker>,
+        listener: Arc<ListenerConfig>,
+        peer: SocketAddr,
+        now: Instant,
+    ) -> Connection {
+        Connection {
+            broker,
+            listener,
+            peer,
+            phase: Phase::AwaitingConnect,
+            version: ProtocolVersion::V3_1_1,
+            out: BytesMut::new(),
+            session: None,
+            generation: 0,
+            principal: None,
+            opened_at: now,
+            last_received: now,
+            keep_alive: None,
+            will: None,
+            session_expiry: 0,
+            client_receive_maximum: u16::MAX,
+            client_maximum_packet_size: u32::MAX,
+            client_topic_alias_maximum: 0,
+            incoming_aliases: HashMap::new(),
+            outgoing_aliases: HashMap::new(),
+            counts: LocalCounts::default(),
+            scratch: Vec::new(),
+        }
+    }
+
+    /// The decoder for the next packet from this client.
+    pub fn decoder(&self) -> Decoder {
+        Decoder {
+            role: Role::Server,
+            version: self.version,
+            maximum_packet_size: self.broker.config.limits.max_packet_size,
+        }
+    }
+
+    /// The session, once CONNECT has been accepted.
+    pub fn session(&self) -> Option<&Arc<Session>> {
+        self.session.as_ref()
+    }
+
+    /// Whether CONNECT has been accepted and the connection not yet closed.
+    pub fn is_connected(&self) -> bool {
+        self.phase == Phase::Connected
+    }
+
+    /// The client identifier, once connected.
+    pub fn client_id(&self) -> Option<&str> {
+        self.principal.as_ref().map(|p| p.client_id.as_str())
+    }
+
+    /// Whether the connection should take more messages from its session now.
+    pub fn wants_deliveries(&self) -> bool {
+        self.phase == Phase::Connected && self.out.len() < OUT_HIGH_WATER
+    }
+
+    fn send(&mut self, packet: &Packet) {
+        if let Err(e) = encode(packet, self.version, &mut self.out) {
+            tracing::error!(error = %e, "failed to encode a packet for {}", self.peer);
+        }
+    }
+
+    /// Handles a packet that could not be decoded: the reason code for the client (5.0
+    /// DISCONNECT or, before CONNECT, CONNACK) and the close.
+    pub fn decode_failed(&mut self, error: &DecodeError) -> Close {
+        tracing::debug!(peer = %self.peer, error = %error, "malformed packet");
+        match self.phase {
+            Phase::AwaitingConnect => {
+                if let DecodeError::UnsupportedProtocolVersion(_) = error {
+                    // The client's version is unknown: answer in the 3.x form, which every
+                    // version's client can read (5.0 clients see 0x01 as a refusal too).
+                    self.version = ProtocolVersion::V3_1_1;
+                    self.send(&Packet::ConnAck(ConnAck {
+                        reason_code: ConnectReturnCode::UNACCEPTABLE_PROTOCOL_VERSION,
+                        ..ConnAck::default()
+                    }));
+                }
+                Close::abnormal(error.reason_code())
+            }
+            _ => self.protocol_error(error.reason_code()),
+        }
+    }
+
+    /// Closes for a protocol violation: 5.0 clients are told why with DISCONNECT.
+    fn protocol_error(&mut self, reason: ReasonCode) -> Close {
+        self.send_disconnect(reason);
+        Close::abnormal(reason)
+    }
+
+    /// Writes a server DISCONNECT for 5.0 clients (3.x has none: the connection just closes).
+    fn send_disconnect(&mut self, reason: ReasonCode) {
+        if self.version.is_v5() && self.phase == Phase::Connected {
+            self.send(&Packet::Disconnect(Disconnect {
+                reason_code: reason,
+                properties: DisconnectProperties::default(),
+            }));
+        }
+    }
+
+    /// Handles one decoded packet.
+    pub fn handle(&mut self, packet: Packet, now: Instant) -> Result<(), Close> {
+        self.last_received = now;
+        match (self.phase, packet) {
+            (Phase::AwaitingConnect, Packet::Connect(connect)) => {
+                self.handle_connect(*connect, now)
+            }
+            (Phase::AwaitingConnect, _) => Err(Close::abnormal(ReasonCode::PROTOCOL_ERROR)),
+            (Phase::Closed, _) => Err(Close::abnormal(ReasonCode::PROTOCOL_ERROR)),
+            (Phase::Connected, packet) => match packet {
+                Packet::Connect(_) => Err(self.protocol_error(ReasonCode::PROTOCOL_ERROR)),
+                Packet::Publish(publish) => self.handle_publish(publish, now),
+                Packet::PubAck(ack) => self.handle_puback(ack, now),
+                Packet::PubRec(ack) => self.handle_pubrec(ack),
+                Packet::PubRel(ack) => self.handle_pubrel(ack),
+                Packet::PubComp(ack) => self.handle_pubcomp(ack, now),
+                Packet::Subscribe(subscribe) => self.handle_subscribe(subscribe, now),
+                Packet::Unsubscribe(unsubscribe) => self.handle_unsubscribe(unsubscribe),
+                Packet::PingReq => {
+                    self.send(&Packet::PingResp);
+                    Ok(())
+                }
+                Packet::Disconnect(disconnect) => Err(self.handle_disconnect(disconnect)),
+                // No enhanced authentication method is configured yet: AUTH is unexpected.
+                Packet::Auth(_) => Err(self.protocol_error(ReasonCode::PROTOCOL_ERROR)),
+                Packet::ConnAck(_) | Packet::SubAck(_) | Packet::UnsubAck(_) | Packet::PingResp => {
+                    Err(self.protocol_error(ReasonCode::PROTOCOL_ERROR))
+                }
+            },
+        }
+    }
+
+    /// Refuses CONNECT with `reason` (a 5.0 reason, converted for 3.x clients) and closes.
+    fn refuse(&mut self, reason: ReasonCode) -> Close {
+        let code = if self.version.is_v5() {
+            reason
+        } else {
+            ConnectReturnCode::from_v5(reason)
+        };
+        self.send(&Packet::ConnAck(ConnAck {
+            session_present: false,
+            reason_code: code,
+            properties: ConnAckProperties::default(),
+        }));
+        tracing::info!(peer = %self.peer, reason = reason.0, "connection refused");
+        Close {
+            reason,
+            publish_will: false,
+        }
+    }
+
+    fn handle_connect(&mut self, connect: Connect, now: Instant) -> Result<(), Close> {
+        self.version = connect.protocol;
+        let limits = &self.broker.config.limits;
+        let v5 = self.version.is_v5();
+
+        // Client identifier rules per version.
+        let mut client_id = connect.client_id;
+        let mut assigned = false;
+        match self.version {
+            ProtocolVersion::V3_1 => {
+                if client_id.is_empty() || client_id.chars().count() > 23 {
+                    return Err(self.refuse(ReasonCode::CLIENT_IDENTIFIER_NOT_VALID));
+                }
+            }
+            ProtocolVersion::V3_1_1 | ProtocolVersion::V5 => {
+                if client_id.is_empty() {
+                    if !v5 && !connect.clean_start {
+                        return Err(self.refuse(ReasonCode::CLIENT_IDENTIFIER_NOT_VALID));
+                    }
+                    client_id = self.broker.assign_client_id();
+                    assigned = true;
+                } else if client_id.len() > limits.max_client_id_len {
+                    return Err(self.refuse(ReasonCode::CLIENT_IDENTIFIER_NOT_VALID));
+                }
+            }
+        }
+
+        // Authentication: until the authentication chain lands, a listener either admits
+        // anonymous clients or refuses everyone; enhanced authentication is not offered.
+        if v5 && connect.properties.authentication_method.is_some() {
+            return Err(self.refuse(ReasonCode::BAD_AUTHENTICATION_METHOD));
+        }
+        if !self.listener.allow_anonymous {
+            return Err(self.refuse(ReasonCode::NOT_AUTHORIZED));
+        }
+
+        if let Some(will) = &connect.will {
+            if will.qos as u8 > limits.max_qos {
+                return Err(self.refuse(ReasonCode::QOS_NOT_SUPPORTED));
+            }
+            if will.retain && !limits.retain_available {
+                return Err(self.refuse(ReasonCode::RETAIN_NOT_SUPPORTED));
+            }
+            if will.topic.starts_with("$SYS") {
+                return Err(self.refuse(ReasonCode::NOT_AUTHORIZED));
+            }
+        }
+
+        let requested_expiry = if v5 {
+            connect.properties.session_expiry_interval.unwrap_or(0)
+        } else if connect.clean_start {
+            0
+        } else {
+            NEVER_EXPIRES
+        };
+        let expiry = requested_expiry.min(limits.max_session_expiry);
+        self.session_expiry = expiry;
+
+        let mut props = ConnAckProperties::default();
+        if v5 {
+            self.client_receive_maximum = connect.properties.receive_maximum.unwrap_or(u16::MAX);
+            self.client_maximum_packet_size =
+                connect.properties.maximum_packet_size.unwrap_or(u32::MAX);
+            self.client_topic_alias_maximum = connect.properties.topic_alias_maximum.unwrap_or(0);
+            props.receive_maximum = Some(limits.receive_maximum);
+            props.maximum_packet_size = Some(limits.max_packet_size);
+            props.topic_alias_maximum = Some(limits.topic_alias_maximum);
+            if limits.max_qos < 2 {
+                props.maximum_qos = QoS::from_u8(limits.max_qos);
+            }
+            if !limits.retain_available {
+                props.retain_available = Some(false);
+            }
+            if expiry != requested_expiry {
+                props.session_expiry_interval = Some(expiry);
+            }
+            if assigned {
+                props.assigned_client_identifier = Some(client_id.clone());
+            }
+        }
+
+        let mut keep_alive = connect.keep_alive;
+        if v5
+            && (keep_alive > limits.max_keep_alive
+                || (keep_alive == 0 && limits.max_keep_alive < u16::MAX))
+        {
+            keep_alive = limits.max_keep_alive;
+            props.server_keep_alive = Some(keep_alive);
+        }
+        self.keep_alive =
+            (keep_alive > 0).then(|| Duration::from_millis(u64::from(keep_alive) * 1500));
+
+        let opened = self
+            .broker
+            .open_session(&client_id, connect.clean_start, expiry);
+        self.session = Some(opened.session);
+        self.generation = opened.generation;
+        self.will = connect.will;
+        self.principal = Some(Principal {
+            client_id: client_id.clone(),
+            username: connect.username,
+        });
+        self.phase = Phase::Connected;
+        BrokerStats::add(&self.broker.stats.clients_connected, 1);
+        BrokerStats::add(&self.broker.stats.connections_total, 1);
+        tracing::info!(peer = %self.peer, client_id = %client_id, version = ?self.version, session_present = opened.present, "client connected");
+
+        let session_present = opened.present && self.version != ProtocolVersion::V3_1;
+        self.send(&Packet::ConnAck(ConnAck {
+            session_present,
+            reason_code: ReasonCode::SUCCESS,
+            properties: props,
+        }));
+        if opened.present {
+            self.resend_inflight();
+        }
+        self.pull_deliveries(now)
+    }
+
+    /// After a session is resumed: everything unacknowledged goes out again, PUBLISH with DUP
+    /// set, PUBREL as it was.
+    fn resend_inflight(&mut self) {
+        let Some(session) = self.session.clone() else {
+            return;
+        };
+        let state = session.state.lock();
+        let mut sent = 0u64;
+        for flight in state.inflight.iter() {
+            match flight.state {
+                OutgoingState::AwaitingPubComp => {
+                    self.send(&Packet::PubRel(Ack {
+                        packet_id: flight.packet_id,
+                        ..Ack::default()
+                    }));
+                }
+                OutgoingState::AwaitingPubAck | OutgoingState::AwaitingPubRec => {
+                    let expiry = flight
+                        .delivery
+                        .message
+                        .remaining_expiry(Instant::now())
+                        .flatten();
+                    if self.encode_delivery(&flight.delivery, Some(flight.packet_id), true, expiry)
+                    {
+                        sent += 1;
+                    }
+                }
+            }
+        }
+        drop(state);
+        self.counts.messages_sent += sent;
+    }
+
+    /// Encodes one delivery, assigning a topic alias when the client accepts them. Returns
+    /// false (and writes nothing) when it is larger than the client's maximum packet size.
+    fn encode_delivery(
+        &mut self,
+        delivery: &Delivery,
+        packet_id: Option<u16>,
+        dup: bool,
+        expiry: Option<u32>,
+    ) -> bool {
+        let message = &delivery.message.publish;
+        let mut overrides = PublishOverrides {
+            dup,
+            qos: delivery.qos,
+            retain: delivery.retain,
+            packet_id,
+            topic_alias: None,
+            omit_topic: false,
+            message_expiry_interval: expiry,
+            subscription_identifiers: &delivery.subscription_ids,
+        };
+        if self.version.is_v5() && self.client_topic_alias_maximum > 0 {
+            match self.outgoing_aliases.get(&message.topic) {
+                Some(&alias) => {
+                    overrides.topic_alias = Some(alias);
+                    overrides.omit_topic = true;
+                }
+                None => {
+                    let next = self.outgoing_aliases.len() + 1;
+                    if next <= usize::from(self.client_topic_alias_maximum) {
+                        overrides.topic_alias = Some(next as u16);
+                    }
+                }
+            }
+        }
+        match publish_encoded_len(message, &overrides, self.version) {
+            Ok(len) if len as u64 <= u64::from(self.client_maximum_packet_size) => {}
+            Ok(len) => {
+                tracing::debug!(topic = %message.topic, len, max = self.client_maximum_packet_size, "message larger than the client's maximum packet size: not sent");
+                return false;
+            }
+            Err(e) => {
+                tracing::error!(error = %e, "cannot encode a message");
+                return false;
+            }
+        }
+        if let (Some(alias), false) = (overrides.topic_alias, overrides.omit_topic) {
+            self.outgoing_aliases.insert(message.topic.clone(), alias);
+        }
+        match encode_publish_with(message, &overrides, self.version, &mut self.out) {
+            Ok(()) => true,
+            Err(e) => {
+                tracing::error!(error = %e, "cannot encode a message");
+                false
+            }
+        }
+    }
+
+    /// Moves messages from the session's queue to the socket's buffer, as far as the client's
+    /// in-flight window and the buffer's high-water mark allow. Finds out here when the session
+    /// was taken over by another connection.
+    pub fn pull_deliveries(&mut self, now: Instant) -> Result<(), Close> {
+        let Some(session) = self.session.clone() else {
+            return Ok(());
+        };
+        if self.phase != Phase::Connected {
+            return Ok(());
+        }
+        let window = usize::from(
+            self.client_receive_maximum
+                .min(self.broker.config.limits.max_inflight_messages)
+                .max(1),
+        );
+        let mut state = session.state.lock();
+        if state.generation != self.generation {
+            drop(state);
+            tracing::info!(client_id = %session.client_id, "session taken over by a new connection");
+            self.send_disconnect(ReasonCode::SESSION_TAKEN_OVER);
+            return Err(Close::abnormal(ReasonCode::SESSION_TAKEN_OVER));
+        }
+        let mut sent = 0u64;
+        while self.out.len() < OUT_HIGH_WATER {
+            let Some(front) = state.queue.front() else {
+                break;
+            };
+            if front.qos != QoS::AtMostOnce && state.inflight.len() >= window {
+                break;
+            }
+            let delivery = state.queue.pop_front().expect("front exists");
+            let Some(expiry) = delivery.message.remaining_expiry(now) else {
+                continue;
+            };
+            let packet_id = (delivery.qos != QoS::AtMostOnce).then(|| state.next_packet_id());
+            if !self.encode_delivery(&delivery, packet_id, false, expiry) {
+                continue;
+            }
+            sent += 1;
+            if let Some(packet_id) = packet_id {
+                let flight_state = if delivery.qos == QoS::AtLeastOnce {
+                    OutgoingState::AwaitingPubAck
+                } else {
+                    OutgoingState::AwaitingPubRec
+                };
+                state.inflight.push_back(InFlight {
+                    packet_id,
+                    delivery,
+                    state: flight_state,
+                });
+            }
+        }
+        drop(state);
+        self.counts.messages_sent += sent;
+        Ok(())
+    }
+
+    fn handle_publish(&mut self, mut publish: Publish, now: Instant) -> Result<(), Close> {
+        let limits = &self.broker.config.limits;
+        self.counts.messages_received += 1;
+        if publish.qos as u8 > limits.max_qos {
+            return Err(self.protocol_error(ReasonCode::QOS_NOT_SUPPORTED));
+        }
+        if publish.retain && !limits.retain_available {
+            return Err(self.protocol_error(ReasonCode::RETAIN_NOT_SUPPORTED));
+        }
+        if let Some(alias) = publish.properties.topic_alias.take() {
+            if alias == 0 || alias > limits.topic_alias_maximum {
+                return Err(self.protocol_error(ReasonCode::TOPIC_ALIAS_INVALID));
+            }
+            if publish.topic.is_empty() {
+                match self.incoming_aliases.get(&alias) {
+                    Some(topic) => publish.topic = topic.clone(),
+                    None => return Err(self.protocol_error(ReasonCode::PROTOCOL_ERROR)),
+                }
+            } else {
+                self.incoming_aliases.insert(alias, publish.topic.clone());
+            }
+        } else if publish.topic.is_empty() {
+            return Err(self.protocol_error(ReasonCode::TOPIC_NAME_INVALID));
+        }
+
+        let session = self
+            .session
+            .clone()
+            .expect("connected connections have a session");
+        let packet_id = publish.packet_id;
+        let qos = publish.qos;
+        if qos == QoS::ExactlyOnce {
+            let id = packet_id.expect("QoS 2 publishes carry a packet id");
+            let mut state = session.state.lock();
+            if state.incoming_qos2.contains(&id) {
+                // A resend of a message already taken: acknowledge again, route nothing.
+                drop(state);
+                self.send(&Packet::PubRec(Ack {
+                    packet_id: id,
+                    ..Ack::default()
+                }));
+                return Ok(());
+            }
+            if state.incoming_qos2.len() >= usize::from(limits.receive_maximum) {
+                drop(state);
+                return Err(self.protocol_error(ReasonCode::RECEIVE_MAXIMUM_EXCEEDED));
+            }
+            state.incoming_qos2.insert(id);
+        }
+
+        // `$SYS` is the broker's: clients may not publish there.
+        let reason = if publish.topic.starts_with("$SYS") {
+            tracing::info!(client_id = %session.client_id, topic = %publish.topic, "publish to $SYS refused");
+            ReasonCode::NOT_AUTHORIZED
+        } else {
+            publish.dup = false;
+            publish.packet_id = None;
+            let message = Message::new(publish, session.id, now);
+            if message.publish.retain {
+                self.broker.retain(Arc::clone(&message));
+            }
+            let outcome = self.broker.route(&message, &mut self.scratch);
+            if qos == QoS::AtMostOnce {
+                ReasonCode::SUCCESS
+            } else if outcome.dropped > 0 {
+                ReasonCode::QUOTA_EXCEEDED
+            } else if outcome.delivered == 0 {
+                ReasonCode::NO_MATCHING_SUBSCRIBERS
+            } else {
+                ReasonCode::SUCCESS
+            }
+        };
+        let reason = if self.version.is_v5() {
+            reason
+        } else {
+            ReasonCode::SUCCESS
+        };
+        if let Some(packet_id) = packet_id {
+            let ack = Ack {
+                packet_id,
+                reason_code: reason,
+                properties: AckProperties::default(),
+            };
+            if qos == QoS::ExactlyOnce {
+                if reason.is_error() {
+                    // A refused QoS 2 message is not held for PUBREL.
+                    session.state.lock().incoming_qos2.remove(&packet_id);
+                }
+                self.send(&Packet::PubRec(ack));
+            } else {
+                self.send(&Packet::PubAck(ack));
+            }
+        }
+        Ok(())
+    }
+
+    fn handle_puback(&mut self, ack: Ack, now: Instant) -> Result<(), Close> {
+        self.complete_outgoing(ack.packet_id, OutgoingState::AwaitingPubAck);
+        self.pull_deliveries(now)
+    }
+
+    fn handle_pubrec(&mut self, ack: Ack) -> Result<(), Close> {
+        let Some(session) = self.session.clone() else {
+            return Ok(());
+        };
+        let mut state = session.state.lock();
+        let found = state
+            .inflight
+            .iter()
+            .position(|f| f.packet_id == ack.packet_id);
+        let reason = match found {
+            Some(index) if ack.reason_code.is_error() => {
+                state.inflight.remove(index);
+                drop(state);
+                return Ok(());
+            }
+            Some(index) => {
+                let flight = &mut state.inflight[index];
+                if flight.state == OutgoingState::AwaitingPubAck {
+                    drop(state);
+                    return Err(self.protocol_error(ReasonCode::PROTOCOL_ERROR));
+                }
+                flight.state = OutgoingState::AwaitingPubComp;
+                ReasonCode::SUCCESS
+            }
+            None => ReasonCode::PACKET_IDENTIFIER_NOT_FOUND,
+        };
+        drop(state);
+        let reason = if self.version.is_v5() {
+            reason
+        } else {
+            ReasonCode::SUCCESS
+        };
+        self.send(&Packet::PubRel(Ack {
+            packet_id: ack.packet_id,
+            reason_code: reason,
+            properties: AckProperties::default(),
+        }));
+        Ok(())
+    }
+
+    fn handle_pubrel(&mut self, ack: Ack) -> Result<(), Close> {
+        let Some(session) = self.session.clone() else {
+            return Ok(());
+        };
+        let existed = session.state.lock().incoming_qos2.remove(&ack.packet_id);
+        let reason = if existed || !self.version.is_v5() {
+            ReasonCode::SUCCESS
+        } else {
+            ReasonCode::PACKET_IDENTIFIER_NOT_FOUND
+        };
+        self.send(&Packet::PubComp(Ack {
+            packet_id: ack.packet_id,
+            reason_code: reason,
+            properties: AckProperties::default(),
+        }));
+        Ok(())
+    }
+
+    fn handle_pubcomp(&mut self, ack: Ack, now: Instant) -> Result<(), Close> {
+        self.complete_outgoing(ack.packet_id, OutgoingState::AwaitingPubComp);
+        self.pull_deliveries(now)
+    }
+
+    /// Removes an acknowledged message from the in-flight window.
+    fn complete_outgoing(&mut self, packet_id: u16, expected: OutgoingState) {
+        let Some(session) = &self.session else { return };
+        let mut state = session.state.lock();
+        // Acknowledgements nearly always come in order: look from the front.
+        if let Some(index) = state
+            .inflight
+            .iter()
+            .position(|f| f.packet_id == packet_id && f.state == expected)
+        {
+            state.inflight.remove(index);
+        }
+    }
+
+    fn handle_subscribe(&mut self, subscribe: Subscribe, now: Instant) -> Result<(), Close> {
+        let session = self
+            .session
+            .clone()
+            .expect("connected connections have a session");
+        let limits = &self.broker.config.limits;
+        let identifier = subscribe.properties.subscription_identifier;
+        let mut codes = Vec::with_capacity(subscribe.subscriptions.len());
+        let mut retained: Vec<Delivery> = Vec::new();
+        for subscription in &subscribe.subscriptions {
+            let shared = tollgate_mqtt::topic::split_shared(&subscription.filter);
+            if shared.is_some() && subscription.options.no_local && self.version.is_v5() {
+                return Err(self.protocol_error(ReasonCode::PROTOCOL_ERROR));
+            }
+            let mut options = subscription.options;
+            options.qos = options
+                .qos
+                .min(QoS::from_u8(limits.max_qos).unwrap_or(QoS::ExactlyOnce));
+            let existed =
+                self.broker
+                    .subscribe(&session, &subscription.filter, options, identifier);
+            codes.push(ReasonCode(options.qos as u8));
+            let send_retained = match options.retain_handling {
+                RetainHandling::SendAtSubscribe => true,
+                RetainHandling::SendIfNew => !existed,
+                RetainHandling::DoNotSend => false,
+            };
+            if send_retained && shared.is_none() {
+                self.broker
+                    .for_each_retained(&subscription.filter, |message| {
+                        retained.push(Delivery {
+                            message: Arc::clone(message),
+                            qos: message.publish.qos.min(options.qos),
+                            retain: true,
+                            subscription_ids: identifier.into_iter().collect(),
+                        });
+                    });
+            }
+        }
+        self.send(&Packet::SubAck(SubAck {
+            packet_id: subscribe.packet_id,
+            properties: AckProperties::default(),
+            reason_codes: codes,
+        }));
+        for delivery in retained {
+            session.enqueue(delivery);
+        }
+        self.pull_deliveries(now)
+    }
+
+    fn handle_unsubscribe(&mut self, unsubscribe: Unsubscribe) -> Result<(), Close> {
+        let session = self
+            .session
+            .clone()
+            .expect("connected connections have a session");
+        let mut codes = Vec::new();
+        for filter in &unsubscribe.filters {
+            let existed = self.broker.unsubscribe(&session, filter);
+            if self.version.is_v5() {
+                codes.push(if existed {
+                    ReasonCode::SUCCESS
+                } else {
+                    ReasonCode::NO_SUBSCRIPTION_EXISTED
+                });
+            }
+        }
+        self.send(&Packet::UnsubAck(UnsubAck {
+            packet_id: unsubscribe.packet_id,
+            properties: AckProperties::default(),
+            reason_codes: codes,
+        }));
+        Ok(())
+    }
+
+    fn handle_disconnect(&mut self, disconnect: Disconnect) -> Close {
+        if let Some(expiry) = disconnect.properties.session_expiry_interval {
+            if self.session_expiry == 0 && expiry != 0 {
+                // Setting an expiry at DISCONNECT when CONNECT asked for none is forbidden.
+                return self.protocol_error(ReasonCode::PROTOCOL_ERROR);
+            }
+            let expiry = expiry.min(self.broker.config.limits.max_session_expiry);
+            self.session_expiry = expiry;
+            if let Some(session) = &self.session {
+                session.state.lock().expiry_interval = expiry;
+            }
+        }
+        Close::by_client(disconnect.reason_code)
+    }
+
+    /// When the connection must next be looked at if nothing arrives: the connect timeout
+    /// before CONNECT, one and a half keep-alive periods after the last packet afterwards.
+    pub fn deadline(&self) -> Option<Instant> {
+        match self.phase {
+            Phase::AwaitingConnect => {
+                Some(self.opened_at + self.broker.config.limits.connect_timeout())
+            }
+            Phase::Connected => self.keep_alive.map(|k| self.last_received + k),
+            Phase::Closed => None,
+        }
+    }
+
+    /// Checks the deadline at `now`.
+    pub fn on_timer(&mut self, now: Instant) -> Result<(), Close> {
+        match self.deadline() {
+            Some(deadline) if now >= deadline => match self.phase {
+                Phase::AwaitingConnect => {
+                    tracing::debug!(peer = %self.peer, "no CONNECT within the connect timeout");
+                    Err(Close {
+                        reason: ReasonCode::MAXIMUM_CONNECT_TIME,
+                        publish_will: false,
+                    })
+                }
+                _ => {
+                    tracing::info!(
+                        client_id = self.client_id().unwrap_or(""),
+                        "keep alive timeout"
+                    );
+                    Err(self.protocol_error(ReasonCode::KEEP_ALIVE_TIMEOUT))
+                }
+            },
+            _ => Ok(()),
+        }
+    }
+
+    /// The broker is shutting down: 5.0 clients are told so.
+    pub fn shutdown(&mut self) -> Close {
+        self.send_disconnect(ReasonCode::SERVER_SHUTTING_DOWN);
+        Close {
+            reason: ReasonCode::SERVER_SHUTTING_DOWN,
+            publish_will: false,
+        }
+    }
+
+    /// The connection is over (closed by either side, for `close`'s reason): the session is
+    /// detached and the will handled. Call once, after the last bytes were written.
+    pub fn closed(&mut self, close: Close) {
+        if self.phase != Phase::Connected {
+            self.phase = Phase::Closed;
+            return;
+        }
+        self.phase = Phase::Closed;
+        BrokerStats::sub(&self.broker.stats.clients_connected, 1);
+        self.counts.flush(&self.broker.stats);
+        let will = if close.publish_will {
+            self.will.take()
+        } else {
+            None
+        };
+        if let Some(session) = self.session.take() {
+            tracing::info!(client_id = %session.client_id, reason = close.reason.0, will = will.is_some(), "client disconnected");
+            self.broker.close_session(&session, self.generation, will);
+        }
+    }
+}

@@ -1,0 +1,157 @@
+//! The task that runs one TCP connection: it owns the socket and the clock and feeds the
+//! protocol state machine in `connection.rs`.
+//!
+//! Reads wait for readiness before taking a buffer, so an idle connection holds no read
+//! buffer; everything the state machine wrote since the last write goes out in one `write`
+//! call, however many packets it holds.
+
+use std::io;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::{Buf, BytesMut};
+use tokio::net::TcpStream;
+use tokio::sync::watch;
+use tokio::time::Instant;
+use tollgate_mqtt::ReasonCode;
+
+use crate::broker::Broker;
+use crate::config::ListenerConfig;
+use crate::connection::{Close, Connection};
+
+/// Bytes asked of the socket per read.
+const READ_CHUNK: usize = 16 * 1024;
+
+/// How long the last bytes (a DISCONNECT, a refusing CONNACK) may take to leave.
+const FINAL_FLUSH_TIMEOUT: Duration = Duration::from_secs(2);
+
+/// Runs a connection until it closes.
+pub async fn run_connection(
+    stream: TcpStream,
+    peer: SocketAddr,
+    broker: Arc<Broker>,
+    listener: Arc<ListenerConfig>,
+    mut shutdown: watch::Receiver<bool>,
+) {
+    let mut conn = Connection::new(Arc::clone(&broker), listener, peer, Instant::now());
+    let mut read_buf = BytesMut::new();
+    let far_future = Instant::now() + Duration::from_secs(86400 * 365);
+    let timer = tokio::time::sleep_until(conn.deadline().unwrap_or(far_future));
+    tokio::pin!(timer);
+
+    let close = loop {
+        let session = conn.session().cloned();
+        let wants_deliveries = session.is_some() && conn.wants_deliveries();
+        let step = tokio::select! {
+            biased;
+            _ = shutdown.changed() => Err(conn.shutdown()),
+            ready = stream.readable() => match ready {
+                Ok(()) => read_and_handle(&stream, &mut conn, &mut read_buf),
+                Err(_) => Err(Close::abnormal(ReasonCode::UNSPECIFIED_ERROR)),
+            },
+            ready = stream.writable(), if !conn.out.is_empty() => match ready {
+                Ok(()) => write_some(&stream, &mut conn).and_then(|()| conn.pull_deliveries(Instant::now())),
+                Err(_) => Err(Close::abnormal(ReasonCode::UNSPECIFIED_ERROR)),
+            },
+            _ = async { session.as_ref().expect("guarded").wake.notified().await }, if wants_deliveries => {
+                conn.pull_deliveries(Instant::now())
+            }
+            _ = &mut timer => {
+                let result = conn.on_timer(Instant::now());
+                timer.as_mut().reset(conn.deadline().unwrap_or(far_future));
+                result
+            }
+        };
+        // Keep the timer on the current deadline (a packet arrived, or CONNECT was accepted).
+        if let Some(deadline) = conn.deadline() {
+            if deadline != timer.deadline() && deadline > Instant::now() {
+                timer.as_mut().reset(deadline);
+            }
+        }
+        if let Err(close) = step {
+            break close;
+        }
+        // Write what is ready now; the writable branch finishes what the socket did not take.
+        if !conn.out.is_empty() {
+            if let Err(close) = write_some(&stream, &mut conn) {
+                break close;
+            }
+        }
+        conn.counts.flush(&broker.stats);
+    };
+
+    // Send what is left (a DISCONNECT with its reason, a CONNACK refusal), within a bound.
+    if !conn.out.is_empty() {
+        let _ = tokio::time::timeout(FINAL_FLUSH_TIMEOUT, flush_all(&stream, &mut conn)).await;
+    }
+    conn.closed(close);
+    drop(stream);
+}
+
+/// Reads what the socket has and hands every whole packet to the state machine.
+fn read_and_handle(
+    stream: &TcpStream,
+    conn: &mut Connection,
+    buf: &mut BytesMut,
+) -> Result<(), Close> {
+    loop {
+        if buf.capacity() - buf.len() < READ_CHUNK / 4 {
+            buf.reserve(READ_CHUNK);
+        }
+        match stream.try_read_buf(buf) {
+            Ok(0) => return Err(Close::abnormal(ReasonCode::UNSPECIFIED_ERROR)),
+            Ok(n) => {
+                conn.counts.bytes_received += n as u64;
+                let now = Instant::now();
+                loop {
+                    match conn.decoder().decode(buf) {
+                        Ok(Some(packet)) => conn.handle(packet, now)?,
+                        Ok(None) => break,
+                        Err(error) => return Err(conn.decode_failed(&error)),
+                    }
+                }
+                if buf.is_empty() {
+                    // Give the memory back: an idle connection should hold no read buffer.
+                    *buf = BytesMut::new();
+                }
+                if n < READ_CHUNK / 4 {
+                    return Ok(());
+                }
+            }
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(()),
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+            Err(_) => return Err(Close::abnormal(ReasonCode::UNSPECIFIED_ERROR)),
+        }
+    }
+}
+
+/// Writes as much of the pending output as the socket takes without blocking.
+fn write_some(stream: &TcpStream, conn: &mut Connection) -> Result<(), Close> {
+    while !conn.out.is_empty() {
+        match stream.try_write(&conn.out) {
+            Ok(0) => return Err(Close::abnormal(ReasonCode::UNSPECIFIED_ERROR)),
+            Ok(n) => {
+                conn.counts.bytes_sent += n as u64;
+                conn.out.advance(n);
+            }
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+            Err(_) => return Err(Close::abnormal(ReasonCode::UNSPECIFIED_ERROR)),
+        }
+    }
+    if conn.out.is_empty() && conn.out.capacity() > 64 * 1024 {
+        conn.out = BytesMut::new();
+    }
+    Ok(())
+}
+
+async fn flush_all(stream: &TcpStream, conn: &mut Connection) -> io::Result<()> {
+    while !conn.out.is_empty() {
+        stream.writable().await?;
+        if write_some(stream, conn).is_err() {
+            return Err(io::ErrorKind::BrokenPipe.into());
+        }
+    }
+    Ok(())
+}
