@@ -104,6 +104,9 @@ fn read_and_handle(
             Ok(n) => {
                 conn.counts.bytes_received += n as u64;
                 let now = Instant::now();
+                // Whatever was queued for this client before these bytes arrived goes out
+                // before the answers to them: a PINGREQ round trip is a delivery barrier.
+                conn.pull_deliveries(now)?;
                 loop {
                     match conn.decoder().decode(buf) {
                         Ok(Some(packet)) => conn.handle(packet, now)?,

@@ -1,0 +1,289 @@
+//! A small MQTT client over Tollgate's own codec, for tests that need to send what ordinary
+//! client libraries cannot (MQTT 3.1, AUTH, malformed packets) or to see every packet.
+#![allow(dead_code)]
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use bytes::{Bytes, BytesMut};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+use tollgate_broker::{BrokerConfig, ListenerConfig, Server};
+use tollgate_mqtt::*;
+
+/// How long a test waits for a packet before failing.
+pub const PACKET_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// Starts a broker on a free loopback port with `f` applied to the default configuration.
+pub async fn start_broker(f: impl FnOnce(&mut BrokerConfig)) -> (Server, SocketAddr) {
+    let mut config = BrokerConfig {
+        listeners: vec![ListenerConfig {
+            bind: "127.0.0.1:0".parse().unwrap(),
+            ..ListenerConfig::default()
+        }],
+        sys_interval: 0,
+        ..BrokerConfig::default()
+    };
+    f(&mut config);
+    let server = Server::start(config).await.expect("broker starts");
+    let addr = server.local_addrs()[0];
+    (server, addr)
+}
+
+/// A raw MQTT client.
+pub struct TestClient {
+    pub stream: TcpStream,
+    buf: BytesMut,
+    pub version: ProtocolVersion,
+}
+
+/// A CONNECT for `client_id` with `version`, clean, keep alive 60.
+pub fn connect_packet(version: ProtocolVersion, client_id: &str) -> Connect {
+    Connect {
+        protocol: version,
+        clean_start: true,
+        keep_alive: 60,
+        client_id: client_id.into(),
+        ..Connect::default()
+    }
+}
+
+impl TestClient {
+    /// Opens a TCP connection without sending anything.
+    pub async fn open(addr: SocketAddr, version: ProtocolVersion) -> TestClient {
+        let stream = TcpStream::connect(addr).await.expect("connects");
+        stream.set_nodelay(true).unwrap();
+        TestClient {
+            stream,
+            buf: BytesMut::new(),
+            version,
+        }
+    }
+
+    /// Connects with `connect` and returns the CONNACK.
+    pub async fn connect_with(addr: SocketAddr, connect: Connect) -> (TestClient, ConnAck) {
+        let mut client = TestClient::open(addr, connect.protocol).await;
+        client.send(Packet::Connect(Box::new(connect))).await;
+        match client.recv().await {
+            Packet::ConnAck(ack) => (client, ack),
+            other => panic!("expected CONNACK, got {other:?}"),
+        }
+    }
+
+    /// Connects clean with `client_id` and asserts success.
+    pub async fn connect(
+        addr: SocketAddr,
+        version: ProtocolVersion,
+        client_id: &str,
+    ) -> TestClient {
+        let (client, ack) =
+            TestClient::connect_with(addr, connect_packet(version, client_id)).await;
+        assert_eq!(ack.reason_code, ReasonCode::SUCCESS, "CONNACK {ack:?}");
+        client
+    }
+
+    pub async fn send(&mut self, packet: Packet) {
+        let mut out = BytesMut::new();
+        encode(&packet, self.version, &mut out).expect("encodes");
+        self.send_raw(&out).await;
+    }
+
+    pub async fn send_raw(&mut self, bytes: &[u8]) {
+        self.stream.write_all(bytes).await.expect("writes");
+    }
+
+    /// The next packet, or `None` when the broker closed the connection.
+    pub async fn try_recv(&mut self) -> Option<Packet> {
+        let decoder = Decoder {
+            role: Role::Client,
+            version: self.version,
+            maximum_packet_size: 268_435_460,
+        };
+        loop {
+            if let Some(packet) = decoder
+                .decode(&mut self.buf)
+                .expect("broker sent a well-formed packet")
+            {
+                return Some(packet);
+            }
+            let n = tokio::time::timeout(PACKET_TIMEOUT, self.stream.read_buf(&mut self.buf))
+                .await
+                .expect("a packet or a close within the timeout")
+                .unwrap_or(0);
+            if n == 0 {
+                assert!(
+                    self.buf.is_empty(),
+                    "connection closed in the middle of a packet"
+                );
+                return None;
+            }
+        }
+    }
+
+    /// The next packet; fails if the connection closed.
+    pub async fn recv(&mut self) -> Packet {
+        self.try_recv()
+            .await
+            .expect("connection closed while a packet was expected")
+    }
+
+    /// Asserts that the broker closes the connection, after any packets it sends first, which
+    /// are returned.
+    pub async fn expect_close(&mut self) -> Vec<Packet> {
+        let mut before = Vec::new();
+        while let Some(p) = self.try_recv().await {
+            before.push(p);
+        }
+        before
+    }
+
+    /// Asserts that nothing was sent to this client before a PINGREQ round trip (the broker
+    /// sends whatever was queued for a client before it answers the client's next packet).
+    pub async fn expect_nothing(&mut self) {
+        self.send(Packet::PingReq).await;
+        match self.recv().await {
+            Packet::PingResp => {}
+            other => panic!("expected nothing, got {other:?}"),
+        }
+    }
+
+    pub async fn subscribe(&mut self, packet_id: u16, filter: &str, qos: QoS) -> SubAck {
+        self.subscribe_with(
+            packet_id,
+            filter,
+            SubscriptionOptions {
+                qos,
+                ..Default::default()
+            },
+            None,
+        )
+        .await
+    }
+
+    pub async fn subscribe_with(
+        &mut self,
+        packet_id: u16,
+        filter: &str,
+        options: SubscriptionOptions,
+        id: Option<u32>,
+    ) -> SubAck {
+        self.send(Packet::Subscribe(Subscribe {
+            packet_id,
+            properties: SubscribeProperties {
+                subscription_identifier: id,
+                ..Default::default()
+            },
+            subscriptions: vec![Subscription {
+                filter: filter.into(),
+                options,
+            }],
+        }))
+        .await;
+        match self.recv().await {
+            Packet::SubAck(ack) => {
+                assert_eq!(ack.packet_id, packet_id);
+                ack
+            }
+            other => panic!("expected SUBACK, got {other:?}"),
+        }
+    }
+
+    /// Publishes and completes the QoS flow; returns the acknowledgement's reason code.
+    pub async fn publish(
+        &mut self,
+        topic: &str,
+        payload: &'static [u8],
+        qos: QoS,
+        retain: bool,
+        packet_id: u16,
+    ) -> ReasonCode {
+        let publish = Publish {
+            qos,
+            retain,
+            topic: topic.into(),
+            packet_id: (qos != QoS::AtMostOnce).then_some(packet_id),
+            payload: Bytes::from_static(payload),
+            ..Publish::default()
+        };
+        self.publish_packet(publish).await
+    }
+
+    pub async fn publish_packet(&mut self, publish: Publish) -> ReasonCode {
+        let qos = publish.qos;
+        let packet_id = publish.packet_id;
+        self.send(Packet::Publish(publish)).await;
+        match qos {
+            QoS::AtMostOnce => ReasonCode::SUCCESS,
+            QoS::AtLeastOnce => match self.recv().await {
+                Packet::PubAck(ack) if Some(ack.packet_id) == packet_id => ack.reason_code,
+                other => panic!("expected PUBACK, got {other:?}"),
+            },
+            QoS::ExactlyOnce => {
+                let rec = match self.recv().await {
+                    Packet::PubRec(ack) if Some(ack.packet_id) == packet_id => ack,
+                    other => panic!("expected PUBREC, got {other:?}"),
+                };
+                if rec.reason_code.is_error() {
+                    return rec.reason_code;
+                }
+                self.send(Packet::PubRel(Ack {
+                    packet_id: rec.packet_id,
+                    ..Ack::default()
+                }))
+                .await;
+                match self.recv().await {
+                    Packet::PubComp(ack) if ack.packet_id == rec.packet_id => rec.reason_code,
+                    other => panic!("expected PUBCOMP, got {other:?}"),
+                }
+            }
+        }
+    }
+
+    /// Receives a PUBLISH and acknowledges it as its QoS requires.
+    pub async fn recv_publish(&mut self) -> Publish {
+        let publish = match self.recv().await {
+            Packet::Publish(p) => p,
+            other => panic!("expected PUBLISH, got {other:?}"),
+        };
+        self.ack(&publish).await;
+        publish
+    }
+
+    /// Acknowledges a received PUBLISH (QoS 2: PUBREC, then PUBREL is awaited and PUBCOMP sent).
+    pub async fn ack(&mut self, publish: &Publish) {
+        match (publish.qos, publish.packet_id) {
+            (QoS::AtLeastOnce, Some(id)) => {
+                self.send(Packet::PubAck(Ack {
+                    packet_id: id,
+                    ..Ack::default()
+                }))
+                .await
+            }
+            (QoS::ExactlyOnce, Some(id)) => {
+                self.send(Packet::PubRec(Ack {
+                    packet_id: id,
+                    ..Ack::default()
+                }))
+                .await;
+                match self.recv().await {
+                    Packet::PubRel(rel) if rel.packet_id == id => {}
+                    other => panic!("expected PUBREL, got {other:?}"),
+                }
+                self.send(Packet::PubComp(Ack {
+                    packet_id: id,
+                    ..Ack::default()
+                }))
+                .await;
+            }
+            _ => {}
+        }
+    }
+
+    pub async fn disconnect(mut self) {
+        self.send(Packet::Disconnect(Disconnect::default())).await;
+        assert!(
+            self.try_recv().await.is_none(),
+            "the broker closes after DISCONNECT"
+        );
+    }
+}
