@@ -1,0 +1,504 @@
+//! MQTT 5.0 behaviour seen from a client, over real sockets.
+
+mod common;
+
+use std::time::Duration;
+
+use bytes::Bytes;
+use common::*;
+use tokio::time::Instant;
+use tollgate_mqtt::*;
+
+const V5: ProtocolVersion = ProtocolVersion::V5;
+
+#[tokio::test]
+async fn connack_advertises_limits_and_assigns_an_empty_client_id() {
+    let (_server, addr) = start_broker(|c| {
+        c.limits.receive_maximum = 20;
+        c.limits.max_packet_size = 5000;
+        c.limits.topic_alias_maximum = 7;
+    })
+    .await;
+    let (_c, ack) = TestClient::connect_with(addr, connect_packet(V5, "")).await;
+    assert_eq!(ack.reason_code, ReasonCode::SUCCESS);
+    let p = &ack.properties;
+    assert_eq!(
+        (
+            p.receive_maximum,
+            p.maximum_packet_size,
+            p.topic_alias_maximum
+        ),
+        (Some(20), Some(5000), Some(7))
+    );
+    assert!(p
+        .assigned_client_identifier
+        .as_deref()
+        .is_some_and(|id| !id.is_empty()));
+}
+
+#[tokio::test]
+async fn server_keep_alive_caps_the_clients() {
+    let (_server, addr) = start_broker(|c| c.limits.max_keep_alive = 60).await;
+    let mut connect = connect_packet(V5, "k");
+    connect.keep_alive = 120;
+    let (_c, ack) = TestClient::connect_with(addr, connect).await;
+    assert_eq!(ack.properties.server_keep_alive, Some(60));
+}
+
+#[tokio::test]
+async fn takeover_sends_disconnect_0x8e_to_the_first_connection() {
+    let (_server, addr) = start_broker(|_| {}).await;
+    let mut first = TestClient::connect(addr, V5, "twin").await;
+    let _second = TestClient::connect(addr, V5, "twin").await;
+    match first.expect_close().await.as_slice() {
+        [Packet::Disconnect(d)] => assert_eq!(d.reason_code, ReasonCode::SESSION_TAKEN_OVER),
+        other => panic!("expected DISCONNECT 0x8E, got {other:?}"),
+    }
+}
+
+#[tokio::test]
+async fn overlapping_subscriptions_give_one_copy_with_highest_qos_and_every_identifier() {
+    let (_server, addr) = start_broker(|_| {}).await;
+    let mut sub = TestClient::connect(addr, V5, "sub").await;
+    sub.subscribe_with(
+        1,
+        "o/+",
+        SubscriptionOptions {
+            qos: QoS::AtLeastOnce,
+            ..Default::default()
+        },
+        Some(1),
+    )
+    .await;
+    sub.subscribe_with(
+        2,
+        "o/#",
+        SubscriptionOptions {
+            qos: QoS::ExactlyOnce,
+            ..Default::default()
+        },
+        Some(2),
+    )
+    .await;
+    let mut p = TestClient::connect(addr, V5, "p").await;
+    p.publish("o/x", b"m", QoS::ExactlyOnce, false, 1).await;
+    let got = sub.recv_publish().await;
+    assert_eq!(got.qos, QoS::ExactlyOnce);
+    let mut ids = got.properties.subscription_identifiers.clone();
+    ids.sort_unstable();
+    assert_eq!(ids, vec![1, 2]);
+    sub.expect_nothing().await;
+}
+
+#[tokio::test]
+async fn no_local_and_retain_as_published_are_honoured() {
+    let (_server, addr) = start_broker(|_| {}).await;
+    let mut c = TestClient::connect(addr, V5, "c").await;
+    c.subscribe_with(
+        1,
+        "nl",
+        SubscriptionOptions {
+            qos: QoS::AtLeastOnce,
+            no_local: true,
+            ..Default::default()
+        },
+        None,
+    )
+    .await;
+    c.subscribe_with(
+        2,
+        "rap",
+        SubscriptionOptions {
+            qos: QoS::AtLeastOnce,
+            retain_as_published: true,
+            ..Default::default()
+        },
+        None,
+    )
+    .await;
+    c.publish("nl", b"own", QoS::AtLeastOnce, false, 1).await;
+    c.publish("rap", b"kept", QoS::AtLeastOnce, true, 2).await;
+    let got = c.recv_publish().await;
+    assert_eq!((got.topic.as_str(), got.retain), ("rap", true));
+    c.expect_nothing().await;
+}
+
+#[tokio::test]
+async fn retain_handling_1_sends_retained_only_for_a_new_subscription_and_2_never() {
+    let (_server, addr) = start_broker(|_| {}).await;
+    let mut p = TestClient::connect(addr, V5, "p").await;
+    p.publish("rh", b"r", QoS::AtLeastOnce, true, 1).await;
+    let mut c = TestClient::connect(addr, V5, "c").await;
+    let if_new = SubscriptionOptions {
+        qos: QoS::AtLeastOnce,
+        retain_handling: RetainHandling::SendIfNew,
+        ..Default::default()
+    };
+    c.subscribe_with(1, "rh", if_new, None).await;
+    assert_eq!(&c.recv_publish().await.payload[..], b"r");
+    c.subscribe_with(2, "rh", if_new, None).await;
+    c.expect_nothing().await;
+    let never = SubscriptionOptions {
+        qos: QoS::AtLeastOnce,
+        retain_handling: RetainHandling::DoNotSend,
+        ..Default::default()
+    };
+    c.subscribe_with(3, "#", never, None).await;
+    c.expect_nothing().await;
+}
+
+#[tokio::test]
+async fn properties_pass_through_and_message_expiry_counts_down() {
+    let (_server, addr) = start_broker(|_| {}).await;
+    let mut sub = TestClient::connect(addr, V5, "sub").await;
+    sub.subscribe(1, "req", QoS::AtLeastOnce).await;
+    let mut p = TestClient::connect(addr, V5, "p").await;
+    let properties = PublishProperties {
+        payload_format_indicator: Some(true),
+        message_expiry_interval: Some(100),
+        response_topic: Some("resp/1".into()),
+        correlation_data: Some(Bytes::from_static(b"\x00\x01corr")),
+        user_properties: vec![
+            ("a".into(), "1".into()),
+            ("b".into(), "2".into()),
+            ("a".into(), "3".into()),
+        ],
+        content_type: Some("text/plain".into()),
+        ..Default::default()
+    };
+    let publish = Publish {
+        qos: QoS::AtLeastOnce,
+        topic: "req".into(),
+        packet_id: Some(1),
+        properties: properties.clone(),
+        payload: "hi".into(),
+        ..Default::default()
+    };
+    p.publish_packet(publish).await;
+    let got = sub.recv_publish().await;
+    let expiry = got
+        .properties
+        .message_expiry_interval
+        .expect("expiry forwarded");
+    assert!(expiry <= 100 && expiry >= 98, "remaining expiry {expiry}");
+    let mut expected = properties;
+    expected.message_expiry_interval = got.properties.message_expiry_interval;
+    assert_eq!(got.properties, expected);
+}
+
+#[tokio::test]
+async fn expired_messages_are_not_delivered_from_the_offline_queue() {
+    let (_server, addr) = start_broker(|_| {}).await;
+    let mut connect = connect_packet(V5, "offline");
+    connect.clean_start = false;
+    connect.properties.session_expiry_interval = Some(3600);
+    let (mut c, _) = TestClient::connect_with(addr, connect.clone()).await;
+    c.subscribe(1, "e", QoS::AtLeastOnce).await;
+    c.disconnect().await;
+    let mut p = TestClient::connect(addr, V5, "p").await;
+    for (id, expiry) in [(1u16, Some(1)), (2, None)] {
+        let properties = PublishProperties {
+            message_expiry_interval: expiry,
+            ..Default::default()
+        };
+        p.publish_packet(Publish {
+            qos: QoS::AtLeastOnce,
+            topic: "e".into(),
+            packet_id: Some(id),
+            properties,
+            payload: "x".into(),
+            ..Default::default()
+        })
+        .await;
+    }
+    // The scenario: the client stays away longer than the first message's lifetime.
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    let (mut c, ack) = TestClient::connect_with(addr, connect).await;
+    assert!(ack.session_present);
+    let got = c.recv_publish().await;
+    assert_eq!(
+        got.properties.message_expiry_interval, None,
+        "only the message without expiry is left"
+    );
+    c.expect_nothing().await;
+}
+
+#[tokio::test]
+async fn client_topic_alias_is_resolved_and_unknown_alias_is_a_protocol_error() {
+    let (_server, addr) = start_broker(|_| {}).await;
+    let mut sub = TestClient::connect(addr, V5, "sub").await;
+    sub.subscribe(1, "alias/topic", QoS::AtMostOnce).await;
+    let mut p = TestClient::connect(addr, V5, "p").await;
+    let with_alias = |topic: &str| Publish {
+        topic: topic.into(),
+        properties: PublishProperties {
+            topic_alias: Some(1),
+            ..Default::default()
+        },
+        payload: "x".into(),
+        ..Default::default()
+    };
+    p.publish_packet(with_alias("alias/topic")).await;
+    p.publish_packet(with_alias("")).await;
+    assert_eq!(sub.recv_publish().await.topic, "alias/topic");
+    assert_eq!(sub.recv_publish().await.topic, "alias/topic");
+    let mut q = TestClient::connect(addr, V5, "q").await;
+    q.publish_packet(with_alias("")).await;
+    match q.expect_close().await.as_slice() {
+        [Packet::Disconnect(d)] => assert_eq!(d.reason_code, ReasonCode::PROTOCOL_ERROR),
+        other => panic!("expected DISCONNECT 0x82, got {other:?}"),
+    }
+}
+
+#[tokio::test]
+async fn server_assigns_topic_aliases_when_the_client_accepts_them() {
+    let (_server, addr) = start_broker(|_| {}).await;
+    let mut connect = connect_packet(V5, "sub");
+    connect.properties.topic_alias_maximum = Some(2);
+    let (mut sub, _) = TestClient::connect_with(addr, connect).await;
+    sub.subscribe(1, "ta/#", QoS::AtMostOnce).await;
+    let mut p = TestClient::connect(addr, V5, "p").await;
+    for topic in ["ta/1", "ta/1", "ta/2", "ta/3"] {
+        p.publish_packet(Publish {
+            topic: topic.into(),
+            payload: "x".into(),
+            ..Default::default()
+        })
+        .await;
+    }
+    let got: Vec<(String, Option<u16>)> = {
+        let mut v = Vec::new();
+        for _ in 0..4 {
+            let m = sub.recv_publish().await;
+            v.push((m.topic, m.properties.topic_alias));
+        }
+        v
+    };
+    assert_eq!(
+        got,
+        vec![
+            ("ta/1".into(), Some(1)),
+            ("".into(), Some(1)),
+            ("ta/2".into(), Some(2)),
+            ("ta/3".into(), None)
+        ]
+    );
+}
+
+#[tokio::test]
+async fn messages_over_the_clients_maximum_packet_size_are_not_sent() {
+    let (_server, addr) = start_broker(|_| {}).await;
+    let mut connect = connect_packet(V5, "small");
+    connect.properties.maximum_packet_size = Some(64);
+    let (mut small, _) = TestClient::connect_with(addr, connect).await;
+    small.subscribe(1, "size", QoS::AtMostOnce).await;
+    let mut p = TestClient::connect(addr, V5, "p").await;
+    p.publish("size", &[b'x'; 100], QoS::AtMostOnce, false, 1)
+        .await;
+    p.publish("size", b"fits", QoS::AtMostOnce, false, 2).await;
+    assert_eq!(&small.recv_publish().await.payload[..], b"fits");
+}
+
+#[tokio::test]
+async fn packet_over_the_brokers_maximum_is_refused_with_0x95() {
+    let (_server, addr) = start_broker(|c| c.limits.max_packet_size = 128).await;
+    let mut c = TestClient::connect(addr, V5, "big").await;
+    c.publish("t", &[0u8; 200], QoS::AtMostOnce, false, 1).await;
+    match c.expect_close().await.as_slice() {
+        [Packet::Disconnect(d)] => assert_eq!(d.reason_code, ReasonCode::PACKET_TOO_LARGE),
+        other => panic!("expected DISCONNECT 0x95, got {other:?}"),
+    }
+}
+
+#[tokio::test]
+async fn exceeding_the_receive_maximum_is_disconnect_0x93() {
+    let (_server, addr) = start_broker(|c| c.limits.receive_maximum = 2).await;
+    let mut c = TestClient::connect(addr, V5, "greedy").await;
+    for id in 1..=3u16 {
+        c.send(Packet::Publish(Publish {
+            qos: QoS::ExactlyOnce,
+            topic: "t".into(),
+            packet_id: Some(id),
+            payload: "x".into(),
+            ..Default::default()
+        }))
+        .await;
+    }
+    let packets = c.expect_close().await;
+    assert!(
+        matches!(packets.as_slice(), [Packet::PubRec(_), Packet::PubRec(_), Packet::Disconnect(d)] if d.reason_code == ReasonCode::RECEIVE_MAXIMUM_EXCEEDED),
+        "{packets:?}"
+    );
+}
+
+#[tokio::test]
+async fn outgoing_window_respects_the_clients_receive_maximum() {
+    let (_server, addr) = start_broker(|_| {}).await;
+    let mut connect = connect_packet(V5, "slow");
+    connect.properties.receive_maximum = Some(2);
+    let (mut slow, _) = TestClient::connect_with(addr, connect).await;
+    slow.subscribe(1, "w", QoS::AtLeastOnce).await;
+    let mut p = TestClient::connect(addr, V5, "p").await;
+    for id in 1..=3u16 {
+        p.publish("w", b"x", QoS::AtLeastOnce, false, id).await;
+    }
+    let Packet::Publish(a) = slow.recv().await else {
+        panic!()
+    };
+    let Packet::Publish(_b) = slow.recv().await else {
+        panic!()
+    };
+    slow.expect_nothing().await;
+    slow.ack(&a).await;
+    let Packet::Publish(c) = slow.recv().await else {
+        panic!("the third message follows the first ack")
+    };
+    assert_eq!(c.qos, QoS::AtLeastOnce);
+}
+
+fn delayed_will_connect(client_id: &str, delay: u32) -> Connect {
+    let mut connect = connect_packet(V5, client_id);
+    connect.clean_start = false;
+    connect.properties.session_expiry_interval = Some(100);
+    connect.will = Some(Will {
+        topic: format!("wd/{client_id}"),
+        payload: "late".into(),
+        properties: WillProperties {
+            will_delay_interval: Some(delay),
+            ..Default::default()
+        },
+        ..Will::default()
+    });
+    connect
+}
+
+async fn disconnect_sending_will(mut c: TestClient) {
+    c.send(Packet::Disconnect(Disconnect {
+        reason_code: ReasonCode::DISCONNECT_WITH_WILL,
+        ..Default::default()
+    }))
+    .await;
+    assert!(c.expect_close().await.is_empty());
+}
+
+#[tokio::test]
+async fn will_is_published_after_its_delay() {
+    let (_server, addr) = start_broker(|_| {}).await;
+    let mut watcher = TestClient::connect(addr, V5, "watcher").await;
+    watcher.subscribe(1, "wd/#", QoS::AtMostOnce).await;
+    let (c, _) = TestClient::connect_with(addr, delayed_will_connect("delayed", 1)).await;
+    disconnect_sending_will(c).await;
+    let closed_at = Instant::now();
+    assert_eq!(&watcher.recv_publish().await.payload[..], b"late");
+    assert!(
+        closed_at.elapsed() >= Duration::from_secs(1),
+        "sent after {:?}",
+        closed_at.elapsed()
+    );
+}
+
+#[tokio::test]
+async fn will_delay_is_cancelled_by_a_reconnect() {
+    let (_server, addr) = start_broker(|_| {}).await;
+    let mut watcher = TestClient::connect(addr, V5, "watcher").await;
+    watcher.subscribe(1, "wd/#", QoS::AtMostOnce).await;
+    let (c, _) = TestClient::connect_with(addr, delayed_will_connect("back", 1)).await;
+    disconnect_sending_will(c).await;
+    let (c, ack) = TestClient::connect_with(addr, delayed_will_connect("back", 1)).await;
+    assert!(ack.session_present);
+    // The scenario: the client stays connected past the first connection's will delay.
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    watcher.expect_nothing().await;
+    c.disconnect().await;
+    watcher.expect_nothing().await;
+}
+
+#[tokio::test]
+async fn disconnect_with_0x04_sends_the_will() {
+    let (_server, addr) = start_broker(|_| {}).await;
+    let mut watcher = TestClient::connect(addr, V5, "watcher").await;
+    watcher.subscribe(1, "w", QoS::AtMostOnce).await;
+    let mut connect = connect_packet(V5, "c");
+    connect.will = Some(Will {
+        topic: "w".into(),
+        payload: "bye".into(),
+        ..Will::default()
+    });
+    let (mut c, _) = TestClient::connect_with(addr, connect).await;
+    c.send(Packet::Disconnect(Disconnect {
+        reason_code: ReasonCode::DISCONNECT_WITH_WILL,
+        ..Default::default()
+    }))
+    .await;
+    assert!(c.expect_close().await.is_empty());
+    assert_eq!(&watcher.recv_publish().await.payload[..], b"bye");
+}
+
+#[tokio::test]
+async fn session_expires_after_its_interval() {
+    let (_server, addr) = start_broker(|_| {}).await;
+    let mut connect = connect_packet(V5, "exp");
+    connect.clean_start = false;
+    connect.properties.session_expiry_interval = Some(1);
+    let (c, _) = TestClient::connect_with(addr, connect.clone()).await;
+    c.disconnect().await;
+    let (c, ack) = TestClient::connect_with(addr, connect.clone()).await;
+    assert!(ack.session_present, "back within the interval");
+    c.disconnect().await;
+    // The scenario: the client stays away longer than the interval.
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    let (_c, ack) = TestClient::connect_with(addr, connect).await;
+    assert!(!ack.session_present);
+}
+
+#[tokio::test]
+async fn unsubscribe_reports_whether_the_subscription_existed() {
+    let (_server, addr) = start_broker(|_| {}).await;
+    let mut c = TestClient::connect(addr, V5, "c").await;
+    c.subscribe(1, "u", QoS::AtMostOnce).await;
+    c.send(Packet::Unsubscribe(Unsubscribe {
+        packet_id: 2,
+        user_properties: vec![],
+        filters: vec!["u".into(), "v".into()],
+    }))
+    .await;
+    match c.recv().await {
+        Packet::UnsubAck(ack) => assert_eq!(
+            ack.reason_codes,
+            vec![ReasonCode::SUCCESS, ReasonCode::NO_SUBSCRIPTION_EXISTED]
+        ),
+        other => panic!("expected UNSUBACK, got {other:?}"),
+    }
+}
+
+#[tokio::test]
+async fn qos1_publish_without_subscribers_is_acknowledged_with_0x10() {
+    let (_server, addr) = start_broker(|_| {}).await;
+    let mut c = TestClient::connect(addr, V5, "c").await;
+    assert_eq!(
+        c.publish("nobody", b"x", QoS::AtLeastOnce, false, 1).await,
+        ReasonCode::NO_MATCHING_SUBSCRIBERS
+    );
+}
+
+#[tokio::test]
+async fn shutdown_sends_disconnect_0x8b() {
+    let (server, addr) = start_broker(|_| {}).await;
+    let mut c = TestClient::connect(addr, V5, "c").await;
+    let stopping = tokio::spawn(server.shutdown());
+    match c.expect_close().await.as_slice() {
+        [Packet::Disconnect(d)] => assert_eq!(d.reason_code, ReasonCode::SERVER_SHUTTING_DOWN),
+        other => panic!("expected DISCONNECT 0x8B, got {other:?}"),
+    }
+    stopping.await.unwrap();
+}
+
+#[tokio::test]
+async fn enhanced_authentication_is_refused_with_0x8c_until_a_method_is_configured() {
+    let (_server, addr) = start_broker(|_| {}).await;
+    let mut connect = connect_packet(V5, "c");
+    connect.properties.authentication_method = Some("SCRAM-SHA-1".into());
+    let (mut c, ack) = TestClient::connect_with(addr, connect).await;
+    assert_eq!(ack.reason_code, ReasonCode::BAD_AUTHENTICATION_METHOD);
+    assert!(c.expect_close().await.is_empty());
+}
