@@ -26,6 +26,12 @@ const READ_CHUNK: usize = 16 * 1024;
 /// How long the last bytes (a DISCONNECT, a refusing CONNACK) may take to leave.
 const FINAL_FLUSH_TIMEOUT: Duration = Duration::from_secs(2);
 
+/// How long a closing connection waits for the client to close its side.
+const LINGER_TIMEOUT: Duration = Duration::from_secs(2);
+
+/// How much a closing connection reads and discards at most while it lingers.
+const LINGER_MAX_BYTES: usize = 256 * 1024;
+
 /// Runs a connection until it closes.
 pub async fn run_connection(
     stream: TcpStream,
@@ -86,7 +92,32 @@ pub async fn run_connection(
         let _ = tokio::time::timeout(FINAL_FLUSH_TIMEOUT, flush_all(&stream, &mut conn)).await;
     }
     conn.closed(close);
-    drop(stream);
+    linger(stream).await;
+}
+
+/// Closes the socket gracefully: FIN after the last packet, then reads and discards what the
+/// client still sends (PUBRELs in flight, say) until it closes too, for a bounded time and
+/// amount. Closing with unread input would make the kernel answer with a reset, which can
+/// destroy the DISCONNECT just sent before the client reads it.
+async fn linger(mut stream: TcpStream) {
+    use tokio::io::AsyncWriteExt;
+    if stream.shutdown().await.is_err() {
+        return;
+    }
+    let deadline = Instant::now() + LINGER_TIMEOUT;
+    let mut discarded = 0usize;
+    let mut sink = [0u8; 1024];
+    while discarded < LINGER_MAX_BYTES {
+        match tokio::time::timeout_at(deadline, stream.readable()).await {
+            Ok(Ok(())) => match stream.try_read(&mut sink) {
+                Ok(0) => return,
+                Ok(n) => discarded += n,
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => continue,
+                Err(_) => return,
+            },
+            _ => return,
+        }
+    }
 }
 
 /// Reads what the socket has and hands every whole packet to the state machine.
