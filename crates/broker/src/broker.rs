@@ -329,13 +329,23 @@ impl Broker {
         self.retained.read().for_each_match(filter, f);
     }
 
-    /// Stores (or clears) a retained message.
-    pub fn retain(&self, message: Arc<Message>) {
+    /// Stores (or clears) a retained message. Returns false when a new retained topic was
+    /// refused because the store is full.
+    pub fn retain(&self, message: Arc<Message>) -> bool {
+        let limit = self.config.limits.max_retained_messages;
         let mut retained = self.retained.write();
-        retained.set(message);
+        let stored = retained.set(message, limit);
         self.stats
             .retained_messages
             .store(retained.len() as u64, Ordering::Relaxed);
+        drop(retained);
+        if !stored {
+            tracing::warn!(
+                limit,
+                "retained message store full: new retained topic refused"
+            );
+        }
+        stored
     }
 
     /// Routes `message` to every session subscribed to its topic: one delivery per session,

@@ -90,6 +90,13 @@ pub struct Limits {
     /// Largest client identifier accepted from 3.1.1 and 5.0 clients, in bytes
     /// (3.1 clients are held to the protocol's 23).
     pub max_client_id_len: usize,
+    /// Most levels a topic name or filter may have (`a/b/c` has 3).
+    pub max_topic_levels: usize,
+    /// Most subscriptions one session may hold.
+    pub max_subscriptions_per_session: usize,
+    /// Most topics with a retained message, broker-wide; a new retained topic beyond it is
+    /// refused (replacing or clearing an existing one is always allowed).
+    pub max_retained_messages: usize,
 }
 
 impl Default for Limits {
@@ -107,6 +114,9 @@ impl Default for Limits {
             topic_alias_maximum: 64,
             max_session_expiry: u32::MAX,
             max_client_id_len: 256,
+            max_topic_levels: 128,
+            max_subscriptions_per_session: 10_000,
+            max_retained_messages: 1_000_000,
         }
     }
 }

@@ -537,6 +537,9 @@ impl Connection {
         } else if publish.topic.is_empty() {
             return Err(self.protocol_error(ReasonCode::TOPIC_NAME_INVALID));
         }
+        if topic_levels(&publish.topic) > limits.max_topic_levels {
+            return Err(self.protocol_error(ReasonCode::TOPIC_NAME_INVALID));
+        }
 
         let session = self
             .session
@@ -571,13 +574,11 @@ impl Connection {
             publish.dup = false;
             publish.packet_id = None;
             let message = Message::new(publish, session.id, now);
-            if message.publish.retain {
-                self.broker.retain(Arc::clone(&message));
-            }
+            let retained = !message.publish.retain || self.broker.retain(Arc::clone(&message));
             let outcome = self.broker.route(&message, &mut self.scratch);
             if qos == QoS::AtMostOnce {
                 ReasonCode::SUCCESS
-            } else if outcome.dropped > 0 {
+            } else if outcome.dropped > 0 || !retained {
                 ReasonCode::QUOTA_EXCEEDED
             } else if outcome.delivered == 0 {
                 ReasonCode::NO_MATCHING_SUBSCRIBERS
@@ -704,6 +705,26 @@ impl Connection {
             let shared = tollgate_mqtt::topic::split_shared(&subscription.filter);
             if shared.is_some() && subscription.options.no_local && self.version.is_v5() {
                 return Err(self.protocol_error(ReasonCode::PROTOCOL_ERROR));
+            }
+            let filter_levels =
+                topic_levels(shared.map_or(subscription.filter.as_str(), |s| s.filter));
+            let refusal = if filter_levels > limits.max_topic_levels {
+                Some(ReasonCode::TOPIC_FILTER_INVALID)
+            } else {
+                let state = session.state.lock();
+                let full = state.subscriptions.len() >= limits.max_subscriptions_per_session;
+                (full && !state.subscriptions.contains_key(&subscription.filter))
+                    .then_some(ReasonCode::QUOTA_EXCEEDED)
+            };
+            if let Some(reason) = refusal {
+                tracing::info!(client_id = %session.client_id, filter = %subscription.filter, reason = reason.0, "subscription refused");
+                match self.version {
+                    // 3.1 has no failure code in SUBACK: the connection is closed.
+                    ProtocolVersion::V3_1 => return Err(Close::abnormal(reason)),
+                    ProtocolVersion::V3_1_1 => codes.push(ReasonCode::UNSPECIFIED_ERROR),
+                    ProtocolVersion::V5 => codes.push(reason),
+                }
+                continue;
             }
             let mut options = subscription.options;
             options.qos = options
@@ -844,4 +865,9 @@ impl Connection {
             self.broker.close_session(&session, self.generation, will);
         }
     }
+}
+
+/// How many levels a topic name or filter has.
+fn topic_levels(topic: &str) -> usize {
+    topic.bytes().filter(|&b| b == b'/').count() + 1
 }

@@ -18,7 +18,11 @@ use tollgate_mqtt::ReasonCode;
 
 use crate::broker::Broker;
 use crate::config::ListenerConfig;
-use crate::connection::{Close, Connection};
+use crate::connection::{Close, Connection, OUT_HIGH_WATER};
+
+/// Above this many bytes not yet written, the connection stops reading: a client that sends
+/// without reading its acknowledgements is held back by TCP instead of growing our buffer.
+const OUT_READ_PAUSE: usize = 4 * OUT_HIGH_WATER;
 
 /// Bytes asked of the socket per read.
 const READ_CHUNK: usize = 16 * 1024;
@@ -52,7 +56,7 @@ pub async fn run_connection(
         let step = tokio::select! {
             biased;
             _ = shutdown.changed() => Err(conn.shutdown()),
-            ready = stream.readable() => match ready {
+            ready = stream.readable(), if conn.out.len() < OUT_READ_PAUSE => match ready {
                 Ok(()) => read_and_handle(&stream, &mut conn, &mut read_buf),
                 Err(_) => Err(Close::abnormal(ReasonCode::UNSPECIFIED_ERROR)),
             },

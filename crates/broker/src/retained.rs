@@ -49,12 +49,16 @@ impl RetainedStore {
     }
 
     /// Stores `message` as the retained message of its topic, or clears the topic's retained
-    /// message when the payload is empty.
-    pub fn set(&mut self, message: Arc<Message>) {
+    /// message when the payload is empty. A new topic beyond `limit` topics is refused
+    /// (returns false); replacing or clearing is always done.
+    pub fn set(&mut self, message: Arc<Message>, limit: usize) -> bool {
         let topic = message.publish.topic.clone();
         if message.publish.payload.is_empty() {
             self.clear(&topic);
-            return;
+            return true;
+        }
+        if self.len >= limit && !self.contains(&topic) {
+            return false;
         }
         let mut node = &mut self.root;
         let mut rest = Some(topic.as_str());
@@ -66,6 +70,19 @@ impl RetainedStore {
         if node.message.replace(message).is_none() {
             self.len += 1;
         }
+        true
+    }
+
+    /// Whether `topic` has a retained message.
+    pub fn contains(&self, topic: &str) -> bool {
+        let mut node = &self.root;
+        for level in topic.split('/') {
+            match node.children.get(level) {
+                Some(child) => node = child,
+                None => return false,
+            }
+        }
+        node.message.is_some()
     }
 
     /// Removes the retained message of `topic`, if any.
@@ -174,13 +191,20 @@ mod tests {
     #[test]
     fn set_replace_and_clear_with_empty_payload() {
         let mut store = RetainedStore::new();
-        store.set(msg("a/b", "1"));
-        store.set(msg("a/b", "2"));
+        store.set(msg("a/b", "1"), 1);
+        assert!(
+            store.set(msg("a/b", "2"), 1),
+            "replacing is allowed at the limit"
+        );
+        assert!(
+            !store.set(msg("c", "3"), 1),
+            "a new topic beyond the limit is refused"
+        );
         assert_eq!(store.len(), 1);
         let mut payloads = Vec::new();
         store.for_each_match("a/b", |m| payloads.push(m.publish.payload.clone()));
         assert_eq!(payloads, vec![Bytes::from_static(b"2")]);
-        store.set(msg("a/b", ""));
+        store.set(msg("a/b", ""), 1);
         assert!(store.is_empty());
         assert!(store.root.is_empty(), "cleared branches are pruned");
     }
@@ -189,7 +213,7 @@ mod tests {
     fn filters_find_matching_retained_topics() {
         let mut store = RetainedStore::new();
         for t in ["a", "a/b", "a/b/c", "a/x", "b/b", "/", "$SYS/x"] {
-            store.set(msg(t, "p"));
+            store.set(msg(t, "p"), usize::MAX);
         }
         assert_eq!(topics(&store, "a/#"), vec!["a", "a/b", "a/b/c", "a/x"]);
         assert_eq!(topics(&store, "a/+"), vec!["a/b", "a/x"]);

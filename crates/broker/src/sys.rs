@@ -18,7 +18,6 @@ pub async fn run_sys_publisher(
     interval: Duration,
     mut shutdown: watch::Receiver<bool>,
 ) {
-    broker.publish_sys("$SYS/broker/version", VERSION.to_owned());
     let mut ticker = tokio::time::interval(interval);
     loop {
         tokio::select! {
@@ -33,6 +32,7 @@ pub fn publish_counters(broker: &Broker) {
     let s = &broker.stats;
     let uptime = broker.started_at.elapsed().as_secs();
     let values = [
+        ("$SYS/broker/version", VERSION.to_owned()),
         ("$SYS/broker/uptime", format!("{uptime} seconds")),
         (
             "$SYS/broker/clients/connected",
