@@ -151,6 +151,24 @@ mod tests {
     }
 
     #[test]
+    fn shipped_configuration_files_are_valid() {
+        for (name, text) in [
+            (
+                "tollgate.example.toml",
+                include_str!("../../../tollgate.example.toml"),
+            ),
+            (
+                "tests/interop/paho.toml",
+                include_str!("../../../tests/interop/paho.toml"),
+            ),
+        ] {
+            if let Err(e) = parse(Path::new(name), text) {
+                panic!("{e}");
+            }
+        }
+    }
+
+    #[test]
     fn unknown_key_names_file_line_and_key() {
         let e = err("sys_interval = 5\n\n[limits]\nmax_packet_sise = 10\n");
         assert!(
