@@ -346,8 +346,8 @@ impl Connection {
         self.generation = opened.generation;
         self.will = connect.will;
         self.principal = Some(Principal {
-            client_id: client_id.clone(),
             username: connect.username,
+            ..Principal::anonymous(client_id.clone())
         });
         self.phase = Phase::Connected;
         BrokerStats::add(&self.broker.stats.clients_connected, 1);
