@@ -1,11 +1,15 @@
 //! Identity and access for Tollgate.
 //!
-//! Every connection becomes a [`Principal`] at CONNECT. This first version carries only what
-//! the broker core needs (who the client is and who the user is); the authentication chain and
-//! the permission engine grow here.
+//! Every connection becomes a [`Principal`] at CONNECT: the listener's
+//! [`authentication::AuthChain`] decides who the client is, from a password file
+//! ([`password_file`]), a certificate, a token, or an authenticator supplied in code.
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
+pub mod authentication;
+pub mod password_file;
 mod principal;
+mod secret;
 
-pub use principal::Principal;
+pub use principal::{Attribute, CertificateInfo, Principal, Source};
+pub use secret::{constant_time_eq, Secret};

@@ -1,0 +1,51 @@
+//! The trait every authenticator implements, built in or supplied by an embedder.
+
+use std::future::Future;
+use std::pin::Pin;
+
+use super::outcome::{AuthError, AuthOutcome};
+use super::request::ConnectRequest;
+
+/// A boxed future, so authenticators of different types can stand in one chain.
+pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
+
+/// Decides whether a connection's credentials are good.
+///
+/// Implementations answer [`AuthOutcome::Allow`] with the identity they vouch for,
+/// [`AuthOutcome::Deny`] to refuse at once, or [`AuthOutcome::Next`] when the credentials are
+/// not theirs to judge. An `Err` means the backend failed; the chain logs it and, by default,
+/// refuses (fail closed).
+///
+/// ```
+/// use tollgate_auth::authentication::{Authenticator, AuthOutcome, BoxFuture, ConnectRequest, AuthError, Identity};
+///
+/// /// Lets in the client whose identifier is `admin-console`, and no one else.
+/// struct ConsoleOnly;
+///
+/// impl Authenticator for ConsoleOnly {
+///     fn name(&self) -> &str {
+///         "console-only"
+///     }
+///     fn authenticate<'a>(&'a self, request: &'a ConnectRequest) -> BoxFuture<'a, Result<AuthOutcome, AuthError>> {
+///         Box::pin(async move {
+///             Ok(if request.client_id == "admin-console" { AuthOutcome::Allow(Identity::default()) } else { AuthOutcome::Next })
+///         })
+///     }
+/// }
+/// ```
+pub trait Authenticator: Send + Sync {
+    /// The name used in logs, audit lines and configuration (`password_file`, `jwt:auth0`…).
+    fn name(&self) -> &str;
+
+    /// Judges one connection attempt.
+    fn authenticate<'a>(
+        &'a self,
+        request: &'a ConnectRequest,
+    ) -> BoxFuture<'a, Result<AuthOutcome, AuthError>>;
+
+    /// A number that changes whenever the authenticator's data changes (a password file was
+    /// reloaded); cached results from an older revision are not used.
+    fn revision(&self) -> u64 {
+        0
+    }
+}

@@ -1,0 +1,496 @@
+//! The ordered chain of authenticators of a listener.
+//!
+//! Each authenticator in turn may allow (the chain stops: this is who the client is), deny
+//! (the chain stops: refused), or pass to the next. An authenticator whose backend fails is
+//! logged and, unless configured otherwise, refuses (fail closed). When every authenticator
+//! passes, the chain decides from what the client presented: nothing at all is anonymous access
+//! (allowed only where the listener allows it), a verified client certificate alone is allowed
+//! where the listener accepts certificates, and anything else is refused.
+//!
+//! Every decision is written as one audit line (target `tollgate::audit`), without secrets.
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use serde::Deserialize;
+
+use super::authenticator::Authenticator;
+use super::cache::AuthCache;
+use super::outcome::{AuthOutcome, DenyReason, Identity};
+use super::request::ConnectRequest;
+use super::throttle::LoginThrottle;
+
+/// What the chain does when an authenticator's backend fails.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum OnError {
+    /// Refuse the connection (fail closed). The default.
+    #[default]
+    Deny,
+    /// Ask the next authenticator.
+    Next,
+}
+
+/// One authenticator in a chain, with its error policy and optional cache.
+pub struct ChainEntry {
+    /// The authenticator.
+    pub authenticator: Arc<dyn Authenticator>,
+    /// What a backend failure means.
+    pub on_error: OnError,
+    /// Cache of its allows, if enabled.
+    pub cache: Option<Arc<AuthCache>>,
+}
+
+/// The chain's verdict.
+#[derive(Debug, Clone, PartialEq)]
+pub enum ChainDecision {
+    /// Allowed.
+    Allowed {
+        /// Who the client is.
+        identity: Identity,
+        /// Which authenticator (or `anonymous`, `certificate`) allowed it.
+        by: String,
+    },
+    /// Refused.
+    Refused {
+        /// Why.
+        reason: DenyReason,
+        /// Which authenticator refused, if one did (`None`: the end of the chain or the throttle).
+        by: Option<String>,
+        /// Detail for the log.
+        detail: String,
+    },
+}
+
+/// The authenticators of one listener, in order.
+pub struct AuthChain {
+    entries: Vec<ChainEntry>,
+    allow_anonymous: bool,
+    accept_certificate: bool,
+    throttle: Option<Arc<LoginThrottle>>,
+}
+
+impl AuthChain {
+    /// A chain of `entries`. `allow_anonymous`: a client presenting nothing may connect.
+    /// `accept_certificate`: a client presenting only a verified certificate may connect.
+    pub fn new(
+        entries: Vec<ChainEntry>,
+        allow_anonymous: bool,
+        accept_certificate: bool,
+        throttle: Option<Arc<LoginThrottle>>,
+    ) -> Self {
+        AuthChain {
+            entries,
+            allow_anonymous,
+            accept_certificate,
+            throttle,
+        }
+    }
+
+    /// Names of the authenticators, in order.
+    pub fn names(&self) -> Vec<&str> {
+        self.entries
+            .iter()
+            .map(|e| e.authenticator.name())
+            .collect()
+    }
+
+    /// Forgets every cached allow of every authenticator.
+    pub fn flush_caches(&self) {
+        for entry in &self.entries {
+            if let Some(cache) = &entry.cache {
+                cache.flush();
+            }
+        }
+    }
+
+    /// Decides one connection attempt.
+    pub async fn authenticate(&self, request: &ConnectRequest) -> ChainDecision {
+        let decision = self.decide(request).await;
+        audit(request, &decision);
+        if let Some(throttle) = &self.throttle {
+            match &decision {
+                ChainDecision::Refused {
+                    reason: DenyReason::BadCredentials,
+                    ..
+                } => throttle.failure(
+                    request.peer.ip(),
+                    request.username.as_deref(),
+                    Instant::now(),
+                ),
+                ChainDecision::Allowed { .. } => throttle.success(request.username.as_deref()),
+                ChainDecision::Refused { .. } => {}
+            }
+        }
+        decision
+    }
+
+    async fn decide(&self, request: &ConnectRequest) -> ChainDecision {
+        if let Some(throttle) = &self.throttle {
+            if let Err(reason) = throttle.check(
+                request.peer.ip(),
+                request.username.as_deref(),
+                Instant::now(),
+            ) {
+                return ChainDecision::Refused {
+                    reason,
+                    by: None,
+                    detail: "too many failed logins".into(),
+                };
+            }
+        }
+        let key = self
+            .entries
+            .iter()
+            .any(|e| e.cache.is_some())
+            .then(|| AuthCache::key(request));
+        for entry in &self.entries {
+            let authenticator = &entry.authenticator;
+            let name = authenticator.name();
+            if let (Some(cache), Some(key)) = (&entry.cache, &key) {
+                if let Some(identity) = cache.get(key, authenticator.revision(), Instant::now()) {
+                    return ChainDecision::Allowed {
+                        identity,
+                        by: name.to_owned(),
+                    };
+                }
+            }
+            let revision = authenticator.revision();
+            match authenticator.authenticate(request).await {
+                Ok(AuthOutcome::Allow(identity)) => {
+                    if let (Some(cache), Some(key)) = (&entry.cache, key) {
+                        cache.put(key, identity.clone(), revision, Instant::now());
+                    }
+                    return ChainDecision::Allowed {
+                        identity,
+                        by: name.to_owned(),
+                    };
+                }
+                Ok(AuthOutcome::Deny { reason, detail }) => {
+                    return ChainDecision::Refused {
+                        reason,
+                        by: Some(name.to_owned()),
+                        detail,
+                    };
+                }
+                Ok(AuthOutcome::Next) => {}
+                Err(error) => {
+                    tracing::warn!(authenticator = name, error = %error, on_error = ?entry.on_error, "authentication backend failed");
+                    if entry.on_error == OnError::Deny {
+                        return ChainDecision::Refused {
+                            reason: DenyReason::BackendUnavailable,
+                            by: Some(name.to_owned()),
+                            detail: error.message,
+                        };
+                    }
+                }
+            }
+        }
+        self.end_of_chain(request)
+    }
+
+    fn end_of_chain(&self, request: &ConnectRequest) -> ChainDecision {
+        let has_credentials = request.username.is_some()
+            || request.password.is_some()
+            || request.authentication_method.is_some();
+        if has_credentials {
+            if self.entries.is_empty() && self.allow_anonymous {
+                // No authenticator at all on an open listener: the user name is taken as
+                // given, unverified, as Mosquitto does with allow_anonymous and no password file.
+                return ChainDecision::Allowed {
+                    identity: Identity::default(),
+                    by: "anonymous".into(),
+                };
+            }
+            let reason = if request.authentication_method.is_some()
+                && request.username.is_none()
+                && request.password.is_none()
+            {
+                DenyReason::BadAuthenticationMethod
+            } else {
+                DenyReason::BadCredentials
+            };
+            return ChainDecision::Refused {
+                reason,
+                by: None,
+                detail: "no authenticator accepted the credentials".into(),
+            };
+        }
+        if request.certificate.is_some() && self.accept_certificate {
+            return ChainDecision::Allowed {
+                identity: Identity::default(),
+                by: "certificate".into(),
+            };
+        }
+        if self.allow_anonymous {
+            return ChainDecision::Allowed {
+                identity: Identity::default(),
+                by: "anonymous".into(),
+            };
+        }
+        ChainDecision::Refused {
+            reason: DenyReason::NotAuthorized,
+            by: None,
+            detail: "credentials required".into(),
+        }
+    }
+}
+
+/// Writes the audit line of one decision.
+fn audit(request: &ConnectRequest, decision: &ChainDecision) {
+    let username = request.username.as_deref().unwrap_or("");
+    match decision {
+        ChainDecision::Allowed { by, .. } => tracing::info!(
+            target: "tollgate::audit",
+            listener = %request.listener, peer = %request.peer, client_id = %request.client_id,
+            username, authenticator = %by, outcome = "allow", "authentication"
+        ),
+        ChainDecision::Refused { reason, by, detail } => tracing::info!(
+            target: "tollgate::audit",
+            listener = %request.listener, peer = %request.peer, client_id = %request.client_id,
+            username, authenticator = by.as_deref().unwrap_or("-"), outcome = "deny", reason = %reason, detail = %detail,
+            "authentication"
+        ),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::authentication::{AuthError, BoxFuture};
+    use crate::secret::Secret;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+
+    /// Answers with a fixed outcome and counts its calls.
+    struct Fixed {
+        name: &'static str,
+        answer: Result<AuthOutcome, AuthError>,
+        calls: AtomicUsize,
+    }
+
+    impl Fixed {
+        fn new(name: &'static str, answer: Result<AuthOutcome, AuthError>) -> Arc<Self> {
+            Arc::new(Fixed {
+                name,
+                answer,
+                calls: AtomicUsize::new(0),
+            })
+        }
+    }
+
+    impl Authenticator for Fixed {
+        fn name(&self) -> &str {
+            self.name
+        }
+        fn authenticate<'a>(
+            &'a self,
+            _: &'a ConnectRequest,
+        ) -> BoxFuture<'a, Result<AuthOutcome, AuthError>> {
+            self.calls.fetch_add(1, Ordering::Relaxed);
+            let answer = self.answer.clone();
+            Box::pin(async move { answer })
+        }
+    }
+
+    fn entry(a: Arc<Fixed>, on_error: OnError) -> ChainEntry {
+        ChainEntry {
+            authenticator: a,
+            on_error,
+            cache: None,
+        }
+    }
+
+    fn with_password() -> ConnectRequest {
+        let mut r = ConnectRequest::new("l", "127.0.0.1:5000".parse().unwrap(), "c");
+        r.username = Some("u".into());
+        r.password = Some(Secret::new("p"));
+        r
+    }
+
+    fn allow() -> Result<AuthOutcome, AuthError> {
+        Ok(AuthOutcome::Allow(Identity::default()))
+    }
+
+    #[tokio::test]
+    async fn first_allow_or_deny_wins_and_next_passes_on() {
+        let next = Fixed::new("next", Ok(AuthOutcome::Next));
+        let deny = Fixed::new(
+            "deny",
+            Ok(AuthOutcome::deny(DenyReason::BadCredentials, "wrong")),
+        );
+        let allow = Fixed::new("allow", allow());
+        let chain = AuthChain::new(
+            vec![
+                entry(next.clone(), OnError::Deny),
+                entry(deny.clone(), OnError::Deny),
+                entry(allow.clone(), OnError::Deny),
+            ],
+            false,
+            false,
+            None,
+        );
+        match chain.authenticate(&with_password()).await {
+            ChainDecision::Refused {
+                reason: DenyReason::BadCredentials,
+                by: Some(by),
+                ..
+            } => assert_eq!(by, "deny"),
+            other => panic!("{other:?}"),
+        }
+        assert_eq!(allow.calls.load(Ordering::Relaxed), 0, "a deny is final");
+        let chain = AuthChain::new(
+            vec![entry(next, OnError::Deny), entry(allow, OnError::Deny)],
+            false,
+            false,
+            None,
+        );
+        assert!(
+            matches!(chain.authenticate(&with_password()).await, ChainDecision::Allowed { by, .. } if by == "allow")
+        );
+    }
+
+    #[tokio::test]
+    async fn backend_error_denies_unless_configured_to_pass() {
+        let broken = Fixed::new("broken", Err(AuthError::new("connection refused")));
+        let allow = Fixed::new("allow", allow());
+        let closed = AuthChain::new(
+            vec![
+                entry(broken.clone(), OnError::Deny),
+                entry(allow.clone(), OnError::Deny),
+            ],
+            true,
+            false,
+            None,
+        );
+        assert!(matches!(
+            closed.authenticate(&with_password()).await,
+            ChainDecision::Refused {
+                reason: DenyReason::BackendUnavailable,
+                ..
+            }
+        ));
+        let lenient = AuthChain::new(
+            vec![entry(broken, OnError::Next), entry(allow, OnError::Deny)],
+            false,
+            false,
+            None,
+        );
+        assert!(matches!(
+            lenient.authenticate(&with_password()).await,
+            ChainDecision::Allowed { .. }
+        ));
+    }
+
+    #[tokio::test]
+    async fn end_of_chain_refuses_credentials_and_allows_anonymous_only_where_configured() {
+        let next = || Fixed::new("next", Ok(AuthOutcome::Next));
+        let anonymous = ConnectRequest::new("l", "127.0.0.1:5000".parse().unwrap(), "c");
+        let open = AuthChain::new(vec![entry(next(), OnError::Deny)], true, false, None);
+        assert!(
+            matches!(open.authenticate(&anonymous).await, ChainDecision::Allowed { by, .. } if by == "anonymous")
+        );
+        assert!(matches!(
+            open.authenticate(&with_password()).await,
+            ChainDecision::Refused {
+                reason: DenyReason::BadCredentials,
+                ..
+            }
+        ));
+        let closed = AuthChain::new(vec![entry(next(), OnError::Deny)], false, false, None);
+        assert!(matches!(
+            closed.authenticate(&anonymous).await,
+            ChainDecision::Refused {
+                reason: DenyReason::NotAuthorized,
+                ..
+            }
+        ));
+        let empty_closed = AuthChain::new(vec![], false, false, None);
+        assert!(matches!(
+            empty_closed.authenticate(&anonymous).await,
+            ChainDecision::Refused {
+                reason: DenyReason::NotAuthorized,
+                ..
+            }
+        ));
+    }
+
+    #[tokio::test]
+    async fn cached_allow_skips_the_authenticator_and_denials_are_not_cached() {
+        let allow = Fixed::new("allow", allow());
+        let cache = Arc::new(AuthCache::new(std::time::Duration::from_secs(60), 10));
+        let chain = AuthChain::new(
+            vec![ChainEntry {
+                authenticator: allow.clone(),
+                on_error: OnError::Deny,
+                cache: Some(cache.clone()),
+            }],
+            false,
+            false,
+            None,
+        );
+        for _ in 0..3 {
+            assert!(matches!(
+                chain.authenticate(&with_password()).await,
+                ChainDecision::Allowed { .. }
+            ));
+        }
+        assert_eq!(allow.calls.load(Ordering::Relaxed), 1);
+        chain.flush_caches();
+        chain.authenticate(&with_password()).await;
+        assert_eq!(allow.calls.load(Ordering::Relaxed), 2);
+
+        let deny = Fixed::new(
+            "deny",
+            Ok(AuthOutcome::deny(DenyReason::BadCredentials, "wrong")),
+        );
+        let fresh = Arc::new(AuthCache::new(std::time::Duration::from_secs(60), 10));
+        let chain = AuthChain::new(
+            vec![ChainEntry {
+                authenticator: deny.clone(),
+                on_error: OnError::Deny,
+                cache: Some(fresh.clone()),
+            }],
+            false,
+            false,
+            None,
+        );
+        chain.authenticate(&with_password()).await;
+        chain.authenticate(&with_password()).await;
+        assert_eq!(deny.calls.load(Ordering::Relaxed), 2);
+        assert!(fresh.is_empty());
+    }
+
+    #[tokio::test]
+    async fn throttle_refuses_before_the_authenticators_after_repeated_failures() {
+        use super::super::throttle::ThrottleConfig;
+        let deny = Fixed::new(
+            "deny",
+            Ok(AuthOutcome::deny(DenyReason::BadCredentials, "wrong")),
+        );
+        let throttle = Arc::new(LoginThrottle::new(ThrottleConfig {
+            free_failures: 1,
+            initial_backoff_ms: 60_000,
+            ..ThrottleConfig::default()
+        }));
+        let chain = AuthChain::new(
+            vec![entry(deny.clone(), OnError::Deny)],
+            false,
+            false,
+            Some(throttle),
+        );
+        chain.authenticate(&with_password()).await;
+        chain.authenticate(&with_password()).await;
+        assert!(matches!(
+            chain.authenticate(&with_password()).await,
+            ChainDecision::Refused {
+                reason: DenyReason::RateLimited,
+                ..
+            }
+        ));
+        assert_eq!(
+            deny.calls.load(Ordering::Relaxed),
+            2,
+            "the throttled attempt never reached the authenticator"
+        );
+    }
+}

@@ -1,0 +1,19 @@
+//! Authentication: who a connecting client is.
+//!
+//! A listener's [`AuthChain`] asks its [`Authenticator`]s in order; each answers allow, deny or
+//! next ([`AuthOutcome`]). Built-in authenticators live in their own modules
+//! ([`crate::password_file`]); an embedder adds its own by implementing the trait.
+
+mod authenticator;
+mod cache;
+mod chain;
+mod outcome;
+mod request;
+mod throttle;
+
+pub use authenticator::{Authenticator, BoxFuture};
+pub use cache::AuthCache;
+pub use chain::{AuthChain, ChainDecision, ChainEntry, OnError};
+pub use outcome::{AuthError, AuthOutcome, DenyReason, Identity};
+pub use request::ConnectRequest;
+pub use throttle::{LoginThrottle, ThrottleConfig};

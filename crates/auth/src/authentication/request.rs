@@ -1,0 +1,56 @@
+//! What a client presents at CONNECT, as the authenticators see it.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use crate::principal::CertificateInfo;
+use crate::secret::Secret;
+
+/// The credentials and context of one connection attempt.
+#[derive(Debug, Clone)]
+pub struct ConnectRequest {
+    /// Name of the listener the client connected to.
+    pub listener: Arc<str>,
+    /// The client's address.
+    pub peer: SocketAddr,
+    /// Client identifier (after assignment, if the broker assigned one).
+    pub client_id: String,
+    /// User name from CONNECT.
+    pub username: Option<String>,
+    /// Password from CONNECT.
+    pub password: Option<Secret>,
+    /// Protocol level: 3 (3.1), 4 (3.1.1) or 5 (5.0).
+    pub protocol_level: u8,
+    /// The verified TLS client certificate, if one was presented.
+    pub certificate: Option<CertificateInfo>,
+    /// MQTT 5 authentication method.
+    pub authentication_method: Option<String>,
+    /// MQTT 5 authentication data.
+    pub authentication_data: Option<Secret>,
+}
+
+impl ConnectRequest {
+    /// A request with no credentials, for tests and tools.
+    pub fn new(listener: &str, peer: SocketAddr, client_id: impl Into<String>) -> Self {
+        ConnectRequest {
+            listener: listener.into(),
+            peer,
+            client_id: client_id.into(),
+            username: None,
+            password: None,
+            protocol_level: 4,
+            certificate: None,
+            authentication_method: None,
+            authentication_data: None,
+        }
+    }
+
+    /// Whether the client presented no credentials at all (no user name, password, token or
+    /// certificate).
+    pub fn is_anonymous(&self) -> bool {
+        self.username.is_none()
+            && self.password.is_none()
+            && self.authentication_method.is_none()
+            && self.certificate.is_none()
+    }
+}

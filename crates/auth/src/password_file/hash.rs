@@ -1,0 +1,197 @@
+//! The password hash formats of a password file.
+//!
+//! - `$6$<salt>$<hash>`: Mosquitto's older format, SHA-512 of the password followed by the salt,
+//!   both base64.
+//! - `$7$<iterations>$<salt>$<hash>`: Mosquitto 2's PBKDF2-HMAC-SHA512, salt and 64-byte hash
+//!   base64.
+//! - `$argon2id$v=19$m=…,t=…,p=…$<salt>$<hash>`: a PHC string, what `tollgate passwd` writes.
+
+use argon2::password_hash::{rand_core::OsRng, PasswordHasher, PasswordVerifier, SaltString};
+use argon2::{Argon2, PasswordHash as PhcString};
+use base64::engine::general_purpose::STANDARD;
+use base64::Engine;
+use sha2::{Digest, Sha512};
+
+use crate::secret::constant_time_eq;
+
+/// Most PBKDF2 iterations accepted from a file: a hostile file must not make one login cost
+/// minutes (Mosquitto writes 101).
+const MAX_PBKDF2_ITERATIONS: u32 = 10_000_000;
+
+/// One stored password hash.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum PasswordHash {
+    /// `$6$`: SHA-512(password ‖ salt).
+    Sha512 {
+        /// Salt bytes.
+        salt: Vec<u8>,
+        /// Digest bytes.
+        hash: Vec<u8>,
+    },
+    /// `$7$`: PBKDF2-HMAC-SHA512.
+    Pbkdf2Sha512 {
+        /// Iteration count.
+        iterations: u32,
+        /// Salt bytes.
+        salt: Vec<u8>,
+        /// Derived key bytes.
+        hash: Vec<u8>,
+    },
+    /// An argon2id PHC string.
+    Argon2id(String),
+}
+
+impl PasswordHash {
+    /// Parses the part of a password file line after `user:`.
+    pub fn parse(text: &str) -> Result<PasswordHash, String> {
+        if text.starts_with("$argon2id$") {
+            let phc = PhcString::new(text).map_err(|e| format!("invalid argon2id hash: {e}"))?;
+            if phc.salt.is_none() || phc.hash.is_none() {
+                return Err("invalid argon2id hash: salt or hash missing".into());
+            }
+            return Ok(PasswordHash::Argon2id(text.to_owned()));
+        }
+        let b64 = |field: &str, what: &str| {
+            STANDARD
+                .decode(field)
+                .map_err(|_| format!("{what} is not valid base64"))
+        };
+        let parts: Vec<&str> = text.split('$').collect();
+        match parts.as_slice() {
+            ["", "6", salt, hash] => {
+                let hash = b64(hash, "hash")?;
+                if hash.len() != 64 {
+                    return Err(format!("$6$ hash must be 64 bytes, not {}", hash.len()));
+                }
+                Ok(PasswordHash::Sha512 { salt: b64(salt, "salt")?, hash })
+            }
+            ["", "7", iterations, salt, hash] => {
+                let iterations: u32 = iterations.parse().map_err(|_| "iteration count is not a number".to_owned())?;
+                if iterations == 0 || iterations > MAX_PBKDF2_ITERATIONS {
+                    return Err(format!("iteration count {iterations} is out of range (1 to {MAX_PBKDF2_ITERATIONS})"));
+                }
+                let hash = b64(hash, "hash")?;
+                if hash.is_empty() || hash.len() > 128 {
+                    return Err(format!("$7$ hash length {} is out of range", hash.len()));
+                }
+                Ok(PasswordHash::Pbkdf2Sha512 { iterations, salt: b64(salt, "salt")?, hash })
+            }
+            _ => Err("unknown hash format (expected $6$, $7$ or $argon2id$; plain-text passwords are not accepted)".to_owned()),
+        }
+    }
+
+    /// Whether `password` matches. Compares in constant time; costs what the format costs
+    /// (argon2id and PBKDF2 are slow on purpose: call from a blocking pool).
+    pub fn verify(&self, password: &[u8]) -> bool {
+        match self {
+            PasswordHash::Sha512 { salt, hash } => {
+                let mut h = Sha512::new();
+                h.update(password);
+                h.update(salt);
+                constant_time_eq(&h.finalize(), hash)
+            }
+            PasswordHash::Pbkdf2Sha512 {
+                iterations,
+                salt,
+                hash,
+            } => {
+                let mut out = vec![0u8; hash.len()];
+                pbkdf2::pbkdf2_hmac::<Sha512>(password, salt, *iterations, &mut out);
+                constant_time_eq(&out, hash)
+            }
+            PasswordHash::Argon2id(phc) => match PhcString::new(phc) {
+                Ok(parsed) => Argon2::default().verify_password(password, &parsed).is_ok(),
+                Err(_) => false,
+            },
+        }
+    }
+
+    /// A new argon2id hash of `password` with a random salt, as a PHC string.
+    pub fn create_argon2id(password: &[u8]) -> Result<String, String> {
+        let salt = SaltString::generate(&mut OsRng);
+        Argon2::default()
+            .hash_password(password, &salt)
+            .map(|h| h.to_string())
+            .map_err(|e| e.to_string())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Written by Mosquitto 2.0.11's `mosquitto_passwd` (see tests/fixtures/README.md).
+    const MOSQUITTO_FILE: &str = include_str!("../../tests/fixtures/mosquitto_passwd.txt");
+
+    fn fixture(user: &str) -> PasswordHash {
+        let line = MOSQUITTO_FILE
+            .lines()
+            .find(|l| l.starts_with(&format!("{user}:")))
+            .unwrap();
+        PasswordHash::parse(&line[user.len() + 1..]).unwrap()
+    }
+
+    #[test]
+    fn sha512_format_verifies() {
+        // $6$: sha512(password ‖ salt), computed independently for this test.
+        let salt = b"0123456789ab";
+        let mut h = Sha512::new();
+        h.update(b"pw");
+        h.update(salt);
+        let line = format!(
+            "$6${}${}",
+            STANDARD.encode(salt),
+            STANDARD.encode(h.finalize())
+        );
+        let hash = PasswordHash::parse(&line).unwrap();
+        assert!(hash.verify(b"pw"));
+        assert!(!hash.verify(b"pW"));
+    }
+
+    #[test]
+    fn mosquitto_pbkdf2_lines_verify() {
+        let alice = fixture("alice");
+        assert!(matches!(
+            alice,
+            PasswordHash::Pbkdf2Sha512 {
+                iterations: 101,
+                ..
+            }
+        ));
+        assert!(alice.verify(b"secret1"));
+        assert!(!alice.verify(b"secret2"));
+        assert!(fixture("bob").verify(b"p@ss w0rd"));
+    }
+
+    #[test]
+    fn mosquitto_sha512_line_verifies() {
+        let carol = fixture("carol");
+        assert!(matches!(carol, PasswordHash::Sha512 { .. }));
+        assert!(carol.verify(b"legacy"));
+        assert!(!carol.verify(b"Legacy"));
+    }
+
+    #[test]
+    fn argon2id_round_trip() {
+        let phc = PasswordHash::create_argon2id(b"correct horse").unwrap();
+        assert!(phc.starts_with("$argon2id$"));
+        let hash = PasswordHash::parse(&phc).unwrap();
+        assert!(hash.verify(b"correct horse"));
+        assert!(!hash.verify(b"battery staple"));
+    }
+
+    #[test]
+    fn malformed_hashes_are_refused_with_a_reason() {
+        for (line, needle) in [
+            ("plaintext", "unknown hash format"),
+            ("$7$abc$c2FsdA==$aGFzaA==", "not a number"),
+            ("$7$0$c2FsdA==$aGFzaA==", "out of range"),
+            ("$7$99999999999$c2FsdA==$aGFzaA==", "not a number"),
+            ("$6$!!!$aGFzaA==", "64 bytes"),
+            ("$argon2id$garbage", "invalid argon2id"),
+        ] {
+            let err = PasswordHash::parse(line).unwrap_err();
+            assert!(err.contains(needle), "{line}: {err}");
+        }
+    }
+}

@@ -1,0 +1,260 @@
+//! Authentication by a password file: Mosquitto's `password_file`, read as it is, plus
+//! argon2id lines.
+//!
+//! Each line is `user:hash` (see [`PasswordHash`] for the formats); blank lines and lines
+//! starting with `#` are skipped. A user the file does not know is not this authenticator's
+//! business (next); a known user with a wrong password is refused. Hashes are checked on
+//! tokio's blocking pool, at most a bounded number at once, so a burst of logins never stalls
+//! the I/O threads. The file is read again when it changes (polled) or on [`PasswordFile::reload`]
+//! (SIGHUP); a file that fails to parse leaves the previous users in force.
+
+mod editor;
+mod hash;
+
+use std::collections::HashMap;
+use std::fmt;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, SystemTime};
+
+use parking_lot::{Mutex, RwLock};
+use tokio::sync::Semaphore;
+
+pub use editor::PasswordFileEditor;
+pub use hash::PasswordHash;
+
+use crate::authentication::{
+    AuthError, AuthOutcome, Authenticator, BoxFuture, ConnectRequest, DenyReason, Identity,
+};
+
+/// A password file that could not be used.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PasswordFileError {
+    /// The file.
+    pub path: PathBuf,
+    /// 1-based line, when the problem is on one.
+    pub line: Option<usize>,
+    /// What is wrong.
+    pub message: String,
+}
+
+impl fmt::Display for PasswordFileError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self.line {
+            Some(line) => write!(f, "{}:{}: {}", self.path.display(), line, self.message),
+            None => write!(f, "{}: {}", self.path.display(), self.message),
+        }
+    }
+}
+
+impl std::error::Error for PasswordFileError {}
+
+/// Parses password file text into users and hashes.
+pub fn parse_password_file(
+    path: &Path,
+    text: &str,
+) -> Result<HashMap<String, Arc<PasswordHash>>, PasswordFileError> {
+    let mut users = HashMap::new();
+    for (index, raw) in text.lines().enumerate() {
+        let line = raw.trim_end_matches(['\r', ' ', '\t']);
+        if line.trim().is_empty() || line.trim_start().starts_with('#') {
+            continue;
+        }
+        let error = |message: String| PasswordFileError {
+            path: path.to_owned(),
+            line: Some(index + 1),
+            message,
+        };
+        let Some((user, hash)) = line.split_once(':') else {
+            return Err(error("expected `user:hash`".into()));
+        };
+        if user.is_empty() {
+            return Err(error("empty user name".into()));
+        }
+        let hash = PasswordHash::parse(hash).map_err(|m| error(format!("user `{user}`: {m}")))?;
+        if users.insert(user.to_owned(), Arc::new(hash)).is_some() {
+            return Err(error(format!("user `{user}` appears more than once")));
+        }
+    }
+    Ok(users)
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct FileStamp {
+    modified: Option<SystemTime>,
+    len: u64,
+}
+
+fn stamp(path: &Path) -> Option<FileStamp> {
+    let meta = std::fs::metadata(path).ok()?;
+    Some(FileStamp {
+        modified: meta.modified().ok(),
+        len: meta.len(),
+    })
+}
+
+/// The password file authenticator.
+pub struct PasswordFile {
+    name: String,
+    path: PathBuf,
+    users: RwLock<Arc<HashMap<String, Arc<PasswordHash>>>>,
+    revision: AtomicU64,
+    stamp: Mutex<Option<FileStamp>>,
+    hashing: Arc<Semaphore>,
+}
+
+impl PasswordFile {
+    /// Reads the file at `path`. `max_parallel_hashes` bounds how many hashes are checked at
+    /// once (the rest wait their turn).
+    pub fn open(
+        name: impl Into<String>,
+        path: impl Into<PathBuf>,
+        max_parallel_hashes: usize,
+    ) -> Result<PasswordFile, PasswordFileError> {
+        let path = path.into();
+        let file = PasswordFile {
+            name: name.into(),
+            users: RwLock::new(Arc::new(HashMap::new())),
+            revision: AtomicU64::new(0),
+            stamp: Mutex::new(None),
+            hashing: Arc::new(Semaphore::new(max_parallel_hashes.max(1))),
+            path,
+        };
+        file.reload()?;
+        Ok(file)
+    }
+
+    /// The file's path.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// How many users the file holds now.
+    pub fn user_count(&self) -> usize {
+        self.users.read().len()
+    }
+
+    /// Reads the file again. On error the previous users stay in force.
+    pub fn reload(&self) -> Result<(), PasswordFileError> {
+        let before = stamp(&self.path);
+        let text = std::fs::read_to_string(&self.path).map_err(|e| PasswordFileError {
+            path: self.path.clone(),
+            line: None,
+            message: format!("cannot read: {e}"),
+        })?;
+        let users = parse_password_file(&self.path, &text)?;
+        let count = users.len();
+        *self.users.write() = Arc::new(users);
+        *self.stamp.lock() = before;
+        self.revision.fetch_add(1, Ordering::Relaxed);
+        tracing::info!(authenticator = %self.name, path = %self.path.display(), users = count, "password file loaded");
+        Ok(())
+    }
+
+    /// Reads the file again if its modification time or size changed since the last read.
+    /// Returns whether it was read.
+    pub fn reload_if_changed(&self) -> Result<bool, PasswordFileError> {
+        let now = stamp(&self.path);
+        if now.is_none() || now == *self.stamp.lock() {
+            return Ok(false);
+        }
+        self.reload().map(|()| true)
+    }
+
+    /// Polls the file every `interval` and reloads it when it changes, for as long as the
+    /// authenticator lives. Errors are logged and the previous users kept.
+    pub fn watch(self: &Arc<Self>, interval: Duration) {
+        let weak = Arc::downgrade(self);
+        tokio::spawn(async move {
+            let mut ticker = tokio::time::interval(interval);
+            ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            ticker.tick().await;
+            loop {
+                ticker.tick().await;
+                let Some(file) = weak.upgrade() else { return };
+                if let Err(e) = file.reload_if_changed() {
+                    tracing::error!(authenticator = %file.name, "password file not reloaded, previous users kept: {e}");
+                }
+            }
+        });
+    }
+}
+
+impl Authenticator for PasswordFile {
+    fn name(&self) -> &str {
+        &self.name
+    }
+
+    fn revision(&self) -> u64 {
+        self.revision.load(Ordering::Relaxed)
+    }
+
+    fn authenticate<'a>(
+        &'a self,
+        request: &'a ConnectRequest,
+    ) -> BoxFuture<'a, Result<AuthOutcome, AuthError>> {
+        Box::pin(async move {
+            let Some(username) = request.username.as_deref() else {
+                return Ok(AuthOutcome::Next);
+            };
+            let Some(hash) = self.users.read().get(username).cloned() else {
+                return Ok(AuthOutcome::Next);
+            };
+            let Some(password) = request.password.clone() else {
+                return Ok(AuthOutcome::deny(
+                    DenyReason::BadCredentials,
+                    "no password given",
+                ));
+            };
+            let _permit = self
+                .hashing
+                .clone()
+                .acquire_owned()
+                .await
+                .map_err(|_| AuthError::new("hashing pool closed"))?;
+            let matches = tokio::task::spawn_blocking(move || hash.verify(password.expose()))
+                .await
+                .map_err(|e| AuthError::new(format!("password check failed: {e}")))?;
+            Ok(if matches {
+                AuthOutcome::Allow(Identity::default())
+            } else {
+                AuthOutcome::deny(DenyReason::BadCredentials, "wrong password")
+            })
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parse_errors_name_the_line() {
+        let path = Path::new("passwd");
+        let err = parse_password_file(path, "# comment\n\nalice:$7$101$eA==$eA==\nnocolon\n")
+            .unwrap_err();
+        assert_eq!(err.to_string(), "passwd:4: expected `user:hash`");
+        let err = parse_password_file(path, "bob:plain\n").unwrap_err();
+        assert!(
+            err.to_string()
+                .starts_with("passwd:1: user `bob`: unknown hash format"),
+            "{err}"
+        );
+        let err =
+            parse_password_file(path, "a:$7$101$eA==$eA==\na:$7$101$eA==$eA==\n").unwrap_err();
+        assert_eq!(err.line, Some(2));
+    }
+
+    #[test]
+    fn mosquitto_file_parses_whole() {
+        let users = parse_password_file(
+            Path::new("f"),
+            include_str!("../../tests/fixtures/mosquitto_passwd.txt"),
+        )
+        .unwrap();
+        let mut names: Vec<_> = users.keys().cloned().collect();
+        names.sort();
+        assert_eq!(names, ["alice", "bob", "carol"]);
+    }
+}
