@@ -98,6 +98,13 @@ impl Principal {
         path.split('.').try_fold(claims, |v, key| v.get(key))
     }
 
+    /// Who owns the sessions this principal opens: the user name, else the client's own
+    /// identity; `None` for an anonymous principal. A session may be taken over only by a
+    /// principal with the same owner.
+    pub fn owner(&self) -> Option<&str> {
+        self.username.as_deref().or(self.client_identity.as_deref())
+    }
+
     /// Whether the principal has role `name`.
     pub fn has_role(&self, name: &str) -> bool {
         self.roles.iter().any(|r| r.value == name)

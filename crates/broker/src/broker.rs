@@ -44,6 +44,10 @@ pub struct RouteOutcome {
     pub dropped: usize,
 }
 
+/// Refusal to open a session: it exists and belongs to another principal.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SessionOwnedByAnother;
+
 /// A session handed to a connection at CONNECT.
 #[derive(Debug, Clone)]
 pub struct OpenedSession {
@@ -99,16 +103,21 @@ impl Broker {
 
     /// Opens the session of `client_id` for a new connection: resumes the existing one unless
     /// `clean_start`, takes it over from a connection still attached to it (that connection is
-    /// woken and finds its generation gone), or creates a new one.
+    /// woken and finds its generation gone), or creates a new one. An existing session whose
+    /// owner is not `owner` is neither resumed nor replaced: it belongs to another principal.
     pub fn open_session(
         &self,
         client_id: &str,
         clean_start: bool,
         expiry_interval: u32,
-    ) -> OpenedSession {
+        owner: Option<&str>,
+    ) -> Result<OpenedSession, SessionOwnedByAnother> {
         let mut sessions = self.sessions.lock();
         if let Some(existing) = sessions.get(client_id).cloned() {
             let mut state = existing.state.lock();
+            if state.owner.as_deref() != owner {
+                return Err(SessionOwnedByAnother);
+            }
             let was_attached = state.attached;
             state.generation += 1;
             if was_attached {
@@ -124,11 +133,11 @@ impl Broker {
                 let generation = state.generation;
                 drop(state);
                 existing.set_online(true);
-                return OpenedSession {
+                return Ok(OpenedSession {
                     session: existing,
                     generation,
                     present: true,
-                };
+                });
             }
             // Clean start: the old session ends here, and a will waiting on it goes out now.
             state.ended = true;
@@ -157,15 +166,16 @@ impl Broker {
             let mut state = session.state.lock();
             state.generation = 1;
             state.attached = true;
+            state.owner = owner.map(str::to_owned);
             state.generation
         };
         session.set_online(true);
         sessions.insert(session.client_id.clone(), session.clone());
-        OpenedSession {
+        Ok(OpenedSession {
             session,
             generation,
             present: false,
-        }
+        })
     }
 
     /// Detaches a closing connection from its session. `will` is the will to publish (the

@@ -1,12 +1,14 @@
-//! The broker's settings: limits and listeners.
+//! The broker's settings: listeners, authenticators, limits.
 //!
 //! Every field has a default, so an empty configuration is a working one. The `tollgate`
 //! binary reads these from a TOML file; an embedder builds them in code.
 
 use std::net::SocketAddr;
+use std::path::PathBuf;
 use std::time::Duration;
 
 use serde::Deserialize;
+use tollgate_auth::authentication::{OnError, ThrottleConfig};
 
 /// Settings for the whole broker.
 #[derive(Debug, Clone, Deserialize)]
@@ -15,6 +17,13 @@ pub struct BrokerConfig {
     /// The listeners; the default is one TCP listener on 127.0.0.1:1883 with anonymous access.
     #[serde(rename = "listener")]
     pub listeners: Vec<ListenerConfig>,
+    /// The authenticators listeners can use, by name.
+    #[serde(rename = "authenticator")]
+    pub authenticators: Vec<AuthenticatorConfig>,
+    /// Throttling of failed logins (shared by all listeners).
+    pub throttle: ThrottleConfig,
+    /// Seconds an authentication may take before it counts as a backend failure.
+    pub auth_timeout: u64,
     /// Protocol limits and queue sizes.
     pub limits: Limits,
     /// Seconds between updates of the `$SYS/broker/...` topics; 0 turns them off.
@@ -27,7 +36,13 @@ pub struct BrokerConfig {
 impl Default for BrokerConfig {
     fn default() -> Self {
         BrokerConfig {
-            listeners: vec![ListenerConfig::default()],
+            listeners: vec![ListenerConfig {
+                allow_anonymous: true,
+                ..ListenerConfig::default()
+            }],
+            authenticators: Vec::new(),
+            throttle: ThrottleConfig::default(),
+            auth_timeout: 10,
             limits: Limits::default(),
             sys_interval: 10,
             log_level: "info".to_owned(),
@@ -39,10 +54,20 @@ impl Default for BrokerConfig {
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct ListenerConfig {
+    /// Name used in logs and audit lines; the bind address when not set.
+    pub name: Option<String>,
     /// Address and port to listen on.
     pub bind: SocketAddr,
-    /// Whether clients may connect without credentials.
+    /// Whether clients presenting no credentials may connect. Off unless set, except on the
+    /// embedded default listener (loopback only), as with Mosquitto 2.
     pub allow_anonymous: bool,
+    /// The authenticators asked, in order, by name; all configured ones in file order when
+    /// not set.
+    pub authenticators: Option<Vec<String>>,
+    /// Patterns the client identifier must match, if any are given: `%u` stands for the user
+    /// name and `*` for any run of characters (e.g. `["%u", "%u-*"]`). A client identifier
+    /// matching none is refused (5.0: 0x85, 3.x: 2).
+    pub client_id_patterns: Vec<String>,
     /// Set TCP_NODELAY on accepted connections (lower latency, more packets on the wire).
     pub tcp_nodelay: bool,
 }
@@ -50,11 +75,60 @@ pub struct ListenerConfig {
 impl Default for ListenerConfig {
     fn default() -> Self {
         ListenerConfig {
+            name: None,
             bind: SocketAddr::from(([127, 0, 0, 1], 1883)),
-            allow_anonymous: true,
+            allow_anonymous: false,
+            authenticators: None,
+            client_id_patterns: Vec::new(),
             tcp_nodelay: true,
         }
     }
+}
+
+impl ListenerConfig {
+    /// The name used in logs.
+    pub fn display_name(&self) -> String {
+        self.name.clone().unwrap_or_else(|| self.bind.to_string())
+    }
+}
+
+/// One authenticator, referred to by listeners by its name. Exactly one kind table
+/// (`password_file`, …) must be given.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AuthenticatorConfig {
+    /// The name listeners use, and logs show.
+    pub name: String,
+    /// What a backend failure means: `deny` (the default) or `next`.
+    #[serde(default)]
+    pub on_error: OnError,
+    /// Seconds a successful authentication is remembered; 0 (the default) turns caching off.
+    #[serde(default)]
+    pub cache_ttl: u64,
+    /// A password file (Mosquitto's format, or argon2id lines from `tollgate passwd`).
+    pub password_file: Option<PasswordFileConfig>,
+}
+
+/// Settings of a password file authenticator.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PasswordFileConfig {
+    /// The file.
+    pub path: PathBuf,
+    /// Seconds between checks for a changed file; 0 turns watching off (SIGHUP still reloads).
+    #[serde(default = "default_reload_interval")]
+    pub reload_interval: u64,
+    /// Most password hashes checked at once; the rest wait.
+    #[serde(default = "default_parallel_hashes")]
+    pub max_parallel_hashes: usize,
+}
+
+fn default_reload_interval() -> u64 {
+    5
+}
+
+fn default_parallel_hashes() -> usize {
+    2
 }
 
 /// Protocol limits, in-flight windows and queue bounds.

@@ -12,7 +12,8 @@ use std::time::Duration;
 
 use bytes::BytesMut;
 use tokio::time::Instant;
-use tollgate_auth::Principal;
+use tollgate_auth::authentication::{ChainDecision, ConnectRequest, DenyReason};
+use tollgate_auth::{CertificateInfo, Principal, Secret};
 use tollgate_mqtt::{
     encode, encode_publish_with, publish_encoded_len, Ack, AckProperties, ConnAck,
     ConnAckProperties, Connect, ConnectReturnCode, DecodeError, Decoder, Disconnect,
@@ -20,8 +21,9 @@ use tollgate_mqtt::{
     RetainHandling, Role, SubAck, Subscribe, UnsubAck, Unsubscribe, Will,
 };
 
+use crate::broker::SessionOwnedByAnother;
 use crate::broker::{Broker, RouteTarget, NEVER_EXPIRES};
-use crate::config::ListenerConfig;
+use crate::listener::Listener;
 use crate::message::Message;
 use crate::session::{Delivery, InFlight, OutgoingState, Session};
 use crate::stats::{BrokerStats, LocalCounts};
@@ -57,9 +59,18 @@ impl Close {
     }
 }
 
+/// A CONNECT waiting for the authentication chain.
+struct PendingConnect {
+    connect: Box<Connect>,
+    client_id: String,
+    assigned: bool,
+    request: Option<ConnectRequest>,
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Phase {
     AwaitingConnect,
+    Authenticating,
     Connected,
     Closed,
 }
@@ -67,8 +78,10 @@ enum Phase {
 /// One connection's protocol state.
 pub struct Connection {
     broker: Arc<Broker>,
-    listener: Arc<ListenerConfig>,
+    listener: Arc<Listener>,
     peer: SocketAddr,
+    certificate: Option<CertificateInfo>,
+    pending: Option<PendingConnect>,
     phase: Phase,
     version: ProtocolVersion,
     /// Encoded packets waiting to be written to the socket.
@@ -92,17 +105,21 @@ pub struct Connection {
 }
 
 impl Connection {
-    /// A connection accepted at `now` from `peer` on `listener`.
+    /// A connection accepted at `now` from `peer` on `listener`, with the client certificate
+    /// the TLS layer verified, if any.
     pub fn new(
         broker: Arc<Broker>,
-        listener: Arc<ListenerConfig>,
+        listener: Arc<Listener>,
         peer: SocketAddr,
+        certificate: Option<CertificateInfo>,
         now: Instant,
     ) -> Connection {
         Connection {
             broker,
             listener,
             peer,
+            certificate,
+            pending: None,
             phase: Phase::AwaitingConnect,
             version: ProtocolVersion::V3_1_1,
             out: BytesMut::new(),
@@ -200,11 +217,11 @@ impl Connection {
     pub fn handle(&mut self, packet: Packet, now: Instant) -> Result<(), Close> {
         self.last_received = now;
         match (self.phase, packet) {
-            (Phase::AwaitingConnect, Packet::Connect(connect)) => {
-                self.handle_connect(*connect, now)
-            }
+            (Phase::AwaitingConnect, Packet::Connect(connect)) => self.handle_connect(*connect),
             (Phase::AwaitingConnect, _) => Err(Close::abnormal(ReasonCode::PROTOCOL_ERROR)),
-            (Phase::Closed, _) => Err(Close::abnormal(ReasonCode::PROTOCOL_ERROR)),
+            (Phase::Authenticating | Phase::Closed, _) => {
+                Err(Close::abnormal(ReasonCode::PROTOCOL_ERROR))
+            }
             (Phase::Connected, packet) => match packet {
                 Packet::Connect(_) => Err(self.protocol_error(ReasonCode::PROTOCOL_ERROR)),
                 Packet::Publish(publish) => self.handle_publish(publish, now),
@@ -247,13 +264,13 @@ impl Connection {
         }
     }
 
-    fn handle_connect(&mut self, connect: Connect, now: Instant) -> Result<(), Close> {
+    fn handle_connect(&mut self, connect: Connect) -> Result<(), Close> {
         self.version = connect.protocol;
         let limits = &self.broker.config.limits;
         let v5 = self.version.is_v5();
 
         // Client identifier rules per version.
-        let mut client_id = connect.client_id;
+        let mut client_id = connect.client_id.clone();
         let mut assigned = false;
         match self.version {
             ProtocolVersion::V3_1 => {
@@ -274,15 +291,6 @@ impl Connection {
             }
         }
 
-        // Authentication: until the authentication chain lands, a listener either admits
-        // anonymous clients or refuses everyone; enhanced authentication is not offered.
-        if v5 && connect.properties.authentication_method.is_some() {
-            return Err(self.refuse(ReasonCode::BAD_AUTHENTICATION_METHOD));
-        }
-        if !self.listener.allow_anonymous {
-            return Err(self.refuse(ReasonCode::NOT_AUTHORIZED));
-        }
-
         if let Some(will) = &connect.will {
             if will.qos as u8 > limits.max_qos {
                 return Err(self.refuse(ReasonCode::QOS_NOT_SUPPORTED));
@@ -295,6 +303,87 @@ impl Connection {
             }
         }
 
+        let request = ConnectRequest {
+            listener: Arc::clone(&self.listener.name),
+            peer: self.peer,
+            client_id: client_id.clone(),
+            username: connect.username.clone(),
+            password: connect.password.as_ref().map(|p| Secret::new(p.to_vec())),
+            protocol_level: self.version.level(),
+            certificate: self.certificate.clone(),
+            authentication_method: connect.properties.authentication_method.clone(),
+            authentication_data: connect
+                .properties
+                .authentication_data
+                .as_ref()
+                .map(|d| Secret::new(d.to_vec())),
+        };
+        self.pending = Some(PendingConnect {
+            connect: Box::new(connect),
+            client_id,
+            assigned,
+            request: Some(request),
+        });
+        self.phase = Phase::Authenticating;
+        Ok(())
+    }
+
+    /// The credentials to put to the listener's authentication chain, once, after CONNECT
+    /// was received. The driver runs the chain and hands the decision to
+    /// [`Connection::finish_connect`].
+    pub fn take_auth_request(&mut self) -> Option<ConnectRequest> {
+        self.pending.as_mut().and_then(|p| p.request.take())
+    }
+
+    /// Whether CONNECT waits for the authentication chain (no further packets are handled
+    /// until it has decided).
+    pub fn is_authenticating(&self) -> bool {
+        self.phase == Phase::Authenticating
+    }
+
+    /// Completes CONNECT with the chain's decision: CONNACK, the session, deliveries.
+    pub fn finish_connect(&mut self, decision: ChainDecision, now: Instant) -> Result<(), Close> {
+        let Some(pending) = self.pending.take() else {
+            return Err(Close::abnormal(ReasonCode::PROTOCOL_ERROR));
+        };
+        let PendingConnect {
+            connect,
+            client_id,
+            assigned,
+            ..
+        } = pending;
+        let (identity, authenticated_by) = match decision {
+            ChainDecision::Allowed { identity, by } => (identity, by),
+            ChainDecision::Refused { reason, .. } => {
+                return Err(self.refuse(deny_reason_code(reason)))
+            }
+        };
+        let connect = *connect;
+        let limits = &self.broker.config.limits;
+        let v5 = self.version.is_v5();
+
+        let principal = Principal {
+            client_id: client_id.clone(),
+            username: identity.username.or(connect.username),
+            client_identity: identity.client_identity,
+            roles: identity.roles,
+            groups: identity.groups,
+            certificate: self.certificate.clone(),
+            claims: identity.claims,
+            authenticated_by,
+            expires_at: identity.expires_at,
+        };
+        if !self.listener.config.client_id_patterns.is_empty()
+            && !client_id_allowed(
+                &self.listener.config.client_id_patterns,
+                &client_id,
+                principal.username.as_deref(),
+            )
+        {
+            tracing::info!(target: "tollgate::audit", client_id = %client_id, username = principal.username.as_deref().unwrap_or(""), "client identifier does not match the listener's patterns");
+            return Err(self.refuse(ReasonCode::CLIENT_IDENTIFIER_NOT_VALID));
+        }
+
         let requested_expiry = if v5 {
             connect.properties.session_expiry_interval.unwrap_or(0)
         } else if connect.clean_start {
@@ -303,6 +392,20 @@ impl Connection {
             NEVER_EXPIRES
         };
         let expiry = requested_expiry.min(limits.max_session_expiry);
+
+        let owner = principal.owner().map(str::to_owned);
+        let opened = match self.broker.open_session(
+            &client_id,
+            connect.clean_start,
+            expiry,
+            owner.as_deref(),
+        ) {
+            Ok(opened) => opened,
+            Err(SessionOwnedByAnother) => {
+                tracing::info!(target: "tollgate::audit", client_id = %client_id, username = owner.as_deref().unwrap_or(""), "session belongs to another principal: takeover refused");
+                return Err(self.refuse(ReasonCode::NOT_AUTHORIZED));
+            }
+        };
         self.session_expiry = expiry;
 
         let mut props = ConnAckProperties::default();
@@ -339,16 +442,10 @@ impl Connection {
         self.keep_alive =
             (keep_alive > 0).then(|| Duration::from_millis(u64::from(keep_alive) * 1500));
 
-        let opened = self
-            .broker
-            .open_session(&client_id, connect.clean_start, expiry);
         self.session = Some(opened.session);
         self.generation = opened.generation;
         self.will = connect.will;
-        self.principal = Some(Principal {
-            username: connect.username,
-            ..Principal::anonymous(client_id.clone())
-        });
+        self.principal = Some(principal);
         self.phase = Phase::Connected;
         BrokerStats::add(&self.broker.stats.clients_connected, 1);
         BrokerStats::add(&self.broker.stats.connections_total, 1);
@@ -809,7 +906,7 @@ impl Connection {
                 Some(self.opened_at + self.broker.config.limits.connect_timeout())
             }
             Phase::Connected => self.keep_alive.map(|k| self.last_received + k),
-            Phase::Closed => None,
+            Phase::Authenticating | Phase::Closed => None,
         }
     }
 
@@ -870,4 +967,68 @@ impl Connection {
 /// How many levels a topic name or filter has.
 fn topic_levels(topic: &str) -> usize {
     topic.bytes().filter(|&b| b == b'/').count() + 1
+}
+
+/// The 5.0 CONNACK reason for a refusal (converted for 3.x clients when sent).
+fn deny_reason_code(reason: DenyReason) -> ReasonCode {
+    match reason {
+        DenyReason::BadCredentials => ReasonCode::BAD_USER_NAME_OR_PASSWORD,
+        DenyReason::NotAuthorized => ReasonCode::NOT_AUTHORIZED,
+        DenyReason::Banned => ReasonCode::BANNED,
+        DenyReason::RateLimited => ReasonCode::CONNECTION_RATE_EXCEEDED,
+        DenyReason::BadAuthenticationMethod => ReasonCode::BAD_AUTHENTICATION_METHOD,
+        DenyReason::BackendUnavailable => ReasonCode::SERVER_UNAVAILABLE,
+    }
+}
+
+/// Whether `client_id` matches one of `patterns` (`%u`: the user name, `*`: any run of
+/// characters). A pattern with `%u` never matches a client without a user name.
+fn client_id_allowed(patterns: &[String], client_id: &str, username: Option<&str>) -> bool {
+    patterns.iter().any(|pattern| {
+        if pattern.contains("%u") && username.is_none() {
+            return false;
+        }
+        let expanded = pattern.replace("%u", username.unwrap_or(""));
+        glob_matches(&expanded, client_id)
+    })
+}
+
+/// `*`-only glob matching, iterative (no backtracking blow-up).
+fn glob_matches(pattern: &str, text: &str) -> bool {
+    let (p, t) = (pattern.as_bytes(), text.as_bytes());
+    let (mut pi, mut ti) = (0, 0);
+    let (mut star, mut mark) = (None, 0);
+    while ti < t.len() {
+        if pi < p.len() && p[pi] == b'*' {
+            star = Some(pi);
+            pi += 1;
+            mark = ti;
+        } else if pi < p.len() && p[pi] == t[ti] {
+            pi += 1;
+            ti += 1;
+        } else if let Some(s) = star {
+            pi = s + 1;
+            mark += 1;
+            ti = mark;
+        } else {
+            return false;
+        }
+    }
+    p[pi..].iter().all(|&c| c == b'*')
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn client_id_patterns_substitute_the_user_name() {
+        let patterns = vec!["%u".to_owned(), "%u-*".to_owned()];
+        assert!(client_id_allowed(&patterns, "alice", Some("alice")));
+        assert!(client_id_allowed(&patterns, "alice-phone", Some("alice")));
+        assert!(!client_id_allowed(&patterns, "bob-phone", Some("alice")));
+        assert!(!client_id_allowed(&patterns, "alice", None));
+        assert!(glob_matches("a*b*c", "axxbyyc"));
+        assert!(!glob_matches("a*b", "ab-"));
+    }
 }

@@ -14,11 +14,12 @@ use bytes::{Buf, BytesMut};
 use tokio::net::TcpStream;
 use tokio::sync::watch;
 use tokio::time::Instant;
+use tollgate_auth::authentication::{ChainDecision, ConnectRequest, DenyReason};
 use tollgate_mqtt::ReasonCode;
 
 use crate::broker::Broker;
-use crate::config::ListenerConfig;
 use crate::connection::{Close, Connection, OUT_HIGH_WATER};
+use crate::listener::Listener;
 
 /// Above this many bytes not yet written, the connection stops reading: a client that sends
 /// without reading its acknowledgements is held back by TCP instead of growing our buffer.
@@ -41,10 +42,16 @@ pub async fn run_connection(
     stream: TcpStream,
     peer: SocketAddr,
     broker: Arc<Broker>,
-    listener: Arc<ListenerConfig>,
+    listener: Arc<Listener>,
     mut shutdown: watch::Receiver<bool>,
 ) {
-    let mut conn = Connection::new(Arc::clone(&broker), listener, peer, Instant::now());
+    let mut conn = Connection::new(
+        Arc::clone(&broker),
+        Arc::clone(&listener),
+        peer,
+        None,
+        Instant::now(),
+    );
     let mut read_buf = BytesMut::new();
     let far_future = Instant::now() + Duration::from_secs(86400 * 365);
     let timer = tokio::time::sleep_until(conn.deadline().unwrap_or(far_future));
@@ -79,6 +86,16 @@ pub async fn run_connection(
                 timer.as_mut().reset(deadline);
             }
         }
+        // CONNECT was received: run the authentication chain (the client waits for CONNACK;
+        // anything it sent meanwhile stays in the buffer until the chain has decided).
+        let step = match (step, conn.take_auth_request()) {
+            (Ok(()), Some(request)) => {
+                let decision = authenticate(&listener, &request, broker.config.auth_timeout).await;
+                conn.finish_connect(decision, Instant::now())
+                    .and_then(|()| process_buffered(&mut conn, &mut read_buf, Instant::now()))
+            }
+            (step, _) => step,
+        };
         if let Err(close) = step {
             break close;
         }
@@ -142,16 +159,9 @@ fn read_and_handle(
                 // Whatever was queued for this client before these bytes arrived goes out
                 // before the answers to them: a PINGREQ round trip is a delivery barrier.
                 conn.pull_deliveries(now)?;
-                loop {
-                    match conn.decoder().decode(buf) {
-                        Ok(Some(packet)) => conn.handle(packet, now)?,
-                        Ok(None) => break,
-                        Err(error) => return Err(conn.decode_failed(&error)),
-                    }
-                }
-                if buf.is_empty() {
-                    // Give the memory back: an idle connection should hold no read buffer.
-                    *buf = BytesMut::new();
+                process_buffered(conn, buf, now)?;
+                if conn.is_authenticating() {
+                    return Ok(());
                 }
                 if n < READ_CHUNK / 4 {
                     return Ok(());
@@ -160,6 +170,43 @@ fn read_and_handle(
             Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(()),
             Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
             Err(_) => return Err(Close::abnormal(ReasonCode::UNSPECIFIED_ERROR)),
+        }
+    }
+}
+
+/// Hands every whole packet in `buf` to the state machine; stops early while CONNECT waits
+/// for authentication.
+fn process_buffered(conn: &mut Connection, buf: &mut BytesMut, now: Instant) -> Result<(), Close> {
+    while !conn.is_authenticating() {
+        match conn.decoder().decode(buf) {
+            Ok(Some(packet)) => conn.handle(packet, now)?,
+            Ok(None) => break,
+            Err(error) => return Err(conn.decode_failed(&error)),
+        }
+    }
+    if buf.is_empty() && buf.capacity() > 0 {
+        // Give the memory back: an idle connection should hold no read buffer.
+        *buf = BytesMut::new();
+    }
+    Ok(())
+}
+
+/// Runs the listener's chain, within the configured time.
+async fn authenticate(
+    listener: &Listener,
+    request: &ConnectRequest,
+    timeout_secs: u64,
+) -> ChainDecision {
+    let limit = Duration::from_secs(timeout_secs.max(1));
+    match tokio::time::timeout(limit, listener.chain.authenticate(request)).await {
+        Ok(decision) => decision,
+        Err(_) => {
+            tracing::warn!(listener = %listener.name, client_id = %request.client_id, "authentication timed out");
+            ChainDecision::Refused {
+                reason: DenyReason::BackendUnavailable,
+                by: None,
+                detail: "authentication timed out".into(),
+            }
         }
     }
 }

@@ -14,6 +14,7 @@ pub mod broker;
 pub mod config;
 pub mod connection;
 pub mod driver;
+pub mod listener;
 pub mod message;
 pub mod retained;
 pub mod server;
@@ -23,5 +24,5 @@ pub mod subscriptions;
 pub mod sys;
 
 pub use broker::Broker;
-pub use config::{BrokerConfig, Limits, ListenerConfig};
-pub use server::Server;
+pub use config::{AuthenticatorConfig, BrokerConfig, Limits, ListenerConfig, PasswordFileConfig};
+pub use server::{Extensions, Server};

@@ -1,5 +1,6 @@
-//! Starting and stopping the broker: listeners, their accept loops, `$SYS`, and graceful
-//! shutdown (every connection is told, 5.0 clients with DISCONNECT 0x8B, and waited for).
+//! Starting and stopping the broker: listeners, their accept loops, `$SYS`, reloading, and
+//! graceful shutdown (every connection is told, 5.0 clients with DISCONNECT 0x8B, and waited
+//! for).
 
 use std::io;
 use std::net::SocketAddr;
@@ -9,41 +10,75 @@ use std::time::Duration;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 use tokio::task::JoinSet;
+use tollgate_auth::authentication::{Authenticator, LoginThrottle};
 
 use crate::broker::Broker;
-use crate::config::{BrokerConfig, ListenerConfig};
+use crate::config::BrokerConfig;
 use crate::driver::run_connection;
+use crate::listener::{Authenticators, Listener};
 use crate::sys::run_sys_publisher;
+
+/// Things an embedder adds to a broker in code.
+#[derive(Default)]
+pub struct Extensions {
+    /// Authenticators supplied in code. Each is available to listeners by its `name()`, after
+    /// the configured ones, and is in every chain of a listener that does not list its
+    /// authenticators.
+    pub authenticators: Vec<Arc<dyn Authenticator>>,
+}
 
 /// A running broker.
 pub struct Server {
     broker: Arc<Broker>,
+    authenticators: Arc<Authenticators>,
     local_addrs: Vec<SocketAddr>,
     shutdown: watch::Sender<bool>,
     tasks: JoinSet<()>,
 }
 
 impl Server {
-    /// Binds every listener of `config` and starts serving. Fails if a listener cannot bind.
+    /// Binds every listener of `config` and starts serving. Fails if an authenticator cannot
+    /// be built (a password file with an error) or a listener cannot bind.
     pub async fn start(config: BrokerConfig) -> io::Result<Server> {
+        Server::start_with(config, Extensions::default()).await
+    }
+
+    /// [`Server::start`], with authenticators supplied in code.
+    pub async fn start_with(config: BrokerConfig, extensions: Extensions) -> io::Result<Server> {
+        let invalid = |message: String| io::Error::new(io::ErrorKind::InvalidInput, message);
+        let authenticators =
+            Arc::new(Authenticators::build(&config, extensions.authenticators).map_err(invalid)?);
+        let throttle = config
+            .throttle
+            .enabled
+            .then(|| Arc::new(LoginThrottle::new(config.throttle.clone())));
+        let mut listeners = Vec::new();
+        for listener_config in &config.listeners {
+            let chain = authenticators
+                .chain_for(listener_config, throttle.clone())
+                .map_err(invalid)?;
+            listeners.push(Arc::new(Listener {
+                name: listener_config.display_name().into(),
+                config: listener_config.clone(),
+                chain,
+            }));
+        }
         let broker = Broker::new(config);
         let (shutdown, _) = watch::channel(false);
         let mut tasks = JoinSet::new();
         let mut local_addrs = Vec::new();
-        for listener_config in &broker.config.listeners {
-            let listener = TcpListener::bind(listener_config.bind).await.map_err(|e| {
-                io::Error::new(
-                    e.kind(),
-                    format!("cannot listen on {}: {e}", listener_config.bind),
-                )
-            })?;
-            let addr = listener.local_addr()?;
-            tracing::info!(address = %addr, "listening (MQTT over TCP)");
+        for listener in listeners {
+            let bind = listener.config.bind;
+            let socket = TcpListener::bind(bind)
+                .await
+                .map_err(|e| io::Error::new(e.kind(), format!("cannot listen on {bind}: {e}")))?;
+            let addr = socket.local_addr()?;
+            tracing::info!(listener = %listener.name, address = %addr, authenticators = ?listener.chain.names(), anonymous = listener.config.allow_anonymous, "listening (MQTT over TCP)");
             local_addrs.push(addr);
             tasks.spawn(accept_loop(
-                listener,
+                socket,
                 Arc::clone(&broker),
-                Arc::new(listener_config.clone()),
+                listener,
                 shutdown.subscribe(),
             ));
         }
@@ -57,6 +92,7 @@ impl Server {
         }
         Ok(Server {
             broker,
+            authenticators,
             local_addrs,
             shutdown,
             tasks,
@@ -73,6 +109,13 @@ impl Server {
         &self.broker
     }
 
+    /// Re-reads what can change while running (password files) and forgets cached
+    /// authentications. Connected clients stay connected. Called on SIGHUP.
+    pub fn reload(&self) {
+        tracing::info!("reloading");
+        self.authenticators.reload();
+    }
+
     /// Stops accepting, tells every connection to close, and waits for them.
     pub async fn shutdown(mut self) {
         let _ = self.shutdown.send(true);
@@ -83,7 +126,7 @@ impl Server {
 async fn accept_loop(
     listener: TcpListener,
     broker: Arc<Broker>,
-    config: Arc<ListenerConfig>,
+    config: Arc<Listener>,
     mut shutdown: watch::Receiver<bool>,
 ) {
     let mut connections = JoinSet::new();
@@ -92,7 +135,7 @@ async fn accept_loop(
             _ = shutdown.changed() => break,
             accepted = listener.accept() => match accepted {
                 Ok((stream, peer)) => {
-                    if config.tcp_nodelay {
+                    if config.config.tcp_nodelay {
                         let _ = stream.set_nodelay(true);
                     }
                     connections.spawn(run_connection(stream, peer, Arc::clone(&broker), Arc::clone(&config), shutdown.clone()));

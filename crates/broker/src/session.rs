@@ -107,6 +107,9 @@ pub struct SessionState {
     pub pending_will: Option<PendingWill>,
     /// Whether the session has ended (expired or replaced by a clean start).
     pub ended: bool,
+    /// The principal that owns the session (its user name or client identity); `None` for
+    /// anonymous sessions.
+    pub owner: Option<String>,
 }
 
 impl SessionState {

@@ -103,6 +103,22 @@ fn validate(config: &BrokerConfig) -> Result<(), (&'static str, String)> {
     if config.listeners.is_empty() {
         return Err(("listener", "at least one [[listener]] is needed".into()));
     }
+    for a in &config.authenticators {
+        tollgate_broker::listener::kind_of(a).map_err(|m| ("name", m))?;
+    }
+    for listener in &config.listeners {
+        for name in listener.authenticators.iter().flatten() {
+            if !config.authenticators.iter().any(|a| &a.name == name) {
+                return Err((
+                    "authenticators",
+                    format!(
+                        "listener `{}` names authenticator `{name}`, which is not configured",
+                        listener.display_name()
+                    ),
+                ));
+            }
+        }
+    }
     Ok(())
 }
 

@@ -1,6 +1,7 @@
 //! The `tollgate` command: runs the broker (`serve`) and, later, its tools.
 
 mod config_file;
+mod passwd;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -30,6 +31,9 @@ enum Command {
         /// The TOML configuration file.
         config: PathBuf,
     },
+    /// Manage a password file (like mosquitto_passwd; writes argon2id, reads Mosquitto's
+    /// $6$ and $7$ lines too).
+    Passwd(passwd::PasswdArgs),
 }
 
 fn main() -> ExitCode {
@@ -49,6 +53,7 @@ fn main() -> ExitCode {
             init_logging(&config.log_level);
             serve(config)
         }
+        Command::Passwd(args) => passwd::run(args),
         Command::CheckConfig { config } => match config_file::load(&config) {
             Ok(_) => {
                 println!("{}: ok", config.display());
@@ -89,26 +94,31 @@ fn serve(config: BrokerConfig) -> ExitCode {
                 return ExitCode::FAILURE;
             }
         };
-        wait_for_signal().await;
+        wait_for_shutdown(&server).await;
         tracing::info!("shutting down");
         server.shutdown().await;
         ExitCode::SUCCESS
     })
 }
 
-/// Waits for SIGINT or SIGTERM.
-async fn wait_for_signal() {
+/// Waits for SIGINT or SIGTERM; reloads on SIGHUP meanwhile.
+async fn wait_for_shutdown(server: &Server) {
     #[cfg(unix)]
     {
         use tokio::signal::unix::{signal, SignalKind};
         let mut term = signal(SignalKind::terminate()).expect("SIGTERM handler");
-        tokio::select! {
-            _ = tokio::signal::ctrl_c() => {}
-            _ = term.recv() => {}
+        let mut hangup = signal(SignalKind::hangup()).expect("SIGHUP handler");
+        loop {
+            tokio::select! {
+                _ = tokio::signal::ctrl_c() => return,
+                _ = term.recv() => return,
+                _ = hangup.recv() => server.reload(),
+            }
         }
     }
     #[cfg(not(unix))]
     {
+        let _ = server;
         let _ = tokio::signal::ctrl_c().await;
     }
 }

@@ -190,10 +190,15 @@ impl AuthChain {
     }
 
     fn end_of_chain(&self, request: &ConnectRequest) -> ChainDecision {
-        let has_credentials = request.username.is_some()
-            || request.password.is_some()
-            || request.authentication_method.is_some();
-        if has_credentials {
+        if request.authentication_method.is_some() {
+            // An MQTT 5 authentication method no authenticator took up cannot be completed.
+            return ChainDecision::Refused {
+                reason: DenyReason::BadAuthenticationMethod,
+                by: None,
+                detail: "no authenticator supports the authentication method".into(),
+            };
+        }
+        if request.username.is_some() || request.password.is_some() {
             if self.entries.is_empty() && self.allow_anonymous {
                 // No authenticator at all on an open listener: the user name is taken as
                 // given, unverified, as Mosquitto does with allow_anonymous and no password file.
@@ -202,16 +207,8 @@ impl AuthChain {
                     by: "anonymous".into(),
                 };
             }
-            let reason = if request.authentication_method.is_some()
-                && request.username.is_none()
-                && request.password.is_none()
-            {
-                DenyReason::BadAuthenticationMethod
-            } else {
-                DenyReason::BadCredentials
-            };
             return ChainDecision::Refused {
-                reason,
+                reason: DenyReason::BadCredentials,
                 by: None,
                 detail: "no authenticator accepted the credentials".into(),
             };

@@ -19,6 +19,7 @@ pub async fn start_broker(f: impl FnOnce(&mut BrokerConfig)) -> (Server, SocketA
     let mut config = BrokerConfig {
         listeners: vec![ListenerConfig {
             bind: "127.0.0.1:0".parse().unwrap(),
+            allow_anonymous: true,
             ..ListenerConfig::default()
         }],
         sys_interval: 0,

@@ -1,0 +1,164 @@
+//! Listeners as the running broker holds them: their settings and their authentication chain,
+//! built from the configured (and embedder-supplied) authenticators.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use tollgate_auth::authentication::{
+    AuthCache, AuthChain, Authenticator, ChainEntry, LoginThrottle, OnError,
+};
+use tollgate_auth::password_file::PasswordFile;
+
+use crate::config::{AuthenticatorConfig, BrokerConfig, ListenerConfig};
+
+/// How many cached authentications an authenticator keeps at most.
+const AUTH_CACHE_CAPACITY: usize = 100_000;
+
+/// A listener: its settings and its chain.
+pub struct Listener {
+    /// Settings.
+    pub config: ListenerConfig,
+    /// Name for logs and audit lines.
+    pub name: Arc<str>,
+    /// Who may connect here.
+    pub chain: AuthChain,
+}
+
+struct Named {
+    authenticator: Arc<dyn Authenticator>,
+    on_error: OnError,
+    cache: Option<Arc<AuthCache>>,
+}
+
+/// Every authenticator of the broker, by name, shared by the listeners' chains.
+pub struct Authenticators {
+    named: Vec<Named>,
+    password_files: Vec<Arc<PasswordFile>>,
+}
+
+impl Authenticators {
+    /// Builds the configured authenticators, then appends `custom` ones (supplied in code;
+    /// they fail closed and are not cached). Must run inside a tokio runtime (files are watched).
+    pub fn build(
+        config: &BrokerConfig,
+        custom: Vec<Arc<dyn Authenticator>>,
+    ) -> Result<Authenticators, String> {
+        let mut named = Vec::new();
+        let mut password_files = Vec::new();
+        for a in &config.authenticators {
+            let authenticator: Arc<dyn Authenticator> = match kind(a)? {
+                Kind::PasswordFile => {
+                    let settings = a.password_file.as_ref().expect("checked by kind");
+                    let file = Arc::new(
+                        PasswordFile::open(&a.name, &settings.path, settings.max_parallel_hashes)
+                            .map_err(|e| e.to_string())?,
+                    );
+                    if settings.reload_interval > 0 {
+                        file.watch(Duration::from_secs(settings.reload_interval));
+                    }
+                    password_files.push(Arc::clone(&file));
+                    file
+                }
+            };
+            let cache = (a.cache_ttl > 0).then(|| {
+                Arc::new(AuthCache::new(
+                    Duration::from_secs(a.cache_ttl),
+                    AUTH_CACHE_CAPACITY,
+                ))
+            });
+            named.push(Named {
+                authenticator,
+                on_error: a.on_error,
+                cache,
+            });
+        }
+        for authenticator in custom {
+            named.push(Named {
+                authenticator,
+                on_error: OnError::Deny,
+                cache: None,
+            });
+        }
+        let mut seen = std::collections::HashSet::new();
+        for n in &named {
+            if !seen.insert(n.authenticator.name().to_owned()) {
+                return Err(format!(
+                    "two authenticators are named `{}`",
+                    n.authenticator.name()
+                ));
+            }
+        }
+        Ok(Authenticators {
+            named,
+            password_files,
+        })
+    }
+
+    /// The chain of `listener`: its listed authenticators in order, or all of them.
+    pub fn chain_for(
+        &self,
+        listener: &ListenerConfig,
+        throttle: Option<Arc<LoginThrottle>>,
+    ) -> Result<AuthChain, String> {
+        let picked: Vec<&Named> = match &listener.authenticators {
+            None => self.named.iter().collect(),
+            Some(names) => names
+                .iter()
+                .map(|name| {
+                    self.named.iter().find(|n| n.authenticator.name() == name).ok_or_else(|| {
+                        format!("listener `{}` names authenticator `{name}`, which is not configured", listener.display_name())
+                    })
+                })
+                .collect::<Result<_, _>>()?,
+        };
+        let entries = picked
+            .into_iter()
+            .map(|n| ChainEntry {
+                authenticator: Arc::clone(&n.authenticator),
+                on_error: n.on_error,
+                cache: n.cache.clone(),
+            })
+            .collect();
+        Ok(AuthChain::new(
+            entries,
+            listener.allow_anonymous,
+            false,
+            throttle,
+        ))
+    }
+
+    /// Reads every password file again (SIGHUP) and forgets cached authentications.
+    pub fn reload(&self) {
+        for file in &self.password_files {
+            if let Err(e) = file.reload() {
+                tracing::error!("password file not reloaded, previous users kept: {e}");
+            }
+        }
+        for n in &self.named {
+            if let Some(cache) = &n.cache {
+                cache.flush();
+            }
+        }
+    }
+}
+
+enum Kind {
+    PasswordFile,
+}
+
+/// Which kind an authenticator is; exactly one kind table must be present.
+pub fn kind_of(a: &AuthenticatorConfig) -> Result<&'static str, String> {
+    kind(a).map(|k| match k {
+        Kind::PasswordFile => "password_file",
+    })
+}
+
+fn kind(a: &AuthenticatorConfig) -> Result<Kind, String> {
+    match &a.password_file {
+        Some(_) => Ok(Kind::PasswordFile),
+        None => Err(format!(
+            "authenticator `{}` needs one kind table: password_file",
+            a.name
+        )),
+    }
+}
