@@ -58,6 +58,8 @@ pub enum DecodeError {
     EmptySubscription,
     /// A packet only a client may send arrived at a client, or the reverse.
     UnexpectedPacket(u8),
+    /// A 5.0 SUBSCRIBE sets No Local on a shared subscription (MQTT-3.8.3-4).
+    NoLocalOnSharedSubscription,
 }
 
 impl DecodeError {
@@ -68,11 +70,13 @@ impl DecodeError {
             DecodeError::UnsupportedProtocolVersion(_) => ReasonCode::UNSUPPORTED_PROTOCOL_VERSION,
             DecodeError::InvalidTopicName => ReasonCode::TOPIC_NAME_INVALID,
             DecodeError::InvalidTopicFilter => ReasonCode::TOPIC_FILTER_INVALID,
+            // A topic alias of 0 (MQTT-3.3.2-8).
+            DecodeError::InvalidPropertyValue(0x23) => ReasonCode::TOPIC_ALIAS_INVALID,
             DecodeError::InvalidPacketType(_)
             | DecodeError::DuplicateProperty(_)
             | DecodeError::UnexpectedPacket(_)
-            | DecodeError::InvalidQoS
             | DecodeError::ZeroPacketId
+            | DecodeError::NoLocalOnSharedSubscription
             | DecodeError::EmptySubscription => ReasonCode::PROTOCOL_ERROR,
             _ => ReasonCode::MALFORMED_PACKET,
         }
@@ -82,30 +86,49 @@ impl DecodeError {
 impl fmt::Display for DecodeError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            DecodeError::MalformedRemainingLength => write!(f, "remaining length longer than 4 bytes"),
+            DecodeError::MalformedRemainingLength => {
+                write!(f, "remaining length longer than 4 bytes")
+            }
             DecodeError::PacketTooLarge { size, maximum } => {
                 write!(f, "packet of {size} bytes exceeds the maximum of {maximum}")
             }
             DecodeError::InvalidPacketType(t) => write!(f, "invalid packet type {t}"),
-            DecodeError::InvalidFixedHeaderFlags(b) => write!(f, "invalid fixed header flags in byte {b:#04x}"),
+            DecodeError::InvalidFixedHeaderFlags(b) => {
+                write!(f, "invalid fixed header flags in byte {b:#04x}")
+            }
             DecodeError::UnexpectedEnd => write!(f, "packet ended before a required field"),
             DecodeError::TrailingBytes => write!(f, "bytes left over after the last field"),
             DecodeError::InvalidUtf8 => write!(f, "string is not valid MQTT UTF-8"),
             DecodeError::InvalidProtocolName => write!(f, "invalid protocol name"),
-            DecodeError::UnsupportedProtocolVersion(v) => write!(f, "unsupported protocol level {v}"),
+            DecodeError::UnsupportedProtocolVersion(v) => {
+                write!(f, "unsupported protocol level {v}")
+            }
             DecodeError::InvalidFlags => write!(f, "reserved or contradictory flags"),
             DecodeError::InvalidQoS => write!(f, "QoS 3 is not a valid QoS"),
             DecodeError::ZeroPacketId => write!(f, "packet identifier 0"),
-            DecodeError::MalformedVariableInteger => write!(f, "variable byte integer longer than 4 bytes"),
+            DecodeError::MalformedVariableInteger => {
+                write!(f, "variable byte integer longer than 4 bytes")
+            }
             DecodeError::UnknownProperty(p) => write!(f, "unknown property {p:#04x}"),
-            DecodeError::PropertyNotAllowed(p) => write!(f, "property {p:#04x} not allowed in this packet"),
-            DecodeError::DuplicateProperty(p) => write!(f, "property {p:#04x} appears more than once"),
-            DecodeError::InvalidPropertyValue(p) => write!(f, "invalid value for property {p:#04x}"),
+            DecodeError::PropertyNotAllowed(p) => {
+                write!(f, "property {p:#04x} not allowed in this packet")
+            }
+            DecodeError::DuplicateProperty(p) => {
+                write!(f, "property {p:#04x} appears more than once")
+            }
+            DecodeError::InvalidPropertyValue(p) => {
+                write!(f, "invalid value for property {p:#04x}")
+            }
             DecodeError::InvalidTopicName => write!(f, "invalid topic name"),
             DecodeError::InvalidTopicFilter => write!(f, "invalid topic filter"),
             DecodeError::InvalidReasonCode(c) => write!(f, "reason code {c:#04x} not allowed here"),
             DecodeError::EmptySubscription => write!(f, "no topic filter in (UN)SUBSCRIBE"),
-            DecodeError::UnexpectedPacket(t) => write!(f, "packet type {t} not expected in this direction"),
+            DecodeError::UnexpectedPacket(t) => {
+                write!(f, "packet type {t} not expected in this direction")
+            }
+            DecodeError::NoLocalOnSharedSubscription => {
+                write!(f, "no local set on a shared subscription")
+            }
         }
     }
 }
@@ -117,7 +140,7 @@ impl std::error::Error for DecodeError {}
 pub enum EncodeError {
     /// The encoded packet would be larger than 268 435 455 bytes of remaining length.
     PacketTooLarge,
-    /// A string is longer than 65 535 bytes.
+    /// A string or binary data field is longer than 65 535 bytes.
     StringTooLong,
     /// The packet does not exist in this protocol version (AUTH in 3.x).
     NotInVersion,

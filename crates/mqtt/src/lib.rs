@@ -14,7 +14,9 @@ pub mod packet;
 pub mod reason;
 pub mod topic;
 
-pub use codec::{encode, encode_publish_with, encoded_len, publish_encoded_len, Decoder, PublishOverrides, Role};
+pub use codec::{
+    encode, encode_publish_with, encoded_len, publish_encoded_len, Decoder, PublishOverrides, Role,
+};
 pub use error::{DecodeError, EncodeError};
 pub use packet::*;
 pub use reason::{ConnectReturnCode, ReasonCode};
