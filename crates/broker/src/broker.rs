@@ -14,6 +14,7 @@ use std::time::Duration;
 use bytes::Bytes;
 use parking_lot::{Mutex, RwLock};
 use tokio::time::Instant;
+use tollgate_auth::Principal;
 use tollgate_mqtt::{Publish, PublishProperties, QoS, SubscriptionOptions, Will};
 
 use crate::config::BrokerConfig;
@@ -467,6 +468,17 @@ impl Broker {
             ..Publish::default()
         };
         self.publish_internal(publish, 0);
+    }
+
+    /// The principal connected with `client_id`, if a connection is attached to that session.
+    pub fn connected_principal(&self, client_id: &str) -> Option<Arc<Principal>> {
+        let session = self.sessions.lock().get(client_id).cloned()?;
+        let state = session.state.lock();
+        if state.attached {
+            state.principal.clone()
+        } else {
+            None
+        }
     }
 
     /// How many sessions exist (connected or not).

@@ -70,6 +70,80 @@ pub struct ListenerConfig {
     pub client_id_patterns: Vec<String>,
     /// Set TCP_NODELAY on accepted connections (lower latency, more packets on the wire).
     pub tcp_nodelay: bool,
+    /// TLS on this listener (MQTT over TLS, or secure WebSocket with `websocket`).
+    pub tls: Option<TlsConfig>,
+}
+
+/// TLS settings of a listener.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TlsConfig {
+    /// Server certificate chain (PEM).
+    pub cert: PathBuf,
+    /// Its private key (PEM: PKCS#8, PKCS#1 or SEC1).
+    pub key: PathBuf,
+    /// CA bundle (PEM) that client certificates must chain to.
+    #[serde(default)]
+    pub client_ca: Option<PathBuf>,
+    /// Client certificates: `none` (the default), `optional` or `required`.
+    #[serde(default)]
+    pub client_certs: ClientCertMode,
+    /// Certificate revocation lists (PEM) checked for client certificates.
+    #[serde(default)]
+    pub crl: Vec<PathBuf>,
+    /// Which field of a client certificate names the client: `cn` (the default), `san` (the
+    /// first subject alternative name) or `fingerprint` (SHA-256, lowercase hex).
+    #[serde(default)]
+    pub identity: CertIdentityField,
+    /// What that name becomes: `client` (the default: the device's identity, beside any user
+    /// a password names) or `username` (Mosquitto's `use_identity_as_username`: the user name,
+    /// and no password is asked).
+    #[serde(default)]
+    pub identity_as: CertIdentityUse,
+    /// Seconds between checks of the certificate and key files for changes; 0 turns it off.
+    #[serde(default = "default_tls_reload_interval")]
+    pub reload_interval: u64,
+}
+
+fn default_tls_reload_interval() -> u64 {
+    60
+}
+
+/// Whether a listener asks for client certificates.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ClientCertMode {
+    /// Not asked for.
+    #[default]
+    None,
+    /// Asked for; a client without one may still authenticate otherwise.
+    Optional,
+    /// Required: the TLS handshake fails without a valid one.
+    Required,
+}
+
+/// The client certificate field that names the client.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum CertIdentityField {
+    /// Subject common name.
+    #[default]
+    Cn,
+    /// First subject alternative name.
+    San,
+    /// SHA-256 fingerprint.
+    Fingerprint,
+}
+
+/// What a client certificate's name becomes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum CertIdentityUse {
+    /// The client's own identity (`Principal::client_identity`).
+    #[default]
+    Client,
+    /// The user name (no password asked).
+    Username,
 }
 
 impl Default for ListenerConfig {
@@ -81,6 +155,7 @@ impl Default for ListenerConfig {
             authenticators: None,
             client_id_patterns: Vec::new(),
             tcp_nodelay: true,
+            tls: None,
         }
     }
 }

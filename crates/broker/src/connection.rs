@@ -12,7 +12,7 @@ use std::time::Duration;
 
 use bytes::BytesMut;
 use tokio::time::Instant;
-use tollgate_auth::authentication::{ChainDecision, ConnectRequest, DenyReason};
+use tollgate_auth::authentication::{ChainDecision, ConnectRequest, DenyReason, Identity};
 use tollgate_auth::{CertificateInfo, Principal, Secret};
 use tollgate_mqtt::{
     encode, encode_publish_with, publish_encoded_len, Ack, AckProperties, ConnAck,
@@ -88,7 +88,7 @@ pub struct Connection {
     pub out: BytesMut,
     session: Option<Arc<Session>>,
     generation: u64,
-    principal: Option<Principal>,
+    principal: Option<Arc<Principal>>,
     opened_at: Instant,
     last_received: Instant,
     keep_alive: Option<Duration>,
@@ -139,6 +139,11 @@ impl Connection {
             counts: LocalCounts::default(),
             scratch: Vec::new(),
         }
+    }
+
+    /// Records the client certificate the TLS handshake verified (before CONNECT is read).
+    pub fn set_certificate(&mut self, certificate: CertificateInfo) {
+        self.certificate = Some(certificate);
     }
 
     /// The decoder for the next packet from this client.
@@ -217,7 +222,9 @@ impl Connection {
     pub fn handle(&mut self, packet: Packet, now: Instant) -> Result<(), Close> {
         self.last_received = now;
         match (self.phase, packet) {
-            (Phase::AwaitingConnect, Packet::Connect(connect)) => self.handle_connect(*connect),
+            (Phase::AwaitingConnect, Packet::Connect(connect)) => {
+                self.handle_connect(*connect, now)
+            }
             (Phase::AwaitingConnect, _) => Err(Close::abnormal(ReasonCode::PROTOCOL_ERROR)),
             (Phase::Authenticating | Phase::Closed, _) => {
                 Err(Close::abnormal(ReasonCode::PROTOCOL_ERROR))
@@ -264,7 +271,7 @@ impl Connection {
         }
     }
 
-    fn handle_connect(&mut self, connect: Connect) -> Result<(), Close> {
+    fn handle_connect(&mut self, connect: Connect, now: Instant) -> Result<(), Close> {
         self.version = connect.protocol;
         let limits = &self.broker.config.limits;
         let v5 = self.version.is_v5();
@@ -318,6 +325,37 @@ impl Connection {
                 .as_ref()
                 .map(|d| Secret::new(d.to_vec())),
         };
+        let certificate_name = self
+            .certificate
+            .as_ref()
+            .and_then(|c| self.listener.certificate_identity(c));
+        if let (true, Some(name)) = (self.listener.certificate_is_username(), certificate_name) {
+            // The certificate names the user (Mosquitto's use_identity_as_username): the
+            // chain is not asked, and any password is ignored.
+            tracing::info!(
+                target: "tollgate::audit",
+                listener = %request.listener, peer = %request.peer, client_id = %request.client_id,
+                username = %name, authenticator = "certificate", outcome = "allow", "authentication"
+            );
+            self.pending = Some(PendingConnect {
+                connect: Box::new(connect),
+                client_id,
+                assigned,
+                request: None,
+            });
+            self.phase = Phase::Authenticating;
+            let identity = Identity {
+                username: Some(name),
+                ..Identity::default()
+            };
+            return self.finish_connect(
+                ChainDecision::Allowed {
+                    identity,
+                    by: "certificate".into(),
+                },
+                now,
+            );
+        }
         self.pending = Some(PendingConnect {
             connect: Box::new(connect),
             client_id,
@@ -365,7 +403,11 @@ impl Connection {
         let principal = Principal {
             client_id: client_id.clone(),
             username: identity.username.or(connect.username),
-            client_identity: identity.client_identity,
+            client_identity: identity.client_identity.or_else(|| {
+                self.certificate
+                    .as_ref()
+                    .and_then(|c| self.listener.certificate_identity(c))
+            }),
             roles: identity.roles,
             groups: identity.groups,
             certificate: self.certificate.clone(),
@@ -442,6 +484,8 @@ impl Connection {
         self.keep_alive =
             (keep_alive > 0).then(|| Duration::from_millis(u64::from(keep_alive) * 1500));
 
+        let principal = Arc::new(principal);
+        opened.session.state.lock().principal = Some(Arc::clone(&principal));
         self.session = Some(opened.session);
         self.generation = opened.generation;
         self.will = connect.will;

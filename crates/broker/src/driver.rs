@@ -1,5 +1,5 @@
-//! The task that runs one TCP connection: it owns the socket and the clock and feeds the
-//! protocol state machine in `connection.rs`.
+//! The task that runs one connection: it owns the socket (through its [`Transport`]: plain or
+//! TLS) and the clock, and feeds the protocol state machine in `connection.rs`.
 //!
 //! Reads wait for readiness before taking a buffer, so an idle connection holds no read
 //! buffer; everything the state machine wrote since the last write goes out in one `write`
@@ -10,7 +10,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use bytes::{Buf, BytesMut};
+use bytes::BytesMut;
 use tokio::net::TcpStream;
 use tokio::sync::watch;
 use tokio::time::Instant;
@@ -20,12 +20,13 @@ use tollgate_mqtt::ReasonCode;
 use crate::broker::Broker;
 use crate::connection::{Close, Connection, OUT_HIGH_WATER};
 use crate::listener::Listener;
+use crate::transport::{ReadStatus, Transport};
 
 /// Above this many bytes not yet written, the connection stops reading: a client that sends
 /// without reading its acknowledgements is held back by TCP instead of growing our buffer.
 const OUT_READ_PAUSE: usize = 4 * OUT_HIGH_WATER;
 
-/// Bytes asked of the socket per read.
+/// A read this much smaller than a chunk means the socket is drained.
 const READ_CHUNK: usize = 16 * 1024;
 
 /// How long the last bytes (a DISCONNECT, a refusing CONNACK) may take to leave.
@@ -45,6 +46,16 @@ pub async fn run_connection(
     listener: Arc<Listener>,
     mut shutdown: watch::Receiver<bool>,
 ) {
+    let mut transport = match &listener.tls {
+        None => Transport::plain(stream),
+        Some(tls) => match tls.accept() {
+            Ok(session) => Transport::tls(stream, session),
+            Err(e) => {
+                tracing::error!(listener = %listener.name, "cannot start a TLS session: {e}");
+                return;
+            }
+        },
+    };
     let mut conn = Connection::new(
         Arc::clone(&broker),
         Arc::clone(&listener),
@@ -60,15 +71,16 @@ pub async fn run_connection(
     let close = loop {
         let session = conn.session().cloned();
         let wants_deliveries = session.is_some() && conn.wants_deliveries();
+        let wants_write = !conn.out.is_empty() || transport.wants_write();
         let step = tokio::select! {
             biased;
             _ = shutdown.changed() => Err(conn.shutdown()),
-            ready = stream.readable(), if conn.out.len() < OUT_READ_PAUSE => match ready {
-                Ok(()) => read_and_handle(&stream, &mut conn, &mut read_buf),
+            ready = transport.stream().readable(), if conn.out.len() < OUT_READ_PAUSE => match ready {
+                Ok(()) => read_and_handle(&mut transport, &mut conn, &mut read_buf),
                 Err(_) => Err(Close::abnormal(ReasonCode::UNSPECIFIED_ERROR)),
             },
-            ready = stream.writable(), if !conn.out.is_empty() => match ready {
-                Ok(()) => write_some(&stream, &mut conn).and_then(|()| conn.pull_deliveries(Instant::now())),
+            ready = transport.stream().writable(), if wants_write => match ready {
+                Ok(()) => write_some(&mut transport, &mut conn).and_then(|()| conn.pull_deliveries(Instant::now())),
                 Err(_) => Err(Close::abnormal(ReasonCode::UNSPECIFIED_ERROR)),
             },
             _ = async { session.as_ref().expect("guarded").wake.notified().await }, if wants_deliveries => {
@@ -100,20 +112,25 @@ pub async fn run_connection(
             break close;
         }
         // Write what is ready now; the writable branch finishes what the socket did not take.
-        if !conn.out.is_empty() {
-            if let Err(close) = write_some(&stream, &mut conn) {
+        if !conn.out.is_empty() || transport.wants_write() {
+            if let Err(close) = write_some(&mut transport, &mut conn) {
                 break close;
             }
         }
         conn.counts.flush(&broker.stats);
     };
 
-    // Send what is left (a DISCONNECT with its reason, a CONNACK refusal), within a bound.
-    if !conn.out.is_empty() {
-        let _ = tokio::time::timeout(FINAL_FLUSH_TIMEOUT, flush_all(&stream, &mut conn)).await;
-    }
+    // Send what is left (a DISCONNECT with its reason, a CONNACK refusal, a TLS close_notify),
+    // within a bound.
+    let _ = tokio::time::timeout(FINAL_FLUSH_TIMEOUT, async {
+        flush_all(&mut transport, &mut conn).await?;
+        // The close_notify goes after the last MQTT bytes: rustls sends nothing after it.
+        transport.start_close();
+        flush_all(&mut transport, &mut conn).await
+    })
+    .await;
     conn.closed(close);
-    linger(stream).await;
+    linger(transport.into_stream()).await;
 }
 
 /// Closes the socket gracefully: FIN after the last packet, then reads and discards what the
@@ -143,33 +160,31 @@ async fn linger(mut stream: TcpStream) {
 
 /// Reads what the socket has and hands every whole packet to the state machine.
 fn read_and_handle(
-    stream: &TcpStream,
+    transport: &mut Transport,
     conn: &mut Connection,
     buf: &mut BytesMut,
 ) -> Result<(), Close> {
     loop {
-        if buf.capacity() - buf.len() < READ_CHUNK / 4 {
-            buf.reserve(READ_CHUNK);
+        let status = transport.read(buf).map_err(|e| {
+            tracing::debug!(error = %e, "read failed");
+            Close::abnormal(ReasonCode::UNSPECIFIED_ERROR)
+        })?;
+        let n = match status {
+            ReadStatus::Data(n) => n,
+            ReadStatus::WouldBlock => return Ok(()),
+            ReadStatus::Closed => return Err(Close::abnormal(ReasonCode::UNSPECIFIED_ERROR)),
+        };
+        conn.counts.bytes_received += n as u64;
+        if let Some(certificate) = transport.take_certificate() {
+            conn.set_certificate(certificate);
         }
-        match stream.try_read_buf(buf) {
-            Ok(0) => return Err(Close::abnormal(ReasonCode::UNSPECIFIED_ERROR)),
-            Ok(n) => {
-                conn.counts.bytes_received += n as u64;
-                let now = Instant::now();
-                // Whatever was queued for this client before these bytes arrived goes out
-                // before the answers to them: a PINGREQ round trip is a delivery barrier.
-                conn.pull_deliveries(now)?;
-                process_buffered(conn, buf, now)?;
-                if conn.is_authenticating() {
-                    return Ok(());
-                }
-                if n < READ_CHUNK / 4 {
-                    return Ok(());
-                }
-            }
-            Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(()),
-            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-            Err(_) => return Err(Close::abnormal(ReasonCode::UNSPECIFIED_ERROR)),
+        let now = Instant::now();
+        // Whatever was queued for this client before these bytes arrived goes out before the
+        // answers to them: a PINGREQ round trip is a delivery barrier.
+        conn.pull_deliveries(now)?;
+        process_buffered(conn, buf, now)?;
+        if conn.is_authenticating() || n < READ_CHUNK / 4 {
+            return Ok(());
         }
     }
 }
@@ -212,17 +227,12 @@ async fn authenticate(
 }
 
 /// Writes as much of the pending output as the socket takes without blocking.
-fn write_some(stream: &TcpStream, conn: &mut Connection) -> Result<(), Close> {
-    while !conn.out.is_empty() {
-        match stream.try_write(&conn.out) {
-            Ok(0) => return Err(Close::abnormal(ReasonCode::UNSPECIFIED_ERROR)),
-            Ok(n) => {
-                conn.counts.bytes_sent += n as u64;
-                conn.out.advance(n);
-            }
-            Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
-            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-            Err(_) => return Err(Close::abnormal(ReasonCode::UNSPECIFIED_ERROR)),
+fn write_some(transport: &mut Transport, conn: &mut Connection) -> Result<(), Close> {
+    match transport.write(&mut conn.out) {
+        Ok(n) => conn.counts.bytes_sent += n as u64,
+        Err(e) => {
+            tracing::debug!(error = %e, "write failed");
+            return Err(Close::abnormal(ReasonCode::UNSPECIFIED_ERROR));
         }
     }
     if conn.out.is_empty() && conn.out.capacity() > 64 * 1024 {
@@ -231,10 +241,10 @@ fn write_some(stream: &TcpStream, conn: &mut Connection) -> Result<(), Close> {
     Ok(())
 }
 
-async fn flush_all(stream: &TcpStream, conn: &mut Connection) -> io::Result<()> {
-    while !conn.out.is_empty() {
-        stream.writable().await?;
-        if write_some(stream, conn).is_err() {
+async fn flush_all(transport: &mut Transport, conn: &mut Connection) -> io::Result<()> {
+    while !conn.out.is_empty() || transport.wants_write() {
+        transport.stream().writable().await?;
+        if write_some(transport, conn).is_err() {
             return Err(io::ErrorKind::BrokenPipe.into());
         }
     }

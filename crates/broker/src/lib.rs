@@ -22,7 +22,12 @@ pub mod session;
 pub mod stats;
 pub mod subscriptions;
 pub mod sys;
+pub mod tls;
+pub mod transport;
 
 pub use broker::Broker;
-pub use config::{AuthenticatorConfig, BrokerConfig, Limits, ListenerConfig, PasswordFileConfig};
+pub use config::{
+    AuthenticatorConfig, BrokerConfig, CertIdentityField, CertIdentityUse, ClientCertMode, Limits,
+    ListenerConfig, PasswordFileConfig, TlsConfig,
+};
 pub use server::{Extensions, Server};

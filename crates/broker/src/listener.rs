@@ -9,12 +9,18 @@ use tollgate_auth::authentication::{
 };
 use tollgate_auth::password_file::PasswordFile;
 
-use crate::config::{AuthenticatorConfig, BrokerConfig, ListenerConfig};
+use tollgate_auth::CertificateInfo;
+
+use crate::config::{
+    AuthenticatorConfig, BrokerConfig, CertIdentityField, CertIdentityUse, ClientCertMode,
+    ListenerConfig,
+};
+use crate::tls::TlsAcceptor;
 
 /// How many cached authentications an authenticator keeps at most.
 const AUTH_CACHE_CAPACITY: usize = 100_000;
 
-/// A listener: its settings and its chain.
+/// A listener: its settings, its TLS acceptor and its chain.
 pub struct Listener {
     /// Settings.
     pub config: ListenerConfig,
@@ -22,6 +28,56 @@ pub struct Listener {
     pub name: Arc<str>,
     /// Who may connect here.
     pub chain: AuthChain,
+    /// TLS, when the listener has it.
+    pub tls: Option<Arc<TlsAcceptor>>,
+}
+
+impl Listener {
+    /// Builds a listener from its settings (loading its TLS files) and the authenticators.
+    pub fn build(
+        config: &ListenerConfig,
+        authenticators: &Authenticators,
+        throttle: Option<Arc<LoginThrottle>>,
+    ) -> Result<Listener, String> {
+        let name: Arc<str> = config.display_name().into();
+        let tls = match &config.tls {
+            Some(settings) => {
+                let acceptor = Arc::new(
+                    TlsAcceptor::new(settings).map_err(|e| format!("listener `{name}`: {e}"))?,
+                );
+                if settings.reload_interval > 0 {
+                    acceptor.watch(Duration::from_secs(settings.reload_interval));
+                }
+                Some(acceptor)
+            }
+            None => None,
+        };
+        let chain = authenticators.chain_for(config, throttle)?;
+        Ok(Listener {
+            config: config.clone(),
+            name,
+            chain,
+            tls,
+        })
+    }
+
+    /// The name a verified client certificate gives the client, per the listener's settings.
+    pub fn certificate_identity(&self, certificate: &CertificateInfo) -> Option<String> {
+        let settings = self.config.tls.as_ref()?;
+        match settings.identity {
+            CertIdentityField::Cn => certificate.common_name.clone(),
+            CertIdentityField::San => certificate.subject_alt_names.first().cloned(),
+            CertIdentityField::Fingerprint => Some(certificate.fingerprint_sha256.clone()),
+        }
+    }
+
+    /// Whether a client certificate's name becomes the user name (and no password is asked).
+    pub fn certificate_is_username(&self) -> bool {
+        self.config
+            .tls
+            .as_ref()
+            .is_some_and(|t| t.identity_as == CertIdentityUse::Username)
+    }
 }
 
 struct Named {
@@ -119,15 +175,20 @@ impl Authenticators {
                 cache: n.cache.clone(),
             })
             .collect();
+        let accepts_certificates = listener
+            .tls
+            .as_ref()
+            .is_some_and(|t| t.client_certs != ClientCertMode::None);
         Ok(AuthChain::new(
             entries,
             listener.allow_anonymous,
-            false,
+            accepts_certificates,
             throttle,
         ))
     }
 
     /// Reads every password file again (SIGHUP) and forgets cached authentications.
+    /// (TLS certificates are reloaded by their listeners.)
     pub fn reload(&self) {
         for file in &self.password_files {
             if let Err(e) = file.reload() {

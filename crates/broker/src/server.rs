@@ -17,6 +17,7 @@ use crate::config::BrokerConfig;
 use crate::driver::run_connection;
 use crate::listener::{Authenticators, Listener};
 use crate::sys::run_sys_publisher;
+use crate::tls::TlsAcceptor;
 
 /// Things an embedder adds to a broker in code.
 #[derive(Default)]
@@ -31,6 +32,7 @@ pub struct Extensions {
 pub struct Server {
     broker: Arc<Broker>,
     authenticators: Arc<Authenticators>,
+    tls_listeners: Vec<Arc<TlsAcceptor>>,
     local_addrs: Vec<SocketAddr>,
     shutdown: watch::Sender<bool>,
     tasks: JoinSet<()>,
@@ -54,14 +56,16 @@ impl Server {
             .then(|| Arc::new(LoginThrottle::new(config.throttle.clone())));
         let mut listeners = Vec::new();
         for listener_config in &config.listeners {
-            let chain = authenticators
-                .chain_for(listener_config, throttle.clone())
-                .map_err(invalid)?;
-            listeners.push(Arc::new(Listener {
-                name: listener_config.display_name().into(),
-                config: listener_config.clone(),
-                chain,
-            }));
+            listeners.push(Arc::new(
+                Listener::build(listener_config, &authenticators, throttle.clone())
+                    .map_err(invalid)?,
+            ));
+        }
+        let mut tls_listeners = Vec::new();
+        for listener in &listeners {
+            if let Some(tls) = &listener.tls {
+                tls_listeners.push(Arc::clone(tls));
+            }
         }
         let broker = Broker::new(config);
         let (shutdown, _) = watch::channel(false);
@@ -93,6 +97,7 @@ impl Server {
         Ok(Server {
             broker,
             authenticators,
+            tls_listeners,
             local_addrs,
             shutdown,
             tasks,
@@ -109,11 +114,16 @@ impl Server {
         &self.broker
     }
 
-    /// Re-reads what can change while running (password files) and forgets cached
+    /// Re-reads what can change while running (password files, TLS certificates) and forgets cached
     /// authentications. Connected clients stay connected. Called on SIGHUP.
     pub fn reload(&self) {
         tracing::info!("reloading");
         self.authenticators.reload();
+        for tls in &self.tls_listeners {
+            if let Err(e) = tls.reload() {
+                tracing::error!("TLS certificate not reloaded, previous one kept: {e}");
+            }
+        }
     }
 
     /// Stops accepting, tells every connection to close, and waits for them.

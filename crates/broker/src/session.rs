@@ -12,6 +12,7 @@ use std::sync::Arc;
 
 use parking_lot::Mutex;
 use tokio::sync::Notify;
+use tollgate_auth::Principal;
 use tollgate_mqtt::{QoS, SubscriptionOptions, Will};
 
 use crate::message::Message;
@@ -110,6 +111,8 @@ pub struct SessionState {
     /// The principal that owns the session (its user name or client identity); `None` for
     /// anonymous sessions.
     pub owner: Option<String>,
+    /// The principal of the connection attached now (or last attached).
+    pub principal: Option<Arc<Principal>>,
 }
 
 impl SessionState {

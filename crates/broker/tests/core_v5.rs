@@ -180,7 +180,7 @@ async fn properties_pass_through_and_message_expiry_counts_down() {
         .properties
         .message_expiry_interval
         .expect("expiry forwarded");
-    assert!(expiry <= 100 && expiry >= 98, "remaining expiry {expiry}");
+    assert!((98..=100).contains(&expiry), "remaining expiry {expiry}");
     let mut expected = properties;
     expected.message_expiry_interval = got.properties.message_expiry_interval;
     assert_eq!(got.properties, expected);

@@ -31,9 +31,13 @@ pub async fn start_broker(f: impl FnOnce(&mut BrokerConfig)) -> (Server, SocketA
     (server, addr)
 }
 
+/// Any byte stream a test client can speak MQTT over (TCP, TLS).
+pub trait ByteStream: tokio::io::AsyncRead + tokio::io::AsyncWrite + Send + Unpin {}
+impl<T: tokio::io::AsyncRead + tokio::io::AsyncWrite + Send + Unpin> ByteStream for T {}
+
 /// A raw MQTT client.
 pub struct TestClient {
-    pub stream: TcpStream,
+    pub stream: Box<dyn ByteStream>,
     buf: BytesMut,
     pub version: ProtocolVersion,
 }
@@ -54,10 +58,28 @@ impl TestClient {
     pub async fn open(addr: SocketAddr, version: ProtocolVersion) -> TestClient {
         let stream = TcpStream::connect(addr).await.expect("connects");
         stream.set_nodelay(true).unwrap();
+        TestClient::over(Box::new(stream), version)
+    }
+
+    /// A client over an already open stream.
+    pub fn over(stream: Box<dyn ByteStream>, version: ProtocolVersion) -> TestClient {
         TestClient {
             stream,
             buf: BytesMut::new(),
             version,
+        }
+    }
+
+    /// Connects with `connect` over an open stream and returns the CONNACK.
+    pub async fn connect_over(
+        stream: Box<dyn ByteStream>,
+        connect: Connect,
+    ) -> (TestClient, ConnAck) {
+        let mut client = TestClient::over(stream, connect.protocol);
+        client.send(Packet::Connect(Box::new(connect))).await;
+        match client.recv().await {
+            Packet::ConnAck(ack) => (client, ack),
+            other => panic!("expected CONNACK, got {other:?}"),
         }
     }
 
