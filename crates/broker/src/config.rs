@@ -72,6 +72,16 @@ pub struct ListenerConfig {
     pub tcp_nodelay: bool,
     /// TLS on this listener (MQTT over TLS, or secure WebSocket with `websocket`).
     pub tls: Option<TlsConfig>,
+    /// MQTT over WebSocket on this listener (`websocket = {}`, or with a `path`).
+    pub websocket: Option<WebSocketConfig>,
+}
+
+/// WebSocket settings of a listener.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct WebSocketConfig {
+    /// The request path clients must use (e.g. `/mqtt`); any path when not set.
+    pub path: Option<String>,
 }
 
 /// TLS settings of a listener.
@@ -156,6 +166,7 @@ impl Default for ListenerConfig {
             client_id_patterns: Vec::new(),
             tcp_nodelay: true,
             tls: None,
+            websocket: None,
         }
     }
 }

@@ -21,6 +21,7 @@ use crate::broker::Broker;
 use crate::connection::{Close, Connection, OUT_HIGH_WATER};
 use crate::listener::Listener;
 use crate::transport::{ReadStatus, Transport};
+use crate::websocket::WebSocket;
 
 /// Above this many bytes not yet written, the connection stops reading: a client that sends
 /// without reading its acknowledgements is held back by TCP instead of growing our buffer.
@@ -46,16 +47,21 @@ pub async fn run_connection(
     listener: Arc<Listener>,
     mut shutdown: watch::Receiver<bool>,
 ) {
-    let mut transport = match &listener.tls {
-        None => Transport::plain(stream),
+    let tls = match &listener.tls {
+        None => None,
         Some(tls) => match tls.accept() {
-            Ok(session) => Transport::tls(stream, session),
+            Ok(session) => Some(session),
             Err(e) => {
                 tracing::error!(listener = %listener.name, "cannot start a TLS session: {e}");
                 return;
             }
         },
     };
+    let ws = listener.config.websocket.as_ref().map(|w| {
+        let max_frame = (broker.config.limits.max_packet_size as usize).max(64 * 1024) + 1024;
+        WebSocket::new(w.path.clone(), max_frame)
+    });
+    let mut transport = Transport::new(stream, tls, ws);
     let mut conn = Connection::new(
         Arc::clone(&broker),
         Arc::clone(&listener),

@@ -24,10 +24,11 @@ pub mod subscriptions;
 pub mod sys;
 pub mod tls;
 pub mod transport;
+pub mod websocket;
 
 pub use broker::Broker;
 pub use config::{
     AuthenticatorConfig, BrokerConfig, CertIdentityField, CertIdentityUse, ClientCertMode, Limits,
-    ListenerConfig, PasswordFileConfig, TlsConfig,
+    ListenerConfig, PasswordFileConfig, TlsConfig, WebSocketConfig,
 };
 pub use server::{Extensions, Server};

@@ -1,4 +1,5 @@
-//! What lies between a TCP socket and MQTT bytes: nothing (plain MQTT) or a TLS session.
+//! What lies between a TCP socket and MQTT bytes: nothing (plain MQTT), a TLS session, a
+//! WebSocket, or both (secure WebSocket).
 //!
 //! Everything here is non-blocking: the driver waits for the socket's readiness, then asks the
 //! transport to move what it can. TLS uses rustls's own state machine (`ServerConnection`),
@@ -13,6 +14,7 @@ use tokio::net::TcpStream;
 use tollgate_auth::CertificateInfo;
 
 use crate::tls::certificate_info;
+use crate::websocket::{WebSocket, WebSocketError};
 
 /// Bytes asked of the socket per plain read.
 const READ_CHUNK: usize = 16 * 1024;
@@ -28,13 +30,18 @@ pub enum ReadStatus {
     Closed,
 }
 
-/// A socket with its optional TLS session.
+/// A socket with its optional TLS session and WebSocket layer.
 pub struct Transport {
     stream: TcpStream,
     tls: Option<Box<ServerConnection>>,
+    ws: Option<Box<WebSocket>>,
     certificate_checked: bool,
     certificate: Option<CertificateInfo>,
 }
+
+/// Above this many framed bytes waiting, WebSocket framing pauses (backpressure reaches the
+/// MQTT layer's buffer).
+const WS_SEND_HIGH_WATER: usize = 64 * 1024;
 
 /// `io::Read`/`io::Write` over a tokio socket's non-blocking calls, for rustls.
 struct SocketIo<'a>(&'a TcpStream);
@@ -56,22 +63,17 @@ impl Write for SocketIo<'_> {
 }
 
 impl Transport {
-    /// Plain MQTT over TCP.
-    pub fn plain(stream: TcpStream) -> Transport {
+    /// A transport over `stream`: TLS when a session is given, WebSocket when a layer is.
+    pub fn new(
+        stream: TcpStream,
+        tls: Option<ServerConnection>,
+        ws: Option<WebSocket>,
+    ) -> Transport {
         Transport {
             stream,
-            tls: None,
-            certificate_checked: true,
-            certificate: None,
-        }
-    }
-
-    /// MQTT over TLS; the handshake happens as bytes flow.
-    pub fn tls(stream: TcpStream, session: ServerConnection) -> Transport {
-        Transport {
-            stream,
-            tls: Some(Box::new(session)),
-            certificate_checked: false,
+            certificate_checked: tls.is_none(),
+            tls: tls.map(Box::new),
+            ws: ws.map(Box::new),
             certificate: None,
         }
     }
@@ -81,9 +83,11 @@ impl Transport {
         &self.stream
     }
 
-    /// Whether bytes wait to be written below the MQTT layer (TLS records, a handshake).
+    /// Whether bytes wait to be written below the MQTT layer (TLS records, a handshake,
+    /// WebSocket frames).
     pub fn wants_write(&self) -> bool {
         self.tls.as_ref().is_some_and(|t| t.wants_write())
+            || self.ws.as_ref().is_some_and(|w| !w.outbound.is_empty())
     }
 
     /// The verified client certificate, once, when the TLS handshake has completed with one.
@@ -93,95 +97,71 @@ impl Transport {
 
     /// Reads from the socket once and appends the MQTT bytes it yields to `buf`.
     pub fn read(&mut self, buf: &mut BytesMut) -> io::Result<ReadStatus> {
-        let Some(tls) = self.tls.as_mut() else {
-            if buf.capacity() - buf.len() < READ_CHUNK / 4 {
-                buf.reserve(READ_CHUNK);
+        let Transport {
+            stream,
+            tls,
+            ws,
+            certificate_checked,
+            certificate,
+        } = self;
+        let target = match ws.as_mut() {
+            Some(ws) => &mut ws.inbound,
+            None => &mut *buf,
+        };
+        let status = read_below(stream, tls, target)?;
+        if let Some(tls) = tls.as_ref() {
+            if !*certificate_checked && !tls.is_handshaking() {
+                *certificate_checked = true;
+                *certificate = tls
+                    .peer_certificates()
+                    .and_then(|chain| chain.first())
+                    .map(|der| certificate_info(der));
             }
-            return match self.stream.try_read_buf(buf) {
-                Ok(0) => Ok(ReadStatus::Closed),
-                Ok(n) => Ok(ReadStatus::Data(n)),
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => Ok(ReadStatus::WouldBlock),
-                Err(e) => Err(e),
-            };
-        };
-        let n = match tls.read_tls(&mut SocketIo(&self.stream)) {
-            Ok(0) => return Ok(ReadStatus::Closed),
-            Ok(n) => n,
-            Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(ReadStatus::WouldBlock),
-            Err(e) => return Err(e),
-        };
-        let state = match tls.process_new_packets() {
-            Ok(state) => state,
-            Err(e) => {
-                // rustls queued an alert: try to send it before the connection closes.
-                let _ = tls.write_tls(&mut SocketIo(&self.stream));
-                return Err(io::Error::new(io::ErrorKind::InvalidData, e));
-            }
-        };
-        let plaintext = state.plaintext_bytes_to_read();
-        let peer_closed = state.peer_has_closed();
-        if plaintext > 0 {
-            let start = buf.len();
-            buf.resize(start + plaintext, 0);
-            tls.reader().read_exact(&mut buf[start..])?;
         }
-        if !self.certificate_checked && !tls.is_handshaking() {
-            self.certificate_checked = true;
-            self.certificate = tls
-                .peer_certificates()
-                .and_then(|chain| chain.first())
-                .map(|der| certificate_info(der));
-        }
-        if peer_closed && plaintext == 0 {
-            return Ok(ReadStatus::Closed);
-        }
-        Ok(ReadStatus::Data(n))
-    }
-
-    /// Moves bytes from `out` towards the socket without blocking: all of it for plain TCP,
-    /// as much as the TLS session buffers (then its records) for TLS. Returns the bytes the
-    /// socket took.
-    pub fn write(&mut self, out: &mut BytesMut) -> io::Result<usize> {
-        let Some(tls) = self.tls.as_mut() else {
-            let mut written = 0;
-            while !out.is_empty() {
-                match self.stream.try_write(out) {
-                    Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
-                    Ok(n) => {
-                        written += n;
-                        out.advance(n);
-                    }
-                    Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
-                    Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-                    Err(e) => return Err(e),
+        if let Some(ws) = ws.as_mut() {
+            match ws.receive(buf) {
+                Ok(()) => {}
+                Err(WebSocketError::Closed) => return Ok(ReadStatus::Closed),
+                Err(e) => {
+                    return Err(io::Error::new(
+                        io::ErrorKind::InvalidData,
+                        format!("websocket: {e:?}"),
+                    ))
                 }
             }
-            return Ok(written);
-        };
-        if !out.is_empty() && !tls.is_handshaking() {
-            let taken = tls.writer().write(out)?;
-            out.advance(taken);
         }
-        let mut written = 0;
-        while tls.wants_write() {
-            match tls.write_tls(&mut SocketIo(&self.stream)) {
-                Ok(n) => written += n,
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-                Err(e) => return Err(e),
-            }
-            // rustls takes more plaintext once records have left.
-            if !out.is_empty() {
-                let taken = tls.writer().write(out)?;
-                out.advance(taken);
-            }
-        }
-        Ok(written)
+        Ok(status)
     }
 
-    /// Starts closing: a TLS close_notify is queued (and written by the next `write`).
+    /// Moves bytes from `out` towards the socket without blocking. Returns the bytes the
+    /// socket took.
+    pub fn write(&mut self, out: &mut BytesMut) -> io::Result<usize> {
+        let Transport {
+            stream, tls, ws, ..
+        } = self;
+        match ws.as_mut() {
+            None => write_below(stream, tls, out),
+            Some(ws) => {
+                if ws.outbound.len() < WS_SEND_HIGH_WATER {
+                    ws.send(out);
+                }
+                write_below(stream, tls, &mut ws.outbound)
+            }
+        }
+    }
+
+    /// Starts closing: a WebSocket close frame, then a TLS close_notify, are queued (the next
+    /// `write` sends them).
     pub fn start_close(&mut self) {
-        if let Some(tls) = self.tls.as_mut() {
+        let Transport {
+            stream, tls, ws, ..
+        } = self;
+        if let Some(ws) = ws.as_mut() {
+            ws.close();
+            // Hand the close frame to TLS before its close_notify: nothing is sent after that.
+            let _ = write_below(stream, tls, &mut ws.outbound);
+        }
+        if let Some(tls) = tls.as_mut() {
             tls.send_close_notify();
         }
     }
@@ -190,4 +170,91 @@ impl Transport {
     pub fn into_stream(self) -> TcpStream {
         self.stream
     }
+}
+
+/// Reads once from the socket (through TLS if any) into `target`.
+fn read_below(
+    stream: &TcpStream,
+    tls: &mut Option<Box<ServerConnection>>,
+    target: &mut BytesMut,
+) -> io::Result<ReadStatus> {
+    let Some(tls) = tls.as_mut() else {
+        if target.capacity() - target.len() < READ_CHUNK / 4 {
+            target.reserve(READ_CHUNK);
+        }
+        return match stream.try_read_buf(target) {
+            Ok(0) => Ok(ReadStatus::Closed),
+            Ok(n) => Ok(ReadStatus::Data(n)),
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => Ok(ReadStatus::WouldBlock),
+            Err(e) => Err(e),
+        };
+    };
+    let n = match tls.read_tls(&mut SocketIo(stream)) {
+        Ok(0) => return Ok(ReadStatus::Closed),
+        Ok(n) => n,
+        Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(ReadStatus::WouldBlock),
+        Err(e) => return Err(e),
+    };
+    let state = match tls.process_new_packets() {
+        Ok(state) => state,
+        Err(e) => {
+            // rustls queued an alert: try to send it before the connection closes.
+            let _ = tls.write_tls(&mut SocketIo(stream));
+            return Err(io::Error::new(io::ErrorKind::InvalidData, e));
+        }
+    };
+    let plaintext = state.plaintext_bytes_to_read();
+    let peer_closed = state.peer_has_closed();
+    if plaintext > 0 {
+        let start = target.len();
+        target.resize(start + plaintext, 0);
+        tls.reader().read_exact(&mut target[start..])?;
+    }
+    if peer_closed && plaintext == 0 {
+        return Ok(ReadStatus::Closed);
+    }
+    Ok(ReadStatus::Data(n))
+}
+
+/// Moves bytes from `out` to the socket (through TLS if any) without blocking.
+fn write_below(
+    stream: &TcpStream,
+    tls: &mut Option<Box<ServerConnection>>,
+    out: &mut BytesMut,
+) -> io::Result<usize> {
+    let Some(tls) = tls.as_mut() else {
+        let mut written = 0;
+        while !out.is_empty() {
+            match stream.try_write(out) {
+                Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
+                Ok(n) => {
+                    written += n;
+                    out.advance(n);
+                }
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                Err(e) => return Err(e),
+            }
+        }
+        return Ok(written);
+    };
+    if !out.is_empty() && !tls.is_handshaking() {
+        let taken = tls.writer().write(out)?;
+        out.advance(taken);
+    }
+    let mut written = 0;
+    while tls.wants_write() {
+        match tls.write_tls(&mut SocketIo(stream)) {
+            Ok(n) => written += n,
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+            Err(e) => return Err(e),
+        }
+        // rustls takes more plaintext once records have left.
+        if !out.is_empty() && !tls.is_handshaking() {
+            let taken = tls.writer().write(out)?;
+            out.advance(taken);
+        }
+    }
+    Ok(written)
 }
