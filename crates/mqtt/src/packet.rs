@@ -131,7 +131,10 @@ impl Packet {
 }
 
 /// CONNECT: the first packet of every connection.
-#[derive(Debug, Clone, PartialEq, Eq, Default)]
+///
+/// `Debug` prints `<redacted>` for the password and the authentication data, so a logged
+/// CONNECT never leaks a secret.
+#[derive(Clone, PartialEq, Eq, Default)]
 pub struct Connect {
     /// Protocol version requested; decides how every later packet is read.
     pub protocol: ProtocolVersion,
@@ -151,8 +154,23 @@ pub struct Connect {
     pub properties: ConnectProperties,
 }
 
+impl std::fmt::Debug for Connect {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Connect")
+            .field("protocol", &self.protocol)
+            .field("clean_start", &self.clean_start)
+            .field("keep_alive", &self.keep_alive)
+            .field("client_id", &self.client_id)
+            .field("will", &self.will)
+            .field("username", &self.username)
+            .field("password", &self.password.as_ref().map(|_| "<redacted>"))
+            .field("properties", &self.properties)
+            .finish()
+    }
+}
+
 /// Properties of CONNECT (5.0).
-#[derive(Debug, Clone, PartialEq, Eq, Default)]
+#[derive(Clone, PartialEq, Eq, Default)]
 pub struct ConnectProperties {
     /// Session expiry interval (0x11), seconds.
     pub session_expiry_interval: Option<u32>,
@@ -172,6 +190,31 @@ pub struct ConnectProperties {
     pub authentication_method: Option<String>,
     /// Authentication data (0x16).
     pub authentication_data: Option<Bytes>,
+}
+
+impl std::fmt::Debug for ConnectProperties {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ConnectProperties")
+            .field("session_expiry_interval", &self.session_expiry_interval)
+            .field("receive_maximum", &self.receive_maximum)
+            .field("maximum_packet_size", &self.maximum_packet_size)
+            .field("topic_alias_maximum", &self.topic_alias_maximum)
+            .field(
+                "request_response_information",
+                &self.request_response_information,
+            )
+            .field(
+                "request_problem_information",
+                &self.request_problem_information,
+            )
+            .field("user_properties", &self.user_properties)
+            .field("authentication_method", &self.authentication_method)
+            .field(
+                "authentication_data",
+                &self.authentication_data.as_ref().map(|_| "<redacted>"),
+            )
+            .finish()
+    }
 }
 
 /// A will message carried in CONNECT.
@@ -453,4 +496,27 @@ pub struct AuthProperties {
     pub reason_string: Option<String>,
     /// User properties (0x26).
     pub user_properties: Vec<UserProperty>,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn connect_debug_redacts_secrets() {
+        let connect = Connect {
+            password: Some(Bytes::from_static(b"hunter2")),
+            properties: ConnectProperties {
+                authentication_data: Some(Bytes::from_static(b"token-xyz")),
+                ..Default::default()
+            },
+            ..Connect::default()
+        };
+        let shown = format!("{connect:?}");
+        assert!(
+            !shown.contains("hunter2") && !shown.contains("token-xyz"),
+            "{shown}"
+        );
+        assert!(shown.contains("<redacted>"));
+    }
 }
