@@ -8,6 +8,8 @@
 
 pub mod authentication;
 pub mod password_file;
+pub mod permissions;
+pub mod policy;
 mod principal;
 mod secret;
 

@@ -1,0 +1,146 @@
+//! Subscriptions are allowed only when the whole requested filter lies inside what is
+//! allowed; a deny (or a refusing allow) that overlaps it first refuses it.
+
+use tollgate_auth::permissions::{
+    Activity, AuthorizerChain, CompiledPermissions, DecidedBy, DefaultBehaviour, Permission,
+    QosSet, Reason, StaticRules,
+};
+use tollgate_auth::Principal;
+
+fn compile(rules: Vec<Permission>) -> CompiledPermissions {
+    AuthorizerChain::new()
+        .with(StaticRules::new("test", rules, DefaultBehaviour::Deny))
+        .compile(&Principal::anonymous("c"))
+}
+
+#[test]
+fn an_allow_must_cover_the_whole_filter() {
+    let p = compile(vec![
+        Permission::allow("a/#").unwrap(),
+        Permission::allow("b/+").unwrap(),
+    ]);
+    assert!(p.check_subscribe("a/+/b", 0, false).allowed);
+    assert!(p.check_subscribe("a", 0, false).allowed);
+    assert!(p.check_subscribe("b/x", 0, false).allowed);
+    assert!(!p.check_subscribe("b/#", 0, false).allowed);
+    assert!(!p.check_subscribe("#", 0, false).allowed);
+}
+
+#[test]
+fn an_allow_that_only_overlaps_passes_over_to_a_later_cover() {
+    let p = compile(vec![
+        Permission::allow("a/b").unwrap(),
+        Permission::allow("a/#").unwrap(),
+    ]);
+    let d = p.check_subscribe("a/+", 0, false);
+    assert!(d.allowed);
+    assert_eq!(d.decided_by, DecidedBy::Rule(1));
+}
+
+#[test]
+fn an_overlapping_deny_before_the_cover_refuses() {
+    let p = compile(vec![
+        Permission::deny("a/secret").unwrap(),
+        Permission::allow("a/#").unwrap(),
+    ]);
+    assert!(p.check_subscribe("a/public", 0, false).allowed);
+    let d = p.check_subscribe("a/+", 0, false);
+    assert!(!d.allowed);
+    assert_eq!(d.decided_by, DecidedBy::Rule(0));
+    assert_eq!(d.reason, Reason::RuleDenies);
+    // Receiving on an allowed topic is allowed; on the denied one it is not.
+    assert!(p.check_receive("a/public", 0, false).allowed);
+    assert!(!p.check_receive("a/secret", 0, false).allowed);
+}
+
+#[test]
+fn an_overlapping_allow_with_narrower_qos_refuses() {
+    let p = compile(vec![
+        Permission::allow("a/b")
+            .unwrap()
+            .with_qos(QosSet::only(0).unwrap()),
+        Permission::allow("a/#").unwrap(),
+    ]);
+    assert!(p.check_subscribe("a/+", 0, false).allowed);
+    let d = p.check_subscribe("a/+", 1, false);
+    assert!(!d.allowed);
+    assert_eq!(d.reason, Reason::QosNotPermitted);
+}
+
+#[test]
+fn a_deny_for_other_qos_levels_passes_over() {
+    let p = compile(vec![
+        Permission::deny("a/#")
+            .unwrap()
+            .with_qos(QosSet::only(2).unwrap()),
+        Permission::allow("a/#").unwrap(),
+    ]);
+    assert!(p.check_subscribe("a/+", 1, false).allowed);
+    assert!(!p.check_subscribe("a/+", 2, false).allowed);
+    assert!(p.check_publish("a/x", 1, false).allowed);
+    assert!(!p.check_publish("a/x", 2, false).allowed);
+}
+
+#[test]
+fn shared_subscriptions_need_a_rule_that_covers_them() {
+    let p = compile(vec![
+        Permission::allow("jobs/#")
+            .unwrap()
+            .for_activity(Activity::Subscribe)
+            .with_shared_subscriptions(false),
+        Permission::allow("work/#").unwrap(),
+        Permission::deny("other/#")
+            .unwrap()
+            .with_shared_subscriptions(false),
+        Permission::allow("other/#").unwrap(),
+    ]);
+    assert!(p.check_subscribe("jobs/+", 0, false).allowed);
+    let shared = p.check_subscribe("jobs/+", 0, true);
+    assert!(!shared.allowed);
+    assert_eq!(shared.reason, Reason::SharedSubscriptionNotPermitted);
+    assert!(p.check_subscribe("work/+", 0, true).allowed);
+    // A deny that does not cover shared subscriptions leaves them to later rules.
+    assert!(!p.check_subscribe("other/x", 0, false).allowed);
+    assert!(p.check_subscribe("other/x", 0, true).allowed);
+}
+
+#[test]
+fn dollar_topics_are_not_reached_by_leading_wildcards() {
+    let p = compile(vec![
+        Permission::allow("#").unwrap(),
+        Permission::allow("$SYS/broker/#")
+            .unwrap()
+            .for_activity(Activity::Subscribe),
+    ]);
+    assert!(p.check_subscribe("#", 0, false).allowed);
+    assert!(!p.check_subscribe("$SYS/#", 0, false).allowed);
+    assert!(p.check_subscribe("$SYS/broker/+", 0, false).allowed);
+    assert!(!p.check_publish("$SYS/broker/x", 0, false).allowed);
+    assert!(p.check_receive("$SYS/broker/x", 0, false).allowed);
+    assert!(!p.check_receive("$SYS/other", 0, false).allowed);
+    // A leading-wildcard deny does not reach `$SYS` either.
+    let p = compile(vec![
+        Permission::deny("#").unwrap(),
+        Permission::allow("$SYS/#").unwrap(),
+    ]);
+    assert!(p.check_subscribe("$SYS/#", 0, false).allowed);
+}
+
+#[test]
+fn invalid_requests_are_denied() {
+    let p = compile(vec![Permission::allow("#").unwrap()]);
+    for (allowed, what) in [
+        (p.check_publish("a/+", 0, false).allowed, "wildcard topic"),
+        (p.check_publish("", 0, false).allowed, "empty topic"),
+        (p.check_publish("a", 3, false).allowed, "QoS 3"),
+        (p.check_subscribe("a/#/b", 0, false).allowed, "bad filter"),
+        (p.check_subscribe("a", 3, false).allowed, "QoS 3"),
+        (p.check_receive("a/#", 0, false).allowed, "wildcard topic"),
+    ] {
+        assert!(!allowed, "{what}");
+    }
+    assert_eq!(
+        p.check_publish("a/+", 0, false).reason,
+        Reason::InvalidRequest
+    );
+}
