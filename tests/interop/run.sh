@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
 # Interoperability checks: drive a running broker with real MQTT clients
-# (Mosquitto's mosquitto_pub/mosquitto_sub and Python's paho-mqtt 2.x).
+# (Mosquitto's mosquitto_pub/mosquitto_sub, Python's paho-mqtt 2.x and MQTT.js 5 on node),
+# over plain TCP, TCP with passwords, TLS (passwords and client certificates), WebSocket and
+# secure WebSocket.
 #
 #   tests/interop/run.sh                       # Tollgate: $TOLLGATE_BIN serve --config FILE
 #   BROKER=mosquitto tests/interop/run.sh      # Debian's mosquitto, to check the checks
@@ -14,12 +16,13 @@
 #                 and {bin} are replaced (run through bash -c, so quote as needed)
 #   ONLY          run only the checks whose name contains this string
 #   KEEP_WORK=1   keep the temporary directory (configs, logs, client outputs)
-#   INTEROP_BUDGET  seconds after which the remaining shell checks are failed
-#                 without running them (default 60; against a healthy broker they
-#                 take ~15 s); the paho checks get a budget of the same size
+#   INTEROP_BUDGET  seconds each part (shell checks, authentication/TLS shell checks,
+#                 paho checks, mqtt.js checks) may take before its remaining checks are
+#                 failed without running them (default 60; against a healthy broker the
+#                 parts take ~15, ~5, ~10 and ~8 s)
 #
 # Prints one line per check and then a final line "N passed, M failed"
-# (shell checks plus paho checks); exits non-zero if anything failed.
+# (shell, paho and mqtt.js checks together); exits non-zero if anything failed.
 set -euo pipefail
 
 HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
@@ -59,7 +62,10 @@ if ! command -v mosquitto_pub >/dev/null 2>&1 || ! command -v mosquitto_sub >/de
     apt_install mosquitto-clients || die "could not install mosquitto-clients with apt-get"
 fi
 command -v mosquitto_pub >/dev/null 2>&1 || die "mosquitto_pub still missing after installing mosquitto-clients"
-for tool in timeout stdbuf python3; do
+if ! command -v openssl >/dev/null 2>&1; then
+    apt_install openssl || die "could not install openssl with apt-get"
+fi
+for tool in timeout stdbuf python3 openssl node npm; do
     command -v "$tool" >/dev/null 2>&1 || die "required tool '$tool' not found"
 done
 
@@ -77,6 +83,17 @@ if ! paho_ok; then
         --upgrade --target "$PYDEPS" 'paho-mqtt>=2,<3' \
         || die "pip install paho-mqtt failed"
     paho_ok || die "paho-mqtt 2.x not importable after installing it into $PYDEPS"
+fi
+
+# MQTT.js 5 goes into tests/interop/node_modules, from package.json and package-lock.json
+# (npm ci: exactly the locked versions; git ignores node_modules). After installing, a copy
+# of the lockfile is left in node_modules, so a changed lockfile means installing again.
+NODE_STAMP=$HERE/node_modules/.interop-package-lock.json
+if ! cmp -s "$HERE/package-lock.json" "$NODE_STAMP" || [ ! -f "$HERE/node_modules/mqtt/package.json" ]; then
+    log "npm ci (mqtt.js) into $HERE/node_modules"
+    (cd "$HERE" && timeout 300 npm ci --no-audit --no-fund --loglevel=error >/dev/null) \
+        || die "npm ci in $HERE failed"
+    cp "$HERE/package-lock.json" "$NODE_STAMP"
 fi
 
 # ------------------------------------------------------------ broker
@@ -127,27 +144,206 @@ broker_log_tail() {
     fi
 }
 
-PORT=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1]); s.close()')
-[ "$PORT" != 1883 ] || die "refusing to use port 1883"
+if [ "$BROKER" = tollgate ] && [ -z "$BROKER_CMD" ] && [ ! -x "$TOLLGATE_BIN" ]; then
+    die "broker binary '$TOLLGATE_BIN' not found or not executable (cargo build --release, or set TOLLGATE_BIN)"
+fi
+
+# Five distinct free ports, all bound at once so none is handed out twice.
+read -r PORT PW_PORT TLS_PORT WS_PORT WSS_PORT < <(python3 -c '
+import socket
+socks = []
+while len(socks) < 5:
+    s = socket.socket()
+    s.bind(("127.0.0.1", 0))
+    if s.getsockname()[1] in (1883, 28831):
+        continue  # keep it bound, so it is not handed out again
+    socks.append(s)
+print(" ".join(str(s.getsockname()[1]) for s in socks))
+') || die "could not pick free ports"
+for p in "$PORT" "$PW_PORT" "$TLS_PORT" "$WS_PORT" "$WSS_PORT"; do
+    case "$p" in 1883 | 28831 | '') die "refusing to use port '$p'" ;; esac
+done
+WS_PATH=/mqtt
+
+# ---- certificates, made with the openssl CLI: a CA, a server certificate for localhost and
+#      127.0.0.1, a client certificate from that CA, and a client certificate from a second
+#      CA the broker does not trust. EC P-256 keys, valid for two days.
+TLS=$WORK/tls
+mkdir -p "$TLS"
+# a config of our own, so the system's openssl.cnf adds no extensions of its own
+cat >"$TLS/openssl.cnf" <<'EOF2'
+[req]
+distinguished_name = dn
+[dn]
+[ca_ext]
+basicConstraints = critical,CA:TRUE
+keyUsage = critical,keyCertSign,cRLSign
+subjectKeyIdentifier = hash
+EOF2
+tls_key() { openssl genpkey -algorithm EC -pkeyopt ec_paramgen_curve:P-256 -out "$1" 2>>"$TLS/openssl.log"; }
+tls_ca() { # NAME COMMON_NAME
+    tls_key "$TLS/$1.key" &&
+        openssl req -x509 -new -config "$TLS/openssl.cnf" -extensions ca_ext -key "$TLS/$1.key" \
+            -sha256 -days 2 -subj "/CN=$2" -out "$TLS/$1.pem" >>"$TLS/openssl.log" 2>&1
+}
+tls_leaf() { # NAME CA COMMON_NAME EXTENDED_KEY_USAGE [SUBJECT_ALT_NAME]
+    tls_key "$TLS/$1.key" || return 1
+    openssl req -new -config "$TLS/openssl.cnf" -key "$TLS/$1.key" -subj "/CN=$3" -out "$TLS/$1.csr" \
+        >>"$TLS/openssl.log" 2>&1 || return 1
+    {
+        echo "basicConstraints=critical,CA:FALSE"
+        echo "keyUsage=critical,digitalSignature"
+        echo "extendedKeyUsage=$4"
+        if [ -n "${5:-}" ]; then echo "subjectAltName=$5"; fi
+    } >"$TLS/$1.ext"
+    openssl x509 -req -in "$TLS/$1.csr" -CA "$TLS/$2.pem" -CAkey "$TLS/$2.key" -CAcreateserial \
+        -sha256 -days 2 -extfile "$TLS/$1.ext" -out "$TLS/$1.pem" >>"$TLS/openssl.log" 2>&1
+}
+{
+    tls_ca ca "Tollgate interop CA" &&
+        tls_ca untrusted-ca "Untrusted interop CA" &&
+        tls_leaf server ca localhost serverAuth "DNS:localhost,IP:127.0.0.1" &&
+        tls_leaf client ca interop-client clientAuth &&
+        tls_leaf untrusted-client untrusted-ca interop-client clientAuth &&
+        openssl verify -CAfile "$TLS/ca.pem" "$TLS/server.pem" "$TLS/client.pem" >>"$TLS/openssl.log" 2>&1
+} || die "making the test certificates with openssl failed: $(tail -n 5 "$TLS/openssl.log")"
+
+# ---- the password file. alice: written by `tollgate passwd` (argon2id); bob: a $7$ line
+#      (PBKDF2-SHA512) written by Mosquitto's mosquitto_passwd. mosquitto_passwd comes with
+#      the `mosquitto` package, which also holds the broker: when it is not installed, the
+#      package is only downloaded and unpacked into the temp dir (apt-get download, dpkg-deb
+#      -x: no maintainer scripts, so no broker is started). Failing that, the $7$ line is
+#      computed here the way mosquitto_passwd does it.
+PASSWD=$WORK/passwd
+ALICE_PASS='alice-Secret-1'
+BOB_PASS='bob secret #2'
+mosquitto_passwd_bin() {
+    if command -v mosquitto_passwd >/dev/null 2>&1; then
+        command -v mosquitto_passwd
+        return 0
+    fi
+    local deb=$WORK/mosquitto-deb
+    mkdir -p "$deb"
+    if (cd "$deb" && apt-get download mosquitto >/dev/null 2>&1) ||
+        { [ -z "$APT_UPDATED" ] && $SUDO apt-get update -qq >/dev/null 2>&1 && APT_UPDATED=1 &&
+            (cd "$deb" && apt-get download mosquitto >/dev/null 2>&1); }; then
+        if dpkg-deb -x "$deb"/mosquitto_*.deb "$deb/root" >/dev/null 2>&1 &&
+            "$deb/root/usr/bin/mosquitto_passwd" -c -b "$deb/probe" u p >/dev/null 2>&1; then
+            echo "$deb/root/usr/bin/mosquitto_passwd"
+            return 0
+        fi
+    fi
+    return 1
+}
+mosquitto_line() { # USER PASSWORD: a $7$ line as mosquitto_passwd writes it
+    # shellcheck disable=SC2016
+    python3 -c '
+import base64, hashlib, os, sys
+salt = os.urandom(12)
+digest = hashlib.pbkdf2_hmac("sha512", sys.argv[2].encode(), salt, 101, 64)
+print(f"{sys.argv[1]}:$7$101${base64.b64encode(salt).decode()}${base64.b64encode(digest).decode()}")
+' "$1" "$2"
+}
+MOSQ_PASSWD=$(mosquitto_passwd_bin) || MOSQ_PASSWD=
+if [ -n "$MOSQ_PASSWD" ]; then
+    BOB_ORIGIN="\$7\$ from mosquitto_passwd"
+else
+    log "mosquitto_passwd not available: bob's \$7\$ line is computed with Python instead"
+    BOB_ORIGIN="\$7\$ computed with Python, as mosquitto_passwd does"
+fi
+: >"$PASSWD"
+if [ "$BROKER" = tollgate ] && [ -x "$TOLLGATE_BIN" ]; then
+    "$TOLLGATE_BIN" passwd -b "$PASSWD" alice "$ALICE_PASS" >/dev/null 2>&1 ||
+        die "$TOLLGATE_BIN passwd -b $PASSWD alice ... failed"
+    ALICE_ORIGIN="argon2id from tollgate passwd"
+elif [ -n "$MOSQ_PASSWD" ]; then
+    # another broker may not read argon2id lines
+    "$MOSQ_PASSWD" -b "$PASSWD" alice "$ALICE_PASS" || die "mosquitto_passwd -b failed"
+    ALICE_ORIGIN="\$7\$ from mosquitto_passwd"
+else
+    mosquitto_line alice "$ALICE_PASS" >>"$PASSWD"
+    ALICE_ORIGIN="\$7\$ computed with Python"
+fi
+if [ -n "$MOSQ_PASSWD" ]; then
+    "$MOSQ_PASSWD" -b "$PASSWD" bob "$BOB_PASS" || die "mosquitto_passwd -b failed"
+else
+    mosquitto_line bob "$BOB_PASS" >>"$PASSWD"
+fi
+grep -q '^bob:[$]7[$]' "$PASSWD" || die "no \$7\$ line for bob in $PASSWD"
 
 case "$BROKER" in
 tollgate)
     CONF=$WORK/tollgate.toml
-    cat >"$CONF" <<EOF
+    # The checks make several failed logins in a row from 127.0.0.1, and the throttle would
+    # then refuse the next logins from that address for a while (CONNACK 3 / 0x9F); the
+    # throttle itself is covered by the integration tests.
+    cat >"$CONF" <<EOF2
+[throttle]
+enabled = false
+
+[[authenticator]]
+name = "users"
+password_file = { path = "$PASSWD" }
+
 [[listener]]
+name = "plain"
 bind = "$HOST:$PORT"
 allow_anonymous = true
-EOF
+
+[[listener]]
+name = "password"
+bind = "$HOST:$PW_PORT"
+authenticators = ["users"]
+
+[[listener]]
+name = "tls"
+bind = "$HOST:$TLS_PORT"
+authenticators = ["users"]
+tls = { cert = "$TLS/server.pem", key = "$TLS/server.key", client_ca = "$TLS/ca.pem", client_certs = "optional" }
+
+[[listener]]
+name = "ws"
+bind = "$HOST:$WS_PORT"
+allow_anonymous = true
+websocket = { path = "$WS_PATH" }
+
+[[listener]]
+name = "wss"
+bind = "$HOST:$WSS_PORT"
+allow_anonymous = true
+websocket = { path = "$WS_PATH" }
+tls = { cert = "$TLS/server.pem", key = "$TLS/server.key" }
+EOF2
     DEFAULT_CMD='exec "{bin}" serve --config "{conf}"'
     ;;
 mosquitto)
+    # Mosquitto has no "optional" client certificates (require_certificate false means none
+    # are asked for), and its WebSocket listeners serve every path: the checks of those are
+    # skipped (TOLLGATE_ONLY=0).
     CONF=$WORK/mosquitto.conf
-    cat >"$CONF" <<EOF
-listener $PORT $HOST
-allow_anonymous true
+    cat >"$CONF" <<EOF2
+per_listener_settings true
 persistence false
 log_dest stderr
-EOF
+listener $PORT $HOST
+allow_anonymous true
+listener $PW_PORT $HOST
+password_file $PASSWD
+listener $TLS_PORT $HOST
+password_file $PASSWD
+cafile $TLS/ca.pem
+certfile $TLS/server.pem
+keyfile $TLS/server.key
+require_certificate false
+listener $WS_PORT $HOST
+protocol websockets
+allow_anonymous true
+listener $WSS_PORT $HOST
+protocol websockets
+allow_anonymous true
+certfile $TLS/server.pem
+keyfile $TLS/server.key
+EOF2
     # as root, mosquitto would otherwise switch to the 'mosquitto' user
     if [ "$(id -u)" -eq 0 ]; then echo "user root" >>"$CONF"; fi
     if [ -z "$BROKER_CMD" ]; then
@@ -166,33 +362,33 @@ CMD=${CMD//\{port\}/$PORT}
 CMD=${CMD//\{conf\}/$CONF}
 CMD=${CMD//\{dir\}/$WORK}
 CMD=${CMD//\{bin\}/$TOLLGATE_BIN}
-if [ "$BROKER" = tollgate ] && [ -z "$BROKER_CMD" ] && [ ! -x "$TOLLGATE_BIN" ]; then
-    die "broker binary '$TOLLGATE_BIN' not found or not executable (cargo build --release, or set TOLLGATE_BIN)"
-fi
 
-log "broker: $CMD  (port $PORT, config $CONF)"
+log "broker: $CMD  (ports: plain $PORT, password $PW_PORT, tls $TLS_PORT, ws $WS_PORT, wss $WSS_PORT; config $CONF)"
 RUST_LOG=${RUST_LOG:-info} bash -c "$CMD" </dev/null >"$WORK/broker.log" 2>&1 &
 BROKER_PID=$!
 
-ready=
+# ready once every listener accepts TCP connections
+waiting=("$PORT" "$PW_PORT" "$TLS_PORT" "$WS_PORT" "$WSS_PORT")
 for _ in $(seq 100); do
     if ! kill -0 "$BROKER_PID" 2>/dev/null; then
         broker_log_tail
         wait "$BROKER_PID" 2>/dev/null && rc=0 || rc=$?
         BROKER_PID=
-        die "broker exited (status $rc) before accepting connections on $HOST:$PORT"
+        die "broker exited (status $rc) before accepting connections on $HOST:${waiting[*]}"
     fi
-    if (exec 3<>"/dev/tcp/$HOST/$PORT") 2>/dev/null; then
-        ready=1
-        break
-    fi
+    still=()
+    for p in "${waiting[@]}"; do
+        (exec 3<>"/dev/tcp/$HOST/$p") 2>/dev/null || still+=("$p")
+    done
+    waiting=("${still[@]}")
+    if [ "${#waiting[@]}" -eq 0 ]; then break; fi
     sleep 0.1
 done
-if [ -z "$ready" ]; then
+if [ "${#waiting[@]}" -gt 0 ]; then
     broker_log_tail
-    die "broker did not accept TCP connections on $HOST:$PORT within 10s"
+    die "broker did not accept TCP connections on $HOST port(s) ${waiting[*]} within 10s"
 fi
-log "broker is accepting connections on $HOST:$PORT"
+log "broker is accepting connections on all five listeners"
 
 # ------------------------------------------------------------ check helpers
 CHECK_ERR=
@@ -232,6 +428,14 @@ reap_bg() {
     BG_PIDS=()
 }
 
+# How mosquitto_pub/mosquitto_sub reach the broker, and authenticate: the anonymous plain
+# listener unless a check sets its own (`local -a CONN=(...)`, seen by the helpers it calls).
+CONN=(-h "$HOST" -p "$PORT")
+
+# Whether to run the checks of behaviour Mosquitto doesn't have (see the mosquitto config).
+TOLLGATE_ONLY=1
+if [ "$BROKER" = mosquitto ]; then TOLLGATE_ONLY=0; fi
+
 # A short client id (<= 23 characters, as MQTT 3.1 requires), in $CID.
 next_cid() { N=$((N + 1)); CID="tg$1${RUN_ID}x$N"; CID=${CID:0:23}; }
 
@@ -248,7 +452,7 @@ start_sub() {
     shift 4
     next_cid s
     SUB_OUT=$WORK/sub-$N.out
-    local args=(-h "$HOST" -p "$PORT" -V "$ver" -i "$CID" -q "$qos" -d -W "$wait" -F 'MSG|%r|%q|%t|%p')
+    local args=("${CONN[@]}" -V "$ver" -i "$CID" -q "$qos" -d -W "$wait" -F 'MSG|%r|%q|%t|%p')
     if [ "$count" -gt 0 ]; then args+=(-C "$count"); fi
     local t
     for t in "$@"; do args+=(-t "$t"); done
@@ -297,7 +501,7 @@ pub() {
     local ver=$1; shift
     next_cid p
     local out rc=0
-    out=$(timeout -k 2 10 mosquitto_pub -h "$HOST" -p "$PORT" -V "$ver" -i "$CID" "$@" 2>&1 </dev/null) || rc=$?
+    out=$(timeout -k 2 10 mosquitto_pub "${CONN[@]}" -V "$ver" -i "$CID" "$@" 2>&1 </dev/null) || rc=$?
     if [ "$rc" -ne 0 ]; then
         bad "mosquitto_pub -V $ver $* failed (status $rc): $out"
         return 1
@@ -309,7 +513,7 @@ pub_lines() {
     local ver=$1; shift
     next_cid p
     local out rc=0
-    out=$(timeout -k 2 10 mosquitto_pub -h "$HOST" -p "$PORT" -V "$ver" -i "$CID" -l "$@" 2>&1) || rc=$?
+    out=$(timeout -k 2 10 mosquitto_pub "${CONN[@]}" -V "$ver" -i "$CID" -l "$@" 2>&1) || rc=$?
     if [ "$rc" -ne 0 ]; then
         bad "mosquitto_pub -V $ver -l $* failed (status $rc): $out"
         return 1
@@ -434,6 +638,115 @@ will() { # PROTOCOL(31|311|5) SUB_VERSION MODE(abrupt|clean)
     fi
 }
 
+# d. authentication and TLS, with mosquitto_pub/mosquitto_sub options for each way in
+#    (arrays named in the checks below, and read through namerefs).
+# shellcheck disable=SC2034
+{
+    ALICE=(-h "$HOST" -p "$PW_PORT" -u alice -P "$ALICE_PASS")
+    ALICE_WRONG=(-h "$HOST" -p "$PW_PORT" -u alice -P "${ALICE_PASS}x")
+    BOB=(-h "$HOST" -p "$PW_PORT" -u bob -P "$BOB_PASS")
+    BOB_WRONG=(-h "$HOST" -p "$PW_PORT" -u bob -P "bob secret #3")
+    NOBODY=(-h "$HOST" -p "$PW_PORT" -u nobody -P "$ALICE_PASS")
+    NO_CREDENTIALS=(-h "$HOST" -p "$PW_PORT")
+    # TLS: the server certificate is checked against the CA and the host name "localhost"
+    TLS_ALICE=(-h localhost -p "$TLS_PORT" --cafile "$TLS/ca.pem" -u alice -P "$ALICE_PASS")
+    TLS_BOB=(-h localhost -p "$TLS_PORT" --cafile "$TLS/ca.pem" -u bob -P "$BOB_PASS")
+    TLS_CERT=(-h localhost -p "$TLS_PORT" --cafile "$TLS/ca.pem" --cert "$TLS/client.pem" --key "$TLS/client.key")
+    TLS_NOTHING=(-h localhost -p "$TLS_PORT" --cafile "$TLS/ca.pem")
+    TLS_UNTRUSTED=(-h localhost -p "$TLS_PORT" --cafile "$TLS/ca.pem" --cert "$TLS/untrusted-client.pem" --key "$TLS/untrusted-client.key")
+    TLS_UNTRUSTED_ALICE=("${TLS_UNTRUSTED[@]}" -u alice -P "$ALICE_PASS")
+    PLAIN_TO_TLS=(-h "$HOST" -p "$TLS_PORT")
+}
+
+# The CONNACK codes for a wrong password: Tollgate answers "bad user name or password"
+# (3.1.1: 4, 5.0: 0x86); Mosquitto 2 answers "not authorized" (5, 0x87) for that too.
+# Without credentials on a listener that needs them, both answer "not authorized".
+NOT_AUTHORISED='not authori[sz]ed'
+if [ "$BROKER" = mosquitto ]; then
+    BAD_PW_311=5 BAD_PW_5=135 BAD_PW_TEXT=$NOT_AUTHORISED
+else
+    BAD_PW_311=4 BAD_PW_5=134 BAD_PW_TEXT='bad user ?name or password'
+fi
+
+# publish/subscribe with the subscriber and the publisher each connecting their own way
+pubsub_via() { # VERSION QOS SUBSCRIBER_OPTIONS PUBLISHER_OPTIONS (names of arrays)
+    local ver=$1 qos=$2
+    local -n sub_opts=$3 pub_opts=$4
+    next_topic "via-$ver-q$qos"
+    local t=$TOPIC/data
+    local -a CONN=("${sub_opts[@]}")
+    start_sub "$ver" 2 3 8 "$t" || return 1
+    CONN=("${pub_opts[@]}")
+    pub_lines "$ver" -t "$t" -q "$qos" <<EOF2 || return 1
+$ver via $3 one
+$ver via $4 two
+$ver three
+EOF2
+    finish_sub
+    [ "$SUB_RC" -eq 0 ] || { bad "mosquitto_sub exited with $SUB_RC (27 = timed out); got [$(echo "$SUB_MSGS" | tr '\n' ';')]; last output: $(sub_tail)"; return 1; }
+    expect_eq "messages (retain|qos|topic|payload)" "$SUB_MSGS" "$(printf '0|%s|%s|%s\n' \
+        "$qos" "$t" "$ver via $3 one" "$qos" "$t" "$ver via $4 two" "$qos" "$t" "$ver three")"
+}
+
+# connect_refused VERSION CODE TEXT OPTIONS: mosquitto_pub must exit non-zero, its -d trace must
+# show a CONNACK with CODE, and its error message must match the extended regex TEXT.
+connect_refused() {
+    local ver=$1 code=$2 text=$3
+    local -n opts=$4
+    next_cid r
+    local out rc=0
+    out=$(timeout -k 2 10 mosquitto_pub "${opts[@]}" -V "$ver" -i "$CID" -d -t "tgi/$RUN_ID/refused" -m x 2>&1 </dev/null) || rc=$?
+    local flat
+    flat=$(printf '%s' "$out" | tr '\n' ' ')
+    [ "$rc" -ne 0 ] || { bad "mosquitto_pub $4 was not refused: $flat"; return 1; }
+    [ "$rc" -ne 124 ] || { bad "mosquitto_pub $4 did not finish within 10s: $flat"; return 1; }
+    local got
+    got=$(sed -n 's/.*received CONNACK (\([0-9]*\)).*/\1/p' <<<"$out" | head -n 1)
+    [ "$got" = "$code" ] || { bad "want CONNACK code $code, got '${got:-no CONNACK}' (status $rc): $flat"; return 1; }
+    grep -Eqi "$text" <<<"$out" || { bad "mosquitto_pub's message does not match /$text/ (status $rc): $flat"; return 1; }
+}
+
+# tls_refused OPTIONS: the TLS handshake fails (an OpenSSL error naming an alert or a
+# certificate), and no CONNACK arrives.
+tls_refused() {
+    local -n opts=$1
+    next_cid r
+    local out rc=0
+    out=$(timeout -k 2 10 mosquitto_pub "${opts[@]}" -V mqttv311 -i "$CID" -d -t "tgi/$RUN_ID/refused" -m x 2>&1 </dev/null) || rc=$?
+    local flat
+    flat=$(printf '%s' "$out" | tr '\n' ' ')
+    [ "$rc" -ne 0 ] || { bad "mosquitto_pub $1 was not refused: $flat"; return 1; }
+    [ "$rc" -ne 124 ] || { bad "mosquitto_pub $1 did not finish within 10s: $flat"; return 1; }
+    if grep -q 'received CONNACK' <<<"$out"; then
+        bad "the TLS handshake succeeded and a CONNACK arrived (status $rc): $flat"
+        return 1
+    fi
+    grep -Eqi 'OpenSSL Error.*(alert|certificate)' <<<"$out" ||
+        { bad "no TLS alert or certificate error in mosquitto_pub's output (status $rc): $flat"; return 1; }
+}
+
+# no_connack OPTIONS: mosquitto_pub fails without getting a CONNACK (e.g. plain MQTT to TLS)
+no_connack() {
+    local -n opts=$1
+    next_cid r
+    local out rc=0
+    out=$(timeout -k 2 10 mosquitto_pub "${opts[@]}" -V mqttv311 -i "$CID" -d -t "tgi/$RUN_ID/refused" -m x 2>&1 </dev/null) || rc=$?
+    local flat
+    flat=$(printf '%s' "$out" | tr '\n' ' ')
+    [ "$rc" -ne 0 ] || { bad "mosquitto_pub $1 succeeded: $flat"; return 1; }
+    [ "$rc" -ne 124 ] || { bad "mosquitto_pub $1 did not finish within 10s: $flat"; return 1; }
+    if grep -q 'received CONNACK' <<<"$out"; then bad "a CONNACK arrived: $flat"; return 1; fi
+}
+
+# tollgate_check NAME FUNCTION ARGS...: a check of behaviour Mosquitto doesn't have
+tollgate_check() {
+    if [ "$TOLLGATE_ONLY" = 1 ]; then
+        check "$@"
+    elif [ -z "$ONLY" ] || [[ "$1" == *"$ONLY"* ]]; then
+        printf '# skip - %s (not applicable to BROKER=%s)\n' "$1" "$BROKER"
+    fi
+}
+
 T_CHECKS=$SECONDS
 echo "# shell checks (mosquitto_pub/mosquitto_sub $(mosquitto_pub --help 2>/dev/null | sed -n 's/^mosquitto_pub version \([^ ]*\).*/\1/p' | head -n1))"
 for ver in mqttv31 mqttv311 mqttv5; do
@@ -460,37 +773,96 @@ SHELL_PASS=$PASS
 SHELL_FAIL=$FAIL
 echo "# shell checks: $SHELL_PASS passed, $SHELL_FAIL failed"
 
-# d. paho-mqtt checks (MQTT 3.1, 3.1.1, 5.0)
+T_CHECKS=$SECONDS
+echo "# authentication and TLS checks (mosquitto_pub/mosquitto_sub; password file: alice: $ALICE_ORIGIN; bob: $BOB_ORIGIN)"
+check "mosquitto mqttv311 -u/-P on the password listener (alice: $ALICE_ORIGIN): publish/subscribe QoS 1" \
+    pubsub_via mqttv311 1 ALICE ALICE
+check "mosquitto mqttv5 -u/-P on the password listener (alice): publish/subscribe QoS 2" \
+    pubsub_via mqttv5 2 ALICE ALICE
+check "mosquitto mqttv311 -u/-P on the password listener (bob: $BOB_ORIGIN): publish/subscribe QoS 1" \
+    pubsub_via mqttv311 1 BOB BOB
+check "mosquitto mqttv5 bob (\$7\$ line) subscribes, alice publishes, QoS 2" \
+    pubsub_via mqttv5 2 BOB ALICE
+check "mosquitto mqttv311 wrong password refused (CONNACK $BAD_PW_311)" \
+    connect_refused mqttv311 "$BAD_PW_311" "$BAD_PW_TEXT" ALICE_WRONG
+check "mosquitto mqttv5 wrong password refused (CONNACK $BAD_PW_5)" \
+    connect_refused mqttv5 "$BAD_PW_5" "$BAD_PW_TEXT" ALICE_WRONG
+check "mosquitto mqttv311 wrong password for bob (\$7\$ line) refused (CONNACK $BAD_PW_311)" \
+    connect_refused mqttv311 "$BAD_PW_311" "$BAD_PW_TEXT" BOB_WRONG
+check "mosquitto mqttv5 unknown user refused (CONNACK $BAD_PW_5)" \
+    connect_refused mqttv5 "$BAD_PW_5" "$BAD_PW_TEXT" NOBODY
+check "mosquitto mqttv311 no credentials on the password listener refused (CONNACK 5)" \
+    connect_refused mqttv311 5 "$NOT_AUTHORISED" NO_CREDENTIALS
+check "mosquitto mqttv5 no credentials on the password listener refused (CONNACK 135)" \
+    connect_refused mqttv5 135 "$NOT_AUTHORISED" NO_CREDENTIALS
+check "mosquitto mqttv311 TLS (--cafile, -h localhost) with a password: publish/subscribe QoS 1" \
+    pubsub_via mqttv311 1 TLS_ALICE TLS_ALICE
+check "mosquitto mqttv5 TLS with a password, alice subscribes, bob publishes, QoS 2" \
+    pubsub_via mqttv5 2 TLS_ALICE TLS_BOB
+tollgate_check "mosquitto mqttv311 TLS client certificate (--cert/--key), no password: publish/subscribe QoS 1" \
+    pubsub_via mqttv311 1 TLS_CERT TLS_CERT
+tollgate_check "mosquitto mqttv5 TLS client certificate publishes to a password-listener subscriber, QoS 2" \
+    pubsub_via mqttv5 2 ALICE TLS_CERT
+check "mosquitto mqttv311 TLS without certificate or password refused (CONNACK 5)" \
+    connect_refused mqttv311 5 "$NOT_AUTHORISED" TLS_NOTHING
+tollgate_check "mosquitto TLS client certificate from an untrusted CA refused in the handshake" \
+    tls_refused TLS_UNTRUSTED
+tollgate_check "mosquitto TLS client certificate from an untrusted CA refused even with a valid password" \
+    tls_refused TLS_UNTRUSTED_ALICE
+check "mosquitto plain MQTT to the TLS listener gets no CONNACK" \
+    no_connack PLAIN_TO_TLS
+echo "# authentication and TLS checks: $((PASS - SHELL_PASS)) passed, $((FAIL - SHELL_FAIL)) failed"
+
+# run_suite NAME OUTPUT COMMAND...: runs a client program that prints its own check lines and a
+# final "N passed, M failed" line; adds those counts to SUITE_PASS and SUITE_FAIL. A program
+# that fails without a failure count (a crash, or its time limit) counts as one failure.
+SUITE_PASS=0
+SUITE_FAIL=0
+SUITES=
+run_suite() {
+    local name=$1 out=$2
+    shift 2
+    local rc=0 summary p=0 f=0
+    "$@" </dev/null 2>&1 | tee "$out" || rc=$?
+    summary=$(grep -E '^[0-9]+ passed, [0-9]+ failed$' "$out" | tail -n 1 || true)
+    if [ -n "$summary" ]; then
+        read -r p _ f _ <<<"${summary//,/}"
+    fi
+    if [ "$rc" -ne 0 ] && [ "$f" -eq 0 ]; then
+        fail "$name" "exited with status $rc without a failure count"
+    fi
+    SUITE_PASS=$((SUITE_PASS + p))
+    SUITE_FAIL=$((SUITE_FAIL + f))
+    SUITES="$SUITES, $name $p passed / $f failed"
+}
+
+# e. paho-mqtt checks (MQTT 3.1, 3.1.1, 5.0) on the anonymous plain listener
 echo "# paho checks"
-PAHO_OUT=$WORK/paho.out
-paho_rc=0
 paho_args=(--host "$HOST" --port "$PORT" --budget "$BUDGET")
 if [ -n "$ONLY" ]; then paho_args+=(--only "$ONLY"); fi
-timeout -k 5 $((BUDGET + 30)) python3 "$HERE/paho_checks.py" "${paho_args[@]}" </dev/null 2>&1 | tee "$PAHO_OUT" || paho_rc=$?
-summary=$(grep -E '^[0-9]+ passed, [0-9]+ failed$' "$PAHO_OUT" | tail -n 1 || true)
-if [ -n "$summary" ]; then
-    read -r PAHO_PASS _ PAHO_FAIL _ <<<"${summary//,/}"
-else
-    PAHO_PASS=0
-    PAHO_FAIL=0
-fi
-if [ "$paho_rc" -ne 0 ] && [ "$PAHO_FAIL" -eq 0 ]; then
-    # crashed or timed out without reporting its failures: count that as one
-    fail "paho_checks.py" "exited with status $paho_rc without a failure count"
-    PAHO_FAIL=0
-fi
+run_suite paho_checks.py "$WORK/paho.out" \
+    timeout -k 5 $((BUDGET + 30)) python3 "$HERE/paho_checks.py" "${paho_args[@]}"
+
+# f. MQTT.js checks over WebSocket and secure WebSocket (and plain TCP, for delivery between
+#    transports)
+echo "# mqtt.js checks"
+mqttjs_args=(--host "$HOST" --tcp-port "$PORT" --ws-port "$WS_PORT" --wss-port "$WSS_PORT"
+    --path "$WS_PATH" --ca "$TLS/ca.pem" --budget "$BUDGET")
+if [ -n "$ONLY" ]; then mqttjs_args+=(--only "$ONLY"); fi
+if [ "$TOLLGATE_ONLY" != 1 ]; then mqttjs_args+=(--skip-path-check); fi
+run_suite mqttjs_checks.mjs "$WORK/mqttjs.out" \
+    timeout -k 5 $((BUDGET + 40)) node "$HERE/mqttjs_checks.mjs" "${mqttjs_args[@]}"
 
 if ! kill -0 "$BROKER_PID" 2>/dev/null; then
     fail "broker still running after the checks" "the broker process exited"
-    broker_log_tail
 fi
-if [ "$FAIL" -gt 0 ] || [ "$PAHO_FAIL" -gt 0 ]; then
+if [ "$FAIL" -gt 0 ] || [ "$SUITE_FAIL" -gt 0 ]; then
     broker_log_tail
 fi
 
-TOTAL_PASS=$((PASS + PAHO_PASS))
-TOTAL_FAIL=$((FAIL + PAHO_FAIL))
-echo "# interop summary: shell $PASS passed / $FAIL failed, paho $PAHO_PASS passed / $PAHO_FAIL failed, $((SECONDS - T0))s, broker '$BROKER'"
+TOTAL_PASS=$((PASS + SUITE_PASS))
+TOTAL_FAIL=$((FAIL + SUITE_FAIL))
+echo "# interop summary: shell $PASS passed / $FAIL failed$SUITES; $((SECONDS - T0))s, broker '$BROKER'"
 echo "$TOTAL_PASS passed, $TOTAL_FAIL failed"
 if [ "$TOTAL_FAIL" -gt 0 ] || [ "$TOTAL_PASS" -eq 0 ]; then
     exit 1

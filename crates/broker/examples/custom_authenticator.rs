@@ -11,7 +11,9 @@
 
 use std::sync::Arc;
 
-use tollgate_auth::authentication::{AuthError, AuthOutcome, Authenticator, BoxFuture, ConnectRequest, DenyReason, Identity};
+use tollgate_auth::authentication::{
+    AuthError, AuthOutcome, Authenticator, BoxFuture, ConnectRequest, DenyReason, Identity,
+};
 use tollgate_auth::{Attribute, Source};
 use tollgate_broker::{BrokerConfig, Extensions, ListenerConfig, Server};
 
@@ -22,18 +24,35 @@ impl Authenticator for SensorRegistry {
         "sensor-registry"
     }
 
-    fn authenticate<'a>(&'a self, request: &'a ConnectRequest) -> BoxFuture<'a, Result<AuthOutcome, AuthError>> {
+    fn authenticate<'a>(
+        &'a self,
+        request: &'a ConnectRequest,
+    ) -> BoxFuture<'a, Result<AuthOutcome, AuthError>> {
         Box::pin(async move {
-            let Some(number) = request.username.as_deref().and_then(|u| u.strip_prefix("sensor-")) else {
+            let Some(number) = request
+                .username
+                .as_deref()
+                .and_then(|u| u.strip_prefix("sensor-"))
+            else {
                 return Ok(AuthOutcome::Next);
             };
             let expected = format!("key-{number}");
-            let given = request.password.as_ref().map(|p| p.expose()).unwrap_or_default();
+            let given = request
+                .password
+                .as_ref()
+                .map(|p| p.expose())
+                .unwrap_or_default();
             if tollgate_auth::constant_time_eq(given, expected.as_bytes()) {
                 let role = Attribute::new("sensor", Source::Authenticator(self.name().to_owned()));
-                Ok(AuthOutcome::Allow(Identity { roles: vec![role], ..Identity::default() }))
+                Ok(AuthOutcome::Allow(Identity {
+                    roles: vec![role],
+                    ..Identity::default()
+                }))
             } else {
-                Ok(AuthOutcome::deny(DenyReason::BadCredentials, "wrong device key"))
+                Ok(AuthOutcome::deny(
+                    DenyReason::BadCredentials,
+                    "wrong device key",
+                ))
             }
         })
     }
@@ -41,12 +60,23 @@ impl Authenticator for SensorRegistry {
 
 #[tokio::main]
 async fn main() -> std::io::Result<()> {
-    tracing_subscriber::fmt().with_env_filter(tracing_subscriber::EnvFilter::new("info")).init();
+    tracing_subscriber::fmt()
+        .with_env_filter(tracing_subscriber::EnvFilter::new("info"))
+        .init();
     let config = BrokerConfig {
-        listeners: vec![ListenerConfig { bind: "127.0.0.1:1884".parse().unwrap(), ..ListenerConfig::default() }],
+        listeners: vec![ListenerConfig {
+            bind: "127.0.0.1:1884".parse().unwrap(),
+            ..ListenerConfig::default()
+        }],
         ..BrokerConfig::default()
     };
-    let server = Server::start_with(config, Extensions { authenticators: vec![Arc::new(SensorRegistry)] }).await?;
+    let server = Server::start_with(
+        config,
+        Extensions {
+            authenticators: vec![Arc::new(SensorRegistry)],
+        },
+    )
+    .await?;
     println!("listening on {:?}; Ctrl-C to stop", server.local_addrs());
     tokio::signal::ctrl_c().await?;
     server.shutdown().await;

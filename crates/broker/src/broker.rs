@@ -14,6 +14,7 @@ use std::time::Duration;
 use bytes::Bytes;
 use parking_lot::{Mutex, RwLock};
 use tokio::time::Instant;
+use tollgate_auth::permissions::CompiledPermissions;
 use tollgate_auth::Principal;
 use tollgate_mqtt::{Publish, PublishProperties, QoS, SubscriptionOptions, Will};
 
@@ -69,11 +70,14 @@ pub struct Broker {
     pub stats: BrokerStats,
     /// When the broker started.
     pub started_at: Instant,
+    /// Permissions that allow everything, shared by connections no authorizer applies to.
+    pub allow_all: Arc<CompiledPermissions>,
     sessions: Mutex<HashMap<Arc<str>, Arc<Session>>>,
     subscriptions: RwLock<SubscriptionTrie<Arc<Session>>>,
     retained: RwLock<RetainedStore>,
     next_session_id: AtomicU64,
     assigned_ids: AtomicU64,
+    policy_generation: AtomicU64,
 }
 
 impl Broker {
@@ -83,11 +87,13 @@ impl Broker {
             config,
             stats: BrokerStats::default(),
             started_at: Instant::now(),
+            allow_all: Arc::new(CompiledPermissions::allow_all()),
             sessions: Mutex::new(HashMap::new()),
             subscriptions: RwLock::new(SubscriptionTrie::new()),
             retained: RwLock::new(RetainedStore::new()),
             next_session_id: AtomicU64::new(1),
             assigned_ids: AtomicU64::new(0),
+            policy_generation: AtomicU64::new(0),
         })
     }
 
@@ -478,6 +484,24 @@ impl Broker {
             state.principal.clone()
         } else {
             None
+        }
+    }
+
+    /// Bumped whenever authorization rules change; connections compare it with the one
+    /// their permissions were compiled at.
+    pub fn policy_generation(&self) -> u64 {
+        self.policy_generation.load(Ordering::Acquire)
+    }
+
+    /// Authorization rules changed: every connected client compiles its permissions again
+    /// (woken now, so subscriptions no longer allowed stop at once).
+    pub fn permissions_changed(&self) {
+        self.policy_generation.fetch_add(1, Ordering::AcqRel);
+        let sessions: Vec<Arc<Session>> = self.sessions.lock().values().cloned().collect();
+        for session in sessions {
+            if session.state.lock().attached {
+                session.wake.notify_one();
+            }
         }
     }
 

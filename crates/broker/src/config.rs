@@ -9,6 +9,8 @@ use std::time::Duration;
 
 use serde::Deserialize;
 use tollgate_auth::authentication::{OnError, ThrottleConfig};
+use tollgate_auth::permissions::DefaultBehaviour;
+use tollgate_auth::policy::ClaimsSettings;
 
 /// Settings for the whole broker.
 #[derive(Debug, Clone, Deserialize)]
@@ -22,6 +24,12 @@ pub struct BrokerConfig {
     pub authenticators: Vec<AuthenticatorConfig>,
     /// Throttling of failed logins (shared by all listeners).
     pub throttle: ThrottleConfig,
+    /// The authorizers listeners can use, by name. With none, every client may publish and
+    /// subscribe anywhere but `$SYS` (which is read-only).
+    #[serde(rename = "authorizer")]
+    pub authorizers: Vec<AuthorizerConfig>,
+    /// How denials are enforced per protocol version.
+    pub authorization: AuthorizationConfig,
     /// Seconds an authentication may take before it counts as a backend failure.
     pub auth_timeout: u64,
     /// Protocol limits and queue sizes.
@@ -42,6 +50,8 @@ impl Default for BrokerConfig {
             }],
             authenticators: Vec::new(),
             throttle: ThrottleConfig::default(),
+            authorizers: Vec::new(),
+            authorization: AuthorizationConfig::default(),
             auth_timeout: 10,
             limits: Limits::default(),
             sys_interval: 10,
@@ -64,6 +74,8 @@ pub struct ListenerConfig {
     /// The authenticators asked, in order, by name; all configured ones in file order when
     /// not set.
     pub authenticators: Option<Vec<String>>,
+    /// The authorizers asked, in order, by name; all configured ones in file order when not set.
+    pub authorizers: Option<Vec<String>>,
     /// Patterns the client identifier must match, if any are given: `%u` stands for the user
     /// name and `*` for any run of characters (e.g. `["%u", "%u-*"]`). A client identifier
     /// matching none is refused (5.0: 0x85, 3.x: 2).
@@ -163,6 +175,7 @@ impl Default for ListenerConfig {
             bind: SocketAddr::from(([127, 0, 0, 1], 1883)),
             allow_anonymous: false,
             authenticators: None,
+            authorizers: None,
             client_id_patterns: Vec::new(),
             tcp_nodelay: true,
             tls: None,
@@ -207,6 +220,93 @@ pub struct PasswordFileConfig {
     /// Most password hashes checked at once; the rest wait.
     #[serde(default = "default_parallel_hashes")]
     pub max_parallel_hashes: usize,
+}
+
+/// One authorizer, referred to by listeners by its name. Exactly one kind table
+/// (`policy_file`, `acl_file`, `claims`) must be given.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AuthorizerConfig {
+    /// The name listeners use, and audit lines show.
+    pub name: String,
+    /// A TOML policy file (see docs/policy.md).
+    pub policy_file: Option<PolicyFileSource>,
+    /// A Mosquitto `acl_file`.
+    pub acl_file: Option<AclFileSource>,
+    /// Permissions from token claims.
+    pub claims: Option<ClaimsSettings>,
+}
+
+/// Where a policy file is.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PolicyFileSource {
+    /// The file; re-read when it changes and on SIGHUP, applied to connected clients at once.
+    pub path: PathBuf,
+}
+
+/// Where a Mosquitto ACL file is, and what happens when none of its lines matches.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AclFileSource {
+    /// The file; re-read when it changes and on SIGHUP.
+    pub path: PathBuf,
+    /// When no line matches: `deny` (Mosquitto's behaviour, the default), `accept` or `next`.
+    #[serde(default = "default_acl_default")]
+    pub default: DefaultBehaviour,
+}
+
+fn default_acl_default() -> DefaultBehaviour {
+    DefaultBehaviour::Deny
+}
+
+/// How denied publishes and subscriptions are answered.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct AuthorizationConfig {
+    /// A denied PUBLISH from an MQTT 3.1.1 client: `disconnect` (the default) or
+    /// `acknowledge` (acknowledged as usual and dropped). 3.1 clients are always disconnected.
+    pub denied_publish_v311: DeniedPublish,
+    /// Also disconnect an MQTT 5 client (DISCONNECT 0x87) after a denied PUBLISH (which is
+    /// answered with PUBACK/PUBREC 0x87 for QoS 1/2, and dropped for QoS 0).
+    pub disconnect_on_denied_publish_v5: bool,
+    /// The SUBACK code for a denied subscription from an MQTT 5 client: `not_authorized`
+    /// (0x87, the default) or `unspecified_error` (0x80, which does not reveal which topics
+    /// exist, as RFC 9431 allows).
+    pub denied_subscribe_code_v5: DeniedSubscribeCode,
+    /// Seconds between checks of policy and ACL files for changes; 0 turns it off.
+    pub reload_interval: u64,
+}
+
+impl Default for AuthorizationConfig {
+    fn default() -> Self {
+        AuthorizationConfig {
+            denied_publish_v311: DeniedPublish::Disconnect,
+            disconnect_on_denied_publish_v5: false,
+            denied_subscribe_code_v5: DeniedSubscribeCode::NotAuthorized,
+            reload_interval: 5,
+        }
+    }
+}
+
+/// What a denied 3.1.1 PUBLISH gets.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum DeniedPublish {
+    /// The connection is closed.
+    Disconnect,
+    /// It is acknowledged as usual, and dropped.
+    Acknowledge,
+}
+
+/// The SUBACK code for a denied 5.0 subscription.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum DeniedSubscribeCode {
+    /// 0x87.
+    NotAuthorized,
+    /// 0x80.
+    UnspecifiedError,
 }
 
 fn default_reload_interval() -> u64 {

@@ -13,6 +13,7 @@ use std::time::Duration;
 use bytes::BytesMut;
 use tokio::time::Instant;
 use tollgate_auth::authentication::{ChainDecision, ConnectRequest, DenyReason, Identity};
+use tollgate_auth::permissions::{CompiledPermissions, Decision};
 use tollgate_auth::{CertificateInfo, Principal, Secret};
 use tollgate_mqtt::{
     encode, encode_publish_with, publish_encoded_len, Ack, AckProperties, ConnAck,
@@ -23,6 +24,7 @@ use tollgate_mqtt::{
 
 use crate::broker::SessionOwnedByAnother;
 use crate::broker::{Broker, RouteTarget, NEVER_EXPIRES};
+use crate::config::{DeniedPublish, DeniedSubscribeCode};
 use crate::listener::Listener;
 use crate::message::Message;
 use crate::session::{Delivery, InFlight, OutgoingState, Session};
@@ -99,6 +101,13 @@ pub struct Connection {
     client_topic_alias_maximum: u16,
     incoming_aliases: HashMap<u16, String>,
     outgoing_aliases: HashMap<String, u16>,
+    /// The principal's compiled permissions (allow-all until compiled, and when no authorizer
+    /// is configured).
+    permissions: Arc<CompiledPermissions>,
+    /// Whether no authorizer applies (checks are skipped).
+    unrestricted: bool,
+    /// The broker's policy generation the permissions were compiled at.
+    permissions_generation: u64,
     /// Packet and byte counts not yet added to the broker's.
     pub counts: LocalCounts,
     scratch: Vec<RouteTarget>,
@@ -114,6 +123,7 @@ impl Connection {
         certificate: Option<CertificateInfo>,
         now: Instant,
     ) -> Connection {
+        let broker_allow_all = Arc::clone(&broker.allow_all);
         Connection {
             broker,
             listener,
@@ -136,6 +146,9 @@ impl Connection {
             client_topic_alias_maximum: 0,
             incoming_aliases: HashMap::new(),
             outgoing_aliases: HashMap::new(),
+            permissions: Arc::clone(&broker_allow_all),
+            unrestricted: true,
+            permissions_generation: 0,
             counts: LocalCounts::default(),
             scratch: Vec::new(),
         }
@@ -397,7 +410,8 @@ impl Connection {
             }
         };
         let connect = *connect;
-        let limits = &self.broker.config.limits;
+        let broker = Arc::clone(&self.broker);
+        let limits = &broker.config.limits;
         let v5 = self.version.is_v5();
 
         let principal = Principal {
@@ -424,6 +438,19 @@ impl Connection {
         {
             tracing::info!(target: "tollgate::audit", client_id = %client_id, username = principal.username.as_deref().unwrap_or(""), "client identifier does not match the listener's patterns");
             return Err(self.refuse(ReasonCode::CLIENT_IDENTIFIER_NOT_VALID));
+        }
+
+        let principal = Arc::new(principal);
+        self.principal = Some(Arc::clone(&principal));
+        self.compile_permissions();
+        if let (Some(will), false) = (&connect.will, self.unrestricted) {
+            let decision = self
+                .permissions
+                .check_publish(&will.topic, will.qos as u8, will.retain);
+            if !decision.allowed {
+                self.audit_denial("will", &will.topic, &decision);
+                return Err(self.refuse(ReasonCode::NOT_AUTHORIZED));
+            }
         }
 
         let requested_expiry = if v5 {
@@ -484,12 +511,10 @@ impl Connection {
         self.keep_alive =
             (keep_alive > 0).then(|| Duration::from_millis(u64::from(keep_alive) * 1500));
 
-        let principal = Arc::new(principal);
         opened.session.state.lock().principal = Some(Arc::clone(&principal));
         self.session = Some(opened.session);
         self.generation = opened.generation;
         self.will = connect.will;
-        self.principal = Some(principal);
         self.phase = Phase::Connected;
         BrokerStats::add(&self.broker.stats.clients_connected, 1);
         BrokerStats::add(&self.broker.stats.connections_total, 1);
@@ -607,6 +632,9 @@ impl Connection {
         if self.phase != Phase::Connected {
             return Ok(());
         }
+        if self.permissions_generation != self.broker.policy_generation() {
+            self.refresh_permissions();
+        }
         let window = usize::from(
             self.client_receive_maximum
                 .min(self.broker.config.limits.max_inflight_messages)
@@ -631,6 +659,16 @@ impl Connection {
             let Some(expiry) = delivery.message.remaining_expiry(now) else {
                 continue;
             };
+            // A queued message goes out only if the client may still read its topic now.
+            if !self.unrestricted
+                && !self
+                    .permissions
+                    .check_receive(&delivery.message.publish.topic, delivery.qos as u8, false)
+                    .allowed
+            {
+                tracing::debug!(client_id = %session.client_id, topic = %delivery.message.publish.topic, "delivery withheld: topic no longer readable");
+                continue;
+            }
             let packet_id = (delivery.qos != QoS::AtMostOnce).then(|| state.next_packet_id());
             if !self.encode_delivery(&delivery, packet_id, false, expiry) {
                 continue;
@@ -707,9 +745,36 @@ impl Connection {
             state.incoming_qos2.insert(id);
         }
 
-        // `$SYS` is the broker's: clients may not publish there.
-        let reason = if publish.topic.starts_with("$SYS") {
-            tracing::info!(client_id = %session.client_id, topic = %publish.topic, "publish to $SYS refused");
+        // `$SYS` is the broker's (read-only for everyone); anything else is as the principal's
+        // permissions say.
+        let denied = if publish.topic.starts_with("$SYS") {
+            tracing::info!(target: "tollgate::audit", client_id = %session.client_id, topic = %publish.topic, action = "publish", outcome = "deny", "$SYS is read-only");
+            true
+        } else if !self.unrestricted {
+            let decision =
+                self.permissions
+                    .check_publish(&publish.topic, qos as u8, publish.retain);
+            if !decision.allowed {
+                self.audit_denial("publish", &publish.topic, &decision);
+            }
+            !decision.allowed
+        } else {
+            false
+        };
+        if denied {
+            let authorization = &self.broker.config.authorization;
+            let disconnect = match self.version {
+                ProtocolVersion::V3_1 => true,
+                ProtocolVersion::V3_1_1 => {
+                    authorization.denied_publish_v311 == DeniedPublish::Disconnect
+                }
+                ProtocolVersion::V5 => false,
+            };
+            if disconnect {
+                return Err(Close::abnormal(ReasonCode::NOT_AUTHORIZED));
+            }
+        }
+        let reason = if denied {
             ReasonCode::NOT_AUTHORIZED
         } else {
             publish.dup = false;
@@ -748,7 +813,81 @@ impl Connection {
                 self.send(&Packet::PubAck(ack));
             }
         }
+        if denied
+            && self.version.is_v5()
+            && self
+                .broker
+                .config
+                .authorization
+                .disconnect_on_denied_publish_v5
+        {
+            return Err(self.protocol_error(ReasonCode::NOT_AUTHORIZED));
+        }
         Ok(())
+    }
+
+    /// Compiles the principal's permissions from the listener's current authorizer chain.
+    fn compile_permissions(&mut self) {
+        self.permissions_generation = self.broker.policy_generation();
+        let chain = self.listener.authorization.read().clone();
+        match (chain, &self.principal) {
+            (Some(chain), Some(principal)) => {
+                let compiled = chain.compile(principal);
+                for note in compiled.notes() {
+                    tracing::warn!(client_id = %principal.client_id, authorizer = %note.authorizer, "permissions: {}", note.message);
+                }
+                self.permissions = Arc::new(compiled);
+                self.unrestricted = false;
+            }
+            _ => {
+                self.permissions = Arc::clone(&self.broker.allow_all);
+                self.unrestricted = true;
+            }
+        }
+    }
+
+    /// The rules changed (a policy reload): compile again, and drop the subscriptions the
+    /// new permissions no longer allow (they stop delivering at once; the client is not told,
+    /// as a subscription the broker removes has no packet in MQTT).
+    pub fn refresh_permissions(&mut self) {
+        self.compile_permissions();
+        if self.unrestricted {
+            return;
+        }
+        let Some(session) = self.session.clone() else {
+            return;
+        };
+        let subscriptions: Vec<(String, u8)> = session
+            .state
+            .lock()
+            .subscriptions
+            .iter()
+            .map(|(f, s)| (f.clone(), s.options.qos as u8))
+            .collect();
+        for (filter, qos) in subscriptions {
+            let shared = tollgate_mqtt::topic::split_shared(&filter);
+            let inner = shared.map_or(filter.as_str(), |s| s.filter);
+            let decision = self
+                .permissions
+                .check_subscribe(inner, qos, shared.is_some());
+            if !decision.allowed {
+                self.audit_denial("subscription removed", &filter, &decision);
+                self.broker.unsubscribe(&session, &filter);
+            }
+        }
+    }
+
+    /// Writes the audit line of a denied action.
+    fn audit_denial(&self, action: &str, topic: &str, decision: &Decision) {
+        let principal = self.principal.as_deref();
+        tracing::info!(
+            target: "tollgate::audit",
+            client_id = principal.map_or("", |p| p.client_id.as_str()),
+            username = principal.and_then(|p| p.username.as_deref()).unwrap_or(""),
+            action, topic, outcome = "deny",
+            decision = %self.permissions.describe(decision),
+            "authorization"
+        );
     }
 
     fn handle_puback(&mut self, ack: Ack, now: Instant) -> Result<(), Close> {
@@ -871,6 +1010,43 @@ impl Connection {
             options.qos = options
                 .qos
                 .min(QoS::from_u8(limits.max_qos).unwrap_or(QoS::ExactlyOnce));
+            if !self.unrestricted {
+                // Grant the highest QoS, up to the requested one, the permissions allow.
+                let inner = shared.map_or(subscription.filter.as_str(), |s| s.filter);
+                let mut decision =
+                    self.permissions
+                        .check_subscribe(inner, options.qos as u8, shared.is_some());
+                let mut granted = options.qos as u8;
+                while !decision.allowed && granted > 0 {
+                    granted -= 1;
+                    let lower = self
+                        .permissions
+                        .check_subscribe(inner, granted, shared.is_some());
+                    if lower.allowed {
+                        decision = lower;
+                    }
+                }
+                if !decision.allowed {
+                    self.audit_denial("subscribe", &subscription.filter, &decision);
+                    match self.version {
+                        // 3.1 has no failure code in SUBACK: the connection is closed.
+                        ProtocolVersion::V3_1 => {
+                            return Err(Close::abnormal(ReasonCode::NOT_AUTHORIZED))
+                        }
+                        ProtocolVersion::V3_1_1 => codes.push(ReasonCode::UNSPECIFIED_ERROR),
+                        ProtocolVersion::V5 => codes.push(
+                            match self.broker.config.authorization.denied_subscribe_code_v5 {
+                                DeniedSubscribeCode::NotAuthorized => ReasonCode::NOT_AUTHORIZED,
+                                DeniedSubscribeCode::UnspecifiedError => {
+                                    ReasonCode::UNSPECIFIED_ERROR
+                                }
+                            },
+                        ),
+                    }
+                    continue;
+                }
+                options.qos = QoS::from_u8(granted).unwrap_or(QoS::AtMostOnce);
+            }
             let existed =
                 self.broker
                     .subscribe(&session, &subscription.filter, options, identifier);
@@ -881,8 +1057,18 @@ impl Connection {
                 RetainHandling::DoNotSend => false,
             };
             if send_retained && shared.is_none() {
+                let permissions = (!self.unrestricted).then(|| Arc::clone(&self.permissions));
                 self.broker
                     .for_each_retained(&subscription.filter, |message| {
+                        // A retained message goes only where its topic may be read.
+                        if let Some(p) = &permissions {
+                            if !p
+                                .check_receive(&message.publish.topic, options.qos as u8, false)
+                                .allowed
+                            {
+                                return;
+                            }
+                        }
                         retained.push(Delivery {
                             message: Arc::clone(message),
                             qos: message.publish.qos.min(options.qos),
@@ -996,11 +1182,24 @@ impl Connection {
         self.phase = Phase::Closed;
         BrokerStats::sub(&self.broker.stats.clients_connected, 1);
         self.counts.flush(&self.broker.stats);
-        let will = if close.publish_will {
+        let mut will = if close.publish_will {
             self.will.take()
         } else {
             None
         };
+        // The will is checked again as it is sent: the rules may have changed since CONNECT.
+        if let (Some(w), false) = (&will, self.unrestricted) {
+            if self.permissions_generation != self.broker.policy_generation() {
+                self.compile_permissions();
+            }
+            let decision = self
+                .permissions
+                .check_publish(&w.topic, w.qos as u8, w.retain);
+            if !self.unrestricted && !decision.allowed {
+                self.audit_denial("will", &w.topic, &decision);
+                will = None;
+            }
+        }
         if let Some(session) = self.session.take() {
             tracing::info!(client_id = %session.client_id, reason = close.reason.0, will = will.is_some(), "client disconnected");
             self.broker.close_session(&session, self.generation, will);

@@ -10,6 +10,7 @@
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
+pub mod authorization;
 pub mod broker;
 pub mod config;
 pub mod connection;
@@ -28,7 +29,8 @@ pub mod websocket;
 
 pub use broker::Broker;
 pub use config::{
-    AuthenticatorConfig, BrokerConfig, CertIdentityField, CertIdentityUse, ClientCertMode, Limits,
-    ListenerConfig, PasswordFileConfig, TlsConfig, WebSocketConfig,
+    AclFileSource, AuthenticatorConfig, AuthorizationConfig, AuthorizerConfig, BrokerConfig,
+    CertIdentityField, CertIdentityUse, ClientCertMode, DeniedPublish, DeniedSubscribeCode, Limits,
+    ListenerConfig, PasswordFileConfig, PolicyFileSource, TlsConfig, WebSocketConfig,
 };
 pub use server::{Extensions, Server};

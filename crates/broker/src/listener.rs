@@ -9,8 +9,11 @@ use tollgate_auth::authentication::{
 };
 use tollgate_auth::password_file::PasswordFile;
 
+use parking_lot::RwLock;
+use tollgate_auth::permissions::AuthorizerChain;
 use tollgate_auth::CertificateInfo;
 
+use crate::authorization::Authorizers;
 use crate::config::{
     AuthenticatorConfig, BrokerConfig, CertIdentityField, CertIdentityUse, ClientCertMode,
     ListenerConfig,
@@ -30,6 +33,10 @@ pub struct Listener {
     pub chain: AuthChain,
     /// TLS, when the listener has it.
     pub tls: Option<Arc<TlsAcceptor>>,
+    /// The authorizer chain whose permissions clients of this listener get; `None`: no
+    /// authorizer is configured, clients are unrestricted (but for read-only `$SYS`).
+    /// Swapped when policy files are reloaded.
+    pub authorization: RwLock<Option<Arc<AuthorizerChain>>>,
 }
 
 impl Listener {
@@ -37,6 +44,7 @@ impl Listener {
     pub fn build(
         config: &ListenerConfig,
         authenticators: &Authenticators,
+        authorizers: &Authorizers,
         throttle: Option<Arc<LoginThrottle>>,
     ) -> Result<Listener, String> {
         let name: Arc<str> = config.display_name().into();
@@ -53,12 +61,23 @@ impl Listener {
             None => None,
         };
         let chain = authenticators.chain_for(config, throttle)?;
+        let authorization =
+            RwLock::new(authorizers.chain_for(&name, config.authorizers.as_deref())?);
         Ok(Listener {
             config: config.clone(),
             name,
             chain,
             tls,
+            authorization,
         })
+    }
+
+    /// Takes the current rules of `authorizers` (after a reload).
+    pub fn refresh_authorization(&self, authorizers: &Authorizers) {
+        match authorizers.chain_for(&self.name, self.config.authorizers.as_deref()) {
+            Ok(chain) => *self.authorization.write() = chain,
+            Err(e) => tracing::error!(listener = %self.name, "authorization not refreshed: {e}"),
+        }
     }
 
     /// The name a verified client certificate gives the client, per the listener's settings.

@@ -12,6 +12,7 @@ use tokio::sync::watch;
 use tokio::task::JoinSet;
 use tollgate_auth::authentication::{Authenticator, LoginThrottle};
 
+use crate::authorization::Authorizers;
 use crate::broker::Broker;
 use crate::config::BrokerConfig;
 use crate::driver::run_connection;
@@ -33,6 +34,8 @@ pub struct Server {
     broker: Arc<Broker>,
     authenticators: Arc<Authenticators>,
     tls_listeners: Vec<Arc<TlsAcceptor>>,
+    authorizers: Arc<Authorizers>,
+    listeners: Vec<Arc<Listener>>,
     local_addrs: Vec<SocketAddr>,
     shutdown: watch::Sender<bool>,
     tasks: JoinSet<()>,
@@ -50,6 +53,7 @@ impl Server {
         let invalid = |message: String| io::Error::new(io::ErrorKind::InvalidInput, message);
         let authenticators =
             Arc::new(Authenticators::build(&config, extensions.authenticators).map_err(invalid)?);
+        let authorizers = Arc::new(Authorizers::build(&config.authorizers).map_err(invalid)?);
         let throttle = config
             .throttle
             .enabled
@@ -57,8 +61,13 @@ impl Server {
         let mut listeners = Vec::new();
         for listener_config in &config.listeners {
             listeners.push(Arc::new(
-                Listener::build(listener_config, &authenticators, throttle.clone())
-                    .map_err(invalid)?,
+                Listener::build(
+                    listener_config,
+                    &authenticators,
+                    &authorizers,
+                    throttle.clone(),
+                )
+                .map_err(invalid)?,
             ));
         }
         let mut tls_listeners = Vec::new();
@@ -71,7 +80,8 @@ impl Server {
         let (shutdown, _) = watch::channel(false);
         let mut tasks = JoinSet::new();
         let mut local_addrs = Vec::new();
-        for listener in listeners {
+        let listeners_kept = listeners.clone();
+        for listener in listeners.clone() {
             let bind = listener.config.bind;
             let socket = TcpListener::bind(bind)
                 .await
@@ -83,6 +93,16 @@ impl Server {
                 socket,
                 Arc::clone(&broker),
                 listener,
+                shutdown.subscribe(),
+            ));
+        }
+        let reload_interval = broker.config.authorization.reload_interval;
+        if reload_interval > 0 && !authorizers.is_empty() {
+            tasks.spawn(watch_authorization(
+                Arc::clone(&broker),
+                Arc::clone(&authorizers),
+                listeners.clone(),
+                Duration::from_secs(reload_interval),
                 shutdown.subscribe(),
             ));
         }
@@ -98,6 +118,8 @@ impl Server {
             broker,
             authenticators,
             tls_listeners,
+            authorizers,
+            listeners: listeners_kept,
             local_addrs,
             shutdown,
             tasks,
@@ -119,6 +141,9 @@ impl Server {
     pub fn reload(&self) {
         tracing::info!("reloading");
         self.authenticators.reload();
+        if self.authorizers.reload(false) {
+            apply_authorization(&self.broker, &self.authorizers, &self.listeners);
+        }
         for tls in &self.tls_listeners {
             if let Err(e) = tls.reload() {
                 tracing::error!("TLS certificate not reloaded, previous one kept: {e}");
@@ -130,6 +155,36 @@ impl Server {
     pub async fn shutdown(mut self) {
         let _ = self.shutdown.send(true);
         while self.tasks.join_next().await.is_some() {}
+    }
+}
+
+/// Gives every listener its authorizers' current rules and makes connected clients use them.
+fn apply_authorization(broker: &Broker, authorizers: &Authorizers, listeners: &[Arc<Listener>]) {
+    for listener in listeners {
+        listener.refresh_authorization(authorizers);
+    }
+    broker.permissions_changed();
+}
+
+/// Polls policy and ACL files and applies changed ones to connected clients.
+async fn watch_authorization(
+    broker: Arc<Broker>,
+    authorizers: Arc<Authorizers>,
+    listeners: Vec<Arc<Listener>>,
+    interval: Duration,
+    mut shutdown: watch::Receiver<bool>,
+) {
+    let mut ticker = tokio::time::interval(interval);
+    ticker.tick().await;
+    loop {
+        tokio::select! {
+            _ = shutdown.changed() => return,
+            _ = ticker.tick() => {
+                if authorizers.reload(true) {
+                    apply_authorization(&broker, &authorizers, &listeners);
+                }
+            }
+        }
     }
 }
 

@@ -285,11 +285,27 @@ async fn dollar_topics_are_not_matched_by_leading_wildcards_and_sys_is_read_only
     sys.subscribe(1, "$SYS/#", QoS::AtMostOnce).await;
     let mut publisher = TestClient::connect(addr, V311, "pub").await;
     publisher
-        .publish("$SYS/fake", b"x", QoS::AtLeastOnce, false, 1)
-        .await;
-    publisher
         .publish("$other/x", b"x", QoS::AtLeastOnce, false, 2)
         .await;
+    // Writing under $SYS is a denied publish: a 3.1.1 client is disconnected (the default).
+    publisher
+        .send(Packet::Publish(Publish {
+            qos: QoS::AtLeastOnce,
+            topic: "$SYS/fake".into(),
+            packet_id: Some(1),
+            payload: "x".into(),
+            ..Publish::default()
+        }))
+        .await;
+    assert!(publisher.expect_close().await.is_empty());
+    // A 5.0 client is told 0x87 and stays connected.
+    let mut v5 = TestClient::connect(addr, ProtocolVersion::V5, "pub5").await;
+    assert_eq!(
+        v5.publish("$SYS/fake", b"x", QoS::AtLeastOnce, false, 1)
+            .await,
+        ReasonCode::NOT_AUTHORIZED
+    );
+    v5.expect_nothing().await;
     all.expect_nothing().await;
     sys.expect_nothing().await;
 }
