@@ -28,24 +28,31 @@ fn explains_the_decider_what_passed_over_and_what_came_after() {
         qos: 1,
         shared: false,
     });
-    assert!(!explanation.decision.allowed);
+    assert!(explanation.decision.allowed);
     let decider = explanation.deciding_rule.as_ref().unwrap();
-    assert_eq!(decider.index, 1);
-    assert_eq!(decider.relation, RuleRelation::Overlaps);
-    assert_eq!(explanation.passed_over.len(), 1);
+    assert_eq!(decider.index, 2);
+    assert_eq!(decider.relation, RuleRelation::Covers);
+    assert_eq!(explanation.passed_over.len(), 2);
     assert_eq!(explanation.passed_over[0].verdict, RuleVerdict::PassesOver);
-    assert_eq!(explanation.later_matches.len(), 2);
+    assert!(matches!(
+        explanation.passed_over[1].verdict,
+        RuleVerdict::WithholdsPart(_)
+    ));
+    assert_eq!(explanation.later_matches.len(), 1);
     assert_eq!(
         explanation.to_string(),
-        "subscribe `a/+` QoS 1: DENIED
-  denied by rule 1: deny all `a/secret` from policy.toml:5 (patterns) via `policy`
+        "subscribe `a/+` QoS 1: ALLOWED
+  allowed by rule 2: allow all `a/#` from policy.toml:8 (patterns) via `policy`
   matched before it, without deciding:
     rule 0: allow subscribe `a/b` from policy.toml:2 (patterns) via `policy` — overlaps without covering, passes over
+    rule 1: deny all `a/secret` from policy.toml:5 (patterns) via `policy` — overlaps without covering: its messages are withheld at delivery (denied by rule)
   also matched after it (ignored: first match wins):
-    rule 2: allow all `a/#` from policy.toml:8 (patterns) via `policy` — covers, would allow
     rule 3: allow all `+/+` from policy.toml:10 (patterns) via `policy` — covers, would allow
 "
     );
+    // The part the deny rule holds back: a message on a/secret is not delivered.
+    assert!(!permissions.check_receive("a/secret", 1, false).allowed);
+    assert!(permissions.check_receive("a/other", 1, false).allowed);
 }
 
 #[test]

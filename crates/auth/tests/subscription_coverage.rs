@@ -38,23 +38,30 @@ fn an_allow_that_only_overlaps_passes_over_to_a_later_cover() {
 }
 
 #[test]
-fn an_overlapping_deny_before_the_cover_refuses() {
+fn an_overlapping_deny_before_the_cover_withholds_its_part_at_delivery() {
     let p = compile(vec![
         Permission::deny("a/secret").unwrap(),
         Permission::allow("a/#").unwrap(),
     ]);
     assert!(p.check_subscribe("a/public", 0, false).allowed);
+    // The deny only overlaps `a/+`: the subscription is granted by the cover…
     let d = p.check_subscribe("a/+", 0, false);
-    assert!(!d.allowed);
-    assert_eq!(d.decided_by, DecidedBy::Rule(0));
-    assert_eq!(d.reason, Reason::RuleDenies);
-    // Receiving on an allowed topic is allowed; on the denied one it is not.
+    assert!(d.allowed);
+    assert_eq!(d.decided_by, DecidedBy::Rule(1));
+    // …and what the deny holds back is withheld message by message.
     assert!(p.check_receive("a/public", 0, false).allowed);
     assert!(!p.check_receive("a/secret", 0, false).allowed);
+    // A deny that covers the requested filter refuses it.
+    let d = p.check_subscribe("a/secret", 0, false);
+    assert!(!d.allowed);
+    assert_eq!(
+        (d.decided_by, d.reason),
+        (DecidedBy::Rule(0), Reason::RuleDenies)
+    );
 }
 
 #[test]
-fn an_overlapping_allow_with_narrower_qos_refuses() {
+fn an_overlapping_allow_with_narrower_qos_withholds_its_part_at_that_qos() {
     let p = compile(vec![
         Permission::allow("a/b")
             .unwrap()
@@ -62,7 +69,10 @@ fn an_overlapping_allow_with_narrower_qos_refuses() {
         Permission::allow("a/#").unwrap(),
     ]);
     assert!(p.check_subscribe("a/+", 0, false).allowed);
-    let d = p.check_subscribe("a/+", 1, false);
+    assert!(p.check_subscribe("a/+", 1, false).allowed);
+    assert!(!p.check_receive("a/b", 1, false).allowed);
+    assert!(p.check_receive("a/b", 0, false).allowed);
+    let d = p.check_subscribe("a/b", 1, false);
     assert!(!d.allowed);
     assert_eq!(d.reason, Reason::QosNotPermitted);
 }

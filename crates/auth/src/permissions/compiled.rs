@@ -356,10 +356,11 @@ impl CompiledPermissions {
     }
 }
 
-/// The request classes for which a rule decides: when its filter matches a publish or covers
-/// a subscription (first), and when it merely overlaps a subscription (second).
+/// The request classes for which a rule decides when its filter matches a publish or covers a
+/// subscription (first), and when it merely overlaps a subscription (second: none, see below).
 fn class_masks(rule: &CompiledRule) -> (u16, u16) {
-    let (mut decisive, mut refusing) = (0, 0);
+    let mut decisive = 0;
+    let refusing = 0;
     for class in 0..CLASSES {
         let bit = 1 << class;
         if let Some((qos, retain)) = publish_class_parts(class) {
@@ -371,10 +372,11 @@ fn class_masks(rule: &CompiledRule) -> (u16, u16) {
                 continue;
             }
             match rule.judge_subscription(qos, shared) {
-                SubscriptionJudgement::Refuses(_) => {
-                    decisive |= bit;
-                    refusing |= bit;
-                }
+                // A refusing rule decides a subscription only where it covers the requested
+                // filter; where it merely overlaps, its part is withheld message by message
+                // (check_receive at delivery), so it never refuses on overlap: no rule is
+                // `refusing` any more, and the index's overlap walk finds nothing.
+                SubscriptionJudgement::Refuses(_) => decisive |= bit,
                 SubscriptionJudgement::AllowsIfCovering => decisive |= bit,
                 SubscriptionJudgement::PassesOver => {}
             }

@@ -30,6 +30,9 @@ pub enum RuleVerdict {
     Denies(Reason),
     /// Leave it to later rules.
     PassesOver,
+    /// Leave the subscription to later rules, but withhold the messages under this rule's
+    /// filter at delivery (a refusing rule overlapping a subscription it does not cover).
+    WithholdsPart(Reason),
 }
 
 /// A rule that matched the request, as an explanation shows it.
@@ -161,7 +164,8 @@ fn relate(rule: &CompiledRule, request: &Request<'_>) -> Option<(RuleRelation, R
 
 fn subscription_verdict(rule: &CompiledRule, qos: u8, shared: bool, covers: bool) -> RuleVerdict {
     match rule.judge_subscription(qos, shared) {
-        SubscriptionJudgement::Refuses(reason) => RuleVerdict::Denies(reason),
+        SubscriptionJudgement::Refuses(reason) if covers => RuleVerdict::Denies(reason),
+        SubscriptionJudgement::Refuses(reason) => RuleVerdict::WithholdsPart(reason),
         SubscriptionJudgement::AllowsIfCovering if covers => RuleVerdict::Allows,
         SubscriptionJudgement::AllowsIfCovering | SubscriptionJudgement::PassesOver => {
             RuleVerdict::PassesOver
@@ -191,6 +195,11 @@ impl fmt::Display for ExplainedRule {
                 write!(f, " — {relation}, would deny ({})", reason.describe())
             }
             RuleVerdict::PassesOver => write!(f, " — {relation}, passes over"),
+            RuleVerdict::WithholdsPart(reason) => write!(
+                f,
+                " — {relation}: its messages are withheld at delivery ({})",
+                reason.describe()
+            ),
         }
     }
 }

@@ -27,23 +27,22 @@
 //!   publish; otherwise it *passes over*, and later rules are tried. A deny rule's qualifiers
 //!   narrow what it denies; they never turn it into an allow.
 //!
-//! **Subscribe** (`filter`, QoS, shared). A subscription is allowed only when the whole
-//! requested filter lies inside what is allowed. A rule takes part when its activity includes
-//! subscribing and its filter *overlaps* the requested one (some topic matches both):
-//! - it **refuses** (and decides: deny) when it is a deny rule whose QoS set holds the QoS and
-//!   that covers shared subscriptions if the request is shared, or when it is an allow rule
-//!   whose QoS set does not hold the QoS, or that does not cover shared subscriptions while
-//!   the request is shared. Overlap is enough: if part of the requested filter is refused by
-//!   the first rule that speaks about it, the whole subscription is;
-//! - otherwise an allow rule decides (allows) only if its filter *covers* the requested one
-//!   (every topic the requested filter matches, it matches: `a/#` covers `a/+/b`, `a/+` does
-//!   not cover `a/#`); an allow rule that overlaps without covering passes over;
+//! **Subscribe** (`filter`, QoS, shared). A rule takes part when its activity includes
+//! subscribing; the first rule whose filter *covers* the requested one (every topic the
+//! requested filter matches, it matches: `a/#` covers `a/+/b`, `a/+` does not cover `a/#`) and
+//! that speaks about this QoS and sharing decides:
+//! - it **refuses** when it is a deny rule whose QoS set holds the QoS and that covers shared
+//!   subscriptions if the request is shared, or an allow rule whose QoS set does not hold the
+//!   QoS, or that does not cover shared subscriptions while the request is shared;
+//! - it **allows** when it is any other allow rule;
 //! - a deny rule whose qualifiers do not hold the request passes over.
 //!
-//! This never allows a subscription that a topic-by-topic reading would refuse: when rule `k`
-//! allows, every earlier rule that overlaps the request allowed its part of it. It can refuse
-//! a subscription that several allow rules would cover only together (`a/b` and `a/+/#`
-//! allowed, `a/#` requested): ask for the parts instead.
+//! A rule whose filter only *overlaps* the requested one does not decide the subscription.
+//! What a refusing rule refuses inside a granted subscription is withheld message by message:
+//! the broker asks **receive** for every message it delivers. So `#` can be granted with a deny
+//! on `secret/#` before it; the subscriber never gets a message under `secret/`. (Mosquitto
+//! works the same way: read access is checked per message.) An allow that covers only part of
+//! the requested filter passes over: `a/b` allowed alone does not grant `a/+`.
 //!
 //! **Receive** (`topic`, the subscription's QoS, shared): whether a message on `topic` may be
 //! sent to the client, asked when a retained or queued message is delivered, and again when

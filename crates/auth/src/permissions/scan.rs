@@ -20,8 +20,9 @@ pub(crate) fn first_publish_decider(
 }
 
 /// The first rule that decides a subscription to `filter` (or a receive on a topic, which is
-/// a filter without wildcards): the first subscribe rule whose filter overlaps the requested
-/// one and that either refuses it, or allows and covers it.
+/// a filter without wildcards): the first subscribe rule whose filter covers the requested one
+/// and that refuses or allows it. A rule that only overlaps the requested filter does not
+/// decide the subscription; for a refusing rule, its part is withheld at delivery instead.
 pub(crate) fn first_subscription_decider(
     rules: &[CompiledRule],
     filter: &str,
@@ -33,8 +34,9 @@ pub(crate) fn first_subscription_decider(
             return false;
         }
         match rule.judge_subscription(qos, shared) {
-            SubscriptionJudgement::Refuses(_) => true,
-            SubscriptionJudgement::AllowsIfCovering => filter_covers(&rule.filter, filter),
+            SubscriptionJudgement::Refuses(_) | SubscriptionJudgement::AllowsIfCovering => {
+                filter_covers(&rule.filter, filter)
+            }
             SubscriptionJudgement::PassesOver => false,
         }
     })
