@@ -1,5 +1,6 @@
 //! The `tollgate` command: runs the broker (`serve`) and, later, its tools.
 
+mod check;
 mod config_file;
 mod passwd;
 
@@ -34,6 +35,9 @@ enum Command {
     /// Manage a password file (like mosquitto_passwd; writes argon2id, reads Mosquitto's
     /// $6$ and $7$ lines too).
     Passwd(passwd::PasswdArgs),
+    /// Explain an authorization decision (exit 0: allowed, 1: denied), or run the policy
+    /// files' tests (--tests).
+    Check(check::CheckArgs),
 }
 
 fn main() -> ExitCode {
@@ -54,6 +58,7 @@ fn main() -> ExitCode {
             serve(config)
         }
         Command::Passwd(args) => passwd::run(args),
+        Command::Check(args) => check::run(args),
         Command::CheckConfig { config } => match config_file::load(&config) {
             Ok(_) => {
                 println!("{}: ok", config.display());

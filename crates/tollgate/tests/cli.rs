@@ -1,0 +1,191 @@
+//! The `tollgate` command as an operator runs it: `check`, `check --tests`, `check-config`,
+//! `passwd`.
+
+use std::path::PathBuf;
+use std::process::{Command, Output};
+
+fn tollgate(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_tollgate"))
+        .args(args)
+        .output()
+        .expect("runs")
+}
+
+fn stdout(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stdout).into_owned()
+}
+
+struct Dir(PathBuf);
+
+impl Dir {
+    fn new(tag: &str) -> Dir {
+        let dir = std::env::temp_dir().join(format!("tollgate-cli-{tag}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        Dir(dir)
+    }
+    fn write(&self, name: &str, text: &str) -> String {
+        let path = self.0.join(name);
+        std::fs::write(&path, text).unwrap();
+        path.to_string_lossy().into_owned()
+    }
+}
+
+impl Drop for Dir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+const POLICY: &str = r#"
+default = "deny"
+
+[roles.device]
+permissions = [{ filter = "devices/%c/#", activity = "publish", qos = [0, 1] }]
+
+[users.alice]
+roles = ["device"]
+
+[[test]]
+name = "alice's device publishes its state"
+client_id = "d1"
+username = "alice"
+action = "publish"
+topic = "devices/d1/state"
+qos = 1
+expect = "allow"
+
+[[test]]
+name = "but not another device's"
+client_id = "d1"
+username = "alice"
+action = "publish"
+topic = "devices/d2/state"
+expect = "allow"
+"#;
+
+fn config(dir: &Dir, policy: &str) -> String {
+    let policy = dir.write("policy.toml", policy);
+    dir.write("tollgate.toml", &format!("[[listener]]\nbind = \"127.0.0.1:0\"\n\n[[authorizer]]\nname = \"fleet\"\npolicy_file = {{ path = \"{policy}\" }}\n"))
+}
+
+#[test]
+fn check_explains_an_allowed_publish_and_names_the_rule_and_its_origin() {
+    let dir = Dir::new("allow");
+    let cfg = config(&dir, POLICY);
+    let out = tollgate(&[
+        "check",
+        "--config",
+        &cfg,
+        "--client-id",
+        "d1",
+        "--username",
+        "alice",
+        "publish",
+        "devices/d1/state",
+        "--qos",
+        "1",
+    ]);
+    assert!(out.status.success(), "{}", stdout(&out));
+    let text = stdout(&out);
+    assert!(
+        text.starts_with("publish `devices/d1/state` QoS 1: ALLOWED"),
+        "{text}"
+    );
+    assert!(
+        text.contains("policy.toml:5")
+            && text.contains("role `device`")
+            && text.contains("via `fleet`"),
+        "{text}"
+    );
+}
+
+#[test]
+fn check_exits_1_for_a_denial_and_says_why() {
+    let dir = Dir::new("deny");
+    let cfg = config(&dir, POLICY);
+    let out = tollgate(&[
+        "check",
+        "--config",
+        &cfg,
+        "--client-id",
+        "d1",
+        "--username",
+        "alice",
+        "publish",
+        "devices/d1/state",
+        "--qos",
+        "2",
+    ]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(stdout(&out).contains("DENIED"), "{}", stdout(&out));
+}
+
+#[test]
+fn check_tests_runs_the_policy_cases_and_fails_on_a_wrong_expectation() {
+    let dir = Dir::new("tests");
+    let cfg = config(&dir, POLICY);
+    let out = tollgate(&["check", "--config", &cfg, "--tests"]);
+    assert_eq!(
+        out.status.code(),
+        Some(1),
+        "the second case expects the wrong thing"
+    );
+    let text = stdout(&out);
+    assert!(
+        text.contains("but not another device's") && text.contains("1 passed, 1 failed"),
+        "{text}"
+    );
+    let fixed = config(
+        &dir,
+        &POLICY.replace(
+            "topic = \"devices/d2/state\"\nexpect = \"allow\"",
+            "topic = \"devices/d2/state\"\nexpect = \"deny\"",
+        ),
+    );
+    let out = tollgate(&["check", "--config", &fixed, "--tests"]);
+    assert!(out.status.success(), "{}", stdout(&out));
+    assert!(stdout(&out).contains("2 passed, 0 failed"));
+}
+
+#[test]
+fn check_config_reports_file_line_and_key() {
+    let dir = Dir::new("config");
+    let cfg = dir.write(
+        "bad.toml",
+        "[[listener]]\nbind = \"127.0.0.1:1883\"\nallow_anonymus = true\n",
+    );
+    let out = tollgate(&["check-config", &cfg]);
+    assert_eq!(out.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("bad.toml:3: key `allow_anonymus`"), "{err}");
+}
+
+#[test]
+fn passwd_creates_updates_and_deletes_users() {
+    let dir = Dir::new("passwd");
+    let file = dir.0.join("passwd").to_string_lossy().into_owned();
+    assert!(tollgate(&["passwd", "-c", "-b", &file, "alice", "one"])
+        .status
+        .success());
+    assert!(tollgate(&["passwd", "-b", &file, "bob", "two"])
+        .status
+        .success());
+    let text = std::fs::read_to_string(&file).unwrap();
+    assert!(
+        text.lines().any(|l| l.starts_with("alice:$argon2id$"))
+            && text.lines().any(|l| l.starts_with("bob:$argon2id$")),
+        "{text}"
+    );
+    assert!(
+        !text.contains("one") && !text.contains("two"),
+        "no plain-text password"
+    );
+    assert!(tollgate(&["passwd", "-D", &file, "alice"]).status.success());
+    let text = std::fs::read_to_string(&file).unwrap();
+    assert!(!text.contains("alice:") && text.contains("bob:"));
+    assert!(
+        !tollgate(&["passwd", "-D", &file, "alice"]).status.success(),
+        "deleting a missing user fails"
+    );
+}
