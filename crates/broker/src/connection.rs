@@ -277,7 +277,7 @@ impl Connection {
             reason_code: code,
             properties: ConnAckProperties::default(),
         }));
-        tracing::info!(peer = %self.peer, reason = reason.0, "connection refused");
+        tracing::info!(peer = %self.peer, reason = reason.0, sent = code.0, version = ?self.version, "connection refused");
         Close {
             reason,
             publish_will: false,

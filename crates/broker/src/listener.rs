@@ -90,6 +90,16 @@ impl Listener {
         }
     }
 
+    /// What the listener speaks, for logs.
+    pub fn transport_name(&self) -> &'static str {
+        match (self.tls.is_some(), self.config.websocket.is_some()) {
+            (false, false) => "MQTT over TCP",
+            (true, false) => "MQTT over TLS",
+            (false, true) => "MQTT over WebSocket",
+            (true, true) => "MQTT over secure WebSocket",
+        }
+    }
+
     /// Whether a client certificate's name becomes the user name (and no password is asked).
     pub fn certificate_is_username(&self) -> bool {
         self.config

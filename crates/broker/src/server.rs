@@ -87,7 +87,7 @@ impl Server {
                 .await
                 .map_err(|e| io::Error::new(e.kind(), format!("cannot listen on {bind}: {e}")))?;
             let addr = socket.local_addr()?;
-            tracing::info!(listener = %listener.name, address = %addr, authenticators = ?listener.chain.names(), anonymous = listener.config.allow_anonymous, "listening (MQTT over TCP)");
+            tracing::info!(listener = %listener.name, address = %addr, authenticators = ?listener.chain.names(), anonymous = listener.config.allow_anonymous, transport = listener.transport_name(), "listening");
             local_addrs.push(addr);
             tasks.spawn(accept_loop(
                 socket,

@@ -74,9 +74,12 @@ fn main() -> ExitCode {
 
 fn init_logging(level: &str) {
     let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(level));
+    use std::io::IsTerminal;
+    // Targets are shown: audit lines are the ones under `tollgate::audit`.
     tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_target(false)
+        .with_ansi(std::io::stderr().is_terminal())
+        .with_writer(std::io::stderr)
         .init();
 }
 

@@ -126,7 +126,10 @@ impl AuthChain {
     }
 
     async fn decide(&self, request: &ConnectRequest) -> ChainDecision {
-        if let Some(throttle) = &self.throttle {
+        // Only attempts with credentials are throttled: one without any guesses nothing, and
+        // refusing it would lock out anonymous or certificate-only clients behind an address.
+        let guesses = request.username.is_some() || request.password.is_some();
+        if let (Some(throttle), true) = (&self.throttle, guesses) {
             if let Err(reason) = throttle.check(
                 request.peer.ip(),
                 request.username.as_deref(),
@@ -455,6 +458,24 @@ mod tests {
         chain.authenticate(&with_password()).await;
         assert_eq!(deny.calls.load(Ordering::Relaxed), 2);
         assert!(fresh.is_empty());
+    }
+
+    #[tokio::test]
+    async fn attempts_without_credentials_are_not_throttled() {
+        use super::super::throttle::ThrottleConfig;
+        let throttle = Arc::new(LoginThrottle::new(ThrottleConfig {
+            free_failures: 0,
+            address_free_failures: 0,
+            initial_backoff_ms: 60_000,
+            ..ThrottleConfig::default()
+        }));
+        throttle.failure("127.0.0.1".parse().unwrap(), None, Instant::now());
+        let chain = AuthChain::new(vec![], true, false, Some(throttle));
+        let anonymous = ConnectRequest::new("l", "127.0.0.1:5000".parse().unwrap(), "c");
+        assert!(matches!(
+            chain.authenticate(&anonymous).await,
+            ChainDecision::Allowed { .. }
+        ));
     }
 
     #[tokio::test]

@@ -21,8 +21,11 @@ use super::outcome::DenyReason;
 pub struct ThrottleConfig {
     /// Whether failed logins are throttled at all.
     pub enabled: bool,
-    /// Failures allowed before any wait is imposed.
+    /// Failures allowed for one user name before any wait is imposed.
     pub free_failures: u32,
+    /// Failures allowed from one address before any wait is imposed (higher than per user
+    /// name: many devices can share an address behind NAT).
+    pub address_free_failures: u32,
     /// First wait after the free failures, in milliseconds; doubles with each failure.
     pub initial_backoff_ms: u64,
     /// Longest wait, in milliseconds.
@@ -40,6 +43,7 @@ impl Default for ThrottleConfig {
         ThrottleConfig {
             enabled: true,
             free_failures: 3,
+            address_free_failures: 10,
             initial_backoff_ms: 500,
             max_backoff_ms: 30_000,
             ban_after: 20,
@@ -109,9 +113,19 @@ impl LoginThrottle {
         if !self.config.enabled {
             return;
         }
-        self.bump(&mut self.by_address.lock(), address, now);
+        self.bump(
+            &mut self.by_address.lock(),
+            address,
+            now,
+            self.config.address_free_failures,
+        );
         if let Some(user) = username {
-            self.bump(&mut self.by_username.lock(), user.to_owned(), now);
+            self.bump(
+                &mut self.by_username.lock(),
+                user.to_owned(),
+                now,
+                self.config.free_failures,
+            );
         }
     }
 
@@ -123,7 +137,13 @@ impl LoginThrottle {
         }
     }
 
-    fn bump<K: std::hash::Hash + Eq>(&self, map: &mut HashMap<K, Record>, key: K, now: Instant) {
+    fn bump<K: std::hash::Hash + Eq>(
+        &self,
+        map: &mut HashMap<K, Record>,
+        key: K,
+        now: Instant,
+        free_failures: u32,
+    ) {
         if map.len() >= self.config.max_tracked {
             map.retain(|_, r| r.banned_until.is_some_and(|u| u > now) || now < r.next_allowed);
             if map.len() >= self.config.max_tracked {
@@ -152,8 +172,8 @@ impl LoginThrottle {
             r.banned_until = Some(now + Duration::from_secs(c.ban_seconds));
             r.failures = 0;
         }
-        if r.failures > c.free_failures {
-            let exponent = (r.failures - c.free_failures - 1).min(20);
+        if r.failures > free_failures {
+            let exponent = (r.failures - free_failures - 1).min(20);
             let wait = c
                 .initial_backoff_ms
                 .saturating_mul(1 << exponent)
@@ -170,6 +190,7 @@ mod tests {
     fn throttle() -> LoginThrottle {
         LoginThrottle::new(ThrottleConfig {
             free_failures: 2,
+            address_free_failures: 2,
             initial_backoff_ms: 100,
             max_backoff_ms: 400,
             ban_after: 6,
@@ -202,6 +223,36 @@ mod tests {
             Err(DenyReason::Banned)
         );
         assert_eq!(t.check(ip, None, t0 + Duration::from_secs(61)), Ok(()));
+    }
+
+    #[test]
+    fn an_address_gets_more_free_failures_than_a_user_name() {
+        let t = LoginThrottle::new(ThrottleConfig {
+            free_failures: 1,
+            address_free_failures: 3,
+            ..ThrottleConfig::default()
+        });
+        let ip: IpAddr = "10.0.0.9".parse().unwrap();
+        let t0 = Instant::now();
+        t.failure(ip, Some("u1"), t0);
+        t.failure(ip, Some("u2"), t0);
+        t.failure(ip, Some("u3"), t0);
+        assert_eq!(
+            t.check(ip, Some("u4"), t0),
+            Ok(()),
+            "three failures from one address are free"
+        );
+        assert_eq!(
+            t.check("10.0.0.10".parse().unwrap(), Some("u1"), t0),
+            Ok(()),
+            "one failure per user name is free"
+        );
+        t.failure(ip, Some("u1"), t0);
+        assert_eq!(t.check(ip, Some("u5"), t0), Err(DenyReason::RateLimited));
+        assert_eq!(
+            t.check("10.0.0.10".parse().unwrap(), Some("u1"), t0),
+            Err(DenyReason::RateLimited)
+        );
     }
 
     #[test]
