@@ -593,3 +593,76 @@ async fn a_wildcard_subscription_is_granted_but_denied_topics_are_withheld() {
     late.subscribe(1, "#", QoS::AtLeastOnce).await;
     late.expect_nothing().await;
 }
+
+/// Gives user `operator` the roles `ops` and `eu`, as an identity provider would.
+struct RoleGiver;
+
+impl tollgate_auth::authentication::Authenticator for RoleGiver {
+    fn name(&self) -> &str {
+        "roles"
+    }
+    fn authenticate<'a>(
+        &'a self,
+        request: &'a tollgate_auth::authentication::ConnectRequest,
+    ) -> tollgate_auth::authentication::BoxFuture<
+        'a,
+        Result<
+            tollgate_auth::authentication::AuthOutcome,
+            tollgate_auth::authentication::AuthError,
+        >,
+    > {
+        use tollgate_auth::authentication::{AuthOutcome, Identity};
+        use tollgate_auth::{Attribute, Source};
+        Box::pin(async move {
+            Ok(match request.username.as_deref() {
+                Some("operator") => AuthOutcome::Allow(Identity {
+                    roles: ["ops", "eu"]
+                        .iter()
+                        .map(|r| Attribute::new(*r, Source::Authenticator("roles".into())))
+                        .collect(),
+                    ..Identity::default()
+                }),
+                _ => AuthOutcome::Next,
+            })
+        })
+    }
+}
+
+#[tokio::test]
+async fn roles_placeholder_expands_to_one_rule_per_role_and_role_sections_apply() {
+    let files = Files::new("roles");
+    let path = files.policy(
+        "default = \"deny\"\n[[patterns]]\nfilter = \"teams/${roles}/#\"\n\n[roles.ops]\npermissions = [{ filter = \"ops/console\", activity = \"subscribe\" }]\n",
+    );
+    let mut config = BrokerConfig::default();
+    config.listeners[0].bind = "127.0.0.1:0".parse().unwrap();
+    config.listeners[0].allow_anonymous = false;
+    config.sys_interval = 0;
+    config.authorizers = vec![policy_authorizer(path)];
+    config.authorization.reload_interval = 0;
+    let server = tollgate_broker::Server::start_with(
+        config,
+        tollgate_broker::Extensions {
+            authenticators: vec![std::sync::Arc::new(RoleGiver)],
+        },
+    )
+    .await
+    .unwrap();
+    let addr = server.local_addrs()[0];
+    let mut connect = connect_packet(V5, "op1");
+    connect.username = Some("operator".into());
+    let (mut op, ack) = TestClient::connect_with(addr, connect).await;
+    assert_eq!(ack.reason_code, ReasonCode::SUCCESS);
+    for (filter, expected) in [
+        ("teams/ops/#", ReasonCode::GRANTED_QOS_0),
+        ("teams/eu/alerts", ReasonCode::GRANTED_QOS_0),
+        ("teams/us/#", ReasonCode::NOT_AUTHORIZED),
+        ("ops/console", ReasonCode::GRANTED_QOS_0),
+    ] {
+        assert_eq!(
+            op.subscribe(1, filter, QoS::AtMostOnce).await.reason_codes,
+            vec![expected],
+            "{filter}"
+        );
+    }
+}

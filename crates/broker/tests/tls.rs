@@ -450,3 +450,52 @@ async fn a_listener_with_missing_certificate_files_does_not_start() {
         .expect("does not start");
     assert!(err.to_string().contains("/nonexistent/server.key"), "{err}");
 }
+
+#[tokio::test]
+async fn cert_cn_placeholder_binds_permissions_to_the_certificate() {
+    let pki = Pki::new("certcn");
+    let policy = pki.path("policy.toml");
+    std::fs::write(
+        &policy,
+        "default = \"deny\"\n[[patterns]]\nfilter = \"devices/${cert.cn}/#\"\n",
+    )
+    .unwrap();
+    let (_server, addr) = tls_broker(&pki, ClientCertMode::Required, |c| {
+        c.authorizers = vec![tollgate_broker::AuthorizerConfig {
+            name: "certs".into(),
+            policy_file: Some(tollgate_broker::PolicyFileSource {
+                path: policy.clone(),
+            }),
+            acl_file: None,
+            claims: None,
+        }];
+        c.authorization.reload_interval = 0;
+    })
+    .await;
+    let device = pki.client_cert("sensor-42", 42);
+    let (stream, _) = pki.connect(addr, Some(&device)).await.unwrap();
+    let (mut client, ack) = mqtt_connect(stream, connect_packet(ProtocolVersion::V5, "anything"))
+        .await
+        .unwrap();
+    assert_eq!(ack.reason_code, ReasonCode::SUCCESS);
+    assert_eq!(
+        client
+            .subscribe(1, "devices/sensor-42/#", QoS::AtMostOnce)
+            .await
+            .reason_codes,
+        vec![ReasonCode::GRANTED_QOS_0]
+    );
+    assert_eq!(
+        client
+            .subscribe(2, "devices/sensor-43/#", QoS::AtMostOnce)
+            .await
+            .reason_codes,
+        vec![ReasonCode::NOT_AUTHORIZED]
+    );
+    assert_eq!(
+        client
+            .publish("devices/sensor-42/state", b"ok", QoS::AtLeastOnce, false, 3)
+            .await,
+        ReasonCode::SUCCESS
+    );
+}
