@@ -7,6 +7,7 @@
 #![warn(missing_docs)]
 
 pub mod authentication;
+pub mod jwt;
 pub mod password_file;
 pub mod permissions;
 pub mod policy;

@@ -32,6 +32,9 @@ pub struct BrokerConfig {
     pub authorization: AuthorizationConfig,
     /// Seconds an authentication may take before it counts as a backend failure.
     pub auth_timeout: u64,
+    /// Whether a client disconnected because its credentials expired (a token's `exp`) has
+    /// its will published.
+    pub will_on_expiry: bool,
     /// Protocol limits and queue sizes.
     pub limits: Limits,
     /// Seconds between updates of the `$SYS/broker/...` topics; 0 turns them off.
@@ -53,6 +56,7 @@ impl Default for BrokerConfig {
             authorizers: Vec::new(),
             authorization: AuthorizationConfig::default(),
             auth_timeout: 10,
+            will_on_expiry: false,
             limits: Limits::default(),
             sys_interval: 10,
             log_level: "info".to_owned(),
@@ -206,6 +210,8 @@ pub struct AuthenticatorConfig {
     pub cache_ttl: u64,
     /// A password file (Mosquitto's format, or argon2id lines from `tollgate passwd`).
     pub password_file: Option<PasswordFileConfig>,
+    /// JWT access tokens (see docs/authentication.md).
+    pub jwt: Option<tollgate_auth::jwt::JwtConfig>,
 }
 
 /// Settings of a password file authenticator.

@@ -108,6 +108,8 @@ pub struct Connection {
     unrestricted: bool,
     /// The broker's policy generation the permissions were compiled at.
     permissions_generation: u64,
+    /// When the principal's credentials expire (a token's `exp`): the connection ends then.
+    expires_at: Option<Instant>,
     /// Packet and byte counts not yet added to the broker's.
     pub counts: LocalCounts,
     scratch: Vec<RouteTarget>,
@@ -149,6 +151,7 @@ impl Connection {
             permissions: Arc::clone(&broker_allow_all),
             unrestricted: true,
             permissions_generation: 0,
+            expires_at: None,
             counts: LocalCounts::default(),
             scratch: Vec::new(),
         }
@@ -440,6 +443,15 @@ impl Connection {
             return Err(self.refuse(ReasonCode::CLIENT_IDENTIFIER_NOT_VALID));
         }
 
+        if let Some(expiry) = principal.expires_at {
+            let left = expiry
+                .duration_since(std::time::SystemTime::now())
+                .unwrap_or_default();
+            if left.is_zero() {
+                return Err(self.refuse(ReasonCode::NOT_AUTHORIZED));
+            }
+            self.expires_at = Some(now + left);
+        }
         let principal = Arc::new(principal);
         self.principal = Some(Arc::clone(&principal));
         self.compile_permissions();
@@ -498,6 +510,9 @@ impl Connection {
             if assigned {
                 props.assigned_client_identifier = Some(client_id.clone());
             }
+            // A client authenticated through MQTT 5 authentication data is answered with the
+            // same method (MQTT-3.2.2.3.17).
+            props.authentication_method = connect.properties.authentication_method.clone();
         }
 
         let mut keep_alive = connect.keep_alive;
@@ -1135,7 +1150,13 @@ impl Connection {
             Phase::AwaitingConnect => {
                 Some(self.opened_at + self.broker.config.limits.connect_timeout())
             }
-            Phase::Connected => self.keep_alive.map(|k| self.last_received + k),
+            Phase::Connected => {
+                let keep_alive = self.keep_alive.map(|k| self.last_received + k);
+                match (keep_alive, self.expires_at) {
+                    (Some(k), Some(e)) => Some(k.min(e)),
+                    (k, e) => k.or(e),
+                }
+            }
             Phase::Authenticating | Phase::Closed => None,
         }
     }
@@ -1149,6 +1170,15 @@ impl Connection {
                     Err(Close {
                         reason: ReasonCode::MAXIMUM_CONNECT_TIME,
                         publish_will: false,
+                    })
+                }
+                _ if self.expires_at.is_some_and(|e| now >= e) => {
+                    // The credentials ended: so do the principal's rights.
+                    tracing::info!(target: "tollgate::audit", client_id = self.client_id().unwrap_or(""), "credentials expired: disconnected");
+                    self.send_disconnect(ReasonCode::NOT_AUTHORIZED);
+                    Err(Close {
+                        reason: ReasonCode::NOT_AUTHORIZED,
+                        publish_will: self.broker.config.will_on_expiry,
                     })
                 }
                 _ => {

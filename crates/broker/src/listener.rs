@@ -7,6 +7,7 @@ use std::time::Duration;
 use tollgate_auth::authentication::{
     AuthCache, AuthChain, Authenticator, ChainEntry, LoginThrottle, OnError,
 };
+use tollgate_auth::jwt::JwtAuthenticator;
 use tollgate_auth::password_file::PasswordFile;
 
 use parking_lot::RwLock;
@@ -144,6 +145,13 @@ impl Authenticators {
                     password_files.push(Arc::clone(&file));
                     file
                 }
+                Kind::Jwt => {
+                    let settings = a.jwt.clone().expect("checked by kind");
+                    Arc::new(
+                        JwtAuthenticator::new(&a.name, settings)
+                            .map_err(|e| format!("authenticator `{}`: {e}", a.name))?,
+                    )
+                }
             };
             let cache = (a.cache_ttl > 0).then(|| {
                 Arc::new(AuthCache::new(
@@ -234,20 +242,23 @@ impl Authenticators {
 
 enum Kind {
     PasswordFile,
+    Jwt,
 }
 
 /// Which kind an authenticator is; exactly one kind table must be present.
 pub fn kind_of(a: &AuthenticatorConfig) -> Result<&'static str, String> {
     kind(a).map(|k| match k {
         Kind::PasswordFile => "password_file",
+        Kind::Jwt => "jwt",
     })
 }
 
 fn kind(a: &AuthenticatorConfig) -> Result<Kind, String> {
-    match &a.password_file {
-        Some(_) => Ok(Kind::PasswordFile),
-        None => Err(format!(
-            "authenticator `{}` needs one kind table: password_file",
+    match (&a.password_file, &a.jwt) {
+        (Some(_), None) => Ok(Kind::PasswordFile),
+        (None, Some(_)) => Ok(Kind::Jwt),
+        _ => Err(format!(
+            "authenticator `{}` needs exactly one kind table: password_file or jwt",
             a.name
         )),
     }

@@ -56,6 +56,7 @@ fn with_password_file(config: &mut BrokerConfig, path: PathBuf) {
             reload_interval: 0,
             max_parallel_hashes: 2,
         }),
+        jwt: None,
     }];
     config.throttle.enabled = false;
 }

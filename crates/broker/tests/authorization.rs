@@ -86,6 +86,7 @@ fn configure(c: &mut BrokerConfig, files: &Files, authorizer: AuthorizerConfig) 
             reload_interval: 0,
             max_parallel_hashes: 2,
         }),
+        jwt: None,
     }];
     c.authorizers = vec![authorizer];
     c.authorization.reload_interval = 0;

@@ -337,6 +337,7 @@ async fn certificate_and_password_give_a_principal_with_both_identities() {
                 reload_interval: 0,
                 max_parallel_hashes: 1,
             }),
+            jwt: None,
         }];
     })
     .await;

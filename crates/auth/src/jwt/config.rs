@@ -1,0 +1,116 @@
+//! Settings of a JWT authenticator (the `jwt` table of an `[[authenticator]]`).
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+
+use serde::Deserialize;
+
+/// Where the token travels in CONNECT.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum TokenLocation {
+    /// In the password field (the user name is free, a fixed marker, or must match a claim).
+    #[default]
+    Password,
+    /// In the user name field (as older integrations did).
+    Username,
+    /// In MQTT 5 authentication data, under `authentication_method`.
+    AuthenticationData,
+}
+
+/// JWT authenticator settings.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct JwtConfig {
+    /// Where the token travels.
+    #[serde(default)]
+    pub token_from: TokenLocation,
+    /// With the token in the password: the user name the client must send for this
+    /// authenticator to try the token (such as `JWT`, as in the Auth0 article). Any user name
+    /// when not set.
+    #[serde(default)]
+    pub username_marker: Option<String>,
+    /// With the token in the password: the user name must equal the token's user name claim
+    /// (`matchUsernameToSubject`).
+    #[serde(default)]
+    pub username_must_match_claim: bool,
+    /// The MQTT 5 authentication method carrying the token (`token_from = "authentication_data"`).
+    #[serde(default)]
+    pub authentication_method: Option<String>,
+    /// Algorithms accepted (HS256/384/512, RS256/384/512, PS256/384/512, ES256/384, EdDSA).
+    #[serde(default = "default_algorithms")]
+    pub algorithms: Vec<String>,
+    /// HMAC secret, as text.
+    #[serde(default)]
+    pub secret: Option<String>,
+    /// HMAC secret, base64 (as Auth0 shows it).
+    #[serde(default)]
+    pub secret_base64: Option<String>,
+    /// A PEM public key (RSA, EC or Ed25519).
+    #[serde(default)]
+    pub public_key: Option<PathBuf>,
+    /// A JWKS URL.
+    #[serde(default)]
+    pub jwks_url: Option<String>,
+    /// The issuer: checked in `iss` (and then required); when no key is given, its OpenID
+    /// discovery document (`<issuer>/.well-known/openid-configuration`) names the JWKS URL.
+    #[serde(default)]
+    pub issuer: Option<String>,
+    /// Accepted audiences (`aud` must hold one); not checked when empty.
+    #[serde(default)]
+    pub audience: Vec<String>,
+    /// Seconds of clock skew allowed on `exp`, `nbf` and `iat`.
+    #[serde(default = "default_leeway")]
+    pub leeway: u64,
+    /// Required `typ` header (e.g. `at+jwt` for RFC 9068 access tokens).
+    #[serde(default)]
+    pub required_typ: Option<String>,
+    /// Claims that must be present with these values (a string claim equals the value; an
+    /// array claim contains it).
+    #[serde(default)]
+    pub required_claims: BTreeMap<String, serde_json::Value>,
+    /// The claim naming the user (`sub` by default).
+    #[serde(default = "default_username_claim")]
+    pub username_claim: String,
+    /// The claim the client identifier must equal (`matchClientIdToSubject` when `sub`).
+    #[serde(default)]
+    pub client_id_claim: Option<String>,
+    /// Claim paths listing roles (`realm_access.roles`, `roles`, a namespaced claim).
+    #[serde(default)]
+    pub roles_claims: Vec<String>,
+    /// Claim paths listing groups.
+    #[serde(default)]
+    pub groups_claims: Vec<String>,
+    /// Seconds between JWKS refreshes.
+    #[serde(default = "default_jwks_refresh")]
+    pub jwks_refresh: u64,
+    /// Least seconds between two JWKS fetches caused by unknown key ids.
+    #[serde(default = "default_jwks_min_refetch")]
+    pub jwks_min_refetch: u64,
+}
+
+fn default_algorithms() -> Vec<String> {
+    vec!["RS256".into()]
+}
+
+fn default_leeway() -> u64 {
+    30
+}
+
+fn default_username_claim() -> String {
+    "sub".into()
+}
+
+fn default_jwks_refresh() -> u64 {
+    300
+}
+
+fn default_jwks_min_refetch() -> u64 {
+    10
+}
+
+impl Default for JwtConfig {
+    fn default() -> Self {
+        toml::from_str("").expect("every field has a default")
+    }
+}

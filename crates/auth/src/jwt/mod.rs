@@ -1,0 +1,355 @@
+//! Authentication by JWT access tokens (Keycloak, Auth0, Okta, Azure AD, any OpenID
+//! provider): the signature against the configured keys, the standard claims, then the
+//! identity the claims give.
+//!
+//! A credential that does not look like a JWT is not this authenticator's (next), so it can
+//! stand in a chain before a password file. A JWT that fails any check is refused (bad user
+//! name or password), with the cause in the audit line; a key set that cannot be fetched is a
+//! backend failure (fail closed unless `on_error = next`).
+
+mod config;
+mod keys;
+
+use std::sync::Arc;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use jsonwebtoken::errors::ErrorKind;
+use jsonwebtoken::{decode, decode_header, Algorithm, DecodingKey, Validation};
+
+pub use config::{JwtConfig, TokenLocation};
+pub use keys::{pem_public_key, KeyError, KeyFamily, KeyStore, RemoteSource, VerificationKey};
+
+use crate::authentication::{
+    AuthError, AuthOutcome, Authenticator, BoxFuture, ConnectRequest, DenyReason, Identity,
+};
+use crate::principal::{Attribute, Source};
+
+/// The JWT authenticator.
+pub struct JwtAuthenticator {
+    name: String,
+    config: JwtConfig,
+    keys: Arc<KeyStore>,
+    validation: Validation,
+}
+
+fn parse_algorithm(name: &str) -> Result<Algorithm, String> {
+    let alg = match name {
+        "HS256" => Algorithm::HS256,
+        "HS384" => Algorithm::HS384,
+        "HS512" => Algorithm::HS512,
+        "RS256" => Algorithm::RS256,
+        "RS384" => Algorithm::RS384,
+        "RS512" => Algorithm::RS512,
+        "PS256" => Algorithm::PS256,
+        "PS384" => Algorithm::PS384,
+        "PS512" => Algorithm::PS512,
+        "ES256" => Algorithm::ES256,
+        "ES384" => Algorithm::ES384,
+        "EdDSA" => Algorithm::EdDSA,
+        other => {
+            return Err(format!(
+                "unknown or unsupported algorithm `{other}` (`none` is never accepted)"
+            ))
+        }
+    };
+    Ok(alg)
+}
+
+impl JwtAuthenticator {
+    /// Builds the authenticator: reads fixed keys, sets up fetching. Must run inside a tokio
+    /// runtime when keys are fetched (they are refreshed in the background).
+    pub fn new(name: impl Into<String>, config: JwtConfig) -> Result<JwtAuthenticator, String> {
+        let name = name.into();
+        let algorithms = config
+            .algorithms
+            .iter()
+            .map(|a| parse_algorithm(a))
+            .collect::<Result<Vec<_>, _>>()?;
+        let Some(&first) = algorithms.first() else {
+            return Err("algorithms must name at least one algorithm".into());
+        };
+        if config.token_from == TokenLocation::AuthenticationData
+            && config.authentication_method.is_none()
+        {
+            return Err("token_from = \"authentication_data\" needs authentication_method".into());
+        }
+        let mut fixed = Vec::new();
+        if let Some(secret) = &config.secret {
+            fixed.push(VerificationKey {
+                kid: None,
+                family: KeyFamily::Hmac,
+                key: DecodingKey::from_secret(secret.as_bytes()),
+            });
+        }
+        if let Some(secret) = &config.secret_base64 {
+            let key = DecodingKey::from_base64_secret(secret)
+                .map_err(|e| format!("secret_base64: {e}"))?;
+            fixed.push(VerificationKey {
+                kid: None,
+                family: KeyFamily::Hmac,
+                key,
+            });
+        }
+        if let Some(path) = &config.public_key {
+            let pem = std::fs::read(path).map_err(|e| format!("{}: {e}", path.display()))?;
+            fixed.push(pem_public_key(&pem).map_err(|e| format!("{}: {e}", path.display()))?);
+        }
+        let min_refetch = Duration::from_secs(config.jwks_min_refetch);
+        let keys = match (&config.jwks_url, &config.issuer, fixed.is_empty()) {
+            (Some(url), _, true) => Arc::new(KeyStore::remote(RemoteSource::Jwks(url.clone()), min_refetch)?),
+            (None, Some(issuer), true) => Arc::new(KeyStore::remote(RemoteSource::Issuer(issuer.clone()), min_refetch)?),
+            (None, None, true) => return Err("a JWT authenticator needs a key: secret, secret_base64, public_key, jwks_url or issuer".into()),
+            (Some(_), _, false) => return Err("give either fixed keys (secret, public_key) or jwks_url, not both".into()),
+            (None, _, false) => Arc::new(KeyStore::fixed(fixed)),
+        };
+        let hmac_allowed = algorithms
+            .iter()
+            .any(|a| KeyFamily::of(*a) == Some(KeyFamily::Hmac));
+        if hmac_allowed
+            && (config.public_key.is_some()
+                || config.jwks_url.is_some()
+                || config.issuer.is_some()
+                    && config.secret.is_none()
+                    && config.secret_base64.is_none())
+        {
+            // An HMAC algorithm next to public keys invites algorithm confusion.
+            return Err(
+                "HS* algorithms are only accepted with a secret, not with public keys".into(),
+            );
+        }
+        let mut validation = Validation::new(first);
+        validation.algorithms = algorithms;
+        validation.leeway = config.leeway;
+        validation.validate_nbf = true;
+        let mut required = vec!["exp"];
+        if let Some(issuer) = &config.issuer {
+            validation.set_issuer(&[issuer]);
+            required.push("iss");
+        }
+        if config.audience.is_empty() {
+            validation.validate_aud = false;
+        } else {
+            validation.set_audience(&config.audience);
+            required.push("aud");
+        }
+        validation.set_required_spec_claims(&required);
+        let keys_for_refresh = Arc::clone(&keys);
+        if config.jwks_url.is_some()
+            || (config.issuer.is_some()
+                && config.secret.is_none()
+                && config.secret_base64.is_none()
+                && config.public_key.is_none())
+        {
+            if let Ok(handle) = tokio::runtime::Handle::try_current() {
+                let interval = Duration::from_secs(config.jwks_refresh.max(1));
+                handle.spawn(async move { keys_for_refresh.refresh_every(interval) });
+            }
+        }
+        Ok(JwtAuthenticator {
+            name,
+            config,
+            keys,
+            validation,
+        })
+    }
+
+    /// The token in `request`, if it carries one where this authenticator looks.
+    fn token<'r>(&self, request: &'r ConnectRequest) -> Option<&'r str> {
+        let token = match self.config.token_from {
+            TokenLocation::Password => {
+                if let Some(marker) = &self.config.username_marker {
+                    if request.username.as_deref() != Some(marker.as_str()) {
+                        return None;
+                    }
+                }
+                std::str::from_utf8(request.password.as_ref()?.expose()).ok()?
+            }
+            TokenLocation::Username => request.username.as_deref()?,
+            TokenLocation::AuthenticationData => {
+                if request.authentication_method.as_deref()
+                    != self.config.authentication_method.as_deref()
+                {
+                    return None;
+                }
+                std::str::from_utf8(request.authentication_data.as_ref()?.expose()).ok()?
+            }
+        };
+        looks_like_jwt(token).then_some(token)
+    }
+
+    async fn judge(&self, request: &ConnectRequest, token: &str) -> Result<AuthOutcome, AuthError> {
+        let deny = |detail: String| Ok(AuthOutcome::deny(DenyReason::BadCredentials, detail));
+        let header = match decode_header(token) {
+            Ok(h) => h,
+            Err(e) => return deny(format!("malformed token: {e}")),
+        };
+        if !self.validation.algorithms.contains(&header.alg) {
+            return deny(format!("algorithm {:?} not accepted", header.alg));
+        }
+        if let Some(typ) = &self.config.required_typ {
+            if !header
+                .typ
+                .as_deref()
+                .is_some_and(|t| t.eq_ignore_ascii_case(typ))
+            {
+                return deny(format!("typ must be {typ}"));
+            }
+        }
+        let keys = match self.keys.keys_for(header.kid.as_deref(), header.alg).await {
+            Ok(keys) => keys,
+            Err(KeyError::Unknown(why)) => return deny(why),
+            Err(KeyError::Unavailable(why)) => return Err(AuthError::new(why)),
+        };
+        // jsonwebtoken wants every algorithm of a validation to suit the key: validate with
+        // exactly the token's algorithm, which the allow-list has already admitted.
+        let mut validation = self.validation.clone();
+        validation.algorithms = vec![header.alg];
+        let mut last_error = None;
+        let mut claims = None;
+        for key in &keys {
+            match decode::<serde_json::Value>(token, &key.key, &validation) {
+                Ok(data) => {
+                    claims = Some(data.claims);
+                    break;
+                }
+                Err(e) => last_error = Some(e),
+            }
+        }
+        let Some(claims) = claims else {
+            let why = match last_error.as_ref().map(|e| e.kind()) {
+                Some(ErrorKind::ExpiredSignature) => "token expired".to_owned(),
+                Some(ErrorKind::ImmatureSignature) => "token not yet valid (nbf)".to_owned(),
+                Some(ErrorKind::InvalidIssuer) => "wrong issuer".to_owned(),
+                Some(ErrorKind::InvalidAudience) => "wrong audience".to_owned(),
+                Some(ErrorKind::InvalidSignature) => "bad signature".to_owned(),
+                Some(ErrorKind::MissingRequiredClaim(c)) => format!("missing claim {c}"),
+                Some(other) => format!("invalid token: {other:?}"),
+                None => "no key".to_owned(),
+            };
+            return deny(why);
+        };
+        for (name, expected) in &self.config.required_claims {
+            if !claim_holds(lookup(&claims, name), expected) {
+                return deny(format!("claim {name} does not hold the required value"));
+            }
+        }
+        let Some(username) = lookup(&claims, &self.config.username_claim)
+            .and_then(|v| v.as_str())
+            .map(str::to_owned)
+        else {
+            return deny(format!("no {} claim", self.config.username_claim));
+        };
+        if self.config.username_must_match_claim
+            && self.config.token_from == TokenLocation::Password
+            && request.username.as_deref() != Some(username.as_str())
+        {
+            return deny("user name does not match the token".into());
+        }
+        if let Some(claim) = &self.config.client_id_claim {
+            if lookup(&claims, claim).and_then(|v| v.as_str()) != Some(request.client_id.as_str()) {
+                return deny(format!(
+                    "client identifier does not match the {claim} claim"
+                ));
+            }
+        }
+        let source = |path: &String| Source::Claim(path.clone());
+        let collect = |paths: &[String]| -> Vec<Attribute> {
+            paths
+                .iter()
+                .flat_map(|path| {
+                    strings(lookup(&claims, path))
+                        .into_iter()
+                        .map(move |v| Attribute::new(v, source(path)))
+                })
+                .collect()
+        };
+        let roles = collect(&self.config.roles_claims);
+        let groups = collect(&self.config.groups_claims);
+        let expires_at = claims
+            .get("exp")
+            .and_then(|v| v.as_u64())
+            .map(|secs| UNIX_EPOCH + Duration::from_secs(secs));
+        Ok(AuthOutcome::Allow(Identity {
+            username: Some(username),
+            client_identity: None,
+            roles,
+            groups,
+            claims: Some(Arc::new(claims)),
+            expires_at,
+        }))
+    }
+}
+
+impl Authenticator for JwtAuthenticator {
+    fn name(&self) -> &str {
+        &self.name
+    }
+
+    fn authenticate<'a>(
+        &'a self,
+        request: &'a ConnectRequest,
+    ) -> BoxFuture<'a, Result<AuthOutcome, AuthError>> {
+        Box::pin(async move {
+            match self.token(request) {
+                None => Ok(AuthOutcome::Next),
+                Some(token) => self.judge(request, token).await,
+            }
+        })
+    }
+}
+
+/// Three base64url segments separated by dots.
+fn looks_like_jwt(token: &str) -> bool {
+    let mut parts = token.split('.');
+    let ok = |p: Option<&str>| {
+        p.is_some_and(|p| {
+            p.bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+        })
+    };
+    let (a, b, c) = (parts.next(), parts.next(), parts.next());
+    parts.next().is_none()
+        && ok(a)
+        && ok(b)
+        && ok(c)
+        && a.is_some_and(|a| !a.is_empty())
+        && b.is_some_and(|b| !b.is_empty())
+}
+
+/// A claim by whole key first (namespaced claims contain dots), then by dotted path.
+fn lookup<'a>(claims: &'a serde_json::Value, path: &str) -> Option<&'a serde_json::Value> {
+    claims
+        .get(path)
+        .or_else(|| path.split('.').try_fold(claims, |v, k| v.get(k)))
+}
+
+/// The strings of a claim: an array of strings, or a space-separated string (OAuth `scope`).
+fn strings(value: Option<&serde_json::Value>) -> Vec<String> {
+    match value {
+        Some(serde_json::Value::Array(items)) => items
+            .iter()
+            .filter_map(|v| v.as_str().map(str::to_owned))
+            .collect(),
+        Some(serde_json::Value::String(s)) => s.split_whitespace().map(str::to_owned).collect(),
+        _ => Vec::new(),
+    }
+}
+
+/// Whether a claim holds a required value: equal, or (for arrays and space-separated strings)
+/// containing it.
+fn claim_holds(value: Option<&serde_json::Value>, expected: &serde_json::Value) -> bool {
+    match (value, expected) {
+        (None, _) => false,
+        (Some(v), e) if v == e => true,
+        (Some(v), serde_json::Value::String(e)) => strings(Some(v)).iter().any(|s| s == e),
+        _ => false,
+    }
+}
+
+/// Seconds since the epoch, for expiry arithmetic in tests and callers.
+pub fn unix_now() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0)
+}
