@@ -68,8 +68,9 @@ pub struct Principal {
     pub roles: Vec<Attribute>,
     /// Groups, each with where it came from.
     pub groups: Vec<Attribute>,
-    /// The client certificate, when the connection presented one.
-    pub certificate: Option<CertificateInfo>,
+    /// The client certificate, when the connection presented one (boxed: most connections
+    /// have none, and every connection carries this field).
+    pub certificate: Option<Box<CertificateInfo>>,
     /// The token's claims, when a token authenticated the connection.
     pub claims: Option<Arc<serde_json::Value>>,
     /// The authenticator that allowed the connection (`anonymous` when none was needed).

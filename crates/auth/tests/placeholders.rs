@@ -39,10 +39,10 @@ fn full() -> Principal {
         claims: Some(Arc::new(
             serde_json::json!({"tenant": "acme", "site": {"id": 7}}),
         )),
-        certificate: Some(CertificateInfo {
+        certificate: Some(Box::new(CertificateInfo {
             common_name: Some("dev.example".into()),
             ..CertificateInfo::default()
-        }),
+        })),
         roles: vec![
             Attribute::new("reader", Source::Claim("roles".into())),
             Attribute::new("writer", Source::Claim("roles".into())),

@@ -214,7 +214,7 @@ impl Broker {
         let immediate_will = match will {
             Some(will) if delay == 0 => Some(will),
             Some(will) => {
-                state.pending_will = Some(PendingWill { will, generation });
+                state.pending_will = Some(Box::new(PendingWill { will, generation }));
                 None
             }
             None => None,

@@ -41,6 +41,8 @@ pub struct Close {
     pub reason: ReasonCode,
     /// Whether the will is published.
     pub publish_will: bool,
+    /// Whether the client ended the connection with DISCONNECT (nothing more will come from it).
+    pub by_client: bool,
 }
 
 impl Close {
@@ -49,6 +51,7 @@ impl Close {
         Close {
             reason,
             publish_will: reason == ReasonCode::DISCONNECT_WITH_WILL,
+            by_client: true,
         }
     }
 
@@ -57,8 +60,18 @@ impl Close {
         Close {
             reason,
             publish_will: true,
+            by_client: false,
         }
     }
+}
+
+/// The topic aliases of one connection (MQTT 5).
+#[derive(Default)]
+struct TopicAliases {
+    /// Aliases the client set for topics it publishes to.
+    incoming: HashMap<u16, String>,
+    /// Aliases the broker set for topics it delivers.
+    outgoing: HashMap<String, u16>,
 }
 
 /// A CONNECT waiting for the authentication chain.
@@ -82,8 +95,8 @@ pub struct Connection {
     broker: Arc<Broker>,
     listener: Arc<Listener>,
     peer: SocketAddr,
-    certificate: Option<CertificateInfo>,
-    pending: Option<PendingConnect>,
+    certificate: Option<Box<CertificateInfo>>,
+    pending: Option<Box<PendingConnect>>,
     phase: Phase,
     version: ProtocolVersion,
     /// Encoded packets waiting to be written to the socket.
@@ -94,13 +107,13 @@ pub struct Connection {
     opened_at: Instant,
     last_received: Instant,
     keep_alive: Option<Duration>,
-    will: Option<Will>,
+    will: Option<Box<Will>>,
     session_expiry: u32,
     client_receive_maximum: u16,
     client_maximum_packet_size: u32,
     client_topic_alias_maximum: u16,
-    incoming_aliases: HashMap<u16, String>,
-    outgoing_aliases: HashMap<String, u16>,
+    /// Topic aliases in both directions, allocated for the clients that use them.
+    aliases: Option<Box<TopicAliases>>,
     /// The principal's compiled permissions (allow-all until compiled, and when no authorizer
     /// is configured).
     permissions: Arc<CompiledPermissions>,
@@ -130,7 +143,7 @@ impl Connection {
             broker,
             listener,
             peer,
-            certificate,
+            certificate: certificate.map(Box::new),
             pending: None,
             phase: Phase::AwaitingConnect,
             version: ProtocolVersion::V3_1_1,
@@ -146,8 +159,7 @@ impl Connection {
             client_receive_maximum: u16::MAX,
             client_maximum_packet_size: u32::MAX,
             client_topic_alias_maximum: 0,
-            incoming_aliases: HashMap::new(),
-            outgoing_aliases: HashMap::new(),
+            aliases: None,
             permissions: Arc::clone(&broker_allow_all),
             unrestricted: true,
             permissions_generation: 0,
@@ -159,7 +171,7 @@ impl Connection {
 
     /// Records the client certificate the TLS handshake verified (before CONNECT is read).
     pub fn set_certificate(&mut self, certificate: CertificateInfo) {
-        self.certificate = Some(certificate);
+        self.certificate = Some(Box::new(certificate));
     }
 
     /// The decoder for the next packet from this client.
@@ -284,6 +296,7 @@ impl Connection {
         Close {
             reason,
             publish_will: false,
+            by_client: false,
         }
     }
 
@@ -333,7 +346,7 @@ impl Connection {
             username: connect.username.clone(),
             password: connect.password.as_ref().map(|p| Secret::new(p.to_vec())),
             protocol_level: self.version.level(),
-            certificate: self.certificate.clone(),
+            certificate: self.certificate.as_deref().cloned(),
             authentication_method: connect.properties.authentication_method.clone(),
             authentication_data: connect
                 .properties
@@ -353,12 +366,12 @@ impl Connection {
                 listener = %request.listener, peer = %request.peer, client_id = %request.client_id,
                 username = %name, authenticator = "certificate", outcome = "allow", "authentication"
             );
-            self.pending = Some(PendingConnect {
+            self.pending = Some(Box::new(PendingConnect {
                 connect: Box::new(connect),
                 client_id,
                 assigned,
                 request: None,
-            });
+            }));
             self.phase = Phase::Authenticating;
             let identity = Identity {
                 username: Some(name),
@@ -372,12 +385,12 @@ impl Connection {
                 now,
             );
         }
-        self.pending = Some(PendingConnect {
+        self.pending = Some(Box::new(PendingConnect {
             connect: Box::new(connect),
             client_id,
             assigned,
             request: Some(request),
-        });
+        }));
         self.phase = Phase::Authenticating;
         Ok(())
     }
@@ -405,7 +418,7 @@ impl Connection {
             client_id,
             assigned,
             ..
-        } = pending;
+        } = *pending;
         let (identity, authenticated_by) = match decision {
             ChainDecision::Allowed { identity, by } => (identity, by),
             ChainDecision::Refused { reason, .. } => {
@@ -529,7 +542,7 @@ impl Connection {
         opened.session.state.lock().principal = Some(Arc::clone(&principal));
         self.session = Some(opened.session);
         self.generation = opened.generation;
-        self.will = connect.will;
+        self.will = connect.will.map(Box::new);
         self.phase = Phase::Connected;
         BrokerStats::add(&self.broker.stats.clients_connected, 1);
         BrokerStats::add(&self.broker.stats.connections_total, 1);
@@ -601,13 +614,14 @@ impl Connection {
             subscription_identifiers: &delivery.subscription_ids,
         };
         if self.version.is_v5() && self.client_topic_alias_maximum > 0 {
-            match self.outgoing_aliases.get(&message.topic) {
+            let aliases = self.aliases.get_or_insert_with(Box::default);
+            match aliases.outgoing.get(&message.topic) {
                 Some(&alias) => {
                     overrides.topic_alias = Some(alias);
                     overrides.omit_topic = true;
                 }
                 None => {
-                    let next = self.outgoing_aliases.len() + 1;
+                    let next = aliases.outgoing.len() + 1;
                     if next <= usize::from(self.client_topic_alias_maximum) {
                         overrides.topic_alias = Some(next as u16);
                     }
@@ -626,7 +640,10 @@ impl Connection {
             }
         }
         if let (Some(alias), false) = (overrides.topic_alias, overrides.omit_topic) {
-            self.outgoing_aliases.insert(message.topic.clone(), alias);
+            self.aliases
+                .get_or_insert_with(Box::default)
+                .outgoing
+                .insert(message.topic.clone(), alias);
         }
         match encode_publish_with(message, &overrides, self.version, &mut self.out) {
             Ok(()) => true,
@@ -721,12 +738,15 @@ impl Connection {
                 return Err(self.protocol_error(ReasonCode::TOPIC_ALIAS_INVALID));
             }
             if publish.topic.is_empty() {
-                match self.incoming_aliases.get(&alias) {
+                match self.aliases.as_ref().and_then(|a| a.incoming.get(&alias)) {
                     Some(topic) => publish.topic = topic.clone(),
                     None => return Err(self.protocol_error(ReasonCode::PROTOCOL_ERROR)),
                 }
             } else {
-                self.incoming_aliases.insert(alias, publish.topic.clone());
+                self.aliases
+                    .get_or_insert_with(Box::default)
+                    .incoming
+                    .insert(alias, publish.topic.clone());
             }
         } else if publish.topic.is_empty() {
             return Err(self.protocol_error(ReasonCode::TOPIC_NAME_INVALID));
@@ -1170,6 +1190,7 @@ impl Connection {
                     Err(Close {
                         reason: ReasonCode::MAXIMUM_CONNECT_TIME,
                         publish_will: false,
+                        by_client: false,
                     })
                 }
                 _ if self.expires_at.is_some_and(|e| now >= e) => {
@@ -1179,6 +1200,7 @@ impl Connection {
                     Err(Close {
                         reason: ReasonCode::NOT_AUTHORIZED,
                         publish_will: self.broker.config.will_on_expiry,
+                        by_client: false,
                     })
                 }
                 _ => {
@@ -1199,6 +1221,7 @@ impl Connection {
         Close {
             reason: ReasonCode::SERVER_SHUTTING_DOWN,
             publish_will: false,
+            by_client: false,
         }
     }
 
@@ -1213,7 +1236,7 @@ impl Connection {
         BrokerStats::sub(&self.broker.stats.clients_connected, 1);
         self.counts.flush(&self.broker.stats);
         let mut will = if close.publish_will {
-            self.will.take()
+            self.will.take().map(|w| *w)
         } else {
             None
         };

@@ -11,6 +11,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::BytesMut;
+use tokio::io::Interest;
 use tokio::net::TcpStream;
 use tokio::sync::watch;
 use tokio::time::Instant;
@@ -78,15 +79,28 @@ pub async fn run_connection(
         let session = conn.session().cloned();
         let wants_deliveries = session.is_some() && conn.wants_deliveries();
         let wants_write = !conn.out.is_empty() || transport.wants_write();
+        // One readiness future for both directions (two would double what every idle
+        // connection's task holds).
+        let wants_read = conn.out.len() < OUT_READ_PAUSE;
+        let interest = match (wants_read, wants_write) {
+            (true, true) => Interest::READABLE.add(Interest::WRITABLE),
+            (false, _) => Interest::WRITABLE,
+            (true, false) => Interest::READABLE,
+        };
         let step = tokio::select! {
             biased;
             _ = shutdown.changed() => Err(conn.shutdown()),
-            ready = transport.stream().readable(), if conn.out.len() < OUT_READ_PAUSE => match ready {
-                Ok(()) => read_and_handle(&mut transport, &mut conn, &mut read_buf),
-                Err(_) => Err(Close::abnormal(ReasonCode::UNSPECIFIED_ERROR)),
-            },
-            ready = transport.stream().writable(), if wants_write => match ready {
-                Ok(()) => write_some(&mut transport, &mut conn).and_then(|()| conn.pull_deliveries(Instant::now())),
+            ready = transport.stream().ready(interest) => match ready {
+                Ok(ready) => {
+                    let mut step = Ok(());
+                    if ready.is_writable() && wants_write {
+                        step = write_some(&mut transport, &mut conn).and_then(|()| conn.pull_deliveries(Instant::now()));
+                    }
+                    if ready.is_readable() || ready.is_read_closed() {
+                        step = step.and_then(|()| read_and_handle(&mut transport, &mut conn, &mut read_buf));
+                    }
+                    step
+                }
                 Err(_) => Err(Close::abnormal(ReasonCode::UNSPECIFIED_ERROR)),
             },
             _ = async { session.as_ref().expect("guarded").wake.notified().await }, if wants_deliveries => {
@@ -108,7 +122,14 @@ pub async fn run_connection(
         // anything it sent meanwhile stays in the buffer until the chain has decided).
         let step = match (step, conn.take_auth_request()) {
             (Ok(()), Some(request)) => {
-                let decision = authenticate(&listener, &request, broker.config.auth_timeout).await;
+                // Boxed: the authentication future is large and lives only during CONNECT; kept
+                // inline it would make every idle connection's task that much bigger.
+                let decision = Box::pin(authenticate(
+                    &listener,
+                    &request,
+                    broker.config.auth_timeout,
+                ))
+                .await;
                 conn.finish_connect(decision, Instant::now())
                     .and_then(|()| process_buffered(&mut conn, &mut read_buf, Instant::now()))
             }
@@ -128,15 +149,22 @@ pub async fn run_connection(
 
     // Send what is left (a DISCONNECT with its reason, a CONNACK refusal, a TLS close_notify),
     // within a bound.
-    let _ = tokio::time::timeout(FINAL_FLUSH_TIMEOUT, async {
+    // (Boxed, like authentication: closing happens once, its futures need not sit in every
+    // idle connection's task.)
+    let _ = Box::pin(tokio::time::timeout(FINAL_FLUSH_TIMEOUT, async {
         flush_all(&mut transport, &mut conn).await?;
         // The close_notify goes after the last MQTT bytes: rustls sends nothing after it.
         transport.start_close();
         flush_all(&mut transport, &mut conn).await
-    })
+    }))
     .await;
     conn.closed(close);
-    linger(transport.into_stream()).await;
+    if close.by_client {
+        // The client said DISCONNECT: it sends nothing more, so the socket can simply close.
+        drop(transport);
+    } else {
+        Box::pin(linger(transport.into_stream())).await;
+    }
 }
 
 /// Closes the socket gracefully: FIN after the last packet, then reads and discards what the
@@ -177,7 +205,14 @@ fn read_and_handle(
         })?;
         let n = match status {
             ReadStatus::Data(n) => n,
-            ReadStatus::WouldBlock => return Ok(()),
+            ReadStatus::WouldBlock => {
+                // A wake-up with nothing to read (readiness left set after the last read) must
+                // not leave the buffer it reserved on an idle connection.
+                if buf.is_empty() && buf.capacity() > 0 {
+                    *buf = BytesMut::new();
+                }
+                return Ok(());
+            }
             ReadStatus::Closed => return Err(Close::abnormal(ReasonCode::UNSPECIFIED_ERROR)),
         };
         conn.counts.bytes_received += n as u64;
@@ -241,7 +276,8 @@ fn write_some(transport: &mut Transport, conn: &mut Connection) -> Result<(), Cl
             return Err(Close::abnormal(ReasonCode::UNSPECIFIED_ERROR));
         }
     }
-    if conn.out.is_empty() && conn.out.capacity() > 64 * 1024 {
+    if conn.out.is_empty() && conn.out.capacity() > 0 {
+        // Idle connections hold no write buffer either.
         conn.out = BytesMut::new();
     }
     Ok(())

@@ -188,13 +188,38 @@ async fn watch_authorization(
     }
 }
 
+/// Counts the connection tasks of a listener, so shutdown can wait for them without keeping a
+/// join handle per connection.
+#[derive(Default)]
+struct LiveConnections {
+    count: std::sync::atomic::AtomicUsize,
+    all_gone: tokio::sync::Notify,
+}
+
+/// Held by a connection task; its drop counts the task out.
+struct LiveGuard(Arc<LiveConnections>);
+
+impl Drop for LiveGuard {
+    fn drop(&mut self) {
+        if self
+            .0
+            .count
+            .fetch_sub(1, std::sync::atomic::Ordering::AcqRel)
+            == 1
+        {
+            self.0.all_gone.notify_waiters();
+        }
+    }
+}
+
 async fn accept_loop(
     listener: TcpListener,
     broker: Arc<Broker>,
     config: Arc<Listener>,
     mut shutdown: watch::Receiver<bool>,
 ) {
-    let mut connections = JoinSet::new();
+    use std::sync::atomic::Ordering;
+    let live = Arc::new(LiveConnections::default());
     loop {
         tokio::select! {
             _ = shutdown.changed() => break,
@@ -203,7 +228,15 @@ async fn accept_loop(
                     if config.config.tcp_nodelay {
                         let _ = stream.set_nodelay(true);
                     }
-                    connections.spawn(run_connection(stream, peer, Arc::clone(&broker), Arc::clone(&config), shutdown.clone()));
+                    live.count.fetch_add(1, Ordering::AcqRel);
+                    let guard = LiveGuard(Arc::clone(&live));
+                    let (broker, config, shutdown) = (Arc::clone(&broker), Arc::clone(&config), shutdown.clone());
+                    // The connection's future is made inside the task: made outside and moved
+                    // in, it would be stored twice in every task.
+                    tokio::spawn(async move {
+                        let _guard = guard;
+                        run_connection(stream, peer, broker, config, shutdown).await;
+                    });
                 }
                 Err(e) => {
                     // Out of file descriptors and the like: wait a little rather than spin.
@@ -211,9 +244,17 @@ async fn accept_loop(
                     tokio::time::sleep(Duration::from_millis(50)).await;
                 }
             },
-            Some(_) = connections.join_next(), if !connections.is_empty() => {}
         }
     }
     drop(listener);
-    while connections.join_next().await.is_some() {}
+    // Wait for every connection to finish closing.
+    loop {
+        let gone = live.all_gone.notified();
+        tokio::pin!(gone);
+        gone.as_mut().enable();
+        if live.count.load(Ordering::Acquire) == 0 {
+            return;
+        }
+        gone.await;
+    }
 }

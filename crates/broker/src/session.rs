@@ -105,7 +105,7 @@ pub struct SessionState {
     /// Session expiry interval in seconds (`u32::MAX`: never).
     pub expiry_interval: u32,
     /// A will waiting for its delay.
-    pub pending_will: Option<PendingWill>,
+    pub pending_will: Option<Box<PendingWill>>,
     /// Whether the session has ended (expired or replaced by a clean start).
     pub ended: bool,
     /// The principal that owns the session (its user name or client identity); `None` for

@@ -16,8 +16,12 @@ use tollgate_auth::CertificateInfo;
 use crate::tls::certificate_info;
 use crate::websocket::{WebSocket, WebSocketError};
 
-/// Bytes asked of the socket per plain read.
+/// Most bytes asked of the socket per plain read.
 const READ_CHUNK: usize = 16 * 1024;
+
+/// Bytes asked of the socket by a connection's first reads: a CONNECT is small, and a large
+/// buffer freed right after it leaves holes in the heap that idle connections then pay for.
+const FIRST_READ: usize = 512;
 
 /// The result of one read attempt.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -37,6 +41,8 @@ pub struct Transport {
     ws: Option<Box<WebSocket>>,
     certificate_checked: bool,
     certificate: Option<CertificateInfo>,
+    /// How much to ask of the socket next: grows while reads fill it, up to `READ_CHUNK`.
+    read_size: usize,
 }
 
 /// Above this many framed bytes waiting, WebSocket framing pauses (backpressure reaches the
@@ -75,6 +81,7 @@ impl Transport {
             tls: tls.map(Box::new),
             ws: ws.map(Box::new),
             certificate: None,
+            read_size: FIRST_READ,
         }
     }
 
@@ -103,12 +110,19 @@ impl Transport {
             ws,
             certificate_checked,
             certificate,
+            read_size,
         } = self;
         let target = match ws.as_mut() {
             Some(ws) => &mut ws.inbound,
             None => &mut *buf,
         };
-        let status = read_below(stream, tls, target)?;
+        let status = read_below(stream, tls, target, *read_size)?;
+        if let ReadStatus::Data(n) = status {
+            // A read that filled what was asked means more is coming: ask for more next time.
+            if n >= *read_size {
+                *read_size = (*read_size * 4).min(READ_CHUNK);
+            }
+        }
         if let Some(tls) = tls.as_ref() {
             if !*certificate_checked && !tls.is_handshaking() {
                 *certificate_checked = true;
@@ -177,10 +191,11 @@ fn read_below(
     stream: &TcpStream,
     tls: &mut Option<Box<ServerConnection>>,
     target: &mut BytesMut,
+    size: usize,
 ) -> io::Result<ReadStatus> {
     let Some(tls) = tls.as_mut() else {
-        if target.capacity() - target.len() < READ_CHUNK / 4 {
-            target.reserve(READ_CHUNK);
+        if target.capacity() - target.len() < size / 4 {
+            target.reserve(size);
         }
         return match stream.try_read_buf(target) {
             Ok(0) => Ok(ReadStatus::Closed),

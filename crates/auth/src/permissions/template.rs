@@ -457,10 +457,10 @@ mod tests {
                 "bad": "a/b",
                 "list": ["x"],
             }))),
-            certificate: Some(CertificateInfo {
+            certificate: Some(Box::new(CertificateInfo {
                 common_name: Some("dev-cn".into()),
                 ..CertificateInfo::default()
-            }),
+            })),
             roles: vec![
                 Attribute::new("reader", Source::Connect),
                 Attribute::new("writer", Source::Connect),

@@ -64,9 +64,11 @@ impl TestIdentity {
             roles: self.roles.iter().map(attribute).collect(),
             groups: self.groups.iter().map(attribute).collect(),
             claims: self.claims.clone().map(Arc::new),
-            certificate: self.cert_cn.as_ref().map(|cn| CertificateInfo {
-                common_name: Some(cn.clone()),
-                ..CertificateInfo::default()
+            certificate: self.cert_cn.as_ref().map(|cn| {
+                Box::new(CertificateInfo {
+                    common_name: Some(cn.clone()),
+                    ..CertificateInfo::default()
+                })
             }),
             authenticated_by: "policy test".into(),
             ..Principal::default()
