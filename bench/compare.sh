@@ -1,0 +1,326 @@
+#!/usr/bin/env bash
+# Tollgate and Mosquitto side by side on this machine, with tollgate-bench.
+#
+#   bench/compare.sh            full comparison (5 alternating runs per scenario, ~10 minutes)
+#   bench/compare.sh --quick    smoke run: 1 run each, small sizes (~1 minute)
+#   bench/compare.sh --runs 7   more runs
+#   bench/compare.sh --out F    write the report to F instead of bench/RESULTS.md
+#   TOLLGATE=path/to/tollgate bench/compare.sh   compare that binary instead of building one
+#
+# Both brokers listen on free loopback ports with equivalent settings (anonymous access,
+# TCP_NODELAY, 1024 messages in flight, 100 000 queued per client, no persistence). Each
+# scenario runs Mosquitto, Tollgate, Mosquitto, Tollgate, …; the broker's CPU time is read from
+# /proc/PID/stat around every run. The report gives medians, the per-run ratio
+# Tollgate/Mosquitto and its median, and broker CPU-seconds per million deliveries.
+set -euo pipefail
+
+ROOT=$(cd "$(dirname "$0")/.." && pwd)
+RUNS=5
+QUICK=0
+OUT="$ROOT/bench/RESULTS.md"
+while [ $# -gt 0 ]; do
+    case "$1" in
+        --quick) QUICK=1; RUNS=1 ;;
+        --runs) RUNS=$2; shift ;;
+        --out) OUT=$2; shift ;;
+        -h|--help) sed -n '2,15p' "$0"; exit 0 ;;
+        *) echo "compare.sh: unknown argument $1" >&2; exit 2 ;;
+    esac
+    shift
+done
+
+WORK=$(mktemp -d /tmp/tollgate-compare.XXXXXX)
+mkdir -p "$WORK/runs"
+PIDS=()
+cleanup() {
+    for pid in "${PIDS[@]}"; do
+        kill "$pid" 2>/dev/null || true
+    done
+    wait 2>/dev/null || true
+}
+trap cleanup EXIT
+
+log() { printf '[compare] %s\n' "$*" >&2; }
+
+# --- What is needed -------------------------------------------------------------------------
+APT_UPDATED=0
+apt_install() {
+    if [ "$APT_UPDATED" = 0 ]; then
+        apt-get update -qq
+        APT_UPDATED=1
+    fi
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "$@" >/dev/null
+}
+command -v mosquitto >/dev/null || [ -x /usr/sbin/mosquitto ] || { log "installing mosquitto"; apt_install mosquitto; }
+command -v python3 >/dev/null || { log "installing python3"; apt_install python3; }
+MOSQUITTO=$(command -v mosquitto || echo /usr/sbin/mosquitto)
+
+TARGET_DIR=$(cd "$ROOT" && cargo metadata --format-version 1 --no-deps | python3 -c 'import json,sys; print(json.load(sys.stdin)["target_directory"])')
+BENCH="$TARGET_DIR/release/tollgate-bench"
+if [ -n "${TOLLGATE:-}" ]; then
+    # A given tollgate binary (an older build, say): only the load generator is built.
+    log "building tollgate-bench (release); tollgate is $TOLLGATE"
+    (cd "$ROOT" && cargo build --release -q -p tollgate-bench)
+else
+    log "building tollgate and tollgate-bench (release)"
+    (cd "$ROOT" && cargo build --release -q -p tollgate -p tollgate-bench)
+    TOLLGATE="$TARGET_DIR/release/tollgate"
+fi
+# The whole comparison uses these copies, whatever is rebuilt meanwhile (and they can be
+# profiled afterwards).
+cp "$TOLLGATE" "$WORK/tollgate"
+cp "$BENCH" "$WORK/tollgate-bench"
+TOLLGATE="$WORK/tollgate"
+BENCH="$WORK/tollgate-bench"
+CLK_TCK=$(getconf CLK_TCK)
+
+# --- Brokers --------------------------------------------------------------------------------
+free_port() {
+    python3 - <<'PY'
+import socket
+while True:
+    s = socket.socket()
+    s.bind(("127.0.0.1", 0))
+    port = s.getsockname()[1]
+    s.close()
+    if port not in (1883, 28831):
+        print(port)
+        break
+PY
+}
+
+wait_port() {
+    python3 - "$1" <<'PY'
+import socket, sys, time
+port = int(sys.argv[1])
+for _ in range(200):
+    try:
+        socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
+        sys.exit(0)
+    except OSError:
+        time.sleep(0.05)
+sys.exit(1)
+PY
+}
+
+# Settings both brokers get.
+INFLIGHT=1024
+QUEUED=100000
+
+# Password-file mode: one user, the same Mosquitto-format file ($7$, PBKDF2-SHA512) for both.
+BENCH_USER=bench
+BENCH_PASS=bench-secret-1
+
+write_configs() { # mode: anon | passwd
+    local mode=${1:-anon}
+    M_PORT=$(free_port)
+    T_PORT=$(free_port)
+    while [ "$T_PORT" = "$M_PORT" ]; do T_PORT=$(free_port); done
+    local anonymous=true
+    if [ "$mode" = passwd ]; then
+        anonymous=false
+        [ -e "$WORK/passwd" ] || mosquitto_passwd -c -b "$WORK/passwd" "$BENCH_USER" "$BENCH_PASS"
+    fi
+    cat >"$WORK/mosquitto.conf" <<EOF
+listener $M_PORT 127.0.0.1
+allow_anonymous $anonymous
+set_tcp_nodelay true
+max_inflight_messages $INFLIGHT
+max_queued_messages $QUEUED
+persistence false
+log_dest stderr
+log_type error
+log_type warning
+EOF
+    if [ "$(id -u)" = 0 ]; then echo "user root" >>"$WORK/mosquitto.conf"; fi
+    if [ "$mode" = passwd ]; then echo "password_file $WORK/passwd" >>"$WORK/mosquitto.conf"; fi
+    {
+        echo 'log_level = "warn"'
+        echo
+        if [ "$mode" = passwd ]; then
+            printf '[[authenticator]]\nname = "passwd"\npassword_file = { path = "%s" }\n\n' "$WORK/passwd"
+        fi
+        printf '[[listener]]\nbind = "127.0.0.1:%s"\nallow_anonymous = %s\ntcp_nodelay = true\n\n' "$T_PORT" "$anonymous"
+        printf '[limits]\nmax_inflight_messages = %s\nreceive_maximum = %s\nmax_queued_messages = %s\n' "$INFLIGHT" "$INFLIGHT" "$QUEUED"
+    } >"$WORK/tollgate.toml"
+    # The report shows the first configuration of each mode (the stock-inflight check is last).
+    [ -e "$WORK/mosquitto.$mode.conf" ] || cp "$WORK/mosquitto.conf" "$WORK/mosquitto.$mode.conf"
+    [ -e "$WORK/tollgate.$mode.toml" ] || cp "$WORK/tollgate.toml" "$WORK/tollgate.$mode.toml"
+}
+
+CUR_MODE=anon
+RESTARTS=0
+start_brokers() { # mode
+    CUR_MODE=${1:-anon}
+    write_configs "$CUR_MODE"
+    "$MOSQUITTO" -c "$WORK/mosquitto.conf" 2>>"$WORK/mosquitto.log" &
+    M_PID=$!
+    PIDS+=("$M_PID")
+    "$TOLLGATE" serve --config "$WORK/tollgate.toml" 2>>"$WORK/tollgate.log" &
+    T_PID=$!
+    PIDS+=("$T_PID")
+    wait_port "$M_PORT" || { log "mosquitto did not start"; cat "$WORK/mosquitto.log" >&2; exit 1; }
+    wait_port "$T_PORT" || { log "tollgate did not start"; cat "$WORK/tollgate.log" >&2; exit 1; }
+}
+
+stop_brokers() {
+    kill "$M_PID" "$T_PID" 2>/dev/null || true
+    wait "$M_PID" "$T_PID" 2>/dev/null || true
+    # Let the kernel retire the closed connections before the next brokers start.
+    sleep 1
+}
+
+cpu_ticks() { awk '{ sub(/^.*\) /, ""); print $12 + $13 }' "/proc/$1/stat" 2>/dev/null || echo 0; }
+
+# On a shared machine a broker can vanish (a stray signal, a recycled pid): then both are
+# restarted and the run is done again; the report says how often that happened.
+brokers_alive() { kill -0 "$M_PID" 2>/dev/null && kill -0 "$T_PID" 2>/dev/null; }
+restart_brokers() {
+    local status
+    for pid in "$M_PID" "$T_PID"; do
+        if ! kill -0 "$pid" 2>/dev/null; then
+            wait "$pid" 2>/dev/null && status=0 || status=$?
+            log "broker pid $pid is gone (exit status $status); restarting both"
+        fi
+    done
+    RESTARTS=$((RESTARTS + 1))
+    stop_brokers
+    start_brokers "$CUR_MODE"
+}
+
+# --- Scenarios ------------------------------------------------------------------------------
+if [ "$QUICK" = 1 ]; then
+    TIMING="--warmup 0.5 --duration 1"
+    PAIRS=4; FANOUT=100; FANIN=20; IDLE=1000; CLIENTS=16
+else
+    TIMING="--warmup 1 --duration 3"
+    PAIRS=10; FANOUT=1000; FANIN=100; IDLE=19960; CLIENTS=32
+fi
+NOFILE=$(ulimit -n)
+if [ "$NOFILE" != unlimited ] && [ "$IDLE" -gt $((NOFILE - 40)) ]; then IDLE=$((NOFILE - 40)); fi
+
+# name|mode|arguments (the broker's --port/--broker-pid/--label are added per run)
+SCENARIOS=(
+    "connect|anon|connect --clients $CLIENTS $TIMING"
+    "connect-passwd|passwd|connect --clients $CLIENTS --username $BENCH_USER --password $BENCH_PASS $TIMING"
+    "pairs-qos0|anon|pairs --pairs $PAIRS --qos 0 $TIMING"
+    "pairs-qos1|anon|pairs --pairs $PAIRS --qos 1 $TIMING"
+    "pairs-qos2|anon|pairs --pairs $PAIRS --qos 2 $TIMING"
+    "pairs-qos1-v5|anon|pairs --mqtt 5 --pairs $PAIRS --qos 1 $TIMING"
+    "pairs-qos2-v5|anon|pairs --mqtt 5 --pairs $PAIRS --qos 2 $TIMING"
+    "fan-out-qos0|anon|fan-out --subscribers $FANOUT --qos 0 $TIMING"
+    "fan-in-qos1|anon|fan-in --publishers $FANIN --qos 1 $TIMING"
+)
+
+: >"$WORK/commands.txt"
+run_one() { # name args broker run
+    local name=$1 args=$2 broker=$3 run=$4 port pid
+    if [ "$broker" = mosquitto ]; then port=$M_PORT; pid=$M_PID; else port=$T_PORT; pid=$T_PID; fi
+    local out="$WORK/runs/$name.$broker.$run.json"
+    if [ "$run" = 1 ]; then echo "$name|$broker|tollgate-bench $args --port \$PORT --broker-pid \$PID --label $broker --json" >>"$WORK/commands.txt"; fi
+    local c0 c1 t0 t1 attempt
+    for attempt in 1 2 3; do
+        brokers_alive || restart_brokers
+        if [ "$broker" = mosquitto ]; then port=$M_PORT; pid=$M_PID; else port=$T_PORT; pid=$T_PID; fi
+        c0=$(cpu_ticks "$pid"); t0=$(date +%s.%N)
+        # shellcheck disable=SC2086
+        "$BENCH" $args --port "$port" --broker-pid "$pid" --label "$broker" --json >"$out.tmp" 2>"$out.err" || true
+        c1=$(cpu_ticks "$pid"); t1=$(date +%s.%N)
+        if kill -0 "$pid" 2>/dev/null; then break; fi
+        log "$broker died during $name run $run (attempt $attempt)"
+    done
+    local cmd="tollgate-bench $args --port $port --broker-pid $pid --label $broker --json"
+    python3 - "$out.tmp" "$out" "$c0" "$c1" "$CLK_TCK" "$t0" "$t1" "$cmd" <<'PY'
+import json, sys
+src, dst, c0, c1, tck, t0, t1, cmd = sys.argv[1:]
+try:
+    report = json.load(open(src))
+except Exception as e:
+    report = {"ok": False, "failures": [f"no report from tollgate-bench ({e})"]}
+report["compare"] = {
+    "broker_cpu_s": (int(c1) - int(c0)) / int(tck),
+    "wall_s": float(t1) - float(t0),
+    "command": cmd,
+}
+json.dump(report, open(dst, "w"), indent=1)
+PY
+    rm -f "$out.tmp"
+    local status
+    status=$(python3 -c 'import json,sys; r=json.load(open(sys.argv[1])); print("ok" if r.get("ok") else "FAILED: " + "; ".join(r.get("failures", [])))' "$out")
+    log "$name $broker run $run: $status"
+}
+
+run_scenario() { # name args
+    local r
+    for r in $(seq 1 "$RUNS"); do
+        run_one "$1" "$2" mosquitto "$r"
+        run_one "$1" "$2" tollgate "$r"
+    done
+}
+
+median_rate() { # name broker -> median delivery rate
+    python3 - "$WORK/runs" "$1" "$2" <<'PY'
+import glob, json, statistics, sys
+d, name, broker = sys.argv[1:]
+rates = [json.load(open(f)).get("messages", {}).get("delivery_rate", 0) for f in glob.glob(f"{d}/{name}.{broker}.*.json")]
+print(int(statistics.median(rates)) if rates else 0)
+PY
+}
+
+START=$(date +%s)
+for entry in "${SCENARIOS[@]}"; do
+    IFS='|' read -r name mode args <<<"$entry"
+    log "scenario $name"
+    start_brokers "$mode"
+    run_scenario "$name" "$args"
+    stop_brokers
+done
+
+# Latency at half of Mosquitto's maximum rate (its median QoS 1 pairs throughput).
+HALF=$(( $(median_rate pairs-qos1 mosquitto) / 2 ))
+[ "$HALF" -gt 0 ] || HALF=1000
+log "scenario latency-qos1 at $HALF msg/s"
+start_brokers
+run_scenario latency-qos1 "latency --pairs $PAIRS --qos 1 --rate $HALF $TIMING"
+stop_brokers
+
+# Idle connections: fresh brokers for every run, so the baseline RSS is a new process's.
+log "scenario idle ($IDLE connections)"
+for r in $(seq 1 "$RUNS"); do
+    for broker in mosquitto tollgate; do
+        start_brokers
+        sleep 1
+        run_one idle "idle --connections $IDLE --settle 3" "$broker" "$r"
+        stop_brokers
+    done
+done
+
+# Debian's Mosquitto with its stock in-flight limit (20) and 3.1.1 QoS 2: one run, for the record.
+log "check: stock Mosquitto max_inflight_messages, 3.1.1 QoS 2, window 64"
+INFLIGHT_SAVED=$INFLIGHT
+INFLIGHT=20
+start_brokers
+run_one stock-inflight-qos2 "pairs --pairs $PAIRS --qos 2 --window 64 $TIMING" mosquitto 1
+stop_brokers
+INFLIGHT=$INFLIGHT_SAVED
+ELAPSED=$(( $(date +%s) - START ))
+
+# --- Report ---------------------------------------------------------------------------------
+{
+    echo "nproc=$(nproc)"
+    echo "memory=$(free -h | awk '/^Mem:/ {print $2}')"
+    echo "kernel=$(uname -sr)"
+    echo "cpu=$(awk -F': ' '/model name/ {print $2; exit}' /proc/cpuinfo)"
+    echo "mosquitto=$("$MOSQUITTO" -h 2>/dev/null | awk '/^mosquitto version/ {print $3; exit}')"
+    echo "rustc=$(rustc --version)"
+    echo "commit=$(cd "$ROOT" && git rev-parse --short HEAD 2>/dev/null || echo unknown)$(cd "$ROOT" && git diff --quiet HEAD -- crates 2>/dev/null || echo ' (with uncommitted changes)')"
+    echo "runs=$RUNS"
+    echo "quick=$QUICK"
+    echo "elapsed=$ELAPSED"
+    echo "nofile=$NOFILE"
+    echo "restarts=$RESTARTS"
+    echo "date=$(date -u +%Y-%m-%dT%H:%MZ)"
+} >"$WORK/meta.txt"
+
+python3 "$ROOT/bench/report.py" "$WORK" "$OUT"
+log "wrote $OUT (raw runs in $WORK/runs)"
