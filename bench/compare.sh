@@ -107,20 +107,90 @@ PY
 INFLIGHT=1024
 QUEUED=100000
 
+# 10 000 rules for everyone, the matching one last (the worst case for a scan): a Tollgate policy
+# and the equivalent Mosquitto ACL file (lines before any `user` apply to anonymous clients).
+make_rules() {
+    [ -e "$WORK/acl10k" ] && return 0
+    python3 - "$WORK" <<'PY'
+import sys
+work = sys.argv[1]
+with open(f"{work}/acl10k", "w") as acl, open(f"{work}/policy10k.toml", "w") as policy:
+    policy.write('default = "deny"\n')
+    for i in range(9999):
+        acl.write(f"topic readwrite other/{i}/#\n")
+        policy.write(f'[[patterns]]\nfilter = "other/{i}/#"\n')
+    acl.write("topic readwrite tgb/#\n")
+    policy.write('[[patterns]]\nfilter = "tgb/#"\n')
+PY
+}
+
+JWT_TOKEN=""
+JWT_ALG=""
+JWT_KEY_SETTING=""
+
+# A JWT for the JWT connect scenarios, signed with a key made here by openssl: sets JWT_ALG,
+# JWT_TOKEN and JWT_KEY_SETTING (the Tollgate key configuration).
+make_token() { # HS256 | RS256 | ES256 | EdDSA
+    JWT_ALG=$1
+    local dir="$WORK/jwt-$1"
+    mkdir -p "$dir"
+    case "$1" in
+        HS256) JWT_KEY_SETTING='secret = "bench-hmac-secret-of-32-bytes!!"' ;;
+        RS256) openssl genpkey -algorithm RSA -pkeyopt rsa_keygen_bits:2048 -out "$dir/key.pem" 2>/dev/null ;;
+        ES256) openssl genpkey -algorithm EC -pkeyopt ec_paramgen_curve:P-256 -out "$dir/key.pem" 2>/dev/null ;;
+        EdDSA) openssl genpkey -algorithm ED25519 -out "$dir/key.pem" 2>/dev/null ;;
+    esac
+    if [ "$1" != HS256 ]; then
+        openssl pkey -in "$dir/key.pem" -pubout -out "$dir/pub.pem" 2>/dev/null
+        JWT_KEY_SETTING="public_key = \"$dir/pub.pem\""
+    fi
+    JWT_TOKEN=$(python3 - "$1" "$dir" <<'PY'
+import base64, json, subprocess, sys, time, hmac, hashlib
+alg, d = sys.argv[1], sys.argv[2]
+b64 = lambda b: base64.urlsafe_b64encode(b).rstrip(b"=").decode()
+head = b64(json.dumps({"alg": alg, "typ": "JWT"}).encode())
+body = b64(json.dumps({"sub": "bench", "exp": int(time.time()) + 86400}).encode())
+msg = f"{head}.{body}".encode()
+if alg == "HS256":
+    sig = hmac.new(b"bench-hmac-secret-of-32-bytes!!", msg, hashlib.sha256).digest()
+elif alg == "EdDSA":
+    open(f"{d}/msg", "wb").write(msg)
+    sig = subprocess.run(["openssl", "pkeyutl", "-sign", "-rawin", "-inkey", f"{d}/key.pem", "-in", f"{d}/msg"], capture_output=True, check=True).stdout
+else:
+    der = subprocess.run(["openssl", "dgst", "-sha256", "-sign", f"{d}/key.pem"], input=msg, capture_output=True, check=True).stdout
+    if alg == "ES256":  # DER SEQUENCE of two INTEGERs -> 32-byte r || s
+        i = 2 if der[1] < 0x80 else 3
+        def integer(at):
+            n = der[at + 1]
+            return der[at + 2:at + 2 + n], at + 2 + n
+        r, at = integer(i)
+        s_, _ = integer(at)
+        sig = r.lstrip(b"\0").rjust(32, b"\0") + s_.lstrip(b"\0").rjust(32, b"\0")
+    else:
+        sig = der
+print(f"{head}.{body}.{b64(sig)}")
+PY
+)
+}
+
 # Password-file mode: one user, the same Mosquitto-format file ($7$, PBKDF2-SHA512) for both.
 BENCH_USER=bench
 BENCH_PASS=bench-secret-1
 
-write_configs() { # mode: anon | passwd
+write_configs() { # mode: anon | passwd | passwd-cached | acl10k | jwt-<alg>
     local mode=${1:-anon}
     M_PORT=$(free_port)
     T_PORT=$(free_port)
     while [ "$T_PORT" = "$M_PORT" ]; do T_PORT=$(free_port); done
-    local anonymous=true
-    if [ "$mode" = passwd ]; then
-        anonymous=false
-        [ -e "$WORK/passwd" ] || mosquitto_passwd -c -b "$WORK/passwd" "$BENCH_USER" "$BENCH_PASS"
-    fi
+    local anonymous=true t_anonymous=true
+    case "$mode" in
+        passwd|passwd-cached)
+            anonymous=false; t_anonymous=false
+            [ -e "$WORK/passwd" ] || mosquitto_passwd -c -b "$WORK/passwd" "$BENCH_USER" "$BENCH_PASS"
+            ;;
+        jwt-*) t_anonymous=false ;; # Mosquitto has no JWT: it serves the same clients anonymously
+        acl10k) make_rules ;;
+    esac
     cat >"$WORK/mosquitto.conf" <<EOF
 listener $M_PORT 127.0.0.1
 allow_anonymous $anonymous
@@ -133,14 +203,21 @@ log_type error
 log_type warning
 EOF
     if [ "$(id -u)" = 0 ]; then echo "user root" >>"$WORK/mosquitto.conf"; fi
-    if [ "$mode" = passwd ]; then echo "password_file $WORK/passwd" >>"$WORK/mosquitto.conf"; fi
+    case "$mode" in
+        passwd|passwd-cached) echo "password_file $WORK/passwd" >>"$WORK/mosquitto.conf" ;;
+        acl10k) echo "acl_file $WORK/acl10k" >>"$WORK/mosquitto.conf" ;;
+    esac
     {
         echo 'log_level = "warn"'
         echo
-        if [ "$mode" = passwd ]; then
-            printf '[[authenticator]]\nname = "passwd"\npassword_file = { path = "%s" }\n\n' "$WORK/passwd"
-        fi
-        printf '[[listener]]\nbind = "127.0.0.1:%s"\nallow_anonymous = %s\ntcp_nodelay = true\n\n' "$T_PORT" "$anonymous"
+        case "$mode" in
+            passwd) printf '[[authenticator]]\nname = "passwd"\npassword_file = { path = "%s" }\n\n' "$WORK/passwd" ;;
+            passwd-cached) printf '[[authenticator]]\nname = "passwd"\ncache_ttl = 300\npassword_file = { path = "%s" }\n\n' "$WORK/passwd" ;;
+            acl10k) printf '[[authorizer]]\nname = "rules"\npolicy_file = { path = "%s" }\n\n' "$WORK/policy10k.toml" ;;
+            jwt-*) make_token "${mode#jwt-}"
+                   printf '[[authenticator]]\nname = "jwt"\njwt = { username_marker = "JWT", algorithms = ["%s"], %s }\n\n' "$JWT_ALG" "$JWT_KEY_SETTING" ;;
+        esac
+        printf '[[listener]]\nbind = "127.0.0.1:%s"\nallow_anonymous = %s\ntcp_nodelay = true\n\n' "$T_PORT" "$t_anonymous"
         printf '[limits]\nmax_inflight_messages = %s\nreceive_maximum = %s\nmax_queued_messages = %s\n' "$INFLIGHT" "$INFLIGHT" "$QUEUED"
     } >"$WORK/tollgate.toml"
     # The report shows the first configuration of each mode (the stock-inflight check is last).
@@ -203,6 +280,11 @@ if [ "$NOFILE" != unlimited ] && [ "$IDLE" -gt $((NOFILE - 40)) ]; then IDLE=$((
 SCENARIOS=(
     "connect|anon|connect --clients $CLIENTS $TIMING"
     "connect-passwd|passwd|connect --clients $CLIENTS --username $BENCH_USER --password $BENCH_PASS $TIMING"
+    "connect-passwd-cached|passwd-cached|connect --clients $CLIENTS --username $BENCH_USER --password $BENCH_PASS $TIMING"
+    "connect-jwt-hs256|jwt-HS256|connect --clients $CLIENTS --username JWT --password @JWT $TIMING"
+    "connect-jwt-rs256|jwt-RS256|connect --clients $CLIENTS --username JWT --password @JWT $TIMING"
+    "connect-jwt-es256|jwt-ES256|connect --clients $CLIENTS --username JWT --password @JWT $TIMING"
+    "connect-jwt-eddsa|jwt-EdDSA|connect --clients $CLIENTS --username JWT --password @JWT $TIMING"
     "pairs-qos0|anon|pairs --pairs $PAIRS --qos 0 $TIMING"
     "pairs-qos1|anon|pairs --pairs $PAIRS --qos 1 $TIMING"
     "pairs-qos2|anon|pairs --pairs $PAIRS --qos 2 $TIMING"
@@ -210,6 +292,7 @@ SCENARIOS=(
     "pairs-qos2-v5|anon|pairs --mqtt 5 --pairs $PAIRS --qos 2 $TIMING"
     "fan-out-qos0|anon|fan-out --subscribers $FANOUT --qos 0 $TIMING"
     "fan-in-qos1|anon|fan-in --publishers $FANIN --qos 1 $TIMING"
+    "pairs-qos1-rules|acl10k|pairs --pairs $PAIRS --qos 1 $TIMING"
 )
 
 : >"$WORK/commands.txt"
@@ -272,6 +355,7 @@ for entry in "${SCENARIOS[@]}"; do
     IFS='|' read -r name mode args <<<"$entry"
     log "scenario $name"
     start_brokers "$mode"
+    args=${args//@JWT/$JWT_TOKEN}
     run_scenario "$name" "$args"
     stop_brokers
 done

@@ -23,6 +23,11 @@ BROKERS = ("mosquitto", "tollgate")
 SCENARIOS = {
     "connect": ("Connect rate, anonymous", "connects/s", "connections"),
     "connect-passwd": ("Connect rate, password file (one user, $7$)", "connects/s", "connections"),
+    "connect-passwd-cached": ("Connect rate, password file with Tollgate's credential cache", "connects/s", "connections"),
+    "connect-jwt-hs256": ("Connect rate, Tollgate JWT HS256 (Mosquitto anonymous)", "connects/s", "connections"),
+    "connect-jwt-rs256": ("Connect rate, Tollgate JWT RS256 (Mosquitto anonymous)", "connects/s", "connections"),
+    "connect-jwt-es256": ("Connect rate, Tollgate JWT ES256 (Mosquitto anonymous)", "connects/s", "connections"),
+    "connect-jwt-eddsa": ("Connect rate, Tollgate JWT EdDSA (Mosquitto anonymous)", "connects/s", "connections"),
     "pairs-qos0": ("Point-to-point QoS 0, 3.1.1", "deliveries/s", "deliveries"),
     "pairs-qos1": ("Point-to-point QoS 1, 3.1.1", "deliveries/s", "deliveries"),
     "pairs-qos2": ("Point-to-point QoS 2, 3.1.1", "deliveries/s", "deliveries"),
@@ -30,6 +35,7 @@ SCENARIOS = {
     "pairs-qos2-v5": ("Point-to-point QoS 2, 5.0", "deliveries/s", "deliveries"),
     "fan-out-qos0": ("Fan-out 1 → N, QoS 0", "deliveries/s", "deliveries"),
     "fan-in-qos1": ("Fan-in N → 1, QoS 1", "deliveries/s", "deliveries"),
+    "pairs-qos1-rules": ("Point-to-point QoS 1 with 10 000 rules (policy / Mosquitto acl_file)", "deliveries/s", "deliveries"),
     "latency-qos1": ("Latency at half Mosquitto's max rate, QoS 1", "deliveries/s", "deliveries"),
 }
 
