@@ -48,4 +48,11 @@ pub trait Authenticator: Send + Sync {
     fn revision(&self) -> u64 {
         0
     }
+
+    /// Whether the decision depends on the client identifier (a token bound to one client
+    /// does). When it does not, a cached allow serves the same credentials under any client
+    /// identifier. The default, `true`, is the safe answer.
+    fn depends_on_client_id(&self) -> bool {
+        true
+    }
 }

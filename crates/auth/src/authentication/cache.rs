@@ -39,14 +39,19 @@ impl AuthCache {
         }
     }
 
-    /// The digest under which a request's credentials are cached.
-    pub fn key(request: &ConnectRequest) -> [u8; 32] {
+    /// The digest under which a request's credentials are cached; the client identifier is
+    /// part of it only when `with_client_id`.
+    pub fn key(request: &ConnectRequest, with_client_id: bool) -> [u8; 32] {
         let mut h = Sha256::new();
         let mut field = |bytes: &[u8]| {
             h.update((bytes.len() as u64).to_be_bytes());
             h.update(bytes);
         };
-        field(request.client_id.as_bytes());
+        field(if with_client_id {
+            request.client_id.as_bytes()
+        } else {
+            b"\0any"
+        });
         field(request.username.as_deref().unwrap_or("\0none").as_bytes());
         field(
             request
@@ -151,8 +156,15 @@ mod tests {
     fn entries_expire_change_with_revision_and_differ_by_password() {
         let cache = AuthCache::new(Duration::from_secs(10), 100);
         let t0 = Instant::now();
-        let key = AuthCache::key(&request("right"));
-        assert_ne!(key, AuthCache::key(&request("wrong")));
+        let key = AuthCache::key(&request("right"), true);
+        assert_ne!(key, AuthCache::key(&request("wrong"), true));
+        let mut other_client = request("right");
+        other_client.client_id = "other".into();
+        assert_ne!(key, AuthCache::key(&other_client, true));
+        assert_eq!(
+            AuthCache::key(&request("right"), false),
+            AuthCache::key(&other_client, false)
+        );
         cache.put(key, Identity::default(), 1, t0);
         assert!(cache.get(&key, 1, t0 + Duration::from_secs(5)).is_some());
         assert!(

@@ -142,15 +142,14 @@ impl AuthChain {
                 };
             }
         }
-        let key = self
-            .entries
-            .iter()
-            .any(|e| e.cache.is_some())
-            .then(|| AuthCache::key(request));
         for entry in &self.entries {
             let authenticator = &entry.authenticator;
             let name = authenticator.name();
-            if let (Some(cache), Some(key)) = (&entry.cache, &key) {
+            let key = entry
+                .cache
+                .as_ref()
+                .map(|_| AuthCache::key(request, authenticator.depends_on_client_id()));
+            if let (Some(cache), Some(key)) = (&entry.cache, key.as_ref()) {
                 if let Some(identity) = cache.get(key, authenticator.revision(), Instant::now()) {
                     return ChainDecision::Allowed {
                         identity,
@@ -266,6 +265,7 @@ mod tests {
         name: &'static str,
         answer: Result<AuthOutcome, AuthError>,
         calls: AtomicUsize,
+        per_client: bool,
     }
 
     impl Fixed {
@@ -274,6 +274,7 @@ mod tests {
                 name,
                 answer,
                 calls: AtomicUsize::new(0),
+                per_client: true,
             })
         }
     }
@@ -281,6 +282,9 @@ mod tests {
     impl Authenticator for Fixed {
         fn name(&self) -> &str {
             self.name
+        }
+        fn depends_on_client_id(&self) -> bool {
+            self.per_client
         }
         fn authenticate<'a>(
             &'a self,
@@ -476,6 +480,38 @@ mod tests {
             chain.authenticate(&anonymous).await,
             ChainDecision::Allowed { .. }
         ));
+    }
+
+    #[tokio::test]
+    async fn a_cached_allow_serves_other_client_ids_only_when_the_authenticator_allows_it() {
+        for per_client in [true, false] {
+            let auth = Arc::new(Fixed {
+                name: "a",
+                answer: allow(),
+                calls: AtomicUsize::new(0),
+                per_client,
+            });
+            let cache = Arc::new(AuthCache::new(std::time::Duration::from_secs(60), 10));
+            let chain = AuthChain::new(
+                vec![ChainEntry {
+                    authenticator: auth.clone(),
+                    on_error: OnError::Deny,
+                    cache: Some(cache),
+                }],
+                false,
+                false,
+                None,
+            );
+            let mut request = with_password();
+            chain.authenticate(&request).await;
+            request.client_id = "another-device".into();
+            chain.authenticate(&request).await;
+            assert_eq!(
+                auth.calls.load(Ordering::Relaxed),
+                if per_client { 2 } else { 1 },
+                "per_client = {per_client}"
+            );
+        }
     }
 
     #[tokio::test]

@@ -285,6 +285,10 @@ impl Authenticator for JwtAuthenticator {
         &self.name
     }
 
+    fn depends_on_client_id(&self) -> bool {
+        self.config.client_id_claim.is_some()
+    }
+
     fn authenticate<'a>(
         &'a self,
         request: &'a ConnectRequest,

@@ -190,6 +190,10 @@ impl Authenticator for PasswordFile {
         self.revision.load(Ordering::Relaxed)
     }
 
+    fn depends_on_client_id(&self) -> bool {
+        false
+    }
+
     fn authenticate<'a>(
         &'a self,
         request: &'a ConnectRequest,
