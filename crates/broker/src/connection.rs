@@ -123,6 +123,15 @@ pub struct Connection {
     permissions_generation: u64,
     /// When the principal's credentials expire (a token's `exp`): the connection ends then.
     expires_at: Option<Instant>,
+    /// The MQTT 5 authentication method the client authenticated with, if any: the only one
+    /// it may re-authenticate with.
+    auth_method: Option<String>,
+    /// The user name the client sent in CONNECT (re-authentication asks with it again).
+    connect_username: Option<String>,
+    /// A re-authentication (AUTH 0x19) waiting for the chain.
+    reauth: Option<Box<ConnectRequest>>,
+    /// Whether a re-authentication is under way (no packet is handled until it is decided).
+    reauthenticating: bool,
     /// Packet and byte counts not yet added to the broker's.
     pub counts: LocalCounts,
     scratch: Vec<RouteTarget>,
@@ -164,6 +173,10 @@ impl Connection {
             unrestricted: true,
             permissions_generation: 0,
             expires_at: None,
+            auth_method: None,
+            connect_username: None,
+            reauth: None,
+            reauthenticating: false,
             counts: LocalCounts::default(),
             scratch: Vec::new(),
         }
@@ -271,8 +284,7 @@ impl Connection {
                     Ok(())
                 }
                 Packet::Disconnect(disconnect) => Err(self.handle_disconnect(disconnect)),
-                // No enhanced authentication method is configured yet: AUTH is unexpected.
-                Packet::Auth(_) => Err(self.protocol_error(ReasonCode::PROTOCOL_ERROR)),
+                Packet::Auth(auth) => self.handle_auth(auth),
                 Packet::ConnAck(_) | Packet::SubAck(_) | Packet::UnsubAck(_) | Packet::PingResp => {
                     Err(self.protocol_error(ReasonCode::PROTOCOL_ERROR))
                 }
@@ -399,13 +411,116 @@ impl Connection {
     /// was received. The driver runs the chain and hands the decision to
     /// [`Connection::finish_connect`].
     pub fn take_auth_request(&mut self) -> Option<ConnectRequest> {
-        self.pending.as_mut().and_then(|p| p.request.take())
+        match self.pending.as_mut().and_then(|p| p.request.take()) {
+            Some(request) => Some(request),
+            None => self.reauth.take().map(|r| *r),
+        }
+    }
+
+    /// Applies the chain's decision on the request [`Connection::take_auth_request`] gave:
+    /// completes CONNECT, or a re-authentication.
+    pub fn finish_authentication(
+        &mut self,
+        decision: ChainDecision,
+        now: Instant,
+    ) -> Result<(), Close> {
+        if self.reauthenticating {
+            self.finish_reauth(decision, now)
+        } else {
+            self.finish_connect(decision, now)
+        }
+    }
+
+    /// AUTH from a connected client: re-authentication (0x19) with the method it connected
+    /// with. Anything else is a protocol error (no multi-step method is offered).
+    fn handle_auth(&mut self, auth: tollgate_mqtt::Auth) -> Result<(), Close> {
+        let same_method =
+            self.auth_method.is_some() && auth.properties.authentication_method == self.auth_method;
+        if auth.reason_code != ReasonCode::REAUTHENTICATE || !same_method {
+            return Err(self.protocol_error(ReasonCode::PROTOCOL_ERROR));
+        }
+        let Some(principal) = self.principal.clone() else {
+            return Err(self.protocol_error(ReasonCode::PROTOCOL_ERROR));
+        };
+        let request = ConnectRequest {
+            listener: Arc::clone(&self.listener.name),
+            peer: self.peer,
+            client_id: principal.client_id.clone(),
+            username: self.connect_username.clone(),
+            password: None,
+            protocol_level: self.version.level(),
+            certificate: self.certificate.as_deref().cloned(),
+            authentication_method: auth.properties.authentication_method,
+            authentication_data: auth
+                .properties
+                .authentication_data
+                .map(|d| Secret::new(d.to_vec())),
+        };
+        self.reauth = Some(Box::new(request));
+        self.reauthenticating = true;
+        Ok(())
+    }
+
+    /// A re-authentication decided: the principal, its permissions and its expiry are
+    /// replaced (the session is untouched), or the connection ends with 0x87.
+    fn finish_reauth(&mut self, decision: ChainDecision, now: Instant) -> Result<(), Close> {
+        self.reauthenticating = false;
+        let (identity, by) = match decision {
+            ChainDecision::Allowed { identity, by } => (identity, by),
+            ChainDecision::Refused { reason, .. } => {
+                tracing::info!(target: "tollgate::audit", client_id = self.client_id().unwrap_or(""), reason = %reason, "re-authentication refused: disconnected");
+                return Err(self.protocol_error(ReasonCode::NOT_AUTHORIZED));
+            }
+        };
+        let old = self
+            .principal
+            .clone()
+            .expect("connected connections have a principal");
+        let mut principal = (*old).clone();
+        principal.username = identity.username.or_else(|| self.connect_username.clone());
+        if principal.owner() != old.owner() {
+            // Re-authentication renews a principal's rights; it cannot change who it is.
+            tracing::info!(target: "tollgate::audit", client_id = %old.client_id, "re-authentication as another principal refused");
+            return Err(self.protocol_error(ReasonCode::NOT_AUTHORIZED));
+        }
+        principal.roles = identity.roles;
+        principal.groups = identity.groups;
+        principal.claims = identity.claims;
+        principal.expires_at = identity.expires_at;
+        principal.authenticated_by = by;
+        self.expires_at = match principal.expires_at {
+            Some(expiry) => {
+                let left = expiry
+                    .duration_since(std::time::SystemTime::now())
+                    .unwrap_or_default();
+                if left.is_zero() {
+                    return Err(self.protocol_error(ReasonCode::NOT_AUTHORIZED));
+                }
+                Some(now + left)
+            }
+            None => None,
+        };
+        let principal = Arc::new(principal);
+        if let Some(session) = &self.session {
+            session.state.lock().principal = Some(Arc::clone(&principal));
+        }
+        self.principal = Some(principal);
+        self.refresh_permissions();
+        self.send(&Packet::Auth(tollgate_mqtt::Auth {
+            reason_code: ReasonCode::SUCCESS,
+            properties: tollgate_mqtt::AuthProperties {
+                authentication_method: self.auth_method.clone(),
+                ..Default::default()
+            },
+        }));
+        tracing::info!(target: "tollgate::audit", client_id = self.client_id().unwrap_or(""), "re-authenticated");
+        Ok(())
     }
 
     /// Whether CONNECT waits for the authentication chain (no further packets are handled
     /// until it has decided).
     pub fn is_authenticating(&self) -> bool {
-        self.phase == Phase::Authenticating
+        self.phase == Phase::Authenticating || self.reauthenticating
     }
 
     /// Completes CONNECT with the chain's decision: CONNACK, the session, deliveries.
@@ -432,7 +547,7 @@ impl Connection {
 
         let principal = Principal {
             client_id: client_id.clone(),
-            username: identity.username.or(connect.username),
+            username: identity.username.or_else(|| connect.username.clone()),
             client_identity: identity.client_identity.or_else(|| {
                 self.certificate
                     .as_ref()
@@ -465,6 +580,7 @@ impl Connection {
             }
             self.expires_at = Some(now + left);
         }
+        self.connect_username = connect.username.clone();
         let principal = Arc::new(principal);
         self.principal = Some(Arc::clone(&principal));
         self.compile_permissions();
@@ -526,6 +642,7 @@ impl Connection {
             // A client authenticated through MQTT 5 authentication data is answered with the
             // same method (MQTT-3.2.2.3.17).
             props.authentication_method = connect.properties.authentication_method.clone();
+            self.auth_method = connect.properties.authentication_method.clone();
         }
 
         let mut keep_alive = connect.keep_alive;

@@ -130,7 +130,7 @@ pub async fn run_connection(
                     broker.config.auth_timeout,
                 ))
                 .await;
-                conn.finish_connect(decision, Instant::now())
+                conn.finish_authentication(decision, Instant::now())
                     .and_then(|()| process_buffered(&mut conn, &mut read_buf, Instant::now()))
             }
             (step, _) => step,

@@ -166,3 +166,122 @@ async fn the_connection_ends_when_the_token_expires() {
         other => panic!("expected DISCONNECT 0x87 at expiry, got {other:?}"),
     }
 }
+
+fn auth_data_config() -> JwtConfig {
+    JwtConfig {
+        token_from: TokenLocation::AuthenticationData,
+        authentication_method: Some("jwt".into()),
+        username_marker: None,
+        leeway: 0,
+        ..jwt_config()
+    }
+}
+
+async fn connect_with_token(
+    addr: std::net::SocketAddr,
+    client_id: &str,
+    token: &str,
+) -> TestClient {
+    let mut connect = connect_packet(ProtocolVersion::V5, client_id);
+    connect.properties.authentication_method = Some("jwt".into());
+    connect.properties.authentication_data = Some(token.to_owned().into_bytes().into());
+    let (client, ack) = TestClient::connect_with(addr, connect).await;
+    assert_eq!(ack.reason_code, ReasonCode::SUCCESS);
+    client
+}
+
+fn reauth(token: &str) -> Packet {
+    Packet::Auth(Auth {
+        reason_code: ReasonCode::REAUTHENTICATE,
+        properties: AuthProperties {
+            authentication_method: Some("jwt".into()),
+            authentication_data: Some(token.to_owned().into_bytes().into()),
+            ..Default::default()
+        },
+    })
+}
+
+#[tokio::test]
+async fn reauthentication_with_a_fresh_token_renews_the_rights_and_keeps_the_session() {
+    let (_server, addr) = start_broker(|c| with_jwt(c, auth_data_config())).await;
+    let mut c = connect_with_token(
+        addr,
+        "renewer",
+        &token(json!({ "sub": "dev", "exp": unix_now() + 2, "topics": ["r/#"] })),
+    )
+    .await;
+    c.subscribe(1, "r/#", QoS::AtLeastOnce).await;
+    c.send(reauth(&token(
+        json!({ "sub": "dev", "exp": unix_now() + 600, "topics": ["r/#"] }),
+    )))
+    .await;
+    match c.recv().await {
+        Packet::Auth(a) => {
+            assert_eq!(a.reason_code, ReasonCode::SUCCESS);
+            assert_eq!(a.properties.authentication_method.as_deref(), Some("jwt"));
+        }
+        other => panic!("expected AUTH success, got {other:?}"),
+    }
+    // The scenario: the first token's expiry passes; the renewed principal stays connected.
+    tokio::time::sleep(std::time::Duration::from_millis(2500)).await;
+    c.expect_nothing().await;
+    // The session is untouched: its subscription still delivers.
+    assert_eq!(
+        c.publish("r/1", b"still here", QoS::AtLeastOnce, false, 2)
+            .await,
+        ReasonCode::SUCCESS
+    );
+    assert_eq!(&c.recv_publish().await.payload[..], b"still here");
+}
+
+#[tokio::test]
+async fn reauthentication_applies_the_new_tokens_permissions() {
+    let (_server, addr) = start_broker(|c| with_jwt(c, auth_data_config())).await;
+    let mut c = connect_with_token(
+        addr,
+        "mover",
+        &token(json!({ "sub": "dev", "exp": unix_now() + 600, "topics": ["a/#"] })),
+    )
+    .await;
+    c.subscribe(1, "a/#", QoS::AtLeastOnce).await;
+    c.send(reauth(&token(
+        json!({ "sub": "dev", "exp": unix_now() + 600, "topics": ["b/#"] }),
+    )))
+    .await;
+    assert!(matches!(c.recv().await, Packet::Auth(a) if a.reason_code == ReasonCode::SUCCESS));
+    assert_eq!(
+        c.publish("a/1", b"old", QoS::AtLeastOnce, false, 2).await,
+        ReasonCode::NOT_AUTHORIZED,
+        "a/# is no longer granted"
+    );
+    assert_eq!(
+        c.subscribe(3, "b/#", QoS::AtLeastOnce).await.reason_codes,
+        vec![ReasonCode::GRANTED_QOS_1]
+    );
+}
+
+#[tokio::test]
+async fn a_failed_reauthentication_ends_the_connection_with_0x87() {
+    let (_server, addr) = start_broker(|c| with_jwt(c, auth_data_config())).await;
+    for bad in [
+        encode(
+            &Header::new(Algorithm::HS256),
+            &json!({ "sub": "dev", "exp": unix_now() + 600 }),
+            &EncodingKey::from_secret(b"forged"),
+        )
+        .unwrap(),
+        token(json!({ "sub": "someone-else", "exp": unix_now() + 600 })),
+    ] {
+        let mut c = connect_with_token(
+            addr,
+            "failer",
+            &token(json!({ "sub": "dev", "exp": unix_now() + 600 })),
+        )
+        .await;
+        c.send(reauth(&bad)).await;
+        match c.expect_close().await.as_slice() {
+            [Packet::Disconnect(d)] => assert_eq!(d.reason_code, ReasonCode::NOT_AUTHORIZED),
+            other => panic!("expected DISCONNECT 0x87, got {other:?}"),
+        }
+    }
+}
