@@ -2,7 +2,8 @@
 # Interoperability checks: drive a running broker with real MQTT clients
 # (Mosquitto's mosquitto_pub/mosquitto_sub, Python's paho-mqtt 2.x and MQTT.js 5 on node),
 # over plain TCP, TCP with passwords, TLS (passwords and client certificates), WebSocket and
-# secure WebSocket.
+# secure WebSocket; and log in with access tokens from a real OpenID provider (oidc-provider
+# on node): JWTs checked against its keys, opaque tokens by introspection.
 #
 #   tests/interop/run.sh                       # Tollgate: $TOLLGATE_BIN serve --config FILE
 #   BROKER=mosquitto tests/interop/run.sh      # Debian's mosquitto, to check the checks
@@ -17,12 +18,12 @@
 #   ONLY          run only the checks whose name contains this string
 #   KEEP_WORK=1   keep the temporary directory (configs, logs, client outputs)
 #   INTEROP_BUDGET  seconds each part (shell checks, authentication/TLS shell checks,
-#                 paho checks, mqtt.js checks) may take before its remaining checks are
-#                 failed without running them (default 60; against a healthy broker the
-#                 parts take ~15, ~5, ~10 and ~8 s)
+#                 paho checks, mqtt.js checks, OpenID checks) may take before its remaining
+#                 checks are failed without running them (default 60; against a healthy
+#                 broker the parts take ~15, ~5, ~10, ~8 and ~5 s)
 #
 # Prints one line per check and then a final line "N passed, M failed"
-# (shell, paho and mqtt.js checks together); exits non-zero if anything failed.
+# (shell, paho, mqtt.js and OpenID checks together); exits non-zero if anything failed.
 set -euo pipefail
 
 HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
@@ -85,12 +86,14 @@ if ! paho_ok; then
     paho_ok || die "paho-mqtt 2.x not importable after installing it into $PYDEPS"
 fi
 
-# MQTT.js 5 goes into tests/interop/node_modules, from package.json and package-lock.json
-# (npm ci: exactly the locked versions; git ignores node_modules). After installing, a copy
-# of the lockfile is left in node_modules, so a changed lockfile means installing again.
+# MQTT.js 5 and oidc-provider go into tests/interop/node_modules, from package.json and
+# package-lock.json (npm ci: exactly the locked versions; git ignores node_modules). After
+# installing, a copy of the lockfile is left in node_modules, so a changed lockfile means
+# installing again.
 NODE_STAMP=$HERE/node_modules/.interop-package-lock.json
-if ! cmp -s "$HERE/package-lock.json" "$NODE_STAMP" || [ ! -f "$HERE/node_modules/mqtt/package.json" ]; then
-    log "npm ci (mqtt.js) into $HERE/node_modules"
+if ! cmp -s "$HERE/package-lock.json" "$NODE_STAMP" || [ ! -f "$HERE/node_modules/mqtt/package.json" ] ||
+    [ ! -f "$HERE/node_modules/oidc-provider/package.json" ]; then
+    log "npm ci (mqtt.js, oidc-provider) into $HERE/node_modules"
     (cd "$HERE" && timeout 300 npm ci --no-audit --no-fund --loglevel=error >/dev/null) \
         || die "npm ci in $HERE failed"
     cp "$HERE/package-lock.json" "$NODE_STAMP"
@@ -99,21 +102,27 @@ fi
 # ------------------------------------------------------------ broker
 WORK=$(mktemp -d "${TMPDIR:-/tmp}/tollgate-interop.XXXXXX")
 BROKER_PID=
-BG_PIDS=()
+BG_PIDS=()      # clients of the check running now: stopped after each check
+SERVICE_PIDS=() # the OpenID providers and the brokers of the OpenID checks: stopped on exit
 
-stop_broker() {
-    if [ -n "$BROKER_PID" ] && kill -0 "$BROKER_PID" 2>/dev/null; then
-        kill -TERM "$BROKER_PID" 2>/dev/null || true
+stop_process() { # PID NAME: SIGTERM, then SIGKILL if it is still there after 5 s
+    local pid=$1
+    if kill -0 "$pid" 2>/dev/null; then
+        kill -TERM "$pid" 2>/dev/null || true
         for _ in $(seq 50); do
-            kill -0 "$BROKER_PID" 2>/dev/null || break
+            kill -0 "$pid" 2>/dev/null || break
             sleep 0.1
         done
-        if kill -0 "$BROKER_PID" 2>/dev/null; then
-            log "broker did not stop on SIGTERM within 5s; sending SIGKILL"
-            kill -KILL "$BROKER_PID" 2>/dev/null || true
+        if kill -0 "$pid" 2>/dev/null; then
+            log "$2 did not stop on SIGTERM within 5s; sending SIGKILL"
+            kill -KILL "$pid" 2>/dev/null || true
         fi
-        wait "$BROKER_PID" 2>/dev/null || true
     fi
+    wait "$pid" 2>/dev/null || true
+}
+
+stop_broker() {
+    if [ -n "$BROKER_PID" ]; then stop_process "$BROKER_PID" broker; fi
     BROKER_PID=
 }
 
@@ -123,6 +132,9 @@ cleanup() {
     local p
     for p in "${BG_PIDS[@]}"; do
         kill -TERM "$p" 2>/dev/null || true
+    done
+    for p in "${SERVICE_PIDS[@]}"; do
+        stop_process "$p" "process $p"
     done
     stop_broker
     if [ "${KEEP_WORK:-}" = 1 ]; then
@@ -148,18 +160,23 @@ if [ "$BROKER" = tollgate ] && [ -z "$BROKER_CMD" ] && [ ! -x "$TOLLGATE_BIN" ];
     die "broker binary '$TOLLGATE_BIN' not found or not executable (cargo build --release, or set TOLLGATE_BIN)"
 fi
 
-# Five distinct free ports, all bound at once so none is handed out twice.
-read -r PORT PW_PORT TLS_PORT WS_PORT WSS_PORT < <(python3 -c '
-import socket
+# free_ports N: N distinct free ports, all bound at once so none is handed out twice.
+free_ports() {
+    python3 -c '
+import socket, sys
 socks = []
-while len(socks) < 5:
+while len(socks) < int(sys.argv[1]):
     s = socket.socket()
     s.bind(("127.0.0.1", 0))
     if s.getsockname()[1] in (1883, 28831):
         continue  # keep it bound, so it is not handed out again
     socks.append(s)
 print(" ".join(str(s.getsockname()[1]) for s in socks))
-') || die "could not pick free ports"
+' "$1"
+}
+# The broker's five listeners. (The OpenID checks pick theirs when they start, so that no
+# client connection of the checks before them can have taken one of them meanwhile.)
+read -r PORT PW_PORT TLS_PORT WS_PORT WSS_PORT < <(free_ports 5) || die "could not pick free ports"
 for p in "$PORT" "$PW_PORT" "$TLS_PORT" "$WS_PORT" "$WSS_PORT"; do
     case "$p" in 1883 | 28831 | '') die "refusing to use port '$p'" ;; esac
 done
@@ -852,6 +869,306 @@ if [ -n "$ONLY" ]; then mqttjs_args+=(--only "$ONLY"); fi
 if [ "$TOLLGATE_ONLY" != 1 ]; then mqttjs_args+=(--skip-path-check); fi
 run_suite mqttjs_checks.mjs "$WORK/mqttjs.out" \
     timeout -k 5 $((BUDGET + 40)) node "$HERE/mqttjs_checks.mjs" "${mqttjs_args[@]}"
+
+# g. OpenID Connect: access tokens from a real OpenID provider (oidc-provider, by panva, on
+#    node: oidc_provider.mjs), got by the client credentials grant as a device would, and sent
+#    in the password field (any user name). Three providers, each with signing keys (RS256 and
+#    ES256) of its own made when it starts, and the same clients and secrets:
+#      trusted    http://127.0.0.1:OIDC_PORT, which the brokers below trust;
+#      untrusted  another issuer (its own address);
+#      impostor   puts the trusted issuer's name in its tokens, and the trusted provider's
+#                 key ids in their headers, but signs them with its own keys: only the
+#                 signature tells its tokens apart.
+#    With resource=urn:tollgate the provider issues a JWT (RFC 9068: typ at+jwt, aud
+#    urn:tollgate, client_id and sub the client's id); without a resource, an opaque token.
+#    Two more brokers (the main one's command, with a config of their own):
+#      jwt     one listener whose only authenticator is a jwt one, trusting the trusted provider
+#              by OpenID discovery (issuer -> /.well-known/openid-configuration -> jwks_uri);
+#      opaque  one listener whose only authenticator asks the trusted provider's
+#              introspection endpoint (RFC 7662) about each token.
+#    They are separate brokers so that a config one of them refuses (introspection is newer
+#    than jwt) fails only its own checks. Providers and brokers are started by the first check
+#    that needs them (so an ONLY= without OpenID checks starts none), and stopped on exit.
+# shellcheck disable=SC2034 # read through the nameref in once()
+{
+    OIDC_STATE= # "" until the providers are started, then "up" or why they could not be
+    JWT_STATE=
+    OPAQUE_STATE=
+}
+OIDC_RESOURCE=urn:tollgate
+
+# once STATE_VAR FUNCTION: runs FUNCTION the first time only; later calls get the same outcome
+# (STATE_VAR holds "up", or the reason FUNCTION failed, which each later check repeats).
+once() {
+    local -n state=$1
+    if [ -z "$state" ]; then
+        CHECK_ERR=
+        if "$2"; then state=up; else state="$2: ${CHECK_ERR:-failed}"; fi
+    fi
+    [ "$state" = up ] || { bad "$state"; return 1; }
+}
+
+# start_service LOG COMMAND...: a process that lives across checks (stopped on exit, unlike
+# BG_PIDS, which are stopped after each check); its pid in SERVICE_PID.
+start_service() {
+    local out=$1
+    shift
+    "$@" </dev/null >"$out" 2>&1 &
+    SERVICE_PID=$!
+    SERVICE_PIDS+=("$SERVICE_PID")
+}
+
+# wait_for NAME PID LOG TEST...: polls TEST every 0.1 s until it succeeds, for at most 15 s
+# and only while PID runs.
+wait_for() {
+    local name=$1 pid=$2 out=$3
+    shift 3
+    for _ in $(seq 150); do
+        if "$@"; then return 0; fi
+        if ! kill -0 "$pid" 2>/dev/null; then
+            local rc=0
+            wait "$pid" 2>/dev/null || rc=$?
+            bad "$name exited (status $rc) before it was ready: $(tail -n 3 "$out" | tr '\n' ' ')"
+            return 1
+        fi
+        sleep 0.1
+    done
+    bad "$name not ready within 15s: $(tail -n 3 "$out" | tr '\n' ' ')"
+    return 1
+}
+has_ready_line() { grep -q '^READY ' "$1" 2>/dev/null; }
+accepts() { (exec 3<>"/dev/tcp/$HOST/$1") 2>/dev/null; }
+
+oidc_start_providers() {
+    read -r OIDC_PORT OIDC_UNTRUSTED_PORT OIDC_IMPOSTOR_PORT JWT_PORT OPAQUE_PORT < <(free_ports 5) ||
+        { bad "could not pick free ports"; return 1; }
+    local p
+    for p in "$OIDC_PORT" "$OIDC_UNTRUSTED_PORT" "$OIDC_IMPOSTOR_PORT" "$JWT_PORT" "$OPAQUE_PORT"; do
+        case "$p" in 1883 | 28831 | '') bad "refusing to use port '$p'"; return 1 ;; esac
+    done
+    if ! OIDC_DEVICE_SECRET=$(openssl rand -hex 24) || ! OIDC_TOLLGATE_SECRET=$(openssl rand -hex 24); then
+        bad "openssl rand failed"
+        return 1
+    fi
+    # where each provider listens (and so where its discovery document is); the impostor's
+    # issuer is not its address
+    OIDC_URL=http://$HOST:$OIDC_PORT
+    OIDC_UNTRUSTED_URL=http://$HOST:$OIDC_UNTRUSTED_PORT
+    OIDC_IMPOSTOR_URL=http://$HOST:$OIDC_IMPOSTOR_PORT
+    OIDC_ISSUER=$OIDC_URL
+    log "OpenID providers (oidc-provider $OIDC_VERSION): trusted $OIDC_URL, untrusted $OIDC_UNTRUSTED_URL, impostor $OIDC_IMPOSTOR_URL (issuer $OIDC_ISSUER)"
+    local -a secrets=(--device-secret "$OIDC_DEVICE_SECRET" --tollgate-secret "$OIDC_TOLLGATE_SECRET")
+    # the trusted provider and the impostor name their keys alike (kid trusted-rs256 and
+    # trusted-es256); the untrusted provider's key ids are their thumbprints
+    local name port issuer
+    local -a kid pids=()
+    # all three start at once; then each is waited for
+    for name in trusted untrusted impostor; do
+        case $name in
+        trusted) port=$OIDC_PORT issuer=$OIDC_ISSUER kid=(--kid-prefix trusted) ;;
+        untrusted) port=$OIDC_UNTRUSTED_PORT issuer=$OIDC_UNTRUSTED_URL kid=() ;;
+        impostor) port=$OIDC_IMPOSTOR_PORT issuer=$OIDC_ISSUER kid=(--kid-prefix trusted) ;;
+        esac
+        start_service "$WORK/oidc-$name.log" node "$HERE/oidc_provider.mjs" serve \
+            --port "$port" --issuer "$issuer" "${kid[@]}" "${secrets[@]}"
+        pids+=("$SERVICE_PID")
+    done
+    local i=0
+    for name in trusted untrusted impostor; do
+        wait_for "the $name OpenID provider" "${pids[$i]}" "$WORK/oidc-$name.log" \
+            has_ready_line "$WORK/oidc-$name.log" || return 1
+        i=$((i + 1))
+    done
+}
+
+# aux_broker NAME CONF PORT: starts another broker with the main one's command (CONF and PORT
+# in place of the main broker's), and waits until PORT accepts connections.
+aux_broker() {
+    local name=$1 conf=$2 port=$3 out=$WORK/$1-broker.log
+    local cmd=${BROKER_CMD:-$DEFAULT_CMD}
+    cmd=${cmd//\{port\}/$port}
+    cmd=${cmd//\{conf\}/$conf}
+    cmd=${cmd//\{dir\}/$WORK}
+    cmd=${cmd//\{bin\}/$TOLLGATE_BIN}
+    log "$name broker: $cmd  (port $port; log $out)"
+    start_service "$out" env RUST_LOG="${RUST_LOG:-info}" bash -c "$cmd"
+    wait_for "the $name broker" "$SERVICE_PID" "$out" accepts "$port"
+}
+
+oidc_start_jwt_broker() {
+    # issuer: equal to the `iss` of the provider's tokens, and where its discovery document is.
+    # The provider signs device-1's tokens RS256 and device-2's ES256. username_claim: for the
+    # client credentials grant, sub and client_id both hold the client's id; client_id says so
+    # whatever the grant.
+    cat >"$WORK/jwt.toml" <<EOF2
+[throttle]
+enabled = false
+
+[[authenticator]]
+name = "oidc"
+[authenticator.jwt]
+issuer = "$OIDC_ISSUER"
+audience = ["$OIDC_RESOURCE"]
+algorithms = ["RS256", "ES256"]
+username_claim = "client_id"
+required_typ = "at+jwt"
+
+[[listener]]
+name = "oidc"
+bind = "$HOST:$JWT_PORT"
+allow_anonymous = false
+authenticators = ["oidc"]
+EOF2
+    aux_broker jwt "$WORK/jwt.toml" "$JWT_PORT"
+}
+
+oidc_start_opaque_broker() {
+    local endpoint rc=0
+    endpoint=$(timeout -k 2 15 node "$HERE/oidc_provider.mjs" discover --issuer "$OIDC_URL" \
+        --field introspection_endpoint 2>&1 </dev/null) || rc=$?
+    [ "$rc" -eq 0 ] || { bad "no introspection_endpoint from $OIDC_URL (status $rc): $endpoint"; return 1; }
+    cat >"$WORK/opaque.toml" <<EOF2
+[throttle]
+enabled = false
+
+[[authenticator]]
+name = "opaque"
+[authenticator.introspection]
+endpoint = "$endpoint"
+client_id = "tollgate"
+client_secret = "$OIDC_TOLLGATE_SECRET"
+client_auth = "basic"
+username_claim = "client_id"
+
+[[listener]]
+name = "opaque"
+bind = "$HOST:$OPAQUE_PORT"
+allow_anonymous = false
+authenticators = ["opaque"]
+EOF2
+    aux_broker opaque "$WORK/opaque.toml" "$OPAQUE_PORT"
+}
+
+# oidc_token URL CLIENT jwt|opaque: an access token for CLIENT (client credentials grant) from
+# the provider at URL, in $TOKEN; with resource=urn:tollgate for a JWT, without one for an
+# opaque token (checked: three dot-separated parts, or none).
+oidc_token() {
+    local url=$1 client=$2 kind=$3 rc=0
+    local -a resource=()
+    if [ "$kind" = jwt ]; then resource=(--resource "$OIDC_RESOURCE"); fi
+    TOKEN=$(timeout -k 2 15 node "$HERE/oidc_provider.mjs" token --issuer "$url" --client-id "$client" \
+        --client-secret "$OIDC_DEVICE_SECRET" "${resource[@]}" 2>&1 </dev/null) || rc=$?
+    [ "$rc" -eq 0 ] || { bad "no token for $client from $url (status $rc): $TOKEN"; return 1; }
+    if [ "$kind" = jwt ] && ! [[ "$TOKEN" =~ ^[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+$ ]]; then
+        bad "$url gave $client no JWT: $TOKEN"
+        return 1
+    fi
+    if [ "$kind" = opaque ] && [[ "$TOKEN" == *.* || -z "$TOKEN" ]]; then
+        bad "$url gave $client no opaque token: $TOKEN"
+        return 1
+    fi
+}
+
+# tamper_signature TOKEN: the JWT with one character in the middle of its signature changed
+# (still base64url of the same length, so only the signature check can refuse it)
+tamper_signature() {
+    local head=${1%.*} sig=${1##*.}
+    local i=$((${#sig} / 2)) c=A
+    if [ "${sig:i:1}" = A ]; then c=B; fi
+    printf '%s.%s%s%s\n' "$head" "${sig:0:i}" "$c" "${sig:i+1}"
+}
+
+# publish/subscribe through the jwt broker, subscriber and publisher each with a token of
+# their own from the trusted provider
+# shellcheck disable=SC2034 # the arrays are read through namerefs
+oidc_jwt_pubsub() { # VERSION QOS CLIENT
+    local ver=$1 qos=$2 client=$3
+    once OIDC_STATE oidc_start_providers || return 1
+    once JWT_STATE oidc_start_jwt_broker || return 1
+    oidc_token "$OIDC_URL" "$client" jwt || return 1
+    local -a JWT_SUBSCRIBER=(-h "$HOST" -p "$JWT_PORT" -u "$client" -P "$TOKEN")
+    oidc_token "$OIDC_URL" "$client" jwt || return 1
+    local -a JWT_PUBLISHER=(-h "$HOST" -p "$JWT_PORT" -u "$client" -P "$TOKEN")
+    pubsub_via "$ver" "$qos" JWT_SUBSCRIBER JWT_PUBLISHER
+}
+
+# a token the jwt broker must refuse with "bad user name or password"
+# shellcheck disable=SC2034 # the arrays are read through namerefs
+oidc_jwt_refused() { # VERSION CODE untrusted|impostor|tampered|opaque
+    local ver=$1 code=$2 how=$3
+    once OIDC_STATE oidc_start_providers || return 1
+    once JWT_STATE oidc_start_jwt_broker || return 1
+    case $how in
+    untrusted) oidc_token "$OIDC_UNTRUSTED_URL" device-1 jwt || return 1 ;;
+    impostor) oidc_token "$OIDC_IMPOSTOR_URL" device-1 jwt || return 1 ;;
+    tampered)
+        oidc_token "$OIDC_URL" device-1 jwt || return 1
+        TOKEN=$(tamper_signature "$TOKEN")
+        ;;
+    opaque) oidc_token "$OIDC_URL" device-1 opaque || return 1 ;;
+    esac
+    local -a JWT_REFUSED=(-h "$HOST" -p "$JWT_PORT" -u device-1 -P "$TOKEN")
+    connect_refused "$ver" "$code" "$BAD_PW_TEXT" JWT_REFUSED
+}
+
+# publish/subscribe through the opaque broker, each client with an opaque token of its own
+# shellcheck disable=SC2034 # the arrays are read through namerefs
+oidc_opaque_pubsub() { # VERSION QOS
+    local ver=$1 qos=$2
+    once OIDC_STATE oidc_start_providers || return 1
+    once OPAQUE_STATE oidc_start_opaque_broker || return 1
+    oidc_token "$OIDC_URL" device-1 opaque || return 1
+    local -a OPAQUE_SUBSCRIBER=(-h "$HOST" -p "$OPAQUE_PORT" -u device-1 -P "$TOKEN")
+    oidc_token "$OIDC_URL" device-1 opaque || return 1
+    local -a OPAQUE_PUBLISHER=(-h "$HOST" -p "$OPAQUE_PORT" -u device-1 -P "$TOKEN")
+    pubsub_via "$ver" "$qos" OPAQUE_SUBSCRIBER OPAQUE_PUBLISHER
+}
+
+# a made-up token, shaped like the provider's own (43 base64url characters), which the
+# introspection endpoint answers with {"active": false}
+# shellcheck disable=SC2034 # the arrays are read through namerefs
+oidc_opaque_refused() { # VERSION CODE
+    local ver=$1 code=$2
+    once OIDC_STATE oidc_start_providers || return 1
+    once OPAQUE_STATE oidc_start_opaque_broker || return 1
+    local made_up
+    made_up=$(openssl rand -base64 32 | tr '+/' '-_' | tr -d '=\n')
+    local -a OPAQUE_REFUSED=(-h "$HOST" -p "$OPAQUE_PORT" -u device-1 -P "$made_up")
+    connect_refused "$ver" "$code" "$BAD_PW_TEXT" OPAQUE_REFUSED
+}
+
+T_CHECKS=$SECONDS
+OIDC_PASS0=$PASS
+OIDC_FAIL0=$FAIL
+OIDC_VERSION=$(sed -n 's/^  "version": "\(.*\)",$/\1/p' "$HERE/node_modules/oidc-provider/package.json")
+echo "# OpenID checks (oidc-provider $OIDC_VERSION on node $(node --version); mosquitto_pub/mosquitto_sub)"
+tollgate_check "oidc mosquitto mqttv311 JWT (RS256) from the trusted provider: publish/subscribe QoS 1" \
+    oidc_jwt_pubsub mqttv311 1 device-1
+tollgate_check "oidc mosquitto mqttv5 JWT (ES256) from the trusted provider: publish/subscribe QoS 2" \
+    oidc_jwt_pubsub mqttv5 2 device-2
+tollgate_check "oidc mosquitto mqttv311 JWT from an untrusted provider (its own issuer and keys) refused (CONNACK 4)" \
+    oidc_jwt_refused mqttv311 4 untrusted
+tollgate_check "oidc mosquitto mqttv5 JWT from an impostor (the trusted issuer's name and key ids, its own keys) refused (CONNACK 134)" \
+    oidc_jwt_refused mqttv5 134 impostor
+tollgate_check "oidc mosquitto mqttv311 JWT with one character of its signature changed refused (CONNACK 4)" \
+    oidc_jwt_refused mqttv311 4 tampered
+tollgate_check "oidc mosquitto mqttv5 opaque token (not a JWT) on the JWT listener refused (CONNACK 134)" \
+    oidc_jwt_refused mqttv5 134 opaque
+# Token introspection is being written: against a broker without it, the opaque broker refuses
+# its config ("unknown field `introspection`") and these two fail with that reason.
+tollgate_check "oidc introspection: mosquitto mqttv311 opaque token from the trusted provider: publish/subscribe QoS 1" \
+    oidc_opaque_pubsub mqttv311 1
+tollgate_check "oidc introspection: mosquitto mqttv5 made-up opaque token refused (CONNACK 134)" \
+    oidc_opaque_refused mqttv5 134
+echo "# OpenID checks: $((PASS - OIDC_PASS0)) passed, $((FAIL - OIDC_FAIL0)) failed"
+if [ "$FAIL" -gt "$OIDC_FAIL0" ]; then
+    for f in "$WORK/jwt-broker.log" "$WORK/opaque-broker.log"; do
+        if [ -s "$f" ]; then
+            echo "---- last lines of $(basename "$f") ----"
+            tail -n 15 "$f"
+        fi
+    done
+fi
 
 if ! kill -0 "$BROKER_PID" 2>/dev/null; then
     fail "broker still running after the checks" "the broker process exited"

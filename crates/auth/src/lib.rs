@@ -8,11 +8,14 @@
 
 pub mod authentication;
 pub mod jwt;
+pub mod oauth;
 pub mod password_file;
 pub mod permissions;
 pub mod policy;
 mod principal;
 mod secret;
+pub mod token;
+pub mod webhook;
 
 pub use principal::{Attribute, CertificateInfo, Principal, Source};
 pub use secret::{constant_time_eq, Secret};

@@ -8,6 +8,8 @@
 use std::sync::Arc;
 use std::time::SystemTime;
 
+use crate::permissions::GrantedRules;
+
 /// Where a piece of identity came from, for audit lines and `tollgate check`.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub enum Source {
@@ -77,6 +79,9 @@ pub struct Principal {
     pub authenticated_by: String,
     /// When the principal's rights end (a token's `exp`).
     pub expires_at: Option<SystemTime>,
+    /// Permissions its authenticator granted (a webhook's answer); they come before the
+    /// listener's authorizers.
+    pub granted: Option<Arc<GrantedRules>>,
 }
 
 impl Principal {

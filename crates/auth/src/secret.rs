@@ -38,6 +38,13 @@ pub fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
     a.len() == b.len() && bool::from(a.ct_eq(b))
 }
 
+impl<'de> serde::Deserialize<'de> for Secret {
+    /// A secret in a configuration file: a string.
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        String::deserialize(deserializer).map(|s| Secret(s.into_bytes()))
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

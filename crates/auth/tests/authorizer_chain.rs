@@ -53,7 +53,8 @@ fn a_default_that_is_not_next_ends_the_chain() {
     let chain = AuthorizerChain::new()
         .with(rules("first", &["a/#"], DefaultBehaviour::Accept))
         .with(rules("second", &["b/#"], DefaultBehaviour::Deny));
-    let outcomes = chain.outcomes(&Principal::anonymous("c"));
+    let principal = Principal::anonymous("c");
+    let outcomes = chain.outcomes(&principal);
     assert_eq!(outcomes.len(), 1, "the second authorizer is not asked");
     let p = chain.compile(&Principal::anonymous("c"));
     assert_eq!(p.rules().len(), 1);

@@ -196,8 +196,8 @@ impl ListenerConfig {
 }
 
 /// One authenticator, referred to by listeners by its name. Exactly one kind table
-/// (`password_file`, …) must be given.
-#[derive(Debug, Clone, Deserialize)]
+/// (`password_file`, `jwt`, `introspection`, `password_grant`, `webhook`) must be given.
+#[derive(Debug, Clone, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct AuthenticatorConfig {
     /// The name listeners use, and logs show.
@@ -212,6 +212,12 @@ pub struct AuthenticatorConfig {
     pub password_file: Option<PasswordFileConfig>,
     /// JWT access tokens (see docs/authentication.md).
     pub jwt: Option<tollgate_auth::jwt::JwtConfig>,
+    /// Opaque tokens checked at an RFC 7662 introspection endpoint.
+    pub introspection: Option<tollgate_auth::oauth::IntrospectionConfig>,
+    /// The user name and password exchanged for a token at the provider (password grant).
+    pub password_grant: Option<tollgate_auth::oauth::PasswordGrantConfig>,
+    /// An HTTP service that decides.
+    pub webhook: Option<tollgate_auth::webhook::WebhookConfig>,
 }
 
 /// Settings of a password file authenticator.

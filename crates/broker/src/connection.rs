@@ -13,7 +13,9 @@ use std::time::Duration;
 use bytes::BytesMut;
 use tokio::time::Instant;
 use tollgate_auth::authentication::{ChainDecision, ConnectRequest, DenyReason, Identity};
-use tollgate_auth::permissions::{CompiledPermissions, Decision};
+use tollgate_auth::permissions::{
+    compile_outcomes, AuthorizerOutcome, CompiledPermissions, Decision, DefaultBehaviour, RuleSet,
+};
 use tollgate_auth::{CertificateInfo, Principal, Secret};
 use tollgate_mqtt::{
     encode, encode_publish_with, publish_encoded_len, Ack, AckProperties, ConnAck,
@@ -487,6 +489,7 @@ impl Connection {
         principal.groups = identity.groups;
         principal.claims = identity.claims;
         principal.expires_at = identity.expires_at;
+        principal.granted = identity.granted;
         principal.authenticated_by = by;
         self.expires_at = match principal.expires_at {
             Some(expiry) => {
@@ -559,6 +562,7 @@ impl Connection {
             claims: identity.claims,
             authenticated_by,
             expires_at: identity.expires_at,
+            granted: identity.granted,
         };
         if !self.listener.config.client_id_patterns.is_empty()
             && !client_id_allowed(
@@ -983,8 +987,22 @@ impl Connection {
         self.permissions_generation = self.broker.policy_generation();
         let chain = self.listener.authorization.read().clone();
         match (chain, &self.principal) {
-            (Some(chain), Some(principal)) => {
-                let compiled = chain.compile(principal);
+            (chain, Some(principal)) if chain.is_some() || principal.granted.is_some() => {
+                let compiled =
+                    match chain {
+                        Some(chain) => chain.compile(principal),
+                        // No authorizer: what the granted rules leave undecided is allowed, as
+                        // it is for every client of such a listener.
+                        None => compile_outcomes(
+                            principal,
+                            principal.granted.iter().map(|g| g.outcome()).chain([
+                                AuthorizerOutcome {
+                                    authorizer: "default".into(),
+                                    result: Ok(RuleSet::empty(DefaultBehaviour::Accept)),
+                                },
+                            ]),
+                        ),
+                    };
                 for note in compiled.notes() {
                     tracing::warn!(client_id = %principal.client_id, authorizer = %note.authorizer, "permissions: {}", note.message);
                 }

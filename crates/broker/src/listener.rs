@@ -8,7 +8,9 @@ use tollgate_auth::authentication::{
     AuthCache, AuthChain, Authenticator, ChainEntry, LoginThrottle, OnError,
 };
 use tollgate_auth::jwt::JwtAuthenticator;
+use tollgate_auth::oauth::{IntrospectionAuthenticator, PasswordGrantAuthenticator};
 use tollgate_auth::password_file::PasswordFile;
+use tollgate_auth::webhook::WebhookAuthenticator;
 
 use parking_lot::RwLock;
 use tollgate_auth::permissions::AuthorizerChain;
@@ -120,6 +122,7 @@ struct Named {
 pub struct Authenticators {
     named: Vec<Named>,
     password_files: Vec<Arc<PasswordFile>>,
+    introspections: Vec<Arc<IntrospectionAuthenticator>>,
 }
 
 impl Authenticators {
@@ -131,6 +134,7 @@ impl Authenticators {
     ) -> Result<Authenticators, String> {
         let mut named = Vec::new();
         let mut password_files = Vec::new();
+        let mut introspections = Vec::new();
         for a in &config.authenticators {
             let authenticator: Arc<dyn Authenticator> = match kind(a)? {
                 Kind::PasswordFile => {
@@ -149,6 +153,29 @@ impl Authenticators {
                     let settings = a.jwt.clone().expect("checked by kind");
                     Arc::new(
                         JwtAuthenticator::new(&a.name, settings)
+                            .map_err(|e| format!("authenticator `{}`: {e}", a.name))?,
+                    )
+                }
+                Kind::Introspection => {
+                    let settings = a.introspection.clone().expect("checked by kind");
+                    let introspection = Arc::new(
+                        IntrospectionAuthenticator::new(&a.name, settings)
+                            .map_err(|e| format!("authenticator `{}`: {e}", a.name))?,
+                    );
+                    introspections.push(Arc::clone(&introspection));
+                    introspection
+                }
+                Kind::PasswordGrant => {
+                    let settings = a.password_grant.clone().expect("checked by kind");
+                    Arc::new(
+                        PasswordGrantAuthenticator::new(&a.name, settings)
+                            .map_err(|e| format!("authenticator `{}`: {e}", a.name))?,
+                    )
+                }
+                Kind::Webhook => {
+                    let settings = a.webhook.clone().expect("checked by kind");
+                    Arc::new(
+                        WebhookAuthenticator::new(&a.name, settings)
                             .map_err(|e| format!("authenticator `{}`: {e}", a.name))?,
                     )
                 }
@@ -184,6 +211,7 @@ impl Authenticators {
         Ok(Authenticators {
             named,
             password_files,
+            introspections,
         })
     }
 
@@ -224,18 +252,27 @@ impl Authenticators {
         ))
     }
 
-    /// Reads every password file again (SIGHUP) and forgets cached authentications.
-    /// (TLS certificates are reloaded by their listeners.)
+    /// Reads every password file again (SIGHUP) and forgets cached authentications and
+    /// introspection answers. (TLS certificates are reloaded by their listeners.)
     pub fn reload(&self) {
         for file in &self.password_files {
             if let Err(e) = file.reload() {
                 tracing::error!("password file not reloaded, previous users kept: {e}");
             }
         }
+        self.forget_cached();
+    }
+
+    /// Forgets cached authentications and introspection answers (a revocation must not be
+    /// outlived by a cached allow).
+    pub fn forget_cached(&self) {
         for n in &self.named {
             if let Some(cache) = &n.cache {
                 cache.flush();
             }
+        }
+        for introspection in &self.introspections {
+            introspection.flush();
         }
     }
 }
@@ -243,6 +280,9 @@ impl Authenticators {
 enum Kind {
     PasswordFile,
     Jwt,
+    Introspection,
+    PasswordGrant,
+    Webhook,
 }
 
 /// Which kind an authenticator is; exactly one kind table must be present.
@@ -250,15 +290,25 @@ pub fn kind_of(a: &AuthenticatorConfig) -> Result<&'static str, String> {
     kind(a).map(|k| match k {
         Kind::PasswordFile => "password_file",
         Kind::Jwt => "jwt",
+        Kind::Introspection => "introspection",
+        Kind::PasswordGrant => "password_grant",
+        Kind::Webhook => "webhook",
     })
 }
 
 fn kind(a: &AuthenticatorConfig) -> Result<Kind, String> {
-    match (&a.password_file, &a.jwt) {
-        (Some(_), None) => Ok(Kind::PasswordFile),
-        (None, Some(_)) => Ok(Kind::Jwt),
+    let present = [
+        (a.password_file.is_some(), Kind::PasswordFile),
+        (a.jwt.is_some(), Kind::Jwt),
+        (a.introspection.is_some(), Kind::Introspection),
+        (a.password_grant.is_some(), Kind::PasswordGrant),
+        (a.webhook.is_some(), Kind::Webhook),
+    ];
+    let mut kinds = present.into_iter().filter(|(p, _)| *p).map(|(_, k)| k);
+    match (kinds.next(), kinds.next()) {
+        (Some(kind), None) => Ok(kind),
         _ => Err(format!(
-            "authenticator `{}` needs exactly one kind table: password_file or jwt",
+            "authenticator `{}` needs exactly one kind table: password_file, jwt, introspection, password_grant or webhook",
             a.name
         )),
     }

@@ -57,6 +57,7 @@ fn with_password_file(config: &mut BrokerConfig, path: PathBuf) {
             max_parallel_hashes: 2,
         }),
         jwt: None,
+        ..Default::default()
     }];
     config.throttle.enabled = false;
 }

@@ -87,6 +87,7 @@ fn configure(c: &mut BrokerConfig, files: &Files, authorizer: AuthorizerConfig) 
             max_parallel_hashes: 2,
         }),
         jwt: None,
+        ..Default::default()
     }];
     c.authorizers = vec![authorizer];
     c.authorization.reload_interval = 0;

@@ -338,6 +338,7 @@ async fn certificate_and_password_give_a_principal_with_both_identities() {
                 max_parallel_hashes: 1,
             }),
             jwt: None,
+            ..Default::default()
         }];
     })
     .await;

@@ -31,6 +31,7 @@ fn with_jwt(c: &mut BrokerConfig, jwt: JwtConfig) {
         cache_ttl: 0,
         password_file: None,
         jwt: Some(jwt),
+        ..Default::default()
     }];
     c.authorizers = vec![AuthorizerConfig {
         name: "token".into(),

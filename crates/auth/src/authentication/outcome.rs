@@ -4,6 +4,7 @@ use std::fmt;
 use std::sync::Arc;
 use std::time::SystemTime;
 
+use crate::permissions::GrantedRules;
 use crate::principal::Attribute;
 
 /// The identity an authenticator vouches for when it allows a connection.
@@ -22,6 +23,9 @@ pub struct Identity {
     pub claims: Option<Arc<serde_json::Value>>,
     /// When the credentials stop being valid.
     pub expires_at: Option<SystemTime>,
+    /// Permissions granted with the allow (a webhook's answer), applied before the
+    /// listener's authorizers.
+    pub granted: Option<Arc<GrantedRules>>,
 }
 
 /// Why a connection is refused. The broker maps each to a CONNACK code per protocol version.

@@ -5,18 +5,7 @@ use std::path::PathBuf;
 
 use serde::Deserialize;
 
-/// Where the token travels in CONNECT.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum TokenLocation {
-    /// In the password field (the user name is free, a fixed marker, or must match a claim).
-    #[default]
-    Password,
-    /// In the user name field (as older integrations did).
-    Username,
-    /// In MQTT 5 authentication data, under `authentication_method`.
-    AuthenticationData,
-}
+use crate::token::{ClaimMapping, TokenLocation, TokenSource};
 
 /// JWT authenticator settings.
 #[derive(Debug, Clone, Deserialize)]
@@ -107,6 +96,34 @@ fn default_jwks_refresh() -> u64 {
 
 fn default_jwks_min_refetch() -> u64 {
     10
+}
+
+impl JwtConfig {
+    /// Where the token is looked for.
+    pub fn token_source(&self) -> TokenSource {
+        TokenSource {
+            location: self.token_from,
+            username_marker: self.username_marker.clone(),
+            authentication_method: self.authentication_method.clone(),
+        }
+    }
+
+    /// How the claims map to an identity.
+    pub fn claim_mapping(&self) -> ClaimMapping {
+        ClaimMapping {
+            required_claims: self
+                .required_claims
+                .iter()
+                .map(|(k, v)| (k.clone(), v.clone()))
+                .collect(),
+            username_claim: self.username_claim.clone(),
+            username_must_match_claim: self.username_must_match_claim
+                && self.token_from == TokenLocation::Password,
+            client_id_claim: self.client_id_claim.clone(),
+            roles_claims: self.roles_claims.clone(),
+            groups_claims: self.groups_claims.clone(),
+        }
+    }
 }
 
 impl Default for JwtConfig {

@@ -16,13 +16,14 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use jsonwebtoken::errors::ErrorKind;
 use jsonwebtoken::{decode, decode_header, Algorithm, DecodingKey, Validation};
 
-pub use config::{JwtConfig, TokenLocation};
+pub use crate::token::TokenLocation;
+pub use config::JwtConfig;
 pub use keys::{pem_public_key, KeyError, KeyFamily, KeyStore, RemoteSource, VerificationKey};
 
 use crate::authentication::{
-    AuthError, AuthOutcome, Authenticator, BoxFuture, ConnectRequest, DenyReason, Identity,
+    AuthError, AuthOutcome, Authenticator, BoxFuture, ConnectRequest, DenyReason,
 };
-use crate::principal::{Attribute, Source};
+use crate::token::{ClaimMapping, TokenSource};
 
 /// The JWT authenticator.
 pub struct JwtAuthenticator {
@@ -30,6 +31,8 @@ pub struct JwtAuthenticator {
     config: JwtConfig,
     keys: Arc<KeyStore>,
     validation: Validation,
+    source: TokenSource,
+    mapping: ClaimMapping,
 }
 
 fn parse_algorithm(name: &str) -> Result<Algorithm, String> {
@@ -68,11 +71,9 @@ impl JwtAuthenticator {
         let Some(&first) = algorithms.first() else {
             return Err("algorithms must name at least one algorithm".into());
         };
-        if config.token_from == TokenLocation::AuthenticationData
-            && config.authentication_method.is_none()
-        {
-            return Err("token_from = \"authentication_data\" needs authentication_method".into());
-        }
+        let source = config.token_source();
+        source.validate()?;
+        let mapping = config.claim_mapping();
         let mut fixed = Vec::new();
         if let Some(secret) = &config.secret {
             fixed.push(VerificationKey {
@@ -150,31 +151,29 @@ impl JwtAuthenticator {
             config,
             keys,
             validation,
+            source,
+            mapping,
         })
     }
 
     /// The token in `request`, if it carries one where this authenticator looks.
     fn token<'r>(&self, request: &'r ConnectRequest) -> Option<&'r str> {
-        let token = match self.config.token_from {
-            TokenLocation::Password => {
-                if let Some(marker) = &self.config.username_marker {
-                    if request.username.as_deref() != Some(marker.as_str()) {
-                        return None;
-                    }
-                }
-                std::str::from_utf8(request.password.as_ref()?.expose()).ok()?
-            }
-            TokenLocation::Username => request.username.as_deref()?,
-            TokenLocation::AuthenticationData => {
-                if request.authentication_method.as_deref()
-                    != self.config.authentication_method.as_deref()
-                {
-                    return None;
-                }
-                std::str::from_utf8(request.authentication_data.as_ref()?.expose()).ok()?
-            }
-        };
-        looks_like_jwt(token).then_some(token)
+        self.source
+            .token(request)
+            .filter(|token| looks_like_jwt(token))
+    }
+
+    /// Verifies `token` (however it arrived) for `request`: allow with the identity its claims
+    /// give, or deny with the reason. `Err` when the keys cannot be had.
+    pub async fn verify(
+        &self,
+        request: &ConnectRequest,
+        token: &str,
+    ) -> Result<AuthOutcome, AuthError> {
+        if !looks_like_jwt(token) {
+            return Ok(AuthOutcome::deny(DenyReason::BadCredentials, "not a JWT"));
+        }
+        self.judge(request, token).await
     }
 
     async fn judge(&self, request: &ConnectRequest, token: &str) -> Result<AuthOutcome, AuthError> {
@@ -228,55 +227,10 @@ impl JwtAuthenticator {
             };
             return deny(why);
         };
-        for (name, expected) in &self.config.required_claims {
-            if !claim_holds(lookup(&claims, name), expected) {
-                return deny(format!("claim {name} does not hold the required value"));
-            }
+        match self.mapping.identity(claims, request) {
+            Ok(identity) => Ok(AuthOutcome::Allow(identity)),
+            Err(why) => deny(why),
         }
-        let Some(username) = lookup(&claims, &self.config.username_claim)
-            .and_then(|v| v.as_str())
-            .map(str::to_owned)
-        else {
-            return deny(format!("no {} claim", self.config.username_claim));
-        };
-        if self.config.username_must_match_claim
-            && self.config.token_from == TokenLocation::Password
-            && request.username.as_deref() != Some(username.as_str())
-        {
-            return deny("user name does not match the token".into());
-        }
-        if let Some(claim) = &self.config.client_id_claim {
-            if lookup(&claims, claim).and_then(|v| v.as_str()) != Some(request.client_id.as_str()) {
-                return deny(format!(
-                    "client identifier does not match the {claim} claim"
-                ));
-            }
-        }
-        let source = |path: &String| Source::Claim(path.clone());
-        let collect = |paths: &[String]| -> Vec<Attribute> {
-            paths
-                .iter()
-                .flat_map(|path| {
-                    strings(lookup(&claims, path))
-                        .into_iter()
-                        .map(move |v| Attribute::new(v, source(path)))
-                })
-                .collect()
-        };
-        let roles = collect(&self.config.roles_claims);
-        let groups = collect(&self.config.groups_claims);
-        let expires_at = claims
-            .get("exp")
-            .and_then(|v| v.as_u64())
-            .map(|secs| UNIX_EPOCH + Duration::from_secs(secs));
-        Ok(AuthOutcome::Allow(Identity {
-            username: Some(username),
-            client_identity: None,
-            roles,
-            groups,
-            claims: Some(Arc::new(claims)),
-            expires_at,
-        }))
     }
 }
 
@@ -318,36 +272,6 @@ fn looks_like_jwt(token: &str) -> bool {
         && ok(c)
         && a.is_some_and(|a| !a.is_empty())
         && b.is_some_and(|b| !b.is_empty())
-}
-
-/// A claim by whole key first (namespaced claims contain dots), then by dotted path.
-fn lookup<'a>(claims: &'a serde_json::Value, path: &str) -> Option<&'a serde_json::Value> {
-    claims
-        .get(path)
-        .or_else(|| path.split('.').try_fold(claims, |v, k| v.get(k)))
-}
-
-/// The strings of a claim: an array of strings, or a space-separated string (OAuth `scope`).
-fn strings(value: Option<&serde_json::Value>) -> Vec<String> {
-    match value {
-        Some(serde_json::Value::Array(items)) => items
-            .iter()
-            .filter_map(|v| v.as_str().map(str::to_owned))
-            .collect(),
-        Some(serde_json::Value::String(s)) => s.split_whitespace().map(str::to_owned).collect(),
-        _ => Vec::new(),
-    }
-}
-
-/// Whether a claim holds a required value: equal, or (for arrays and space-separated strings)
-/// containing it.
-fn claim_holds(value: Option<&serde_json::Value>, expected: &serde_json::Value) -> bool {
-    match (value, expected) {
-        (None, _) => false,
-        (Some(v), e) if v == e => true,
-        (Some(v), serde_json::Value::String(e)) => strings(Some(v)).iter().any(|s| s == e),
-        _ => false,
-    }
 }
 
 /// Seconds since the epoch, for expiry arithmetic in tests and callers.

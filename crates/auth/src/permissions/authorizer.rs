@@ -196,9 +196,17 @@ impl AuthorizerChain {
     }
 
     /// Asks the authorizers in order, stopping after the first whose answer ends the chain
-    /// (an error, or a default that is not `Next`): later ones could never decide.
-    pub fn outcomes<'a>(&'a self, principal: &Principal) -> Vec<AuthorizerOutcome<'a>> {
-        let mut outcomes = Vec::with_capacity(self.authorizers.len());
+    /// (an error, or a default that is not `Next`): later ones could never decide. Rules
+    /// the principal was granted at authentication (a webhook's answer) come first.
+    pub fn outcomes<'a>(&'a self, principal: &'a Principal) -> Vec<AuthorizerOutcome<'a>> {
+        let mut outcomes = Vec::with_capacity(self.authorizers.len() + 1);
+        if let Some(granted) = &principal.granted {
+            let ends_chain = granted.default != DefaultBehaviour::Next;
+            outcomes.push(granted.outcome());
+            if ends_chain {
+                return outcomes;
+            }
+        }
         for authorizer in &self.authorizers {
             let result = authorizer.rules_for(principal);
             let ends_chain = !matches!(&result, Ok(set) if set.default == DefaultBehaviour::Next);

@@ -58,6 +58,7 @@ mod compile;
 mod compiled;
 mod decision;
 mod explain;
+mod granted;
 mod level_hasher;
 mod permission;
 mod rule_index;
@@ -75,5 +76,6 @@ pub use compiled::{
 };
 pub use decision::{DecidedBy, Decision, Reason, Request};
 pub use explain::{ExplainedRule, Explanation, RuleRelation, RuleVerdict};
+pub use granted::GrantedRules;
 pub use permission::{Activity, Effect, Permission, QosSet, RetainCoverage, RuleOrigin, RuleOwner};
 pub use template::{Placeholder, PlaceholderSyntax, TemplateError, TopicTemplate};

@@ -121,6 +121,18 @@ impl ClaimsAuthorizer {
         })
     }
 
+    /// Permissions from a list of objects in the `acl` claim's shape (what an HTTP webhook
+    /// answers with too); `label` names the list in error messages.
+    pub fn acl_permissions(
+        &self,
+        label: &str,
+        value: &Value,
+    ) -> Result<Vec<Permission>, AuthorizerError> {
+        let mut out = Vec::new();
+        self.acl(label, value, &mut out)?;
+        Ok(out)
+    }
+
     fn syntax(&self) -> PlaceholderSyntax {
         if self.settings.placeholders {
             PlaceholderSyntax::ALL

@@ -1,0 +1,291 @@
+//! Opaque access tokens, checked at the provider's introspection endpoint (RFC 7662).
+//!
+//! The broker posts the token (as a confidential client, Basic or form credentials) and reads
+//! the answer: `active: false` refuses; an active token's fields (`sub`, `username`,
+//! `client_id`, `scope`, `exp`…) are its claims, mapped to an identity the same way as a JWT's.
+//! An active answer is cached, keyed by a SHA-256 of the token, until the token's `exp` or the
+//! cache TTL, whichever comes first; a refusal is never cached. An endpoint that cannot be
+//! reached, answers with an error status or with something that is not an introspection
+//! response is a backend failure (the chain fails closed unless `on_error = "next"`).
+
+use std::collections::HashMap;
+use std::fmt;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use parking_lot::Mutex;
+use serde::Deserialize;
+use serde_json::Value;
+use sha2::{Digest, Sha256};
+
+use super::client::{http_client, ClientAuthMethod, ClientCredentials};
+use crate::authentication::{
+    AuthError, AuthOutcome, Authenticator, BoxFuture, ConnectRequest, DenyReason,
+};
+use crate::jwt::unix_now;
+use crate::secret::Secret;
+use crate::token::{ClaimMapping, TokenLocation, TokenSource};
+
+/// Most introspection answers kept; beyond it, expired ones are dropped, then all.
+const MAX_CACHED: usize = 100_000;
+
+/// Settings of an introspection authenticator (the `introspection` table of an
+/// `[[authenticator]]`).
+#[derive(Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct IntrospectionConfig {
+    /// The introspection endpoint URL.
+    pub endpoint: String,
+    /// The broker's client id at the provider.
+    pub client_id: String,
+    /// The broker's client secret.
+    #[serde(default)]
+    pub client_secret: Option<Secret>,
+    /// `basic` (the default) or `post`.
+    #[serde(default)]
+    pub client_auth: ClientAuthMethod,
+    /// The `token_type_hint` sent (`access_token`); empty to send none.
+    #[serde(default = "default_hint")]
+    pub token_type_hint: String,
+    /// Where the token travels (`password`, `username`, `authentication_data`).
+    #[serde(default)]
+    pub token_from: TokenLocation,
+    /// With the token in the password: the user name that marks it.
+    #[serde(default)]
+    pub username_marker: Option<String>,
+    /// The MQTT 5 authentication method carrying the token.
+    #[serde(default)]
+    pub authentication_method: Option<String>,
+    /// The field naming the user (`sub`; `username` and `client_id` are common too).
+    #[serde(default = "default_username_claim")]
+    pub username_claim: String,
+    /// The CONNECT user name must equal the user name field.
+    #[serde(default)]
+    pub username_must_match_claim: bool,
+    /// The field the client identifier must equal.
+    #[serde(default)]
+    pub client_id_claim: Option<String>,
+    /// Fields listing roles (`scope` works: a space-separated string).
+    #[serde(default)]
+    pub roles_claims: Vec<String>,
+    /// Fields listing groups.
+    #[serde(default)]
+    pub groups_claims: Vec<String>,
+    /// Fields that must hold these values (`aud`, `iss`, `scope`…).
+    #[serde(default)]
+    pub required_claims: std::collections::BTreeMap<String, Value>,
+    /// Most seconds an active answer is reused (never past the token's `exp`); 0 asks every
+    /// time.
+    #[serde(default = "default_cache_ttl")]
+    pub cache_ttl: u64,
+    /// Seconds the endpoint has to answer.
+    #[serde(default = "default_timeout")]
+    pub timeout: u64,
+}
+
+impl fmt::Debug for IntrospectionConfig {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("IntrospectionConfig")
+            .field("endpoint", &self.endpoint)
+            .field("client_id", &self.client_id)
+            .field("client_secret", &self.client_secret)
+            .field("client_auth", &self.client_auth)
+            .field("token_from", &self.token_from)
+            .field("username_claim", &self.username_claim)
+            .field("cache_ttl", &self.cache_ttl)
+            .finish_non_exhaustive()
+    }
+}
+
+fn default_hint() -> String {
+    "access_token".into()
+}
+
+fn default_username_claim() -> String {
+    "sub".into()
+}
+
+fn default_cache_ttl() -> u64 {
+    60
+}
+
+fn default_timeout() -> u64 {
+    5
+}
+
+/// An active answer, and until when it may be reused.
+type CachedAnswer = (Arc<Value>, Instant);
+
+/// The introspection authenticator.
+pub struct IntrospectionAuthenticator {
+    name: String,
+    endpoint: String,
+    hint: String,
+    credentials: ClientCredentials,
+    source: TokenSource,
+    mapping: ClaimMapping,
+    cache_ttl: Duration,
+    client: reqwest::Client,
+    cache: Mutex<HashMap<[u8; 32], CachedAnswer>>,
+}
+
+impl IntrospectionAuthenticator {
+    /// Builds the authenticator.
+    pub fn new(
+        name: impl Into<String>,
+        config: IntrospectionConfig,
+    ) -> Result<IntrospectionAuthenticator, String> {
+        if !(config.endpoint.starts_with("https://") || config.endpoint.starts_with("http://")) {
+            return Err(format!(
+                "endpoint `{}` is not an http(s) URL",
+                config.endpoint
+            ));
+        }
+        let source = TokenSource {
+            location: config.token_from,
+            username_marker: config.username_marker.clone(),
+            authentication_method: config.authentication_method.clone(),
+        };
+        source.validate()?;
+        Ok(IntrospectionAuthenticator {
+            name: name.into(),
+            endpoint: config.endpoint.clone(),
+            hint: config.token_type_hint.clone(),
+            credentials: ClientCredentials {
+                client_id: config.client_id.clone(),
+                client_secret: config.client_secret.clone(),
+                method: config.client_auth,
+            },
+            mapping: ClaimMapping {
+                required_claims: config.required_claims.clone().into_iter().collect(),
+                username_claim: config.username_claim.clone(),
+                username_must_match_claim: config.username_must_match_claim
+                    && config.token_from == TokenLocation::Password,
+                client_id_claim: config.client_id_claim.clone(),
+                roles_claims: config.roles_claims.clone(),
+                groups_claims: config.groups_claims.clone(),
+            },
+            source,
+            cache_ttl: Duration::from_secs(config.cache_ttl),
+            client: http_client(Duration::from_secs(config.timeout.max(1)))?,
+            cache: Mutex::new(HashMap::new()),
+        })
+    }
+
+    /// The token's fields, from the cache or the endpoint; `Ok(None)` for an inactive token.
+    async fn introspect(&self, token: &str) -> Result<Option<Arc<Value>>, AuthError> {
+        let key: [u8; 32] = Sha256::digest(token.as_bytes()).into();
+        let now = Instant::now();
+        if let Some((claims, until)) = self.cache.lock().get(&key) {
+            if *until > now {
+                return Ok(Some(Arc::clone(claims)));
+            }
+        }
+        let mut params = vec![("token", token)];
+        if !self.hint.is_empty() {
+            params.push(("token_type_hint", &self.hint));
+        }
+        let fail = |e: String| AuthError::new(format!("introspection at {}: {e}", self.endpoint));
+        let response = self
+            .credentials
+            .post_form(&self.client, &self.endpoint, &params)
+            .send()
+            .await
+            .map_err(|e| fail(e.without_url().to_string()))?;
+        let status = response.status();
+        if !status.is_success() {
+            return Err(fail(format!("HTTP status {status}")));
+        }
+        let answer: Value = response
+            .json()
+            .await
+            .map_err(|e| fail(format!("answer is not JSON: {}", e.without_url())))?;
+        let Some(active) = answer.get("active").and_then(Value::as_bool) else {
+            return Err(fail("answer has no boolean `active`".into()));
+        };
+        if !active {
+            return Ok(None);
+        }
+        let mut claims = answer;
+        if let Some(object) = claims.as_object_mut() {
+            object.remove("active");
+        }
+        let claims = Arc::new(claims);
+        let mut ttl = self.cache_ttl;
+        if let Some(exp) = claims.get("exp").and_then(Value::as_u64) {
+            ttl = ttl.min(Duration::from_secs(exp.saturating_sub(unix_now())));
+        }
+        if !ttl.is_zero() {
+            let mut cache = self.cache.lock();
+            if cache.len() >= MAX_CACHED {
+                cache.retain(|_, (_, until)| *until > now);
+                if cache.len() >= MAX_CACHED {
+                    cache.clear();
+                }
+            }
+            cache.insert(key, (Arc::clone(&claims), now + ttl));
+        }
+        Ok(Some(claims))
+    }
+
+    async fn judge(&self, request: &ConnectRequest, token: &str) -> Result<AuthOutcome, AuthError> {
+        let Some(claims) = self.introspect(token).await? else {
+            return Ok(AuthOutcome::deny(
+                DenyReason::BadCredentials,
+                "token is not active",
+            ));
+        };
+        let now = unix_now();
+        if claims
+            .get("exp")
+            .and_then(Value::as_u64)
+            .is_some_and(|exp| exp <= now)
+        {
+            return Ok(AuthOutcome::deny(
+                DenyReason::BadCredentials,
+                "token expired",
+            ));
+        }
+        if claims
+            .get("nbf")
+            .and_then(Value::as_u64)
+            .is_some_and(|nbf| nbf > now)
+        {
+            return Ok(AuthOutcome::deny(
+                DenyReason::BadCredentials,
+                "token not yet valid (nbf)",
+            ));
+        }
+        match self.mapping.identity((*claims).clone(), request) {
+            Ok(identity) => Ok(AuthOutcome::Allow(identity)),
+            Err(why) => Ok(AuthOutcome::deny(DenyReason::BadCredentials, why)),
+        }
+    }
+
+    /// Forgets every cached answer (after a revocation).
+    pub fn flush(&self) {
+        self.cache.lock().clear();
+    }
+}
+
+impl Authenticator for IntrospectionAuthenticator {
+    fn name(&self) -> &str {
+        &self.name
+    }
+
+    fn depends_on_client_id(&self) -> bool {
+        self.mapping.client_id_claim.is_some()
+    }
+
+    fn authenticate<'a>(
+        &'a self,
+        request: &'a ConnectRequest,
+    ) -> BoxFuture<'a, Result<AuthOutcome, AuthError>> {
+        Box::pin(async move {
+            match self.source.token(request) {
+                None | Some("") => Ok(AuthOutcome::Next),
+                Some(token) => self.judge(request, token).await,
+            }
+        })
+    }
+}

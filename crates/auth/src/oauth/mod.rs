@@ -1,0 +1,10 @@
+//! OAuth 2.0 services the broker calls as a client: token introspection (RFC 7662) for
+//! opaque tokens, and the password grant forwarded to the provider's token endpoint.
+
+mod client;
+mod introspection;
+mod password_grant;
+
+pub use client::{http_client, ClientAuthMethod, ClientCredentials};
+pub use introspection::{IntrospectionAuthenticator, IntrospectionConfig};
+pub use password_grant::{PasswordGrantAuthenticator, PasswordGrantConfig};

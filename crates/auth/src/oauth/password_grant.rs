@@ -1,0 +1,213 @@
+//! The OAuth 2.0 password grant, forwarded: the broker exchanges the CONNECT user name and
+//! password at the provider's token endpoint (RFC 6749 §4.3) and verifies the access token it
+//! gets back as a JWT; the identity comes from that token, not from the user name sent.
+//!
+//! This is the `authenticateWithCredentials` flow of the Auth0/mosca article, for clients that
+//! can only send a user name and password. The provider refusing the grant (`400`/`401`, e.g.
+//! `invalid_grant`) refuses the client; a provider that cannot be reached or answers with
+//! anything else is a backend failure (fail closed unless `on_error = "next"`). Put the
+//! authenticator's `cache_ttl` above 0 to spare the provider a grant per reconnect: the chain
+//! caches the allow (never past the token's `exp`).
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::time::Duration;
+
+use serde::Deserialize;
+use serde_json::Value;
+
+use super::client::{http_client, ClientAuthMethod, ClientCredentials};
+use crate::authentication::{
+    AuthError, AuthOutcome, Authenticator, BoxFuture, ConnectRequest, DenyReason,
+};
+use crate::jwt::{JwtAuthenticator, JwtConfig};
+use crate::secret::Secret;
+
+/// Settings of a password-grant authenticator (the `password_grant` table of an
+/// `[[authenticator]]`).
+#[derive(Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PasswordGrantConfig {
+    /// The provider's token endpoint.
+    pub token_endpoint: String,
+    /// The broker's client id at the provider.
+    pub client_id: String,
+    /// The broker's client secret.
+    #[serde(default)]
+    pub client_secret: Option<Secret>,
+    /// `basic` (the default) or `post`.
+    #[serde(default)]
+    pub client_auth: ClientAuthMethod,
+    /// The `scope` requested, if any (`openid mqtt`).
+    #[serde(default)]
+    pub scope: Option<String>,
+    /// The `audience` requested, if any (Auth0 wants one for a JWT access token).
+    #[serde(default)]
+    pub audience: Option<String>,
+    /// More form parameters (`realm`, `connection`…).
+    #[serde(default)]
+    pub extra_params: BTreeMap<String, String>,
+    /// Seconds the endpoint has to answer.
+    #[serde(default = "default_timeout")]
+    pub timeout: u64,
+    /// How the returned access token is verified, and how its claims map to the identity:
+    /// a `jwt` table (its `token_from` and `username_marker` do not apply).
+    pub verify: JwtConfig,
+}
+
+impl fmt::Debug for PasswordGrantConfig {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("PasswordGrantConfig")
+            .field("token_endpoint", &self.token_endpoint)
+            .field("client_id", &self.client_id)
+            .field("client_secret", &self.client_secret)
+            .field("client_auth", &self.client_auth)
+            .field("scope", &self.scope)
+            .field("audience", &self.audience)
+            .finish_non_exhaustive()
+    }
+}
+
+fn default_timeout() -> u64 {
+    5
+}
+
+/// The password-grant authenticator.
+pub struct PasswordGrantAuthenticator {
+    name: String,
+    endpoint: String,
+    credentials: ClientCredentials,
+    params: Vec<(String, String)>,
+    client: reqwest::Client,
+    verifier: JwtAuthenticator,
+}
+
+impl PasswordGrantAuthenticator {
+    /// Builds the authenticator (inside a tokio runtime when the verifier fetches keys).
+    pub fn new(
+        name: impl Into<String>,
+        config: PasswordGrantConfig,
+    ) -> Result<PasswordGrantAuthenticator, String> {
+        let name = name.into();
+        if !(config.token_endpoint.starts_with("https://")
+            || config.token_endpoint.starts_with("http://"))
+        {
+            return Err(format!(
+                "token_endpoint `{}` is not an http(s) URL",
+                config.token_endpoint
+            ));
+        }
+        let mut params = vec![("grant_type".to_owned(), "password".to_owned())];
+        if let Some(scope) = &config.scope {
+            params.push(("scope".into(), scope.clone()));
+        }
+        if let Some(audience) = &config.audience {
+            params.push(("audience".into(), audience.clone()));
+        }
+        params.extend(config.extra_params.clone());
+        let verifier = JwtAuthenticator::new(name.clone(), config.verify)
+            .map_err(|e| format!("verify: {e}"))?;
+        Ok(PasswordGrantAuthenticator {
+            name,
+            endpoint: config.token_endpoint,
+            credentials: ClientCredentials {
+                client_id: config.client_id,
+                client_secret: config.client_secret,
+                method: config.client_auth,
+            },
+            params,
+            client: http_client(Duration::from_secs(config.timeout.max(1)))?,
+            verifier,
+        })
+    }
+
+    async fn grant(
+        &self,
+        username: &str,
+        password: &str,
+    ) -> Result<Result<String, String>, AuthError> {
+        let mut form: Vec<(&str, &str)> = self
+            .params
+            .iter()
+            .map(|(k, v)| (k.as_str(), v.as_str()))
+            .collect();
+        form.push(("username", username));
+        form.push(("password", password));
+        let fail = |e: String| AuthError::new(format!("token endpoint {}: {e}", self.endpoint));
+        let response = self
+            .credentials
+            .post_form(&self.client, &self.endpoint, &form)
+            .send()
+            .await
+            .map_err(|e| fail(e.without_url().to_string()))?;
+        let status = response.status();
+        let body: Option<Value> = response.json().await.ok();
+        let error = |body: &Option<Value>| {
+            body.as_ref()
+                .and_then(|b| b.get("error"))
+                .and_then(Value::as_str)
+                .unwrap_or("no error code")
+                .to_owned()
+        };
+        if status == reqwest::StatusCode::BAD_REQUEST || status == reqwest::StatusCode::UNAUTHORIZED
+        {
+            let code = error(&body);
+            // A misconfigured broker client is the operator's problem, not the user's.
+            if code == "invalid_client"
+                || code == "unauthorized_client"
+                || code == "unsupported_grant_type"
+            {
+                return Err(fail(format!("the provider refused the broker: {code}")));
+            }
+            return Ok(Err(format!("grant refused: {code}")));
+        }
+        if !status.is_success() {
+            return Err(fail(format!("HTTP status {status}")));
+        }
+        match body
+            .as_ref()
+            .and_then(|b| b.get("access_token"))
+            .and_then(Value::as_str)
+        {
+            Some(token) => Ok(Ok(token.to_owned())),
+            None => Err(fail("answer has no access_token".into())),
+        }
+    }
+}
+
+impl Authenticator for PasswordGrantAuthenticator {
+    fn name(&self) -> &str {
+        &self.name
+    }
+
+    fn depends_on_client_id(&self) -> bool {
+        self.verifier.depends_on_client_id()
+    }
+
+    fn authenticate<'a>(
+        &'a self,
+        request: &'a ConnectRequest,
+    ) -> BoxFuture<'a, Result<AuthOutcome, AuthError>> {
+        Box::pin(async move {
+            let (Some(username), Some(password)) = (&request.username, &request.password) else {
+                return Ok(AuthOutcome::Next);
+            };
+            let Ok(password) = std::str::from_utf8(password.expose()) else {
+                return Ok(AuthOutcome::deny(
+                    DenyReason::BadCredentials,
+                    "password is not UTF-8",
+                ));
+            };
+            match self.grant(username, password).await? {
+                Err(why) => Ok(AuthOutcome::deny(DenyReason::BadCredentials, why)),
+                Ok(token) => match self.verifier.verify(request, &token).await? {
+                    AuthOutcome::Deny { reason, detail } => Ok(AuthOutcome::Deny {
+                        reason,
+                        detail: format!("the provider's token: {detail}"),
+                    }),
+                    other => Ok(other),
+                },
+            }
+        })
+    }
+}

@@ -1,0 +1,64 @@
+//! Where a token travels in CONNECT, and how an authenticator finds it there.
+
+use serde::Deserialize;
+
+use crate::authentication::ConnectRequest;
+
+/// Where the token travels in CONNECT.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum TokenLocation {
+    /// In the password field (the user name is free, a fixed marker, or must match a claim).
+    #[default]
+    Password,
+    /// In the user name field (as older integrations did).
+    Username,
+    /// In MQTT 5 authentication data, under an authentication method.
+    AuthenticationData,
+}
+
+/// Where one authenticator looks for its token.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct TokenSource {
+    /// The field.
+    pub location: TokenLocation,
+    /// With the token in the password: the user name the client must send for the
+    /// authenticator to try the token (`JWT`, `token`…); any user name when `None`.
+    pub username_marker: Option<String>,
+    /// With the token in authentication data: the method naming it.
+    pub authentication_method: Option<String>,
+}
+
+impl TokenSource {
+    /// Checks the settings fit together.
+    pub fn validate(&self) -> Result<(), String> {
+        if self.location == TokenLocation::AuthenticationData
+            && self.authentication_method.is_none()
+        {
+            return Err("token_from = \"authentication_data\" needs authentication_method".into());
+        }
+        Ok(())
+    }
+
+    /// The token in `request`, if it carries one where this source looks (as UTF-8 text).
+    pub fn token<'r>(&self, request: &'r ConnectRequest) -> Option<&'r str> {
+        match self.location {
+            TokenLocation::Password => {
+                if let Some(marker) = &self.username_marker {
+                    if request.username.as_deref() != Some(marker.as_str()) {
+                        return None;
+                    }
+                }
+                std::str::from_utf8(request.password.as_ref()?.expose()).ok()
+            }
+            TokenLocation::Username => request.username.as_deref(),
+            TokenLocation::AuthenticationData => {
+                if request.authentication_method.as_deref() != self.authentication_method.as_deref()
+                {
+                    return None;
+                }
+                std::str::from_utf8(request.authentication_data.as_ref()?.expose()).ok()
+            }
+        }
+    }
+}

@@ -1,0 +1,237 @@
+//! Opaque tokens checked at an RFC 7662 introspection endpoint served on loopback: client
+//! authentication (Basic and form), active and inactive tokens, the mapping of the answer to
+//! an identity, caching until `exp` or the TTL, and a failing endpoint (fail closed).
+
+mod common;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use base64::Engine;
+use common::http_service::{HttpService, Reply};
+use serde_json::json;
+use tollgate_auth::authentication::{AuthOutcome, Authenticator, ConnectRequest, DenyReason};
+use tollgate_auth::jwt::unix_now;
+use tollgate_auth::oauth::{IntrospectionAuthenticator, IntrospectionConfig};
+use tollgate_auth::Secret;
+
+const GOOD: &str = "2YotnFZFEjr1zCsicMWpAA";
+const INACTIVE: &str = "revoked-or-made-up";
+
+/// An introspection endpoint knowing one active token, for the client `tollgate`/`s3cret`.
+async fn endpoint(exp: u64) -> HttpService {
+    HttpService::start(move |r| {
+        let form = r.form();
+        let basic = format!(
+            "Basic {}",
+            base64::engine::general_purpose::STANDARD.encode("tollgate:s3cret")
+        );
+        let authenticated = r.headers.get("authorization") == Some(&basic)
+            || (form.get("client_id").map(String::as_str) == Some("tollgate")
+                && form.get("client_secret").map(String::as_str) == Some("s3cret"));
+        if r.method != "POST" || r.path != "/introspect" {
+            return Reply::Json(404, json!({}));
+        }
+        if !authenticated {
+            return Reply::Json(401, json!({"error": "invalid_client"}));
+        }
+        match form.get("token").map(String::as_str) {
+            Some(GOOD) => Reply::Json(
+                200,
+                json!({"active": true, "sub": "dev-7", "client_id": "device-7",
+                       "scope": "mqtt:pub:t/dev-7 operator", "exp": exp, "iat": unix_now()}),
+            ),
+            _ => Reply::Json(200, json!({"active": false})),
+        }
+    })
+    .await
+}
+
+fn authenticator(service: &HttpService, extra: &str) -> IntrospectionAuthenticator {
+    let config: IntrospectionConfig = toml::from_str(&format!(
+        "endpoint = \"{}\"\nclient_id = \"tollgate\"\nclient_secret = \"s3cret\"\n{extra}",
+        service.url("/introspect")
+    ))
+    .unwrap();
+    IntrospectionAuthenticator::new("opaque", config).unwrap()
+}
+
+fn request(token: &str) -> ConnectRequest {
+    let mut r = ConnectRequest::new("l", "127.0.0.1:1".parse().unwrap(), "device-7");
+    r.username = Some("token".into());
+    r.password = Some(Secret::new(token));
+    r
+}
+
+#[tokio::test]
+async fn an_active_token_gives_its_identity_with_basic_client_authentication() {
+    let exp = unix_now() + 600;
+    let idp = endpoint(exp).await;
+    let auth = authenticator(&idp, "roles_claims = [\"scope\"]");
+    let AuthOutcome::Allow(id) = auth.authenticate(&request(GOOD)).await.unwrap() else {
+        panic!("not allowed")
+    };
+    assert_eq!(id.username.as_deref(), Some("dev-7"));
+    assert!(id.roles.iter().any(|r| r.value == "operator"));
+    assert_eq!(
+        id.expires_at,
+        Some(std::time::UNIX_EPOCH + Duration::from_secs(exp))
+    );
+    assert!(
+        id.claims.as_ref().unwrap().get("active").is_none(),
+        "`active` is not a claim"
+    );
+    let sent = idp.last();
+    assert!(sent.headers["authorization"].starts_with("Basic "));
+    assert_eq!(sent.form()["token"], GOOD);
+    assert_eq!(sent.form()["token_type_hint"], "access_token");
+    assert!(!sent.form().contains_key("client_secret"));
+}
+
+#[tokio::test]
+async fn client_secret_post_sends_the_credentials_in_the_form() {
+    let idp = endpoint(unix_now() + 600).await;
+    let auth = authenticator(&idp, "client_auth = \"post\"");
+    assert!(matches!(
+        auth.authenticate(&request(GOOD)).await.unwrap(),
+        AuthOutcome::Allow(_)
+    ));
+    let sent = idp.last();
+    assert!(!sent.headers.contains_key("authorization"));
+    assert_eq!(sent.form()["client_secret"], "s3cret");
+}
+
+#[tokio::test]
+async fn inactive_expired_and_unbound_tokens_are_refused() {
+    let idp = endpoint(unix_now() + 600).await;
+    let auth = authenticator(&idp, "");
+    let refused = |o: AuthOutcome, needle: &str| match o {
+        AuthOutcome::Deny {
+            reason: DenyReason::BadCredentials,
+            detail,
+        } => assert!(detail.contains(needle), "{detail}"),
+        other => panic!("{other:?}"),
+    };
+    refused(
+        auth.authenticate(&request(INACTIVE)).await.unwrap(),
+        "not active",
+    );
+    // An endpoint that says active for a token past its exp is not believed.
+    let stale = endpoint(unix_now() - 5).await;
+    refused(
+        authenticator(&stale, "")
+            .authenticate(&request(GOOD))
+            .await
+            .unwrap(),
+        "expired",
+    );
+    // The client identifier bound to a field of the answer.
+    let bound = authenticator(&idp, "client_id_claim = \"client_id\"");
+    let mut other = request(GOOD);
+    other.client_id = "device-8".into();
+    refused(
+        bound.authenticate(&other).await.unwrap(),
+        "client identifier",
+    );
+    assert!(matches!(
+        bound.authenticate(&request(GOOD)).await.unwrap(),
+        AuthOutcome::Allow(_)
+    ));
+}
+
+#[tokio::test]
+async fn active_answers_are_cached_and_refusals_are_not() {
+    let idp = endpoint(unix_now() + 600).await;
+    let auth = authenticator(&idp, "cache_ttl = 300");
+    for _ in 0..3 {
+        auth.authenticate(&request(GOOD)).await.unwrap();
+    }
+    assert_eq!(idp.count(), 1, "one introspection for three connects");
+    for _ in 0..2 {
+        auth.authenticate(&request(INACTIVE)).await.unwrap();
+    }
+    assert_eq!(idp.count(), 3, "a refusal is asked again each time");
+    auth.flush();
+    auth.authenticate(&request(GOOD)).await.unwrap();
+    assert_eq!(idp.count(), 4, "a flush forgets");
+    let uncached = authenticator(&idp, "cache_ttl = 0");
+    uncached.authenticate(&request(GOOD)).await.unwrap();
+    uncached.authenticate(&request(GOOD)).await.unwrap();
+    assert_eq!(idp.count(), 6);
+}
+
+#[tokio::test]
+async fn a_failing_endpoint_is_a_backend_error() {
+    let cases: Vec<(&str, Reply)> = vec![
+        ("status", Reply::Json(503, json!({}))),
+        ("not JSON", Reply::Raw(200, "<html>".into())),
+        ("no active", Reply::Json(200, json!({"sub": "x"}))),
+    ];
+    for (what, reply) in cases {
+        let reply = Arc::new(reply);
+        let idp = HttpService::start(move |_| match &*reply {
+            Reply::Json(s, b) => Reply::Json(*s, b.clone()),
+            Reply::Raw(s, b) => Reply::Raw(*s, b.clone()),
+            Reply::Hang => Reply::Hang,
+        })
+        .await;
+        let result = authenticator(&idp, "").authenticate(&request(GOOD)).await;
+        assert!(result.is_err(), "{what}: {result:?}");
+    }
+    // The broker's own credentials refused: an error, not the client's fault.
+    let idp = endpoint(unix_now() + 600).await;
+    let config: IntrospectionConfig = toml::from_str(&format!(
+        "endpoint = \"{}\"\nclient_id = \"tollgate\"\nclient_secret = \"wrong\"",
+        idp.url("/introspect")
+    ))
+    .unwrap();
+    let wrong = IntrospectionAuthenticator::new("opaque", config).unwrap();
+    assert!(wrong.authenticate(&request(GOOD)).await.is_err());
+    // Nothing listening.
+    let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = closed.local_addr().unwrap().port();
+    drop(closed);
+    let config: IntrospectionConfig = toml::from_str(&format!(
+        "endpoint = \"http://127.0.0.1:{port}/introspect\"\nclient_id = \"tollgate\""
+    ))
+    .unwrap();
+    let down = IntrospectionAuthenticator::new("opaque", config).unwrap();
+    assert!(down.authenticate(&request(GOOD)).await.is_err());
+    // An endpoint that never answers: the timeout ends the wait.
+    let hanging = HttpService::start(|_| Reply::Hang).await;
+    let slow = authenticator(&hanging, "timeout = 1");
+    assert!(slow.authenticate(&request(GOOD)).await.is_err());
+}
+
+#[tokio::test]
+async fn the_token_is_looked_for_where_configured() {
+    let idp = endpoint(unix_now() + 600).await;
+    let marked = authenticator(&idp, "username_marker = \"token\"");
+    let mut unmarked = request(GOOD);
+    unmarked.username = Some("alice".into());
+    assert_eq!(
+        marked.authenticate(&unmarked).await.unwrap(),
+        AuthOutcome::Next
+    );
+    assert_eq!(idp.count(), 0, "not asked for a credential that is not its");
+    let v5 = authenticator(
+        &idp,
+        "token_from = \"authentication_data\"\nauthentication_method = \"OAUTH2-OPAQUE\"",
+    );
+    let mut r = ConnectRequest::new("l", "127.0.0.1:1".parse().unwrap(), "device-7");
+    r.authentication_method = Some("OAUTH2-OPAQUE".into());
+    r.authentication_data = Some(Secret::new(GOOD));
+    assert!(matches!(
+        v5.authenticate(&r).await.unwrap(),
+        AuthOutcome::Allow(_)
+    ));
+}
+
+#[test]
+fn the_client_secret_is_not_in_debug_output() {
+    let config: IntrospectionConfig = toml::from_str(
+        "endpoint = \"https://idp.example/introspect\"\nclient_id = \"tollgate\"\nclient_secret = \"hunter2\"",
+    )
+    .unwrap();
+    assert!(!format!("{config:?}").contains("hunter2"));
+}

@@ -1,0 +1,173 @@
+//! The password grant forwarded to a token endpoint served on loopback: the user's name and
+//! password exchanged for a JWT that is then verified, the provider's refusals, a token the
+//! broker cannot verify, and a failing endpoint (fail closed).
+
+mod common;
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+
+use base64::Engine;
+use common::http_service::{HttpService, Reply};
+use jsonwebtoken::{encode, Algorithm, EncodingKey, Header};
+use serde_json::json;
+use tollgate_auth::authentication::{AuthOutcome, Authenticator, ConnectRequest, DenyReason};
+use tollgate_auth::jwt::unix_now;
+use tollgate_auth::oauth::{PasswordGrantAuthenticator, PasswordGrantConfig};
+use tollgate_auth::Secret;
+
+const SIGNING: &str = "the-provider-signing-secret";
+
+fn jwt(sub: &str, secret: &str) -> String {
+    let claims = json!({"sub": sub, "exp": unix_now() + 600, "iss": "https://idp.test/",
+                        "roles": ["reader"]});
+    encode(
+        &Header::new(Algorithm::HS256),
+        &claims,
+        &EncodingKey::from_secret(secret.as_bytes()),
+    )
+    .unwrap()
+}
+
+/// A token endpoint knowing alice/secret1; `forge` makes it sign with another key.
+async fn token_endpoint(forge: Arc<AtomicBool>) -> HttpService {
+    HttpService::start(move |r| {
+        let form = r.form();
+        let basic = format!(
+            "Basic {}",
+            base64::engine::general_purpose::STANDARD.encode("tollgate:s3cret")
+        );
+        if r.headers.get("authorization") != Some(&basic) {
+            return Reply::Json(401, json!({"error": "invalid_client"}));
+        }
+        if form.get("grant_type").map(String::as_str) != Some("password") {
+            return Reply::Json(400, json!({"error": "unsupported_grant_type"}));
+        }
+        let user = form.get("username").map(String::as_str);
+        let password = form.get("password").map(String::as_str);
+        match (user, password) {
+            (Some("alice"), Some("secret 1&")) => {
+                let key = if forge.load(Ordering::SeqCst) {
+                    "forged"
+                } else {
+                    SIGNING
+                };
+                Reply::Json(
+                    200,
+                    json!({"access_token": jwt("auth0|alice", key), "token_type": "Bearer",
+                           "expires_in": 600}),
+                )
+            }
+            _ => Reply::Json(
+                400,
+                json!({"error": "invalid_grant", "error_description": "Wrong email or password."}),
+            ),
+        }
+    })
+    .await
+}
+
+fn authenticator(service: &HttpService, secret: &str) -> PasswordGrantAuthenticator {
+    let config: PasswordGrantConfig = toml::from_str(&format!(
+        r#"
+token_endpoint = "{}"
+client_id = "tollgate"
+client_secret = "{secret}"
+scope = "openid mqtt"
+audience = "https://mqtt.example/"
+[verify]
+algorithms = ["HS256"]
+secret = "{SIGNING}"
+issuer = "https://idp.test/"
+roles_claims = ["roles"]
+"#,
+        service.url("/oauth/token")
+    ))
+    .unwrap();
+    PasswordGrantAuthenticator::new("auth0", config).unwrap()
+}
+
+fn request(user: &str, password: &str) -> ConnectRequest {
+    let mut r = ConnectRequest::new("l", "127.0.0.1:1".parse().unwrap(), "c1");
+    r.username = Some(user.into());
+    r.password = Some(Secret::new(password));
+    r
+}
+
+#[tokio::test]
+async fn the_password_is_exchanged_and_the_identity_comes_from_the_token() {
+    let idp = token_endpoint(Arc::default()).await;
+    let auth = authenticator(&idp, "s3cret");
+    let AuthOutcome::Allow(id) = auth
+        .authenticate(&request("alice", "secret 1&"))
+        .await
+        .unwrap()
+    else {
+        panic!("not allowed")
+    };
+    assert_eq!(id.username.as_deref(), Some("auth0|alice"));
+    assert_eq!(id.roles[0].value, "reader");
+    assert!(id.expires_at.is_some());
+    let form = idp.last().form();
+    assert_eq!(form["grant_type"], "password");
+    assert_eq!(form["scope"], "openid mqtt");
+    assert_eq!(form["audience"], "https://mqtt.example/");
+    assert_eq!(form["password"], "secret 1&");
+}
+
+#[tokio::test]
+async fn a_refused_grant_refuses_the_client() {
+    let idp = token_endpoint(Arc::default()).await;
+    let auth = authenticator(&idp, "s3cret");
+    match auth.authenticate(&request("alice", "wrong")).await.unwrap() {
+        AuthOutcome::Deny {
+            reason: DenyReason::BadCredentials,
+            detail,
+        } => assert!(detail.contains("invalid_grant"), "{detail}"),
+        other => panic!("{other:?}"),
+    }
+    let mut anonymous = ConnectRequest::new("l", "127.0.0.1:1".parse().unwrap(), "c1");
+    assert_eq!(
+        auth.authenticate(&anonymous).await.unwrap(),
+        AuthOutcome::Next
+    );
+    anonymous.username = Some("alice".into());
+    assert_eq!(
+        auth.authenticate(&anonymous).await.unwrap(),
+        AuthOutcome::Next,
+        "a user name without a password is not a grant"
+    );
+}
+
+#[tokio::test]
+async fn a_token_the_broker_cannot_verify_is_refused() {
+    let forge = Arc::new(AtomicBool::new(true));
+    let idp = token_endpoint(forge).await;
+    match authenticator(&idp, "s3cret")
+        .authenticate(&request("alice", "secret 1&"))
+        .await
+        .unwrap()
+    {
+        AuthOutcome::Deny { detail, .. } => assert!(detail.contains("signature"), "{detail}"),
+        other => panic!("{other:?}"),
+    }
+}
+
+#[tokio::test]
+async fn the_broker_refused_or_the_provider_down_is_a_backend_error() {
+    let idp = token_endpoint(Arc::default()).await;
+    assert!(authenticator(&idp, "wrong")
+        .authenticate(&request("alice", "secret 1&"))
+        .await
+        .is_err());
+    let down = HttpService::start(|_| Reply::Json(503, json!({}))).await;
+    assert!(authenticator(&down, "s3cret")
+        .authenticate(&request("alice", "secret 1&"))
+        .await
+        .is_err());
+    let no_token = HttpService::start(|_| Reply::Json(200, json!({"token_type": "Bearer"}))).await;
+    assert!(authenticator(&no_token, "s3cret")
+        .authenticate(&request("alice", "secret 1&"))
+        .await
+        .is_err());
+}

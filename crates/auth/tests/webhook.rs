@@ -1,0 +1,153 @@
+//! The HTTP webhook authenticator against a service on loopback: what it sends, how each
+//! answer is taken, and failures that deny (fail closed).
+
+mod common;
+
+use common::http_service::{HttpService, Reply};
+use serde_json::json;
+use tollgate_auth::authentication::{AuthOutcome, Authenticator, ConnectRequest, DenyReason};
+use tollgate_auth::permissions::{compile, AuthorizerChain, DecidedBy, DefaultBehaviour};
+use tollgate_auth::webhook::{WebhookAuthenticator, WebhookConfig};
+use tollgate_auth::{CertificateInfo, Principal, Secret};
+
+fn hook(service: &HttpService, extra: &str) -> WebhookAuthenticator {
+    let config: WebhookConfig =
+        toml::from_str(&format!("url = \"{}\"\n{extra}", service.url("/mqtt/auth"))).unwrap();
+    WebhookAuthenticator::new("hook", config).unwrap()
+}
+
+fn request() -> ConnectRequest {
+    let mut r = ConnectRequest::new("tls", "192.0.2.10:53122".parse().unwrap(), "sensor-7");
+    r.username = Some("alice".into());
+    r.password = Some(Secret::new("p@ss"));
+    r.protocol_level = 5;
+    r.certificate = Some(CertificateInfo {
+        common_name: Some("sensor-7".into()),
+        subject_alt_names: vec!["sensor-7.example".into()],
+        fingerprint_sha256: "ab12".into(),
+    });
+    r
+}
+
+#[tokio::test]
+async fn the_request_carries_what_the_client_presented_and_the_headers() {
+    let service = HttpService::start(|_| Reply::Json(200, json!({"result": "next"}))).await;
+    let auth = hook(&service, "[headers]\nAuthorization = \"Bearer hook-key\"");
+    assert_eq!(
+        auth.authenticate(&request()).await.unwrap(),
+        AuthOutcome::Next
+    );
+    let sent = service.last();
+    assert_eq!(sent.method, "POST");
+    assert_eq!(sent.headers["authorization"], "Bearer hook-key");
+    assert_eq!(
+        sent.json(),
+        json!({
+            "client_id": "sensor-7", "username": "alice", "password": "p@ss",
+            "protocol_version": "5.0", "peer_address": "192.0.2.10", "peer_port": 53122,
+            "listener": "tls", "authentication_method": null,
+            "certificate": {"common_name": "sensor-7", "subject_alt_names": ["sensor-7.example"],
+                            "fingerprint_sha256": "ab12"}
+        })
+    );
+    let quiet = hook(&service, "send_password = false");
+    quiet.authenticate(&request()).await.unwrap();
+    assert!(service.last().json().get("password").is_none());
+}
+
+#[tokio::test]
+async fn an_allow_with_permissions_grants_exactly_them() {
+    let service = HttpService::start(|r| {
+        let body = r.json();
+        if body["password"] == "p@ss" {
+            Reply::Json(
+                200,
+                json!({"result": "allow", "roles": ["sensor"], "expires_in": 3600,
+                       "permissions": [
+                           {"filter": "plant/3/cmd/#", "action": "sub"},
+                           {"filter": "plant/3/secret", "access": "deny"},
+                           {"filter": "plant/3/#", "action": "pub", "qos": [0, 1]}],
+                       "default": "deny"}),
+            )
+        } else {
+            Reply::Json(
+                200,
+                json!({"result": "deny", "reason": "not_authorized", "detail": "locked"}),
+            )
+        }
+    })
+    .await;
+    let auth = hook(&service, "");
+    let AuthOutcome::Allow(identity) = auth.authenticate(&request()).await.unwrap() else {
+        panic!("not allowed")
+    };
+    assert!(identity.expires_at.is_some());
+    let principal = Principal {
+        granted: identity.granted.clone(),
+        roles: identity.roles.clone(),
+        ..Principal::anonymous("sensor-7")
+    };
+    // No authorizer besides: the granted rules and their default decide everything.
+    let p = compile(&principal, &AuthorizerChain::new());
+    assert!(p.check_publish("plant/3/temp", 1, false).allowed);
+    assert!(!p.check_publish("plant/3/temp", 2, false).allowed);
+    assert!(!p.check_publish("plant/3/secret", 0, false).allowed);
+    assert!(p.check_subscribe("plant/3/cmd/+", 1, false).allowed);
+    assert!(!p.check_subscribe("plant/4/#", 0, false).allowed);
+    let denied = p.check_publish("plant/3/secret", 0, false);
+    let DecidedBy::Rule(index) = denied.decided_by else {
+        panic!("{denied:?}")
+    };
+    assert_eq!(
+        p.rule(index).unwrap().origin.to_string(),
+        "webhook `hook` entry 1"
+    );
+    assert_eq!(
+        identity.granted.as_ref().unwrap().default,
+        DefaultBehaviour::Deny
+    );
+
+    let mut wrong = request();
+    wrong.password = Some(Secret::new("nope"));
+    match auth.authenticate(&wrong).await.unwrap() {
+        AuthOutcome::Deny { reason, detail } => {
+            assert_eq!(reason, DenyReason::NotAuthorized);
+            assert!(detail.contains("locked"));
+        }
+        other => panic!("{other:?}"),
+    }
+}
+
+#[tokio::test]
+async fn failures_and_malformed_answers_are_backend_errors() {
+    for reply in [
+        || Reply::Json(500, json!({"result": "allow"})),
+        || Reply::Raw(200, "allow".into()),
+        || Reply::Json(200, json!({"result": "perhaps"})),
+        || {
+            Reply::Json(
+                200,
+                json!({"result": "allow", "permissions": [{"filter": "a/#/b"}]}),
+            )
+        },
+    ] {
+        let service = HttpService::start(move |_| reply()).await;
+        let result = hook(&service, "").authenticate(&request()).await;
+        assert!(result.is_err(), "{result:?}");
+    }
+    let hanging = HttpService::start(|_| Reply::Hang).await;
+    assert!(hook(&hanging, "timeout = 1")
+        .authenticate(&request())
+        .await
+        .is_err());
+}
+
+#[test]
+fn header_values_are_not_in_debug_output() {
+    let config: WebhookConfig = toml::from_str(
+        "url = \"https://hooks.example/auth\"\n[headers]\nAuthorization = \"Bearer topsecret\"",
+    )
+    .unwrap();
+    let shown = format!("{config:?}");
+    assert!(shown.contains("Authorization") && !shown.contains("topsecret"));
+}

@@ -1,0 +1,204 @@
+#!/usr/bin/env node
+// A real OpenID provider for the interop checks (the npm package `oidc-provider`, by panva),
+// plus the client side run.sh needs: fetching a token and reading the discovery document.
+//
+// Usage:
+//   node oidc_provider.mjs serve --port P [--issuer http://127.0.0.1:P] [--kid-prefix K]
+//        --device-secret S --tollgate-secret S
+//   node oidc_provider.mjs token --issuer URL --client-id ID --client-secret S
+//        [--resource urn:tollgate] [--scope mqtt]
+//   node oidc_provider.mjs discover --issuer URL --field introspection_endpoint
+//
+// serve: an OpenID provider listening on 127.0.0.1:P whose issuer is --issuer (by default
+// http://127.0.0.1:P; tokens carry it in `iss` exactly as given). It has the client
+// credentials grant, token introspection (RFC 7662) and resource indicators (RFC 8707):
+//
+//   - a client credentials request with resource=urn:tollgate gets a JWT access token
+//     (RFC 9068: header typ "at+jwt"; aud "urn:tollgate"; sub and client_id the client's id;
+//     scope "mqtt" when asked for). device-1's tokens are signed RS256, device-2's ES256;
+//   - a request without a resource gets an opaque access token, which only introspection can
+//     tell about;
+//   - clients: device-1 and device-2 (client_secret_basic, client_credentials only, secret
+//     --device-secret) and tollgate (client_secret_basic, no grants: the broker's identity at
+//     the introspection endpoint, secret --tollgate-secret).
+//
+// Its signing keys (RSA 2048 for RS256, P-256 for ES256) are generated at start, so two
+// instances never share keys: a token of one does not verify with the JWKS of the other. Their
+// key ids are their RFC 7638 thumbprints, or with --kid-prefix K "K-rs256" and "K-es256": two
+// instances given the same prefix then name their (different) keys alike, and only the
+// signature tells their tokens apart. Everything is kept in memory. Once listening it prints
+// "READY <issuer>" on stdout (the caller waits for that line; everything else it prints comes
+// after it, or on stderr).
+//
+// token: fetches an access token by the client credentials grant (client_secret_basic) from
+// the token_endpoint named in <issuer>/.well-known/openid-configuration, and prints it.
+// discover: prints one field of the discovery document. For both, --issuer is where the
+// provider listens: its issuer, unless it was started with an --issuer of another address
+// (the endpoints in its discovery document are always on the address it was asked at).
+// Both exit non-zero, with the reason on stderr, on any failure; every request has a time limit.
+
+import { generateKeyPairSync, randomBytes, createHash } from 'node:crypto';
+import { parseArgs } from 'node:util';
+
+const RESOURCE = 'urn:tollgate';
+const SCOPE = 'mqtt';
+const FETCH_TIMEOUT_MS = 5000;
+
+function usage(msg) {
+  if (msg) console.error(`oidc_provider.mjs: ${msg}`);
+  console.error('usage: node oidc_provider.mjs serve --port P [--issuer URL] [--kid-prefix K] --device-secret S --tollgate-secret S');
+  console.error('       node oidc_provider.mjs token --issuer URL --client-id ID --client-secret S [--resource R] [--scope S]');
+  console.error('       node oidc_provider.mjs discover --issuer URL --field NAME');
+  process.exit(2);
+}
+
+const [command, ...rest] = process.argv.slice(2);
+const { values: args } = parseArgs({
+  args: rest,
+  options: {
+    port: { type: 'string' },
+    issuer: { type: 'string' },
+    'device-secret': { type: 'string' },
+    'tollgate-secret': { type: 'string' },
+    'client-id': { type: 'string' },
+    'client-secret': { type: 'string' },
+    resource: { type: 'string' },
+    scope: { type: 'string' },
+    field: { type: 'string' },
+    'kid-prefix': { type: 'string' },
+  },
+});
+
+// A private JWK for `alg`, with `kidPrefix`-alg or the RFC 7638 thumbprint as its key id.
+function signingKey(alg, kidPrefix) {
+  const { privateKey } = alg === 'RS256'
+    ? generateKeyPairSync('rsa', { modulusLength: 2048 })
+    : generateKeyPairSync('ec', { namedCurve: 'P-256' });
+  const jwk = privateKey.export({ format: 'jwk' });
+  const members = jwk.kty === 'RSA' ? { e: jwk.e, kty: jwk.kty, n: jwk.n } : { crv: jwk.crv, kty: jwk.kty, x: jwk.x, y: jwk.y };
+  const kid = kidPrefix !== undefined
+    ? `${kidPrefix}-${alg.toLowerCase()}`
+    : createHash('sha256').update(JSON.stringify(members)).digest('base64url');
+  return { ...jwk, kid, alg, use: 'sig' };
+}
+
+async function serve() {
+  if (!args.port || !args['device-secret'] || !args['tollgate-secret']) usage('serve needs --port, --device-secret and --tollgate-secret');
+  const port = Number(args.port);
+  const issuer = args.issuer ?? `http://127.0.0.1:${port}`;
+  // imported here, so `token` and `discover` work (and start fast) without it
+  const { default: Provider, errors } = await import('oidc-provider');
+
+  // which algorithm signs each client's JWT access tokens (both keys are in the JWKS)
+  const tokenAlg = { 'device-1': 'RS256', 'device-2': 'ES256' };
+  const device = (clientId) => ({
+    client_id: clientId,
+    client_secret: args['device-secret'],
+    token_endpoint_auth_method: 'client_secret_basic',
+    grant_types: ['client_credentials'],
+    response_types: [],
+    redirect_uris: [],
+    scope: SCOPE,
+  });
+
+  const provider = new Provider(issuer, {
+    clients: [
+      device('device-1'),
+      device('device-2'),
+      {
+        client_id: 'tollgate',
+        client_secret: args['tollgate-secret'],
+        token_endpoint_auth_method: 'client_secret_basic',
+        grant_types: [],
+        response_types: [],
+        redirect_uris: [],
+      },
+    ],
+    jwks: { keys: [signingKey('RS256', args['kid-prefix']), signingKey('ES256', args['kid-prefix'])] },
+    scopes: ['openid', SCOPE],
+    cookies: { keys: [randomBytes(32).toString('base64url')] },
+    ttl: { ClientCredentials: 600, AccessToken: 600 },
+    features: {
+      // no login pages: this provider only issues tokens to clients
+      devInteractions: { enabled: false },
+      clientCredentials: { enabled: true },
+      introspection: {
+        enabled: true,
+        // the broker (client tollgate) may introspect anyone's tokens; a client its own
+        allowedPolicy: (ctx, client, token) => client.clientId === 'tollgate' || client.clientId === token.clientId,
+      },
+      resourceIndicators: {
+        enabled: true,
+        // no resource parameter: no resource server, so an opaque token
+        defaultResource: (ctx, client, oneOf) => oneOf,
+        useGrantedResource: () => false,
+        getResourceServerInfo: (ctx, resourceIndicator, client) => {
+          if (resourceIndicator !== RESOURCE) throw new errors.InvalidTarget();
+          return {
+            scope: SCOPE,
+            audience: RESOURCE,
+            accessTokenFormat: 'jwt',
+            accessTokenTTL: 600,
+            jwt: { sign: { alg: tokenAlg[client.clientId] ?? 'RS256' } },
+          };
+        },
+      },
+    },
+  });
+  // the provider's own failures (a bad request is answered, and logged here as well)
+  provider.on('server_error', (ctx, err) => console.error('server_error', err));
+
+  const server = provider.listen(port, '127.0.0.1');
+  server.on('error', (err) => {
+    console.error(`oidc_provider.mjs: cannot listen on 127.0.0.1:${port}: ${err.message}`);
+    process.exit(1);
+  });
+  server.on('listening', () => console.log(`READY ${issuer}`));
+  // everything is in memory: nothing to save, and no open connection to wait for
+  process.on('SIGTERM', () => process.exit(0));
+  process.on('SIGINT', () => process.exit(0));
+}
+
+async function getJson(url, init = {}) {
+  const response = await fetch(url, { ...init, signal: AbortSignal.timeout(FETCH_TIMEOUT_MS) });
+  const text = await response.text();
+  if (!response.ok) throw new Error(`${url}: HTTP ${response.status}: ${text}`);
+  try {
+    return JSON.parse(text);
+  } catch {
+    throw new Error(`${url}: not JSON: ${text.slice(0, 200)}`);
+  }
+}
+
+const discovery = (issuer) => getJson(`${issuer.replace(/\/$/, '')}/.well-known/openid-configuration`);
+
+async function token() {
+  if (!args.issuer || !args['client-id'] || !args['client-secret']) usage('token needs --issuer, --client-id and --client-secret');
+  const { token_endpoint: endpoint } = await discovery(args.issuer);
+  if (!endpoint) throw new Error(`${args.issuer}: no token_endpoint in the discovery document`);
+  const body = new URLSearchParams({ grant_type: 'client_credentials', scope: args.scope ?? SCOPE });
+  if (args.resource) body.set('resource', args.resource);
+  // RFC 6749 2.3.1: the id and secret are form-urlencoded before going into Basic
+  const basic = Buffer.from(`${encodeURIComponent(args['client-id'])}:${encodeURIComponent(args['client-secret'])}`).toString('base64');
+  const answer = await getJson(endpoint, {
+    method: 'POST',
+    headers: { authorization: `Basic ${basic}`, 'content-type': 'application/x-www-form-urlencoded' },
+    body,
+  });
+  if (typeof answer.access_token !== 'string') throw new Error(`${endpoint}: no access_token in ${JSON.stringify(answer)}`);
+  console.log(answer.access_token);
+}
+
+async function discover() {
+  if (!args.issuer || !args.field) usage('discover needs --issuer and --field');
+  const value = (await discovery(args.issuer))[args.field];
+  if (value === undefined) throw new Error(`${args.issuer}: no ${args.field} in the discovery document`);
+  console.log(typeof value === 'string' ? value : JSON.stringify(value));
+}
+
+const commands = { serve, token, discover };
+if (!commands[command]) usage(command ? `unknown command '${command}'` : 'no command');
+commands[command]().catch((err) => {
+  console.error(`oidc_provider.mjs ${command}: ${err.message}`);
+  process.exit(1);
+});
