@@ -13,6 +13,7 @@ pub mod password_file;
 pub mod permissions;
 pub mod policy;
 mod principal;
+pub mod revocation;
 mod secret;
 pub mod token;
 pub mod webhook;

@@ -15,6 +15,7 @@ use bytes::Bytes;
 use parking_lot::{Mutex, RwLock};
 use tokio::time::Instant;
 use tollgate_auth::permissions::CompiledPermissions;
+use tollgate_auth::revocation::RevocationList;
 use tollgate_auth::Principal;
 use tollgate_mqtt::{Publish, PublishProperties, QoS, SubscriptionOptions, Will};
 
@@ -78,6 +79,7 @@ pub struct Broker {
     next_session_id: AtomicU64,
     assigned_ids: AtomicU64,
     policy_generation: AtomicU64,
+    revocations: RwLock<Arc<RevocationList>>,
 }
 
 impl Broker {
@@ -94,6 +96,7 @@ impl Broker {
             next_session_id: AtomicU64::new(1),
             assigned_ids: AtomicU64::new(0),
             policy_generation: AtomicU64::new(0),
+            revocations: RwLock::new(Arc::default()),
         })
     }
 
@@ -485,6 +488,17 @@ impl Broker {
         } else {
             None
         }
+    }
+
+    /// Why `principal` is revoked, if the revocation list says it is.
+    pub fn revoked(&self, principal: &Principal) -> Option<String> {
+        self.revocations.read().revoked(principal)
+    }
+
+    /// Replaces the revocation list. Connected clients check it when told
+    /// ([`Broker::permissions_changed`]).
+    pub fn set_revocations(&self, list: Arc<RevocationList>) {
+        *self.revocations.write() = list;
     }
 
     /// Bumped whenever authorization rules change; connections compare it with the one

@@ -32,9 +32,11 @@ pub struct BrokerConfig {
     pub authorization: AuthorizationConfig,
     /// Seconds an authentication may take before it counts as a backend failure.
     pub auth_timeout: u64,
-    /// Whether a client disconnected because its credentials expired (a token's `exp`) has
-    /// its will published.
+    /// Whether a client disconnected because its credentials expired (a token's `exp`) or
+    /// were revoked has its will published.
     pub will_on_expiry: bool,
+    /// A file of revoked tokens, users and clients (see docs/authentication.md).
+    pub revocation: Option<RevocationConfig>,
     /// Protocol limits and queue sizes.
     pub limits: Limits,
     /// Seconds between updates of the `$SYS/broker/...` topics; 0 turns them off.
@@ -57,6 +59,7 @@ impl Default for BrokerConfig {
             authorization: AuthorizationConfig::default(),
             auth_timeout: 10,
             will_on_expiry: false,
+            revocation: None,
             limits: Limits::default(),
             sys_interval: 10,
             log_level: "info".to_owned(),
@@ -193,6 +196,21 @@ impl ListenerConfig {
     pub fn display_name(&self) -> String {
         self.name.clone().unwrap_or_else(|| self.bind.to_string())
     }
+}
+
+/// The revocation file.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RevocationConfig {
+    /// The file (`jti <id>`, `user <name>`, `client <id>` lines).
+    pub path: PathBuf,
+    /// Seconds between checks for a changed file; 0 turns watching off (SIGHUP still reloads).
+    #[serde(default = "default_revocation_interval")]
+    pub reload_interval: u64,
+}
+
+fn default_revocation_interval() -> u64 {
+    1
 }
 
 /// One authenticator, referred to by listeners by its name. Exactly one kind table

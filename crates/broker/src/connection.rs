@@ -491,6 +491,10 @@ impl Connection {
         principal.expires_at = identity.expires_at;
         principal.granted = identity.granted;
         principal.authenticated_by = by;
+        if let Some(why) = self.broker.revoked(&principal) {
+            tracing::info!(target: "tollgate::audit", client_id = %old.client_id, "re-authentication refused: {why}");
+            return Err(self.protocol_error(ReasonCode::NOT_AUTHORIZED));
+        }
         self.expires_at = match principal.expires_at {
             Some(expiry) => {
                 let left = expiry
@@ -564,6 +568,10 @@ impl Connection {
             expires_at: identity.expires_at,
             granted: identity.granted,
         };
+        if let Some(why) = broker.revoked(&principal) {
+            tracing::info!(target: "tollgate::audit", client_id = %client_id, username = principal.username.as_deref().unwrap_or(""), "connection refused: {why}");
+            return Err(self.refuse(ReasonCode::NOT_AUTHORIZED));
+        }
         if !self.listener.config.client_id_patterns.is_empty()
             && !client_id_allowed(
                 &self.listener.config.client_id_patterns,
@@ -786,6 +794,7 @@ impl Connection {
             return Ok(());
         }
         if self.permissions_generation != self.broker.policy_generation() {
+            self.check_revocation()?;
             self.refresh_permissions();
         }
         let window = usize::from(
@@ -980,6 +989,21 @@ impl Connection {
             return Err(self.protocol_error(ReasonCode::NOT_AUTHORIZED));
         }
         Ok(())
+    }
+
+    /// Ends the connection if its principal has been revoked (DISCONNECT 0x87 to a 5.0
+    /// client; the will as for an expiry).
+    fn check_revocation(&mut self) -> Result<(), Close> {
+        let Some(why) = self.principal.as_ref().and_then(|p| self.broker.revoked(p)) else {
+            return Ok(());
+        };
+        tracing::info!(target: "tollgate::audit", client_id = self.client_id().unwrap_or(""), "disconnected: {why}");
+        self.send_disconnect(ReasonCode::NOT_AUTHORIZED);
+        Err(Close {
+            reason: ReasonCode::NOT_AUTHORIZED,
+            publish_will: self.broker.config.will_on_expiry,
+            by_client: false,
+        })
     }
 
     /// Compiles the principal's permissions from the listener's current authorizer chain.

@@ -18,6 +18,7 @@ pub mod driver;
 pub mod listener;
 pub mod message;
 pub mod retained;
+pub mod revocation;
 pub mod server;
 pub mod session;
 pub mod stats;
@@ -31,6 +32,7 @@ pub use broker::Broker;
 pub use config::{
     AclFileSource, AuthenticatorConfig, AuthorizationConfig, AuthorizerConfig, BrokerConfig,
     CertIdentityField, CertIdentityUse, ClientCertMode, DeniedPublish, DeniedSubscribeCode, Limits,
-    ListenerConfig, PasswordFileConfig, PolicyFileSource, TlsConfig, WebSocketConfig,
+    ListenerConfig, PasswordFileConfig, PolicyFileSource, RevocationConfig, TlsConfig,
+    WebSocketConfig,
 };
 pub use server::{Extensions, Server};

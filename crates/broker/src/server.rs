@@ -17,6 +17,7 @@ use crate::broker::Broker;
 use crate::config::BrokerConfig;
 use crate::driver::run_connection;
 use crate::listener::{Authenticators, Listener};
+use crate::revocation::{watch_revocations, RevocationFile};
 use crate::sys::run_sys_publisher;
 use crate::tls::TlsAcceptor;
 
@@ -33,6 +34,7 @@ pub struct Extensions {
 pub struct Server {
     broker: Arc<Broker>,
     authenticators: Arc<Authenticators>,
+    revocation: Option<Arc<RevocationFile>>,
     tls_listeners: Vec<Arc<TlsAcceptor>>,
     authorizers: Arc<Authorizers>,
     listeners: Vec<Arc<Listener>>,
@@ -76,8 +78,18 @@ impl Server {
                 tls_listeners.push(Arc::clone(tls));
             }
         }
+        let revocation = match &config.revocation {
+            Some(settings) => {
+                let (file, list) = RevocationFile::open(&settings.path).map_err(invalid)?;
+                Some((Arc::new(file), Arc::new(list), settings.reload_interval))
+            }
+            None => None,
+        };
         let broker = Broker::new(config);
         let (shutdown, _) = watch::channel(false);
+        if let Some((_, list, _)) = &revocation {
+            broker.set_revocations(Arc::clone(list));
+        }
         let mut tasks = JoinSet::new();
         let mut local_addrs = Vec::new();
         let listeners_kept = listeners.clone();
@@ -106,6 +118,17 @@ impl Server {
                 shutdown.subscribe(),
             ));
         }
+        if let Some((file, _, interval)) = &revocation {
+            if *interval > 0 {
+                tasks.spawn(watch_revocations(
+                    Arc::clone(file),
+                    Arc::clone(&broker),
+                    Arc::clone(&authenticators),
+                    Duration::from_secs(*interval),
+                    shutdown.subscribe(),
+                ));
+            }
+        }
         if broker.config.sys_interval > 0 {
             let interval = Duration::from_secs(broker.config.sys_interval);
             tasks.spawn(run_sys_publisher(
@@ -117,6 +140,7 @@ impl Server {
         Ok(Server {
             broker,
             authenticators,
+            revocation: revocation.map(|(file, _, _)| file),
             tls_listeners,
             authorizers,
             listeners: listeners_kept,
@@ -141,6 +165,9 @@ impl Server {
     pub fn reload(&self) {
         tracing::info!("reloading");
         self.authenticators.reload();
+        if let Some(file) = &self.revocation {
+            file.reload(false, &self.broker, &self.authenticators);
+        }
         if self.authorizers.reload(false) {
             apply_authorization(&self.broker, &self.authorizers, &self.listeners);
         }

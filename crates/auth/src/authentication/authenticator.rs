@@ -55,4 +55,10 @@ pub trait Authenticator: Send + Sync {
     fn depends_on_client_id(&self) -> bool {
         true
     }
+
+    /// Whether the user name field may carry a secret for this authenticator (a token sent
+    /// as the user name); audit lines then leave the user name out.
+    fn username_is_secret(&self) -> bool {
+        false
+    }
 }

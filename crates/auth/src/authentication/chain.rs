@@ -107,7 +107,11 @@ impl AuthChain {
     /// Decides one connection attempt.
     pub async fn authenticate(&self, request: &ConnectRequest) -> ChainDecision {
         let decision = self.decide(request).await;
-        audit(request, &decision);
+        let username_is_secret = self
+            .entries
+            .iter()
+            .any(|e| e.authenticator.username_is_secret());
+        audit(request, &decision, username_is_secret);
         if let Some(throttle) = &self.throttle {
             match &decision {
                 ChainDecision::Refused {
@@ -235,19 +239,28 @@ impl AuthChain {
     }
 }
 
-/// Writes the audit line of one decision.
-fn audit(request: &ConnectRequest, decision: &ChainDecision) {
-    let username = request.username.as_deref().unwrap_or("");
+/// Writes the audit line of one decision. Where an authenticator of the chain reads a token
+/// from the user name field, the user name sent is not written (it may be a token); an allow
+/// writes the user name the authenticator mapped instead, when it mapped one.
+fn audit(request: &ConnectRequest, decision: &ChainDecision, username_is_secret: bool) {
+    let sent = match (&request.username, username_is_secret) {
+        (Some(_), true) => "<redacted>",
+        (Some(name), false) => name.as_str(),
+        (None, _) => "",
+    };
     match decision {
-        ChainDecision::Allowed { by, .. } => tracing::info!(
+        ChainDecision::Allowed { by, identity } => {
+            let username = identity.username.as_deref().unwrap_or(sent);
+            tracing::info!(
             target: "tollgate::audit",
             listener = %request.listener, peer = %request.peer, client_id = %request.client_id,
             username, authenticator = %by, outcome = "allow", "authentication"
-        ),
+            )
+        }
         ChainDecision::Refused { reason, by, detail } => tracing::info!(
             target: "tollgate::audit",
             listener = %request.listener, peer = %request.peer, client_id = %request.client_id,
-            username, authenticator = by.as_deref().unwrap_or("-"), outcome = "deny", reason = %reason, detail = %detail,
+            username = sent, authenticator = by.as_deref().unwrap_or("-"), outcome = "deny", reason = %reason, detail = %detail,
             "authentication"
         ),
     }

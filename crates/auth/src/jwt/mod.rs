@@ -239,6 +239,10 @@ impl Authenticator for JwtAuthenticator {
         &self.name
     }
 
+    fn username_is_secret(&self) -> bool {
+        self.source.location == TokenLocation::Username
+    }
+
     fn depends_on_client_id(&self) -> bool {
         self.config.client_id_claim.is_some()
     }

@@ -193,6 +193,22 @@ impl IntrospectionAuthenticator {
             .await
             .map_err(|e| fail(e.without_url().to_string()))?;
         let status = response.status();
+        if status == reqwest::StatusCode::BAD_REQUEST {
+            // Some providers answer a token of a kind they do not introspect (a JWT) with
+            // `unsupported_token_type` rather than `active: false`: the token is no good here.
+            let body: Option<Value> = response.json().await.ok();
+            let code = body
+                .as_ref()
+                .and_then(|b| b.get("error"))
+                .and_then(Value::as_str);
+            if code == Some("unsupported_token_type") {
+                return Ok(None);
+            }
+            return Err(fail(format!(
+                "HTTP status {status} ({})",
+                code.unwrap_or("no error code")
+            )));
+        }
         if !status.is_success() {
             return Err(fail(format!("HTTP status {status}")));
         }
@@ -271,6 +287,10 @@ impl IntrospectionAuthenticator {
 impl Authenticator for IntrospectionAuthenticator {
     fn name(&self) -> &str {
         &self.name
+    }
+
+    fn username_is_secret(&self) -> bool {
+        self.source.location == TokenLocation::Username
     }
 
     fn depends_on_client_id(&self) -> bool {

@@ -1,0 +1,83 @@
+//! The revocation file: read at start, watched while running and re-read on SIGHUP. A change
+//! forgets cached authentications and makes every connected client check its principal
+//! against the new list (a revoked one is disconnected at once).
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::{Duration, SystemTime};
+
+use parking_lot::Mutex;
+use tokio::sync::watch;
+use tollgate_auth::revocation::RevocationList;
+
+use crate::broker::Broker;
+use crate::listener::Authenticators;
+
+/// The revocation file and the modification time it was last read at.
+pub struct RevocationFile {
+    path: PathBuf,
+    stamp: Mutex<Option<SystemTime>>,
+}
+
+fn modified(path: &Path) -> Option<SystemTime> {
+    std::fs::metadata(path).and_then(|m| m.modified()).ok()
+}
+
+impl RevocationFile {
+    /// Reads the file for the first time.
+    pub fn open(path: &Path) -> Result<(RevocationFile, RevocationList), String> {
+        let file = RevocationFile {
+            path: path.to_owned(),
+            stamp: Mutex::new(modified(path)),
+        };
+        let list = file.read()?;
+        Ok((file, list))
+    }
+
+    fn read(&self) -> Result<RevocationList, String> {
+        let label = self.path.display().to_string();
+        let text = std::fs::read_to_string(&self.path).map_err(|e| format!("{label}: {e}"))?;
+        RevocationList::parse(&label, &text).map_err(|e| e.to_string())
+    }
+
+    /// Reads the file again (only if it changed, with `only_changed`) and applies it: the new
+    /// list to the broker, caches forgotten, connections told. A file with an error keeps the
+    /// previous list, with a log line.
+    pub fn reload(&self, only_changed: bool, broker: &Broker, authenticators: &Authenticators) {
+        let stamp = modified(&self.path);
+        {
+            let mut last = self.stamp.lock();
+            if only_changed && *last == stamp {
+                return;
+            }
+            *last = stamp;
+        }
+        match self.read() {
+            Ok(list) => {
+                tracing::info!(target: "tollgate::audit", file = %self.path.display(), "revocation list loaded");
+                broker.set_revocations(Arc::new(list));
+                authenticators.forget_cached();
+                broker.permissions_changed();
+            }
+            Err(e) => tracing::error!("revocation list not reloaded, previous one kept: {e}"),
+        }
+    }
+}
+
+/// Polls the revocation file every `interval`.
+pub async fn watch_revocations(
+    file: Arc<RevocationFile>,
+    broker: Arc<Broker>,
+    authenticators: Arc<Authenticators>,
+    interval: Duration,
+    mut shutdown: watch::Receiver<bool>,
+) {
+    let mut ticker = tokio::time::interval(interval);
+    ticker.tick().await;
+    loop {
+        tokio::select! {
+            _ = shutdown.changed() => return,
+            _ = ticker.tick() => file.reload(true, &broker, &authenticators),
+        }
+    }
+}

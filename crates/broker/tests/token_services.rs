@@ -1,0 +1,354 @@
+//! Authenticators that call a service, over real connections: an HTTP webhook whose answer
+//! carries permissions, opaque tokens by introspection, the password grant forwarded to a token
+//! endpoint; and the revocation list, which ends connections at once and refuses reconnects.
+
+mod common;
+#[path = "../../auth/tests/common/http_service.rs"]
+mod http_service;
+
+use common::*;
+use http_service::{HttpService, Reply};
+use jsonwebtoken::{encode, Algorithm, EncodingKey, Header};
+use serde_json::json;
+use tollgate_auth::jwt::{unix_now, JwtConfig};
+use tollgate_broker::{AuthenticatorConfig, BrokerConfig, RevocationConfig};
+use tollgate_mqtt::*;
+
+fn only(c: &mut BrokerConfig, authenticator: AuthenticatorConfig) {
+    c.listeners[0].allow_anonymous = false;
+    c.authenticators = vec![authenticator];
+    c.throttle.enabled = false;
+}
+
+fn login(version: ProtocolVersion, client_id: &str, user: &str, password: &str) -> Connect {
+    let mut c = connect_packet(version, client_id);
+    c.username = Some(user.into());
+    c.password = Some(password.to_owned().into_bytes().into());
+    c
+}
+
+#[tokio::test]
+async fn a_webhooks_permissions_are_enforced_on_the_connection() {
+    let hook = HttpService::start(|r| {
+        let body = r.json();
+        match (body["username"].as_str(), body["password"].as_str()) {
+            (Some("alice"), Some("pw")) => Reply::Json(
+                200,
+                json!({"result": "allow", "permissions": [
+                    {"filter": "alice/#", "action": "all"},
+                    {"filter": "public/#", "action": "sub"}], "default": "deny"}),
+            ),
+            (Some("bob"), _) => {
+                Reply::Json(200, json!({"result": "deny", "reason": "not_authorized"}))
+            }
+            _ => Reply::Json(500, json!({})),
+        }
+    })
+    .await;
+    let url = hook.url("/auth");
+    let (_server, addr) = start_broker(|c| {
+        only(
+            c,
+            AuthenticatorConfig {
+                name: "hook".into(),
+                webhook: Some(toml::from_str(&format!("url = \"{url}\"")).unwrap()),
+                ..Default::default()
+            },
+        )
+    })
+    .await;
+    let (mut alice, ack) =
+        TestClient::connect_with(addr, login(ProtocolVersion::V5, "a1", "alice", "pw")).await;
+    assert_eq!(ack.reason_code, ReasonCode::SUCCESS);
+    assert_eq!(
+        alice
+            .publish("alice/temp", b"1", QoS::AtLeastOnce, false, 1)
+            .await,
+        ReasonCode::NO_MATCHING_SUBSCRIBERS,
+        "allowed (and nobody listens)"
+    );
+    assert_eq!(
+        alice
+            .publish("public/news", b"1", QoS::AtLeastOnce, false, 2)
+            .await,
+        ReasonCode::NOT_AUTHORIZED,
+        "subscribe-only"
+    );
+    assert_eq!(
+        alice
+            .subscribe(3, "public/#", QoS::AtMostOnce)
+            .await
+            .reason_codes,
+        vec![ReasonCode::GRANTED_QOS_0]
+    );
+    assert_eq!(
+        alice
+            .subscribe(4, "bob/#", QoS::AtMostOnce)
+            .await
+            .reason_codes,
+        vec![ReasonCode::NOT_AUTHORIZED],
+        "the webhook's default (deny) decides"
+    );
+    let (_bob, ack) =
+        TestClient::connect_with(addr, login(ProtocolVersion::V5, "b1", "bob", "pw")).await;
+    assert_eq!(ack.reason_code, ReasonCode::NOT_AUTHORIZED);
+    // The webhook failing (HTTP 500) fails closed, and the broker serves everyone else.
+    let (_carol, ack) =
+        TestClient::connect_with(addr, login(ProtocolVersion::V3_1_1, "c1", "carol", "pw")).await;
+    assert_eq!(ack.reason_code, ConnectReturnCode::SERVER_UNAVAILABLE);
+    alice.expect_nothing().await;
+}
+
+#[tokio::test]
+async fn an_opaque_token_is_introspected_at_connect() {
+    let idp = HttpService::start(|r| {
+        if r.form().get("token").map(String::as_str) == Some("opaque-123") {
+            Reply::Json(
+                200,
+                json!({"active": true, "client_id": "meter-4", "exp": unix_now() + 600}),
+            )
+        } else {
+            Reply::Json(200, json!({"active": false}))
+        }
+    })
+    .await;
+    let endpoint = idp.url("/introspect");
+    let (server, addr) = start_broker(|c| {
+        only(
+            c,
+            AuthenticatorConfig {
+                name: "opaque".into(),
+                introspection: Some(
+                    toml::from_str(&format!(
+                        "endpoint = \"{endpoint}\"\nclient_id = \"tollgate\"\nclient_secret = \"x\"\nusername_claim = \"client_id\""
+                    ))
+                    .unwrap(),
+                ),
+                ..Default::default()
+            },
+        )
+    })
+    .await;
+    let (_c, ack) = TestClient::connect_with(
+        addr,
+        login(ProtocolVersion::V3_1_1, "m4", "token", "opaque-123"),
+    )
+    .await;
+    assert_eq!(ack.reason_code, ConnectReturnCode::ACCEPTED);
+    let principal = server.broker().connected_principal("m4").unwrap();
+    assert_eq!(principal.username.as_deref(), Some("meter-4"));
+    assert!(principal.expires_at.is_some());
+    let (_c, ack) =
+        TestClient::connect_with(addr, login(ProtocolVersion::V5, "m5", "token", "made-up")).await;
+    assert_eq!(ack.reason_code, ReasonCode::BAD_USER_NAME_OR_PASSWORD);
+}
+
+const SIGNING: &str = "provider-signing-secret";
+
+fn jwt(claims: serde_json::Value) -> String {
+    encode(
+        &Header::new(Algorithm::HS256),
+        &claims,
+        &EncodingKey::from_secret(SIGNING.as_bytes()),
+    )
+    .unwrap()
+}
+
+#[tokio::test]
+async fn the_password_grant_lets_in_the_user_the_provider_vouches_for() {
+    let idp = HttpService::start(|r| {
+        let form = r.form();
+        if form.get("username").map(String::as_str) == Some("alice@example.com")
+            && form.get("password").map(String::as_str) == Some("correct horse")
+        {
+            let token = jwt(json!({"sub": "auth0|42", "exp": unix_now() + 600}));
+            Reply::Json(200, json!({"access_token": token, "token_type": "Bearer"}))
+        } else {
+            Reply::Json(400, json!({"error": "invalid_grant"}))
+        }
+    })
+    .await;
+    let endpoint = idp.url("/oauth/token");
+    let (server, addr) = start_broker(|c| {
+        only(
+            c,
+            AuthenticatorConfig {
+                name: "auth0".into(),
+                password_grant: Some(
+                    toml::from_str(&format!(
+                        "token_endpoint = \"{endpoint}\"\nclient_id = \"broker\"\nclient_secret = \"s\"\n[verify]\nalgorithms = [\"HS256\"]\nsecret = \"{SIGNING}\""
+                    ))
+                    .unwrap(),
+                ),
+                ..Default::default()
+            },
+        )
+    })
+    .await;
+    let (_c, ack) = TestClient::connect_with(
+        addr,
+        login(
+            ProtocolVersion::V5,
+            "app",
+            "alice@example.com",
+            "correct horse",
+        ),
+    )
+    .await;
+    assert_eq!(ack.reason_code, ReasonCode::SUCCESS);
+    assert_eq!(
+        server
+            .broker()
+            .connected_principal("app")
+            .unwrap()
+            .username
+            .as_deref(),
+        Some("auth0|42")
+    );
+    let (_c, ack) = TestClient::connect_with(
+        addr,
+        login(
+            ProtocolVersion::V3_1_1,
+            "app2",
+            "alice@example.com",
+            "wrong",
+        ),
+    )
+    .await;
+    assert_eq!(
+        ack.reason_code,
+        ConnectReturnCode::BAD_USER_NAME_OR_PASSWORD
+    );
+}
+
+#[tokio::test]
+async fn revocation_disconnects_at_once_and_the_token_gets_no_session_back() {
+    let dir = std::env::temp_dir().join(format!("tollgate-revocation-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let list = dir.join("revoked.txt");
+    std::fs::write(&list, "# nothing revoked yet\n").unwrap();
+    let revocation_path = list.clone();
+    let (server, addr) = start_broker(move |c| {
+        only(
+            c,
+            AuthenticatorConfig {
+                name: "idp".into(),
+                cache_ttl: 600,
+                jwt: Some(JwtConfig {
+                    algorithms: vec!["HS256".into()],
+                    secret: Some(SIGNING.into()),
+                    ..JwtConfig::default()
+                }),
+                ..Default::default()
+            },
+        );
+        c.revocation = Some(RevocationConfig {
+            path: revocation_path,
+            reload_interval: 0,
+        });
+    })
+    .await;
+    let stolen = jwt(json!({"sub": "d1", "jti": "t-1", "exp": unix_now() + 600}));
+    let fresh = jwt(json!({"sub": "d1", "jti": "t-2", "exp": unix_now() + 600}));
+    let persistent = |token: &str| {
+        let mut c = login(ProtocolVersion::V5, "d1", "d1", token);
+        c.clean_start = false;
+        c.properties.session_expiry_interval = Some(600);
+        c
+    };
+    let (mut c, ack) = TestClient::connect_with(addr, persistent(&stolen)).await;
+    assert_eq!(ack.reason_code, ReasonCode::SUCCESS);
+    c.subscribe(1, "cmd/d1", QoS::AtLeastOnce).await;
+    let (mut other, ack) = TestClient::connect_with(
+        addr,
+        login(
+            ProtocolVersion::V5,
+            "d9",
+            "d9",
+            &jwt(json!({"sub": "d9", "jti": "t-9", "exp": unix_now() + 600})),
+        ),
+    )
+    .await;
+    assert_eq!(ack.reason_code, ReasonCode::SUCCESS);
+
+    std::fs::write(&list, "jti t-1\n").unwrap();
+    server.reload(); // what SIGHUP does; the file watcher does the same within reload_interval
+    match c.expect_close().await.as_slice() {
+        [Packet::Disconnect(d)] => assert_eq!(d.reason_code, ReasonCode::NOT_AUTHORIZED),
+        other => panic!("expected DISCONNECT 0x87 on revocation, got {other:?}"),
+    }
+    other.expect_nothing().await;
+    // The revoked token is refused even though the chain's cache remembered it, and gets no
+    // session back.
+    let (_c, ack) = TestClient::connect_with(addr, persistent(&stolen)).await;
+    assert_eq!(ack.reason_code, ReasonCode::NOT_AUTHORIZED);
+    assert!(!ack.session_present);
+    // A new token for the same device gets its session.
+    let (_c, ack) = TestClient::connect_with(addr, persistent(&fresh)).await;
+    assert_eq!(ack.reason_code, ReasonCode::SUCCESS);
+    assert!(ack.session_present);
+}
+
+#[tokio::test]
+async fn a_revocation_file_with_an_error_stops_the_start_with_its_line() {
+    let dir = std::env::temp_dir().join(format!("tollgate-revocation-bad-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let list = dir.join("revoked.txt");
+    std::fs::write(&list, "jti ok\ntoken abc\n").unwrap();
+    let config = BrokerConfig {
+        revocation: Some(RevocationConfig {
+            path: list.clone(),
+            reload_interval: 0,
+        }),
+        listeners: vec![tollgate_broker::ListenerConfig {
+            bind: "127.0.0.1:0".parse().unwrap(),
+            ..Default::default()
+        }],
+        ..BrokerConfig::default()
+    };
+    let error = tollgate_broker::Server::start(config).await.err().unwrap();
+    assert!(error.to_string().contains("revoked.txt:2"), "{error}");
+}
+
+#[tokio::test]
+async fn the_revocation_file_is_watched() {
+    let dir =
+        std::env::temp_dir().join(format!("tollgate-revocation-watch-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let list = dir.join("revoked.txt");
+    std::fs::write(&list, "").unwrap();
+    let revocation_path = list.clone();
+    let (_server, addr) = start_broker(move |c| {
+        only(
+            c,
+            AuthenticatorConfig {
+                name: "idp".into(),
+                jwt: Some(JwtConfig {
+                    algorithms: vec!["HS256".into()],
+                    secret: Some(SIGNING.into()),
+                    ..JwtConfig::default()
+                }),
+                ..Default::default()
+            },
+        );
+        c.revocation = Some(RevocationConfig {
+            path: revocation_path,
+            reload_interval: 1,
+        });
+    })
+    .await;
+    let token = jwt(json!({"sub": "lost-sensor", "exp": unix_now() + 600}));
+    let (mut c, ack) = TestClient::connect_with(
+        addr,
+        login(ProtocolVersion::V3_1_1, "s", "lost-sensor", &token),
+    )
+    .await;
+    assert_eq!(ack.reason_code, ConnectReturnCode::ACCEPTED);
+    c.expect_nothing().await;
+    std::fs::write(&list, "user lost-sensor\n").unwrap();
+    // No SIGHUP: the watcher notices the change (the wait is bounded by the packet timeout).
+    assert!(
+        c.expect_close().await.is_empty(),
+        "3.1.1 gets no DISCONNECT"
+    );
+}
