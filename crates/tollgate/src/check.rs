@@ -2,19 +2,30 @@
 //!
 //!     tollgate check --config tollgate.toml --client-id d1 --username alice publish devices/d1/state --qos 1
 //!     tollgate check --config tollgate.toml --claims '{"topics":["a/#"]}' subscribe 'a/+'
+//!     tollgate check --config tollgate.toml --username JWT --token "$TOKEN" publish plant/3/temp
 //!     tollgate check --config tollgate.toml --tests
+//!
+//! With credentials (`--password`, `--token`, `--auth-method`/`--auth-data`), the listener's
+//! authenticators are asked first, as for a CONNECT, and the principal they give (its claims,
+//! roles, a webhook's permissions) is the one checked.
 //!
 //! The decision is computed exactly as the broker computes it for a connection on the chosen
 //! listener: the same authorizers, in the same order, compiled for the same principal.
 
+use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::ExitCode;
-use std::sync::Arc;
 
 use clap::{Args, ValueEnum};
-use tollgate_auth::permissions::Request;
+use tollgate_auth::authentication::{ChainDecision, ConnectRequest};
+use tollgate_auth::permissions::{
+    compile_outcomes, AuthorizerOutcome, DefaultBehaviour, Request, RuleSet,
+};
 use tollgate_auth::policy::{run_policy_tests, PolicyFile, TestIdentity};
+use tollgate_auth::{CertificateInfo, Principal, Secret};
 use tollgate_broker::authorization::Authorizers;
+use tollgate_broker::listener::Authenticators;
+use tollgate_broker::{BrokerConfig, ListenerConfig};
 
 use crate::config_file;
 
@@ -59,6 +70,20 @@ pub struct CheckArgs {
     /// The client certificate's common name.
     #[arg(long)]
     cert_cn: Option<String>,
+    /// The password as a client sends it (`@file` reads it from a file): the listener's
+    /// authenticators decide who the client is.
+    #[arg(long, conflicts_with_all = ["claims", "roles", "groups"])]
+    password: Option<String>,
+    /// An access token sent as the password (`@file` reads it from a file); give `--username`
+    /// too when the authenticator expects a marker such as `JWT`.
+    #[arg(long, conflicts_with_all = ["claims", "roles", "groups", "password"])]
+    token: Option<String>,
+    /// MQTT 5 authentication method (with `--auth-data`).
+    #[arg(long, requires = "auth_data", conflicts_with_all = ["claims", "roles", "groups"])]
+    auth_method: Option<String>,
+    /// MQTT 5 authentication data, such as a token (`@file` reads it from a file).
+    #[arg(long, requires = "auth_method")]
+    auth_data: Option<String>,
     /// QoS of the publish or subscription.
     #[arg(long, default_value_t = 0, value_parser = clap::value_parser!(u8).range(0..=2))]
     qos: u8,
@@ -122,6 +147,7 @@ fn execute(args: CheckArgs) -> Result<bool, String> {
         return Ok(all_passed);
     }
 
+    let credentials = args.password.is_some() || args.token.is_some() || args.auth_method.is_some();
     let claims = match &args.claims {
         None => None,
         Some(text) => {
@@ -132,15 +158,22 @@ fn execute(args: CheckArgs) -> Result<bool, String> {
             Some(serde_json::from_str(&text).map_err(|e| format!("--claims is not JSON: {e}"))?)
         }
     };
-    let identity = TestIdentity {
-        client_id: args.client_id,
-        username: args.username,
-        roles: args.roles,
-        groups: args.groups,
-        claims,
-        cert_cn: args.cert_cn,
+    let principal = if credentials {
+        match authenticate(&config, listener, &args)? {
+            Some(principal) => principal,
+            None => return Ok(false),
+        }
+    } else {
+        TestIdentity {
+            client_id: args.client_id.clone(),
+            username: args.username.clone(),
+            roles: args.roles.clone(),
+            groups: args.groups.clone(),
+            claims,
+            cert_cn: args.cert_cn.clone(),
+        }
+        .principal("the command line")
     };
-    let principal = identity.principal("the command line");
     let topic = args.topic.expect("required by clap");
     let request = match args.action.expect("required by clap") {
         Action::Publish => Request::Publish {
@@ -159,15 +192,130 @@ fn execute(args: CheckArgs) -> Result<bool, String> {
             shared: args.shared,
         },
     };
-    let Some(chain) = chain else {
-        println!("no authorizer configured on listener `{}`: everything is allowed but writing under $SYS", listener.display_name());
-        return Ok(!(matches!(request, Request::Publish { .. }) && topic.starts_with("$SYS")));
+    let permissions = match (chain, &principal.granted) {
+        (Some(chain), _) => chain.compile(&principal),
+        // As the broker does: granted rules first, then what no authorizer means.
+        (None, Some(granted)) => compile_outcomes(
+            &principal,
+            [
+                granted.outcome(),
+                AuthorizerOutcome {
+                    authorizer: "default".into(),
+                    result: Ok(RuleSet::empty(DefaultBehaviour::Accept)),
+                },
+            ],
+        ),
+        (None, None) => {
+            println!("no authorizer configured on listener `{}`: everything is allowed but writing under $SYS", listener.display_name());
+            return Ok(!(matches!(request, Request::Publish { .. }) && topic.starts_with("$SYS")));
+        }
     };
-    let permissions = Arc::new(chain.compile(&principal));
     for note in permissions.notes() {
         println!("note: {} ({})", note.message, note.authorizer);
     }
     let explanation = permissions.explain(&request);
     print!("{explanation}");
     Ok(explanation.decision.allowed)
+}
+
+/// Reads a value given as text or as `@file`.
+fn text_or_file(value: &str) -> Result<String, String> {
+    match value.strip_prefix('@') {
+        Some(path) => std::fs::read_to_string(path)
+            .map(|t| t.trim_end_matches(['\r', '\n']).to_owned())
+            .map_err(|e| format!("{path}: {e}")),
+        None => Ok(value.to_owned()),
+    }
+}
+
+/// Asks the listener's authenticators, as for a CONNECT; prints who the client is, or why it
+/// is refused (then `None`).
+fn authenticate(
+    config: &BrokerConfig,
+    listener: &ListenerConfig,
+    args: &CheckArgs,
+) -> Result<Option<Principal>, String> {
+    let mut request = ConnectRequest::new(
+        &listener.display_name(),
+        SocketAddr::from(([127, 0, 0, 1], 0)),
+        args.client_id.clone(),
+    );
+    request.username = args.username.clone();
+    if let Some(secret) = args.password.as_deref().or(args.token.as_deref()) {
+        request.password = Some(Secret::new(text_or_file(secret)?));
+    }
+    if let (Some(method), Some(data)) = (&args.auth_method, &args.auth_data) {
+        request.protocol_level = 5;
+        request.authentication_method = Some(method.clone());
+        request.authentication_data = Some(Secret::new(text_or_file(data)?));
+    }
+    request.certificate = args.cert_cn.as_ref().map(|cn| CertificateInfo {
+        common_name: Some(cn.clone()),
+        ..CertificateInfo::default()
+    });
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| format!("runtime: {e}"))?;
+    let decision = runtime.block_on(async {
+        let authenticators = Authenticators::build(config, Vec::new())?;
+        let chain = authenticators.chain_for(listener, None)?;
+        Ok::<_, String>(chain.authenticate(&request).await)
+    })?;
+    match decision {
+        ChainDecision::Refused { reason, by, detail } => {
+            println!(
+                "authentication: refused by {}: {reason} ({detail})",
+                by.as_deref().unwrap_or("the end of the chain")
+            );
+            Ok(None)
+        }
+        ChainDecision::Allowed { identity, by } => {
+            let principal = Principal {
+                client_id: args.client_id.clone(),
+                username: identity.username.or_else(|| args.username.clone()),
+                client_identity: identity.client_identity.or_else(|| args.cert_cn.clone()),
+                roles: identity.roles,
+                groups: identity.groups,
+                certificate: request.certificate.map(Box::new),
+                claims: identity.claims,
+                authenticated_by: by,
+                expires_at: identity.expires_at,
+                granted: identity.granted,
+            };
+            println!(
+                "authentication: allowed by {} as {}",
+                principal.authenticated_by,
+                principal.username.as_deref().unwrap_or("(no user name)")
+            );
+            let list = |attributes: &[tollgate_auth::Attribute]| {
+                attributes
+                    .iter()
+                    .map(|a| a.value.as_str())
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            };
+            if !principal.roles.is_empty() {
+                println!("  roles: {}", list(&principal.roles));
+            }
+            if !principal.groups.is_empty() {
+                println!("  groups: {}", list(&principal.groups));
+            }
+            if let Some(expiry) = principal.expires_at {
+                let left = expiry
+                    .duration_since(std::time::SystemTime::now())
+                    .map(|d| d.as_secs())
+                    .unwrap_or(0);
+                println!("  expires in {left} s");
+            }
+            if let Some(granted) = &principal.granted {
+                println!(
+                    "  {} permission(s) granted by {}",
+                    granted.permissions.len(),
+                    granted.authenticator
+                );
+            }
+            Ok(Some(principal))
+        }
+    }
 }

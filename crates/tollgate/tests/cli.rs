@@ -189,3 +189,81 @@ fn passwd_creates_updates_and_deletes_users() {
         "deleting a missing user fails"
     );
 }
+
+fn hs256(claims: serde_json::Value, key: &str) -> String {
+    jsonwebtoken::encode(
+        &jsonwebtoken::Header::new(jsonwebtoken::Algorithm::HS256),
+        &claims,
+        &jsonwebtoken::EncodingKey::from_secret(key.as_bytes()),
+    )
+    .unwrap()
+}
+
+#[test]
+fn check_with_a_token_authenticates_it_and_checks_the_principal_it_gives() {
+    let dir = Dir::new("token");
+    let cfg = dir.write(
+        "tollgate.toml",
+        r#"
+[[listener]]
+bind = "127.0.0.1:0"
+
+[[authenticator]]
+name = "auth0"
+[authenticator.jwt]
+algorithms = ["HS256"]
+secret = "device-secret"
+username_marker = "JWT"
+
+[[authorizer]]
+name = "token"
+claims = {}
+"#,
+    );
+    let exp = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs()
+        + 600;
+    let token = hs256(
+        serde_json::json!({"sub": "thermostat-4", "exp": exp, "topics": ["home/temp"]}),
+        "device-secret",
+    );
+    let token_file = dir.write("token.jwt", &format!("{token}\n"));
+    let args = |topic: &'static str, token: String| {
+        let cfg = cfg.clone();
+        move || {
+            tollgate(&[
+                "check",
+                "--config",
+                &cfg,
+                "--username",
+                "JWT",
+                "--token",
+                &token,
+                "publish",
+                topic,
+            ])
+        }
+    };
+    let out = args("home/temp", format!("@{token_file}"))();
+    assert!(out.status.success(), "{}", stdout(&out));
+    let text = stdout(&out);
+    assert!(text.contains("allowed by auth0 as thermostat-4"), "{text}");
+    assert!(text.contains("claim `topics`"), "{text}");
+
+    let out = args("home/door", token.clone())();
+    assert_eq!(out.status.code(), Some(1), "{}", stdout(&out));
+
+    let forged = hs256(
+        serde_json::json!({"sub": "thermostat-4", "exp": exp, "topics": ["#"]}),
+        "guess",
+    );
+    let out = args("home/door", forged)();
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        stdout(&out).contains("refused by auth0"),
+        "{}",
+        stdout(&out)
+    );
+}
