@@ -37,7 +37,7 @@ enum Command {
     Passwd(passwd::PasswdArgs),
     /// Explain an authorization decision (exit 0: allowed, 1: denied), or run the policy
     /// files' tests (--tests).
-    Check(check::CheckArgs),
+    Check(Box<check::CheckArgs>),
 }
 
 fn main() -> ExitCode {
@@ -58,7 +58,7 @@ fn main() -> ExitCode {
             serve(config)
         }
         Command::Passwd(args) => passwd::run(args),
-        Command::Check(args) => check::run(args),
+        Command::Check(args) => check::run(*args),
         Command::CheckConfig { config } => match config_file::load(&config) {
             Ok(_) => {
                 println!("{}: ok", config.display());
