@@ -44,6 +44,10 @@ pub struct BrokerConfig {
     /// Log filter (`error`, `warn`, `info`, `debug`, `trace`, or a `tracing` directive list);
     /// `RUST_LOG` overrides it. Read by the binary that sets up logging.
     pub log_level: String,
+    /// Threads running connections; 0 (the default) means one per CPU. Read by the binary
+    /// that builds the runtime. One thread costs less CPU per connection where the broker
+    /// shares few cores with other work; more carry more traffic on a machine of its own.
+    pub worker_threads: usize,
 }
 
 impl Default for BrokerConfig {
@@ -63,6 +67,7 @@ impl Default for BrokerConfig {
             limits: Limits::default(),
             sys_interval: 10,
             log_level: "info".to_owned(),
+            worker_threads: 0,
         }
     }
 }
