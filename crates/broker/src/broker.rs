@@ -132,7 +132,7 @@ impl Broker {
             state.generation += 1;
             if was_attached {
                 drop(state);
-                existing.wake.notify_one();
+                existing.wake.notify();
                 state = existing.state.lock();
             }
             if !clean_start {
@@ -514,7 +514,7 @@ impl Broker {
         let sessions: Vec<Arc<Session>> = self.sessions.lock().values().cloned().collect();
         for session in sessions {
             if session.state.lock().attached {
-                session.wake.notify_one();
+                session.wake.notify();
             }
         }
     }

@@ -106,7 +106,7 @@ pub struct Connection {
     session: Option<Arc<Session>>,
     generation: u64,
     principal: Option<Arc<Principal>>,
-    opened_at: Instant,
+    /// When the last packet arrived (when the connection opened, before the first).
     last_received: Instant,
     keep_alive: Option<Duration>,
     will: Option<Box<Will>>,
@@ -125,18 +125,28 @@ pub struct Connection {
     permissions_generation: u64,
     /// When the principal's credentials expire (a token's `exp`): the connection ends then.
     expires_at: Option<Instant>,
-    /// The MQTT 5 authentication method the client authenticated with, if any: the only one
-    /// it may re-authenticate with.
-    auth_method: Option<String>,
-    /// The user name the client sent in CONNECT (re-authentication asks with it again).
-    connect_username: Option<String>,
+    /// What re-authentication needs, for a client that authenticated with an MQTT 5
+    /// authentication method (boxed: most connections have none).
+    reauth_basis: Option<Box<ReauthBasis>>,
     /// A re-authentication (AUTH 0x19) waiting for the chain.
     reauth: Option<Box<ConnectRequest>>,
     /// Whether a re-authentication is under way (no packet is handled until it is decided).
     reauthenticating: bool,
     /// Packet and byte counts not yet added to the broker's.
     pub counts: LocalCounts,
-    scratch: Vec<RouteTarget>,
+}
+
+/// The method and user name a client authenticated with, which its re-authentication uses.
+#[derive(Debug)]
+struct ReauthBasis {
+    method: String,
+    username: Option<String>,
+}
+
+thread_local! {
+    /// Routing's scratch space, one per thread rather than one per connection.
+    static ROUTE_SCRATCH: std::cell::RefCell<Vec<RouteTarget>> =
+        const { std::cell::RefCell::new(Vec::new()) };
 }
 
 impl Connection {
@@ -162,7 +172,6 @@ impl Connection {
             session: None,
             generation: 0,
             principal: None,
-            opened_at: now,
             last_received: now,
             keep_alive: None,
             will: None,
@@ -175,13 +184,26 @@ impl Connection {
             unrestricted: true,
             permissions_generation: 0,
             expires_at: None,
-            auth_method: None,
-            connect_username: None,
+            reauth_basis: None,
             reauth: None,
             reauthenticating: false,
             counts: LocalCounts::default(),
-            scratch: Vec::new(),
         }
+    }
+
+    /// The broker this connection belongs to.
+    pub fn broker(&self) -> &Arc<Broker> {
+        &self.broker
+    }
+
+    /// Adds this connection's packet and byte counts to the broker's.
+    pub fn flush_counts(&mut self) {
+        self.counts.flush(&self.broker.stats);
+    }
+
+    /// The listener it came in on.
+    pub fn listener(&self) -> &Arc<Listener> {
+        &self.listener
     }
 
     /// Records the client certificate the TLS handshake verified (before CONNECT is read).
@@ -436,8 +458,9 @@ impl Connection {
     /// AUTH from a connected client: re-authentication (0x19) with the method it connected
     /// with. Anything else is a protocol error (no multi-step method is offered).
     fn handle_auth(&mut self, auth: tollgate_mqtt::Auth) -> Result<(), Close> {
-        let same_method =
-            self.auth_method.is_some() && auth.properties.authentication_method == self.auth_method;
+        let same_method = self.reauth_basis.as_ref().is_some_and(|basis| {
+            auth.properties.authentication_method.as_deref() == Some(basis.method.as_str())
+        });
         if auth.reason_code != ReasonCode::REAUTHENTICATE || !same_method {
             return Err(self.protocol_error(ReasonCode::PROTOCOL_ERROR));
         }
@@ -448,7 +471,7 @@ impl Connection {
             listener: Arc::clone(&self.listener.name),
             peer: self.peer,
             client_id: principal.client_id.clone(),
-            username: self.connect_username.clone(),
+            username: self.reauth_basis.as_ref().and_then(|b| b.username.clone()),
             password: None,
             protocol_level: self.version.level(),
             certificate: self.certificate.as_deref().cloned(),
@@ -479,7 +502,9 @@ impl Connection {
             .clone()
             .expect("connected connections have a principal");
         let mut principal = (*old).clone();
-        principal.username = identity.username.or_else(|| self.connect_username.clone());
+        principal.username = identity
+            .username
+            .or_else(|| self.reauth_basis.as_ref().and_then(|b| b.username.clone()));
         if principal.owner() != old.owner() {
             // Re-authentication renews a principal's rights; it cannot change who it is.
             tracing::info!(target: "tollgate::audit", client_id = %old.client_id, "re-authentication as another principal refused");
@@ -516,7 +541,7 @@ impl Connection {
         self.send(&Packet::Auth(tollgate_mqtt::Auth {
             reason_code: ReasonCode::SUCCESS,
             properties: tollgate_mqtt::AuthProperties {
-                authentication_method: self.auth_method.clone(),
+                authentication_method: self.reauth_basis.as_ref().map(|b| b.method.clone()),
                 ..Default::default()
             },
         }));
@@ -592,7 +617,6 @@ impl Connection {
             }
             self.expires_at = Some(now + left);
         }
-        self.connect_username = connect.username.clone();
         let principal = Arc::new(principal);
         self.principal = Some(Arc::clone(&principal));
         self.compile_permissions();
@@ -654,7 +678,16 @@ impl Connection {
             // A client authenticated through MQTT 5 authentication data is answered with the
             // same method (MQTT-3.2.2.3.17).
             props.authentication_method = connect.properties.authentication_method.clone();
-            self.auth_method = connect.properties.authentication_method.clone();
+            self.reauth_basis = connect
+                .properties
+                .authentication_method
+                .clone()
+                .map(|method| {
+                    Box::new(ReauthBasis {
+                        method,
+                        username: connect.username.clone(),
+                    })
+                });
         }
 
         let mut keep_alive = connect.keep_alive;
@@ -806,6 +839,9 @@ impl Connection {
         if state.generation != self.generation {
             drop(state);
             tracing::info!(client_id = %session.client_id, "session taken over by a new connection");
+            // A wake-up this connection took may have been meant for the new one (a message
+            // queued since the takeover): pass it on.
+            session.wake.notify();
             self.send_disconnect(ReasonCode::SESSION_TAKEN_OVER);
             return Err(Close::abnormal(ReasonCode::SESSION_TAKEN_OVER));
         }
@@ -946,7 +982,8 @@ impl Connection {
             publish.packet_id = None;
             let message = Message::new(publish, session.id, now);
             let retained = !message.publish.retain || self.broker.retain(Arc::clone(&message));
-            let outcome = self.broker.route(&message, &mut self.scratch);
+            let outcome =
+                ROUTE_SCRATCH.with_borrow_mut(|scratch| self.broker.route(&message, scratch));
             if qos == QoS::AtMostOnce {
                 ReasonCode::SUCCESS
             } else if outcome.dropped > 0 || !retained {
@@ -1327,7 +1364,8 @@ impl Connection {
     pub fn deadline(&self) -> Option<Instant> {
         match self.phase {
             Phase::AwaitingConnect => {
-                Some(self.opened_at + self.broker.config.limits.connect_timeout())
+                // No packet has arrived yet (the first one is CONNECT, which ends this phase).
+                Some(self.last_received + self.broker.config.limits.connect_timeout())
             }
             Phase::Connected => {
                 let keep_alive = self.keep_alive.map(|k| self.last_received + k);

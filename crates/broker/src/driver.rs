@@ -5,13 +5,15 @@
 //! buffer; everything the state machine wrote since the last write goes out in one `write`
 //! call, however many packets it holds.
 
+use std::future::Future;
 use std::io;
 use std::net::SocketAddr;
+use std::pin::Pin;
 use std::sync::Arc;
+use std::task::Poll;
 use std::time::Duration;
 
 use bytes::BytesMut;
-use tokio::io::Interest;
 use tokio::net::TcpStream;
 use tokio::sync::watch;
 use tokio::time::Instant;
@@ -40,21 +42,93 @@ const LINGER_TIMEOUT: Duration = Duration::from_secs(2);
 /// How much a closing connection reads and discards at most while it lingers.
 const LINGER_MAX_BYTES: usize = 256 * 1024;
 
+/// A deadline that never comes, for a timer with nothing to time.
+fn far_future() -> Instant {
+    Instant::now() + Duration::from_secs(86400 * 365)
+}
+
+/// What woke a connection's task (several at once, possibly).
+#[derive(Debug, Default)]
+struct Wakeups {
+    shutdown: bool,
+    failed: bool,
+    writable: bool,
+    readable: bool,
+    deliveries: bool,
+    timer: bool,
+}
+
+impl Wakeups {
+    fn any(&self) -> bool {
+        self.shutdown
+            || self.failed
+            || self.writable
+            || self.readable
+            || self.deliveries
+            || self.timer
+    }
+}
+
 /// Runs a connection until it closes.
-pub async fn run_connection(
+///
+/// The task's future is what every idle connection costs, so its layout is kept tight: the
+/// transport and the state machine are made before the future and live in it once, the loop
+/// that waits is a future of its own (its timer and shutdown signal overlap with the closing
+/// steps), and everything used once (authentication, the final flush, lingering) is boxed.
+pub fn run_connection(
     stream: TcpStream,
     peer: SocketAddr,
     broker: Arc<Broker>,
     listener: Arc<Listener>,
-    mut shutdown: watch::Receiver<bool>,
-) {
+    shutdown: watch::Receiver<bool>,
+) -> impl Future<Output = ()> + Send {
+    let mut parts = open(stream, peer, &broker, &listener);
+    drop((broker, listener)); // the connection holds its own references
+    let mut shutdown = shutdown;
+    async move {
+        let Some((transport, conn)) = parts.as_mut() else {
+            return;
+        };
+        let mut read_buf = BytesMut::new();
+        let close = serve(transport, conn, &mut read_buf, &mut shutdown).await;
+        // Send what is left (a DISCONNECT with its reason, a CONNACK refusal, a TLS
+        // close_notify), within a bound.
+        let _ = Box::pin(tokio::time::timeout(FINAL_FLUSH_TIMEOUT, async {
+            flush_all(transport, conn).await?;
+            // The close_notify goes after the last MQTT bytes: rustls sends nothing after it.
+            transport.start_close();
+            flush_all(transport, conn).await
+        }))
+        .await;
+        conn.closed(close);
+        let Some((transport, conn)) = parts.take() else {
+            return;
+        };
+        drop(conn);
+        if close.by_client {
+            // The client said DISCONNECT: it sends nothing more, so the socket can simply close.
+            drop(transport);
+        } else {
+            Box::pin(linger(transport.into_stream())).await;
+        }
+    }
+}
+
+/// The transport (TLS and WebSocket layers as the listener has them) and the state machine of
+/// a new connection; `None` if TLS cannot start.
+fn open(
+    stream: TcpStream,
+    peer: SocketAddr,
+    broker: &Arc<Broker>,
+    listener: &Arc<Listener>,
+) -> Option<(Transport, Connection)> {
     let tls = match &listener.tls {
         None => None,
         Some(tls) => match tls.accept() {
             Ok(session) => Some(session),
             Err(e) => {
                 tracing::error!(listener = %listener.name, "cannot start a TLS session: {e}");
-                return;
+                return None;
             }
         },
     };
@@ -62,56 +136,93 @@ pub async fn run_connection(
         let max_frame = (broker.config.limits.max_packet_size as usize).max(64 * 1024) + 1024;
         WebSocket::new(w.path.clone(), max_frame)
     });
-    let mut transport = Transport::new(stream, tls, ws);
-    let mut conn = Connection::new(
-        Arc::clone(&broker),
-        Arc::clone(&listener),
+    let transport = Transport::new(stream, tls, ws);
+    let conn = Connection::new(
+        Arc::clone(broker),
+        Arc::clone(listener),
         peer,
         None,
         Instant::now(),
     );
-    let mut read_buf = BytesMut::new();
-    let far_future = Instant::now() + Duration::from_secs(86400 * 365);
-    let timer = tokio::time::sleep_until(conn.deadline().unwrap_or(far_future));
+    Some((transport, conn))
+}
+
+/// Waits for what concerns the connection (readiness, deliveries, its deadline, shutdown)
+/// and hands it to the state machine, until the connection must close.
+async fn serve(
+    transport: &mut Transport,
+    conn: &mut Connection,
+    read_buf: &mut BytesMut,
+    shutdown: &mut watch::Receiver<bool>,
+) -> Close {
+    let timer = tokio::time::sleep_until(conn.deadline().unwrap_or_else(far_future));
     tokio::pin!(timer);
 
-    let close = loop {
-        let session = conn.session().cloned();
+    loop {
+        let session = conn.session().map(|s| &s.wake);
         let wants_deliveries = session.is_some() && conn.wants_deliveries();
         let wants_write = !conn.out.is_empty() || transport.wants_write();
-        // One readiness future for both directions (two would double what every idle
-        // connection's task holds).
         let wants_read = conn.out.len() < OUT_READ_PAUSE;
-        let interest = match (wants_read, wants_write) {
-            (true, true) => Interest::READABLE.add(Interest::WRITABLE),
-            (false, _) => Interest::WRITABLE,
-            (true, false) => Interest::READABLE,
-        };
-        let step = tokio::select! {
-            biased;
-            _ = shutdown.changed() => Err(conn.shutdown()),
-            ready = transport.stream().ready(interest) => match ready {
-                Ok(ready) => {
-                    let mut step = Ok(());
-                    if ready.is_writable() && wants_write {
-                        step = write_some(&mut transport, &mut conn).and_then(|()| conn.pull_deliveries(Instant::now()));
-                    }
-                    if ready.is_readable() || ready.is_read_closed() {
-                        step = step.and_then(|()| read_and_handle(&mut transport, &mut conn, &mut read_buf));
-                    }
-                    step
+        // Readiness and deliveries are polled in place (see `Wakeups`), with no future of their
+        // own: the shutdown signal is the only waiter node an idle connection's task carries.
+        let mut shutdown_signal = std::pin::pin!(shutdown.changed());
+        let (mut signal, mut deadline, stream) =
+            (shutdown_signal.as_mut(), timer.as_mut(), transport.stream());
+        // A `move` closure: it holds these references and copies of the flags, nothing more.
+        let woken = std::future::poll_fn(move |cx| {
+            let mut woken = Wakeups::default();
+            if signal.as_mut().poll(cx).is_ready() {
+                woken.shutdown = true;
+                return Poll::Ready(woken);
+            }
+            if wants_write {
+                match stream.poll_write_ready(cx) {
+                    Poll::Ready(Ok(())) => woken.writable = true,
+                    Poll::Ready(Err(_)) => woken.failed = true,
+                    Poll::Pending => {}
                 }
-                Err(_) => Err(Close::abnormal(ReasonCode::UNSPECIFIED_ERROR)),
-            },
-            _ = async { session.as_ref().expect("guarded").wake.notified().await }, if wants_deliveries => {
-                conn.pull_deliveries(Instant::now())
             }
-            _ = &mut timer => {
-                let result = conn.on_timer(Instant::now());
-                timer.as_mut().reset(conn.deadline().unwrap_or(far_future));
-                result
+            if wants_read {
+                match stream.poll_read_ready(cx) {
+                    Poll::Ready(Ok(())) => woken.readable = true,
+                    Poll::Ready(Err(_)) => woken.failed = true,
+                    Poll::Pending => {}
+                }
             }
+            if let (true, Some(wake)) = (wants_deliveries, session) {
+                woken.deliveries = wake.poll_notified(cx).is_ready();
+            }
+            woken.timer = deadline.as_mut().poll(cx).is_ready();
+            if woken.any() {
+                Poll::Ready(woken)
+            } else {
+                Poll::Pending
+            }
+        })
+        .await;
+        let mut step = if woken.shutdown {
+            Err(conn.shutdown())
+        } else if woken.failed {
+            Err(Close::abnormal(ReasonCode::UNSPECIFIED_ERROR))
+        } else {
+            Ok(())
         };
+        if woken.writable {
+            step = step.and_then(|()| write_some(transport, conn));
+            step = step.and_then(|()| conn.pull_deliveries(Instant::now()));
+        }
+        if woken.readable {
+            step = step.and_then(|()| read_and_handle(transport, conn, read_buf));
+        }
+        if woken.deliveries {
+            step = step.and_then(|()| conn.pull_deliveries(Instant::now()));
+        }
+        if woken.timer {
+            step = step.and_then(|()| conn.on_timer(Instant::now()));
+            timer
+                .as_mut()
+                .reset(conn.deadline().unwrap_or_else(far_future));
+        }
         // Keep the timer on the current deadline (a packet arrived, or CONNECT was accepted).
         if let Some(deadline) = conn.deadline() {
             if deadline != timer.deadline() && deadline > Instant::now() {
@@ -120,50 +231,24 @@ pub async fn run_connection(
         }
         // CONNECT was received: run the authentication chain (the client waits for CONNACK;
         // anything it sent meanwhile stays in the buffer until the chain has decided).
-        let step = match (step, conn.take_auth_request()) {
-            (Ok(()), Some(request)) => {
-                // Boxed: the authentication future is large and lives only during CONNECT; kept
-                // inline it would make every idle connection's task that much bigger.
-                let decision = Box::pin(authenticate(
-                    &listener,
-                    &request,
-                    broker.config.auth_timeout,
-                ))
-                .await;
-                conn.finish_authentication(decision, Instant::now())
-                    .and_then(|()| process_buffered(&mut conn, &mut read_buf, Instant::now()))
+        if step.is_ok() {
+            if let Some(authentication) = start_authentication(conn) {
+                let decision = authentication.await;
+                step = conn
+                    .finish_authentication(decision, Instant::now())
+                    .and_then(|()| process_buffered(conn, read_buf, Instant::now()));
             }
-            (step, _) => step,
-        };
+        }
         if let Err(close) = step {
-            break close;
+            return close;
         }
         // Write what is ready now; the writable branch finishes what the socket did not take.
         if !conn.out.is_empty() || transport.wants_write() {
-            if let Err(close) = write_some(&mut transport, &mut conn) {
-                break close;
+            if let Err(close) = write_some(transport, conn) {
+                return close;
             }
         }
-        conn.counts.flush(&broker.stats);
-    };
-
-    // Send what is left (a DISCONNECT with its reason, a CONNACK refusal, a TLS close_notify),
-    // within a bound.
-    // (Boxed, like authentication: closing happens once, its futures need not sit in every
-    // idle connection's task.)
-    let _ = Box::pin(tokio::time::timeout(FINAL_FLUSH_TIMEOUT, async {
-        flush_all(&mut transport, &mut conn).await?;
-        // The close_notify goes after the last MQTT bytes: rustls sends nothing after it.
-        transport.start_close();
-        flush_all(&mut transport, &mut conn).await
-    }))
-    .await;
-    conn.closed(close);
-    if close.by_client {
-        // The client said DISCONNECT: it sends nothing more, so the socket can simply close.
-        drop(transport);
-    } else {
-        Box::pin(linger(transport.into_stream())).await;
+        conn.flush_counts();
     }
 }
 
@@ -245,6 +330,20 @@ fn process_buffered(conn: &mut Connection, buf: &mut BytesMut, now: Instant) -> 
         *buf = BytesMut::new();
     }
     Ok(())
+}
+
+/// The authentication of the CONNECT just received, if one is waiting, as a boxed future
+/// owning its request: both are large and live only during CONNECT, and made here they never
+/// take room in the connection task's own future.
+fn start_authentication(
+    conn: &mut Connection,
+) -> Option<Pin<Box<dyn Future<Output = ChainDecision> + Send>>> {
+    let request = conn.take_auth_request()?;
+    let listener = Arc::clone(conn.listener());
+    let timeout_secs = conn.broker().config.auth_timeout;
+    Some(Box::pin(async move {
+        authenticate(&listener, &request, timeout_secs).await
+    }))
 }
 
 /// Runs the listener's chain, within the configured time.

@@ -26,6 +26,7 @@ pub mod subscriptions;
 pub mod sys;
 pub mod tls;
 pub mod transport;
+pub mod wake;
 pub mod websocket;
 
 pub use broker::Broker;

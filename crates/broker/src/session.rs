@@ -11,12 +11,12 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
 use parking_lot::Mutex;
-use tokio::sync::Notify;
 use tollgate_auth::Principal;
 use tollgate_mqtt::{QoS, SubscriptionOptions, Will};
 
 use crate::message::Message;
 use crate::subscriptions::Subscriber;
+use crate::wake::SessionWake;
 
 /// A message waiting to be sent to one session, with what the subscription made of it.
 #[derive(Debug, Clone)]
@@ -154,7 +154,7 @@ pub struct Session {
     /// The mutable state.
     pub state: Mutex<SessionState>,
     /// Wakes the attached connection: new messages queued, or it was taken over.
-    pub wake: Notify,
+    pub wake: SessionWake,
     online: AtomicBool,
     max_queued: usize,
     queue_qos0_offline: bool,
@@ -176,7 +176,7 @@ impl Session {
                 expiry_interval,
                 ..SessionState::default()
             }),
-            wake: Notify::new(),
+            wake: SessionWake::default(),
             online: AtomicBool::new(false),
             max_queued,
             queue_qos0_offline,
@@ -211,14 +211,14 @@ impl Session {
             }
             state.queue.push_back(delivery);
             drop(state);
-            self.wake.notify_one();
+            self.wake.notify();
             return EnqueueOutcome::QueuedDroppingQos0;
         }
         let attached = state.attached;
         state.queue.push_back(delivery);
         drop(state);
         if attached {
-            self.wake.notify_one();
+            self.wake.notify();
         }
         EnqueueOutcome::Queued
     }

@@ -40,7 +40,8 @@ pub struct Transport {
     tls: Option<Box<ServerConnection>>,
     ws: Option<Box<WebSocket>>,
     certificate_checked: bool,
-    certificate: Option<CertificateInfo>,
+    /// Boxed: most connections never have one, and every connection's task carries this.
+    certificate: Option<Box<CertificateInfo>>,
     /// How much to ask of the socket next: grows while reads fill it, up to `READ_CHUNK`.
     read_size: usize,
 }
@@ -99,7 +100,7 @@ impl Transport {
 
     /// The verified client certificate, once, when the TLS handshake has completed with one.
     pub fn take_certificate(&mut self) -> Option<CertificateInfo> {
-        self.certificate.take()
+        self.certificate.take().map(|c| *c)
     }
 
     /// Reads from the socket once and appends the MQTT bytes it yields to `buf`.
@@ -129,7 +130,7 @@ impl Transport {
                 *certificate = tls
                     .peer_certificates()
                     .and_then(|chain| chain.first())
-                    .map(|der| certificate_info(der));
+                    .map(|der| Box::new(certificate_info(der)));
             }
         }
         if let Some(ws) = ws.as_mut() {
