@@ -84,8 +84,14 @@ fn init_logging(level: &str) {
 }
 
 fn serve(config: BrokerConfig) -> ExitCode {
-    let mut builder = tokio::runtime::Builder::new_multi_thread();
-    if config.worker_threads > 0 {
+    // One thread: the current-thread scheduler, which runs woken connections in the order
+    // they were woken (the multi-thread one runs the last woken first).
+    let mut builder = if config.worker_threads == 1 {
+        tokio::runtime::Builder::new_current_thread()
+    } else {
+        tokio::runtime::Builder::new_multi_thread()
+    };
+    if config.worker_threads > 1 {
         builder.worker_threads(config.worker_threads);
     }
     let runtime = match builder.enable_all().build() {
