@@ -58,6 +58,11 @@ async fn token_endpoint(forge: Arc<AtomicBool>) -> HttpService {
                            "expires_in": 600}),
                 )
             }
+            // Auth0's answer to a wrong password.
+            (Some("mallory"), _) => Reply::Json(
+                403,
+                json!({"error": "invalid_grant", "error_description": "Wrong email or password."}),
+            ),
             _ => Reply::Json(
                 400,
                 json!({"error": "invalid_grant", "error_description": "Wrong email or password."}),
@@ -126,6 +131,13 @@ async fn a_refused_grant_refuses_the_client() {
         } => assert!(detail.contains("invalid_grant"), "{detail}"),
         other => panic!("{other:?}"),
     }
+    assert!(matches!(
+        auth.authenticate(&request("mallory", "guess")).await.unwrap(),
+        AuthOutcome::Deny {
+            reason: DenyReason::BadCredentials,
+            ..
+        }
+    ));
     let mut anonymous = ConnectRequest::new("l", "127.0.0.1:1".parse().unwrap(), "c1");
     assert_eq!(
         auth.authenticate(&anonymous).await.unwrap(),
@@ -162,6 +174,11 @@ async fn the_broker_refused_or_the_provider_down_is_a_backend_error() {
         .is_err());
     let down = HttpService::start(|_| Reply::Json(503, json!({}))).await;
     assert!(authenticator(&down, "s3cret")
+        .authenticate(&request("alice", "secret 1&"))
+        .await
+        .is_err());
+    let firewall = HttpService::start(|_| Reply::Raw(403, "<html>denied</html>".into())).await;
+    assert!(authenticator(&firewall, "s3cret")
         .authenticate(&request("alice", "secret 1&"))
         .await
         .is_err());

@@ -149,9 +149,19 @@ impl PasswordGrantAuthenticator {
                 .unwrap_or("no error code")
                 .to_owned()
         };
-        if status == reqwest::StatusCode::BAD_REQUEST || status == reqwest::StatusCode::UNAUTHORIZED
-        {
+        // RFC 6749 says 400 (401 for client authentication); Auth0 answers a wrong password
+        // with 403 and `invalid_grant`.
+        let refusal_status = [
+            reqwest::StatusCode::BAD_REQUEST,
+            reqwest::StatusCode::UNAUTHORIZED,
+            reqwest::StatusCode::FORBIDDEN,
+        ];
+        if refusal_status.contains(&status) {
             let code = error(&body);
+            if status == reqwest::StatusCode::FORBIDDEN && code == "no error code" {
+                // A 403 without an OAuth error is a proxy or firewall, not the provider.
+                return Err(fail(format!("HTTP status {status}")));
+            }
             // A misconfigured broker client is the operator's problem, not the user's.
             if code == "invalid_client"
                 || code == "unauthorized_client"
