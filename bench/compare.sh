@@ -173,11 +173,28 @@ PY
 )
 }
 
+# TLS mode: a CA and a certificate for localhost/127.0.0.1, made here by openssl, used by
+# both brokers; the load generator trusts the CA (--tls-ca).
+make_tls() {
+    local d="$WORK/tls"
+    [ -e "$d/server.pem" ] && return 0
+    mkdir -p "$d"
+    openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -keyout "$d/ca.key" \
+        -out "$d/ca.pem" -days 2 -subj "/CN=bench CA" \
+        -addext "basicConstraints=critical,CA:TRUE" -addext "keyUsage=critical,keyCertSign" 2>/dev/null
+    openssl req -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -keyout "$d/server.key" \
+        -out "$d/server.csr" -subj "/CN=localhost" 2>/dev/null
+    printf 'subjectAltName=DNS:localhost,IP:127.0.0.1\nbasicConstraints=critical,CA:FALSE\nkeyUsage=critical,digitalSignature\nextendedKeyUsage=serverAuth\n' >"$d/ext"
+    openssl x509 -req -in "$d/server.csr" -CA "$d/ca.pem" -CAkey "$d/ca.key" -CAcreateserial \
+        -days 2 -extfile "$d/ext" -out "$d/server.pem" 2>/dev/null
+    chmod 644 "$d/server.key"
+}
+
 # Password-file mode: one user, the same Mosquitto-format file ($7$, PBKDF2-SHA512) for both.
 BENCH_USER=bench
 BENCH_PASS=bench-secret-1
 
-write_configs() { # mode: anon | passwd | passwd-cached | acl10k | jwt-<alg>
+write_configs() { # mode: anon | passwd | passwd-cached | acl10k | jwt-<alg> | tls
     local mode=${1:-anon}
     M_PORT=$(free_port)
     T_PORT=$(free_port)
@@ -190,6 +207,7 @@ write_configs() { # mode: anon | passwd | passwd-cached | acl10k | jwt-<alg>
             ;;
         jwt-*) t_anonymous=false ;; # Mosquitto has no JWT: it serves the same clients anonymously
         acl10k) make_rules ;;
+        tls) make_tls ;;
     esac
     cat >"$WORK/mosquitto.conf" <<EOF
 listener $M_PORT 127.0.0.1
@@ -206,6 +224,7 @@ EOF
     case "$mode" in
         passwd|passwd-cached) echo "password_file $WORK/passwd" >>"$WORK/mosquitto.conf" ;;
         acl10k) echo "acl_file $WORK/acl10k" >>"$WORK/mosquitto.conf" ;;
+        tls) printf 'cafile %s\ncertfile %s\nkeyfile %s\n' "$WORK/tls/ca.pem" "$WORK/tls/server.pem" "$WORK/tls/server.key" >>"$WORK/mosquitto.conf" ;;
     esac
     {
         echo 'log_level = "warn"'
@@ -217,7 +236,11 @@ EOF
             jwt-*) make_token "${mode#jwt-}"
                    printf '[[authenticator]]\nname = "jwt"\njwt = { username_marker = "JWT", algorithms = ["%s"], %s }\n\n' "$JWT_ALG" "$JWT_KEY_SETTING" ;;
         esac
-        printf '[[listener]]\nbind = "127.0.0.1:%s"\nallow_anonymous = %s\ntcp_nodelay = true\n\n' "$T_PORT" "$t_anonymous"
+        printf '[[listener]]\nbind = "127.0.0.1:%s"\nallow_anonymous = %s\ntcp_nodelay = true\n' "$T_PORT" "$t_anonymous"
+        if [ "$mode" = tls ]; then
+            printf 'tls = { cert = "%s", key = "%s" }\n' "$WORK/tls/server.pem" "$WORK/tls/server.key"
+        fi
+        echo
         printf '[limits]\nmax_inflight_messages = %s\nreceive_maximum = %s\nmax_queued_messages = %s\n' "$INFLIGHT" "$INFLIGHT" "$QUEUED"
     } >"$WORK/tollgate.toml"
     # The report shows the first configuration of each mode (the stock-inflight check is last).
@@ -285,6 +308,8 @@ SCENARIOS=(
     "connect-jwt-rs256|jwt-RS256|connect --clients $CLIENTS --username JWT --password @JWT $TIMING"
     "connect-jwt-es256|jwt-ES256|connect --clients $CLIENTS --username JWT --password @JWT $TIMING"
     "connect-jwt-eddsa|jwt-EdDSA|connect --clients $CLIENTS --username JWT --password @JWT $TIMING"
+    "connect-tls|tls|connect --clients $CLIENTS --tls-ca @CA $TIMING"
+    "pairs-qos1-tls|tls|pairs --pairs $PAIRS --qos 1 --tls-ca @CA $TIMING"
     "pairs-qos0|anon|pairs --pairs $PAIRS --qos 0 $TIMING"
     "pairs-qos1|anon|pairs --pairs $PAIRS --qos 1 $TIMING"
     "pairs-qos2|anon|pairs --pairs $PAIRS --qos 2 $TIMING"
@@ -356,6 +381,7 @@ for entry in "${SCENARIOS[@]}"; do
     log "scenario $name"
     start_brokers "$mode"
     args=${args//@JWT/$JWT_TOKEN}
+    args=${args//@CA/$WORK/tls/ca.pem}
     run_scenario "$name" "$args"
     stop_brokers
 done

@@ -28,6 +28,7 @@ SCENARIOS = {
     "connect-jwt-rs256": ("Connect rate, Tollgate JWT RS256 (Mosquitto anonymous)", "connects/s", "connections"),
     "connect-jwt-es256": ("Connect rate, Tollgate JWT ES256 (Mosquitto anonymous)", "connects/s", "connections"),
     "connect-jwt-eddsa": ("Connect rate, Tollgate JWT EdDSA (Mosquitto anonymous)", "connects/s", "connections"),
+    "connect-tls": ("Connect rate over TLS (ECDSA P-256 certificate)", "connects/s", "connections"),
     "pairs-qos0": ("Point-to-point QoS 0, 3.1.1", "deliveries/s", "deliveries"),
     "pairs-qos1": ("Point-to-point QoS 1, 3.1.1", "deliveries/s", "deliveries"),
     "pairs-qos2": ("Point-to-point QoS 2, 3.1.1", "deliveries/s", "deliveries"),
@@ -36,6 +37,7 @@ SCENARIOS = {
     "fan-out-qos0": ("Fan-out 1 → N, QoS 0", "deliveries/s", "deliveries"),
     "fan-in-qos1": ("Fan-in N → 1, QoS 1", "deliveries/s", "deliveries"),
     "pairs-qos1-rules": ("Point-to-point QoS 1 with 10 000 rules (policy / Mosquitto acl_file)", "deliveries/s", "deliveries"),
+    "pairs-qos1-tls": ("Point-to-point QoS 1 over TLS", "deliveries/s", "deliveries"),
     "latency-qos1": ("Latency at half Mosquitto's max rate, QoS 1", "deliveries/s", "deliveries"),
 }
 

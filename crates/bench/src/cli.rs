@@ -49,6 +49,12 @@ pub struct Common {
     /// Password for every connection; `{i}` is replaced with the connection's number.
     #[arg(long)]
     pub password: Option<String>,
+    /// Connect over TLS, trusting the CA certificates in this PEM file.
+    #[arg(long)]
+    pub tls_ca: Option<std::path::PathBuf>,
+    /// The name the broker's TLS certificate must carry (with `--tls-ca`).
+    #[arg(long, default_value = "localhost", requires = "tls_ca")]
+    pub tls_server_name: String,
     /// Worker threads (and tasks) of the load generator; default: the number of CPUs.
     #[arg(long)]
     pub threads: Option<usize>,

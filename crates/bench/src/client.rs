@@ -12,6 +12,9 @@ use std::time::Duration;
 use bytes::{Bytes, BytesMut};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
+
+use crate::stream::Stream;
+use crate::tls::TlsSettings;
 use tollgate_mqtt::{
     encode, encode_publish_with, Ack, ConnAck, Connect, ConnectProperties, DecodeError, Decoder,
     Disconnect, EncodeError, Packet, ProtocolVersion, Publish, PublishOverrides, QoS, ReasonCode,
@@ -42,6 +45,8 @@ pub struct ConnectOptions {
     pub receive_maximum: Option<u16>,
     /// Largest packet accepted from the broker.
     pub maximum_packet_size: u32,
+    /// TLS, when the broker's listener speaks it.
+    pub tls: Option<TlsSettings>,
 }
 
 /// Why a connection failed.
@@ -103,7 +108,7 @@ impl From<EncodeError> for ClientError {
 /// One connected MQTT client.
 #[derive(Debug)]
 pub struct Client {
-    stream: TcpStream,
+    stream: Stream,
     rbuf: BytesMut,
     wbuf: BytesMut,
     decoder: Decoder,
@@ -127,8 +132,14 @@ impl Client {
         addr: SocketAddr,
         opts: &ConnectOptions,
     ) -> Result<(Client, ConnAck), ClientError> {
-        let stream = TcpStream::connect(addr).await?;
-        stream.set_nodelay(true)?;
+        let tcp = TcpStream::connect(addr).await?;
+        tcp.set_nodelay(true)?;
+        let stream = match &opts.tls {
+            None => Stream::Plain(tcp),
+            Some(tls) => Stream::Tls(Box::new(
+                tls.connector.connect(tls.server_name.clone(), tcp).await?,
+            )),
+        };
         let mut client = Client {
             stream,
             rbuf: BytesMut::new(),

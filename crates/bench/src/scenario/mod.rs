@@ -15,6 +15,7 @@ use bytes::Bytes;
 
 use crate::cli::{self, Common, ScenarioCmd};
 use crate::client::ConnectOptions;
+use crate::tls::TlsSettings;
 use crate::procfs::{self, ProcSample};
 use crate::report::{CpuStats, Report};
 
@@ -32,6 +33,8 @@ pub struct Setup {
     pub threads: usize,
     /// Distinguishes this run's client identifiers from any other run's.
     pub run_id: u32,
+    /// TLS settings, with `--tls-ca`.
+    pub tls: Option<TlsSettings>,
     next_connection: AtomicUsize,
 }
 
@@ -48,8 +51,13 @@ impl Setup {
             .map(|d| d.subsec_nanos() ^ (d.as_secs() as u32).rotate_left(16))
             .unwrap_or(0)
             ^ std::process::id();
+        let tls = match &common.tls_ca {
+            Some(ca) => Some(TlsSettings::new(ca, &common.tls_server_name)?),
+            None => None,
+        };
         Ok(Setup {
             addr,
+            tls,
             common,
             threads,
             run_id,
@@ -74,6 +82,7 @@ impl Setup {
             keep_alive: 0,
             receive_maximum,
             maximum_packet_size: MAX_PACKET,
+            tls: self.tls.clone(),
         }
     }
 
