@@ -132,7 +132,9 @@ async fn a_refused_grant_refuses_the_client() {
         other => panic!("{other:?}"),
     }
     assert!(matches!(
-        auth.authenticate(&request("mallory", "guess")).await.unwrap(),
+        auth.authenticate(&request("mallory", "guess"))
+            .await
+            .unwrap(),
         AuthOutcome::Deny {
             reason: DenyReason::BadCredentials,
             ..

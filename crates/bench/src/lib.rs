@@ -29,6 +29,6 @@ pub mod procfs;
 pub mod report;
 pub mod scenario;
 pub mod seq;
+pub mod stats;
 pub mod stream;
 pub mod tls;
-pub mod stats;

@@ -147,14 +147,10 @@ impl CompiledPermissions {
         default: DefaultDecision,
         notes: Vec<CompileNote>,
     ) -> CompiledPermissions {
-        let index = RuleTrie::build(rules.iter().enumerate().map(|(index, rule)| {
-            let (decisive, refusing) = class_masks(rule);
-            IndexEntry {
-                index,
-                filter: &rule.filter,
-                decisive,
-                refusing,
-            }
+        let index = RuleTrie::build(rules.iter().enumerate().map(|(index, rule)| IndexEntry {
+            index,
+            filter: &rule.filter,
+            decisive: decisive_classes(rule),
         }));
         CompiledPermissions {
             rules,
@@ -357,10 +353,9 @@ impl CompiledPermissions {
 }
 
 /// The request classes for which a rule decides when its filter matches a publish or covers a
-/// subscription (first), and when it merely overlaps a subscription (second: none, see below).
-fn class_masks(rule: &CompiledRule) -> (u16, u16) {
+/// subscription.
+fn decisive_classes(rule: &CompiledRule) -> u16 {
     let mut decisive = 0;
-    let refusing = 0;
     for class in 0..CLASSES {
         let bit = 1 << class;
         if let Some((qos, retain)) = publish_class_parts(class) {
@@ -374,15 +369,14 @@ fn class_masks(rule: &CompiledRule) -> (u16, u16) {
             match rule.judge_subscription(qos, shared) {
                 // A refusing rule decides a subscription only where it covers the requested
                 // filter; where it merely overlaps, its part is withheld message by message
-                // (check_receive at delivery), so it never refuses on overlap: no rule is
-                // `refusing` any more, and the index's overlap walk finds nothing.
+                // (check_receive at delivery).
                 SubscriptionJudgement::Refuses(_) => decisive |= bit,
                 SubscriptionJudgement::AllowsIfCovering => decisive |= bit,
                 SubscriptionJudgement::PassesOver => {}
             }
         }
     }
-    (decisive, refusing)
+    decisive
 }
 
 /// A decision with the rule or default behind it, displayable (see

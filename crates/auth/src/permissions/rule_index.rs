@@ -7,23 +7,20 @@
 //! a list that applies is the one with the lowest index.
 //!
 //! A request has a *class*: publish or subscribe, its QoS, and one flag (retain for a publish,
-//! shared for a subscription), twelve in all. For each rule the index keeps two bit masks over
-//! the classes (a rule's activity leaves the other activity's classes empty):
-//! *decisive* (for a publish, the rule decides when it matches; for a subscription, it decides
-//! when its filter covers the requested one) and *refusing* (for a subscription: it denies as
-//! soon as its filter overlaps the requested one). Each node keeps the lowest index of any rule
-//! below it, so the search skips every subtree that cannot beat the best rule found so far,
-//! and, per class, the lowest index of a refusing rule below it (only where there is one).
+//! shared for a subscription), twelve in all. For each rule the index keeps a bit mask over the
+//! classes for which it is *decisive*: for a publish, the rule decides when it matches; for a
+//! subscription, it decides when its filter covers the requested one. (A rule that merely
+//! overlaps a requested filter never decides the subscription: what it refuses inside it is
+//! withheld message by message at delivery.) Each node keeps the lowest index of any rule below
+//! it, so the search skips every subtree that cannot beat the best rule found so far.
 //!
 //! - **Publish** walks the topic's levels, following the literal child and the `+` child, and
 //!   reading the `multi` rules at each node and the `exact` and `multi` rules at the end.
 //!   Only subtrees that match the topic are entered, so the cost is bounded by the topic's
 //!   depth and the number of wildcard branches, not by the number of rules.
 //! - **Subscribe** walks the requested filter the same way while the rules' filters still
-//!   *cover* it. Where the requested filter has `+`, the literal children overlap it without
-//!   covering it: only their refusing rules count, and they are visited in the order of their
-//!   lowest refusing index, stopping at the best rule found so far. Where it has `#`, every
-//!   rule below overlaps it, and the node's per-class summary answers at once.
+//!   *cover* it: a requested `+` is covered only by a rule's `+` or `#`, a requested `#` only by
+//!   a rule's `#`.
 //!
 //! A topic whose first level starts with `$` skips the root's `+` and `#`, and a requested
 //! filter starting with a wildcard skips the root's literal children that start with `$`.
@@ -67,16 +64,6 @@ pub(crate) fn subscription_class_parts(class: usize) -> Option<(u8, bool)> {
 struct IndexedRule {
     index: u32,
     decisive: u16,
-    refusing: u16,
-}
-
-/// A literal child that holds refusing rules, for the walk over `+`.
-#[derive(Debug, Clone, Copy)]
-struct RefusingChild {
-    /// The lowest refusing index below the child, in any class.
-    lowest: u32,
-    node: u32,
-    dollar: bool,
 }
 
 /// Literal children: a short list scanned in place, or a hash map when there are many.
@@ -138,9 +125,6 @@ struct TrieNode {
     multi: Vec<IndexedRule>,
     /// The lowest index of any rule below (a lower bound for every class).
     min_rule: u32,
-    /// Per class, the lowest index of a refusing rule below; `None` when there is none.
-    min_refusing: Option<Box<[u32; CLASSES]>>,
-    refusing_children: Vec<RefusingChild>,
 }
 
 impl TrieNode {
@@ -151,15 +135,7 @@ impl TrieNode {
             exact: Vec::new(),
             multi: Vec::new(),
             min_rule: NONE,
-            min_refusing: None,
-            refusing_children: Vec::new(),
         }
-    }
-
-    /// The lowest index of a refusing rule below, for `class`.
-    #[inline]
-    fn min_refusing(&self, class: usize) -> u32 {
-        self.min_refusing.as_ref().map_or(NONE, |m| m[class])
     }
 }
 
@@ -172,16 +148,12 @@ pub(crate) struct IndexEntry<'a> {
     pub filter: &'a str,
     /// Bit `c` set: decisive for class `c`.
     pub decisive: u16,
-    /// Bit `c` set: refusing for class `c`.
-    pub refusing: u16,
 }
 
 /// The trie of all the rules.
 #[derive(Debug)]
 pub(crate) struct RuleTrie {
     nodes: Vec<TrieNode>,
-    /// The root's refusing summary without its literal children that start with `$`.
-    root_refusing_without_dollar: [u32; CLASSES],
 }
 
 const ROOT: u32 = 0;
@@ -218,28 +190,8 @@ fn decisive(rule: &IndexedRule) -> u16 {
     rule.decisive
 }
 
-fn refusing(rule: &IndexedRule) -> u16 {
-    rule.refusing
-}
-
-fn min_each(into: &mut [u32; CLASSES], from: Option<&[u32; CLASSES]>) {
-    if let Some(from) = from {
-        for (a, b) in into.iter_mut().zip(from) {
-            *a = (*a).min(*b);
-        }
-    }
-}
-
 fn min_index(list: &[IndexedRule]) -> u32 {
     list.first().map_or(NONE, |r| r.index)
-}
-
-fn min_of_list(into: &mut [u32; CLASSES], list: &[IndexedRule], mask: fn(&IndexedRule) -> u16) {
-    for (class, slot) in into.iter_mut().enumerate() {
-        if let Some(rule) = list.iter().find(|r| has_class(mask(r), class)) {
-            *slot = (*slot).min(rule.index);
-        }
-    }
 }
 
 impl RuleTrie {
@@ -250,7 +202,6 @@ impl RuleTrie {
             let rule = IndexedRule {
                 index: u32::try_from(entry.index).unwrap_or(NONE - 1),
                 decisive: entry.decisive,
-                refusing: entry.refusing,
             };
             let mut node = ROOT;
             let mut levels = entry.filter.split('/');
@@ -292,65 +243,24 @@ impl RuleTrie {
         // Children always come after their parent: summarise from the last node back.
         for id in (0..nodes.len()).rev() {
             let mut min_rule;
-            let mut min_refusing = [NONE; CLASSES];
-            let mut refusing_children = Vec::new();
             {
                 let node = &nodes[id];
                 min_rule = min_index(&node.exact).min(min_index(&node.multi));
-                min_of_list(&mut min_refusing, &node.exact, refusing);
-                min_of_list(&mut min_refusing, &node.multi, refusing);
                 if let Some(plus) = node.plus {
-                    let child = &nodes[plus as usize];
-                    min_rule = min_rule.min(child.min_rule);
-                    min_each(&mut min_refusing, child.min_refusing.as_deref());
+                    min_rule = min_rule.min(nodes[plus as usize].min_rule);
                 }
-                for (level, child_id) in node.literal.iter() {
-                    let child = &nodes[child_id as usize];
-                    min_rule = min_rule.min(child.min_rule);
-                    if let Some(child_refusing) = child.min_refusing.as_deref() {
-                        min_each(&mut min_refusing, Some(child_refusing));
-                        refusing_children.push(RefusingChild {
-                            lowest: child_refusing.iter().copied().min().unwrap_or(NONE),
-                            node: child_id,
-                            dollar: level.starts_with('$'),
-                        });
-                    }
+                for (_, child_id) in node.literal.iter() {
+                    min_rule = min_rule.min(nodes[child_id as usize].min_rule);
                 }
             }
-            refusing_children.sort_by_key(|c| c.lowest);
             let node = &mut nodes[id];
             node.min_rule = min_rule;
-            node.min_refusing = (min_refusing != [NONE; CLASSES]).then(|| Box::new(min_refusing));
-            node.refusing_children = refusing_children;
             node.exact.shrink_to_fit();
             node.multi.shrink_to_fit();
             node.literal.shrink_to_fit();
         }
-        let mut root_refusing_without_dollar = [NONE; CLASSES];
-        {
-            let root = &nodes[ROOT as usize];
-            min_of_list(&mut root_refusing_without_dollar, &root.exact, refusing);
-            min_of_list(&mut root_refusing_without_dollar, &root.multi, refusing);
-            if let Some(plus) = root.plus {
-                min_each(
-                    &mut root_refusing_without_dollar,
-                    nodes[plus as usize].min_refusing.as_deref(),
-                );
-            }
-            for (level, child) in root.literal.iter() {
-                if !level.starts_with('$') {
-                    min_each(
-                        &mut root_refusing_without_dollar,
-                        nodes[child as usize].min_refusing.as_deref(),
-                    );
-                }
-            }
-        }
         nodes.shrink_to_fit();
-        RuleTrie {
-            nodes,
-            root_refusing_without_dollar,
-        }
+        RuleTrie { nodes }
     }
 
     /// The lowest index of a rule that matches `topic` and is decisive for `class`.
@@ -393,7 +303,7 @@ impl RuleTrie {
     }
 
     /// The lowest index of a rule that decides a subscription to `filter` in `class`: a
-    /// refusing rule whose filter overlaps it, or a decisive rule whose filter covers it.
+    /// decisive rule whose filter covers it.
     pub(crate) fn first_subscription_decider(&self, filter: &str, class: usize) -> Option<usize> {
         let mut best = NONE;
         self.walk_covering(ROOT, Some(filter), true, class, &mut best);
@@ -421,14 +331,8 @@ impl RuleTrie {
         let (level, after) = split_level(rest);
         match level {
             "#" => {
-                // `prefix/#` covers; everything else below overlaps.
+                // Only `prefix/#` covers; everything else below merely overlaps.
                 first_in(&node.multi, decisive, class, best);
-                let overlapping = if at_root {
-                    self.root_refusing_without_dollar[class]
-                } else {
-                    node.min_refusing(class)
-                };
-                *best = (*best).min(overlapping);
                 if at_root {
                     // `+/#` covers `#`: no topic is the empty string.
                     if let Some(plus) = node.plus {
@@ -441,7 +345,6 @@ impl RuleTrie {
                 if let Some(plus) = node.plus {
                     self.walk_covering(plus, after, false, class, best);
                 }
-                self.walk_refusing_children(node, after, at_root, class, best);
             }
             literal => {
                 let dollar = at_root && literal.starts_with('$');
@@ -457,66 +360,6 @@ impl RuleTrie {
                     }
                 }
             }
-        }
-    }
-
-    /// Walks nodes whose prefix overlaps the requested filter's prefix without covering it:
-    /// only refusing rules count.
-    fn walk_overlapping(
-        &self,
-        node_id: u32,
-        remaining: Option<&str>,
-        class: usize,
-        best: &mut u32,
-    ) {
-        let node = &self.nodes[node_id as usize];
-        if node.min_refusing(class) >= *best {
-            return;
-        }
-        let Some(rest) = remaining else {
-            first_in(&node.exact, refusing, class, best);
-            first_in(&node.multi, refusing, class, best);
-            return;
-        };
-        let (level, after) = split_level(rest);
-        match level {
-            "#" => *best = (*best).min(node.min_refusing(class)),
-            "+" => {
-                first_in(&node.multi, refusing, class, best);
-                if let Some(plus) = node.plus {
-                    self.walk_overlapping(plus, after, class, best);
-                }
-                self.walk_refusing_children(node, after, false, class, best);
-            }
-            literal => {
-                first_in(&node.multi, refusing, class, best);
-                if let Some(child) = node.literal.get(literal) {
-                    self.walk_overlapping(child, after, class, best);
-                }
-                if let Some(plus) = node.plus {
-                    self.walk_overlapping(plus, after, class, best);
-                }
-            }
-        }
-    }
-
-    /// The literal children under a requested `+`, by their lowest refusing index.
-    fn walk_refusing_children(
-        &self,
-        node: &TrieNode,
-        after: Option<&str>,
-        at_root: bool,
-        class: usize,
-        best: &mut u32,
-    ) {
-        for child in &node.refusing_children {
-            if child.lowest >= *best {
-                return;
-            }
-            if at_root && child.dollar {
-                continue;
-            }
-            self.walk_overlapping(child.node, after, class, best);
         }
     }
 
@@ -540,7 +383,6 @@ mod tests {
                     index,
                     filter,
                     decisive: 0b11_1111,
-                    refusing: 0,
                 }),
         )
     }

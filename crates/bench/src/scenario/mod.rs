@@ -15,9 +15,9 @@ use bytes::Bytes;
 
 use crate::cli::{self, Common, ScenarioCmd};
 use crate::client::ConnectOptions;
-use crate::tls::TlsSettings;
 use crate::procfs::{self, ProcSample};
 use crate::report::{CpuStats, Report};
+use crate::tls::TlsSettings;
 
 /// Largest packet a benchmark client accepts.
 const MAX_PACKET: u32 = 1024 * 1024;
