@@ -82,6 +82,8 @@ struct PendingConnect {
     client_id: String,
     assigned: bool,
     request: Option<ConnectRequest>,
+    /// A copy of the request, kept when the chain may check the connection again.
+    kept: Option<ConnectRequest>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -128,12 +130,33 @@ pub struct Connection {
     /// What re-authentication needs, for a client that authenticated with an MQTT 5
     /// authentication method (boxed: most connections have none).
     reauth_basis: Option<Box<ReauthBasis>>,
-    /// A re-authentication (AUTH 0x19) waiting for the chain.
+    /// A re-authentication (AUTH 0x19) or a re-check waiting for the chain.
     reauth: Option<Box<ConnectRequest>>,
+    /// The credentials to check again and when, for a client whose authenticator re-checks
+    /// (boxed: most connections have none).
+    recheck: Option<Box<Recheck>>,
     /// Whether a re-authentication is under way (no packet is handled until it is decided).
     reauthenticating: bool,
     /// Packet and byte counts not yet added to the broker's.
     pub counts: LocalCounts,
+}
+
+/// The authenticator that allowed the principal.
+fn principal_by(principal: &Option<Arc<Principal>>) -> String {
+    principal
+        .as_ref()
+        .map(|p| p.authenticated_by.clone())
+        .unwrap_or_default()
+}
+
+/// A connection's periodic re-check: its credentials, how often, when next, and whether the
+/// chain is deciding one now.
+#[derive(Debug)]
+struct Recheck {
+    request: ConnectRequest,
+    interval: Duration,
+    at: Instant,
+    running: bool,
 }
 
 /// The method and user name a client authenticated with, which its re-authentication uses.
@@ -185,6 +208,7 @@ impl Connection {
             permissions_generation: 0,
             expires_at: None,
             reauth_basis: None,
+            recheck: None,
             reauth: None,
             reauthenticating: false,
             counts: LocalCounts::default(),
@@ -407,6 +431,7 @@ impl Connection {
                 client_id,
                 assigned,
                 request: None,
+                kept: None,
             }));
             self.phase = Phase::Authenticating;
             let identity = Identity {
@@ -426,6 +451,7 @@ impl Connection {
             client_id,
             assigned,
             request: Some(request),
+            kept: None,
         }));
         self.phase = Phase::Authenticating;
         Ok(())
@@ -435,8 +461,15 @@ impl Connection {
     /// was received. The driver runs the chain and hands the decision to
     /// [`Connection::finish_connect`].
     pub fn take_auth_request(&mut self) -> Option<ConnectRequest> {
-        match self.pending.as_mut().and_then(|p| p.request.take()) {
-            Some(request) => Some(request),
+        let rechecks = self.listener.chain.rechecks();
+        match self.pending.as_mut() {
+            Some(pending) => {
+                let request = pending.request.take()?;
+                if rechecks {
+                    pending.kept = Some(request.clone());
+                }
+                Some(request)
+            }
             None => self.reauth.take().map(|r| *r),
         }
     }
@@ -481,6 +514,10 @@ impl Connection {
                 .authentication_data
                 .map(|d| Secret::new(d.to_vec())),
         };
+        if let Some(recheck) = self.recheck.as_mut() {
+            // Later re-checks use the fresh credentials.
+            recheck.request = request.clone();
+        }
         self.reauth = Some(Box::new(request));
         self.reauthenticating = true;
         Ok(())
@@ -490,21 +527,44 @@ impl Connection {
     /// replaced (the session is untouched), or the connection ends with 0x87.
     fn finish_reauth(&mut self, decision: ChainDecision, now: Instant) -> Result<(), Close> {
         self.reauthenticating = false;
+        let rechecking = self
+            .recheck
+            .as_mut()
+            .is_some_and(|r| std::mem::take(&mut r.running));
         let (identity, by) = match decision {
             ChainDecision::Allowed { identity, by } => (identity, by),
+            ChainDecision::Refused {
+                reason: DenyReason::BackendUnavailable,
+                ..
+            } if rechecking => {
+                // The provider could not say: the rights granted stand (until their expiry),
+                // and the next check asks again.
+                tracing::warn!(client_id = self.client_id().unwrap_or(""), "re-check impossible (authentication backend unavailable): connection kept, checked again later");
+                return Ok(());
+            }
             ChainDecision::Refused { reason, .. } => {
-                tracing::info!(target: "tollgate::audit", client_id = self.client_id().unwrap_or(""), reason = %reason, "re-authentication refused: disconnected");
+                let what = if rechecking {
+                    "re-check"
+                } else {
+                    "re-authentication"
+                };
+                tracing::info!(target: "tollgate::audit", client_id = self.client_id().unwrap_or(""), reason = %reason, "{what} refused: disconnected");
                 return Err(self.protocol_error(ReasonCode::NOT_AUTHORIZED));
             }
+        };
+        let sent_username = if rechecking {
+            self.recheck
+                .as_ref()
+                .and_then(|r| r.request.username.clone())
+        } else {
+            self.reauth_basis.as_ref().and_then(|b| b.username.clone())
         };
         let old = self
             .principal
             .clone()
             .expect("connected connections have a principal");
         let mut principal = (*old).clone();
-        principal.username = identity
-            .username
-            .or_else(|| self.reauth_basis.as_ref().and_then(|b| b.username.clone()));
+        principal.username = identity.username.or(sent_username);
         if principal.owner() != old.owner() {
             // Re-authentication renews a principal's rights; it cannot change who it is.
             tracing::info!(target: "tollgate::audit", client_id = %old.client_id, "re-authentication as another principal refused");
@@ -538,6 +598,15 @@ impl Connection {
         }
         self.principal = Some(principal);
         self.refresh_permissions();
+        let by = principal_by(&self.principal);
+        self.schedule_recheck(&by, now);
+        if rechecking {
+            tracing::debug!(
+                client_id = self.client_id().unwrap_or(""),
+                "re-check passed"
+            );
+            return Ok(());
+        }
         self.send(&Packet::Auth(tollgate_mqtt::Auth {
             reason_code: ReasonCode::SUCCESS,
             properties: tollgate_mqtt::AuthProperties {
@@ -547,6 +616,32 @@ impl Connection {
         }));
         tracing::info!(target: "tollgate::audit", client_id = self.client_id().unwrap_or(""), "re-authenticated");
         Ok(())
+    }
+
+    /// Plans the next re-check, when the authenticator that allowed the client (`by`) asks
+    /// for them; drops the kept credentials otherwise.
+    fn schedule_recheck(&mut self, by: &str, now: Instant) {
+        match self.listener.chain.recheck_interval(by) {
+            Some(interval) => {
+                if let Some(recheck) = self.recheck.as_mut() {
+                    recheck.interval = interval;
+                    recheck.at = now + interval;
+                }
+            }
+            None => self.recheck = None,
+        }
+    }
+
+    /// Starts a re-check: the chain is asked again with the kept credentials.
+    fn start_recheck(&mut self, now: Instant) {
+        let Some(recheck) = self.recheck.as_mut() else {
+            return;
+        };
+        recheck.running = true;
+        // Until it is decided, the next one is not due.
+        recheck.at = now + recheck.interval;
+        self.reauth = Some(Box::new(recheck.request.clone()));
+        self.reauthenticating = true;
     }
 
     /// Whether CONNECT waits for the authentication chain (no further packets are handled
@@ -564,6 +659,7 @@ impl Connection {
             connect,
             client_id,
             assigned,
+            kept,
             ..
         } = *pending;
         let (identity, authenticated_by) = match decision {
@@ -572,6 +668,17 @@ impl Connection {
                 return Err(self.refuse(deny_reason_code(reason)))
             }
         };
+        if let (Some(request), Some(interval)) = (
+            kept,
+            self.listener.chain.recheck_interval(&authenticated_by),
+        ) {
+            self.recheck = Some(Box::new(Recheck {
+                request,
+                interval,
+                at: now + interval,
+                running: false,
+            }));
+        }
         let connect = *connect;
         let broker = Arc::clone(&self.broker);
         let limits = &broker.config.limits;
@@ -1369,10 +1476,11 @@ impl Connection {
             }
             Phase::Connected => {
                 let keep_alive = self.keep_alive.map(|k| self.last_received + k);
-                match (keep_alive, self.expires_at) {
-                    (Some(k), Some(e)) => Some(k.min(e)),
-                    (k, e) => k.or(e),
-                }
+                let recheck = self.recheck.as_ref().map(|r| r.at);
+                [keep_alive, self.expires_at, recheck]
+                    .into_iter()
+                    .flatten()
+                    .min()
             }
             Phase::Authenticating | Phase::Closed => None,
         }
@@ -1399,6 +1507,17 @@ impl Connection {
                         publish_will: self.broker.config.will_on_expiry,
                         by_client: false,
                     })
+                }
+                _ if self.recheck.as_ref().is_some_and(|r| now >= r.at) => {
+                    if self.reauthenticating {
+                        // A re-authentication is being decided: it counts as the check.
+                        if let Some(recheck) = self.recheck.as_mut() {
+                            recheck.at = now + recheck.interval;
+                        }
+                    } else {
+                        self.start_recheck(now);
+                    }
+                    Ok(())
                 }
                 _ => {
                     tracing::info!(

@@ -352,3 +352,78 @@ async fn the_revocation_file_is_watched() {
         "3.1.1 gets no DISCONNECT"
     );
 }
+
+#[tokio::test]
+async fn a_token_revoked_at_the_provider_ends_the_connection_at_the_next_recheck() {
+    use std::sync::atomic::{AtomicBool, Ordering};
+    use std::sync::Arc;
+    let active = Arc::new(AtomicBool::new(true));
+    let down = Arc::new(AtomicBool::new(false));
+    let (asked, mut asked_rx) = tokio::sync::mpsc::unbounded_channel::<()>();
+    let (flag, outage) = (Arc::clone(&active), Arc::clone(&down));
+    let idp = HttpService::start(move |_| {
+        let _ = asked.send(());
+        if outage.load(Ordering::SeqCst) {
+            Reply::Json(503, json!({}))
+        } else if flag.load(Ordering::SeqCst) {
+            Reply::Json(
+                200,
+                json!({"active": true, "sub": "meter-9", "exp": unix_now() + 600}),
+            )
+        } else {
+            Reply::Json(200, json!({"active": false}))
+        }
+    })
+    .await;
+    let endpoint = idp.url("/introspect");
+    let (_server, addr) = start_broker(|c| {
+        only(
+            c,
+            AuthenticatorConfig {
+                name: "opaque".into(),
+                introspection: Some(
+                    toml::from_str(&format!(
+                        "endpoint = \"{endpoint}\"\nclient_id = \"tollgate\"\ncache_ttl = 0\nrecheck_interval = 1"
+                    ))
+                    .unwrap(),
+                ),
+                ..Default::default()
+            },
+        )
+    })
+    .await;
+    let (mut c, ack) =
+        TestClient::connect_with(addr, login(ProtocolVersion::V5, "m9", "token", "opaque-9")).await;
+    assert_eq!(ack.reason_code, ReasonCode::SUCCESS);
+    // CONNECT, then a re-check a second later: the token is still active, the client stays.
+    for _ in 0..2 {
+        tokio::time::timeout(PACKET_TIMEOUT, asked_rx.recv())
+            .await
+            .expect("the provider is asked again")
+            .unwrap();
+    }
+    c.expect_nothing().await;
+    assert_eq!(
+        c.subscribe(1, "meters/9", QoS::AtMostOnce)
+            .await
+            .reason_codes,
+        vec![ReasonCode::GRANTED_QOS_0]
+    );
+    // The provider down at a re-check: the connection is kept (fail closed applies to new
+    // rights, not to the ones granted), and checked again later.
+    down.store(true, Ordering::SeqCst);
+    for _ in 0..2 {
+        tokio::time::timeout(PACKET_TIMEOUT, asked_rx.recv())
+            .await
+            .expect("the provider is asked again")
+            .unwrap();
+    }
+    c.expect_nothing().await;
+    // Revoked at the provider: the next re-check ends the connection.
+    down.store(false, Ordering::SeqCst);
+    active.store(false, Ordering::SeqCst);
+    match c.expect_close().await.as_slice() {
+        [Packet::Disconnect(d)] => assert_eq!(d.reason_code, ReasonCode::NOT_AUTHORIZED),
+        other => panic!("expected DISCONNECT 0x87 at the re-check, got {other:?}"),
+    }
+}

@@ -56,6 +56,13 @@ pub trait Authenticator: Send + Sync {
         true
     }
 
+    /// How often a connection this authenticator allowed is checked again with the same
+    /// credentials while it stays connected (an introspection endpoint or a webhook that may
+    /// change its answer: a token revoked at the provider). `None`: never.
+    fn recheck_interval(&self) -> Option<std::time::Duration> {
+        None
+    }
+
     /// Whether the user name field may carry a secret for this authenticator (a token sent
     /// as the user name); audit lines then leave the user name out.
     fn username_is_secret(&self) -> bool {

@@ -87,6 +87,21 @@ impl AuthChain {
         }
     }
 
+    /// How often a connection allowed by the authenticator named `by` is checked again.
+    pub fn recheck_interval(&self, by: &str) -> Option<std::time::Duration> {
+        self.entries
+            .iter()
+            .find(|e| e.authenticator.name() == by)
+            .and_then(|e| e.authenticator.recheck_interval())
+    }
+
+    /// Whether any authenticator of the chain checks its connections again.
+    pub fn rechecks(&self) -> bool {
+        self.entries
+            .iter()
+            .any(|e| e.authenticator.recheck_interval().is_some())
+    }
+
     /// Names of the authenticators, in order.
     pub fn names(&self) -> Vec<&str> {
         self.entries

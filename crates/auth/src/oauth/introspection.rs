@@ -81,6 +81,11 @@ pub struct IntrospectionConfig {
     /// Seconds the endpoint has to answer.
     #[serde(default = "default_timeout")]
     pub timeout: u64,
+    /// Seconds between checks of a connected client's token (0, the default: only at CONNECT
+    /// and re-authentication). The endpoint is asked again once the cached answer is older
+    /// than `cache_ttl`; an inactive answer disconnects the client (5.0: 0x87).
+    #[serde(default)]
+    pub recheck_interval: u64,
 }
 
 impl fmt::Debug for IntrospectionConfig {
@@ -93,6 +98,7 @@ impl fmt::Debug for IntrospectionConfig {
             .field("token_from", &self.token_from)
             .field("username_claim", &self.username_claim)
             .field("cache_ttl", &self.cache_ttl)
+            .field("recheck_interval", &self.recheck_interval)
             .finish_non_exhaustive()
     }
 }
@@ -125,6 +131,7 @@ pub struct IntrospectionAuthenticator {
     source: TokenSource,
     mapping: ClaimMapping,
     cache_ttl: Duration,
+    recheck: Option<Duration>,
     client: reqwest::Client,
     cache: Mutex<HashMap<[u8; 32], CachedAnswer>>,
 }
@@ -167,6 +174,8 @@ impl IntrospectionAuthenticator {
             },
             source,
             cache_ttl: Duration::from_secs(config.cache_ttl),
+            recheck: (config.recheck_interval > 0)
+                .then(|| Duration::from_secs(config.recheck_interval)),
             client: http_client(Duration::from_secs(config.timeout.max(1)))?,
             cache: Mutex::new(HashMap::new()),
         })
@@ -287,6 +296,10 @@ impl IntrospectionAuthenticator {
 impl Authenticator for IntrospectionAuthenticator {
     fn name(&self) -> &str {
         &self.name
+    }
+
+    fn recheck_interval(&self) -> Option<Duration> {
+        self.recheck
     }
 
     fn username_is_secret(&self) -> bool {

@@ -50,6 +50,10 @@ pub struct WebhookConfig {
     /// certificate or client identifier alone.
     #[serde(default = "default_true")]
     pub send_password: bool,
+    /// Seconds between calls for a connected client (0, the default: only at CONNECT and
+    /// re-authentication); an answer other than allow disconnects it (5.0: 0x87).
+    #[serde(default)]
+    pub recheck_interval: u64,
 }
 
 impl fmt::Debug for WebhookConfig {
@@ -59,6 +63,7 @@ impl fmt::Debug for WebhookConfig {
             .field("timeout", &self.timeout)
             .field("headers", &self.headers.keys().collect::<Vec<_>>())
             .field("send_password", &self.send_password)
+            .field("recheck_interval", &self.recheck_interval)
             .finish()
     }
 }
@@ -77,6 +82,7 @@ pub struct WebhookAuthenticator {
     url: String,
     headers: reqwest::header::HeaderMap,
     send_password: bool,
+    recheck: Option<Duration>,
     client: reqwest::Client,
 }
 
@@ -103,6 +109,8 @@ impl WebhookAuthenticator {
             url: config.url,
             headers,
             send_password: config.send_password,
+            recheck: (config.recheck_interval > 0)
+                .then(|| Duration::from_secs(config.recheck_interval)),
             client: http_client(Duration::from_secs(config.timeout.max(1)))?,
         })
     }
@@ -175,5 +183,9 @@ impl Authenticator for WebhookAuthenticator {
         request: &'a ConnectRequest,
     ) -> BoxFuture<'a, Result<AuthOutcome, AuthError>> {
         Box::pin(self.call(request))
+    }
+
+    fn recheck_interval(&self) -> Option<Duration> {
+        self.recheck
     }
 }
