@@ -3,7 +3,7 @@
 //! A reload bumps the broker's policy generation; every connection then compiles its
 //! principal's permissions again and drops subscriptions no longer allowed.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::SystemTime;
 
@@ -50,7 +50,8 @@ fn named<A: Authorizer + 'static>(name: &str, inner: A) -> Arc<dyn Authorizer> {
     })
 }
 
-fn modified(path: &PathBuf) -> Option<SystemTime> {
+/// A file's modification time, if it can be read (files are reloaded when it changes).
+pub(crate) fn modified(path: &Path) -> Option<SystemTime> {
     std::fs::metadata(path).and_then(|m| m.modified()).ok()
 }
 

@@ -13,9 +13,7 @@ use std::time::Duration;
 use bytes::BytesMut;
 use tokio::time::Instant;
 use tollgate_auth::authentication::{ChainDecision, ConnectRequest, DenyReason, Identity};
-use tollgate_auth::permissions::{
-    compile_outcomes, AuthorizerOutcome, CompiledPermissions, Decision, DefaultBehaviour, RuleSet,
-};
+use tollgate_auth::permissions::{compile_granted_only, CompiledPermissions, Decision};
 use tollgate_auth::{CertificateInfo, Principal, Secret};
 use tollgate_mqtt::{
     encode, encode_publish_with, publish_encoded_len, Ack, AckProperties, ConnAck,
@@ -139,14 +137,6 @@ pub struct Connection {
     reauthenticating: bool,
     /// Packet and byte counts not yet added to the broker's.
     pub counts: LocalCounts,
-}
-
-/// The authenticator that allowed the principal.
-fn principal_by(principal: &Option<Arc<Principal>>) -> String {
-    principal
-        .as_ref()
-        .map(|p| p.authenticated_by.clone())
-        .unwrap_or_default()
 }
 
 /// A connection's periodic re-check: its credentials, how often, when next, and whether the
@@ -575,6 +565,7 @@ impl Connection {
         principal.claims = identity.claims;
         principal.expires_at = identity.expires_at;
         principal.granted = identity.granted;
+        let recheck_interval = self.listener.chain.recheck_interval(&by);
         principal.authenticated_by = by;
         if let Some(why) = self.broker.revoked(&principal) {
             tracing::info!(target: "tollgate::audit", client_id = %old.client_id, "re-authentication refused: {why}");
@@ -598,8 +589,7 @@ impl Connection {
         }
         self.principal = Some(principal);
         self.refresh_permissions();
-        let by = principal_by(&self.principal);
-        self.schedule_recheck(&by, now);
+        self.schedule_recheck(recheck_interval, now);
         if rechecking {
             tracing::debug!(
                 client_id = self.client_id().unwrap_or(""),
@@ -618,10 +608,10 @@ impl Connection {
         Ok(())
     }
 
-    /// Plans the next re-check, when the authenticator that allowed the client (`by`) asks
-    /// for them; drops the kept credentials otherwise.
-    fn schedule_recheck(&mut self, by: &str, now: Instant) {
-        match self.listener.chain.recheck_interval(by) {
+    /// Plans the next re-check `interval` from now, when the authenticator that allowed the
+    /// client asks for them; drops the kept credentials otherwise.
+    fn schedule_recheck(&mut self, interval: Option<Duration>, now: Instant) {
+        match interval {
             Some(interval) => {
                 if let Some(recheck) = self.recheck.as_mut() {
                     recheck.interval = interval;
@@ -1156,21 +1146,10 @@ impl Connection {
         let chain = self.listener.authorization.read().clone();
         match (chain, &self.principal) {
             (chain, Some(principal)) if chain.is_some() || principal.granted.is_some() => {
-                let compiled =
-                    match chain {
-                        Some(chain) => chain.compile(principal),
-                        // No authorizer: what the granted rules leave undecided is allowed, as
-                        // it is for every client of such a listener.
-                        None => compile_outcomes(
-                            principal,
-                            principal.granted.iter().map(|g| g.outcome()).chain([
-                                AuthorizerOutcome {
-                                    authorizer: "default".into(),
-                                    result: Ok(RuleSet::empty(DefaultBehaviour::Accept)),
-                                },
-                            ]),
-                        ),
-                    };
+                let compiled = match chain {
+                    Some(chain) => chain.compile(principal),
+                    None => compile_granted_only(principal).expect("granted rules, checked above"),
+                };
                 for note in compiled.notes() {
                     tracing::warn!(client_id = %principal.client_id, authorizer = %note.authorizer, "permissions: {}", note.message);
                 }

@@ -10,6 +10,7 @@ use parking_lot::Mutex;
 use tokio::sync::watch;
 use tollgate_auth::revocation::RevocationList;
 
+use crate::authorization::modified;
 use crate::broker::Broker;
 use crate::listener::Authenticators;
 
@@ -17,10 +18,6 @@ use crate::listener::Authenticators;
 pub struct RevocationFile {
     path: PathBuf,
     stamp: Mutex<Option<SystemTime>>,
-}
-
-fn modified(path: &Path) -> Option<SystemTime> {
-    std::fs::metadata(path).and_then(|m| m.modified()).ok()
 }
 
 impl RevocationFile {

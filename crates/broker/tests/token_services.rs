@@ -99,6 +99,21 @@ async fn a_webhooks_permissions_are_enforced_on_the_connection() {
     alice.expect_nothing().await;
 }
 
+/// An introspection authenticator named `opaque` asking `endpoint` as client `tollgate`, with
+/// more settings (TOML lines) in `extra`.
+fn introspection(endpoint: &str, extra: &str) -> AuthenticatorConfig {
+    AuthenticatorConfig {
+        name: "opaque".into(),
+        introspection: Some(
+            toml::from_str(&format!(
+                "endpoint = \"{endpoint}\"\nclient_id = \"tollgate\"\n{extra}"
+            ))
+            .unwrap(),
+        ),
+        ..Default::default()
+    }
+}
+
 #[tokio::test]
 async fn an_opaque_token_is_introspected_at_connect() {
     let idp = HttpService::start(|r| {
@@ -116,16 +131,10 @@ async fn an_opaque_token_is_introspected_at_connect() {
     let (server, addr) = start_broker(|c| {
         only(
             c,
-            AuthenticatorConfig {
-                name: "opaque".into(),
-                introspection: Some(
-                    toml::from_str(&format!(
-                        "endpoint = \"{endpoint}\"\nclient_id = \"tollgate\"\nclient_secret = \"x\"\nusername_claim = \"client_id\""
-                    ))
-                    .unwrap(),
-                ),
-                ..Default::default()
-            },
+            introspection(
+                &endpoint,
+                "client_secret = \"x\"\nusername_claim = \"client_id\"",
+            ),
         )
     })
     .await;
@@ -144,6 +153,19 @@ async fn an_opaque_token_is_introspected_at_connect() {
 }
 
 const SIGNING: &str = "provider-signing-secret";
+
+/// A JWT authenticator named `idp` for HS256 tokens signed with [`SIGNING`].
+fn hs256_authenticator() -> AuthenticatorConfig {
+    AuthenticatorConfig {
+        name: "idp".into(),
+        jwt: Some(JwtConfig {
+            algorithms: vec!["HS256".into()],
+            secret: Some(SIGNING.into()),
+            ..JwtConfig::default()
+        }),
+        ..Default::default()
+    }
+}
 
 fn jwt(claims: serde_json::Value) -> String {
     encode(
@@ -232,14 +254,8 @@ async fn revocation_disconnects_at_once_and_the_token_gets_no_session_back() {
         only(
             c,
             AuthenticatorConfig {
-                name: "idp".into(),
                 cache_ttl: 600,
-                jwt: Some(JwtConfig {
-                    algorithms: vec!["HS256".into()],
-                    secret: Some(SIGNING.into()),
-                    ..JwtConfig::default()
-                }),
-                ..Default::default()
+                ..hs256_authenticator()
             },
         );
         c.revocation = Some(RevocationConfig {
@@ -319,18 +335,7 @@ async fn the_revocation_file_is_watched() {
     std::fs::write(&list, "").unwrap();
     let revocation_path = list.clone();
     let (_server, addr) = start_broker(move |c| {
-        only(
-            c,
-            AuthenticatorConfig {
-                name: "idp".into(),
-                jwt: Some(JwtConfig {
-                    algorithms: vec!["HS256".into()],
-                    secret: Some(SIGNING.into()),
-                    ..JwtConfig::default()
-                }),
-                ..Default::default()
-            },
-        );
+        only(c, hs256_authenticator());
         c.revocation = Some(RevocationConfig {
             path: revocation_path,
             reload_interval: 1,
@@ -351,6 +356,16 @@ async fn the_revocation_file_is_watched() {
         c.expect_close().await.is_empty(),
         "3.1.1 gets no DISCONNECT"
     );
+}
+
+/// Waits until the provider has been asked twice more (bounded by the packet timeout).
+async fn asked_twice(asked: &mut tokio::sync::mpsc::UnboundedReceiver<()>) {
+    for _ in 0..2 {
+        tokio::time::timeout(PACKET_TIMEOUT, asked.recv())
+            .await
+            .expect("the provider is asked again")
+            .unwrap();
+    }
 }
 
 #[tokio::test]
@@ -379,16 +394,7 @@ async fn a_token_revoked_at_the_provider_ends_the_connection_at_the_next_recheck
     let (_server, addr) = start_broker(|c| {
         only(
             c,
-            AuthenticatorConfig {
-                name: "opaque".into(),
-                introspection: Some(
-                    toml::from_str(&format!(
-                        "endpoint = \"{endpoint}\"\nclient_id = \"tollgate\"\ncache_ttl = 0\nrecheck_interval = 1"
-                    ))
-                    .unwrap(),
-                ),
-                ..Default::default()
-            },
+            introspection(&endpoint, "cache_ttl = 0\nrecheck_interval = 1"),
         )
     })
     .await;
@@ -396,12 +402,7 @@ async fn a_token_revoked_at_the_provider_ends_the_connection_at_the_next_recheck
         TestClient::connect_with(addr, login(ProtocolVersion::V5, "m9", "token", "opaque-9")).await;
     assert_eq!(ack.reason_code, ReasonCode::SUCCESS);
     // CONNECT, then a re-check a second later: the token is still active, the client stays.
-    for _ in 0..2 {
-        tokio::time::timeout(PACKET_TIMEOUT, asked_rx.recv())
-            .await
-            .expect("the provider is asked again")
-            .unwrap();
-    }
+    asked_twice(&mut asked_rx).await;
     c.expect_nothing().await;
     assert_eq!(
         c.subscribe(1, "meters/9", QoS::AtMostOnce)
@@ -412,12 +413,7 @@ async fn a_token_revoked_at_the_provider_ends_the_connection_at_the_next_recheck
     // The provider down at a re-check: the connection is kept (fail closed applies to new
     // rights, not to the ones granted), and checked again later.
     down.store(true, Ordering::SeqCst);
-    for _ in 0..2 {
-        tokio::time::timeout(PACKET_TIMEOUT, asked_rx.recv())
-            .await
-            .expect("the provider is asked again")
-            .unwrap();
-    }
+    asked_twice(&mut asked_rx).await;
     c.expect_nothing().await;
     // Revoked at the provider: the next re-check ends the connection.
     down.store(false, Ordering::SeqCst);

@@ -18,9 +18,7 @@ use std::process::ExitCode;
 
 use clap::{Args, ValueEnum};
 use tollgate_auth::authentication::{ChainDecision, ConnectRequest};
-use tollgate_auth::permissions::{
-    compile_outcomes, AuthorizerOutcome, DefaultBehaviour, Request, RuleSet,
-};
+use tollgate_auth::permissions::{compile_granted_only, Request};
 use tollgate_auth::policy::{run_policy_tests, PolicyFile, TestIdentity};
 use tollgate_auth::{CertificateInfo, Principal, Secret};
 use tollgate_broker::authorization::Authorizers;
@@ -192,23 +190,18 @@ fn execute(args: CheckArgs) -> Result<bool, String> {
             shared: args.shared,
         },
     };
-    let permissions = match (chain, &principal.granted) {
-        (Some(chain), _) => chain.compile(&principal),
-        // As the broker does: granted rules first, then what no authorizer means.
-        (None, Some(granted)) => compile_outcomes(
-            &principal,
-            [
-                granted.outcome(),
-                AuthorizerOutcome {
-                    authorizer: "default".into(),
-                    result: Ok(RuleSet::empty(DefaultBehaviour::Accept)),
-                },
-            ],
-        ),
-        (None, None) => {
-            println!("no authorizer configured on listener `{}`: everything is allowed but writing under $SYS", listener.display_name());
-            return Ok(!(matches!(request, Request::Publish { .. }) && topic.starts_with("$SYS")));
-        }
+    let permissions = match chain {
+        Some(chain) => chain.compile(&principal),
+        // As the broker does: the granted rules first, then what no authorizer means.
+        None => match compile_granted_only(&principal) {
+            Some(permissions) => permissions,
+            None => {
+                println!("no authorizer configured on listener `{}`: everything is allowed but writing under $SYS", listener.display_name());
+                return Ok(
+                    !(matches!(request, Request::Publish { .. }) && topic.starts_with("$SYS"))
+                );
+            }
+        },
     };
     for note in permissions.notes() {
         println!("note: {} ({})", note.message, note.authorizer);

@@ -68,6 +68,10 @@ pub struct AuthChain {
     allow_anonymous: bool,
     accept_certificate: bool,
     throttle: Option<Arc<LoginThrottle>>,
+    /// Whether an authenticator reads a token from the user name (audit lines leave it out).
+    username_is_secret: bool,
+    /// Whether an authenticator checks its connections again.
+    rechecks: bool,
 }
 
 impl AuthChain {
@@ -79,11 +83,17 @@ impl AuthChain {
         accept_certificate: bool,
         throttle: Option<Arc<LoginThrottle>>,
     ) -> Self {
+        let username_is_secret = entries.iter().any(|e| e.authenticator.username_is_secret());
+        let rechecks = entries
+            .iter()
+            .any(|e| e.authenticator.recheck_interval().is_some());
         AuthChain {
             entries,
             allow_anonymous,
             accept_certificate,
             throttle,
+            username_is_secret,
+            rechecks,
         }
     }
 
@@ -97,9 +107,7 @@ impl AuthChain {
 
     /// Whether any authenticator of the chain checks its connections again.
     pub fn rechecks(&self) -> bool {
-        self.entries
-            .iter()
-            .any(|e| e.authenticator.recheck_interval().is_some())
+        self.rechecks
     }
 
     /// Names of the authenticators, in order.
@@ -122,11 +130,7 @@ impl AuthChain {
     /// Decides one connection attempt.
     pub async fn authenticate(&self, request: &ConnectRequest) -> ChainDecision {
         let decision = self.decide(request).await;
-        let username_is_secret = self
-            .entries
-            .iter()
-            .any(|e| e.authenticator.username_is_secret());
-        audit(request, &decision, username_is_secret);
+        audit(request, &decision, self.username_is_secret);
         if let Some(throttle) = &self.throttle {
             match &decision {
                 ChainDecision::Refused {

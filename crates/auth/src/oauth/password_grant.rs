@@ -142,13 +142,11 @@ impl PasswordGrantAuthenticator {
             .map_err(|e| fail(e.without_url().to_string()))?;
         let status = response.status();
         let body: Option<Value> = response.json().await.ok();
-        let error = |body: &Option<Value>| {
-            body.as_ref()
-                .and_then(|b| b.get("error"))
-                .and_then(Value::as_str)
-                .unwrap_or("no error code")
-                .to_owned()
-        };
+        // The OAuth error code, if the answer has one.
+        let code = body
+            .as_ref()
+            .and_then(|b| b.get("error"))
+            .and_then(Value::as_str);
         // RFC 6749 says 400 (401 for client authentication); Auth0 answers a wrong password
         // with 403 and `invalid_grant`.
         let refusal_status = [
@@ -157,19 +155,24 @@ impl PasswordGrantAuthenticator {
             reqwest::StatusCode::FORBIDDEN,
         ];
         if refusal_status.contains(&status) {
-            let code = error(&body);
-            if status == reqwest::StatusCode::FORBIDDEN && code == "no error code" {
+            match code {
                 // A 403 without an OAuth error is a proxy or firewall, not the provider.
-                return Err(fail(format!("HTTP status {status}")));
+                None if status == reqwest::StatusCode::FORBIDDEN => {
+                    return Err(fail(format!("HTTP status {status}")));
+                }
+                // A misconfigured broker client is the operator's problem, not the user's.
+                Some(
+                    code @ ("invalid_client" | "unauthorized_client" | "unsupported_grant_type"),
+                ) => {
+                    return Err(fail(format!("the provider refused the broker: {code}")));
+                }
+                _ => {
+                    return Ok(Err(format!(
+                        "grant refused: {}",
+                        code.unwrap_or("no error code")
+                    )))
+                }
             }
-            // A misconfigured broker client is the operator's problem, not the user's.
-            if code == "invalid_client"
-                || code == "unauthorized_client"
-                || code == "unsupported_grant_type"
-            {
-                return Err(fail(format!("the provider refused the broker: {code}")));
-            }
-            return Ok(Err(format!("grant refused: {code}")));
         }
         if !status.is_success() {
             return Err(fail(format!("HTTP status {status}")));

@@ -6,7 +6,11 @@
 
 use std::borrow::Cow;
 
+use crate::principal::Principal;
+
 use super::authorizer::{AuthorizerOutcome, DefaultBehaviour, RuleSet};
+use super::compile::compile_outcomes;
+use super::compiled::CompiledPermissions;
 use super::permission::Permission;
 
 /// Permissions granted at authentication, with their default.
@@ -31,4 +35,21 @@ impl GrantedRules {
             }),
         }
     }
+}
+
+/// The permissions of a principal on a listener with no authorizer: its granted rules, then
+/// everything allowed (as for every client of such a listener); `None` when it was granted
+/// none (it is then unrestricted).
+pub fn compile_granted_only(principal: &Principal) -> Option<CompiledPermissions> {
+    let granted = principal.granted.as_ref()?;
+    Some(compile_outcomes(
+        principal,
+        [
+            granted.outcome(),
+            AuthorizerOutcome {
+                authorizer: "default".into(),
+                result: Ok(RuleSet::empty(DefaultBehaviour::Accept)),
+            },
+        ],
+    ))
 }

@@ -76,6 +76,6 @@ pub use compiled::{
 };
 pub use decision::{DecidedBy, Decision, Reason, Request};
 pub use explain::{ExplainedRule, Explanation, RuleRelation, RuleVerdict};
-pub use granted::GrantedRules;
+pub use granted::{compile_granted_only, GrantedRules};
 pub use permission::{Activity, Effect, Permission, QosSet, RetainCoverage, RuleOrigin, RuleOwner};
 pub use template::{Placeholder, PlaceholderSyntax, TemplateError, TopicTemplate};

@@ -26,7 +26,7 @@ use serde_json::Value;
 
 use crate::authentication::{AuthOutcome, DenyReason, Identity};
 use crate::permissions::{DefaultBehaviour, GrantedRules, RuleOrigin};
-use crate::policy::{ClaimsAuthorizer, ClaimsSettings};
+use crate::policy::ClaimsAuthorizer;
 use crate::principal::{Attribute, Source};
 
 /// A webhook's answer, as sent.
@@ -76,9 +76,14 @@ enum Reason {
 
 impl WebhookAnswer {
     /// The outcome this answer means for the authenticator called `name`; `Err` when the
-    /// answer is malformed (its permissions do not parse), which the chain treats as a backend
-    /// failure.
-    pub fn into_outcome(self, name: &str, now: SystemTime) -> Result<AuthOutcome, String> {
+    /// answer is malformed (its permissions do not parse with `parser`), which the chain
+    /// treats as a backend failure.
+    pub fn into_outcome(
+        self,
+        name: &str,
+        parser: &ClaimsAuthorizer,
+        now: SystemTime,
+    ) -> Result<AuthOutcome, String> {
         match self.result {
             Verdict::Next => return Ok(AuthOutcome::Next),
             Verdict::Deny => {
@@ -105,8 +110,6 @@ impl WebhookAnswer {
         let granted = match self.permissions {
             None => None,
             Some(list) => {
-                let parser =
-                    ClaimsAuthorizer::new(ClaimsSettings::default()).map_err(|e| e.to_string())?;
                 let mut permissions = parser
                     .acl_permissions("permissions", &list)
                     .map_err(|e| e.message)?;
@@ -149,11 +152,13 @@ impl WebhookAnswer {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::policy::ClaimsSettings;
     use serde_json::json;
 
     fn outcome(answer: Value) -> Result<AuthOutcome, String> {
         let answer: WebhookAnswer = serde_json::from_value(answer).map_err(|e| e.to_string())?;
-        answer.into_outcome("hook", UNIX_EPOCH + Duration::from_secs(1000))
+        let parser = ClaimsAuthorizer::new(ClaimsSettings::default()).unwrap();
+        answer.into_outcome("hook", &parser, UNIX_EPOCH + Duration::from_secs(1000))
     }
 
     #[test]

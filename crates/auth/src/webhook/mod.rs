@@ -31,6 +31,7 @@ pub use answer::WebhookAnswer;
 
 use crate::authentication::{AuthError, AuthOutcome, Authenticator, BoxFuture, ConnectRequest};
 use crate::oauth::http_client;
+use crate::policy::{ClaimsAuthorizer, ClaimsSettings};
 use crate::secret::Secret;
 
 /// Settings of a webhook authenticator (the `webhook` table of an `[[authenticator]]`).
@@ -84,6 +85,8 @@ pub struct WebhookAuthenticator {
     send_password: bool,
     recheck: Option<Duration>,
     client: reqwest::Client,
+    /// Reads the permissions of an answer (the `acl` claim's shape).
+    permissions_parser: ClaimsAuthorizer,
 }
 
 impl WebhookAuthenticator {
@@ -112,6 +115,8 @@ impl WebhookAuthenticator {
             recheck: (config.recheck_interval > 0)
                 .then(|| Duration::from_secs(config.recheck_interval)),
             client: http_client(Duration::from_secs(config.timeout.max(1)))?,
+            permissions_parser: ClaimsAuthorizer::new(ClaimsSettings::default())
+                .map_err(|e| e.to_string())?,
         })
     }
 
@@ -168,7 +173,7 @@ impl WebhookAuthenticator {
             .await
             .map_err(|e| fail(format!("malformed answer: {}", e.without_url())))?;
         answer
-            .into_outcome(&self.name, SystemTime::now())
+            .into_outcome(&self.name, &self.permissions_parser, SystemTime::now())
             .map_err(|e| fail(format!("malformed answer: {e}")))
     }
 }
