@@ -18,5 +18,5 @@ mod secret;
 pub mod token;
 pub mod webhook;
 
-pub use principal::{Attribute, CertificateInfo, Principal, Source};
+pub use principal::{Attribute, CertificateInfo, NameOrigin, Owner, Principal, Source};
 pub use secret::{constant_time_eq, Secret};

@@ -44,6 +44,48 @@ impl Attribute {
     }
 }
 
+/// Where a principal's user name (or own identity) came from. Names of different origins never
+/// stand for one another: a session owned by the authenticated user `alice` cannot be taken by
+/// a client that merely sent the user name `alice` on a listener that checks nothing, nor by
+/// a certificate whose common name is `alice`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
+pub enum NameOrigin {
+    /// Vouched for by an authenticator (a password it checked, a token's claim, a webhook's
+    /// answer). The default: whoever builds a principal says otherwise where it must.
+    #[default]
+    Authenticated,
+    /// Read from the verified TLS client certificate.
+    Certificate,
+    /// Taken from CONNECT as sent, checked by nobody (an open listener without
+    /// authenticators). Permissions for a user never apply to such a name.
+    Unverified,
+}
+
+impl NameOrigin {
+    fn label(self) -> &'static str {
+        match self {
+            NameOrigin::Authenticated => "user",
+            NameOrigin::Certificate => "certificate",
+            NameOrigin::Unverified => "unverified user",
+        }
+    }
+}
+
+/// Who owns the sessions a principal opens: a name and where it came from.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct Owner {
+    /// Where the name came from.
+    pub origin: NameOrigin,
+    /// The name.
+    pub name: String,
+}
+
+impl std::fmt::Display for Owner {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{} {:?}", self.origin.label(), self.name)
+    }
+}
+
 /// What the broker knows of a TLS client certificate.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct CertificateInfo {
@@ -61,11 +103,15 @@ pub struct Principal {
     /// The MQTT client identifier in use (after assignment, if the server assigned it).
     pub client_id: String,
     /// The user name from CONNECT, or the one an authenticator mapped (a token's `sub`).
-    /// This is what `%u` and `${username}` stand for.
+    /// This is what `%u` and `${username}` stand for, when it is not unverified.
     pub username: Option<String>,
+    /// Where the user name came from.
+    pub username_origin: NameOrigin,
     /// The client's (device's) own identity when it differs from the user's, e.g. the
     /// certificate's common name when a password names the user.
     pub client_identity: Option<String>,
+    /// Where the client identity came from (a certificate, or an authenticator).
+    pub client_identity_origin: NameOrigin,
     /// Roles, each with where it came from.
     pub roles: Vec<Attribute>,
     /// Groups, each with where it came from.
@@ -94,6 +140,45 @@ impl Principal {
         }
     }
 
+    /// The principal the chain's allow makes of a client: `identity` as the authenticator
+    /// `by` vouched for it, the user name the client sent (kept when the authenticator mapped
+    /// none), and the name its verified certificate gives (kept as the client's own identity
+    /// when the authenticator gave none). Each name carries where it came from: a user name
+    /// allowed by `anonymous` is unverified, one allowed by `certificate` comes from the
+    /// certificate.
+    pub fn from_allow(
+        client_id: String,
+        identity: crate::authentication::Identity,
+        by: String,
+        sent_username: Option<String>,
+        certificate_name: Option<String>,
+        certificate: Option<Box<CertificateInfo>>,
+    ) -> Principal {
+        let username_origin = match by.as_str() {
+            "anonymous" => NameOrigin::Unverified,
+            "certificate" => NameOrigin::Certificate,
+            _ => NameOrigin::Authenticated,
+        };
+        let (client_identity, client_identity_origin) = match identity.client_identity {
+            Some(name) => (Some(name), NameOrigin::Authenticated),
+            None => (certificate_name, NameOrigin::Certificate),
+        };
+        Principal {
+            client_id,
+            username: identity.username.or(sent_username),
+            username_origin,
+            client_identity,
+            client_identity_origin,
+            roles: identity.roles,
+            groups: identity.groups,
+            certificate,
+            claims: identity.claims,
+            authenticated_by: by,
+            expires_at: identity.expires_at,
+            granted: identity.granted,
+        }
+    }
+
     /// The value of a claim by dotted path (`realm_access.roles`, `https://example.com/roles`
     /// can be given with the path as one segment by the caller), if the principal has claims.
     pub fn claim(&self, path: &str) -> Option<&serde_json::Value> {
@@ -105,10 +190,29 @@ impl Principal {
     }
 
     /// Who owns the sessions this principal opens: the user name, else the client's own
-    /// identity; `None` for an anonymous principal. A session may be taken over only by a
-    /// principal with the same owner.
-    pub fn owner(&self) -> Option<&str> {
-        self.username.as_deref().or(self.client_identity.as_deref())
+    /// identity, each with its origin; `None` for an anonymous principal. A session may be
+    /// taken over only by a principal with the same owner.
+    pub fn owner(&self) -> Option<Owner> {
+        match (&self.username, &self.client_identity) {
+            (Some(name), _) => Some(Owner {
+                origin: self.username_origin,
+                name: name.clone(),
+            }),
+            (None, Some(name)) => Some(Owner {
+                origin: self.client_identity_origin,
+                name: name.clone(),
+            }),
+            (None, None) => None,
+        }
+    }
+
+    /// The user name, unless nobody verified it: what permissions for a user, `%u` and
+    /// `${username}` see.
+    pub fn verified_username(&self) -> Option<&str> {
+        match self.username_origin {
+            NameOrigin::Unverified => None,
+            _ => self.username.as_deref(),
+        }
     }
 
     /// Whether the principal has role `name`.
@@ -142,5 +246,28 @@ mod tests {
             Some(&serde_json::json!(["admin"]))
         );
         assert_eq!(p.claim("missing.path"), None);
+    }
+
+    #[test]
+    fn owners_of_different_origins_never_compare_equal() {
+        let user = Principal {
+            username: Some("alice".into()),
+            ..Principal::anonymous("c")
+        };
+        let unverified = Principal {
+            username_origin: NameOrigin::Unverified,
+            ..user.clone()
+        };
+        let certificate = Principal {
+            client_identity: Some("alice".into()),
+            client_identity_origin: NameOrigin::Certificate,
+            ..Principal::anonymous("c")
+        };
+        assert_ne!(user.owner(), unverified.owner());
+        assert_ne!(user.owner(), certificate.owner());
+        assert_ne!(unverified.owner(), certificate.owner());
+        assert_eq!(unverified.verified_username(), None);
+        assert_eq!(user.verified_username(), Some("alice"));
+        assert_eq!(Principal::anonymous("c").owner(), None);
     }
 }

@@ -7,6 +7,7 @@
 //! never holds a session's mutex while it takes the registry or the trie.
 
 use std::collections::HashMap;
+use std::ops::ControlFlow;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
@@ -16,15 +17,19 @@ use parking_lot::{Mutex, RwLock};
 use tokio::time::Instant;
 use tollgate_auth::permissions::CompiledPermissions;
 use tollgate_auth::revocation::RevocationList;
-use tollgate_auth::Principal;
+use tollgate_auth::{Owner, Principal};
 use tollgate_mqtt::{Publish, PublishProperties, QoS, SubscriptionOptions, Will};
 
 use crate::config::BrokerConfig;
+use crate::memory::{MemoryBudget, Overload};
 use crate::message::Message;
-use crate::retained::RetainedStore;
-use crate::session::{Delivery, EnqueueOutcome, PendingWill, Session, SessionSubscription};
+use crate::retained::{RetainRefused, RetainedLimits, RetainedStore};
+use crate::session::{
+    Delivery, EnqueueOutcome, PendingWill, QueueLimits, Session, SessionSubscription,
+};
 use crate::stats::BrokerStats;
 use crate::subscriptions::{SubscriptionEntry, SubscriptionTrie};
+use crate::wake::SessionWake;
 
 /// A session expiry interval meaning "never".
 pub const NEVER_EXPIRES: u32 = u32::MAX;
@@ -47,6 +52,16 @@ pub struct RouteOutcome {
     pub dropped: usize,
 }
 
+/// A connection's will as it closes: the will, and the delay it is due after (the will delay
+/// interval, at most the session's expiry).
+#[derive(Debug, Clone)]
+pub struct ClosingWill {
+    /// The will.
+    pub will: Will,
+    /// Seconds until it is due; 0: at once.
+    pub delay: u32,
+}
+
 /// Refusal to open a session: it exists and belongs to another principal.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct SessionOwnedByAnother;
@@ -60,6 +75,8 @@ pub struct OpenedSession {
     pub generation: u64,
     /// Whether an existing session was resumed (CONNACK's session present flag).
     pub present: bool,
+    /// Wakes this connection when messages are queued for it, or when it is taken over.
+    pub wake: Arc<SessionWake>,
 }
 
 /// The broker's shared state.
@@ -73,6 +90,8 @@ pub struct Broker {
     pub started_at: Instant,
     /// Permissions that allow everything, shared by connections no authorizer applies to.
     pub allow_all: Arc<CompiledPermissions>,
+    /// What every message, delivery and connection buffer is charged to.
+    pub memory: Arc<MemoryBudget>,
     sessions: Mutex<HashMap<Arc<str>, Arc<Session>>>,
     subscriptions: RwLock<SubscriptionTrie<Arc<Session>>>,
     retained: RwLock<RetainedStore>,
@@ -85,11 +104,13 @@ pub struct Broker {
 impl Broker {
     /// A broker with no sessions, subscriptions or retained messages.
     pub fn new(config: BrokerConfig) -> Arc<Broker> {
+        let memory = MemoryBudget::new(config.limits.max_memory);
         Arc::new(Broker {
             config,
             stats: BrokerStats::default(),
             started_at: Instant::now(),
             allow_all: Arc::new(CompiledPermissions::allow_all()),
+            memory,
             sessions: Mutex::new(HashMap::new()),
             subscriptions: RwLock::new(SubscriptionTrie::new()),
             retained: RwLock::new(RetainedStore::new()),
@@ -115,53 +136,51 @@ impl Broker {
     /// `clean_start`, takes it over from a connection still attached to it (that connection is
     /// woken and finds its generation gone), or creates a new one. An existing session whose
     /// owner is not `owner` is neither resumed nor replaced: it belongs to another principal.
+    ///
+    /// A session that was not persistent (expiry 0: it lives only as long as its connection)
+    /// ends when it is taken over, whatever `clean_start` says: there is nothing to resume
+    /// (session present 0), and the old connection's will goes out as it closes. A will
+    /// waiting for its delay is cancelled by the new connection, with clean start or not
+    /// (MQTT-3.1.2-8).
     pub fn open_session(
         &self,
         client_id: &str,
         clean_start: bool,
         expiry_interval: u32,
-        owner: Option<&str>,
+        owner: Option<&Owner>,
     ) -> Result<OpenedSession, SessionOwnedByAnother> {
         let mut sessions = self.sessions.lock();
         if let Some(existing) = sessions.get(client_id).cloned() {
             let mut state = existing.state.lock();
-            if state.owner.as_deref() != owner {
+            if state.owner.as_ref() != owner {
                 return Err(SessionOwnedByAnother);
             }
-            let was_attached = state.attached;
-            state.generation += 1;
-            if was_attached {
-                drop(state);
-                existing.wake.notify();
-                state = existing.state.lock();
-            }
-            if !clean_start {
-                state.attached = true;
+            // A new connection cancels a will still waiting for its delay.
+            state.pending_will = None;
+            let persistent = state.expiry_interval > 0;
+            if !clean_start && persistent {
+                let (generation, wake) = state.attach();
                 state.expiry_interval = expiry_interval;
-                // A new connection cancels a will still waiting for its delay.
-                state.pending_will = None;
-                let generation = state.generation;
                 drop(state);
                 existing.set_online(true);
                 return Ok(OpenedSession {
                     session: existing,
                     generation,
                     present: true,
+                    wake,
                 });
             }
-            // Clean start: the old session ends here, and a will waiting on it goes out now.
+            // The old session ends here; a connection still attached to it is woken and
+            // closes (its will, if due at once, goes out then).
+            let _ = state.attach();
+            state.attached = false;
             state.ended = true;
-            let pending = state.pending_will.take();
             let filters: Vec<String> = state.subscriptions.drain().map(|(f, _)| f).collect();
-            state.queue.clear();
-            state.inflight.clear();
+            state.clear_messages();
             drop(state);
             existing.set_online(false);
             sessions.remove(client_id);
             self.remove_filters(&existing, &filters);
-            if let Some(pending) = pending {
-                self.publish_will(pending.will, existing.id);
-            }
         }
         let id = self.next_session_id.fetch_add(1, Ordering::Relaxed);
         let limits = &self.config.limits;
@@ -169,15 +188,17 @@ impl Broker {
             id,
             client_id.into(),
             expiry_interval,
-            limits.max_queued_messages,
-            limits.queue_qos0_offline,
+            QueueLimits {
+                max_messages: limits.max_queued_messages,
+                max_bytes: limits.max_queued_bytes,
+                queue_qos0_offline: limits.queue_qos0_offline,
+            },
+            Arc::clone(&self.memory),
         ));
-        let generation = {
+        let (generation, wake) = {
             let mut state = session.state.lock();
-            state.generation = 1;
-            state.attached = true;
-            state.owner = owner.map(str::to_owned);
-            state.generation
+            state.owner = owner.cloned();
+            state.attach()
         };
         session.set_online(true);
         sessions.insert(session.client_id.clone(), session.clone());
@@ -185,39 +206,41 @@ impl Broker {
             session,
             generation,
             present: false,
+            wake,
         })
     }
 
     /// Detaches a closing connection from its session. `will` is the will to publish (the
     /// connection decided whether its ending calls for it): published now, or after its delay
     /// unless a new connection resumes the session first. A session with expiry 0 ends now; a
-    /// finite one ends when its interval has passed without a new connection.
+    /// finite one ends when its interval has passed without a new connection. A connection
+    /// that was taken over publishes only a will due at once: a delayed one is cancelled by
+    /// the connection that took over.
     pub fn close_session(
         self: &Arc<Self>,
         session: &Arc<Session>,
         generation: u64,
-        will: Option<Will>,
+        will: Option<ClosingWill>,
     ) {
         let mut state = session.state.lock();
         if state.generation != generation || state.ended {
-            // Taken over: the session is no longer this connection's. Only an immediate will
-            // still goes out; a delayed one is cancelled by the new connection.
             drop(state);
-            if let Some(will) = will {
-                if will_delay(&will) == 0 {
-                    self.publish_will(will, session.id);
-                }
+            if let Some(ClosingWill { will, delay: 0 }) = will {
+                self.publish_will(will, session.id);
             }
             return;
         }
         state.attached = false;
         session.set_online(false);
         let expiry = state.expiry_interval;
-        let delay = will.as_ref().map(will_delay).unwrap_or(0).min(expiry);
+        let delay = will.as_ref().map_or(0, |w| w.delay.min(expiry));
         let immediate_will = match will {
-            Some(will) if delay == 0 => Some(will),
-            Some(will) => {
-                state.pending_will = Some(Box::new(PendingWill { will, generation }));
+            Some(closing) if delay == 0 => Some(closing.will),
+            Some(closing) => {
+                state.pending_will = Some(Box::new(PendingWill {
+                    will: closing.will,
+                    generation,
+                }));
                 None
             }
             None => None,
@@ -273,8 +296,7 @@ impl Broker {
                 return;
             }
             state.ended = true;
-            state.queue.clear();
-            state.inflight.clear();
+            state.clear_messages();
             let filters: Vec<String> = state.subscriptions.drain().map(|(f, _)| f).collect();
             (filters, state.pending_will.take())
         };
@@ -344,26 +366,34 @@ impl Broker {
         existed
     }
 
-    /// Calls `f` with each retained message matching `filter`.
-    pub fn for_each_retained(&self, filter: &str, f: impl FnMut(&Arc<Message>)) {
-        self.retained.read().for_each_match(filter, f);
+    /// Calls `f` with each retained message matching `filter`, until it breaks.
+    pub fn for_each_retained(
+        &self,
+        filter: &str,
+        f: impl FnMut(&Arc<Message>) -> ControlFlow<()>,
+    ) -> ControlFlow<()> {
+        self.retained.read().for_each_match(filter, f)
     }
 
-    /// Stores (or clears) a retained message. Returns false when a new retained topic was
-    /// refused because the store is full.
-    pub fn retain(&self, message: Arc<Message>) -> bool {
-        let limit = self.config.limits.max_retained_messages;
+    /// Stores (or clears) a retained message. Fails when a new retained topic, or the bytes
+    /// it adds, would take the store past its bounds (counted and logged once per interval).
+    pub fn retain(&self, message: Arc<Message>) -> Result<(), RetainRefused> {
+        let limits = &self.config.limits;
+        let bounds = RetainedLimits {
+            max_messages: limits.max_retained_messages,
+            max_bytes: limits.max_retained_bytes,
+        };
         let mut retained = self.retained.write();
-        let stored = retained.set(message, limit);
+        let stored = retained.set(message, bounds);
         self.stats
             .retained_messages
             .store(retained.len() as u64, Ordering::Relaxed);
+        self.stats
+            .retained_bytes
+            .store(retained.bytes() as u64, Ordering::Relaxed);
         drop(retained);
-        if !stored {
-            tracing::warn!(
-                limit,
-                "retained message store full: new retained topic refused"
-            );
+        if stored.is_err() {
+            self.memory.record(Overload::RetainedFull);
         }
         stored
     }
@@ -414,13 +444,15 @@ impl Broker {
             match first.session.enqueue(delivery) {
                 EnqueueOutcome::Queued => outcome.delivered += 1,
                 EnqueueOutcome::Skipped => {}
+                EnqueueOutcome::Shed => outcome.dropped += 1,
                 EnqueueOutcome::QueuedDroppingQos0 => {
                     outcome.delivered += 1;
                     outcome.dropped += 1;
+                    self.memory.record(Overload::QueueFull);
                 }
                 EnqueueOutcome::Dropped => {
                     outcome.dropped += 1;
-                    tracing::warn!(client_id = %first.session.client_id, topic = %publish.topic, "session queue full: message dropped");
+                    self.memory.record(Overload::QueueFull);
                 }
             }
             i = j;
@@ -435,16 +467,16 @@ impl Broker {
     /// Publishes a message made by the broker (a will, a `$SYS` update): stored if retained,
     /// then routed.
     pub fn publish_internal(&self, publish: Publish, origin: u64) -> RouteOutcome {
-        let message = Message::new(publish, origin, Instant::now());
+        let message = Message::received(publish, origin, Instant::now(), &self.memory);
         if message.publish.retain && self.config.limits.retain_available {
-            self.retain(Arc::clone(&message));
+            let _ = self.retain(Arc::clone(&message));
         }
         self.route(&message, &mut Vec::new())
     }
 
     /// Publishes a will message.
     pub fn publish_will(&self, will: Will, origin: u64) {
-        tracing::debug!(topic = %will.topic, "publishing will");
+        tracing::debug!(topic = ?will.topic, "publishing will");
         let props = will.properties;
         let publish = Publish {
             dup: false,
@@ -513,9 +545,7 @@ impl Broker {
         self.policy_generation.fetch_add(1, Ordering::AcqRel);
         let sessions: Vec<Arc<Session>> = self.sessions.lock().values().cloned().collect();
         for session in sessions {
-            if session.state.lock().attached {
-                session.wake.notify();
-            }
+            session.state.lock().notify_attached();
         }
     }
 
@@ -523,9 +553,4 @@ impl Broker {
     pub fn session_count(&self) -> usize {
         self.sessions.lock().len()
     }
-}
-
-/// A will's delay interval in seconds (0 for 3.x wills).
-fn will_delay(will: &Will) -> u32 {
-    will.properties.will_delay_interval.unwrap_or(0)
 }

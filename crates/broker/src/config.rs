@@ -94,6 +94,11 @@ pub struct ListenerConfig {
     pub client_id_patterns: Vec<String>,
     /// Set TCP_NODELAY on accepted connections (lower latency, more packets on the wire).
     pub tcp_nodelay: bool,
+    /// Largest session expiry granted on this listener, in seconds (lower than
+    /// `limits.max_session_expiry` only). 0 keeps every session on this listener non-persistent,
+    /// so anonymous clients of an open listener cannot park sessions under other clients'
+    /// identifiers. Not set: the broker-wide limit.
+    pub max_session_expiry: Option<u32>,
     /// TLS on this listener (MQTT over TLS, or secure WebSocket with `websocket`).
     pub tls: Option<TlsConfig>,
     /// MQTT over WebSocket on this listener (`websocket = {}`, or with a `path`).
@@ -190,6 +195,7 @@ impl Default for ListenerConfig {
             authorizers: None,
             client_id_patterns: Vec::new(),
             tcp_nodelay: true,
+            max_session_expiry: None,
             tls: None,
             websocket: None,
         }
@@ -372,6 +378,10 @@ pub struct Limits {
     /// How many messages wait per session (offline, or beyond the in-flight window) before
     /// new ones are dropped; QoS 0 messages are dropped first.
     pub max_queued_messages: usize,
+    /// How many bytes one session's waiting and in-flight messages may hold together (each
+    /// counts its topic, payload, properties and bookkeeping); beyond it new ones are
+    /// dropped as for `max_queued_messages` (a 5.0 publisher is told 0x97).
+    pub max_queued_bytes: usize,
     /// Whether QoS 0 messages are queued for offline clients with a persistent session.
     pub queue_qos0_offline: bool,
     /// Highest QoS the broker supports (0, 1 or 2).
@@ -392,6 +402,23 @@ pub struct Limits {
     /// Most topics with a retained message, broker-wide; a new retained topic beyond it is
     /// refused (replacing or clearing an existing one is always allowed).
     pub max_retained_messages: usize,
+    /// Most bytes the retained messages may hold together; a retained message that would
+    /// pass it is refused (5.0: 0x97), clearing is always allowed.
+    pub max_retained_bytes: usize,
+    /// The broker-wide memory budget in bytes: messages, queued and in-flight deliveries and
+    /// connection buffers are charged to it. At 70 % QoS 0 deliveries are shed, at 85 %
+    /// publishes are refused (5.0: 0x97; 3.x: the connection is closed), at 100 % new
+    /// connections are refused (CONNACK 0x97 / 3). 0 turns the budget off.
+    pub max_memory: usize,
+    /// Most topic filters one SUBSCRIBE may carry; more closes the connection (5.0:
+    /// DISCONNECT 0x97). A filter repeated within one SUBSCRIBE is handled once.
+    pub max_filters_per_subscribe: usize,
+    /// Most bytes of output a connection may have waiting in all its layers (MQTT, TLS,
+    /// WebSocket frames and control frames) before the broker stops reading from it.
+    pub max_connection_output_bytes: usize,
+    /// Seconds a connection may keep output waiting without the client taking any of it;
+    /// then it is closed.
+    pub write_timeout: u64,
 }
 
 impl Default for Limits {
@@ -412,6 +439,12 @@ impl Default for Limits {
             max_topic_levels: 128,
             max_subscriptions_per_session: 10_000,
             max_retained_messages: 1_000_000,
+            max_retained_bytes: 64 * 1024 * 1024,
+            max_queued_bytes: 16 * 1024 * 1024,
+            max_memory: 128 * 1024 * 1024,
+            max_filters_per_subscribe: 256,
+            max_connection_output_bytes: 256 * 1024,
+            write_timeout: 30,
         }
     }
 }

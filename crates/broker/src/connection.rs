@@ -7,6 +7,7 @@
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
+use std::ops::ControlFlow;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -19,16 +20,18 @@ use tollgate_mqtt::{
     encode, encode_publish_with, publish_encoded_len, Ack, AckProperties, ConnAck,
     ConnAckProperties, Connect, ConnectReturnCode, DecodeError, Decoder, Disconnect,
     DisconnectProperties, Packet, ProtocolVersion, Publish, PublishOverrides, QoS, ReasonCode,
-    RetainHandling, Role, SubAck, Subscribe, UnsubAck, Unsubscribe, Will,
+    RetainHandling, Role, SubAck, Subscribe, SubscriptionOptions, UnsubAck, Unsubscribe, Will,
 };
 
 use crate::broker::SessionOwnedByAnother;
-use crate::broker::{Broker, RouteTarget, NEVER_EXPIRES};
+use crate::broker::{Broker, ClosingWill, RouteTarget, NEVER_EXPIRES};
 use crate::config::{DeniedPublish, DeniedSubscribeCode};
 use crate::listener::Listener;
+use crate::memory::{Overload, Pressure};
 use crate::message::Message;
-use crate::session::{Delivery, InFlight, OutgoingState, Session};
+use crate::session::{Delivery, EnqueueOutcome, InFlight, OutgoingState, Session};
 use crate::stats::{BrokerStats, LocalCounts};
+use crate::wake::SessionWake;
 
 /// Above this many bytes waiting to be written, the connection stops taking messages from its
 /// session's queue (they wait there, under the queue's bound) until the socket drains.
@@ -104,6 +107,8 @@ pub struct Connection {
     /// Encoded packets waiting to be written to the socket.
     pub out: BytesMut,
     session: Option<Arc<Session>>,
+    /// Wakes this connection when its session has messages for it or is taken over.
+    wake: Option<Arc<SessionWake>>,
     generation: u64,
     principal: Option<Arc<Principal>>,
     /// When the last packet arrived (when the connection opened, before the first).
@@ -183,6 +188,7 @@ impl Connection {
             version: ProtocolVersion::V3_1_1,
             out: BytesMut::new(),
             session: None,
+            wake: None,
             generation: 0,
             principal: None,
             last_received: now,
@@ -239,6 +245,11 @@ impl Connection {
         self.session.as_ref()
     }
 
+    /// The wake-up this connection waits on for deliveries, once connected.
+    pub fn wake(&self) -> Option<&SessionWake> {
+        self.wake.as_deref()
+    }
+
     /// Whether CONNECT has been accepted and the connection not yet closed.
     pub fn is_connected(&self) -> bool {
         self.phase == Phase::Connected
@@ -247,6 +258,22 @@ impl Connection {
     /// The client identifier, once connected.
     pub fn client_id(&self) -> Option<&str> {
         self.principal.as_ref().map(|p| p.client_id.as_str())
+    }
+
+    /// Bytes this connection holds besides its buffers: the topics of its topic aliases.
+    pub fn held_bytes(&self) -> usize {
+        self.aliases.as_ref().map_or(0, |a| {
+            a.incoming
+                .values()
+                .map(|t| t.capacity() + 32)
+                .sum::<usize>()
+                + a.outgoing.keys().map(|t| t.capacity() + 32).sum::<usize>()
+        })
+    }
+
+    /// The memory budget refused what the client is sending: 5.0 clients are told 0x97.
+    pub fn overloaded(&mut self) -> Close {
+        self.protocol_error(ReasonCode::QUOTA_EXCEEDED)
     }
 
     /// Whether the connection should take more messages from its session now.
@@ -377,15 +404,29 @@ impl Connection {
             }
         }
 
-        if let Some(will) = &connect.will {
+        if self.broker.memory.pressure() >= Pressure::RefuseConnections {
+            self.broker.memory.record(Overload::ConnectionRefused);
+            return Err(self.refuse(ReasonCode::QUOTA_EXCEEDED));
+        }
+        let mut connect = connect;
+        if let Some(will) = connect.will.as_mut() {
             if will.qos as u8 > limits.max_qos {
                 return Err(self.refuse(ReasonCode::QOS_NOT_SUPPORTED));
             }
             if will.retain && !limits.retain_available {
                 return Err(self.refuse(ReasonCode::RETAIN_NOT_SUPPORTED));
             }
+            if topic_levels(&will.topic) > limits.max_topic_levels {
+                return Err(self.refuse(ReasonCode::TOPIC_NAME_INVALID));
+            }
             if will.topic.starts_with("$SYS") {
                 return Err(self.refuse(ReasonCode::NOT_AUTHORIZED));
+            }
+            // The will lives as long as the connection: its bytes must not keep the read
+            // buffer CONNECT arrived in.
+            will.payload = bytes::Bytes::copy_from_slice(&will.payload);
+            if let Some(data) = will.properties.correlation_data.as_mut() {
+                *data = bytes::Bytes::copy_from_slice(data);
             }
         }
 
@@ -572,15 +613,10 @@ impl Connection {
             return Err(self.protocol_error(ReasonCode::NOT_AUTHORIZED));
         }
         self.expires_at = match principal.expires_at {
-            Some(expiry) => {
-                let left = expiry
-                    .duration_since(std::time::SystemTime::now())
-                    .unwrap_or_default();
-                if left.is_zero() {
-                    return Err(self.protocol_error(ReasonCode::NOT_AUTHORIZED));
-                }
-                Some(now + left)
-            }
+            Some(expiry) => match deadline_of(expiry, now) {
+                Some(deadline) => Some(deadline),
+                None => return Err(self.protocol_error(ReasonCode::NOT_AUTHORIZED)),
+            },
             None => None,
         };
         let principal = Arc::new(principal);
@@ -674,22 +710,18 @@ impl Connection {
         let limits = &broker.config.limits;
         let v5 = self.version.is_v5();
 
-        let principal = Principal {
-            client_id: client_id.clone(),
-            username: identity.username.or_else(|| connect.username.clone()),
-            client_identity: identity.client_identity.or_else(|| {
-                self.certificate
-                    .as_ref()
-                    .and_then(|c| self.listener.certificate_identity(c))
-            }),
-            roles: identity.roles,
-            groups: identity.groups,
-            certificate: self.certificate.clone(),
-            claims: identity.claims,
+        let certificate_name = self
+            .certificate
+            .as_ref()
+            .and_then(|c| self.listener.certificate_identity(c));
+        let principal = Principal::from_allow(
+            client_id.clone(),
+            identity,
             authenticated_by,
-            expires_at: identity.expires_at,
-            granted: identity.granted,
-        };
+            connect.username.clone(),
+            certificate_name,
+            self.certificate.clone(),
+        );
         if let Some(why) = broker.revoked(&principal) {
             tracing::info!(target: "tollgate::audit", client_id = %client_id, username = principal.username.as_deref().unwrap_or(""), "connection refused: {why}");
             return Err(self.refuse(ReasonCode::NOT_AUTHORIZED));
@@ -706,13 +738,10 @@ impl Connection {
         }
 
         if let Some(expiry) = principal.expires_at {
-            let left = expiry
-                .duration_since(std::time::SystemTime::now())
-                .unwrap_or_default();
-            if left.is_zero() {
-                return Err(self.refuse(ReasonCode::NOT_AUTHORIZED));
+            match deadline_of(expiry, now) {
+                Some(deadline) => self.expires_at = Some(deadline),
+                None => return Err(self.refuse(ReasonCode::NOT_AUTHORIZED)),
             }
-            self.expires_at = Some(now + left);
         }
         let principal = Arc::new(principal);
         self.principal = Some(Arc::clone(&principal));
@@ -734,18 +763,20 @@ impl Connection {
         } else {
             NEVER_EXPIRES
         };
-        let expiry = requested_expiry.min(limits.max_session_expiry);
+        let expiry = requested_expiry
+            .min(limits.max_session_expiry)
+            .min(self.listener.config.max_session_expiry.unwrap_or(u32::MAX));
 
-        let owner = principal.owner().map(str::to_owned);
+        let owner = principal.owner();
         let opened = match self.broker.open_session(
             &client_id,
             connect.clean_start,
             expiry,
-            owner.as_deref(),
+            owner.as_ref(),
         ) {
             Ok(opened) => opened,
             Err(SessionOwnedByAnother) => {
-                tracing::info!(target: "tollgate::audit", client_id = %client_id, username = owner.as_deref().unwrap_or(""), "session belongs to another principal: takeover refused");
+                tracing::info!(target: "tollgate::audit", client_id = ?client_id, owner = ?owner.as_ref().map(ToString::to_string), "session belongs to another principal: takeover refused");
                 return Err(self.refuse(ReasonCode::NOT_AUTHORIZED));
             }
         };
@@ -800,6 +831,7 @@ impl Connection {
 
         opened.session.state.lock().principal = Some(Arc::clone(&principal));
         self.session = Some(opened.session);
+        self.wake = Some(opened.wake);
         self.generation = opened.generation;
         self.will = connect.will.map(Box::new);
         self.phase = Phase::Connected;
@@ -814,20 +846,40 @@ impl Connection {
             properties: props,
         }));
         if opened.present {
-            self.resend_inflight();
+            self.resend_inflight(now);
         }
         self.pull_deliveries(now)
     }
 
     /// After a session is resumed: everything unacknowledged goes out again, PUBLISH with DUP
-    /// set, PUBREL as it was.
-    fn resend_inflight(&mut self) {
+    /// set, PUBREL as it was. A PUBLISH goes out again only if the principal may still read
+    /// its topic (the rules, or the principal, may have changed since it was first sent); one
+    /// it may not is forgotten. A PUBREL always goes: the message itself was delivered.
+    fn resend_inflight(&mut self, now: Instant) {
         let Some(session) = self.session.clone() else {
             return;
         };
-        let state = session.state.lock();
+        let mut state = session.state.lock();
+        if !self.unrestricted {
+            let permissions = Arc::clone(&self.permissions);
+            let client_id = session.client_id.clone();
+            state.retain_inflight(|flight| {
+                flight.state == OutgoingState::AwaitingPubComp
+                    || permissions
+                        .check_receive(
+                            &flight.delivery.message.publish.topic,
+                            flight.delivery.qos as u8,
+                            false,
+                        )
+                        .allowed
+                    || {
+                        tracing::debug!(client_id = ?client_id, topic = ?flight.delivery.message.publish.topic, "in-flight message withheld on resume: topic no longer readable");
+                        false
+                    }
+            });
+        }
         let mut sent = 0u64;
-        for flight in state.inflight.iter() {
+        for flight in state.inflight() {
             match flight.state {
                 OutgoingState::AwaitingPubComp => {
                     self.send(&Packet::PubRel(Ack {
@@ -836,11 +888,7 @@ impl Connection {
                     }));
                 }
                 OutgoingState::AwaitingPubAck | OutgoingState::AwaitingPubRec => {
-                    let expiry = flight
-                        .delivery
-                        .message
-                        .remaining_expiry(Instant::now())
-                        .flatten();
+                    let expiry = flight.delivery.message.remaining_expiry(now).flatten();
                     if self.encode_delivery(&flight.delivery, Some(flight.packet_id), true, expiry)
                     {
                         sent += 1;
@@ -935,22 +983,19 @@ impl Connection {
         let mut state = session.state.lock();
         if state.generation != self.generation {
             drop(state);
-            tracing::info!(client_id = %session.client_id, "session taken over by a new connection");
-            // A wake-up this connection took may have been meant for the new one (a message
-            // queued since the takeover): pass it on.
-            session.wake.notify();
+            tracing::info!(client_id = ?session.client_id, "session taken over by a new connection");
             self.send_disconnect(ReasonCode::SESSION_TAKEN_OVER);
             return Err(Close::abnormal(ReasonCode::SESSION_TAKEN_OVER));
         }
         let mut sent = 0u64;
         while self.out.len() < OUT_HIGH_WATER {
-            let Some(front) = state.queue.front() else {
+            let Some(qos) = state.next_qos() else {
                 break;
             };
-            if front.qos != QoS::AtMostOnce && state.inflight.len() >= window {
+            if qos != QoS::AtMostOnce && state.inflight_len() >= window {
                 break;
             }
-            let delivery = state.queue.pop_front().expect("front exists");
+            let delivery = state.pop_queued().expect("a next delivery exists");
             let Some(expiry) = delivery.message.remaining_expiry(now) else {
                 continue;
             };
@@ -961,7 +1006,7 @@ impl Connection {
                     .check_receive(&delivery.message.publish.topic, delivery.qos as u8, false)
                     .allowed
             {
-                tracing::debug!(client_id = %session.client_id, topic = %delivery.message.publish.topic, "delivery withheld: topic no longer readable");
+                tracing::debug!(client_id = ?session.client_id, topic = ?delivery.message.publish.topic, "delivery withheld: topic no longer readable");
                 continue;
             }
             let packet_id = (delivery.qos != QoS::AtMostOnce).then(|| state.next_packet_id());
@@ -975,7 +1020,7 @@ impl Connection {
                 } else {
                     OutgoingState::AwaitingPubRec
                 };
-                state.inflight.push_back(InFlight {
+                state.push_inflight(InFlight {
                     packet_id,
                     delivery,
                     state: flight_state,
@@ -1046,7 +1091,7 @@ impl Connection {
         // `$SYS` is the broker's (read-only for everyone); anything else is as the principal's
         // permissions say.
         let denied = if publish.topic.starts_with("$SYS") {
-            tracing::info!(target: "tollgate::audit", client_id = %session.client_id, topic = %publish.topic, action = "publish", outcome = "deny", "$SYS is read-only");
+            tracing::info!(target: "tollgate::audit", client_id = ?session.client_id, topic = ?publish.topic, action = "publish", outcome = "deny", "$SYS is read-only");
             true
         } else if !self.unrestricted {
             let decision =
@@ -1072,13 +1117,28 @@ impl Connection {
                 return Err(Close::abnormal(ReasonCode::NOT_AUTHORIZED));
             }
         }
+        // The memory budget refuses publishes before anything is stored (3.x has no negative
+        // acknowledgement: its publisher is disconnected; a QoS 0 message is just dropped).
+        let overloaded = !denied && self.broker.memory.pressure() >= Pressure::RefusePublishes;
+        if overloaded {
+            self.broker.memory.record(Overload::PublishRefused);
+            if qos == QoS::AtMostOnce {
+                return Ok(());
+            }
+            if !self.version.is_v5() {
+                return Err(Close::abnormal(ReasonCode::QUOTA_EXCEEDED));
+            }
+        }
         let reason = if denied {
             ReasonCode::NOT_AUTHORIZED
+        } else if overloaded {
+            ReasonCode::QUOTA_EXCEEDED
         } else {
             publish.dup = false;
             publish.packet_id = None;
-            let message = Message::new(publish, session.id, now);
-            let retained = !message.publish.retain || self.broker.retain(Arc::clone(&message));
+            let message = Message::received(publish, session.id, now, &self.broker.memory);
+            let retained =
+                !message.publish.retain || self.broker.retain(Arc::clone(&message)).is_ok();
             let outcome =
                 ROUTE_SCRATCH.with_borrow_mut(|scratch| self.broker.route(&message, scratch));
             if qos == QoS::AtMostOnce {
@@ -1207,8 +1267,15 @@ impl Connection {
         );
     }
 
+    // Acknowledgements of outgoing messages, all handled by one rule: an acknowledgement that
+    // names a message in flight at another step (PUBACK for a QoS 2 message, PUBREC for a
+    // QoS 1 message, PUBCOMP before PUBREC) is a protocol error, and the connection closes
+    // (5.0: DISCONNECT 0x82). One that names no message in flight is stale (a resend crossed
+    // an acknowledgement): PUBACK and PUBCOMP are ignored, PUBREC is answered with PUBREL
+    // (5.0: 0x92 Packet identifier not found), as Mosquitto does.
+
     fn handle_puback(&mut self, ack: Ack, now: Instant) -> Result<(), Close> {
-        self.complete_outgoing(ack.packet_id, OutgoingState::AwaitingPubAck);
+        self.complete_outgoing(ack.packet_id, OutgoingState::AwaitingPubAck)?;
         self.pull_deliveries(now)
     }
 
@@ -1217,22 +1284,17 @@ impl Connection {
             return Ok(());
         };
         let mut state = session.state.lock();
-        let found = state
-            .inflight
-            .iter()
-            .position(|f| f.packet_id == ack.packet_id);
-        let reason = match found {
-            Some(index) if ack.reason_code.is_error() => {
-                state.inflight.remove(index);
+        let reason = match state.inflight_mut(ack.packet_id) {
+            Some(flight) if flight.state != OutgoingState::AwaitingPubRec => {
                 drop(state);
+                return Err(self.protocol_error(ReasonCode::PROTOCOL_ERROR));
+            }
+            Some(_) if ack.reason_code.is_error() => {
+                // The client refused the message: the flow ends here.
+                state.remove_inflight(ack.packet_id);
                 return Ok(());
             }
-            Some(index) => {
-                let flight = &mut state.inflight[index];
-                if flight.state == OutgoingState::AwaitingPubAck {
-                    drop(state);
-                    return Err(self.protocol_error(ReasonCode::PROTOCOL_ERROR));
-                }
+            Some(flight) => {
                 flight.state = OutgoingState::AwaitingPubComp;
                 ReasonCode::SUCCESS
             }
@@ -1271,128 +1333,78 @@ impl Connection {
     }
 
     fn handle_pubcomp(&mut self, ack: Ack, now: Instant) -> Result<(), Close> {
-        self.complete_outgoing(ack.packet_id, OutgoingState::AwaitingPubComp);
+        self.complete_outgoing(ack.packet_id, OutgoingState::AwaitingPubComp)?;
         self.pull_deliveries(now)
     }
 
-    /// Removes an acknowledged message from the in-flight window.
-    fn complete_outgoing(&mut self, packet_id: u16, expected: OutgoingState) {
-        let Some(session) = &self.session else { return };
+    /// Removes an acknowledged message from the in-flight window (see the rule above).
+    fn complete_outgoing(&mut self, packet_id: u16, expected: OutgoingState) -> Result<(), Close> {
+        let Some(session) = self.session.clone() else {
+            return Ok(());
+        };
         let mut state = session.state.lock();
-        // Acknowledgements nearly always come in order: look from the front.
-        if let Some(index) = state
-            .inflight
-            .iter()
-            .position(|f| f.packet_id == packet_id && f.state == expected)
-        {
-            state.inflight.remove(index);
+        match state.inflight_mut(packet_id).map(|f| f.state) {
+            None => Ok(()),
+            Some(found) if found == expected => {
+                state.remove_inflight(packet_id);
+                Ok(())
+            }
+            Some(_) => {
+                drop(state);
+                Err(self.protocol_error(ReasonCode::PROTOCOL_ERROR))
+            }
         }
     }
 
+    /// SUBSCRIBE: each filter checked and granted (or refused) in order, then SUBACK, then the
+    /// retained messages. A filter repeated within the packet is handled once, with its last
+    /// options (a later subscription replaces an earlier one), and every copy is answered with
+    /// that one code. Retained messages are queued while the store is walked, and the walk
+    /// stops when the session's queue is full.
     fn handle_subscribe(&mut self, subscribe: Subscribe, now: Instant) -> Result<(), Close> {
         let session = self
             .session
             .clone()
             .expect("connected connections have a session");
         let limits = &self.broker.config.limits;
+        if subscribe.subscriptions.len() > limits.max_filters_per_subscribe {
+            tracing::info!(client_id = ?session.client_id, filters = subscribe.subscriptions.len(), max = limits.max_filters_per_subscribe, "SUBSCRIBE with too many filters: connection closed");
+            return Err(self.protocol_error(ReasonCode::QUOTA_EXCEEDED));
+        }
         let identifier = subscribe.properties.subscription_identifier;
-        let mut codes = Vec::with_capacity(subscribe.subscriptions.len());
-        let mut retained: Vec<Delivery> = Vec::new();
-        for subscription in &subscribe.subscriptions {
-            let shared = tollgate_mqtt::topic::split_shared(&subscription.filter);
-            if shared.is_some() && subscription.options.no_local && self.version.is_v5() {
-                return Err(self.protocol_error(ReasonCode::PROTOCOL_ERROR));
-            }
-            let filter_levels =
-                topic_levels(shared.map_or(subscription.filter.as_str(), |s| s.filter));
-            let refusal = if filter_levels > limits.max_topic_levels {
-                Some(ReasonCode::TOPIC_FILTER_INVALID)
-            } else {
-                let state = session.state.lock();
-                let full = state.subscriptions.len() >= limits.max_subscriptions_per_session;
-                (full && !state.subscriptions.contains_key(&subscription.filter))
-                    .then_some(ReasonCode::QUOTA_EXCEEDED)
-            };
-            if let Some(reason) = refusal {
-                tracing::info!(client_id = %session.client_id, filter = %subscription.filter, reason = reason.0, "subscription refused");
-                match self.version {
-                    // 3.1 has no failure code in SUBACK: the connection is closed.
-                    ProtocolVersion::V3_1 => return Err(Close::abnormal(reason)),
-                    ProtocolVersion::V3_1_1 => codes.push(ReasonCode::UNSPECIFIED_ERROR),
-                    ProtocolVersion::V5 => codes.push(reason),
-                }
+        // The last occurrence of each filter is the one that counts.
+        let mut last: HashMap<&str, usize> = HashMap::with_capacity(subscribe.subscriptions.len());
+        for (i, subscription) in subscribe.subscriptions.iter().enumerate() {
+            last.insert(subscription.filter.as_str(), i);
+        }
+        let mut codes = vec![ReasonCode::SUCCESS; subscribe.subscriptions.len()];
+        let mut granted: Vec<(usize, SubscriptionOptions)> = Vec::new();
+        for (i, subscription) in subscribe.subscriptions.iter().enumerate() {
+            if last[subscription.filter.as_str()] != i {
                 continue;
             }
-            let mut options = subscription.options;
-            options.qos = options
-                .qos
-                .min(QoS::from_u8(limits.max_qos).unwrap_or(QoS::ExactlyOnce));
-            if !self.unrestricted {
-                // Grant the highest QoS, up to the requested one, the permissions allow.
-                let inner = shared.map_or(subscription.filter.as_str(), |s| s.filter);
-                let mut decision =
-                    self.permissions
-                        .check_subscribe(inner, options.qos as u8, shared.is_some());
-                let mut granted = options.qos as u8;
-                while !decision.allowed && granted > 0 {
-                    granted -= 1;
-                    let lower = self
-                        .permissions
-                        .check_subscribe(inner, granted, shared.is_some());
-                    if lower.allowed {
-                        decision = lower;
-                    }
+            match self.grant(&session, subscription)? {
+                Ok(options) => {
+                    codes[i] = ReasonCode(options.qos as u8);
+                    granted.push((i, options));
                 }
-                if !decision.allowed {
-                    self.audit_denial("subscribe", &subscription.filter, &decision);
-                    match self.version {
-                        // 3.1 has no failure code in SUBACK: the connection is closed.
-                        ProtocolVersion::V3_1 => {
-                            return Err(Close::abnormal(ReasonCode::NOT_AUTHORIZED))
-                        }
-                        ProtocolVersion::V3_1_1 => codes.push(ReasonCode::UNSPECIFIED_ERROR),
-                        ProtocolVersion::V5 => codes.push(
-                            match self.broker.config.authorization.denied_subscribe_code_v5 {
-                                DeniedSubscribeCode::NotAuthorized => ReasonCode::NOT_AUTHORIZED,
-                                DeniedSubscribeCode::UnspecifiedError => {
-                                    ReasonCode::UNSPECIFIED_ERROR
-                                }
-                            },
-                        ),
-                    }
-                    continue;
-                }
-                options.qos = QoS::from_u8(granted).unwrap_or(QoS::AtMostOnce);
+                Err(code) => codes[i] = code,
             }
-            let existed =
-                self.broker
-                    .subscribe(&session, &subscription.filter, options, identifier);
-            codes.push(ReasonCode(options.qos as u8));
-            let send_retained = match options.retain_handling {
+        }
+        for (i, subscription) in subscribe.subscriptions.iter().enumerate() {
+            codes[i] = codes[last[subscription.filter.as_str()]];
+        }
+        let mut send_retained = Vec::new();
+        for (i, options) in granted {
+            let filter = &subscribe.subscriptions[i].filter;
+            let existed = self.broker.subscribe(&session, filter, options, identifier);
+            let wanted = match options.retain_handling {
                 RetainHandling::SendAtSubscribe => true,
                 RetainHandling::SendIfNew => !existed,
                 RetainHandling::DoNotSend => false,
             };
-            if send_retained && shared.is_none() {
-                let permissions = (!self.unrestricted).then(|| Arc::clone(&self.permissions));
-                self.broker
-                    .for_each_retained(&subscription.filter, |message| {
-                        // A retained message goes only where its topic may be read.
-                        if let Some(p) = &permissions {
-                            if !p
-                                .check_receive(&message.publish.topic, options.qos as u8, false)
-                                .allowed
-                            {
-                                return;
-                            }
-                        }
-                        retained.push(Delivery {
-                            message: Arc::clone(message),
-                            qos: message.publish.qos.min(options.qos),
-                            retain: true,
-                            subscription_ids: identifier.into_iter().collect(),
-                        });
-                    });
+            if wanted && tollgate_mqtt::topic::split_shared(filter).is_none() {
+                send_retained.push((i, options));
             }
         }
         self.send(&Packet::SubAck(SubAck {
@@ -1400,10 +1412,118 @@ impl Connection {
             properties: AckProperties::default(),
             reason_codes: codes,
         }));
-        for delivery in retained {
-            session.enqueue(delivery);
+        for (i, options) in send_retained {
+            let filter = &subscribe.subscriptions[i].filter;
+            if self
+                .queue_retained(&session, filter, options, identifier)
+                .is_break()
+            {
+                tracing::debug!(client_id = ?session.client_id, filter = ?filter, "session queue full: retained messages not all queued");
+                break;
+            }
         }
         self.pull_deliveries(now)
+    }
+
+    /// Decides one subscription: the options granted (QoS lowered to what the broker and the
+    /// permissions allow), or the SUBACK code refusing it. `Err` closes the connection.
+    fn grant(
+        &mut self,
+        session: &Arc<Session>,
+        subscription: &tollgate_mqtt::Subscription,
+    ) -> Result<Result<SubscriptionOptions, ReasonCode>, Close> {
+        let limits = &self.broker.config.limits;
+        let shared = tollgate_mqtt::topic::split_shared(&subscription.filter);
+        if shared.is_some() && subscription.options.no_local && self.version.is_v5() {
+            return Err(self.protocol_error(ReasonCode::PROTOCOL_ERROR));
+        }
+        let inner = shared.map_or(subscription.filter.as_str(), |s| s.filter);
+        let refusal = if topic_levels(inner) > limits.max_topic_levels {
+            Some(ReasonCode::TOPIC_FILTER_INVALID)
+        } else {
+            let state = session.state.lock();
+            let full = state.subscriptions.len() >= limits.max_subscriptions_per_session;
+            (full && !state.subscriptions.contains_key(&subscription.filter))
+                .then_some(ReasonCode::QUOTA_EXCEEDED)
+        };
+        if let Some(reason) = refusal {
+            tracing::info!(client_id = ?session.client_id, filter = ?subscription.filter, reason = reason.0, "subscription refused");
+            return match self.version {
+                // 3.1 has no failure code in SUBACK: the connection is closed.
+                ProtocolVersion::V3_1 => Err(Close::abnormal(reason)),
+                ProtocolVersion::V3_1_1 => Ok(Err(ReasonCode::UNSPECIFIED_ERROR)),
+                ProtocolVersion::V5 => Ok(Err(reason)),
+            };
+        }
+        let mut options = subscription.options;
+        options.qos = options
+            .qos
+            .min(QoS::from_u8(limits.max_qos).unwrap_or(QoS::ExactlyOnce));
+        if self.unrestricted {
+            return Ok(Ok(options));
+        }
+        // Grant the highest QoS, up to the requested one, the permissions allow.
+        let mut decision =
+            self.permissions
+                .check_subscribe(inner, options.qos as u8, shared.is_some());
+        let mut granted = options.qos as u8;
+        while !decision.allowed && granted > 0 {
+            granted -= 1;
+            let lower = self
+                .permissions
+                .check_subscribe(inner, granted, shared.is_some());
+            if lower.allowed {
+                decision = lower;
+            }
+        }
+        if !decision.allowed {
+            self.audit_denial("subscribe", &subscription.filter, &decision);
+            return match self.version {
+                // 3.1 has no failure code in SUBACK: the connection is closed.
+                ProtocolVersion::V3_1 => Err(Close::abnormal(ReasonCode::NOT_AUTHORIZED)),
+                ProtocolVersion::V3_1_1 => Ok(Err(ReasonCode::UNSPECIFIED_ERROR)),
+                ProtocolVersion::V5 => Ok(Err(
+                    match self.broker.config.authorization.denied_subscribe_code_v5 {
+                        DeniedSubscribeCode::NotAuthorized => ReasonCode::NOT_AUTHORIZED,
+                        DeniedSubscribeCode::UnspecifiedError => ReasonCode::UNSPECIFIED_ERROR,
+                    },
+                )),
+            };
+        }
+        options.qos = QoS::from_u8(granted).unwrap_or(QoS::AtMostOnce);
+        Ok(Ok(options))
+    }
+
+    /// Queues the retained messages `filter` matches and the principal may read, as the
+    /// store is walked; breaks when the session's queue takes no more.
+    fn queue_retained(
+        &self,
+        session: &Arc<Session>,
+        filter: &str,
+        options: SubscriptionOptions,
+        identifier: Option<u32>,
+    ) -> ControlFlow<()> {
+        let permissions = (!self.unrestricted).then(|| Arc::clone(&self.permissions));
+        self.broker.for_each_retained(filter, |message| {
+            if let Some(p) = &permissions {
+                if !p
+                    .check_receive(&message.publish.topic, options.qos as u8, false)
+                    .allowed
+                {
+                    return ControlFlow::Continue(());
+                }
+            }
+            let delivery = Delivery {
+                message: Arc::clone(message),
+                qos: message.publish.qos.min(options.qos),
+                retain: true,
+                subscription_ids: identifier.into_iter().collect(),
+            };
+            match session.enqueue(delivery) {
+                EnqueueOutcome::Dropped | EnqueueOutcome::Shed => ControlFlow::Break(()),
+                _ => ControlFlow::Continue(()),
+            }
+        })
     }
 
     fn handle_unsubscribe(&mut self, unsubscribe: Unsubscribe) -> Result<(), Close> {
@@ -1549,10 +1669,36 @@ impl Connection {
             }
         }
         if let Some(session) = self.session.take() {
-            tracing::info!(client_id = %session.client_id, reason = close.reason.0, will = will.is_some(), "client disconnected");
+            tracing::info!(client_id = ?session.client_id, reason = close.reason.0, will = will.is_some(), "client disconnected");
+            let session_expiry = self.session_expiry;
+            let will = will.map(|will| ClosingWill {
+                delay: will
+                    .properties
+                    .will_delay_interval
+                    .unwrap_or(0)
+                    .min(session_expiry),
+                will,
+            });
             self.broker.close_session(&session, self.generation, will);
         }
     }
+}
+
+/// The instant credentials valid until `expiry` (wall clock) end, on the clock of `now`;
+/// `None` when they have already ended. A date too far ahead to represent is capped (at
+/// about 136 years), never a panic.
+fn deadline_of(expiry: std::time::SystemTime, now: Instant) -> Option<Instant> {
+    let left = expiry
+        .duration_since(std::time::SystemTime::now())
+        .unwrap_or_default();
+    if left.is_zero() {
+        return None;
+    }
+    let capped = left.min(Duration::from_secs(u64::from(u32::MAX)));
+    Some(
+        now.checked_add(capped)
+            .unwrap_or(now + Duration::from_secs(86_400 * 365)),
+    )
 }
 
 /// How many levels a topic name or filter has.
@@ -1572,40 +1718,72 @@ fn deny_reason_code(reason: DenyReason) -> ReasonCode {
     }
 }
 
-/// Whether `client_id` matches one of `patterns` (`%u`: the user name, `*`: any run of
-/// characters). A pattern with `%u` never matches a client without a user name.
+/// Whether `client_id` matches one of `patterns` (`%u`: the user name, taken literally;
+/// `*`: any run of characters). A pattern with `%u` never matches a client without a user
+/// name, and a `*` inside the user name is a plain character, not a wildcard.
 fn client_id_allowed(patterns: &[String], client_id: &str, username: Option<&str>) -> bool {
     patterns.iter().any(|pattern| {
-        if pattern.contains("%u") && username.is_none() {
-            return false;
+        let mut tokens = Vec::new();
+        for (i, piece) in pattern.split("%u").enumerate() {
+            if i > 0 {
+                match username {
+                    Some(name) => tokens.push(GlobToken::Literal(name)),
+                    None => return false,
+                }
+            }
+            for (j, literal) in piece.split('*').enumerate() {
+                if j > 0 {
+                    tokens.push(GlobToken::Star);
+                }
+                if !literal.is_empty() {
+                    tokens.push(GlobToken::Literal(literal));
+                }
+            }
         }
-        let expanded = pattern.replace("%u", username.unwrap_or(""));
-        glob_matches(&expanded, client_id)
+        glob_matches(&tokens, client_id)
     })
 }
 
-/// `*`-only glob matching, iterative (no backtracking blow-up).
-fn glob_matches(pattern: &str, text: &str) -> bool {
-    let (p, t) = (pattern.as_bytes(), text.as_bytes());
-    let (mut pi, mut ti) = (0, 0);
-    let (mut star, mut mark) = (None, 0);
-    while ti < t.len() {
-        if pi < p.len() && p[pi] == b'*' {
-            star = Some(pi);
-            pi += 1;
-            mark = ti;
-        } else if pi < p.len() && p[pi] == t[ti] {
-            pi += 1;
-            ti += 1;
-        } else if let Some(s) = star {
-            pi = s + 1;
-            mark += 1;
-            ti = mark;
-        } else {
-            return false;
+/// A piece of a client identifier pattern.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum GlobToken<'a> {
+    /// Exactly these characters.
+    Literal(&'a str),
+    /// Any run of characters.
+    Star,
+}
+
+/// Matches `text` against literals and stars, iteratively (no backtracking blow-up: each star
+/// retries by moving the literal after it along, in at most `text.len()` steps per star).
+fn glob_matches(tokens: &[GlobToken<'_>], text: &str) -> bool {
+    let text = text.as_bytes();
+    let (mut ti, mut ki) = (0usize, 0usize);
+    // The last star seen: the token after it, and where in the text it was tried.
+    let mut star: Option<(usize, usize)> = None;
+    loop {
+        match tokens.get(ki) {
+            Some(GlobToken::Star) => {
+                ki += 1;
+                star = Some((ki, ti));
+                continue;
+            }
+            Some(GlobToken::Literal(lit)) if text[ti..].starts_with(lit.as_bytes()) => {
+                ti += lit.len();
+                ki += 1;
+                continue;
+            }
+            None if ti == text.len() => return true,
+            _ => {}
+        }
+        match star {
+            Some((after, tried)) if tried < text.len() => {
+                star = Some((after, tried + 1));
+                ki = after;
+                ti = tried + 1;
+            }
+            _ => return false,
         }
     }
-    p[pi..].iter().all(|&c| c == b'*')
 }
 
 #[cfg(test)]
@@ -1619,7 +1797,31 @@ mod tests {
         assert!(client_id_allowed(&patterns, "alice-phone", Some("alice")));
         assert!(!client_id_allowed(&patterns, "bob-phone", Some("alice")));
         assert!(!client_id_allowed(&patterns, "alice", None));
-        assert!(glob_matches("a*b*c", "axxbyyc"));
-        assert!(!glob_matches("a*b", "ab-"));
+        let stars = |p: &str, t: &str| client_id_allowed(&[p.to_owned()], t, None);
+        assert!(stars("a*b*c", "axxbyyc"));
+        assert!(stars("*", ""));
+        assert!(stars("a**", "a"));
+        assert!(!stars("a*b", "ab-"));
+        assert!(stars("*b", "abab"));
+    }
+
+    #[test]
+    fn a_star_in_the_user_name_is_not_a_wildcard() {
+        let patterns = vec!["%u".to_owned(), "%u-*".to_owned()];
+        assert!(!client_id_allowed(&patterns, "anything", Some("*")));
+        assert!(!client_id_allowed(&patterns, "bob-phone", Some("*")));
+        assert!(client_id_allowed(&patterns, "*", Some("*")));
+        assert!(client_id_allowed(&patterns, "*-x", Some("*")));
+        assert!(!client_id_allowed(&patterns, "a-b", Some("a*")));
+    }
+
+    #[test]
+    fn deadlines_far_ahead_are_capped_not_a_panic() {
+        let now = Instant::now();
+        let far = std::time::SystemTime::UNIX_EPOCH
+            .checked_add(Duration::from_secs(u64::from(u32::MAX) * 1000))
+            .unwrap();
+        assert!(deadline_of(far, now).is_some());
+        assert!(deadline_of(std::time::SystemTime::UNIX_EPOCH, now).is_none());
     }
 }

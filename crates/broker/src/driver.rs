@@ -4,6 +4,14 @@
 //! Reads wait for readiness before taking a buffer, so an idle connection holds no read
 //! buffer; everything the state machine wrote since the last write goes out in one `write`
 //! call, however many packets it holds.
+//!
+//! Output is bounded across every layer: when the bytes waiting (MQTT packets, TLS records,
+//! WebSocket frames, pongs and close frames included) reach `max_connection_output_bytes`,
+//! the connection stops reading, so a client that sends without reading (pings, PINGREQs,
+//! QoS 1 publishes whose PUBACKs it never takes) is held back by TCP; if the client takes
+//! none of it for `write_timeout`, the connection is closed. The connection's buffers are
+//! charged to the broker's memory budget, and a connection receiving a large packet while
+//! the budget refuses publishes is closed (5.0: DISCONNECT 0x97).
 
 use std::future::Future;
 use std::io;
@@ -21,14 +29,19 @@ use tollgate_auth::authentication::{ChainDecision, ConnectRequest, DenyReason};
 use tollgate_mqtt::ReasonCode;
 
 use crate::broker::Broker;
-use crate::connection::{Close, Connection, OUT_HIGH_WATER};
+use crate::connection::{Close, Connection};
 use crate::listener::Listener;
+use crate::memory::{MemoryBudget, Overload, Pressure};
 use crate::transport::{ReadStatus, Transport};
 use crate::websocket::WebSocket;
 
-/// Above this many bytes not yet written, the connection stops reading: a client that sends
-/// without reading its acknowledgements is held back by TCP instead of growing our buffer.
-const OUT_READ_PAUSE: usize = 4 * OUT_HIGH_WATER;
+/// What a connection costs besides its buffers (its task, socket registration, session and
+/// principal), as charged to the memory budget.
+const CONNECTION_OVERHEAD: usize = 2048;
+
+/// A partial packet this large, while the memory budget refuses publishes, closes the
+/// connection rather than growing its read buffer further.
+const LARGE_PARTIAL_PACKET: usize = 64 * 1024;
 
 /// A read this much smaller than a chunk means the socket is drained.
 const READ_CHUNK: usize = 16 * 1024;
@@ -90,7 +103,12 @@ pub fn run_connection(
             return;
         };
         let mut read_buf = BytesMut::new();
-        let close = serve(transport, conn, &mut read_buf, &mut shutdown).await;
+        let memory = Arc::clone(&conn.broker().memory);
+        let mut charged = 0usize;
+        memory.adjust(&mut charged, CONNECTION_OVERHEAD);
+        let close = serve(transport, conn, &mut read_buf, &mut shutdown, &mut charged).await;
+        memory.adjust(&mut charged, 0);
+        drop(read_buf);
         // Send what is left (a DISCONNECT with its reason, a CONNACK refusal, a TLS
         // close_notify), within a bound.
         let _ = Box::pin(tokio::time::timeout(FINAL_FLUSH_TIMEOUT, async {
@@ -147,6 +165,20 @@ fn open(
     Some((transport, conn))
 }
 
+/// Bytes waiting to be written in every layer of the connection.
+fn pending_output(transport: &Transport, conn: &Connection) -> usize {
+    conn.out.len() + transport.pending_output()
+}
+
+/// The connection's buffers and per-connection state, as charged to the memory budget.
+fn held_bytes(transport: &Transport, conn: &Connection, read_buf: &BytesMut) -> usize {
+    CONNECTION_OVERHEAD
+        + read_buf.capacity()
+        + conn.out.capacity()
+        + conn.held_bytes()
+        + transport.held_bytes()
+}
+
 /// Waits for what concerns the connection (readiness, deliveries, its deadline, shutdown)
 /// and hands it to the state machine, until the connection must close.
 async fn serve(
@@ -154,15 +186,26 @@ async fn serve(
     conn: &mut Connection,
     read_buf: &mut BytesMut,
     shutdown: &mut watch::Receiver<bool>,
+    charged: &mut usize,
 ) -> Close {
+    let limits = &conn.broker().config.limits;
+    let max_output = limits.max_connection_output_bytes.max(1);
+    let write_timeout = Duration::from_secs(limits.write_timeout.max(1));
+    let memory = Arc::clone(&conn.broker().memory);
+    // When the client last took output, or the output was last empty.
+    let mut output_moved = Instant::now();
+    let deadline_of = |conn: &Connection, output_moved: Instant, pending: bool| {
+        let stall = pending.then(|| output_moved + write_timeout);
+        [conn.deadline(), stall].into_iter().flatten().min()
+    };
     let timer = tokio::time::sleep_until(conn.deadline().unwrap_or_else(far_future));
     tokio::pin!(timer);
 
     loop {
-        let session = conn.session().map(|s| &s.wake);
+        let session = conn.wake();
         let wants_deliveries = session.is_some() && conn.wants_deliveries();
         let wants_write = !conn.out.is_empty() || transport.wants_write();
-        let wants_read = conn.out.len() < OUT_READ_PAUSE;
+        let wants_read = pending_output(transport, conn) < max_output;
         // Readiness and deliveries are polled in place (see `Wakeups`), with no future of their
         // own: the shutdown signal is the only waiter node an idle connection's task carries.
         let mut shutdown_signal = std::pin::pin!(shutdown.changed());
@@ -208,26 +251,35 @@ async fn serve(
             Ok(())
         };
         if woken.writable {
-            step = step.and_then(|()| write_some(transport, conn));
+            step = step.and_then(|()| write_some(transport, conn, &mut output_moved));
             step = step.and_then(|()| conn.pull_deliveries(Instant::now()));
         }
         if woken.readable {
-            step = step.and_then(|()| read_and_handle(transport, conn, read_buf));
+            step = step.and_then(|()| {
+                read_and_handle(transport, conn, read_buf, max_output, &memory, charged)
+            });
         }
         if woken.deliveries {
             step = step.and_then(|()| conn.pull_deliveries(Instant::now()));
         }
         if woken.timer {
-            step = step.and_then(|()| conn.on_timer(Instant::now()));
-            timer
-                .as_mut()
-                .reset(conn.deadline().unwrap_or_else(far_future));
-        }
-        // Keep the timer on the current deadline (a packet arrived, or CONNECT was accepted).
-        if let Some(deadline) = conn.deadline() {
-            if deadline != timer.deadline() && deadline > Instant::now() {
-                timer.as_mut().reset(deadline);
+            let now = Instant::now();
+            if pending_output(transport, conn) > 0 && now >= output_moved + write_timeout {
+                tracing::info!(client_id = ?conn.client_id().unwrap_or(""), "client took no output within the write timeout: closed");
+                step = step.and(Err(Close::abnormal(ReasonCode::UNSPECIFIED_ERROR)));
             }
+            step = step.and_then(|()| conn.on_timer(now));
+        }
+        // Keep the timer on the current deadline (a packet arrived, CONNECT was accepted,
+        // output started waiting).
+        let pending = pending_output(transport, conn) > 0;
+        if !pending {
+            output_moved = Instant::now();
+        }
+        match deadline_of(conn, output_moved, pending) {
+            Some(deadline) if deadline != timer.deadline() => timer.as_mut().reset(deadline),
+            None => timer.as_mut().reset(far_future()),
+            _ => {}
         }
         // CONNECT was received: run the authentication chain (the client waits for CONNACK;
         // anything it sent meanwhile stays in the buffer until the chain has decided).
@@ -244,10 +296,11 @@ async fn serve(
         }
         // Write what is ready now; the writable branch finishes what the socket did not take.
         if !conn.out.is_empty() || transport.wants_write() {
-            if let Err(close) = write_some(transport, conn) {
+            if let Err(close) = write_some(transport, conn, &mut output_moved) {
                 return close;
             }
         }
+        memory.adjust(charged, held_bytes(transport, conn, read_buf));
         conn.flush_counts();
     }
 }
@@ -277,11 +330,15 @@ async fn linger(mut stream: TcpStream) {
     }
 }
 
-/// Reads what the socket has and hands every whole packet to the state machine.
+/// Reads what the socket has and hands every whole packet to the state machine, until the
+/// socket is drained or the output waiting reaches `max_output`.
 fn read_and_handle(
     transport: &mut Transport,
     conn: &mut Connection,
     buf: &mut BytesMut,
+    max_output: usize,
+    memory: &MemoryBudget,
+    charged: &mut usize,
 ) -> Result<(), Close> {
     loop {
         let status = transport.read(buf).map_err(|e| {
@@ -309,7 +366,16 @@ fn read_and_handle(
         // answers to them: a PINGREQ round trip is a delivery barrier.
         conn.pull_deliveries(now)?;
         process_buffered(conn, buf, now)?;
-        if conn.is_authenticating() || n < READ_CHUNK / 4 {
+        memory.adjust(charged, held_bytes(transport, conn, buf));
+        if buf.len() >= LARGE_PARTIAL_PACKET && memory.pressure() >= Pressure::RefusePublishes {
+            memory.record(Overload::PublishRefused);
+            tracing::debug!(client_id = ?conn.client_id().unwrap_or(""), partial = buf.len(), "large packet refused: memory budget");
+            return Err(conn.overloaded());
+        }
+        if conn.is_authenticating()
+            || n < READ_CHUNK / 4
+            || pending_output(transport, conn) >= max_output
+        {
             return Ok(());
         }
     }
@@ -366,10 +432,20 @@ async fn authenticate(
     }
 }
 
-/// Writes as much of the pending output as the socket takes without blocking.
-fn write_some(transport: &mut Transport, conn: &mut Connection) -> Result<(), Close> {
+/// Writes as much of the pending output as the socket takes without blocking; notes when
+/// the client took any (`output_moved`).
+fn write_some(
+    transport: &mut Transport,
+    conn: &mut Connection,
+    output_moved: &mut Instant,
+) -> Result<(), Close> {
     match transport.write(&mut conn.out) {
-        Ok(n) => conn.counts.bytes_sent += n as u64,
+        Ok(n) => {
+            if n > 0 {
+                *output_moved = Instant::now();
+            }
+            conn.counts.bytes_sent += n as u64
+        }
         Err(e) => {
             tracing::debug!(error = %e, "write failed");
             return Err(Close::abnormal(ReasonCode::UNSPECIFIED_ERROR));
@@ -385,7 +461,7 @@ fn write_some(transport: &mut Transport, conn: &mut Connection) -> Result<(), Cl
 async fn flush_all(transport: &mut Transport, conn: &mut Connection) -> io::Result<()> {
     while !conn.out.is_empty() || transport.wants_write() {
         transport.stream().writable().await?;
-        if write_some(transport, conn).is_err() {
+        if write_some(transport, conn, &mut Instant::now()).is_err() {
             return Err(io::ErrorKind::BrokenPipe.into());
         }
     }

@@ -16,6 +16,7 @@ pub mod config;
 pub mod connection;
 pub mod driver;
 pub mod listener;
+pub mod memory;
 pub mod message;
 pub mod retained;
 pub mod revocation;

@@ -130,6 +130,7 @@ impl Server {
             }
         }
         if broker.config.sys_interval > 0 {
+            crate::sys::publish_counters(&broker);
             let interval = Duration::from_secs(broker.config.sys_interval);
             tasks.spawn(run_sys_publisher(
                 Arc::clone(&broker),

@@ -5,6 +5,12 @@
 //! messages received but not yet released, and its will while the will delay runs. It is
 //! shared: publishers on other connections append to its queue under its own mutex (no lock is
 //! shared between sessions) and wake the connection attached to it, if any.
+//!
+//! The queue and the in-flight window are bounded in messages and in bytes (each delivery
+//! counts its message's footprint and its own bookkeeping); what they hold is also charged to
+//! the broker's memory budget, and QoS 0 deliveries are shed when the budget is under
+//! pressure. Each attached connection has a wake-up of its own, so a connection taking the
+//! session over never shares (or steals) the old one's.
 
 use std::collections::{HashMap, HashSet, VecDeque};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -14,6 +20,7 @@ use parking_lot::Mutex;
 use tollgate_auth::Principal;
 use tollgate_mqtt::{QoS, SubscriptionOptions, Will};
 
+use crate::memory::{MemoryBudget, Overload, Pressure};
 use crate::message::Message;
 use crate::subscriptions::Subscriber;
 use crate::wake::SessionWake;
@@ -80,12 +87,47 @@ pub enum EnqueueOutcome {
     Skipped,
     /// Queued, and the oldest queued QoS 0 message dropped to make room.
     QueuedDroppingQos0,
-    /// Dropped because the queue was full.
+    /// Dropped because the queue was full (messages or bytes).
     Dropped,
+    /// A QoS 0 delivery not queued because the broker's memory budget is under pressure.
+    Shed,
+}
+
+/// A session's queue bounds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct QueueLimits {
+    /// Most deliveries waiting in the queue (beyond the in-flight window).
+    pub max_messages: usize,
+    /// Most bytes queued and in flight together (messages' footprints and bookkeeping).
+    pub max_bytes: usize,
+    /// Whether QoS 0 messages are queued while no connection is attached.
+    pub queue_qos0_offline: bool,
+}
+
+impl QueueLimits {
+    /// Bounds for tests: `max_messages`, no byte bound, no offline QoS 0.
+    pub fn messages(max_messages: usize) -> QueueLimits {
+        QueueLimits {
+            max_messages,
+            max_bytes: usize::MAX,
+            queue_qos0_offline: false,
+        }
+    }
+}
+
+/// What one delivery costs besides its message: the queue slot or in-flight record, and its
+/// subscription identifiers.
+fn delivery_overhead(delivery: &Delivery) -> usize {
+    std::mem::size_of::<InFlight>() + delivery.subscription_ids.capacity() * 4
+}
+
+/// What a delivery counts against its session's byte bound.
+fn delivery_bytes(delivery: &Delivery) -> usize {
+    delivery.message.footprint() + delivery_overhead(delivery)
 }
 
 /// The mutable part of a session, behind its mutex.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub struct SessionState {
     /// Bumped each time a connection attaches; a connection whose generation is no longer
     /// current has been taken over and must close.
@@ -95,9 +137,11 @@ pub struct SessionState {
     /// Subscriptions by full filter (shared filters keep their `$share/group/` prefix).
     pub subscriptions: HashMap<String, SessionSubscription>,
     /// Messages waiting to be sent.
-    pub queue: VecDeque<Delivery>,
+    queue: VecDeque<Delivery>,
     /// Outgoing QoS 1/2 messages not yet fully acknowledged, in the order sent.
-    pub inflight: VecDeque<InFlight>,
+    inflight: VecDeque<InFlight>,
+    /// Bytes the queue and the in-flight window hold (see `delivery_bytes`).
+    held_bytes: usize,
     /// Incoming QoS 2 packet identifiers with PUBREC sent, waiting for PUBREL.
     pub incoming_qos2: HashSet<u16>,
     /// Last packet identifier used for an outgoing message.
@@ -108,14 +152,145 @@ pub struct SessionState {
     pub pending_will: Option<Box<PendingWill>>,
     /// Whether the session has ended (expired or replaced by a clean start).
     pub ended: bool,
-    /// The principal that owns the session (its user name or client identity); `None` for
-    /// anonymous sessions.
-    pub owner: Option<String>,
+    /// The principal that owns the session; `None` for anonymous sessions.
+    pub owner: Option<tollgate_auth::Owner>,
     /// The principal of the connection attached now (or last attached).
     pub principal: Option<Arc<Principal>>,
+    /// Wakes the connection attached now; replaced when another connection attaches.
+    wake: Arc<SessionWake>,
+    budget: Arc<MemoryBudget>,
 }
 
 impl SessionState {
+    fn new(expiry_interval: u32, budget: Arc<MemoryBudget>) -> SessionState {
+        SessionState {
+            generation: 0,
+            attached: false,
+            subscriptions: HashMap::new(),
+            queue: VecDeque::new(),
+            inflight: VecDeque::new(),
+            held_bytes: 0,
+            incoming_qos2: HashSet::new(),
+            last_packet_id: 0,
+            expiry_interval,
+            pending_will: None,
+            ended: false,
+            owner: None,
+            principal: None,
+            wake: Arc::new(SessionWake::default()),
+            budget,
+        }
+    }
+
+    /// Attaches a new connection: the generation moves on, the connection attached until now
+    /// (if any) is woken to find it gone, and the new one gets a wake-up of its own. Returns
+    /// the new generation and wake-up.
+    pub fn attach(&mut self) -> (u64, Arc<SessionWake>) {
+        self.generation += 1;
+        self.attached = true;
+        let old = std::mem::replace(&mut self.wake, Arc::new(SessionWake::default()));
+        old.notify();
+        (self.generation, Arc::clone(&self.wake))
+    }
+
+    /// Wakes the attached connection, if any (its rules changed, say).
+    pub fn notify_attached(&self) {
+        if self.attached {
+            self.wake.notify();
+        }
+    }
+
+    /// How many deliveries wait in the queue.
+    pub fn queued(&self) -> usize {
+        self.queue.len()
+    }
+
+    /// How many messages are in flight.
+    pub fn inflight_len(&self) -> usize {
+        self.inflight.len()
+    }
+
+    /// Bytes the queue and the in-flight window hold.
+    pub fn held_bytes(&self) -> usize {
+        self.held_bytes
+    }
+
+    /// The in-flight messages, oldest first.
+    pub fn inflight(&self) -> impl Iterator<Item = &InFlight> {
+        self.inflight.iter()
+    }
+
+    /// The QoS of the next queued delivery.
+    pub fn next_qos(&self) -> Option<QoS> {
+        self.queue.front().map(|d| d.qos)
+    }
+
+    /// Takes the next queued delivery off the queue.
+    pub fn pop_queued(&mut self) -> Option<Delivery> {
+        let delivery = self.queue.pop_front()?;
+        self.uncount(&delivery);
+        Some(delivery)
+    }
+
+    /// Records a message sent and not yet acknowledged.
+    pub fn push_inflight(&mut self, flight: InFlight) {
+        self.count(&flight.delivery);
+        self.inflight.push_back(flight);
+    }
+
+    /// The in-flight message with `packet_id`, if any.
+    pub fn inflight_mut(&mut self, packet_id: u16) -> Option<&mut InFlight> {
+        self.inflight.iter_mut().find(|f| f.packet_id == packet_id)
+    }
+
+    /// Removes the in-flight message with `packet_id`, if there is one (in any state).
+    pub fn remove_inflight(&mut self, packet_id: u16) -> Option<InFlight> {
+        let index = self
+            .inflight
+            .iter()
+            .position(|f| f.packet_id == packet_id)?;
+        let flight = self.inflight.remove(index)?;
+        self.uncount(&flight.delivery);
+        Some(flight)
+    }
+
+    /// Keeps only the in-flight messages for which `keep` says so.
+    pub fn retain_inflight(&mut self, mut keep: impl FnMut(&InFlight) -> bool) {
+        let mut dropped = 0;
+        self.inflight.retain(|f| {
+            let kept = keep(f);
+            if !kept {
+                dropped += delivery_bytes(&f.delivery);
+                self.budget.release(delivery_overhead(&f.delivery));
+            }
+            kept
+        });
+        self.held_bytes -= dropped;
+    }
+
+    /// Forgets every queued and in-flight message (the session ended).
+    pub fn clear_messages(&mut self) {
+        for d in &self.queue {
+            self.budget.release(delivery_overhead(d));
+        }
+        for f in &self.inflight {
+            self.budget.release(delivery_overhead(&f.delivery));
+        }
+        self.queue.clear();
+        self.inflight.clear();
+        self.held_bytes = 0;
+    }
+
+    fn count(&mut self, delivery: &Delivery) {
+        self.held_bytes += delivery_bytes(delivery);
+        self.budget.charge(delivery_overhead(delivery));
+    }
+
+    fn uncount(&mut self, delivery: &Delivery) {
+        self.held_bytes -= delivery_bytes(delivery);
+        self.budget.release(delivery_overhead(delivery));
+    }
+
     /// The next free packet identifier for an outgoing message.
     ///
     /// Identifiers are handed out in sequence, so all in flight lie between the oldest one and
@@ -143,6 +318,12 @@ impl SessionState {
     }
 }
 
+impl Drop for SessionState {
+    fn drop(&mut self) {
+        self.clear_messages();
+    }
+}
+
 /// A session, shared between the connection attached to it and every publisher that delivers
 /// to it.
 #[derive(Debug)]
@@ -153,33 +334,25 @@ pub struct Session {
     pub client_id: Arc<str>,
     /// The mutable state.
     pub state: Mutex<SessionState>,
-    /// Wakes the attached connection: new messages queued, or it was taken over.
-    pub wake: SessionWake,
     online: AtomicBool,
-    max_queued: usize,
-    queue_qos0_offline: bool,
+    limits: QueueLimits,
 }
 
 impl Session {
-    /// A new, empty session.
+    /// A new, empty session whose queue is bounded by `limits` and charged to `budget`.
     pub fn new(
         id: u64,
         client_id: Arc<str>,
         expiry_interval: u32,
-        max_queued: usize,
-        queue_qos0_offline: bool,
+        limits: QueueLimits,
+        budget: Arc<MemoryBudget>,
     ) -> Self {
         Session {
             id,
             client_id,
-            state: Mutex::new(SessionState {
-                expiry_interval,
-                ..SessionState::default()
-            }),
-            wake: SessionWake::default(),
+            state: Mutex::new(SessionState::new(expiry_interval, budget)),
             online: AtomicBool::new(false),
-            max_queued,
-            queue_qos0_offline,
+            limits,
         }
     }
 
@@ -188,39 +361,74 @@ impl Session {
         self.online.store(online, Ordering::Relaxed);
     }
 
-    /// Appends a delivery to the queue, dropping by the queue's bound: when the queue is full a
-    /// new QoS 0 message is dropped; a new QoS 1/2 message evicts the oldest queued QoS 0
-    /// message, or is dropped itself if there is none.
+    /// Appends a delivery to the queue, dropping by the queue's bounds: when the queue is full
+    /// (in messages or bytes) a new QoS 0 message is dropped; a new QoS 1/2 message evicts the
+    /// oldest queued QoS 0 messages, or is dropped itself if that does not make room. QoS 0
+    /// deliveries are shed while the memory budget is under pressure.
     pub fn enqueue(&self, delivery: Delivery) -> EnqueueOutcome {
         let mut state = self.state.lock();
         if state.ended {
             return EnqueueOutcome::Skipped;
         }
-        if !state.attached && delivery.qos == QoS::AtMostOnce && !self.queue_qos0_offline {
+        let qos0 = delivery.qos == QoS::AtMostOnce;
+        if !state.attached && qos0 && !self.limits.queue_qos0_offline {
             return EnqueueOutcome::Skipped;
         }
-        if state.queue.len() >= self.max_queued {
-            if delivery.qos == QoS::AtMostOnce {
+        if qos0 && state.budget.pressure() >= Pressure::ShedQos0 {
+            state.budget.record(Overload::ShedQos0);
+            return EnqueueOutcome::Shed;
+        }
+        let bytes = delivery_bytes(&delivery);
+        let fits = |state: &SessionState| {
+            state.queue.len() < self.limits.max_messages
+                && state.held_bytes + bytes <= self.limits.max_bytes
+        };
+        let mut outcome = EnqueueOutcome::Queued;
+        if !fits(&state) {
+            if qos0 {
                 return EnqueueOutcome::Dropped;
             }
-            match state.queue.iter().position(|d| d.qos == QoS::AtMostOnce) {
-                Some(index) => {
-                    state.queue.remove(index);
+            // Make room by dropping queued QoS 0 messages, oldest first, if that is enough.
+            let mut freeable_bytes = 0;
+            let mut freeable = 0;
+            for d in state.queue.iter().filter(|d| d.qos == QoS::AtMostOnce) {
+                freeable += 1;
+                freeable_bytes += delivery_bytes(d);
+                if state.queue.len() - freeable < self.limits.max_messages
+                    && state.held_bytes - freeable_bytes + bytes <= self.limits.max_bytes
+                {
+                    break;
                 }
-                None => return EnqueueOutcome::Dropped,
             }
-            state.queue.push_back(delivery);
-            drop(state);
-            self.wake.notify();
-            return EnqueueOutcome::QueuedDroppingQos0;
+            let room = state.queue.len() - freeable < self.limits.max_messages
+                && state.held_bytes - freeable_bytes + bytes <= self.limits.max_bytes;
+            if !room {
+                return EnqueueOutcome::Dropped;
+            }
+            let mut to_drop = freeable;
+            let budget = Arc::clone(&state.budget);
+            let mut released = 0;
+            state.queue.retain(|d| {
+                if to_drop > 0 && d.qos == QoS::AtMostOnce {
+                    to_drop -= 1;
+                    released += delivery_bytes(d);
+                    budget.release(delivery_overhead(d));
+                    false
+                } else {
+                    true
+                }
+            });
+            state.held_bytes -= released;
+            outcome = EnqueueOutcome::QueuedDroppingQos0;
         }
-        let attached = state.attached;
+        state.count(&delivery);
         state.queue.push_back(delivery);
+        let wake = state.attached.then(|| Arc::clone(&state.wake));
         drop(state);
-        if attached {
-            self.wake.notify();
+        if let Some(wake) = wake {
+            wake.notify();
         }
-        EnqueueOutcome::Queued
+        outcome
     }
 }
 
@@ -241,10 +449,10 @@ mod tests {
     use tokio::time::Instant;
     use tollgate_mqtt::Publish;
 
-    fn delivery(qos: QoS, payload: &'static str) -> Delivery {
+    fn delivery(qos: QoS, payload: &str) -> Delivery {
         let publish = Publish {
             topic: "t".into(),
-            payload: Bytes::from_static(payload.as_bytes()),
+            payload: Bytes::copy_from_slice(payload.as_bytes()),
             ..Publish::default()
         };
         Delivery {
@@ -265,10 +473,15 @@ mod tests {
             .collect()
     }
 
+    fn session(limits: QueueLimits) -> Session {
+        let session = Session::new(1, "c".into(), 0, limits, MemoryBudget::new(0));
+        session.state.lock().attached = true;
+        session
+    }
+
     #[test]
     fn full_queue_drops_qos0_first_then_new_messages() {
-        let session = Session::new(1, "c".into(), 0, 2, false);
-        session.state.lock().attached = true;
+        let session = session(QueueLimits::messages(2));
         assert_eq!(
             session.enqueue(delivery(QoS::AtMostOnce, "a")),
             EnqueueOutcome::Queued
@@ -300,8 +513,105 @@ mod tests {
     }
 
     #[test]
+    fn the_queue_is_bounded_in_bytes_across_queue_and_in_flight_window() {
+        let big = "x".repeat(1000);
+        let one = delivery_bytes(&delivery(QoS::AtLeastOnce, &big));
+        let session = session(QueueLimits {
+            max_messages: 100,
+            max_bytes: 3 * one,
+            queue_qos0_offline: false,
+        });
+        for _ in 0..3 {
+            assert_eq!(
+                session.enqueue(delivery(QoS::AtLeastOnce, &big)),
+                EnqueueOutcome::Queued
+            );
+        }
+        assert_eq!(
+            session.enqueue(delivery(QoS::AtLeastOnce, &big)),
+            EnqueueOutcome::Dropped,
+            "a fourth would pass the byte bound"
+        );
+        {
+            // Sent but not acknowledged still counts.
+            let mut state = session.state.lock();
+            let sent = state.pop_queued().unwrap();
+            state.push_inflight(InFlight {
+                packet_id: 1,
+                delivery: sent,
+                state: OutgoingState::AwaitingPubAck,
+            });
+            assert_eq!(state.held_bytes(), 3 * one);
+        }
+        assert_eq!(
+            session.enqueue(delivery(QoS::AtLeastOnce, &big)),
+            EnqueueOutcome::Dropped
+        );
+        session.state.lock().remove_inflight(1);
+        assert_eq!(
+            session.enqueue(delivery(QoS::AtLeastOnce, &big)),
+            EnqueueOutcome::Queued,
+            "an acknowledgement makes room"
+        );
+    }
+
+    #[test]
+    fn a_large_qos1_message_evicts_as_many_qos0_messages_as_it_needs() {
+        let small = delivery_bytes(&delivery(QoS::AtMostOnce, "a"));
+        let session = session(QueueLimits {
+            max_messages: 100,
+            max_bytes: 3 * small + 10,
+            queue_qos0_offline: false,
+        });
+        for _ in 0..3 {
+            session.enqueue(delivery(QoS::AtMostOnce, "a"));
+        }
+        let wide = "b".repeat(small + 5);
+        assert_eq!(
+            session.enqueue(delivery(QoS::AtLeastOnce, &wide)),
+            EnqueueOutcome::QueuedDroppingQos0
+        );
+        let left = payloads(&session);
+        assert_eq!(left.len(), 2, "two QoS 0 messages had to go: {left:?}");
+        assert!(session.state.lock().held_bytes() <= 3 * small + 10);
+    }
+
+    #[test]
+    fn qos0_is_shed_under_memory_pressure_and_overhead_is_charged() {
+        let budget = MemoryBudget::new(1000);
+        let session = Session::new(
+            1,
+            "c".into(),
+            0,
+            QueueLimits::messages(10),
+            Arc::clone(&budget),
+        );
+        session.state.lock().attached = true;
+        assert_eq!(
+            session.enqueue(delivery(QoS::AtLeastOnce, "a")),
+            EnqueueOutcome::Queued
+        );
+        let overhead = budget.used();
+        assert!(overhead > 0, "a queued delivery is charged");
+        budget.charge(700);
+        assert_eq!(
+            session.enqueue(delivery(QoS::AtMostOnce, "b")),
+            EnqueueOutcome::Shed
+        );
+        assert_eq!(budget.count(Overload::ShedQos0), 1);
+        assert_eq!(
+            session.enqueue(delivery(QoS::AtLeastOnce, "c")),
+            EnqueueOutcome::Queued,
+            "QoS 1 still goes"
+        );
+        session.state.lock().clear_messages();
+        assert_eq!(budget.used(), 700);
+    }
+
+    #[test]
     fn offline_session_skips_qos0_unless_configured() {
-        let session = Session::new(1, "c".into(), 0, 10, false);
+        let budget = MemoryBudget::new(0);
+        let session = Session::new(1, "c".into(), 0, QueueLimits::messages(10), budget.clone());
         assert_eq!(
             session.enqueue(delivery(QoS::AtMostOnce, "a")),
             EnqueueOutcome::Skipped
@@ -310,7 +620,16 @@ mod tests {
             session.enqueue(delivery(QoS::AtLeastOnce, "b")),
             EnqueueOutcome::Queued
         );
-        let keeping = Session::new(2, "d".into(), 0, 10, true);
+        let keeping = Session::new(
+            2,
+            "d".into(),
+            0,
+            QueueLimits {
+                queue_qos0_offline: true,
+                ..QueueLimits::messages(10)
+            },
+            budget,
+        );
         assert_eq!(
             keeping.enqueue(delivery(QoS::AtMostOnce, "a")),
             EnqueueOutcome::Queued
@@ -318,18 +637,40 @@ mod tests {
     }
 
     #[test]
+    fn a_new_connection_gets_its_own_wake_and_the_old_one_is_woken() {
+        let session = session(QueueLimits::messages(10));
+        let (first, old) = session.state.lock().attach();
+        let (second, new) = session.state.lock().attach();
+        assert!(second > first);
+        assert!(!Arc::ptr_eq(&old, &new));
+        let waker = std::task::Waker::noop();
+        let mut cx = std::task::Context::from_waker(waker);
+        assert!(
+            old.poll_notified(&mut cx).is_ready(),
+            "the old connection is told"
+        );
+        assert!(new.poll_notified(&mut cx).is_pending());
+        session.enqueue(delivery(QoS::AtLeastOnce, "m"));
+        assert!(
+            new.poll_notified(&mut cx).is_ready(),
+            "deliveries wake the new one"
+        );
+        assert!(
+            old.poll_notified(&mut cx).is_pending(),
+            "and not the old one"
+        );
+    }
+
+    #[test]
     fn packet_ids_skip_zero_and_ids_in_flight() {
-        let mut state = SessionState {
-            last_packet_id: u16::MAX - 1,
-            ..SessionState::default()
-        };
+        let mut state = SessionState::new(0, MemoryBudget::new(0));
+        state.last_packet_id = u16::MAX - 1;
         assert_eq!(state.next_packet_id(), u16::MAX);
         assert_eq!(state.next_packet_id(), 1);
         // Fill the window so that it spans every identifier but 3.
-        state.inflight.clear();
         state.last_packet_id = 1;
         for id in (4..=u16::MAX).chain(1..=2) {
-            state.inflight.push_back(InFlight {
+            state.push_inflight(InFlight {
                 packet_id: id,
                 delivery: delivery(QoS::AtLeastOnce, "x"),
                 state: OutgoingState::AwaitingPubAck,

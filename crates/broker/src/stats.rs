@@ -24,6 +24,8 @@ pub struct BrokerStats {
     pub messages_dropped: AtomicU64,
     /// Retained messages stored now.
     pub retained_messages: AtomicU64,
+    /// Bytes the retained messages hold now.
+    pub retained_bytes: AtomicU64,
     /// Subscriptions now.
     pub subscriptions: AtomicU64,
 }

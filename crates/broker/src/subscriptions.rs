@@ -6,11 +6,13 @@
 //! their filter, one group per share name, and each message goes to one member of each group.
 //!
 //! The trie is generic over the subscriber so it can be tested on its own; the broker stores
-//! sessions in it.
+//! sessions in it. Nothing here recurses: matching walks with an explicit stack, removal
+//! prunes in one pass down, and dropping a subtree is a loop.
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
+use smallvec::SmallVec;
 use tollgate_mqtt::topic::split_shared;
 use tollgate_mqtt::SubscriptionOptions;
 
@@ -63,6 +65,24 @@ impl<S> Node<S> {
     fn is_empty(&self) -> bool {
         self.children.is_empty() && self.subscribers.is_empty() && self.shared.is_empty()
     }
+
+    /// Whether the node stays when the branch below it goes: it holds subscriptions itself, or
+    /// another child.
+    fn holds_more_than(&self, one_child: bool) -> bool {
+        !self.subscribers.is_empty()
+            || !self.shared.is_empty()
+            || self.children.len() > usize::from(one_child)
+    }
+}
+
+impl<S> Drop for Node<S> {
+    /// Drops the subtree with a loop: a node's children are taken out before it goes.
+    fn drop(&mut self) {
+        let mut pending: Vec<Node<S>> = self.children.drain().map(|(_, n)| n).collect();
+        while let Some(mut node) = pending.pop() {
+            pending.extend(node.children.drain().map(|(_, n)| n));
+        }
+    }
 }
 
 /// All subscriptions of all sessions, indexed by topic filter.
@@ -80,6 +100,9 @@ impl<S> Default for SubscriptionTrie<S> {
         }
     }
 }
+
+/// A node still to visit: the node, the topic's levels still to match, whether it is the root.
+type Step<'a, S> = (&'a Node<S>, Option<&'a str>, bool);
 
 /// Splits `filter` into its first level and the rest (`None` after the last level).
 fn next_level(rest: &str) -> (&str, Option<&str>) {
@@ -153,26 +176,33 @@ impl<S: Subscriber> SubscriptionTrie<S> {
             Some(shared) => (Some(shared.group), shared.filter),
             None => (None, filter),
         };
-        let removed = Self::remove_in(&mut self.root, Some(filter), group, id);
-        if removed {
-            self.len -= 1;
+        // Walk down once, noting the deepest node that stays whatever happens below it: the
+        // branch under it is cut off if the filter's node ends up empty.
+        let mut cut: (usize, &str) = (0, "");
+        let mut node = &self.root;
+        for (depth, level) in filter.split('/').enumerate() {
+            if depth == 0 || node.holds_more_than(true) {
+                cut = (depth, level);
+            }
+            match node.children.get(level) {
+                Some(child) => node = child,
+                None => return false,
+            }
         }
-        removed
-    }
-
-    fn remove_in(node: &mut Node<S>, rest: Option<&str>, group: Option<&str>, id: u64) -> bool {
-        match rest {
-            None => match group {
-                None => {
-                    let before = node.subscribers.len();
-                    node.subscribers
-                        .retain(|e| e.subscriber.subscriber_id() != id);
-                    before != node.subscribers.len()
-                }
-                Some(name) => {
-                    let Some(index) = node.shared.iter().position(|g| &*g.name == name) else {
-                        return false;
-                    };
+        let mut node = &mut self.root;
+        for level in filter.split('/') {
+            node = node.children.get_mut(level).expect("walked above");
+        }
+        let removed = match group {
+            None => {
+                let before = node.subscribers.len();
+                node.subscribers
+                    .retain(|e| e.subscriber.subscriber_id() != id);
+                before != node.subscribers.len()
+            }
+            Some(name) => match node.shared.iter().position(|g| &*g.name == name) {
+                None => false,
+                Some(index) => {
                     let members = &mut node.shared[index].members;
                     let before = members.len();
                     members.retain(|e| e.subscriber.subscriber_id() != id);
@@ -183,53 +213,49 @@ impl<S: Subscriber> SubscriptionTrie<S> {
                     removed
                 }
             },
-            Some(r) => {
-                let (level, tail) = next_level(r);
-                let Some(child) = node.children.get_mut(level) else {
-                    return false;
-                };
-                let removed = Self::remove_in(child, tail, group, id);
-                if child.is_empty() {
-                    node.children.remove(level);
-                }
-                removed
-            }
+        };
+        if !removed {
+            return false;
         }
+        self.len -= 1;
+        if node.is_empty() {
+            let (cut_depth, cut_level) = cut;
+            let mut parent = &mut self.root;
+            for level in filter.split('/').take(cut_depth) {
+                parent = parent.children.get_mut(level).expect("walked above");
+            }
+            parent.children.remove(cut_level);
+        }
+        true
     }
 
     /// Calls `f` for every subscription matching `topic`: every ordinary subscription, and one
     /// chosen member (round robin, online members first) of every shared group.
     pub fn for_each_match(&self, topic: &str, mut f: impl FnMut(&SubscriptionEntry<S>)) {
-        Self::walk(&self.root, Some(topic), true, &mut f);
-    }
-
-    fn walk(
-        node: &Node<S>,
-        rest: Option<&str>,
-        first: bool,
-        f: &mut impl FnMut(&SubscriptionEntry<S>),
-    ) {
-        match rest {
-            None => {
-                Self::emit(node, f);
+        // (node, the topic's levels still to match, whether the node is the root); each node
+        // pushes at most two more, so the stack holds at most one entry per level plus one.
+        let mut stack: SmallVec<[Step<'_, S>; 32]> = SmallVec::new();
+        stack.push((&self.root, Some(topic), true));
+        while let Some((node, rest, first)) = stack.pop() {
+            let Some(r) = rest else {
+                Self::emit(node, &mut f);
                 if let Some(hash) = node.children.get("#") {
-                    Self::emit(hash, f);
+                    Self::emit(hash, &mut f);
                 }
+                continue;
+            };
+            let (level, tail) = next_level(r);
+            if let Some(child) = node.children.get(level) {
+                stack.push((child, tail, false));
             }
-            Some(r) => {
-                let (level, tail) = next_level(r);
-                if let Some(child) = node.children.get(level) {
-                    Self::walk(child, tail, false, f);
-                }
-                if first && level.starts_with('$') {
-                    return;
-                }
-                if let Some(child) = node.children.get("+") {
-                    Self::walk(child, tail, false, f);
-                }
-                if let Some(hash) = node.children.get("#") {
-                    Self::emit(hash, f);
-                }
+            if first && level.starts_with('$') {
+                continue;
+            }
+            if let Some(child) = node.children.get("+") {
+                stack.push((child, tail, false));
+            }
+            if let Some(hash) = node.children.get("#") {
+                Self::emit(hash, &mut f);
             }
         }
     }
@@ -323,6 +349,40 @@ mod tests {
         assert!(!trie.remove("a/b", 1));
         assert!(trie.is_empty());
         assert!(trie.root.is_empty(), "empty nodes are pruned");
+    }
+
+    #[test]
+    fn a_filter_of_65_000_levels_is_inserted_matched_removed_and_dropped_without_recursion() {
+        let deep = "+/".repeat(32_500) + "#";
+        let mut trie = SubscriptionTrie::new();
+        trie.insert(&deep, entry(1));
+        trie.insert(&format!("{deep}/x").replace("#/x", "x"), entry(2));
+        let topic = "a/".repeat(40_000);
+        assert_eq!(matching(&trie, &topic), vec![1]);
+        assert!(trie.remove(&deep, 1));
+        assert!(trie.remove(&format!("{deep}/x").replace("#/x", "x"), 2));
+        assert!(trie.root.is_empty());
+        trie.insert(&deep, entry(3));
+        drop(trie);
+    }
+
+    #[test]
+    fn removing_one_filter_keeps_the_branches_others_need() {
+        let mut trie = SubscriptionTrie::new();
+        trie.insert("a/b/c", entry(1));
+        trie.insert("a/b", entry(2));
+        trie.insert("a/x/y", entry(3));
+        assert!(trie.remove("a/b/c", 1));
+        assert_eq!(matching(&trie, "a/b"), vec![2]);
+        assert_eq!(matching(&trie, "a/x/y"), vec![3]);
+        assert!(!trie.root.children["a"].children["b"]
+            .children
+            .contains_key("c"));
+        assert!(!trie.remove("a/b/c", 1));
+        assert!(!trie.remove("a/q", 2));
+        assert!(trie.remove("a/x/y", 3));
+        assert!(trie.remove("a/b", 2));
+        assert!(trie.root.is_empty());
     }
 
     #[test]

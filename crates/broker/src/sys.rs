@@ -12,13 +12,14 @@ use crate::stats::BrokerStats;
 /// The broker's version, as `$SYS/broker/version` reports it.
 pub const VERSION: &str = concat!("tollgate ", env!("CARGO_PKG_VERSION"));
 
-/// Publishes the `$SYS` topics every `interval` until shutdown.
+/// Publishes the `$SYS` topics every `interval` until shutdown, the first time one interval
+/// from now (the server publishes them once as it starts).
 pub async fn run_sys_publisher(
     broker: Arc<Broker>,
     interval: Duration,
     mut shutdown: watch::Receiver<bool>,
 ) {
-    let mut ticker = tokio::time::interval(interval);
+    let mut ticker = tokio::time::interval_at(tokio::time::Instant::now() + interval, interval);
     loop {
         tokio::select! {
             _ = shutdown.changed() => return,

@@ -23,7 +23,7 @@ use tollgate_auth::CertificateInfo;
 use crate::config::{ClientCertMode, TlsConfig};
 
 /// Most plaintext bytes rustls holds for sending before the driver waits for the socket.
-const TLS_SEND_BUFFER: usize = 64 * 1024;
+pub(crate) const TLS_SEND_BUFFER: usize = 64 * 1024;
 
 /// Makes TLS server connections for one listener.
 pub struct TlsAcceptor {

@@ -46,6 +46,9 @@ pub struct Transport {
     read_size: usize,
 }
 
+/// What a TLS session holds in buffers and state, roughly (rustls does not say).
+const TLS_SESSION_BYTES: usize = 32 * 1024;
+
 /// Above this many framed bytes waiting, WebSocket framing pauses (backpressure reaches the
 /// MQTT layer's buffer).
 const WS_SEND_HIGH_WATER: usize = 64 * 1024;
@@ -96,6 +99,33 @@ impl Transport {
     pub fn wants_write(&self) -> bool {
         self.tls.as_ref().is_some_and(|t| t.wants_write())
             || self.ws.as_ref().is_some_and(|w| !w.outbound.is_empty())
+    }
+
+    /// Bytes waiting to be written below the MQTT layer: WebSocket frames (pongs and close
+    /// frames included), and TLS records (rustls does not say how many: while it has any,
+    /// they count as its whole send buffer).
+    pub fn pending_output(&self) -> usize {
+        let ws = self.ws.as_ref().map_or(0, |w| w.outbound.len());
+        let tls = match &self.tls {
+            Some(tls) if tls.wants_write() => crate::tls::TLS_SEND_BUFFER,
+            _ => 0,
+        };
+        ws + tls
+    }
+
+    /// What the layers below MQTT hold in memory: WebSocket buffers, and an estimate of a TLS
+    /// session's own buffers.
+    pub fn held_bytes(&self) -> usize {
+        let ws = self
+            .ws
+            .as_ref()
+            .map_or(0, |w| w.inbound.capacity() + w.outbound.capacity());
+        let tls = if self.tls.is_some() {
+            TLS_SESSION_BYTES
+        } else {
+            0
+        };
+        ws + tls
     }
 
     /// The verified client certificate, once, when the TLS handshake has completed with one.

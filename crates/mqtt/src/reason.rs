@@ -130,7 +130,7 @@ impl ConnectReturnCode {
             0x84 => Self::UNACCEPTABLE_PROTOCOL_VERSION,
             0x85 => Self::IDENTIFIER_REJECTED,
             0x86 | 0x8C => Self::BAD_USER_NAME_OR_PASSWORD,
-            0x88 | 0x89 | 0x9C | 0x9D | 0x9F => Self::SERVER_UNAVAILABLE,
+            0x88 | 0x89 | 0x97 | 0x9C | 0x9D | 0x9F => Self::SERVER_UNAVAILABLE,
             _ => Self::NOT_AUTHORIZED,
         }
     }

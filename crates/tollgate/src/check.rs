@@ -264,18 +264,14 @@ fn authenticate(
             Ok(None)
         }
         ChainDecision::Allowed { identity, by } => {
-            let principal = Principal {
-                client_id: args.client_id.clone(),
-                username: identity.username.or_else(|| args.username.clone()),
-                client_identity: identity.client_identity.or_else(|| args.cert_cn.clone()),
-                roles: identity.roles,
-                groups: identity.groups,
-                certificate: request.certificate.map(Box::new),
-                claims: identity.claims,
-                authenticated_by: by,
-                expires_at: identity.expires_at,
-                granted: identity.granted,
-            };
+            let principal = Principal::from_allow(
+                args.client_id.clone(),
+                identity,
+                by,
+                args.username.clone(),
+                args.cert_cn.clone(),
+                request.certificate.map(Box::new),
+            );
             println!(
                 "authentication: allowed by {} as {}",
                 principal.authenticated_by,

@@ -388,7 +388,9 @@ fn placeholder_value(
     use std::borrow::Cow;
     match placeholder {
         Placeholder::ClientId => Some(Cow::Owned(principal.client_id.clone())),
-        Placeholder::Username => principal.username.clone().map(Cow::Owned),
+        Placeholder::Username => principal
+            .verified_username()
+            .map(|u| Cow::Owned(u.to_owned())),
         Placeholder::CertCommonName => principal
             .certificate
             .as_ref()

@@ -165,7 +165,7 @@ impl Authorizer for AclFile {
     }
 
     fn rules_for<'a>(&'a self, principal: &Principal) -> Result<RuleSet<'a>, AuthorizerError> {
-        let own: &[Permission] = match &principal.username {
+        let own: &[Permission] = match principal.verified_username() {
             Some(name) => self.users.get(name).map_or(&[], Vec::as_slice),
             None => &self.anonymous,
         };

@@ -279,7 +279,7 @@ impl Authorizer for PolicyFile {
     fn rules_for<'a>(&'a self, principal: &Principal) -> Result<RuleSet<'a>, AuthorizerError> {
         let mut permissions: Vec<Cow<'a, Permission>> =
             self.guards.iter().map(Cow::Borrowed).collect();
-        let entry = match &principal.username {
+        let entry = match principal.verified_username() {
             Some(name) => self.users.get(name),
             None => self.anonymous.as_ref(),
         };

@@ -1,0 +1,259 @@
+//! The broker-wide memory budget, and what the broker gives up, in order, as it fills.
+//!
+//! Every byte a client can make the broker hold is charged here: messages (once each, for as
+//! long as any session, in-flight window or the retained store holds them), each queued or
+//! in-flight delivery, and every connection's buffers. As the charge grows past fixed shares
+//! of the limit, the broker degrades in a stated order:
+//!
+//! 1. at 70 %: QoS 0 deliveries are shed (not queued);
+//! 2. at 85 %: publishes are refused (5.0: PUBACK/PUBREC 0x97; 3.x: the connection is closed,
+//!    3.x having no negative acknowledgement; QoS 0 publishes are dropped), and a connection
+//!    receiving a large packet is closed;
+//! 3. at 100 %: new connections are refused (CONNACK 0x97 for 5.0, 3 for 3.x).
+//!
+//! Each shed or refusal is counted, and logged at most once per [`LOG_INTERVAL`] with the
+//! count since the last line, so a flood cannot flood the log too.
+
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+/// How often an overload log line may be written, per kind.
+pub const LOG_INTERVAL: Duration = Duration::from_secs(10);
+
+/// How full the budget is, as the stages the broker acts on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Pressure {
+    /// Below 70 %: nothing is given up.
+    Normal,
+    /// 70 % or more: QoS 0 deliveries are shed.
+    ShedQos0,
+    /// 85 % or more: publishes are refused too.
+    RefusePublishes,
+    /// 100 % or more: new connections are refused too.
+    RefuseConnections,
+}
+
+/// What the broker gave up, counted (for `$SYS` and the log).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Overload {
+    /// A QoS 0 delivery was not queued.
+    ShedQos0,
+    /// A publish was refused.
+    PublishRefused,
+    /// A new connection was refused.
+    ConnectionRefused,
+    /// A message was dropped at a session's full queue (count or bytes).
+    QueueFull,
+    /// A new retained message was refused (retained store full).
+    RetainedFull,
+    /// A connection was refused by a connection limit or the connection rate.
+    ConnectionLimited,
+    /// An authentication was refused because too many were waiting.
+    AuthenticationsBusy,
+}
+
+const KINDS: usize = 7;
+
+impl Overload {
+    fn index(self) -> usize {
+        self as usize
+    }
+
+    fn describe(self) -> &'static str {
+        match self {
+            Overload::ShedQos0 => "QoS 0 deliveries shed (memory budget)",
+            Overload::PublishRefused => "publishes refused (memory budget)",
+            Overload::ConnectionRefused => "connections refused (memory budget)",
+            Overload::QueueFull => "messages dropped at full session queues",
+            Overload::RetainedFull => "retained messages refused (retained store full)",
+            Overload::ConnectionLimited => "connections refused by connection limits",
+            Overload::AuthenticationsBusy => {
+                "connections refused: too many authentications waiting"
+            }
+        }
+    }
+}
+
+/// A counter that also writes one log line per interval with what it counted meanwhile.
+#[derive(Debug, Default)]
+struct CountedLog {
+    total: AtomicU64,
+    unlogged: AtomicU64,
+    /// Milliseconds since the budget's start at which the next line may be written.
+    next_log_ms: AtomicU64,
+}
+
+/// The broker-wide memory budget.
+#[derive(Debug)]
+pub struct MemoryBudget {
+    limit: usize,
+    used: AtomicUsize,
+    started: Instant,
+    counts: [CountedLog; KINDS],
+}
+
+impl MemoryBudget {
+    /// A budget of `limit` bytes; 0 means no limit (nothing is ever shed for memory).
+    pub fn new(limit: usize) -> Arc<MemoryBudget> {
+        Arc::new(MemoryBudget {
+            limit,
+            used: AtomicUsize::new(0),
+            started: Instant::now(),
+            counts: Default::default(),
+        })
+    }
+
+    /// The limit in bytes (0: none).
+    pub fn limit(&self) -> usize {
+        self.limit
+    }
+
+    /// Bytes charged now.
+    pub fn used(&self) -> usize {
+        self.used.load(Ordering::Relaxed)
+    }
+
+    /// Charges `bytes`.
+    pub fn charge(&self, bytes: usize) {
+        if bytes != 0 {
+            self.used.fetch_add(bytes, Ordering::Relaxed);
+        }
+    }
+
+    /// Releases `bytes` charged before.
+    pub fn release(&self, bytes: usize) {
+        if bytes != 0 {
+            self.used.fetch_sub(bytes, Ordering::Relaxed);
+        }
+    }
+
+    /// Moves a running charge from `*charged` to `now` bytes (for buffers that grow and
+    /// shrink).
+    pub fn adjust(&self, charged: &mut usize, now: usize) {
+        if now > *charged {
+            self.charge(now - *charged);
+        } else {
+            self.release(*charged - now);
+        }
+        *charged = now;
+    }
+
+    /// How full the budget is.
+    pub fn pressure(&self) -> Pressure {
+        if self.limit == 0 {
+            return Pressure::Normal;
+        }
+        let used = self.used() as u128 * 100;
+        let limit = self.limit as u128;
+        if used >= limit * 100 {
+            Pressure::RefuseConnections
+        } else if used >= limit * 85 {
+            Pressure::RefusePublishes
+        } else if used >= limit * 70 {
+            Pressure::ShedQos0
+        } else {
+            Pressure::Normal
+        }
+    }
+
+    /// Counts one `what`, and logs the count since the last line if the interval has passed.
+    pub fn record(&self, what: Overload) {
+        let entry = &self.counts[what.index()];
+        entry.total.fetch_add(1, Ordering::Relaxed);
+        entry.unlogged.fetch_add(1, Ordering::Relaxed);
+        let now_ms = self.started.elapsed().as_millis() as u64;
+        let next = entry.next_log_ms.load(Ordering::Relaxed);
+        if now_ms < next {
+            return;
+        }
+        let following = now_ms + LOG_INTERVAL.as_millis() as u64;
+        if entry
+            .next_log_ms
+            .compare_exchange(next, following, Ordering::Relaxed, Ordering::Relaxed)
+            .is_ok()
+        {
+            let count = entry.unlogged.swap(0, Ordering::Relaxed);
+            tracing::warn!(
+                count,
+                total = entry.total.load(Ordering::Relaxed),
+                used = self.used(),
+                limit = self.limit,
+                "{} (count since the last such line)",
+                what.describe()
+            );
+        }
+    }
+
+    /// How many `what` have happened since start.
+    pub fn count(&self, what: Overload) -> u64 {
+        self.counts[what.index()].total.load(Ordering::Relaxed)
+    }
+}
+
+/// Bytes charged to a budget for as long as this lives.
+#[derive(Debug)]
+pub struct Charge {
+    budget: Arc<MemoryBudget>,
+    bytes: usize,
+}
+
+impl Charge {
+    /// Charges `bytes` to `budget` until the charge is dropped.
+    pub fn new(budget: &Arc<MemoryBudget>, bytes: usize) -> Charge {
+        budget.charge(bytes);
+        Charge {
+            budget: Arc::clone(budget),
+            bytes,
+        }
+    }
+}
+
+impl Drop for Charge {
+    fn drop(&mut self) {
+        self.budget.release(self.bytes);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn pressure_rises_in_the_stated_order() {
+        let budget = MemoryBudget::new(1000);
+        assert_eq!(budget.pressure(), Pressure::Normal);
+        budget.charge(700);
+        assert_eq!(budget.pressure(), Pressure::ShedQos0);
+        budget.charge(150);
+        assert_eq!(budget.pressure(), Pressure::RefusePublishes);
+        budget.charge(150);
+        assert_eq!(budget.pressure(), Pressure::RefuseConnections);
+        budget.release(1000);
+        assert_eq!(budget.pressure(), Pressure::Normal);
+        assert_eq!(MemoryBudget::new(0).pressure(), Pressure::Normal);
+    }
+
+    #[test]
+    fn a_charge_is_released_when_dropped_and_adjust_tracks_a_buffer() {
+        let budget = MemoryBudget::new(0);
+        let charge = Charge::new(&budget, 42);
+        assert_eq!(budget.used(), 42);
+        drop(charge);
+        assert_eq!(budget.used(), 0);
+        let mut charged = 0;
+        budget.adjust(&mut charged, 100);
+        budget.adjust(&mut charged, 30);
+        assert_eq!((budget.used(), charged), (30, 30));
+    }
+
+    #[test]
+    fn records_are_counted_every_time() {
+        let budget = MemoryBudget::new(10);
+        for _ in 0..5 {
+            budget.record(Overload::ShedQos0);
+        }
+        assert_eq!(budget.count(Overload::ShedQos0), 5);
+        assert_eq!(budget.count(Overload::PublishRefused), 0);
+    }
+}
