@@ -256,8 +256,9 @@ impl Broker {
         if delay > 0 {
             let broker = Arc::clone(self);
             let session = Arc::clone(session);
+            let due = Instant::now() + Duration::from_secs(u64::from(delay));
             tokio::spawn(async move {
-                tokio::time::sleep(Duration::from_secs(u64::from(delay))).await;
+                tokio::time::sleep_until(due).await;
                 let pending = {
                     let mut state = session.state.lock();
                     match &state.pending_will {
@@ -273,8 +274,9 @@ impl Broker {
         if expiry != NEVER_EXPIRES {
             let broker = Arc::clone(self);
             let session = Arc::clone(session);
+            let due = Instant::now() + Duration::from_secs(u64::from(expiry));
             tokio::spawn(async move {
-                tokio::time::sleep(Duration::from_secs(u64::from(expiry))).await;
+                tokio::time::sleep_until(due).await;
                 let still_idle = {
                     let state = session.state.lock();
                     state.generation == generation && !state.attached && !state.ended

@@ -89,6 +89,7 @@ struct CountedLog {
 pub struct MemoryBudget {
     limit: usize,
     used: AtomicUsize,
+    peak: AtomicUsize,
     started: Instant,
     counts: [CountedLog; KINDS],
 }
@@ -99,6 +100,7 @@ impl MemoryBudget {
         Arc::new(MemoryBudget {
             limit,
             used: AtomicUsize::new(0),
+            peak: AtomicUsize::new(0),
             started: Instant::now(),
             counts: Default::default(),
         })
@@ -114,10 +116,18 @@ impl MemoryBudget {
         self.used.load(Ordering::Relaxed)
     }
 
+    /// The most bytes charged at any time since start.
+    pub fn peak(&self) -> usize {
+        self.peak.load(Ordering::Relaxed)
+    }
+
     /// Charges `bytes`.
     pub fn charge(&self, bytes: usize) {
         if bytes != 0 {
-            self.used.fetch_add(bytes, Ordering::Relaxed);
+            let now = self.used.fetch_add(bytes, Ordering::Relaxed) + bytes;
+            if now > self.peak.load(Ordering::Relaxed) {
+                self.peak.fetch_max(now, Ordering::Relaxed);
+            }
         }
     }
 

@@ -61,6 +61,18 @@ impl TestClient {
         TestClient::over(Box::new(stream), version)
     }
 
+    /// Opens a TCP connection from the local address `from` (another loopback address, to
+    /// stand for another machine), without sending anything.
+    pub async fn open_from(addr: SocketAddr, from: &str, version: ProtocolVersion) -> TestClient {
+        let socket = tokio::net::TcpSocket::new_v4().unwrap();
+        socket
+            .bind(SocketAddr::new(from.parse().unwrap(), 0))
+            .expect("binds the source address");
+        let stream = socket.connect(addr).await.expect("connects");
+        stream.set_nodelay(true).unwrap();
+        TestClient::over(Box::new(stream), version)
+    }
+
     /// A client over an already open stream.
     pub fn over(stream: Box<dyn ByteStream>, version: ProtocolVersion) -> TestClient {
         TestClient {
@@ -308,5 +320,41 @@ impl TestClient {
             self.try_recv().await.is_none(),
             "the broker closes after DISCONNECT"
         );
+    }
+}
+
+/// A well-behaved client on another address (127.0.0.2) is served: it connects, subscribes,
+/// and gets back what it publishes at QoS 1.
+pub async fn assert_served(addr: SocketAddr) {
+    let mut good = TestClient::open_from(addr, "127.0.0.2", ProtocolVersion::V5).await;
+    good.send(Packet::Connect(Box::new(connect_packet(
+        ProtocolVersion::V5,
+        "well-behaved",
+    ))))
+    .await;
+    match good.recv().await {
+        Packet::ConnAck(ack) => assert_eq!(ack.reason_code, ReasonCode::SUCCESS, "{ack:?}"),
+        other => panic!("expected CONNACK, got {other:?}"),
+    }
+    good.subscribe(1, "good/echo", QoS::AtLeastOnce).await;
+    good.send(Packet::Publish(Publish {
+        qos: QoS::AtLeastOnce,
+        topic: "good/echo".into(),
+        packet_id: Some(7),
+        payload: Bytes::from_static(b"ping"),
+        ..Publish::default()
+    }))
+    .await;
+    let mut got_ack = false;
+    let mut got_message = false;
+    while !(got_ack && got_message) {
+        match good.recv().await {
+            Packet::PubAck(ack) if ack.packet_id == 7 => got_ack = true,
+            Packet::Publish(p) if &p.payload[..] == b"ping" => {
+                good.ack(&p).await;
+                got_message = true;
+            }
+            other => panic!("unexpected {other:?}"),
+        }
     }
 }

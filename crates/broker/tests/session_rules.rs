@@ -1,0 +1,119 @@
+//! Session rules on the broker's shared state, on tokio's paused clock (no sockets, no
+//! waiting): will delays, and what a new connection does to a session and its will.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use tollgate_broker::broker::{ClosingWill, OpenedSession};
+use tollgate_broker::{Broker, BrokerConfig};
+use tollgate_mqtt::{QoS, SubscriptionOptions, Will, WillProperties};
+
+fn will() -> Will {
+    Will {
+        topic: "wills/dev".into(),
+        payload: "gone".into(),
+        qos: QoS::AtLeastOnce,
+        retain: false,
+        properties: WillProperties::default(),
+    }
+}
+
+/// A session subscribed to `wills/#`, to see what is published.
+fn watcher(broker: &Arc<Broker>) -> OpenedSession {
+    let watcher = broker.open_session("watcher", true, 0, None).unwrap();
+    let options = SubscriptionOptions {
+        qos: QoS::AtLeastOnce,
+        ..SubscriptionOptions::default()
+    };
+    broker.subscribe(&watcher.session, "wills/#", options, None);
+    watcher
+}
+
+async fn pass(seconds: u64) {
+    tokio::time::advance(Duration::from_secs(seconds)).await;
+    // Let the timers' tasks run.
+    for _ in 0..10 {
+        tokio::task::yield_now().await;
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_delayed_will_goes_out_after_its_delay() {
+    let broker = Broker::new(BrokerConfig::default());
+    let watcher = watcher(&broker);
+    let dev = broker.open_session("dev", true, 600, None).unwrap();
+    broker.close_session(
+        &dev.session,
+        dev.generation,
+        Some(ClosingWill {
+            will: will(),
+            delay: 10,
+        }),
+    );
+    pass(5).await;
+    assert_eq!(watcher.session.state.lock().queued(), 0, "not yet");
+    pass(6).await;
+    assert_eq!(watcher.session.state.lock().queued(), 1, "after the delay");
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_new_connection_within_the_will_delay_cancels_the_will_with_clean_start_or_not() {
+    for clean_start in [true, false] {
+        let broker = Broker::new(BrokerConfig::default());
+        let watcher = watcher(&broker);
+        let dev = broker.open_session("dev", true, 600, None).unwrap();
+        broker.close_session(
+            &dev.session,
+            dev.generation,
+            Some(ClosingWill {
+                will: will(),
+                delay: 10,
+            }),
+        );
+        pass(5).await;
+        let again = broker.open_session("dev", clean_start, 600, None).unwrap();
+        assert_eq!(again.present, !clean_start);
+        pass(60).await;
+        assert_eq!(
+            watcher.session.state.lock().queued(),
+            0,
+            "clean start {clean_start}: the will was cancelled (MQTT-3.1.2-8)"
+        );
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_taken_over_connection_sends_a_will_due_at_once_but_not_a_delayed_one() {
+    let broker = Broker::new(BrokerConfig::default());
+    let watcher = watcher(&broker);
+    for (delay, expected) in [(10, 0), (0, 1)] {
+        let old = broker.open_session("dev", false, 600, None).unwrap();
+        let new = broker.open_session("dev", false, 600, None).unwrap();
+        assert!(new.present);
+        broker.close_session(
+            &old.session,
+            old.generation,
+            Some(ClosingWill {
+                will: will(),
+                delay,
+            }),
+        );
+        pass(60).await;
+        let mut state = watcher.session.state.lock();
+        assert_eq!(state.queued(), expected, "will delay {delay}");
+        while state.pop_queued().is_some() {}
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_session_that_was_not_persistent_is_not_resumed_by_a_takeover() {
+    let broker = Broker::new(BrokerConfig::default());
+    let old = broker.open_session("dev", true, 0, None).unwrap();
+    let options = SubscriptionOptions::default();
+    broker.subscribe(&old.session, "x", options, None);
+    let new = broker.open_session("dev", false, 600, None).unwrap();
+    assert!(!new.present);
+    assert!(!Arc::ptr_eq(&old.session, &new.session));
+    assert!(old.session.state.lock().ended);
+    assert!(new.session.state.lock().subscriptions.is_empty());
+}
