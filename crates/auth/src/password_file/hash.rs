@@ -6,8 +6,8 @@
 //!   base64.
 //! - `$argon2id$v=19$m=…,t=…,p=…$<salt>$<hash>`: a PHC string, what `tollgate passwd` writes.
 
-use argon2::password_hash::{rand_core::OsRng, PasswordHasher, PasswordVerifier, SaltString};
-use argon2::{Argon2, PasswordHash as PhcString};
+use argon2::password_hash::{rand_core::OsRng, PasswordHasher, SaltString};
+use argon2::{Algorithm, Argon2, Block, Params, PasswordHash as PhcString, Version};
 use base64::engine::general_purpose::STANDARD;
 use base64::Engine;
 use sha2::{Digest, Sha512};
@@ -17,6 +17,13 @@ use crate::secret::constant_time_eq;
 /// Most PBKDF2 iterations accepted from a file: a hostile file must not make one login cost
 /// minutes (Mosquitto writes 101).
 const MAX_PBKDF2_ITERATIONS: u32 = 10_000_000;
+
+/// Most argon2 memory one hash may ask for, in KiB (a line asking for more is refused: a
+/// password file must not make one login take gigabytes). `tollgate passwd` writes 19 456.
+pub const MAX_ARGON2_MEMORY_KIB: u32 = 256 * 1024;
+
+/// Most argon2 passes accepted from a file.
+const MAX_ARGON2_PASSES: u32 = 64;
 
 /// One stored password hash.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -48,6 +55,15 @@ impl PasswordHash {
             let phc = PhcString::new(text).map_err(|e| format!("invalid argon2id hash: {e}"))?;
             if phc.salt.is_none() || phc.hash.is_none() {
                 return Err("invalid argon2id hash: salt or hash missing".into());
+            }
+            let params =
+                Params::try_from(&phc).map_err(|e| format!("invalid argon2id parameters: {e}"))?;
+            if params.m_cost() > MAX_ARGON2_MEMORY_KIB || params.t_cost() > MAX_ARGON2_PASSES {
+                return Err(format!(
+                    "argon2id cost m={} t={} is above the most accepted (m={MAX_ARGON2_MEMORY_KIB}, t={MAX_ARGON2_PASSES})",
+                    params.m_cost(),
+                    params.t_cost()
+                ));
             }
             return Ok(PasswordHash::Argon2id(text.to_owned()));
         }
@@ -81,8 +97,15 @@ impl PasswordHash {
     }
 
     /// Whether `password` matches. Compares in constant time; costs what the format costs
-    /// (argon2id and PBKDF2 are slow on purpose: call from a blocking pool).
+    /// (argon2id and PBKDF2 are slow on purpose: call from a thread of their own).
     pub fn verify(&self, password: &[u8]) -> bool {
+        self.verify_with_memory(password, &mut Vec::new())
+    }
+
+    /// [`PasswordHash::verify`], with argon2's working memory in `memory` (grown as needed and
+    /// left for the next call): a hashing thread that keeps one buffer never goes back to the
+    /// allocator for it.
+    pub fn verify_with_memory(&self, password: &[u8], memory: &mut Vec<Block>) -> bool {
         match self {
             PasswordHash::Sha512 { salt, hash } => {
                 let mut h = Sha512::new();
@@ -99,10 +122,18 @@ impl PasswordHash {
                 pbkdf2::pbkdf2_hmac::<Sha512>(password, salt, *iterations, &mut out);
                 constant_time_eq(&out, hash)
             }
-            PasswordHash::Argon2id(phc) => match PhcString::new(phc) {
-                Ok(parsed) => Argon2::default().verify_password(password, &parsed).is_ok(),
-                Err(_) => false,
-            },
+            PasswordHash::Argon2id(phc) => verify_argon2id(phc, password, memory).unwrap_or(false),
+        }
+    }
+
+    /// How much working memory checking this hash takes, in bytes.
+    pub fn memory_cost(&self) -> usize {
+        match self {
+            PasswordHash::Argon2id(phc) => PhcString::new(phc)
+                .ok()
+                .and_then(|p| Params::try_from(&p).ok())
+                .map_or(0, |p| p.block_count() * Block::SIZE),
+            _ => 0,
         }
     }
 
@@ -114,6 +145,36 @@ impl PasswordHash {
             .map(|h| h.to_string())
             .map_err(|e| e.to_string())
     }
+}
+
+/// Checks `password` against an argon2id PHC string, with `memory` as the working memory.
+/// `None` when the string cannot be used (it was checked when the file was read).
+fn verify_argon2id(phc: &str, password: &[u8], memory: &mut Vec<Block>) -> Option<bool> {
+    let parsed = PhcString::new(phc).ok()?;
+    let params = Params::try_from(&parsed).ok()?;
+    let version = match parsed.version {
+        Some(v) => Version::try_from(v).ok()?,
+        None => Version::default(),
+    };
+    let mut salt = [0u8; 64];
+    let salt = parsed.salt?.decode_b64(&mut salt).ok()?;
+    let expected = parsed.hash?;
+    let blocks = params.block_count();
+    if memory.len() < blocks {
+        memory.resize(blocks, Block::default());
+    }
+    let mut out = vec![0u8; expected.len()];
+    let params = Params::new(
+        params.m_cost(),
+        params.t_cost(),
+        params.p_cost(),
+        Some(out.len()),
+    )
+    .ok()?;
+    Argon2::new(Algorithm::Argon2id, version, params)
+        .hash_password_into_with_memory(password, salt, &mut out, &mut memory[..blocks])
+        .ok()?;
+    Some(constant_time_eq(&out, expected.as_bytes()))
 }
 
 #[cfg(test)]

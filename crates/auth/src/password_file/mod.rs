@@ -3,13 +3,15 @@
 //!
 //! Each line is `user:hash` (see [`PasswordHash`] for the formats); blank lines and lines
 //! starting with `#` are skipped. A user the file does not know is not this authenticator's
-//! business (next); a known user with a wrong password is refused. Hashes are checked on
-//! tokio's blocking pool, at most a bounded number at once, so a burst of logins never stalls
-//! the I/O threads. The file is read again when it changes (polled) or on [`PasswordFile::reload`]
+//! business (next); a known user with a wrong password is refused, and so is an empty password
+//! (without hashing: no line can make an empty password valid). Hashes are checked on a fixed
+//! set of hashing threads (`hashing.rs`), so a burst of logins never stalls the I/O threads,
+//! never runs more checks at once than configured, and leaves no hashing memory behind. The file is read again when it changes (polled) or on [`PasswordFile::reload`]
 //! (SIGHUP); a file that fails to parse leaves the previous users in force.
 
 mod editor;
 mod hash;
+mod hashing;
 
 use std::collections::HashMap;
 use std::fmt;
@@ -19,10 +21,10 @@ use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
 use parking_lot::{Mutex, RwLock};
-use tokio::sync::Semaphore;
 
 pub use editor::PasswordFileEditor;
-pub use hash::PasswordHash;
+pub use hash::{PasswordHash, MAX_ARGON2_MEMORY_KIB};
+pub use hashing::HashingPool;
 
 use crate::authentication::{
     AuthError, AuthOutcome, Authenticator, BoxFuture, ConnectRequest, DenyReason, Identity,
@@ -101,24 +103,31 @@ pub struct PasswordFile {
     users: RwLock<Arc<HashMap<String, Arc<PasswordHash>>>>,
     revision: AtomicU64,
     stamp: Mutex<Option<FileStamp>>,
-    hashing: Arc<Semaphore>,
+    hashing: HashingPool,
 }
 
 impl PasswordFile {
-    /// Reads the file at `path`. `max_parallel_hashes` bounds how many hashes are checked at
-    /// once (the rest wait their turn).
+    /// Reads the file at `path`. `max_parallel_hashes` is how many hashing threads check
+    /// passwords (the rest wait their turn).
     pub fn open(
         name: impl Into<String>,
         path: impl Into<PathBuf>,
         max_parallel_hashes: usize,
     ) -> Result<PasswordFile, PasswordFileError> {
         let path = path.into();
+        let name = name.into();
+        let hashing =
+            HashingPool::new(&name, max_parallel_hashes).map_err(|e| PasswordFileError {
+                path: path.clone(),
+                line: None,
+                message: format!("cannot start hashing threads: {e}"),
+            })?;
         let file = PasswordFile {
-            name: name.into(),
+            name,
             users: RwLock::new(Arc::new(HashMap::new())),
             revision: AtomicU64::new(0),
             stamp: Mutex::new(None),
-            hashing: Arc::new(Semaphore::new(max_parallel_hashes.max(1))),
+            hashing,
             path,
         };
         file.reload()?;
@@ -128,6 +137,11 @@ impl PasswordFile {
     /// The file's path.
     pub fn path(&self) -> &Path {
         &self.path
+    }
+
+    /// The threads that check this file's passwords.
+    pub fn hashing(&self) -> &HashingPool {
+        &self.hashing
     }
 
     /// How many users the file holds now.
@@ -211,15 +225,17 @@ impl Authenticator for PasswordFile {
                     "no password given",
                 ));
             };
-            let _permit = self
+            if password.expose().is_empty() {
+                return Ok(AuthOutcome::deny(
+                    DenyReason::BadCredentials,
+                    "empty password",
+                ));
+            }
+            let matches = self
                 .hashing
-                .clone()
-                .acquire_owned()
+                .verify(hash, password)
                 .await
-                .map_err(|_| AuthError::new("hashing pool closed"))?;
-            let matches = tokio::task::spawn_blocking(move || hash.verify(password.expose()))
-                .await
-                .map_err(|e| AuthError::new(format!("password check failed: {e}")))?;
+                .ok_or_else(|| AuthError::new("hashing threads stopped"))?;
             Ok(if matches {
                 AuthOutcome::Allow(Identity::default())
             } else {
