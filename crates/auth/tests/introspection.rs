@@ -235,3 +235,32 @@ fn the_client_secret_is_not_in_debug_output() {
     .unwrap();
     assert!(!format!("{config:?}").contains("hunter2"));
 }
+
+#[test]
+fn a_required_issuer_needs_a_required_audience() {
+    let build = |extra: &str| {
+        let config: IntrospectionConfig = toml::from_str(&format!(
+            "endpoint = \"https://idp.example/introspect\"\nclient_id = \"tollgate\"\n{extra}"
+        ))
+        .unwrap();
+        IntrospectionAuthenticator::new("opaque", config)
+    };
+    let Err(error) = build("required_claims = { iss = \"https://idp.example/\" }") else {
+        panic!("a required issuer without an audience built")
+    };
+    assert!(
+        error.contains("has an issuer") && error.contains("allow_any_audience = true"),
+        "{error}"
+    );
+    assert!(build("required_claims = { iss = \"https://idp.example/\", aud = \"mqtt\" }").is_ok());
+    assert!(build(
+        "allow_any_audience = true\nrequired_claims = { iss = \"https://idp.example/\" }"
+    )
+    .is_ok());
+    assert!(build(
+        "allow_any_audience = true\nrequired_claims = { iss = \"https://idp.example/\", aud = \"mqtt\" }"
+    )
+    .is_err());
+    // Without an issuer to check, nothing changes.
+    assert!(build("required_claims = { scope = \"mqtt\" }").is_ok());
+}

@@ -454,11 +454,13 @@ async fn oidc_discovery_finds_the_jwks() {
     let c = JwtConfig {
         algorithms: vec!["ES256".into()],
         issuer: Some(issuer.clone()),
+        audience: vec!["mqtt".into()],
         ..JwtConfig::default()
     };
     let auth = JwtAuthenticator::new("oidc", c).unwrap();
     let mut cl = claims("svc");
     cl["iss"] = json!(issuer);
+    cl["aud"] = json!("mqtt");
     assert!(matches!(
         outcome(&auth, &request_with_password(&s.sign(&cl))).await,
         AuthOutcome::Allow(_)
@@ -583,4 +585,111 @@ async fn token_in_the_user_name_or_in_mqtt5_authentication_data() {
         outcome(&auth, &request_with_password(&at)).await,
         AuthOutcome::Allow(_)
     ));
+}
+
+#[test]
+fn an_issuer_without_an_audience_does_not_build_unless_any_audience_is_allowed() {
+    let with_issuer = JwtConfig {
+        algorithms: vec!["HS256".into()],
+        secret: Some("shared-secret-of-32-bytes-length".into()),
+        issuer: Some("https://idp.example/".into()),
+        ..JwtConfig::default()
+    };
+    let Err(error) = JwtAuthenticator::new("jwt", with_issuer.clone()) else {
+        panic!("an issuer without an audience built")
+    };
+    assert!(
+        error.contains("has an issuer but no audience")
+            && error.contains("ID tokens included")
+            && error.contains("allow_any_audience = true"),
+        "{error}"
+    );
+    // An audience, or no issuer at all, builds as before.
+    assert!(JwtAuthenticator::new(
+        "jwt",
+        JwtConfig {
+            audience: vec!["mqtt".into()],
+            ..with_issuer.clone()
+        }
+    )
+    .is_ok());
+    assert!(JwtAuthenticator::new(
+        "jwt",
+        JwtConfig {
+            issuer: None,
+            ..with_issuer.clone()
+        }
+    )
+    .is_ok());
+    // Both the audience and the opt-out: a contradiction.
+    assert!(JwtAuthenticator::new(
+        "jwt",
+        JwtConfig {
+            audience: vec!["mqtt".into()],
+            allow_any_audience: true,
+            ..with_issuer.clone()
+        }
+    )
+    .is_err());
+}
+
+#[tokio::test]
+async fn allow_any_audience_accepts_every_audience_of_the_issuer_and_says_so() {
+    let captured = Captured::default();
+    let writer = captured.clone();
+    let subscriber = tracing_subscriber::fmt()
+        .with_writer(move || writer.clone())
+        .with_max_level(tracing::Level::WARN)
+        .finish();
+    let auth = tracing::subscriber::with_default(subscriber, || {
+        JwtAuthenticator::new(
+            "any-aud",
+            JwtConfig {
+                algorithms: vec!["HS256".into()],
+                secret: Some("shared-secret-of-32-bytes-length".into()),
+                issuer: Some("https://idp.example/".into()),
+                allow_any_audience: true,
+                ..JwtConfig::default()
+            },
+        )
+        .unwrap()
+    });
+    let logged = String::from_utf8(captured.0.lock().clone()).unwrap();
+    assert!(
+        logged.contains("WARN")
+            && logged.contains("allow_any_audience")
+            && logged.contains("any-aud"),
+        "{logged}"
+    );
+    let s = signer(Algorithm::HS256, "k");
+    for aud in [json!("some-other-client"), json!(["a", "b"])] {
+        let mut cl = claims("svc");
+        cl["iss"] = json!("https://idp.example/");
+        cl["aud"] = aud;
+        assert!(matches!(
+            outcome(&auth, &request_with_password(&s.sign(&cl))).await,
+            AuthOutcome::Allow(_)
+        ));
+    }
+    // The issuer is still checked.
+    let mut cl = claims("svc");
+    cl["iss"] = json!("https://evil.example/");
+    assert_denied(
+        outcome(&auth, &request_with_password(&s.sign(&cl))).await,
+        "issuer",
+    );
+}
+
+/// A tracing writer keeping what is written.
+#[derive(Clone, Default)]
+struct Captured(Arc<Mutex<Vec<u8>>>);
+
+impl std::io::Write for Captured {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.0.lock().extend_from_slice(buf);
+        Ok(buf.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
 }

@@ -20,7 +20,7 @@ const SIGNING: &str = "the-provider-signing-secret";
 
 fn jwt(sub: &str, secret: &str) -> String {
     let claims = json!({"sub": sub, "exp": unix_now() + 600, "iss": "https://idp.test/",
-                        "roles": ["reader"]});
+                        "aud": "https://mqtt.example/", "roles": ["reader"]});
     encode(
         &Header::new(Algorithm::HS256),
         &claims,
@@ -84,6 +84,7 @@ audience = "https://mqtt.example/"
 algorithms = ["HS256"]
 secret = "{SIGNING}"
 issuer = "https://idp.test/"
+audience = ["https://mqtt.example/"]
 roles_claims = ["roles"]
 "#,
         service.url("/oauth/token")
@@ -189,4 +190,40 @@ async fn the_broker_refused_or_the_provider_down_is_a_backend_error() {
         .authenticate(&request("alice", "secret 1&"))
         .await
         .is_err());
+}
+
+#[test]
+fn verify_with_an_issuer_needs_an_audience() {
+    let config = |verify_extra: &str| -> PasswordGrantConfig {
+        toml::from_str(&format!(
+            "token_endpoint = \"https://idp.test/oauth/token\"\nclient_id = \"tollgate\"\n\
+             audience = \"https://mqtt.example/\"\n[verify]\nalgorithms = [\"HS256\"]\n\
+             secret = \"{SIGNING}\"\nissuer = \"https://idp.test/\"\n{verify_extra}"
+        ))
+        .unwrap()
+    };
+    let Err(error) = PasswordGrantAuthenticator::new("pg", config("")) else {
+        panic!("verify with an issuer and no audience built")
+    };
+    assert!(
+        error.contains("has an issuer but no audience")
+            && error.contains("verify.audience = [\"https://mqtt.example/\"]"),
+        "{error}"
+    );
+    // Without a requested audience the `jwt` table's own rule says the same.
+    let mut no_request = config("");
+    no_request.audience = None;
+    let Err(error) = PasswordGrantAuthenticator::new("pg", no_request) else {
+        panic!("verify with an issuer and no audience built")
+    };
+    assert!(
+        error.starts_with("verify: ") && error.contains("has an issuer but no audience"),
+        "{error}"
+    );
+    assert!(PasswordGrantAuthenticator::new("pg", config("allow_any_audience = true")).is_ok());
+    assert!(PasswordGrantAuthenticator::new(
+        "pg",
+        config("audience = [\"https://mqtt.example/\"]")
+    )
+    .is_ok());
 }

@@ -45,9 +45,16 @@ pub struct JwtConfig {
     /// discovery document (`<issuer>/.well-known/openid-configuration`) names the JWKS URL.
     #[serde(default)]
     pub issuer: Option<String>,
-    /// Accepted audiences (`aud` must hold one); not checked when empty.
+    /// Accepted audiences (`aud` must hold one). Required with an `issuer` (unless
+    /// `allow_any_audience`): an issuer signs tokens for every one of its clients, ID tokens
+    /// included, and only the audience tells the broker's apart. Not checked when empty.
     #[serde(default)]
     pub audience: Vec<String>,
+    /// Accept tokens of the `issuer` whatever their audience (the check `audience` would do is
+    /// left out on purpose). Off by default; a warning is logged when the authenticator is
+    /// built with it.
+    #[serde(default)]
+    pub allow_any_audience: bool,
     /// Seconds of clock skew allowed on `exp`, `nbf` and `iat`.
     #[serde(default = "default_leeway")]
     pub leeway: u64,

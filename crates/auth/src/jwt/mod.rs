@@ -73,6 +73,7 @@ impl JwtAuthenticator {
         };
         let source = config.token_source();
         source.validate()?;
+        check_audience(&name, &config)?;
         let mapping = config.claim_mapping();
         let mut fixed = Vec::new();
         if let Some(secret) = &config.secret {
@@ -258,6 +259,40 @@ impl Authenticator for JwtAuthenticator {
             }
         })
     }
+}
+
+/// An issuer signs tokens for every client it has (ID tokens too, whose `aud` is the client
+/// they were issued to): with an issuer and no audience, any of them would be accepted. So an
+/// issuer needs an audience, unless `allow_any_audience` says the operator means it.
+fn check_audience(name: &str, config: &JwtConfig) -> Result<(), String> {
+    if config.allow_any_audience && !config.audience.is_empty() {
+        return Err(
+            "allow_any_audience = true and an audience contradict each other: \
+             remove one"
+                .into(),
+        );
+    }
+    let Some(issuer) = &config.issuer else {
+        return Ok(());
+    };
+    if !config.audience.is_empty() {
+        return Ok(());
+    }
+    if !config.allow_any_audience {
+        return Err(
+            "this authenticator has an issuer but no audience: tokens issued for any \
+             client of that issuer (ID tokens included) would be accepted; set audience = [...] \
+             or allow_any_audience = true"
+                .into(),
+        );
+    }
+    tracing::warn!(
+        authenticator = name,
+        issuer = %issuer,
+        "allow_any_audience = true: tokens issued by this issuer for any of its clients \
+         (ID tokens included) are accepted, whatever their audience"
+    );
+    Ok(())
 }
 
 /// Three base64url segments separated by dots.

@@ -71,9 +71,16 @@ pub struct IntrospectionConfig {
     /// Fields listing groups.
     #[serde(default)]
     pub groups_claims: Vec<String>,
-    /// Fields that must hold these values (`aud`, `iss`, `scope`…).
+    /// Fields that must hold these values (`aud`, `iss`, `scope`…). Requiring an `iss` needs
+    /// an `aud` too (unless `allow_any_audience`): the issuer's tokens for every one of its
+    /// clients would be active.
     #[serde(default)]
     pub required_claims: std::collections::BTreeMap<String, Value>,
+    /// With `iss` in `required_claims`: accept the issuer's tokens whatever their audience
+    /// (no `aud` in `required_claims`, on purpose). Off by default; a warning is logged when
+    /// the authenticator is built with it.
+    #[serde(default)]
+    pub allow_any_audience: bool,
     /// Most seconds an active answer is reused (never past the token's `exp`); 0 asks every
     /// time.
     #[serde(default = "default_cache_ttl")]
@@ -97,6 +104,7 @@ impl fmt::Debug for IntrospectionConfig {
             .field("client_auth", &self.client_auth)
             .field("token_from", &self.token_from)
             .field("username_claim", &self.username_claim)
+            .field("allow_any_audience", &self.allow_any_audience)
             .field("cache_ttl", &self.cache_ttl)
             .field("recheck_interval", &self.recheck_interval)
             .finish_non_exhaustive()
@@ -154,8 +162,10 @@ impl IntrospectionAuthenticator {
             authentication_method: config.authentication_method.clone(),
         };
         source.validate()?;
+        let name = name.into();
+        check_audience(&name, &config)?;
         Ok(IntrospectionAuthenticator {
-            name: name.into(),
+            name,
             endpoint: config.endpoint.clone(),
             hint: config.token_type_hint.clone(),
             credentials: ClientCredentials {
@@ -291,6 +301,37 @@ impl IntrospectionAuthenticator {
     pub fn flush(&self) {
         self.cache.lock().clear();
     }
+}
+
+/// The rule of a `jwt` table, where the issuer is checked through `required_claims`: an
+/// `iss` needs an `aud`, unless `allow_any_audience` says the operator means it.
+fn check_audience(name: &str, config: &IntrospectionConfig) -> Result<(), String> {
+    let checks_issuer = config.required_claims.contains_key("iss");
+    let checks_audience = config.required_claims.contains_key("aud");
+    if config.allow_any_audience && checks_audience {
+        return Err(
+            "allow_any_audience = true and required_claims.aud contradict each other: \
+             remove one"
+                .into(),
+        );
+    }
+    if !checks_issuer || checks_audience {
+        return Ok(());
+    }
+    if !config.allow_any_audience {
+        return Err(
+            "this authenticator has an issuer (required_claims.iss) but no audience: tokens \
+             issued for any client of that issuer would be accepted; set required_claims.aud = \
+             \"...\" or allow_any_audience = true"
+                .into(),
+        );
+    }
+    tracing::warn!(
+        authenticator = name,
+        "allow_any_audience = true: active tokens of the required issuer are accepted \
+         whatever their audience"
+    );
+    Ok(())
 }
 
 impl Authenticator for IntrospectionAuthenticator {

@@ -51,7 +51,8 @@ pub struct PasswordGrantConfig {
     #[serde(default = "default_timeout")]
     pub timeout: u64,
     /// How the returned access token is verified, and how its claims map to the identity:
-    /// a `jwt` table (its `token_from` and `username_marker` do not apply).
+    /// a `jwt` table (its `token_from` and `username_marker` do not apply). As in any `jwt`
+    /// table, an `issuer` needs an `audience` (or `allow_any_audience = true`).
     pub verify: JwtConfig,
 }
 
@@ -105,6 +106,20 @@ impl PasswordGrantAuthenticator {
             params.push(("audience".into(), audience.clone()));
         }
         params.extend(config.extra_params.clone());
+        let verify = &config.verify;
+        if let (Some(_), Some(requested), true, false) = (
+            &verify.issuer,
+            &config.audience,
+            verify.audience.is_empty(),
+            verify.allow_any_audience,
+        ) {
+            // The same rule as a `jwt` table's, with the audience asked for as the hint.
+            return Err(format!(
+                "verify has an issuer but no audience: tokens issued for any client of that \
+                 issuer (ID tokens included) would be accepted; set verify.audience = \
+                 [\"{requested}\"] (the audience requested) or verify.allow_any_audience = true"
+            ));
+        }
         let verifier = JwtAuthenticator::new(name.clone(), config.verify)
             .map_err(|e| format!("verify: {e}"))?;
         Ok(PasswordGrantAuthenticator {
