@@ -8,7 +8,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use base64::Engine;
-use common::http_service::{HttpService, Reply};
+use common::http_service::{padded, HttpService, Reply};
 use serde_json::json;
 use tollgate_auth::authentication::{AuthOutcome, Authenticator, ConnectRequest, DenyReason};
 use tollgate_auth::jwt::unix_now;
@@ -173,6 +173,7 @@ async fn a_failing_endpoint_is_a_backend_error() {
             Reply::Json(s, b) => Reply::Json(*s, b.clone()),
             Reply::Raw(s, b) => Reply::Raw(*s, b.clone()),
             Reply::Hang => Reply::Hang,
+            _ => unreachable!("not among the cases"),
         })
         .await;
         let result = authenticator(&idp, "").authenticate(&request(GOOD)).await;
@@ -263,4 +264,63 @@ fn a_required_issuer_needs_a_required_audience() {
     .is_err());
     // Without an issuer to check, nothing changes.
     assert!(build("required_claims = { scope = \"mqtt\" }").is_ok());
+}
+
+#[tokio::test]
+async fn an_answer_larger_than_max_response_bytes_is_a_backend_error() {
+    let active = json!({"active": true, "sub": "dev-7", "exp": unix_now() + 600});
+    // Within the limit: allowed; one byte more: refused as a backend failure.
+    for (size, allowed) in [(1024, true), (1025, false)] {
+        let answer = padded(active.clone(), "padding", size);
+        let idp = HttpService::start(move |_| Reply::Json(200, answer.clone())).await;
+        let result = authenticator(&idp, "max_response_bytes = 1024")
+            .authenticate(&request(GOOD))
+            .await;
+        match (allowed, result) {
+            (true, Ok(AuthOutcome::Allow(_))) => {}
+            (false, Err(e)) => assert!(e.to_string().contains("max_response_bytes"), "{e}"),
+            (_, other) => panic!("{size} bytes: {other:?}"),
+        }
+    }
+    // A 400 answer is read with the same limit: too large is the provider failing, not a
+    // refusal of the client.
+    let refusal = padded(json!({"error": "unsupported_token_type"}), "padding", 2048);
+    let idp = HttpService::start(move |_| Reply::Json(400, refusal.clone())).await;
+    let result = authenticator(&idp, "max_response_bytes = 1024")
+        .authenticate(&request(GOOD))
+        .await;
+    assert!(result.is_err(), "{result:?}");
+    // A Content-Length above the limit is refused before any of the body arrives (none ever
+    // does here, so reading it would wait for the 30 s timeout).
+    let idp = HttpService::start(|_| {
+        Reply::Verbatim("HTTP/1.1 200 OK\r\nContent-Length: 10485760\r\n\r\n{".into())
+    })
+    .await;
+    let e = authenticator(&idp, "timeout = 30\nmax_response_bytes = 1024")
+        .authenticate(&request(GOOD))
+        .await
+        .unwrap_err();
+    assert!(e.to_string().contains("max_response_bytes"), "{e}");
+    // A body without a length that never ends is cut off once past the limit.
+    let idp = HttpService::start(|_| Reply::Endless(200)).await;
+    let e = authenticator(&idp, "timeout = 30")
+        .authenticate(&request(GOOD))
+        .await
+        .unwrap_err();
+    assert!(
+        e.to_string().contains("max_response_bytes (1048576 bytes)"),
+        "{e}"
+    );
+}
+
+#[test]
+fn max_response_bytes_is_one_mebibyte_unless_set_and_never_zero() {
+    let config: IntrospectionConfig =
+        toml::from_str("endpoint = \"https://idp.example/i\"\nclient_id = \"t\"").unwrap();
+    assert_eq!(config.max_response_bytes, 1_048_576);
+    let zero: IntrospectionConfig = toml::from_str(
+        "endpoint = \"https://idp.example/i\"\nclient_id = \"t\"\nmax_response_bytes = 0",
+    )
+    .unwrap();
+    assert!(IntrospectionAuthenticator::new("opaque", zero).is_err());
 }

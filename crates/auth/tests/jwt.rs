@@ -2,11 +2,14 @@
 //! server: every algorithm, each refused-token case, key rotation, a provider that goes down,
 //! OpenID discovery, and the mapping of claims to an identity.
 
+mod common;
+
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
 
+use common::http_service::{padded, HttpService, Reply};
 use jsonwebtoken::jwk::{Jwk, JwkSet};
 use jsonwebtoken::{encode, Algorithm, EncodingKey, Header};
 use parking_lot::Mutex;
@@ -692,4 +695,67 @@ impl std::io::Write for Captured {
     fn flush(&mut self) -> std::io::Result<()> {
         Ok(())
     }
+}
+
+#[tokio::test]
+async fn a_jwks_or_discovery_document_larger_than_max_response_bytes_is_not_used() {
+    let s = signer(Algorithm::RS256, "k");
+    let jwks = serde_json::to_value(JwkSet {
+        keys: vec![s.jwk()],
+    })
+    .unwrap();
+    let size = jwks.to_string().len() + 100;
+    let jwks = padded(jwks, "padding", size);
+    let service = HttpService::start(move |r| match r.path.as_str() {
+        "/jwks" => Reply::Json(200, jwks.clone()),
+        _ => Reply::Json(404, json!({})),
+    })
+    .await;
+    let with_limit = |limit: usize| JwtConfig {
+        jwks_url: Some(service.url("/jwks")),
+        max_response_bytes: limit,
+        ..JwtConfig::default()
+    };
+    let token = s.sign(&claims("a"));
+    let fits = JwtAuthenticator::new("jwks", with_limit(size)).unwrap();
+    assert!(matches!(
+        outcome(&fits, &request_with_password(&token)).await,
+        AuthOutcome::Allow(_)
+    ));
+    let too_small = JwtAuthenticator::new("jwks", with_limit(size - 1)).unwrap();
+    let e = too_small
+        .authenticate(&request_with_password(&token))
+        .await
+        .unwrap_err();
+    assert!(e.to_string().contains("max_response_bytes"), "{e}");
+
+    // The discovery document is read with the same limit, and so never leads to the JWKS.
+    let discovery = HttpService::start(|r| match r.path.as_str() {
+        "/.well-known/openid-configuration" => Reply::Endless(200),
+        _ => Reply::Json(404, json!({})),
+    })
+    .await;
+    let issuer = format!("http://{}", discovery.addr);
+    let auth = JwtAuthenticator::new(
+        "oidc",
+        JwtConfig {
+            issuer: Some(issuer.clone()),
+            audience: vec!["mqtt".into()],
+            ..JwtConfig::default()
+        },
+    )
+    .unwrap();
+    let mut cl = claims("a");
+    cl["iss"] = json!(issuer);
+    cl["aud"] = json!("mqtt");
+    let e = auth
+        .authenticate(&request_with_password(&s.sign(&cl)))
+        .await
+        .unwrap_err();
+    assert!(
+        e.to_string().contains("max_response_bytes (1048576 bytes)"),
+        "{e}"
+    );
+    assert!(discovery.requests.lock().iter().all(|r| r.path != "/jwks"));
+    assert_eq!(JwtConfig::default().max_response_bytes, 1_048_576);
 }

@@ -8,7 +8,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
 use base64::Engine;
-use common::http_service::{HttpService, Reply};
+use common::http_service::{padded, HttpService, Reply};
 use jsonwebtoken::{encode, Algorithm, EncodingKey, Header};
 use serde_json::json;
 use tollgate_auth::authentication::{AuthOutcome, Authenticator, ConnectRequest, DenyReason};
@@ -226,4 +226,52 @@ fn verify_with_an_issuer_needs_an_audience() {
         config("audience = [\"https://mqtt.example/\"]")
     )
     .is_ok());
+}
+
+#[tokio::test]
+async fn an_answer_larger_than_max_response_bytes_is_a_backend_error() {
+    let with_limit = |service: &HttpService| {
+        let mut config: PasswordGrantConfig = toml::from_str(&format!(
+            "token_endpoint = \"{}\"\nclient_id = \"tollgate\"\nmax_response_bytes = 4096\n\
+             [verify]\nalgorithms = [\"HS256\"]\nsecret = \"{SIGNING}\"",
+            service.url("/oauth/token")
+        ))
+        .unwrap();
+        config.timeout = 30;
+        PasswordGrantAuthenticator::new("pg", config).unwrap()
+    };
+    let granted = json!({"access_token": jwt("auth0|alice", SIGNING), "token_type": "Bearer"});
+    let (fits, too_large) = (
+        padded(granted.clone(), "padding", 4096),
+        padded(granted, "padding", 4097),
+    );
+    let idp = HttpService::start(move |_| Reply::Json(200, fits.clone())).await;
+    assert!(matches!(
+        with_limit(&idp)
+            .authenticate(&request("alice", "pw"))
+            .await
+            .unwrap(),
+        AuthOutcome::Allow(_)
+    ));
+    let idp = HttpService::start(move |_| Reply::Json(200, too_large.clone())).await;
+    let e = with_limit(&idp)
+        .authenticate(&request("alice", "pw"))
+        .await
+        .unwrap_err();
+    assert!(
+        e.to_string().contains("max_response_bytes (4096 bytes)"),
+        "{e}"
+    );
+    // A refusal too large to read is the provider failing, not the user's wrong password.
+    let refusal = padded(json!({"error": "invalid_grant"}), "padding", 8192);
+    let idp = HttpService::start(move |_| Reply::Json(400, refusal.clone())).await;
+    assert!(with_limit(&idp)
+        .authenticate(&request("alice", "pw"))
+        .await
+        .is_err());
+    let idp = HttpService::start(|_| Reply::Endless(200)).await;
+    assert!(with_limit(&idp)
+        .authenticate(&request("alice", "pw"))
+        .await
+        .is_err());
 }

@@ -3,7 +3,7 @@
 
 mod common;
 
-use common::http_service::{HttpService, Reply};
+use common::http_service::{padded, HttpService, Reply};
 use serde_json::json;
 use tollgate_auth::authentication::{AuthOutcome, Authenticator, ConnectRequest, DenyReason};
 use tollgate_auth::permissions::{compile, AuthorizerChain, DecidedBy, DefaultBehaviour};
@@ -150,4 +150,67 @@ fn header_values_are_not_in_debug_output() {
     .unwrap();
     let shown = format!("{config:?}");
     assert!(shown.contains("Authorization") && !shown.contains("topsecret"));
+}
+
+#[tokio::test]
+async fn an_answer_larger_than_max_response_bytes_is_refused_and_logged_without_its_body() {
+    let captured = Captured::default();
+    let writer = captured.clone();
+    let subscriber = tracing_subscriber::fmt()
+        .with_writer(move || writer.clone())
+        .with_max_level(tracing::Level::WARN)
+        .finish();
+    let _guard = tracing::subscriber::set_default(subscriber);
+    let allow = json!({"result": "allow", "claims": {"marker": "BODY-MARKER-7f3a"}});
+    let (fits, too_large) = (
+        padded(allow.clone(), "detail", 2000),
+        padded(allow, "detail", 2001),
+    );
+    let service = HttpService::start(move |_| Reply::Json(200, fits.clone())).await;
+    assert!(matches!(
+        hook(&service, "max_response_bytes = 2000")
+            .authenticate(&request())
+            .await
+            .unwrap(),
+        AuthOutcome::Allow(_)
+    ));
+    let service = HttpService::start(move |_| Reply::Json(200, too_large.clone())).await;
+    let e = hook(&service, "max_response_bytes = 2000")
+        .authenticate(&request())
+        .await
+        .unwrap_err();
+    assert!(
+        e.to_string().contains("max_response_bytes (2000 bytes)"),
+        "{e}"
+    );
+    let logged = String::from_utf8(captured.0.lock().clone()).unwrap();
+    assert!(
+        logged.contains(&service.url("/mqtt/auth")) && logged.contains("2000"),
+        "{logged}"
+    );
+    assert!(!logged.contains("BODY-MARKER"), "{logged}");
+    // Without a length and without an end: cut off at the (default) limit.
+    let service = HttpService::start(|_| Reply::Endless(200)).await;
+    let e = hook(&service, "timeout = 30")
+        .authenticate(&request())
+        .await
+        .unwrap_err();
+    assert!(
+        e.to_string().contains("max_response_bytes (1048576 bytes)"),
+        "{e}"
+    );
+}
+
+/// A tracing writer keeping what is written.
+#[derive(Clone, Default)]
+struct Captured(std::sync::Arc<parking_lot::Mutex<Vec<u8>>>);
+
+impl std::io::Write for Captured {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.0.lock().extend_from_slice(buf);
+        Ok(buf.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
 }

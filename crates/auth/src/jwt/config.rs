@@ -83,6 +83,10 @@ pub struct JwtConfig {
     /// Least seconds between two JWKS fetches caused by unknown key ids.
     #[serde(default = "default_jwks_min_refetch")]
     pub jwks_min_refetch: u64,
+    /// The most bytes read from the JWKS or the discovery document (1 MiB by default); a
+    /// larger answer is a failed fetch.
+    #[serde(default = "crate::oauth::default_max_response_bytes")]
+    pub max_response_bytes: usize,
 }
 
 fn default_algorithms() -> Vec<String> {

@@ -96,10 +96,12 @@ impl JwtAuthenticator {
             let pem = std::fs::read(path).map_err(|e| format!("{}: {e}", path.display()))?;
             fixed.push(pem_public_key(&pem).map_err(|e| format!("{}: {e}", path.display()))?);
         }
+        crate::oauth::check_max_response_bytes(config.max_response_bytes)?;
         let min_refetch = Duration::from_secs(config.jwks_min_refetch);
+        let limit = config.max_response_bytes;
         let keys = match (&config.jwks_url, &config.issuer, fixed.is_empty()) {
-            (Some(url), _, true) => Arc::new(KeyStore::remote(RemoteSource::Jwks(url.clone()), min_refetch)?),
-            (None, Some(issuer), true) => Arc::new(KeyStore::remote(RemoteSource::Issuer(issuer.clone()), min_refetch)?),
+            (Some(url), _, true) => Arc::new(KeyStore::remote(RemoteSource::Jwks(url.clone()), min_refetch, limit)?),
+            (None, Some(issuer), true) => Arc::new(KeyStore::remote(RemoteSource::Issuer(issuer.clone()), min_refetch, limit)?),
             (None, None, true) => return Err("a JWT authenticator needs a key: secret, secret_base64, public_key, jwks_url or issuer".into()),
             (Some(_), _, false) => return Err("give either fixed keys (secret, public_key) or jwks_url, not both".into()),
             (None, _, false) => Arc::new(KeyStore::fixed(fixed)),

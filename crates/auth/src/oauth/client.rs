@@ -1,5 +1,7 @@
 //! How the broker calls an OAuth 2.0 endpoint (introspection, token) as a confidential
-//! client: its credentials, and the HTTP client with a timeout.
+//! client: its credentials, and the HTTP client with a timeout. Every HTTP call of the crate
+//! (JWKS, discovery, introspection, token endpoint, webhook) uses [`http_client`] and reads its
+//! answer with [`read_body`], so a provider's answer is size-limited everywhere.
 
 use std::time::Duration;
 
@@ -85,6 +87,59 @@ pub fn http_client(timeout: Duration) -> Result<reqwest::Client, String> {
         .redirect(reqwest::redirect::Policy::none())
         .build()
         .map_err(|e| format!("HTTP client: {e}"))
+}
+
+/// The default of `max_response_bytes`: the most bytes read from one answer of an identity
+/// provider or webhook (1 MiB).
+pub const DEFAULT_MAX_RESPONSE_BYTES: usize = 1_048_576;
+
+/// `max_response_bytes` as serde's default.
+pub(crate) fn default_max_response_bytes() -> usize {
+    DEFAULT_MAX_RESPONSE_BYTES
+}
+
+/// Checks a `max_response_bytes` setting (at least one byte).
+pub(crate) fn check_max_response_bytes(limit: usize) -> Result<(), String> {
+    if limit == 0 {
+        return Err("max_response_bytes must be at least 1".into());
+    }
+    Ok(())
+}
+
+/// Reads the body of `response` (an answer from `url`), at most `limit` bytes of it: refused
+/// at once when its `Content-Length` is larger, and as soon as more arrives otherwise (the body
+/// is read a chunk at a time, never whole). A refusal is logged with the URL and the limit,
+/// never the body, and is an `Err` the caller turns into a backend failure.
+pub(crate) async fn read_body(
+    mut response: reqwest::Response,
+    url: &str,
+    limit: usize,
+) -> Result<Vec<u8>, String> {
+    let too_large = || {
+        tracing::warn!(
+            url,
+            max_response_bytes = limit,
+            "answer larger than max_response_bytes refused"
+        );
+        format!("answer larger than max_response_bytes ({limit} bytes)")
+    };
+    let announced = response.content_length();
+    if announced.is_some_and(|length| length > limit as u64) {
+        return Err(too_large());
+    }
+    // The announced length is within the limit: a fair first allocation.
+    let mut body = Vec::with_capacity(announced.map_or(0, |n| n as usize));
+    while let Some(chunk) = response
+        .chunk()
+        .await
+        .map_err(|e| format!("reading the answer: {}", e.without_url()))?
+    {
+        if chunk.len() > limit - body.len() {
+            return Err(too_large());
+        }
+        body.extend_from_slice(&chunk);
+    }
+    Ok(body)
 }
 
 #[cfg(test)]

@@ -18,7 +18,9 @@ use serde::Deserialize;
 use serde_json::Value;
 use sha2::{Digest, Sha256};
 
-use super::client::{http_client, ClientAuthMethod, ClientCredentials};
+use super::client::{
+    check_max_response_bytes, http_client, read_body, ClientAuthMethod, ClientCredentials,
+};
 use crate::authentication::{
     AuthError, AuthOutcome, Authenticator, BoxFuture, ConnectRequest, DenyReason,
 };
@@ -93,6 +95,10 @@ pub struct IntrospectionConfig {
     /// than `cache_ttl`; an inactive answer disconnects the client (5.0: 0x87).
     #[serde(default)]
     pub recheck_interval: u64,
+    /// The most bytes read from the endpoint's answer (1 MiB by default); a larger answer is a
+    /// backend failure.
+    #[serde(default = "super::client::default_max_response_bytes")]
+    pub max_response_bytes: usize,
 }
 
 impl fmt::Debug for IntrospectionConfig {
@@ -107,6 +113,7 @@ impl fmt::Debug for IntrospectionConfig {
             .field("allow_any_audience", &self.allow_any_audience)
             .field("cache_ttl", &self.cache_ttl)
             .field("recheck_interval", &self.recheck_interval)
+            .field("max_response_bytes", &self.max_response_bytes)
             .finish_non_exhaustive()
     }
 }
@@ -141,6 +148,7 @@ pub struct IntrospectionAuthenticator {
     cache_ttl: Duration,
     recheck: Option<Duration>,
     client: reqwest::Client,
+    max_response_bytes: usize,
     cache: Mutex<HashMap<[u8; 32], CachedAnswer>>,
 }
 
@@ -164,6 +172,7 @@ impl IntrospectionAuthenticator {
         source.validate()?;
         let name = name.into();
         check_audience(&name, &config)?;
+        check_max_response_bytes(config.max_response_bytes)?;
         Ok(IntrospectionAuthenticator {
             name,
             endpoint: config.endpoint.clone(),
@@ -187,6 +196,7 @@ impl IntrospectionAuthenticator {
             recheck: (config.recheck_interval > 0)
                 .then(|| Duration::from_secs(config.recheck_interval)),
             client: http_client(Duration::from_secs(config.timeout.max(1)))?,
+            max_response_bytes: config.max_response_bytes,
             cache: Mutex::new(HashMap::new()),
         })
     }
@@ -215,7 +225,10 @@ impl IntrospectionAuthenticator {
         if status == reqwest::StatusCode::BAD_REQUEST {
             // Some providers answer a token of a kind they do not introspect (a JWT) with
             // `unsupported_token_type` rather than `active: false`: the token is no good here.
-            let body: Option<Value> = response.json().await.ok();
+            let body = read_body(response, &self.endpoint, self.max_response_bytes)
+                .await
+                .map_err(|e| fail(format!("HTTP status {status}: {e}")))?;
+            let body: Option<Value> = serde_json::from_slice(&body).ok();
             let code = body
                 .as_ref()
                 .and_then(|b| b.get("error"))
@@ -231,10 +244,11 @@ impl IntrospectionAuthenticator {
         if !status.is_success() {
             return Err(fail(format!("HTTP status {status}")));
         }
-        let answer: Value = response
-            .json()
+        let body = read_body(response, &self.endpoint, self.max_response_bytes)
             .await
-            .map_err(|e| fail(format!("answer is not JSON: {}", e.without_url())))?;
+            .map_err(fail)?;
+        let answer: Value =
+            serde_json::from_slice(&body).map_err(|e| fail(format!("answer is not JSON: {e}")))?;
         let Some(active) = answer.get("active").and_then(Value::as_bool) else {
             return Err(fail("answer has no boolean `active`".into()));
         };

@@ -16,7 +16,9 @@ use std::time::Duration;
 use serde::Deserialize;
 use serde_json::Value;
 
-use super::client::{http_client, ClientAuthMethod, ClientCredentials};
+use super::client::{
+    check_max_response_bytes, http_client, read_body, ClientAuthMethod, ClientCredentials,
+};
 use crate::authentication::{
     AuthError, AuthOutcome, Authenticator, BoxFuture, ConnectRequest, DenyReason,
 };
@@ -50,6 +52,10 @@ pub struct PasswordGrantConfig {
     /// Seconds the endpoint has to answer.
     #[serde(default = "default_timeout")]
     pub timeout: u64,
+    /// The most bytes read from the endpoint's answer (1 MiB by default); a larger answer is a
+    /// backend failure.
+    #[serde(default = "super::client::default_max_response_bytes")]
+    pub max_response_bytes: usize,
     /// How the returned access token is verified, and how its claims map to the identity:
     /// a `jwt` table (its `token_from` and `username_marker` do not apply). As in any `jwt`
     /// table, an `issuer` needs an `audience` (or `allow_any_audience = true`).
@@ -65,6 +71,7 @@ impl fmt::Debug for PasswordGrantConfig {
             .field("client_auth", &self.client_auth)
             .field("scope", &self.scope)
             .field("audience", &self.audience)
+            .field("max_response_bytes", &self.max_response_bytes)
             .finish_non_exhaustive()
     }
 }
@@ -80,6 +87,7 @@ pub struct PasswordGrantAuthenticator {
     credentials: ClientCredentials,
     params: Vec<(String, String)>,
     client: reqwest::Client,
+    max_response_bytes: usize,
     verifier: JwtAuthenticator,
 }
 
@@ -98,6 +106,7 @@ impl PasswordGrantAuthenticator {
                 config.token_endpoint
             ));
         }
+        check_max_response_bytes(config.max_response_bytes)?;
         let mut params = vec![("grant_type".to_owned(), "password".to_owned())];
         if let Some(scope) = &config.scope {
             params.push(("scope".into(), scope.clone()));
@@ -132,6 +141,7 @@ impl PasswordGrantAuthenticator {
             },
             params,
             client: http_client(Duration::from_secs(config.timeout.max(1)))?,
+            max_response_bytes: config.max_response_bytes,
             verifier,
         })
     }
@@ -156,7 +166,11 @@ impl PasswordGrantAuthenticator {
             .await
             .map_err(|e| fail(e.without_url().to_string()))?;
         let status = response.status();
-        let body: Option<Value> = response.json().await.ok();
+        // Whatever the status, an answer too large (or cut off) is the provider failing.
+        let body = read_body(response, &self.endpoint, self.max_response_bytes)
+            .await
+            .map_err(|e| fail(format!("HTTP status {status}: {e}")))?;
+        let body: Option<Value> = serde_json::from_slice(&body).ok();
         // The OAuth error code, if the answer has one.
         let code = body
             .as_ref()

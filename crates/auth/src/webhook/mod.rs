@@ -30,7 +30,7 @@ use serde_json::{json, Value};
 pub use answer::WebhookAnswer;
 
 use crate::authentication::{AuthError, AuthOutcome, Authenticator, BoxFuture, ConnectRequest};
-use crate::oauth::http_client;
+use crate::oauth::{check_max_response_bytes, http_client, read_body};
 use crate::policy::{ClaimsAuthorizer, ClaimsSettings};
 use crate::secret::Secret;
 
@@ -55,6 +55,10 @@ pub struct WebhookConfig {
     /// re-authentication); an answer other than allow disconnects it (5.0: 0x87).
     #[serde(default)]
     pub recheck_interval: u64,
+    /// The most bytes read from the service's answer (1 MiB by default); a larger answer is a
+    /// backend failure.
+    #[serde(default = "crate::oauth::default_max_response_bytes")]
+    pub max_response_bytes: usize,
 }
 
 impl fmt::Debug for WebhookConfig {
@@ -65,6 +69,7 @@ impl fmt::Debug for WebhookConfig {
             .field("headers", &self.headers.keys().collect::<Vec<_>>())
             .field("send_password", &self.send_password)
             .field("recheck_interval", &self.recheck_interval)
+            .field("max_response_bytes", &self.max_response_bytes)
             .finish()
     }
 }
@@ -85,6 +90,7 @@ pub struct WebhookAuthenticator {
     send_password: bool,
     recheck: Option<Duration>,
     client: reqwest::Client,
+    max_response_bytes: usize,
     /// Reads the permissions of an answer (the `acl` claim's shape).
     permissions_parser: ClaimsAuthorizer,
 }
@@ -98,6 +104,7 @@ impl WebhookAuthenticator {
         if !(config.url.starts_with("https://") || config.url.starts_with("http://")) {
             return Err(format!("url `{}` is not an http(s) URL", config.url));
         }
+        check_max_response_bytes(config.max_response_bytes)?;
         let mut headers = reqwest::header::HeaderMap::new();
         for (name, value) in &config.headers {
             let header = reqwest::header::HeaderName::from_bytes(name.as_bytes())
@@ -115,6 +122,7 @@ impl WebhookAuthenticator {
             recheck: (config.recheck_interval > 0)
                 .then(|| Duration::from_secs(config.recheck_interval)),
             client: http_client(Duration::from_secs(config.timeout.max(1)))?,
+            max_response_bytes: config.max_response_bytes,
             permissions_parser: ClaimsAuthorizer::new(ClaimsSettings::default())
                 .map_err(|e| e.to_string())?,
         })
@@ -168,10 +176,11 @@ impl WebhookAuthenticator {
         if !status.is_success() {
             return Err(fail(format!("HTTP status {status}")));
         }
-        let answer: WebhookAnswer = response
-            .json()
+        let body = read_body(response, &self.url, self.max_response_bytes)
             .await
-            .map_err(|e| fail(format!("malformed answer: {}", e.without_url())))?;
+            .map_err(fail)?;
+        let answer: WebhookAnswer =
+            serde_json::from_slice(&body).map_err(|e| fail(format!("malformed answer: {e}")))?;
         answer
             .into_outcome(&self.name, &self.permissions_parser, SystemTime::now())
             .map_err(|e| fail(format!("malformed answer: {e}")))
