@@ -324,3 +324,22 @@ fn max_response_bytes_is_one_mebibyte_unless_set_and_never_zero() {
     .unwrap();
     assert!(IntrospectionAuthenticator::new("opaque", zero).is_err());
 }
+
+#[tokio::test]
+async fn a_redirect_is_not_followed_and_is_a_backend_error() {
+    let service = HttpService::start(move |r| match r.path.as_str() {
+        "/moved" => Reply::Json(200, json!({"active": true, "sub": "dev-7"})),
+        _ => Reply::WithHeaders(
+            302,
+            vec![("Location".to_owned(), "/moved".to_owned())],
+            String::new(),
+        ),
+    })
+    .await;
+    let e = authenticator(&service, "")
+        .authenticate(&request(GOOD))
+        .await
+        .unwrap_err();
+    assert!(e.to_string().contains("302"), "{e}");
+    assert!(service.requests.lock().iter().all(|r| r.path != "/moved"));
+}

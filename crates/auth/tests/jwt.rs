@@ -759,3 +759,64 @@ async fn a_jwks_or_discovery_document_larger_than_max_response_bytes_is_not_used
     assert!(discovery.requests.lock().iter().all(|r| r.path != "/jwks"));
     assert_eq!(JwtConfig::default().max_response_bytes, 1_048_576);
 }
+
+#[tokio::test]
+async fn redirects_are_not_followed_for_the_jwks_or_the_discovery_document() {
+    let s = signer(Algorithm::RS256, "k");
+    let jwks = serde_json::to_value(JwkSet {
+        keys: vec![s.jwk()],
+    })
+    .unwrap();
+    let service = HttpService::start(move |r| {
+        let to = |path: &str| vec![("Location".to_owned(), path.to_owned())];
+        match r.path.as_str() {
+            // A redirect carrying a good JWKS as its body is still a redirect.
+            "/jwks" => Reply::WithHeaders(302, to("/moved/jwks"), jwks.to_string()),
+            "/.well-known/openid-configuration" => {
+                Reply::WithHeaders(301, to("/moved/discovery"), String::new())
+            }
+            "/moved/jwks" => Reply::Json(200, jwks.clone()),
+            _ => Reply::Json(404, json!({})),
+        }
+    })
+    .await;
+    let redirected = JwtAuthenticator::new(
+        "jwks",
+        JwtConfig {
+            jwks_url: Some(service.url("/jwks")),
+            ..JwtConfig::default()
+        },
+    )
+    .unwrap();
+    let e = redirected
+        .authenticate(&request_with_password(&s.sign(&claims("a"))))
+        .await
+        .unwrap_err();
+    assert!(e.to_string().contains("302"), "{e}");
+    let issuer = format!("http://{}", service.addr);
+    let discovered = JwtAuthenticator::new(
+        "oidc",
+        JwtConfig {
+            issuer: Some(issuer.clone()),
+            audience: vec!["mqtt".into()],
+            ..JwtConfig::default()
+        },
+    )
+    .unwrap();
+    let mut cl = claims("a");
+    cl["iss"] = json!(issuer);
+    cl["aud"] = json!("mqtt");
+    let e = discovered
+        .authenticate(&request_with_password(&s.sign(&cl)))
+        .await
+        .unwrap_err();
+    assert!(e.to_string().contains("301"), "{e}");
+    let paths: Vec<String> = service
+        .requests
+        .lock()
+        .iter()
+        .map(|r| r.path.clone())
+        .collect();
+    assert!(paths.iter().all(|p| !p.starts_with("/moved")), "{paths:?}");
+    assert!(paths.iter().any(|p| p == "/jwks"), "{paths:?}");
+}

@@ -275,3 +275,23 @@ async fn an_answer_larger_than_max_response_bytes_is_a_backend_error() {
         .await
         .is_err());
 }
+
+#[tokio::test]
+async fn a_redirect_is_not_followed_and_is_a_backend_error() {
+    let granted = json!({"access_token": jwt("auth0|alice", SIGNING), "token_type": "Bearer"});
+    let service = HttpService::start(move |r| match r.path.as_str() {
+        "/moved" => Reply::Json(200, granted.clone()),
+        _ => Reply::WithHeaders(
+            307,
+            vec![("Location".to_owned(), "/moved".to_owned())],
+            String::new(),
+        ),
+    })
+    .await;
+    let e = authenticator(&service, "s3cret")
+        .authenticate(&request("alice", "secret 1&"))
+        .await
+        .unwrap_err();
+    assert!(e.to_string().contains("307"), "{e}");
+    assert!(service.requests.lock().iter().all(|r| r.path != "/moved"));
+}

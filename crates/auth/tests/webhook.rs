@@ -214,3 +214,22 @@ impl std::io::Write for Captured {
         Ok(())
     }
 }
+
+#[tokio::test]
+async fn a_redirect_is_not_followed_and_is_a_backend_error() {
+    let service = HttpService::start(move |r| match r.path.as_str() {
+        "/moved" => Reply::Json(200, json!({"result": "allow"})),
+        _ => Reply::WithHeaders(
+            307,
+            vec![("Location".to_owned(), "/moved".to_owned())],
+            String::new(),
+        ),
+    })
+    .await;
+    let e = hook(&service, "")
+        .authenticate(&request())
+        .await
+        .unwrap_err();
+    assert!(e.to_string().contains("307"), "{e}");
+    assert!(service.requests.lock().iter().all(|r| r.path != "/moved"));
+}

@@ -4,7 +4,8 @@
 //! A fetched key set is refreshed at an interval, fetched again when a token names a key id it
 //! does not hold (at most one fetch at a time, and not more often than a minimum interval), and
 //! kept when the provider cannot be reached: tokens signed with known keys keep working while a
-//! provider is down, and unknown keys are refused.
+//! provider is down, and unknown keys are refused. Redirects are not followed (a 3xx answer
+//! is a failed fetch), and an answer is read up to `max_response_bytes`.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -13,7 +14,7 @@ use jsonwebtoken::jwk::{AlgorithmParameters, JwkSet};
 use jsonwebtoken::{Algorithm, DecodingKey};
 use parking_lot::{Mutex, RwLock};
 
-use crate::oauth::read_body;
+use crate::oauth::{http_client, read_body};
 
 /// Which algorithms a key serves.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -108,10 +109,8 @@ impl KeyStore {
         min_refetch: Duration,
         max_response_bytes: usize,
     ) -> Result<KeyStore, String> {
-        let client = reqwest::Client::builder()
-            .timeout(Duration::from_secs(10))
-            .build()
-            .map_err(|e| format!("HTTP client: {e}"))?;
+        // No redirects, as for every provider the broker calls: a 3xx is a failed fetch.
+        let client = http_client(Duration::from_secs(10))?;
         Ok(KeyStore {
             fixed: Vec::new(),
             remote: Some(Remote {
@@ -292,9 +291,11 @@ async fn get_json(
         .send()
         .await
         .map_err(|e| format!("{url}: {}", e.without_url()))?;
-    let response = response
-        .error_for_status()
-        .map_err(|e| format!("{url}: {}", e.without_url()))?;
+    let status = response.status();
+    if !status.is_success() {
+        // 3xx included: redirects are not followed, and a redirect's body is not the document.
+        return Err(format!("{url}: HTTP status {status}"));
+    }
     let body = read_body(response, url, limit)
         .await
         .map_err(|e| format!("{url}: {e}"))?;
