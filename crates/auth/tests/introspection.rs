@@ -343,3 +343,93 @@ async fn a_redirect_is_not_followed_and_is_a_backend_error() {
     assert!(e.to_string().contains("302"), "{e}");
     assert!(service.requests.lock().iter().all(|r| r.path != "/moved"));
 }
+
+#[tokio::test]
+async fn hostile_exp_and_nbf_in_an_answer_give_a_definite_outcome_never_a_panic() {
+    #[derive(Debug, PartialEq)]
+    enum Expect {
+        Allow,
+        Deny,
+        BackendError,
+    }
+    use Expect::{Allow, BackendError, Deny};
+    let now = unix_now();
+    let cases = [
+        ("exp", json!(u64::MAX), Allow),
+        ("exp", json!(i64::MAX), Allow),
+        ("exp", json!(1e19), Allow),
+        ("exp", json!(now as f64 + 600.5), Allow),
+        ("exp", json!(null), Allow),
+        ("exp", json!(now as f64 - 5.5), Deny),
+        ("exp", json!(0), Deny),
+        ("exp", json!(-1), BackendError),
+        ("exp", json!(i64::MIN), BackendError),
+        ("exp", json!(1e300), BackendError),
+        ("exp", json!("2000000000"), BackendError),
+        ("exp", json!(true), BackendError),
+        ("exp", json!([now + 600]), BackendError),
+        ("exp", json!({"exp": now + 600}), BackendError),
+        ("nbf", json!(u64::MAX), Deny),
+        ("nbf", json!(i64::MAX), Deny),
+        ("nbf", json!(0.5), Allow),
+        ("nbf", json!(null), Allow),
+        ("nbf", json!(-1), BackendError),
+        ("nbf", json!(1e300), BackendError),
+        ("nbf", json!("0"), BackendError),
+        ("nbf", json!([0]), BackendError),
+        ("nbf", json!({}), BackendError),
+    ];
+    let latest = std::time::SystemTime::now() + tollgate_auth::token::MAX_EXPIRY;
+    for (field, value, expected) in cases {
+        let mut answer = json!({"active": true, "sub": "dev-7", "exp": now + 600});
+        answer[field] = value.clone();
+        let idp = HttpService::start(move |_| Reply::Json(200, answer.clone())).await;
+        // The longest cache_ttl TOML can say: the cache's arithmetic must not overflow either.
+        let auth = Arc::new(authenticator(&idp, "cache_ttl = 9223372036854775807"));
+        for round in 0..2 {
+            let auth = Arc::clone(&auth);
+            let result = tokio::spawn(async move { auth.authenticate(&request(GOOD)).await })
+                .await
+                .unwrap_or_else(|e| panic!("{field} = {value}: {e}"));
+            let got = match &result {
+                Ok(AuthOutcome::Allow(id)) => {
+                    assert!(
+                        id.expires_at
+                            .is_none_or(|e| e <= latest + Duration::from_secs(60)),
+                        "{field} = {value}: {:?}",
+                        id.expires_at
+                    );
+                    Allow
+                }
+                Ok(AuthOutcome::Deny {
+                    reason: DenyReason::BadCredentials,
+                    ..
+                }) => Deny,
+                Err(_) => BackendError,
+                Ok(other) => panic!("{field} = {value}: {other:?}"),
+            };
+            assert_eq!(
+                got, expected,
+                "{field} = {value} (round {round}): {result:?}"
+            );
+        }
+        // A good answer is kept (the longest TTL, within its exp); a malformed or expired one
+        // is asked again.
+        let asked = match (field, &expected) {
+            (_, BackendError) | ("exp", Deny) => 2,
+            _ => 1,
+        };
+        assert_eq!(idp.count(), asked, "{field} = {value}");
+    }
+    // A float exp is the expiry, rounded down.
+    let answer = json!({"active": true, "sub": "dev-7", "exp": now as f64 + 600.75});
+    let idp = HttpService::start(move |_| Reply::Json(200, answer.clone())).await;
+    let Ok(AuthOutcome::Allow(id)) = authenticator(&idp, "").authenticate(&request(GOOD)).await
+    else {
+        panic!("a float exp refused")
+    };
+    assert_eq!(
+        id.expires_at,
+        Some(std::time::UNIX_EPOCH + Duration::from_secs(now + 600))
+    );
+}

@@ -820,3 +820,145 @@ async fn redirects_are_not_followed_for_the_jwks_or_the_discovery_document() {
     assert!(paths.iter().all(|p| !p.starts_with("/moved")), "{paths:?}");
     assert!(paths.iter().any(|p| p == "/jwks"), "{paths:?}");
 }
+
+/// What a token with one hostile claim must come to.
+#[derive(Debug, Clone, Copy, PartialEq)]
+enum Expect {
+    Allow,
+    Deny,
+}
+
+#[tokio::test]
+async fn hostile_claim_values_in_a_signed_token_give_a_definite_outcome_never_a_panic() {
+    use Expect::{Allow, Deny};
+    let hs = signer(Algorithm::HS256, "k");
+    let auth = Arc::new(
+        JwtAuthenticator::new(
+            "hostile",
+            JwtConfig {
+                algorithms: vec!["HS256".into()],
+                secret: Some("shared-secret-of-32-bytes-length".into()),
+                issuer: Some("https://idp.example/".into()),
+                audience: vec!["mqtt".into()],
+                client_id_claim: Some("azp".into()),
+                roles_claims: vec!["realm_access.roles".into(), "roles".into()],
+                groups_claims: vec!["groups".into()],
+                ..JwtConfig::default()
+            },
+        )
+        .unwrap(),
+    );
+    let now = unix_now();
+    let good = json!({"sub": "dev", "azp": "device-1", "iss": "https://idp.example/",
+                      "aud": "mqtt", "exp": now + 600, "iat": now,
+                      "realm_access": {"roles": ["r"]}, "roles": ["r2"], "groups": ["g"]});
+    // Values none of the claims should hold, each with what it means per claim.
+    let hostile = [
+        json!(u64::MAX),
+        json!(i64::MAX),
+        json!(i64::MIN),
+        json!(-1),
+        json!(0.5),
+        json!(1e19),
+        json!(1e300),
+        json!(-1e300),
+        json!("2000000000"),
+        json!(null),
+        json!(true),
+        json!([]),
+        json!([now + 600]),
+        json!({"exp": now + 600}),
+        json!({"a": {"b": {"c": [[["deep"]]]}}}),
+    ];
+    let expect = |claim: &str, value: &Value| -> Expect {
+        // A NumericDate as jsonwebtoken reads it: a non-negative integer or float below 2^64.
+        let date = value
+            .as_u64()
+            .map(|n| n as f64)
+            .or_else(|| value.as_f64().filter(|f| *f >= 0.0 && *f < u64::MAX as f64));
+        match claim {
+            // Past the clock: expired; far ahead: allowed (and capped, checked below);
+            // anything but a date: malformed. `null` is a missing (required) exp.
+            "exp" if date.is_some_and(|d| d > now as f64) => Allow,
+            "exp" => Deny,
+            // In the past: fine; ahead: not yet valid; anything else (`null` too, for
+            // jsonwebtoken): malformed.
+            "nbf" if date.is_some_and(|d| d < now as f64) => Allow,
+            "nbf" => Deny,
+            "iat" => Allow, // not checked
+            "sub" if value.is_string() => Allow,
+            "sub" => Deny,
+            "azp" | "iss" | "aud" => Deny,
+            // Roles and groups keep their strings and ignore the rest.
+            _ => Allow,
+        }
+    };
+    let claims_under_test = [
+        "exp",
+        "nbf",
+        "iat",
+        "sub",
+        "azp",
+        "iss",
+        "aud",
+        "realm_access",
+        "roles",
+        "groups",
+    ];
+    let mut cases = 0;
+    for claim in claims_under_test {
+        for value in &hostile {
+            let mut claims = good.clone();
+            claims[claim] = value.clone();
+            let token = hs.sign(&claims);
+            let auth = Arc::clone(&auth);
+            // A task of its own: a panic would come back as a JoinError naming the case.
+            let result =
+                tokio::spawn(
+                    async move { auth.authenticate(&request_with_password(&token)).await },
+                )
+                .await
+                .unwrap_or_else(|e| panic!("{claim} = {value}: {e}"));
+            let outcome = result.unwrap_or_else(|e| panic!("{claim} = {value}: backend error {e}"));
+            let got = match &outcome {
+                AuthOutcome::Allow(identity) => {
+                    let expires = identity.expires_at.expect("an exp gives an expiry");
+                    let latest = std::time::SystemTime::now() + tollgate_auth::token::MAX_EXPIRY;
+                    assert!(expires <= latest, "{claim} = {value}: {expires:?}");
+                    Allow
+                }
+                AuthOutcome::Deny {
+                    reason: DenyReason::BadCredentials,
+                    ..
+                } => Deny,
+                other => panic!("{claim} = {value}: {other:?}"),
+            };
+            assert_eq!(got, expect(claim, value), "{claim} = {value}: {outcome:?}");
+            cases += 1;
+        }
+    }
+    assert_eq!(cases, claims_under_test.len() * hostile.len());
+    // The good token itself is allowed, and a huge exp is capped at 100 years from now.
+    let mut far = good.clone();
+    far["exp"] = json!(u64::MAX);
+    let AuthOutcome::Allow(identity) = outcome(&auth, &request_with_password(&hs.sign(&far))).await
+    else {
+        panic!("a far exp refused")
+    };
+    let capped = identity.expires_at.unwrap();
+    let century = std::time::SystemTime::now() + tollgate_auth::token::MAX_EXPIRY;
+    assert!(capped > century - std::time::Duration::from_secs(3600) && capped <= century);
+}
+
+#[test]
+fn a_leeway_beyond_a_day_does_not_build() {
+    let config = |leeway| JwtConfig {
+        algorithms: vec!["HS256".into()],
+        secret: Some("shared-secret-of-32-bytes-length".into()),
+        leeway,
+        ..JwtConfig::default()
+    };
+    assert!(JwtAuthenticator::new("jwt", config(86_400)).is_ok());
+    assert!(JwtAuthenticator::new("jwt", config(86_401)).is_err());
+    assert!(JwtAuthenticator::new("jwt", config(u64::MAX)).is_err());
+}

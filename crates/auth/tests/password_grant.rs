@@ -295,3 +295,32 @@ async fn a_redirect_is_not_followed_and_is_a_backend_error() {
     assert!(e.to_string().contains("307"), "{e}");
     assert!(service.requests.lock().iter().all(|r| r.path != "/moved"));
 }
+
+#[tokio::test]
+async fn a_hostile_expires_in_from_the_token_endpoint_is_ignored_the_token_exp_decides() {
+    for expires_in in [
+        json!(u64::MAX),
+        json!(i64::MAX),
+        json!(-1),
+        json!(1e300),
+        json!("600"),
+        json!(null),
+        json!([600]),
+        json!({"s": 600}),
+    ] {
+        let answer = json!({"access_token": jwt("auth0|alice", SIGNING), "token_type": "Bearer",
+                            "expires_in": expires_in.clone()});
+        let idp = HttpService::start(move |_| Reply::Json(200, answer.clone())).await;
+        let auth = Arc::new(authenticator(&idp, "s3cret"));
+        let result =
+            tokio::spawn(async move { auth.authenticate(&request("alice", "secret 1&")).await })
+                .await
+                .unwrap_or_else(|e| panic!("expires_in = {expires_in}: {e}"));
+        let Ok(AuthOutcome::Allow(id)) = result else {
+            panic!("expires_in = {expires_in}: {result:?}")
+        };
+        let exp = id.expires_at.unwrap();
+        let in_ten_minutes = std::time::SystemTime::now() + std::time::Duration::from_secs(600);
+        assert!(exp <= in_ten_minutes, "expires_in = {expires_in}: {exp:?}");
+    }
+}

@@ -233,3 +233,43 @@ async fn a_redirect_is_not_followed_and_is_a_backend_error() {
     assert!(e.to_string().contains("307"), "{e}");
     assert!(service.requests.lock().iter().all(|r| r.path != "/moved"));
 }
+
+#[tokio::test]
+async fn hostile_expiries_in_an_answer_give_a_definite_outcome_never_a_panic() {
+    let latest = std::time::SystemTime::now() + tollgate_auth::token::MAX_EXPIRY;
+    for field in ["expires_at", "expires_in"] {
+        for (value, allowed) in [
+            (json!(u64::MAX), true),
+            (json!(i64::MAX), true),
+            (json!(null), true),
+            (json!(-1), false),
+            (json!(i64::MIN), false),
+            (json!(1e300), false),
+            (json!(60.5), false),
+            (json!("60"), false),
+            (json!(true), false),
+            (json!([60]), false),
+            (json!({"in": {"deeper": 60}}), false),
+        ] {
+            let answer = json!({"result": "allow", field: value.clone()});
+            let service = HttpService::start(move |_| Reply::Json(200, answer.clone())).await;
+            let auth = std::sync::Arc::new(hook(&service, ""));
+            let result = tokio::spawn(async move { auth.authenticate(&request()).await })
+                .await
+                .unwrap_or_else(|e| panic!("{field} = {value}: {e}"));
+            match (allowed, result) {
+                (true, Ok(AuthOutcome::Allow(id))) => {
+                    let expires = id.expires_at;
+                    assert_eq!(expires.is_some(), !value.is_null(), "{field} = {value}");
+                    assert!(
+                        expires.is_none_or(|e| e <= latest + std::time::Duration::from_secs(60)),
+                        "{field} = {value}: {expires:?}"
+                    );
+                }
+                // Anything but a non-negative integer is a malformed answer.
+                (false, Err(e)) => assert!(e.to_string().contains("malformed"), "{e}"),
+                (_, other) => panic!("{field} = {value}: {other:?}"),
+            }
+        }
+    }
+}

@@ -55,7 +55,8 @@ pub struct JwtConfig {
     /// built with it.
     #[serde(default)]
     pub allow_any_audience: bool,
-    /// Seconds of clock skew allowed on `exp`, `nbf` and `iat`.
+    /// Seconds of clock skew allowed on `exp` and `nbf` (at most [`MAX_LEEWAY`](super::MAX_LEEWAY),
+    /// a day).
     #[serde(default = "default_leeway")]
     pub leeway: u64,
     /// Required `typ` header (e.g. `at+jwt` for RFC 9068 access tokens).

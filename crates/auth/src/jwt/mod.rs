@@ -25,6 +25,10 @@ use crate::authentication::{
 };
 use crate::token::{ClaimMapping, TokenSource};
 
+/// The largest `leeway` accepted (a day): clock skew is seconds, and the validation's
+/// arithmetic must stay within the clock.
+pub const MAX_LEEWAY: u64 = 86_400;
+
 /// The JWT authenticator.
 pub struct JwtAuthenticator {
     name: String,
@@ -120,6 +124,13 @@ impl JwtAuthenticator {
             return Err(
                 "HS* algorithms are only accepted with a secret, not with public keys".into(),
             );
+        }
+        if config.leeway > MAX_LEEWAY {
+            // jsonwebtoken computes `now - leeway`: a leeway past the clock would overflow.
+            return Err(format!(
+                "leeway must be at most {MAX_LEEWAY} seconds, not {}",
+                config.leeway
+            ));
         }
         let mut validation = Validation::new(first);
         validation.algorithms = algorithms;

@@ -26,7 +26,7 @@ use crate::authentication::{
 };
 use crate::jwt::unix_now;
 use crate::secret::Secret;
-use crate::token::{ClaimMapping, TokenLocation, TokenSource};
+use crate::token::{numeric_date, ClaimMapping, TokenLocation, TokenSource, MAX_EXPIRY};
 
 /// Most introspection answers kept; beyond it, expired ones are dropped, then all.
 const MAX_CACHED: usize = 100_000;
@@ -259,12 +259,17 @@ impl IntrospectionAuthenticator {
         if let Some(object) = claims.as_object_mut() {
             object.remove("active");
         }
+        // A malformed `exp` or `nbf` is the endpoint misbehaving: never cached, never believed.
+        let (exp, _) = answer_times(&claims).map_err(fail)?;
         let claims = Arc::new(claims);
         let mut ttl = self.cache_ttl;
-        if let Some(exp) = claims.get("exp").and_then(Value::as_u64) {
+        if let Some(exp) = exp {
             ttl = ttl.min(Duration::from_secs(exp.saturating_sub(unix_now())));
         }
-        if !ttl.is_zero() {
+        // `cache_ttl` is any number an operator wrote: past 100 years it is 100 years, and the
+        // sum is checked all the same (an answer that cannot be dated is not kept).
+        let ttl = ttl.min(MAX_EXPIRY);
+        if let (false, Some(until)) = (ttl.is_zero(), now.checked_add(ttl)) {
             let mut cache = self.cache.lock();
             if cache.len() >= MAX_CACHED {
                 cache.retain(|_, (_, until)| *until > now);
@@ -272,7 +277,7 @@ impl IntrospectionAuthenticator {
                     cache.clear();
                 }
             }
-            cache.insert(key, (Arc::clone(&claims), now + ttl));
+            cache.insert(key, (Arc::clone(&claims), until));
         }
         Ok(Some(claims))
     }
@@ -284,22 +289,16 @@ impl IntrospectionAuthenticator {
                 "token is not active",
             ));
         };
+        let (exp, nbf) = answer_times(&claims)
+            .map_err(|e| AuthError::new(format!("introspection at {}: {e}", self.endpoint)))?;
         let now = unix_now();
-        if claims
-            .get("exp")
-            .and_then(Value::as_u64)
-            .is_some_and(|exp| exp <= now)
-        {
+        if exp.is_some_and(|exp| exp <= now) {
             return Ok(AuthOutcome::deny(
                 DenyReason::BadCredentials,
                 "token expired",
             ));
         }
-        if claims
-            .get("nbf")
-            .and_then(Value::as_u64)
-            .is_some_and(|nbf| nbf > now)
-        {
+        if nbf.is_some_and(|nbf| nbf > now) {
             return Ok(AuthOutcome::deny(
                 DenyReason::BadCredentials,
                 "token not yet valid (nbf)",
@@ -315,6 +314,18 @@ impl IntrospectionAuthenticator {
     pub fn flush(&self) {
         self.cache.lock().clear();
     }
+}
+
+/// An answer's `exp` and `nbf` as seconds since the epoch; `Err` when either is present but
+/// not a non-negative number (a string, a negative number, `1e300`…): the endpoint misbehaves,
+/// a backend failure. A date too far ahead is kept as it is here and capped (100 years from
+/// now) where it becomes the identity's expiry.
+fn answer_times(claims: &Value) -> Result<(Option<u64>, Option<u64>), String> {
+    let field = |name: &str| {
+        numeric_date(claims.get(name))
+            .map_err(|why| format!("answer has a malformed {name} ({why})"))
+    };
+    Ok((field("exp")?, field("nbf")?))
 }
 
 /// The rule of a `jwt` table, where the issuer is checked through `required_claims`: an
