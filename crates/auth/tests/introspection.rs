@@ -8,6 +8,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use base64::Engine;
+use common::held::{a_dropped_call_frees_its_permit, at_most_at_once, Held};
 use common::http_service::{padded, HttpService, Reply};
 use serde_json::json;
 use tollgate_auth::authentication::{AuthOutcome, Authenticator, ConnectRequest, DenyReason};
@@ -162,20 +163,14 @@ async fn active_answers_are_cached_and_refusals_are_not() {
 
 #[tokio::test]
 async fn a_failing_endpoint_is_a_backend_error() {
-    let cases: Vec<(&str, Reply)> = vec![
-        ("status", Reply::Json(503, json!({}))),
-        ("not JSON", Reply::Raw(200, "<html>".into())),
-        ("no active", Reply::Json(200, json!({"sub": "x"}))),
+    type MakeReply = fn() -> Reply;
+    let cases: [(&str, MakeReply); 3] = [
+        ("status", || Reply::Json(503, json!({}))),
+        ("not JSON", || Reply::Raw(200, "<html>".into())),
+        ("no active", || Reply::Json(200, json!({"sub": "x"}))),
     ];
     for (what, reply) in cases {
-        let reply = Arc::new(reply);
-        let idp = HttpService::start(move |_| match &*reply {
-            Reply::Json(s, b) => Reply::Json(*s, b.clone()),
-            Reply::Raw(s, b) => Reply::Raw(*s, b.clone()),
-            Reply::Hang => Reply::Hang,
-            _ => unreachable!("not among the cases"),
-        })
-        .await;
+        let idp = HttpService::start(move |_| reply()).await;
         let result = authenticator(&idp, "").authenticate(&request(GOOD)).await;
         assert!(result.is_err(), "{what}: {result:?}");
     }
@@ -432,4 +427,52 @@ async fn hostile_exp_and_nbf_in_an_answer_give_a_definite_outcome_never_a_panic(
         id.expires_at,
         Some(std::time::UNIX_EPOCH + Duration::from_secs(now + 600))
     );
+}
+
+#[tokio::test]
+async fn at_most_max_concurrent_requests_introspections_run_at_once() {
+    let mut held = Held::start(|_| Reply::Json(200, json!({"active": true, "sub": "dev-7"}))).await;
+    // No cache: every authentication asks.
+    let auth = Arc::new(authenticator(
+        &held.service,
+        "cache_ttl = 0\ntimeout = 30\nmax_concurrent_requests = 3",
+    ));
+    at_most_at_once(&mut held, 3, 8, || {
+        let auth = Arc::clone(&auth);
+        async move {
+            matches!(
+                auth.authenticate(&request(GOOD)).await,
+                Ok(AuthOutcome::Allow(_))
+            )
+        }
+    })
+    .await;
+
+    let mut held = Held::start(|_| Reply::Json(200, json!({"active": true, "sub": "dev-7"}))).await;
+    let auth = Arc::new(authenticator(
+        &held.service,
+        "cache_ttl = 0\ntimeout = 30\nmax_concurrent_requests = 1",
+    ));
+    a_dropped_call_frees_its_permit(&mut held, || {
+        let auth = Arc::clone(&auth);
+        async move {
+            matches!(
+                auth.authenticate(&request(GOOD)).await,
+                Ok(AuthOutcome::Allow(_))
+            )
+        }
+    })
+    .await;
+}
+
+#[test]
+fn max_concurrent_requests_is_64_unless_set_and_never_zero() {
+    let config: IntrospectionConfig =
+        toml::from_str("endpoint = \"https://idp.example/i\"\nclient_id = \"t\"").unwrap();
+    assert_eq!(config.max_concurrent_requests, 64);
+    let zero: IntrospectionConfig = toml::from_str(
+        "endpoint = \"https://idp.example/i\"\nclient_id = \"t\"\nmax_concurrent_requests = 0",
+    )
+    .unwrap();
+    assert!(IntrospectionAuthenticator::new("opaque", zero).is_err());
 }

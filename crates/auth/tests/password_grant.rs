@@ -8,6 +8,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
 use base64::Engine;
+use common::held::{a_dropped_call_frees_its_permit, at_most_at_once, Held};
 use common::http_service::{padded, HttpService, Reply};
 use jsonwebtoken::{encode, Algorithm, EncodingKey, Header};
 use serde_json::json;
@@ -323,4 +324,35 @@ async fn a_hostile_expires_in_from_the_token_endpoint_is_ignored_the_token_exp_d
         let in_ten_minutes = std::time::SystemTime::now() + std::time::Duration::from_secs(600);
         assert!(exp <= in_ten_minutes, "expires_in = {expires_in}: {exp:?}");
     }
+}
+
+#[tokio::test]
+async fn at_most_max_concurrent_requests_grants_run_at_once() {
+    let grant = || json!({"access_token": jwt("auth0|alice", SIGNING), "token_type": "Bearer"});
+    let with = |service: &HttpService, limit: usize| {
+        let mut config: PasswordGrantConfig = toml::from_str(&format!(
+            "token_endpoint = \"{}\"\nclient_id = \"tollgate\"\ntimeout = 30\n\
+             max_concurrent_requests = {limit}\n[verify]\nalgorithms = [\"HS256\"]\n\
+             secret = \"{SIGNING}\"",
+            service.url("/oauth/token")
+        ))
+        .unwrap();
+        config.max_concurrent_requests = limit;
+        Arc::new(PasswordGrantAuthenticator::new("pg", config).unwrap())
+    };
+    let allowed = |auth: &Arc<PasswordGrantAuthenticator>| {
+        let auth = Arc::clone(auth);
+        async move {
+            matches!(
+                auth.authenticate(&request("alice", "pw")).await,
+                Ok(AuthOutcome::Allow(_))
+            )
+        }
+    };
+    let mut held = Held::start(move |_| Reply::Json(200, grant())).await;
+    let auth = with(&held.service, 4);
+    at_most_at_once(&mut held, 4, 9, || allowed(&auth)).await;
+    let mut held = Held::start(move |_| Reply::Json(200, grant())).await;
+    let auth = with(&held.service, 1);
+    a_dropped_call_frees_its_permit(&mut held, || allowed(&auth)).await;
 }

@@ -3,6 +3,7 @@
 
 mod common;
 
+use common::held::{a_dropped_call_frees_its_permit, at_most_at_once, Held};
 use common::http_service::{padded, HttpService, Reply};
 use serde_json::json;
 use tollgate_auth::authentication::{AuthOutcome, Authenticator, ConnectRequest, DenyReason};
@@ -272,4 +273,31 @@ async fn hostile_expiries_in_an_answer_give_a_definite_outcome_never_a_panic() {
             }
         }
     }
+}
+
+#[tokio::test]
+async fn at_most_max_concurrent_requests_calls_run_at_once() {
+    let allowed = |auth: &std::sync::Arc<WebhookAuthenticator>| {
+        let auth = std::sync::Arc::clone(auth);
+        async move {
+            matches!(
+                auth.authenticate(&request()).await,
+                Ok(AuthOutcome::Allow(_))
+            )
+        }
+    };
+    let mut held = Held::start(|_| Reply::Json(200, json!({"result": "allow"}))).await;
+    let auth = std::sync::Arc::new(hook(
+        &held.service,
+        "timeout = 30\nmax_concurrent_requests = 2",
+    ));
+    at_most_at_once(&mut held, 2, 7, || allowed(&auth)).await;
+    let mut held = Held::start(|_| Reply::Json(200, json!({"result": "allow"}))).await;
+    let auth = std::sync::Arc::new(hook(
+        &held.service,
+        "timeout = 30\nmax_concurrent_requests = 1",
+    ));
+    a_dropped_call_frees_its_permit(&mut held, || allowed(&auth)).await;
+    let config: WebhookConfig = toml::from_str("url = \"https://hooks.example/a\"").unwrap();
+    assert_eq!(config.max_concurrent_requests, 64);
 }

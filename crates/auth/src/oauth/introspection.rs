@@ -18,9 +18,7 @@ use serde::Deserialize;
 use serde_json::Value;
 use sha2::{Digest, Sha256};
 
-use super::client::{
-    check_max_response_bytes, http_client, read_body, ClientAuthMethod, ClientCredentials,
-};
+use super::client::{ClientAuthMethod, ClientCredentials, HttpCaller};
 use crate::authentication::{
     AuthError, AuthOutcome, Authenticator, BoxFuture, ConnectRequest, DenyReason,
 };
@@ -99,6 +97,10 @@ pub struct IntrospectionConfig {
     /// backend failure.
     #[serde(default = "super::client::default_max_response_bytes")]
     pub max_response_bytes: usize,
+    /// The most calls to the endpoint at once (64 by default); a further authentication waits
+    /// for one to end, within the broker's `auth_timeout`.
+    #[serde(default = "super::client::default_max_concurrent_requests")]
+    pub max_concurrent_requests: usize,
 }
 
 impl fmt::Debug for IntrospectionConfig {
@@ -114,6 +116,7 @@ impl fmt::Debug for IntrospectionConfig {
             .field("cache_ttl", &self.cache_ttl)
             .field("recheck_interval", &self.recheck_interval)
             .field("max_response_bytes", &self.max_response_bytes)
+            .field("max_concurrent_requests", &self.max_concurrent_requests)
             .finish_non_exhaustive()
     }
 }
@@ -147,8 +150,7 @@ pub struct IntrospectionAuthenticator {
     mapping: ClaimMapping,
     cache_ttl: Duration,
     recheck: Option<Duration>,
-    client: reqwest::Client,
-    max_response_bytes: usize,
+    http: HttpCaller,
     cache: Mutex<HashMap<[u8; 32], CachedAnswer>>,
 }
 
@@ -172,7 +174,6 @@ impl IntrospectionAuthenticator {
         source.validate()?;
         let name = name.into();
         check_audience(&name, &config)?;
-        check_max_response_bytes(config.max_response_bytes)?;
         Ok(IntrospectionAuthenticator {
             name,
             endpoint: config.endpoint.clone(),
@@ -195,8 +196,11 @@ impl IntrospectionAuthenticator {
             cache_ttl: Duration::from_secs(config.cache_ttl),
             recheck: (config.recheck_interval > 0)
                 .then(|| Duration::from_secs(config.recheck_interval)),
-            client: http_client(Duration::from_secs(config.timeout.max(1)))?,
-            max_response_bytes: config.max_response_bytes,
+            http: HttpCaller::new(
+                Duration::from_secs(config.timeout.max(1)),
+                config.max_concurrent_requests,
+                config.max_response_bytes,
+            )?,
             cache: Mutex::new(HashMap::new()),
         })
     }
@@ -215,19 +219,17 @@ impl IntrospectionAuthenticator {
             params.push(("token_type_hint", &self.hint));
         }
         let fail = |e: String| AuthError::new(format!("introspection at {}: {e}", self.endpoint));
-        let response = self
+        let request = self
             .credentials
-            .post_form(&self.client, &self.endpoint, &params)
-            .send()
+            .post_form(self.http.client(), &self.endpoint, &params);
+        let (status, body) = self
+            .http
+            .call(request, &self.endpoint)
             .await
-            .map_err(|e| fail(e.without_url().to_string()))?;
-        let status = response.status();
+            .map_err(fail)?;
         if status == reqwest::StatusCode::BAD_REQUEST {
             // Some providers answer a token of a kind they do not introspect (a JWT) with
             // `unsupported_token_type` rather than `active: false`: the token is no good here.
-            let body = read_body(response, &self.endpoint, self.max_response_bytes)
-                .await
-                .map_err(|e| fail(format!("HTTP status {status}: {e}")))?;
             let body: Option<Value> = serde_json::from_slice(&body).ok();
             let code = body
                 .as_ref()
@@ -244,9 +246,6 @@ impl IntrospectionAuthenticator {
         if !status.is_success() {
             return Err(fail(format!("HTTP status {status}")));
         }
-        let body = read_body(response, &self.endpoint, self.max_response_bytes)
-            .await
-            .map_err(fail)?;
         let answer: Value =
             serde_json::from_slice(&body).map_err(|e| fail(format!("answer is not JSON: {e}")))?;
         let Some(active) = answer.get("active").and_then(Value::as_bool) else {

@@ -16,9 +16,7 @@ use std::time::Duration;
 use serde::Deserialize;
 use serde_json::Value;
 
-use super::client::{
-    check_max_response_bytes, http_client, read_body, ClientAuthMethod, ClientCredentials,
-};
+use super::client::{ClientAuthMethod, ClientCredentials, HttpCaller};
 use crate::authentication::{
     AuthError, AuthOutcome, Authenticator, BoxFuture, ConnectRequest, DenyReason,
 };
@@ -56,6 +54,10 @@ pub struct PasswordGrantConfig {
     /// backend failure.
     #[serde(default = "super::client::default_max_response_bytes")]
     pub max_response_bytes: usize,
+    /// The most calls to the token endpoint at once (64 by default); a further authentication waits
+    /// for one to end, within the broker's `auth_timeout`.
+    #[serde(default = "super::client::default_max_concurrent_requests")]
+    pub max_concurrent_requests: usize,
     /// How the returned access token is verified, and how its claims map to the identity:
     /// a `jwt` table (its `token_from` and `username_marker` do not apply). As in any `jwt`
     /// table, an `issuer` needs an `audience` (or `allow_any_audience = true`).
@@ -72,6 +74,7 @@ impl fmt::Debug for PasswordGrantConfig {
             .field("scope", &self.scope)
             .field("audience", &self.audience)
             .field("max_response_bytes", &self.max_response_bytes)
+            .field("max_concurrent_requests", &self.max_concurrent_requests)
             .finish_non_exhaustive()
     }
 }
@@ -86,8 +89,7 @@ pub struct PasswordGrantAuthenticator {
     endpoint: String,
     credentials: ClientCredentials,
     params: Vec<(String, String)>,
-    client: reqwest::Client,
-    max_response_bytes: usize,
+    http: HttpCaller,
     verifier: JwtAuthenticator,
 }
 
@@ -106,7 +108,6 @@ impl PasswordGrantAuthenticator {
                 config.token_endpoint
             ));
         }
-        check_max_response_bytes(config.max_response_bytes)?;
         let mut params = vec![("grant_type".to_owned(), "password".to_owned())];
         if let Some(scope) = &config.scope {
             params.push(("scope".into(), scope.clone()));
@@ -140,8 +141,11 @@ impl PasswordGrantAuthenticator {
                 method: config.client_auth,
             },
             params,
-            client: http_client(Duration::from_secs(config.timeout.max(1)))?,
-            max_response_bytes: config.max_response_bytes,
+            http: HttpCaller::new(
+                Duration::from_secs(config.timeout.max(1)),
+                config.max_concurrent_requests,
+                config.max_response_bytes,
+            )?,
             verifier,
         })
     }
@@ -159,17 +163,15 @@ impl PasswordGrantAuthenticator {
         form.push(("username", username));
         form.push(("password", password));
         let fail = |e: String| AuthError::new(format!("token endpoint {}: {e}", self.endpoint));
-        let response = self
+        let request = self
             .credentials
-            .post_form(&self.client, &self.endpoint, &form)
-            .send()
-            .await
-            .map_err(|e| fail(e.without_url().to_string()))?;
-        let status = response.status();
+            .post_form(self.http.client(), &self.endpoint, &form);
         // Whatever the status, an answer too large (or cut off) is the provider failing.
-        let body = read_body(response, &self.endpoint, self.max_response_bytes)
+        let (status, body) = self
+            .http
+            .call(request, &self.endpoint)
             .await
-            .map_err(|e| fail(format!("HTTP status {status}: {e}")))?;
+            .map_err(fail)?;
         let body: Option<Value> = serde_json::from_slice(&body).ok();
         // The OAuth error code, if the answer has one.
         let code = body

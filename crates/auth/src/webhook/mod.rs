@@ -30,7 +30,7 @@ use serde_json::{json, Value};
 pub use answer::WebhookAnswer;
 
 use crate::authentication::{AuthError, AuthOutcome, Authenticator, BoxFuture, ConnectRequest};
-use crate::oauth::{check_max_response_bytes, http_client, read_body};
+use crate::oauth::HttpCaller;
 use crate::policy::{ClaimsAuthorizer, ClaimsSettings};
 use crate::secret::Secret;
 
@@ -59,6 +59,10 @@ pub struct WebhookConfig {
     /// backend failure.
     #[serde(default = "crate::oauth::default_max_response_bytes")]
     pub max_response_bytes: usize,
+    /// The most calls to the service at once (64 by default); a further authentication waits
+    /// for one to end, within the broker's `auth_timeout`.
+    #[serde(default = "crate::oauth::default_max_concurrent_requests")]
+    pub max_concurrent_requests: usize,
 }
 
 impl fmt::Debug for WebhookConfig {
@@ -70,6 +74,7 @@ impl fmt::Debug for WebhookConfig {
             .field("send_password", &self.send_password)
             .field("recheck_interval", &self.recheck_interval)
             .field("max_response_bytes", &self.max_response_bytes)
+            .field("max_concurrent_requests", &self.max_concurrent_requests)
             .finish()
     }
 }
@@ -89,8 +94,7 @@ pub struct WebhookAuthenticator {
     headers: reqwest::header::HeaderMap,
     send_password: bool,
     recheck: Option<Duration>,
-    client: reqwest::Client,
-    max_response_bytes: usize,
+    http: HttpCaller,
     /// Reads the permissions of an answer (the `acl` claim's shape).
     permissions_parser: ClaimsAuthorizer,
 }
@@ -104,7 +108,6 @@ impl WebhookAuthenticator {
         if !(config.url.starts_with("https://") || config.url.starts_with("http://")) {
             return Err(format!("url `{}` is not an http(s) URL", config.url));
         }
-        check_max_response_bytes(config.max_response_bytes)?;
         let mut headers = reqwest::header::HeaderMap::new();
         for (name, value) in &config.headers {
             let header = reqwest::header::HeaderName::from_bytes(name.as_bytes())
@@ -121,8 +124,11 @@ impl WebhookAuthenticator {
             send_password: config.send_password,
             recheck: (config.recheck_interval > 0)
                 .then(|| Duration::from_secs(config.recheck_interval)),
-            client: http_client(Duration::from_secs(config.timeout.max(1)))?,
-            max_response_bytes: config.max_response_bytes,
+            http: HttpCaller::new(
+                Duration::from_secs(config.timeout.max(1)),
+                config.max_concurrent_requests,
+                config.max_response_bytes,
+            )?,
             permissions_parser: ClaimsAuthorizer::new(ClaimsSettings::default())
                 .map_err(|e| e.to_string())?,
         })
@@ -164,21 +170,16 @@ impl WebhookAuthenticator {
 
     async fn call(&self, request: &ConnectRequest) -> Result<AuthOutcome, AuthError> {
         let fail = |e: String| AuthError::new(format!("webhook {}: {e}", self.url));
-        let response = self
-            .client
+        let post = self
+            .http
+            .client()
             .post(&self.url)
             .headers(self.headers.clone())
-            .json(&self.body(request))
-            .send()
-            .await
-            .map_err(|e| fail(e.without_url().to_string()))?;
-        let status = response.status();
+            .json(&self.body(request));
+        let (status, body) = self.http.call(post, &self.url).await.map_err(fail)?;
         if !status.is_success() {
             return Err(fail(format!("HTTP status {status}")));
         }
-        let body = read_body(response, &self.url, self.max_response_bytes)
-            .await
-            .map_err(fail)?;
         let answer: WebhookAnswer =
             serde_json::from_slice(&body).map_err(|e| fail(format!("malformed answer: {e}")))?;
         answer

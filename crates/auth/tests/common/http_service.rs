@@ -77,6 +77,8 @@ pub enum Reply {
     Endless(u16),
     /// Never answer (the connection stays open until the caller gives up).
     Hang,
+    /// The reply this future gives, once it gives it (a request held until a test lets it go).
+    After(std::pin::Pin<Box<dyn std::future::Future<Output = Reply> + Send>>),
 }
 
 type Handler = dyn Fn(&Received) -> Reply + Send + Sync;
@@ -108,7 +110,11 @@ impl HttpService {
                 tokio::spawn(async move {
                     while let Some(request) = read_request(&mut socket).await {
                         kept.lock().push(request.clone());
-                        let (status, headers, body) = match handler(&request) {
+                        let mut reply = handler(&request);
+                        if let Reply::After(later) = reply {
+                            reply = later.await;
+                        }
+                        let (status, headers, body) = match reply {
                             Reply::Json(status, body) => (status, Vec::new(), body.to_string()),
                             Reply::Raw(status, body) => (status, Vec::new(), body),
                             Reply::WithHeaders(status, headers, body) => (status, headers, body),
@@ -122,7 +128,7 @@ impl HttpService {
                                 endless(&mut socket, status).await;
                                 return;
                             }
-                            Reply::Hang => {
+                            Reply::Hang | Reply::After(_) => {
                                 hold(&mut socket).await;
                                 return;
                             }
