@@ -2,11 +2,14 @@
 //! server: every algorithm, each refused-token case, key rotation, a provider that goes down,
 //! OpenID discovery, and the mapping of claims to an identity.
 
+mod common;
+
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
 
+use common::http_service::{padded, HttpService, Reply};
 use jsonwebtoken::jwk::{Jwk, JwkSet};
 use jsonwebtoken::{encode, Algorithm, EncodingKey, Header};
 use parking_lot::Mutex;
@@ -454,11 +457,13 @@ async fn oidc_discovery_finds_the_jwks() {
     let c = JwtConfig {
         algorithms: vec!["ES256".into()],
         issuer: Some(issuer.clone()),
+        audience: vec!["mqtt".into()],
         ..JwtConfig::default()
     };
     let auth = JwtAuthenticator::new("oidc", c).unwrap();
     let mut cl = claims("svc");
     cl["iss"] = json!(issuer);
+    cl["aud"] = json!("mqtt");
     assert!(matches!(
         outcome(&auth, &request_with_password(&s.sign(&cl))).await,
         AuthOutcome::Allow(_)
@@ -583,4 +588,377 @@ async fn token_in_the_user_name_or_in_mqtt5_authentication_data() {
         outcome(&auth, &request_with_password(&at)).await,
         AuthOutcome::Allow(_)
     ));
+}
+
+#[test]
+fn an_issuer_without_an_audience_does_not_build_unless_any_audience_is_allowed() {
+    let with_issuer = JwtConfig {
+        algorithms: vec!["HS256".into()],
+        secret: Some("shared-secret-of-32-bytes-length".into()),
+        issuer: Some("https://idp.example/".into()),
+        ..JwtConfig::default()
+    };
+    let Err(error) = JwtAuthenticator::new("jwt", with_issuer.clone()) else {
+        panic!("an issuer without an audience built")
+    };
+    assert!(
+        error.contains("has an issuer but no audience")
+            && error.contains("ID tokens included")
+            && error.contains("allow_any_audience = true"),
+        "{error}"
+    );
+    // An audience, or no issuer at all, builds as before.
+    assert!(JwtAuthenticator::new(
+        "jwt",
+        JwtConfig {
+            audience: vec!["mqtt".into()],
+            ..with_issuer.clone()
+        }
+    )
+    .is_ok());
+    assert!(JwtAuthenticator::new(
+        "jwt",
+        JwtConfig {
+            issuer: None,
+            ..with_issuer.clone()
+        }
+    )
+    .is_ok());
+    // Both the audience and the opt-out: a contradiction.
+    assert!(JwtAuthenticator::new(
+        "jwt",
+        JwtConfig {
+            audience: vec!["mqtt".into()],
+            allow_any_audience: true,
+            ..with_issuer.clone()
+        }
+    )
+    .is_err());
+}
+
+#[tokio::test]
+async fn allow_any_audience_accepts_every_audience_of_the_issuer_and_says_so() {
+    let captured = Captured::default();
+    let writer = captured.clone();
+    let subscriber = tracing_subscriber::fmt()
+        .with_writer(move || writer.clone())
+        .with_max_level(tracing::Level::WARN)
+        .finish();
+    let auth = tracing::subscriber::with_default(subscriber, || {
+        JwtAuthenticator::new(
+            "any-aud",
+            JwtConfig {
+                algorithms: vec!["HS256".into()],
+                secret: Some("shared-secret-of-32-bytes-length".into()),
+                issuer: Some("https://idp.example/".into()),
+                allow_any_audience: true,
+                ..JwtConfig::default()
+            },
+        )
+        .unwrap()
+    });
+    let logged = String::from_utf8(captured.0.lock().clone()).unwrap();
+    assert!(
+        logged.contains("WARN")
+            && logged.contains("allow_any_audience")
+            && logged.contains("any-aud"),
+        "{logged}"
+    );
+    let s = signer(Algorithm::HS256, "k");
+    for aud in [json!("some-other-client"), json!(["a", "b"])] {
+        let mut cl = claims("svc");
+        cl["iss"] = json!("https://idp.example/");
+        cl["aud"] = aud;
+        assert!(matches!(
+            outcome(&auth, &request_with_password(&s.sign(&cl))).await,
+            AuthOutcome::Allow(_)
+        ));
+    }
+    // The issuer is still checked.
+    let mut cl = claims("svc");
+    cl["iss"] = json!("https://evil.example/");
+    assert_denied(
+        outcome(&auth, &request_with_password(&s.sign(&cl))).await,
+        "issuer",
+    );
+}
+
+/// A tracing writer keeping what is written.
+#[derive(Clone, Default)]
+struct Captured(Arc<Mutex<Vec<u8>>>);
+
+impl std::io::Write for Captured {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.0.lock().extend_from_slice(buf);
+        Ok(buf.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+#[tokio::test]
+async fn a_jwks_or_discovery_document_larger_than_max_response_bytes_is_not_used() {
+    let s = signer(Algorithm::RS256, "k");
+    let jwks = serde_json::to_value(JwkSet {
+        keys: vec![s.jwk()],
+    })
+    .unwrap();
+    let size = jwks.to_string().len() + 100;
+    let jwks = padded(jwks, "padding", size);
+    let service = HttpService::start(move |r| match r.path.as_str() {
+        "/jwks" => Reply::Json(200, jwks.clone()),
+        _ => Reply::Json(404, json!({})),
+    })
+    .await;
+    let with_limit = |limit: usize| JwtConfig {
+        jwks_url: Some(service.url("/jwks")),
+        max_response_bytes: limit,
+        ..JwtConfig::default()
+    };
+    let token = s.sign(&claims("a"));
+    let fits = JwtAuthenticator::new("jwks", with_limit(size)).unwrap();
+    assert!(matches!(
+        outcome(&fits, &request_with_password(&token)).await,
+        AuthOutcome::Allow(_)
+    ));
+    let too_small = JwtAuthenticator::new("jwks", with_limit(size - 1)).unwrap();
+    let e = too_small
+        .authenticate(&request_with_password(&token))
+        .await
+        .unwrap_err();
+    assert!(e.to_string().contains("max_response_bytes"), "{e}");
+
+    // The discovery document is read with the same limit, and so never leads to the JWKS.
+    let discovery = HttpService::start(|r| match r.path.as_str() {
+        "/.well-known/openid-configuration" => Reply::Endless(200),
+        _ => Reply::Json(404, json!({})),
+    })
+    .await;
+    let issuer = format!("http://{}", discovery.addr);
+    let auth = JwtAuthenticator::new(
+        "oidc",
+        JwtConfig {
+            issuer: Some(issuer.clone()),
+            audience: vec!["mqtt".into()],
+            ..JwtConfig::default()
+        },
+    )
+    .unwrap();
+    let mut cl = claims("a");
+    cl["iss"] = json!(issuer);
+    cl["aud"] = json!("mqtt");
+    let e = auth
+        .authenticate(&request_with_password(&s.sign(&cl)))
+        .await
+        .unwrap_err();
+    assert!(
+        e.to_string().contains("max_response_bytes (1048576 bytes)"),
+        "{e}"
+    );
+    assert!(discovery.requests.lock().iter().all(|r| r.path != "/jwks"));
+    assert_eq!(JwtConfig::default().max_response_bytes, 1_048_576);
+}
+
+#[tokio::test]
+async fn redirects_are_not_followed_for_the_jwks_or_the_discovery_document() {
+    let s = signer(Algorithm::RS256, "k");
+    let jwks = serde_json::to_value(JwkSet {
+        keys: vec![s.jwk()],
+    })
+    .unwrap();
+    let service = HttpService::start(move |r| {
+        let to = |path: &str| vec![("Location".to_owned(), path.to_owned())];
+        match r.path.as_str() {
+            // A redirect carrying a good JWKS as its body is still a redirect.
+            "/jwks" => Reply::WithHeaders(302, to("/moved/jwks"), jwks.to_string()),
+            "/.well-known/openid-configuration" => {
+                Reply::WithHeaders(301, to("/moved/discovery"), String::new())
+            }
+            "/moved/jwks" => Reply::Json(200, jwks.clone()),
+            _ => Reply::Json(404, json!({})),
+        }
+    })
+    .await;
+    let redirected = JwtAuthenticator::new(
+        "jwks",
+        JwtConfig {
+            jwks_url: Some(service.url("/jwks")),
+            ..JwtConfig::default()
+        },
+    )
+    .unwrap();
+    let e = redirected
+        .authenticate(&request_with_password(&s.sign(&claims("a"))))
+        .await
+        .unwrap_err();
+    assert!(e.to_string().contains("302"), "{e}");
+    let issuer = format!("http://{}", service.addr);
+    let discovered = JwtAuthenticator::new(
+        "oidc",
+        JwtConfig {
+            issuer: Some(issuer.clone()),
+            audience: vec!["mqtt".into()],
+            ..JwtConfig::default()
+        },
+    )
+    .unwrap();
+    let mut cl = claims("a");
+    cl["iss"] = json!(issuer);
+    cl["aud"] = json!("mqtt");
+    let e = discovered
+        .authenticate(&request_with_password(&s.sign(&cl)))
+        .await
+        .unwrap_err();
+    assert!(e.to_string().contains("301"), "{e}");
+    let paths: Vec<String> = service
+        .requests
+        .lock()
+        .iter()
+        .map(|r| r.path.clone())
+        .collect();
+    assert!(paths.iter().all(|p| !p.starts_with("/moved")), "{paths:?}");
+    assert!(paths.iter().any(|p| p == "/jwks"), "{paths:?}");
+}
+
+/// What a token with one hostile claim must come to.
+#[derive(Debug, Clone, Copy, PartialEq)]
+enum Expect {
+    Allow,
+    Deny,
+}
+
+#[tokio::test]
+async fn hostile_claim_values_in_a_signed_token_give_a_definite_outcome_never_a_panic() {
+    use Expect::{Allow, Deny};
+    let hs = signer(Algorithm::HS256, "k");
+    let auth = Arc::new(
+        JwtAuthenticator::new(
+            "hostile",
+            JwtConfig {
+                algorithms: vec!["HS256".into()],
+                secret: Some("shared-secret-of-32-bytes-length".into()),
+                issuer: Some("https://idp.example/".into()),
+                audience: vec!["mqtt".into()],
+                client_id_claim: Some("azp".into()),
+                roles_claims: vec!["realm_access.roles".into(), "roles".into()],
+                groups_claims: vec!["groups".into()],
+                ..JwtConfig::default()
+            },
+        )
+        .unwrap(),
+    );
+    let now = unix_now();
+    let good = json!({"sub": "dev", "azp": "device-1", "iss": "https://idp.example/",
+                      "aud": "mqtt", "exp": now + 600, "iat": now,
+                      "realm_access": {"roles": ["r"]}, "roles": ["r2"], "groups": ["g"]});
+    // Values none of the claims should hold, each with what it means per claim.
+    let hostile = [
+        json!(u64::MAX),
+        json!(i64::MAX),
+        json!(i64::MIN),
+        json!(-1),
+        json!(0.5),
+        json!(1e19),
+        json!(1e300),
+        json!(-1e300),
+        json!("2000000000"),
+        json!(null),
+        json!(true),
+        json!([]),
+        json!([now + 600]),
+        json!({"exp": now + 600}),
+        json!({"a": {"b": {"c": [[["deep"]]]}}}),
+    ];
+    let expect = |claim: &str, value: &Value| -> Expect {
+        // A NumericDate as jsonwebtoken reads it: a non-negative integer or float below 2^64.
+        let date = value
+            .as_u64()
+            .map(|n| n as f64)
+            .or_else(|| value.as_f64().filter(|f| *f >= 0.0 && *f < u64::MAX as f64));
+        match claim {
+            // Past the clock: expired; far ahead: allowed (and capped, checked below);
+            // anything but a date: malformed. `null` is a missing (required) exp.
+            "exp" if date.is_some_and(|d| d > now as f64) => Allow,
+            "exp" => Deny,
+            // In the past: fine; ahead: not yet valid; anything else (`null` too, for
+            // jsonwebtoken): malformed.
+            "nbf" if date.is_some_and(|d| d < now as f64) => Allow,
+            "nbf" => Deny,
+            "iat" => Allow, // not checked
+            "sub" if value.is_string() => Allow,
+            "sub" => Deny,
+            "azp" | "iss" | "aud" => Deny,
+            // Roles and groups keep their strings and ignore the rest.
+            _ => Allow,
+        }
+    };
+    let claims_under_test = [
+        "exp",
+        "nbf",
+        "iat",
+        "sub",
+        "azp",
+        "iss",
+        "aud",
+        "realm_access",
+        "roles",
+        "groups",
+    ];
+    let mut cases = 0;
+    for claim in claims_under_test {
+        for value in &hostile {
+            let mut claims = good.clone();
+            claims[claim] = value.clone();
+            let token = hs.sign(&claims);
+            let auth = Arc::clone(&auth);
+            // A task of its own: a panic would come back as a JoinError naming the case.
+            let result =
+                tokio::spawn(
+                    async move { auth.authenticate(&request_with_password(&token)).await },
+                )
+                .await
+                .unwrap_or_else(|e| panic!("{claim} = {value}: {e}"));
+            let outcome = result.unwrap_or_else(|e| panic!("{claim} = {value}: backend error {e}"));
+            let got = match &outcome {
+                AuthOutcome::Allow(identity) => {
+                    let expires = identity.expires_at.expect("an exp gives an expiry");
+                    let latest = std::time::SystemTime::now() + tollgate_auth::token::MAX_EXPIRY;
+                    assert!(expires <= latest, "{claim} = {value}: {expires:?}");
+                    Allow
+                }
+                AuthOutcome::Deny {
+                    reason: DenyReason::BadCredentials,
+                    ..
+                } => Deny,
+                other => panic!("{claim} = {value}: {other:?}"),
+            };
+            assert_eq!(got, expect(claim, value), "{claim} = {value}: {outcome:?}");
+            cases += 1;
+        }
+    }
+    assert_eq!(cases, claims_under_test.len() * hostile.len());
+    // The good token itself is allowed, and a huge exp is capped at 100 years from now.
+    let mut far = good.clone();
+    far["exp"] = json!(u64::MAX);
+    let AuthOutcome::Allow(identity) = outcome(&auth, &request_with_password(&hs.sign(&far))).await
+    else {
+        panic!("a far exp refused")
+    };
+    let capped = identity.expires_at.unwrap();
+    let century = std::time::SystemTime::now() + tollgate_auth::token::MAX_EXPIRY;
+    assert!(capped > century - std::time::Duration::from_secs(3600) && capped <= century);
+}
+
+#[test]
+fn a_leeway_beyond_a_day_does_not_build() {
+    let config = |leeway| JwtConfig {
+        algorithms: vec!["HS256".into()],
+        secret: Some("shared-secret-of-32-bytes-length".into()),
+        leeway,
+        ..JwtConfig::default()
+    };
+    assert!(JwtAuthenticator::new("jwt", config(86_400)).is_ok());
+    assert!(JwtAuthenticator::new("jwt", config(86_401)).is_err());
+    assert!(JwtAuthenticator::new("jwt", config(u64::MAX)).is_err());
 }

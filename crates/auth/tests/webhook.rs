@@ -3,7 +3,8 @@
 
 mod common;
 
-use common::http_service::{HttpService, Reply};
+use common::held::{a_dropped_call_frees_its_permit, at_most_at_once, Held};
+use common::http_service::{padded, HttpService, Reply};
 use serde_json::json;
 use tollgate_auth::authentication::{AuthOutcome, Authenticator, ConnectRequest, DenyReason};
 use tollgate_auth::permissions::{compile, AuthorizerChain, DecidedBy, DefaultBehaviour};
@@ -150,4 +151,153 @@ fn header_values_are_not_in_debug_output() {
     .unwrap();
     let shown = format!("{config:?}");
     assert!(shown.contains("Authorization") && !shown.contains("topsecret"));
+}
+
+#[tokio::test]
+async fn an_answer_larger_than_max_response_bytes_is_refused_and_logged_without_its_body() {
+    let captured = Captured::default();
+    let writer = captured.clone();
+    let subscriber = tracing_subscriber::fmt()
+        .with_writer(move || writer.clone())
+        .with_max_level(tracing::Level::WARN)
+        .finish();
+    let _guard = tracing::subscriber::set_default(subscriber);
+    let allow = json!({"result": "allow", "claims": {"marker": "BODY-MARKER-7f3a"}});
+    let (fits, too_large) = (
+        padded(allow.clone(), "detail", 2000),
+        padded(allow, "detail", 2001),
+    );
+    let service = HttpService::start(move |_| Reply::Json(200, fits.clone())).await;
+    assert!(matches!(
+        hook(&service, "max_response_bytes = 2000")
+            .authenticate(&request())
+            .await
+            .unwrap(),
+        AuthOutcome::Allow(_)
+    ));
+    let service = HttpService::start(move |_| Reply::Json(200, too_large.clone())).await;
+    let e = hook(&service, "max_response_bytes = 2000")
+        .authenticate(&request())
+        .await
+        .unwrap_err();
+    assert!(
+        e.to_string().contains("max_response_bytes (2000 bytes)"),
+        "{e}"
+    );
+    let logged = String::from_utf8(captured.0.lock().clone()).unwrap();
+    assert!(
+        logged.contains(&service.url("/mqtt/auth")) && logged.contains("2000"),
+        "{logged}"
+    );
+    assert!(!logged.contains("BODY-MARKER"), "{logged}");
+    // Without a length and without an end: cut off at the (default) limit.
+    let service = HttpService::start(|_| Reply::Endless(200)).await;
+    let e = hook(&service, "timeout = 30")
+        .authenticate(&request())
+        .await
+        .unwrap_err();
+    assert!(
+        e.to_string().contains("max_response_bytes (1048576 bytes)"),
+        "{e}"
+    );
+}
+
+/// A tracing writer keeping what is written.
+#[derive(Clone, Default)]
+struct Captured(std::sync::Arc<parking_lot::Mutex<Vec<u8>>>);
+
+impl std::io::Write for Captured {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.0.lock().extend_from_slice(buf);
+        Ok(buf.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+#[tokio::test]
+async fn a_redirect_is_not_followed_and_is_a_backend_error() {
+    let service = HttpService::start(move |r| match r.path.as_str() {
+        "/moved" => Reply::Json(200, json!({"result": "allow"})),
+        _ => Reply::WithHeaders(
+            307,
+            vec![("Location".to_owned(), "/moved".to_owned())],
+            String::new(),
+        ),
+    })
+    .await;
+    let e = hook(&service, "")
+        .authenticate(&request())
+        .await
+        .unwrap_err();
+    assert!(e.to_string().contains("307"), "{e}");
+    assert!(service.requests.lock().iter().all(|r| r.path != "/moved"));
+}
+
+#[tokio::test]
+async fn hostile_expiries_in_an_answer_give_a_definite_outcome_never_a_panic() {
+    let latest = std::time::SystemTime::now() + tollgate_auth::token::MAX_EXPIRY;
+    for field in ["expires_at", "expires_in"] {
+        for (value, allowed) in [
+            (json!(u64::MAX), true),
+            (json!(i64::MAX), true),
+            (json!(null), true),
+            (json!(-1), false),
+            (json!(i64::MIN), false),
+            (json!(1e300), false),
+            (json!(60.5), false),
+            (json!("60"), false),
+            (json!(true), false),
+            (json!([60]), false),
+            (json!({"in": {"deeper": 60}}), false),
+        ] {
+            let answer = json!({"result": "allow", field: value.clone()});
+            let service = HttpService::start(move |_| Reply::Json(200, answer.clone())).await;
+            let auth = std::sync::Arc::new(hook(&service, ""));
+            let result = tokio::spawn(async move { auth.authenticate(&request()).await })
+                .await
+                .unwrap_or_else(|e| panic!("{field} = {value}: {e}"));
+            match (allowed, result) {
+                (true, Ok(AuthOutcome::Allow(id))) => {
+                    let expires = id.expires_at;
+                    assert_eq!(expires.is_some(), !value.is_null(), "{field} = {value}");
+                    assert!(
+                        expires.is_none_or(|e| e <= latest + std::time::Duration::from_secs(60)),
+                        "{field} = {value}: {expires:?}"
+                    );
+                }
+                // Anything but a non-negative integer is a malformed answer.
+                (false, Err(e)) => assert!(e.to_string().contains("malformed"), "{e}"),
+                (_, other) => panic!("{field} = {value}: {other:?}"),
+            }
+        }
+    }
+}
+
+#[tokio::test]
+async fn at_most_max_concurrent_requests_calls_run_at_once() {
+    let allowed = |auth: &std::sync::Arc<WebhookAuthenticator>| {
+        let auth = std::sync::Arc::clone(auth);
+        async move {
+            matches!(
+                auth.authenticate(&request()).await,
+                Ok(AuthOutcome::Allow(_))
+            )
+        }
+    };
+    let mut held = Held::start(|_| Reply::Json(200, json!({"result": "allow"}))).await;
+    let auth = std::sync::Arc::new(hook(
+        &held.service,
+        "timeout = 30\nmax_concurrent_requests = 2",
+    ));
+    at_most_at_once(&mut held, 2, 7, || allowed(&auth)).await;
+    let mut held = Held::start(|_| Reply::Json(200, json!({"result": "allow"}))).await;
+    let auth = std::sync::Arc::new(hook(
+        &held.service,
+        "timeout = 30\nmax_concurrent_requests = 1",
+    ));
+    a_dropped_call_frees_its_permit(&mut held, || allowed(&auth)).await;
+    let config: WebhookConfig = toml::from_str("url = \"https://hooks.example/a\"").unwrap();
+    assert_eq!(config.max_concurrent_requests, 64);
 }

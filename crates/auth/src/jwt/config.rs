@@ -45,10 +45,18 @@ pub struct JwtConfig {
     /// discovery document (`<issuer>/.well-known/openid-configuration`) names the JWKS URL.
     #[serde(default)]
     pub issuer: Option<String>,
-    /// Accepted audiences (`aud` must hold one); not checked when empty.
+    /// Accepted audiences (`aud` must hold one). Required with an `issuer` (unless
+    /// `allow_any_audience`): an issuer signs tokens for every one of its clients, ID tokens
+    /// included, and only the audience tells the broker's apart. Not checked when empty.
     #[serde(default)]
     pub audience: Vec<String>,
-    /// Seconds of clock skew allowed on `exp`, `nbf` and `iat`.
+    /// Accept tokens of the `issuer` whatever their audience (the check `audience` would do is
+    /// left out on purpose). Off by default; a warning is logged when the authenticator is
+    /// built with it.
+    #[serde(default)]
+    pub allow_any_audience: bool,
+    /// Seconds of clock skew allowed on `exp` and `nbf` (at most [`MAX_LEEWAY`](super::MAX_LEEWAY),
+    /// a day).
     #[serde(default = "default_leeway")]
     pub leeway: u64,
     /// Required `typ` header (e.g. `at+jwt` for RFC 9068 access tokens).
@@ -76,6 +84,10 @@ pub struct JwtConfig {
     /// Least seconds between two JWKS fetches caused by unknown key ids.
     #[serde(default = "default_jwks_min_refetch")]
     pub jwks_min_refetch: u64,
+    /// The most bytes read from the JWKS or the discovery document (1 MiB by default); a
+    /// larger answer is a failed fetch.
+    #[serde(default = "crate::oauth::default_max_response_bytes")]
+    pub max_response_bytes: usize,
 }
 
 fn default_algorithms() -> Vec<String> {

@@ -4,7 +4,8 @@
 //! A fetched key set is refreshed at an interval, fetched again when a token names a key id it
 //! does not hold (at most one fetch at a time, and not more often than a minimum interval), and
 //! kept when the provider cannot be reached: tokens signed with known keys keep working while a
-//! provider is down, and unknown keys are refused.
+//! provider is down, and unknown keys are refused. Redirects are not followed (a 3xx answer
+//! is a failed fetch), and an answer is read up to `max_response_bytes`.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -12,6 +13,8 @@ use std::time::{Duration, Instant};
 use jsonwebtoken::jwk::{AlgorithmParameters, JwkSet};
 use jsonwebtoken::{Algorithm, DecodingKey};
 use parking_lot::{Mutex, RwLock};
+
+use crate::oauth::{http_client, read_body};
 
 /// Which algorithms a key serves.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -80,6 +83,7 @@ struct Remote {
     last_fetch: Mutex<Option<Instant>>,
     fetching: tokio::sync::Mutex<()>,
     min_refetch: Duration,
+    max_response_bytes: usize,
 }
 
 /// The keys of one authenticator.
@@ -97,13 +101,16 @@ impl KeyStore {
         }
     }
 
-    /// Keys fetched from `source`; nothing is fetched until [`KeyStore::refresh`] or the first
-    /// token.
-    pub fn remote(source: RemoteSource, min_refetch: Duration) -> Result<KeyStore, String> {
-        let client = reqwest::Client::builder()
-            .timeout(Duration::from_secs(10))
-            .build()
-            .map_err(|e| format!("HTTP client: {e}"))?;
+    /// Keys fetched from `source`, reading at most `max_response_bytes` of each answer (the
+    /// discovery document, the JWKS); nothing is fetched until [`KeyStore::refresh`] or the
+    /// first token.
+    pub fn remote(
+        source: RemoteSource,
+        min_refetch: Duration,
+        max_response_bytes: usize,
+    ) -> Result<KeyStore, String> {
+        // No redirects, as for every provider the broker calls: a 3xx is a failed fetch.
+        let client = http_client(Duration::from_secs(10))?;
         Ok(KeyStore {
             fixed: Vec::new(),
             remote: Some(Remote {
@@ -113,6 +120,7 @@ impl KeyStore {
                 last_fetch: Mutex::new(None),
                 fetching: tokio::sync::Mutex::new(()),
                 min_refetch,
+                max_response_bytes,
             }),
         })
     }
@@ -194,7 +202,7 @@ impl KeyStore {
             return Ok(()); // someone fetched while we waited
         }
         *remote.last_fetch.lock() = Some(Instant::now());
-        let result = fetch(&remote.client, &remote.source).await;
+        let result = fetch(&remote.client, &remote.source, remote.max_response_bytes).await;
         match result {
             Ok(keys) => {
                 tracing::info!(source = ?remote.source, keys = keys.len(), "JWKS fetched");
@@ -228,6 +236,7 @@ impl KeyStore {
 async fn fetch(
     client: &reqwest::Client,
     source: &RemoteSource,
+    limit: usize,
 ) -> Result<Vec<VerificationKey>, String> {
     let url = match source {
         RemoteSource::Jwks(url) => url.clone(),
@@ -236,14 +245,14 @@ async fn fetch(
                 "{}/.well-known/openid-configuration",
                 issuer.trim_end_matches('/')
             );
-            let doc: serde_json::Value = get_json(client, &discovery).await?;
+            let doc: serde_json::Value = get_json(client, &discovery, limit).await?;
             doc.get("jwks_uri")
                 .and_then(|v| v.as_str())
                 .ok_or_else(|| format!("{discovery}: no jwks_uri"))?
                 .to_owned()
         }
     };
-    let set: JwkSet = serde_json::from_value(get_json(client, &url).await?)
+    let set: JwkSet = serde_json::from_value(get_json(client, &url, limit).await?)
         .map_err(|e| format!("{url}: not a JWKS: {e}"))?;
     let mut keys = Vec::new();
     for jwk in &set.keys {
@@ -271,16 +280,26 @@ async fn fetch(
     Ok(keys)
 }
 
-async fn get_json(client: &reqwest::Client, url: &str) -> Result<serde_json::Value, String> {
+/// A JSON document from `url`, at most `limit` bytes of it.
+async fn get_json(
+    client: &reqwest::Client,
+    url: &str,
+    limit: usize,
+) -> Result<serde_json::Value, String> {
     let response = client
         .get(url)
         .send()
         .await
+        .map_err(|e| format!("{url}: {}", e.without_url()))?;
+    let status = response.status();
+    if !status.is_success() {
+        // 3xx included: redirects are not followed, and a redirect's body is not the document.
+        return Err(format!("{url}: HTTP status {status}"));
+    }
+    let body = read_body(response, url, limit)
+        .await
         .map_err(|e| format!("{url}: {e}"))?;
-    let response = response
-        .error_for_status()
-        .map_err(|e| format!("{url}: {e}"))?;
-    response.json().await.map_err(|e| format!("{url}: {e}"))
+    serde_json::from_slice(&body).map_err(|e| format!("{url}: not JSON: {e}"))
 }
 
 /// Reads a PEM public key of any supported family.

@@ -25,6 +25,10 @@ use crate::authentication::{
 };
 use crate::token::{ClaimMapping, TokenSource};
 
+/// The largest `leeway` accepted (a day): clock skew is seconds, and the validation's
+/// arithmetic must stay within the clock.
+pub const MAX_LEEWAY: u64 = 86_400;
+
 /// The JWT authenticator.
 pub struct JwtAuthenticator {
     name: String,
@@ -73,6 +77,7 @@ impl JwtAuthenticator {
         };
         let source = config.token_source();
         source.validate()?;
+        check_audience(&name, &config)?;
         let mapping = config.claim_mapping();
         let mut fixed = Vec::new();
         if let Some(secret) = &config.secret {
@@ -95,10 +100,12 @@ impl JwtAuthenticator {
             let pem = std::fs::read(path).map_err(|e| format!("{}: {e}", path.display()))?;
             fixed.push(pem_public_key(&pem).map_err(|e| format!("{}: {e}", path.display()))?);
         }
+        crate::oauth::check_max_response_bytes(config.max_response_bytes)?;
         let min_refetch = Duration::from_secs(config.jwks_min_refetch);
+        let limit = config.max_response_bytes;
         let keys = match (&config.jwks_url, &config.issuer, fixed.is_empty()) {
-            (Some(url), _, true) => Arc::new(KeyStore::remote(RemoteSource::Jwks(url.clone()), min_refetch)?),
-            (None, Some(issuer), true) => Arc::new(KeyStore::remote(RemoteSource::Issuer(issuer.clone()), min_refetch)?),
+            (Some(url), _, true) => Arc::new(KeyStore::remote(RemoteSource::Jwks(url.clone()), min_refetch, limit)?),
+            (None, Some(issuer), true) => Arc::new(KeyStore::remote(RemoteSource::Issuer(issuer.clone()), min_refetch, limit)?),
             (None, None, true) => return Err("a JWT authenticator needs a key: secret, secret_base64, public_key, jwks_url or issuer".into()),
             (Some(_), _, false) => return Err("give either fixed keys (secret, public_key) or jwks_url, not both".into()),
             (None, _, false) => Arc::new(KeyStore::fixed(fixed)),
@@ -117,6 +124,13 @@ impl JwtAuthenticator {
             return Err(
                 "HS* algorithms are only accepted with a secret, not with public keys".into(),
             );
+        }
+        if config.leeway > MAX_LEEWAY {
+            // jsonwebtoken computes `now - leeway`: a leeway past the clock would overflow.
+            return Err(format!(
+                "leeway must be at most {MAX_LEEWAY} seconds, not {}",
+                config.leeway
+            ));
         }
         let mut validation = Validation::new(first);
         validation.algorithms = algorithms;
@@ -258,6 +272,40 @@ impl Authenticator for JwtAuthenticator {
             }
         })
     }
+}
+
+/// An issuer signs tokens for every client it has (ID tokens too, whose `aud` is the client
+/// they were issued to): with an issuer and no audience, any of them would be accepted. So an
+/// issuer needs an audience, unless `allow_any_audience` says the operator means it.
+fn check_audience(name: &str, config: &JwtConfig) -> Result<(), String> {
+    if config.allow_any_audience && !config.audience.is_empty() {
+        return Err(
+            "allow_any_audience = true and an audience contradict each other: \
+             remove one"
+                .into(),
+        );
+    }
+    let Some(issuer) = &config.issuer else {
+        return Ok(());
+    };
+    if !config.audience.is_empty() {
+        return Ok(());
+    }
+    if !config.allow_any_audience {
+        return Err(
+            "this authenticator has an issuer but no audience: tokens issued for any \
+             client of that issuer (ID tokens included) would be accepted; set audience = [...] \
+             or allow_any_audience = true"
+                .into(),
+        );
+    }
+    tracing::warn!(
+        authenticator = name,
+        issuer = %issuer,
+        "allow_any_audience = true: tokens issued by this issuer for any of its clients \
+         (ID tokens included) are accepted, whatever their audience"
+    );
+    Ok(())
 }
 
 /// Three base64url segments separated by dots.

@@ -18,13 +18,13 @@ use serde::Deserialize;
 use serde_json::Value;
 use sha2::{Digest, Sha256};
 
-use super::client::{http_client, ClientAuthMethod, ClientCredentials};
+use super::client::{ClientAuthMethod, ClientCredentials, HttpCaller};
 use crate::authentication::{
     AuthError, AuthOutcome, Authenticator, BoxFuture, ConnectRequest, DenyReason,
 };
 use crate::jwt::unix_now;
 use crate::secret::Secret;
-use crate::token::{ClaimMapping, TokenLocation, TokenSource};
+use crate::token::{numeric_date, ClaimMapping, TokenLocation, TokenSource, MAX_EXPIRY};
 
 /// Most introspection answers kept; beyond it, expired ones are dropped, then all.
 const MAX_CACHED: usize = 100_000;
@@ -71,9 +71,16 @@ pub struct IntrospectionConfig {
     /// Fields listing groups.
     #[serde(default)]
     pub groups_claims: Vec<String>,
-    /// Fields that must hold these values (`aud`, `iss`, `scope`…).
+    /// Fields that must hold these values (`aud`, `iss`, `scope`…). Requiring an `iss` needs
+    /// an `aud` too (unless `allow_any_audience`): the issuer's tokens for every one of its
+    /// clients would be active.
     #[serde(default)]
     pub required_claims: std::collections::BTreeMap<String, Value>,
+    /// With `iss` in `required_claims`: accept the issuer's tokens whatever their audience
+    /// (no `aud` in `required_claims`, on purpose). Off by default; a warning is logged when
+    /// the authenticator is built with it.
+    #[serde(default)]
+    pub allow_any_audience: bool,
     /// Most seconds an active answer is reused (never past the token's `exp`); 0 asks every
     /// time.
     #[serde(default = "default_cache_ttl")]
@@ -86,6 +93,14 @@ pub struct IntrospectionConfig {
     /// than `cache_ttl`; an inactive answer disconnects the client (5.0: 0x87).
     #[serde(default)]
     pub recheck_interval: u64,
+    /// The most bytes read from the endpoint's answer (1 MiB by default); a larger answer is a
+    /// backend failure.
+    #[serde(default = "super::client::default_max_response_bytes")]
+    pub max_response_bytes: usize,
+    /// The most calls to the endpoint at once (64 by default); a further authentication waits
+    /// for one to end, within the broker's `auth_timeout`.
+    #[serde(default = "super::client::default_max_concurrent_requests")]
+    pub max_concurrent_requests: usize,
 }
 
 impl fmt::Debug for IntrospectionConfig {
@@ -97,8 +112,11 @@ impl fmt::Debug for IntrospectionConfig {
             .field("client_auth", &self.client_auth)
             .field("token_from", &self.token_from)
             .field("username_claim", &self.username_claim)
+            .field("allow_any_audience", &self.allow_any_audience)
             .field("cache_ttl", &self.cache_ttl)
             .field("recheck_interval", &self.recheck_interval)
+            .field("max_response_bytes", &self.max_response_bytes)
+            .field("max_concurrent_requests", &self.max_concurrent_requests)
             .finish_non_exhaustive()
     }
 }
@@ -132,7 +150,7 @@ pub struct IntrospectionAuthenticator {
     mapping: ClaimMapping,
     cache_ttl: Duration,
     recheck: Option<Duration>,
-    client: reqwest::Client,
+    http: HttpCaller,
     cache: Mutex<HashMap<[u8; 32], CachedAnswer>>,
 }
 
@@ -154,8 +172,10 @@ impl IntrospectionAuthenticator {
             authentication_method: config.authentication_method.clone(),
         };
         source.validate()?;
+        let name = name.into();
+        check_audience(&name, &config)?;
         Ok(IntrospectionAuthenticator {
-            name: name.into(),
+            name,
             endpoint: config.endpoint.clone(),
             hint: config.token_type_hint.clone(),
             credentials: ClientCredentials {
@@ -176,7 +196,11 @@ impl IntrospectionAuthenticator {
             cache_ttl: Duration::from_secs(config.cache_ttl),
             recheck: (config.recheck_interval > 0)
                 .then(|| Duration::from_secs(config.recheck_interval)),
-            client: http_client(Duration::from_secs(config.timeout.max(1)))?,
+            http: HttpCaller::new(
+                Duration::from_secs(config.timeout.max(1)),
+                config.max_concurrent_requests,
+                config.max_response_bytes,
+            )?,
             cache: Mutex::new(HashMap::new()),
         })
     }
@@ -195,17 +219,18 @@ impl IntrospectionAuthenticator {
             params.push(("token_type_hint", &self.hint));
         }
         let fail = |e: String| AuthError::new(format!("introspection at {}: {e}", self.endpoint));
-        let response = self
+        let request = self
             .credentials
-            .post_form(&self.client, &self.endpoint, &params)
-            .send()
+            .post_form(self.http.client(), &self.endpoint, &params);
+        let (status, body) = self
+            .http
+            .call(request, &self.endpoint)
             .await
-            .map_err(|e| fail(e.without_url().to_string()))?;
-        let status = response.status();
+            .map_err(fail)?;
         if status == reqwest::StatusCode::BAD_REQUEST {
             // Some providers answer a token of a kind they do not introspect (a JWT) with
             // `unsupported_token_type` rather than `active: false`: the token is no good here.
-            let body: Option<Value> = response.json().await.ok();
+            let body: Option<Value> = serde_json::from_slice(&body).ok();
             let code = body
                 .as_ref()
                 .and_then(|b| b.get("error"))
@@ -221,10 +246,8 @@ impl IntrospectionAuthenticator {
         if !status.is_success() {
             return Err(fail(format!("HTTP status {status}")));
         }
-        let answer: Value = response
-            .json()
-            .await
-            .map_err(|e| fail(format!("answer is not JSON: {}", e.without_url())))?;
+        let answer: Value =
+            serde_json::from_slice(&body).map_err(|e| fail(format!("answer is not JSON: {e}")))?;
         let Some(active) = answer.get("active").and_then(Value::as_bool) else {
             return Err(fail("answer has no boolean `active`".into()));
         };
@@ -235,12 +258,17 @@ impl IntrospectionAuthenticator {
         if let Some(object) = claims.as_object_mut() {
             object.remove("active");
         }
+        // A malformed `exp` or `nbf` is the endpoint misbehaving: never cached, never believed.
+        let (exp, _) = answer_times(&claims).map_err(fail)?;
         let claims = Arc::new(claims);
         let mut ttl = self.cache_ttl;
-        if let Some(exp) = claims.get("exp").and_then(Value::as_u64) {
+        if let Some(exp) = exp {
             ttl = ttl.min(Duration::from_secs(exp.saturating_sub(unix_now())));
         }
-        if !ttl.is_zero() {
+        // `cache_ttl` is any number an operator wrote: past 100 years it is 100 years, and the
+        // sum is checked all the same (an answer that cannot be dated is not kept).
+        let ttl = ttl.min(MAX_EXPIRY);
+        if let (false, Some(until)) = (ttl.is_zero(), now.checked_add(ttl)) {
             let mut cache = self.cache.lock();
             if cache.len() >= MAX_CACHED {
                 cache.retain(|_, (_, until)| *until > now);
@@ -248,7 +276,7 @@ impl IntrospectionAuthenticator {
                     cache.clear();
                 }
             }
-            cache.insert(key, (Arc::clone(&claims), now + ttl));
+            cache.insert(key, (Arc::clone(&claims), until));
         }
         Ok(Some(claims))
     }
@@ -260,22 +288,16 @@ impl IntrospectionAuthenticator {
                 "token is not active",
             ));
         };
+        let (exp, nbf) = answer_times(&claims)
+            .map_err(|e| AuthError::new(format!("introspection at {}: {e}", self.endpoint)))?;
         let now = unix_now();
-        if claims
-            .get("exp")
-            .and_then(Value::as_u64)
-            .is_some_and(|exp| exp <= now)
-        {
+        if exp.is_some_and(|exp| exp <= now) {
             return Ok(AuthOutcome::deny(
                 DenyReason::BadCredentials,
                 "token expired",
             ));
         }
-        if claims
-            .get("nbf")
-            .and_then(Value::as_u64)
-            .is_some_and(|nbf| nbf > now)
-        {
+        if nbf.is_some_and(|nbf| nbf > now) {
             return Ok(AuthOutcome::deny(
                 DenyReason::BadCredentials,
                 "token not yet valid (nbf)",
@@ -291,6 +313,49 @@ impl IntrospectionAuthenticator {
     pub fn flush(&self) {
         self.cache.lock().clear();
     }
+}
+
+/// An answer's `exp` and `nbf` as seconds since the epoch; `Err` when either is present but
+/// not a non-negative number (a string, a negative number, `1e300`…): the endpoint misbehaves,
+/// a backend failure. A date too far ahead is kept as it is here and capped (100 years from
+/// now) where it becomes the identity's expiry.
+fn answer_times(claims: &Value) -> Result<(Option<u64>, Option<u64>), String> {
+    let field = |name: &str| {
+        numeric_date(claims.get(name))
+            .map_err(|why| format!("answer has a malformed {name} ({why})"))
+    };
+    Ok((field("exp")?, field("nbf")?))
+}
+
+/// The rule of a `jwt` table, where the issuer is checked through `required_claims`: an
+/// `iss` needs an `aud`, unless `allow_any_audience` says the operator means it.
+fn check_audience(name: &str, config: &IntrospectionConfig) -> Result<(), String> {
+    let checks_issuer = config.required_claims.contains_key("iss");
+    let checks_audience = config.required_claims.contains_key("aud");
+    if config.allow_any_audience && checks_audience {
+        return Err(
+            "allow_any_audience = true and required_claims.aud contradict each other: \
+             remove one"
+                .into(),
+        );
+    }
+    if !checks_issuer || checks_audience {
+        return Ok(());
+    }
+    if !config.allow_any_audience {
+        return Err(
+            "this authenticator has an issuer (required_claims.iss) but no audience: tokens \
+             issued for any client of that issuer would be accepted; set required_claims.aud = \
+             \"...\" or allow_any_audience = true"
+                .into(),
+        );
+    }
+    tracing::warn!(
+        authenticator = name,
+        "allow_any_audience = true: active tokens of the required issuer are accepted \
+         whatever their audience"
+    );
+    Ok(())
 }
 
 impl Authenticator for IntrospectionAuthenticator {

@@ -5,6 +5,13 @@ mod client;
 mod introspection;
 mod password_grant;
 
-pub use client::{http_client, ClientAuthMethod, ClientCredentials};
+pub(crate) use client::{
+    check_max_response_bytes, default_max_concurrent_requests, default_max_response_bytes,
+    read_body, HttpCaller,
+};
+pub use client::{
+    http_client, ClientAuthMethod, ClientCredentials, DEFAULT_MAX_CONCURRENT_REQUESTS,
+    DEFAULT_MAX_RESPONSE_BYTES,
+};
 pub use introspection::{IntrospectionAuthenticator, IntrospectionConfig};
 pub use password_grant::{PasswordGrantAuthenticator, PasswordGrantConfig};

@@ -16,7 +16,7 @@ use std::time::Duration;
 use serde::Deserialize;
 use serde_json::Value;
 
-use super::client::{http_client, ClientAuthMethod, ClientCredentials};
+use super::client::{ClientAuthMethod, ClientCredentials, HttpCaller};
 use crate::authentication::{
     AuthError, AuthOutcome, Authenticator, BoxFuture, ConnectRequest, DenyReason,
 };
@@ -50,8 +50,17 @@ pub struct PasswordGrantConfig {
     /// Seconds the endpoint has to answer.
     #[serde(default = "default_timeout")]
     pub timeout: u64,
+    /// The most bytes read from the endpoint's answer (1 MiB by default); a larger answer is a
+    /// backend failure.
+    #[serde(default = "super::client::default_max_response_bytes")]
+    pub max_response_bytes: usize,
+    /// The most calls to the token endpoint at once (64 by default); a further authentication waits
+    /// for one to end, within the broker's `auth_timeout`.
+    #[serde(default = "super::client::default_max_concurrent_requests")]
+    pub max_concurrent_requests: usize,
     /// How the returned access token is verified, and how its claims map to the identity:
-    /// a `jwt` table (its `token_from` and `username_marker` do not apply).
+    /// a `jwt` table (its `token_from` and `username_marker` do not apply). As in any `jwt`
+    /// table, an `issuer` needs an `audience` (or `allow_any_audience = true`).
     pub verify: JwtConfig,
 }
 
@@ -64,6 +73,8 @@ impl fmt::Debug for PasswordGrantConfig {
             .field("client_auth", &self.client_auth)
             .field("scope", &self.scope)
             .field("audience", &self.audience)
+            .field("max_response_bytes", &self.max_response_bytes)
+            .field("max_concurrent_requests", &self.max_concurrent_requests)
             .finish_non_exhaustive()
     }
 }
@@ -78,7 +89,7 @@ pub struct PasswordGrantAuthenticator {
     endpoint: String,
     credentials: ClientCredentials,
     params: Vec<(String, String)>,
-    client: reqwest::Client,
+    http: HttpCaller,
     verifier: JwtAuthenticator,
 }
 
@@ -105,6 +116,20 @@ impl PasswordGrantAuthenticator {
             params.push(("audience".into(), audience.clone()));
         }
         params.extend(config.extra_params.clone());
+        let verify = &config.verify;
+        if let (Some(_), Some(requested), true, false) = (
+            &verify.issuer,
+            &config.audience,
+            verify.audience.is_empty(),
+            verify.allow_any_audience,
+        ) {
+            // The same rule as a `jwt` table's, with the audience asked for as the hint.
+            return Err(format!(
+                "verify has an issuer but no audience: tokens issued for any client of that \
+                 issuer (ID tokens included) would be accepted; set verify.audience = \
+                 [\"{requested}\"] (the audience requested) or verify.allow_any_audience = true"
+            ));
+        }
         let verifier = JwtAuthenticator::new(name.clone(), config.verify)
             .map_err(|e| format!("verify: {e}"))?;
         Ok(PasswordGrantAuthenticator {
@@ -116,7 +141,11 @@ impl PasswordGrantAuthenticator {
                 method: config.client_auth,
             },
             params,
-            client: http_client(Duration::from_secs(config.timeout.max(1)))?,
+            http: HttpCaller::new(
+                Duration::from_secs(config.timeout.max(1)),
+                config.max_concurrent_requests,
+                config.max_response_bytes,
+            )?,
             verifier,
         })
     }
@@ -134,14 +163,16 @@ impl PasswordGrantAuthenticator {
         form.push(("username", username));
         form.push(("password", password));
         let fail = |e: String| AuthError::new(format!("token endpoint {}: {e}", self.endpoint));
-        let response = self
+        let request = self
             .credentials
-            .post_form(&self.client, &self.endpoint, &form)
-            .send()
+            .post_form(self.http.client(), &self.endpoint, &form);
+        // Whatever the status, an answer too large (or cut off) is the provider failing.
+        let (status, body) = self
+            .http
+            .call(request, &self.endpoint)
             .await
-            .map_err(|e| fail(e.without_url().to_string()))?;
-        let status = response.status();
-        let body: Option<Value> = response.json().await.ok();
+            .map_err(fail)?;
+        let body: Option<Value> = serde_json::from_slice(&body).ok();
         // The OAuth error code, if the answer has one.
         let code = body
             .as_ref()

@@ -4,12 +4,14 @@
 //! verified.
 
 use std::sync::Arc;
-use std::time::{Duration, UNIX_EPOCH};
+use std::time::SystemTime;
 
 use serde_json::Value;
 
 use crate::authentication::{ConnectRequest, Identity};
 use crate::principal::{Attribute, Source};
+
+use super::time::{at_unix_secs, numeric_date};
 
 /// How claims map to an identity.
 #[derive(Debug, Clone, PartialEq, Default)]
@@ -30,18 +32,20 @@ pub struct ClaimMapping {
 
 impl ClaimMapping {
     /// The identity `claims` give for `request`, or why they give none (for the audit line;
-    /// never a secret). `exp` (seconds since the epoch) becomes the identity's expiry.
+    /// never a secret). `exp` (seconds since the epoch) becomes the identity's expiry, at most
+    /// [`MAX_EXPIRY`](super::MAX_EXPIRY) from now; an `exp` that is not a non-negative number
+    /// gives none. Claims of any shape give an answer, never a panic: a user name or client
+    /// binding claim that is not a string refuses, roles and groups keep only strings.
     pub fn identity(&self, claims: Value, request: &ConnectRequest) -> Result<Identity, String> {
         for (name, expected) in &self.required_claims {
             if !claim_holds(lookup(&claims, name), expected) {
                 return Err(format!("claim {name} does not hold the required value"));
             }
         }
-        let Some(username) = lookup(&claims, &self.username_claim)
-            .and_then(Value::as_str)
-            .map(str::to_owned)
-        else {
-            return Err(format!("no {} claim", self.username_claim));
+        let username = match lookup(&claims, &self.username_claim) {
+            None | Some(Value::Null) => return Err(format!("no {} claim", self.username_claim)),
+            Some(Value::String(name)) => name.clone(),
+            Some(_) => return Err(format!("the {} claim is not a string", self.username_claim)),
         };
         if self.username_must_match_claim && request.username.as_deref() != Some(&username) {
             return Err("user name does not match the token".into());
@@ -65,10 +69,10 @@ impl ClaimMapping {
         };
         let roles = collect(&self.roles_claims);
         let groups = collect(&self.groups_claims);
-        let expires_at = claims
-            .get("exp")
-            .and_then(Value::as_u64)
-            .map(|secs| UNIX_EPOCH + Duration::from_secs(secs));
+        let expires_at = match numeric_date(claims.get("exp")) {
+            Ok(exp) => exp.map(|secs| at_unix_secs(secs, SystemTime::now())),
+            Err(why) => return Err(format!("the exp claim is malformed ({why})")),
+        };
         Ok(Identity {
             username: Some(username),
             client_identity: None,
@@ -114,7 +118,9 @@ pub fn claim_holds(value: Option<&Value>, expected: &Value) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::token::MAX_EXPIRY;
     use serde_json::json;
+    use std::time::{Duration, UNIX_EPOCH};
 
     fn request() -> ConnectRequest {
         let mut r = ConnectRequest::new("l", "127.0.0.1:1".parse().unwrap(), "dev-1");
@@ -183,5 +189,94 @@ mod tests {
         assert!(matching
             .identity(json!({"sub": "other"}), &request())
             .is_err());
+    }
+
+    #[test]
+    fn hostile_claim_values_give_an_answer_never_a_panic() {
+        let m = ClaimMapping {
+            client_id_claim: Some("azp".into()),
+            roles_claims: vec!["realm_access.roles".into(), "roles".into()],
+            groups_claims: vec!["groups".into()],
+            ..mapping()
+        };
+        let hostile = [
+            json!(u64::MAX),
+            json!(i64::MAX),
+            json!(i64::MIN),
+            json!(-1),
+            json!(1e300),
+            json!(-1e300),
+            json!(0.5),
+            json!("x"),
+            json!(null),
+            json!(true),
+            json!([]),
+            json!([1, "a", null, {"b": 2}, ["c"]]),
+            json!({"roles": {"deeper": [1]}}),
+        ];
+        let base = json!({"sub": "u", "azp": "dev-1", "exp": 2_000_000_000u64});
+        for value in &hostile {
+            for claim in ["sub", "azp", "exp", "realm_access", "roles", "groups"] {
+                let mut claims = base.clone();
+                claims[claim] = value.clone();
+                let result = m.identity(claims, &request());
+                match claim {
+                    "sub" => assert_eq!(result.is_ok(), value.is_string(), "sub = {value}"),
+                    "azp" => assert!(result.is_err(), "azp = {value}"),
+                    "exp" => {
+                        if let Ok(id) = &result {
+                            let exp = id.expires_at;
+                            assert!(
+                                exp.is_none_or(|e| e <= SystemTime::now() + MAX_EXPIRY),
+                                "exp = {value}: {exp:?}"
+                            );
+                        }
+                    }
+                    _ => {
+                        // Only strings become roles and groups; anything else is left out.
+                        let id = result.unwrap_or_else(|e| panic!("{claim} = {value}: {e}"));
+                        let expected: Vec<&str> = match (claim, value) {
+                            ("realm_access", _) => vec![],
+                            (_, Value::String(s)) => vec![s.as_str()],
+                            (_, Value::Array(items)) => {
+                                items.iter().filter_map(Value::as_str).collect()
+                            }
+                            _ => vec![],
+                        };
+                        let got: Vec<&str> = id
+                            .roles
+                            .iter()
+                            .chain(&id.groups)
+                            .map(|a| a.value.as_str())
+                            .collect();
+                        assert_eq!(got, expected, "{claim} = {value}");
+                    }
+                }
+            }
+        }
+        // The expiry of the hostile-but-valid dates: capped, absent, or refused.
+        let exp = |v: Value| {
+            let mut claims = base.clone();
+            claims["exp"] = v;
+            m.identity(claims, &request()).map(|id| id.expires_at)
+        };
+        let far = exp(json!(u64::MAX)).unwrap().unwrap();
+        let now = SystemTime::now();
+        assert!(far > now + MAX_EXPIRY - Duration::from_secs(3600) && far <= now + MAX_EXPIRY);
+        assert!(exp(json!(i64::MAX)).unwrap().unwrap() <= SystemTime::now() + MAX_EXPIRY);
+        assert_eq!(exp(json!(null)).unwrap(), None);
+        assert_eq!(
+            exp(json!(2_000_000_000.75)).unwrap(),
+            Some(UNIX_EPOCH + Duration::from_secs(2_000_000_000))
+        );
+        for malformed in [
+            json!(-1),
+            json!(1e300),
+            json!("2000000000"),
+            json!([1]),
+            json!({}),
+        ] {
+            assert!(exp(malformed.clone()).is_err(), "exp = {malformed}");
+        }
     }
 }

@@ -1,8 +1,11 @@
-//! What every token authenticator shares: where the token travels in CONNECT, and how its
-//! claims become an identity.
+//! What every token authenticator shares: where the token travels in CONNECT, how its
+//! claims become an identity, and how the times it carries become times without overflow.
 
 mod location;
 mod mapping;
+mod time;
 
 pub use location::{TokenLocation, TokenSource};
 pub use mapping::{claim_holds, lookup, strings, ClaimMapping};
+pub use time::MAX_EXPIRY;
+pub(crate) use time::{after_secs, at_unix_secs, numeric_date};

@@ -16,10 +16,11 @@
 //! Everything else is optional. `permissions` take the `acl` claim's shape (see
 //! `policy::ClaimsAuthorizer`) and are applied before the listener's authorizers; `default`
 //! (`next` unless given) says what happens to requests none of them decides. `expires_at`
-//! (seconds since the epoch) or `expires_in` (seconds from now) ends the principal's rights.
+//! (seconds since the epoch) or `expires_in` (seconds from now) ends the principal's rights;
+//! each is a non-negative integer, and one further ahead than 100 years counts as 100 years.
 
 use std::sync::Arc;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::SystemTime;
 
 use serde::Deserialize;
 use serde_json::Value;
@@ -28,6 +29,7 @@ use crate::authentication::{AuthOutcome, DenyReason, Identity};
 use crate::permissions::{DefaultBehaviour, GrantedRules, RuleOrigin};
 use crate::policy::ClaimsAuthorizer;
 use crate::principal::{Attribute, Source};
+use crate::token::{after_secs, at_unix_secs};
 
 /// A webhook's answer, as sent.
 #[derive(Debug, Deserialize)]
@@ -103,8 +105,10 @@ impl WebhookAnswer {
         let source = || Source::Authenticator(name.to_owned());
         let expires_at = match (self.expires_at, self.expires_in) {
             (Some(_), Some(_)) => return Err("both expires_at and expires_in".into()),
-            (Some(at), None) => Some(UNIX_EPOCH + Duration::from_secs(at)),
-            (None, Some(secs)) => Some(now + Duration::from_secs(secs)),
+            // Checked: any u64 may come (a type other than a non-negative integer does not
+            // parse); one too far ahead is taken as 100 years from now (`token::MAX_EXPIRY`).
+            (Some(at), None) => Some(at_unix_secs(at, now)),
+            (None, Some(secs)) => Some(after_secs(secs, now)),
             (None, None) => None,
         };
         let granted = match self.permissions {
@@ -153,7 +157,9 @@ impl WebhookAnswer {
 mod tests {
     use super::*;
     use crate::policy::ClaimsSettings;
+    use crate::token::MAX_EXPIRY;
     use serde_json::json;
+    use std::time::{Duration, UNIX_EPOCH};
 
     fn outcome(answer: Value) -> Result<AuthOutcome, String> {
         let answer: WebhookAnswer = serde_json::from_value(answer).map_err(|e| e.to_string())?;
@@ -218,5 +224,36 @@ mod tests {
         assert!(outcome(json!({"result": "allow", "permissions": {"filter": "a"}})).is_err());
         assert!(outcome(json!({"result": "allow", "expires_at": 5, "expires_in": 5})).is_err());
         assert!(outcome(json!({"result": "allow", "default": "deny"})).is_err());
+    }
+
+    #[test]
+    fn hostile_expiries_are_capped_or_malformed_never_a_panic() {
+        let now = UNIX_EPOCH + Duration::from_secs(1000);
+        let expiry = |field: &str, value: Value| {
+            outcome(json!({"result": "allow", field: value})).map(|o| match o {
+                AuthOutcome::Allow(id) => id.expires_at,
+                other => panic!("{other:?}"),
+            })
+        };
+        for field in ["expires_at", "expires_in"] {
+            for far in [json!(u64::MAX), json!(i64::MAX)] {
+                assert_eq!(expiry(field, far), Ok(Some(now + MAX_EXPIRY)), "{field}");
+            }
+            assert_eq!(expiry(field, json!(null)), Ok(None), "{field}");
+            for malformed in [
+                json!(-1),
+                json!(1e300),
+                json!(1.5),
+                json!("60"),
+                json!([60]),
+                json!({"secs": 60}),
+                json!(true),
+            ] {
+                assert!(
+                    expiry(field, malformed.clone()).is_err(),
+                    "{field} = {malformed}"
+                );
+            }
+        }
     }
 }

@@ -30,7 +30,7 @@ use serde_json::{json, Value};
 pub use answer::WebhookAnswer;
 
 use crate::authentication::{AuthError, AuthOutcome, Authenticator, BoxFuture, ConnectRequest};
-use crate::oauth::http_client;
+use crate::oauth::HttpCaller;
 use crate::policy::{ClaimsAuthorizer, ClaimsSettings};
 use crate::secret::Secret;
 
@@ -55,6 +55,14 @@ pub struct WebhookConfig {
     /// re-authentication); an answer other than allow disconnects it (5.0: 0x87).
     #[serde(default)]
     pub recheck_interval: u64,
+    /// The most bytes read from the service's answer (1 MiB by default); a larger answer is a
+    /// backend failure.
+    #[serde(default = "crate::oauth::default_max_response_bytes")]
+    pub max_response_bytes: usize,
+    /// The most calls to the service at once (64 by default); a further authentication waits
+    /// for one to end, within the broker's `auth_timeout`.
+    #[serde(default = "crate::oauth::default_max_concurrent_requests")]
+    pub max_concurrent_requests: usize,
 }
 
 impl fmt::Debug for WebhookConfig {
@@ -65,6 +73,8 @@ impl fmt::Debug for WebhookConfig {
             .field("headers", &self.headers.keys().collect::<Vec<_>>())
             .field("send_password", &self.send_password)
             .field("recheck_interval", &self.recheck_interval)
+            .field("max_response_bytes", &self.max_response_bytes)
+            .field("max_concurrent_requests", &self.max_concurrent_requests)
             .finish()
     }
 }
@@ -84,7 +94,7 @@ pub struct WebhookAuthenticator {
     headers: reqwest::header::HeaderMap,
     send_password: bool,
     recheck: Option<Duration>,
-    client: reqwest::Client,
+    http: HttpCaller,
     /// Reads the permissions of an answer (the `acl` claim's shape).
     permissions_parser: ClaimsAuthorizer,
 }
@@ -114,7 +124,11 @@ impl WebhookAuthenticator {
             send_password: config.send_password,
             recheck: (config.recheck_interval > 0)
                 .then(|| Duration::from_secs(config.recheck_interval)),
-            client: http_client(Duration::from_secs(config.timeout.max(1)))?,
+            http: HttpCaller::new(
+                Duration::from_secs(config.timeout.max(1)),
+                config.max_concurrent_requests,
+                config.max_response_bytes,
+            )?,
             permissions_parser: ClaimsAuthorizer::new(ClaimsSettings::default())
                 .map_err(|e| e.to_string())?,
         })
@@ -156,22 +170,18 @@ impl WebhookAuthenticator {
 
     async fn call(&self, request: &ConnectRequest) -> Result<AuthOutcome, AuthError> {
         let fail = |e: String| AuthError::new(format!("webhook {}: {e}", self.url));
-        let response = self
-            .client
+        let post = self
+            .http
+            .client()
             .post(&self.url)
             .headers(self.headers.clone())
-            .json(&self.body(request))
-            .send()
-            .await
-            .map_err(|e| fail(e.without_url().to_string()))?;
-        let status = response.status();
+            .json(&self.body(request));
+        let (status, body) = self.http.call(post, &self.url).await.map_err(fail)?;
         if !status.is_success() {
             return Err(fail(format!("HTTP status {status}")));
         }
-        let answer: WebhookAnswer = response
-            .json()
-            .await
-            .map_err(|e| fail(format!("malformed answer: {}", e.without_url())))?;
+        let answer: WebhookAnswer =
+            serde_json::from_slice(&body).map_err(|e| fail(format!("malformed answer: {e}")))?;
         answer
             .into_outcome(&self.name, &self.permissions_parser, SystemTime::now())
             .map_err(|e| fail(format!("malformed answer: {e}")))

@@ -67,8 +67,18 @@ pub enum Reply {
     Json(u16, serde_json::Value),
     /// Status and a raw body.
     Raw(u16, String),
+    /// Status, more headers (`Location`…) and a raw body.
+    WithHeaders(u16, Vec<(String, String)>, String),
+    /// A whole response written as it is (a head announcing more than follows, say); then the
+    /// connection stays open until the caller closes it.
+    Verbatim(String),
+    /// Status, then a chunked body that never ends: chunks are written until the caller
+    /// closes the connection.
+    Endless(u16),
     /// Never answer (the connection stays open until the caller gives up).
     Hang,
+    /// The reply this future gives, once it gives it (a request held until a test lets it go).
+    After(std::pin::Pin<Box<dyn std::future::Future<Output = Reply> + Send>>),
 }
 
 type Handler = dyn Fn(&Received) -> Reply + Send + Sync;
@@ -100,18 +110,35 @@ impl HttpService {
                 tokio::spawn(async move {
                     while let Some(request) = read_request(&mut socket).await {
                         kept.lock().push(request.clone());
-                        let (status, body) = match handler(&request) {
-                            Reply::Json(status, body) => (status, body.to_string()),
-                            Reply::Raw(status, body) => (status, body),
-                            Reply::Hang => {
-                                // Hold the connection until the caller closes it.
-                                let mut sink = [0u8; 64];
-                                while matches!(socket.read(&mut sink).await, Ok(n) if n > 0) {}
+                        let mut reply = handler(&request);
+                        if let Reply::After(later) = reply {
+                            reply = later.await;
+                        }
+                        let (status, headers, body) = match reply {
+                            Reply::Json(status, body) => (status, Vec::new(), body.to_string()),
+                            Reply::Raw(status, body) => (status, Vec::new(), body),
+                            Reply::WithHeaders(status, headers, body) => (status, headers, body),
+                            Reply::Verbatim(response) => {
+                                if socket.write_all(response.as_bytes()).await.is_ok() {
+                                    hold(&mut socket).await;
+                                }
+                                return;
+                            }
+                            Reply::Endless(status) => {
+                                endless(&mut socket, status).await;
+                                return;
+                            }
+                            Reply::Hang | Reply::After(_) => {
+                                hold(&mut socket).await;
                                 return;
                             }
                         };
+                        let headers: String = headers
+                            .iter()
+                            .map(|(name, value)| format!("{name}: {value}\r\n"))
+                            .collect();
                         let response = format!(
-                            "HTTP/1.1 {status} X\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
+                            "HTTP/1.1 {status} X\r\nContent-Type: application/json\r\n{headers}Content-Length: {}\r\n\r\n{body}",
                             body.len()
                         );
                         if socket.write_all(response.as_bytes()).await.is_err() {
@@ -138,6 +165,34 @@ impl HttpService {
     pub fn last(&self) -> Received {
         self.requests.lock().last().cloned().expect("a request")
     }
+}
+
+/// Holds the connection until the caller closes it.
+async fn hold(socket: &mut tokio::net::TcpStream) {
+    let mut sink = [0u8; 64];
+    while matches!(socket.read(&mut sink).await, Ok(n) if n > 0) {}
+}
+
+/// A chunked answer that goes on until the caller stops reading and closes the connection.
+async fn endless(socket: &mut tokio::net::TcpStream, status: u16) {
+    let head = format!(
+        "HTTP/1.1 {status} X\r\nContent-Type: application/json\r\nTransfer-Encoding: chunked\r\n\r\n"
+    );
+    if socket.write_all(head.as_bytes()).await.is_err() {
+        return;
+    }
+    let chunk = format!("4000\r\n{}\r\n", " ".repeat(0x4000));
+    while socket.write_all(chunk.as_bytes()).await.is_ok() {}
+}
+
+/// `value` (an object) with a string field `field` making its JSON text `size` bytes long.
+pub fn padded(mut value: serde_json::Value, field: &str, size: usize) -> serde_json::Value {
+    value[field] = serde_json::Value::String(String::new());
+    let bare = value.to_string().len();
+    assert!(size >= bare, "{size} is below the {bare} bytes of {value}");
+    value[field] = serde_json::Value::String("x".repeat(size - bare));
+    assert_eq!(value.to_string().len(), size);
+    value
 }
 
 /// Reads one request (headers, then a Content-Length body); `None` at end of stream.

@@ -1,3 +1,4 @@
 //! Helpers shared by the integration tests of this crate.
 
+pub mod held;
 pub mod http_service;
