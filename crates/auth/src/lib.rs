@@ -8,6 +8,7 @@
 
 pub mod authentication;
 pub mod jwt;
+pub mod log;
 pub mod oauth;
 pub mod password_file;
 pub mod permissions;

@@ -99,6 +99,23 @@ pub struct ListenerConfig {
     /// so anonymous clients of an open listener cannot park sessions under other clients'
     /// identifiers. Not set: the broker-wide limit.
     pub max_session_expiry: Option<u32>,
+    /// Most connections open at once on this listener; more are closed as they are accepted,
+    /// before any TLS handshake (0: no limit).
+    pub max_connections: usize,
+    /// Most connections open at once from one address (IPv6: one /64); more are closed as
+    /// they are accepted (0: no limit).
+    pub max_connections_per_address: usize,
+    /// Most new connections accepted per second (a burst of as many is allowed); more are
+    /// closed as they are accepted, before any TLS handshake (0: no limit).
+    pub max_connection_rate: u32,
+    /// The listen backlog: connections the kernel queues before the broker accepts them.
+    pub listen_backlog: u32,
+    /// Most authentications under way at once on this listener (a CONNECT waiting for its
+    /// authenticators); more are refused at once (CONNACK 0x89, 3.x: 3). 0: no limit.
+    pub max_pending_authentications: usize,
+    /// Most authentications under way at once from one address (IPv6: one /64); more are
+    /// refused at once (CONNACK 0x89, 3.x: 3). 0: no limit.
+    pub max_pending_authentications_per_address: usize,
     /// TLS on this listener (MQTT over TLS, or secure WebSocket with `websocket`).
     pub tls: Option<TlsConfig>,
     /// MQTT over WebSocket on this listener (`websocket = {}`, or with a `path`).
@@ -196,6 +213,12 @@ impl Default for ListenerConfig {
             client_id_patterns: Vec::new(),
             tcp_nodelay: true,
             max_session_expiry: None,
+            max_connections: 100_000,
+            max_connections_per_address: 1_000,
+            max_connection_rate: 1_000,
+            listen_backlog: 1024,
+            max_pending_authentications: 1_000,
+            max_pending_authentications_per_address: 64,
             tls: None,
             websocket: None,
         }

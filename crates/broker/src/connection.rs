@@ -14,6 +14,7 @@ use std::time::Duration;
 use bytes::BytesMut;
 use tokio::time::Instant;
 use tollgate_auth::authentication::{ChainDecision, ConnectRequest, DenyReason, Identity};
+use tollgate_auth::log::Escaped;
 use tollgate_auth::permissions::{compile_granted_only, CompiledPermissions, Decision};
 use tollgate_auth::{CertificateInfo, Principal, Secret};
 use tollgate_mqtt::{
@@ -454,8 +455,8 @@ impl Connection {
             // chain is not asked, and any password is ignored.
             tracing::info!(
                 target: "tollgate::audit",
-                listener = %request.listener, peer = %request.peer, client_id = %request.client_id,
-                username = %name, authenticator = "certificate", outcome = "allow", "authentication"
+                listener = %Escaped(&request.listener), peer = %request.peer, client_id = %Escaped(&request.client_id),
+                username = %Escaped(&name), authenticator = "certificate", outcome = "allow", "authentication"
             );
             self.pending = Some(Box::new(PendingConnect {
                 connect: Box::new(connect),
@@ -598,7 +599,7 @@ impl Connection {
         principal.username = identity.username.or(sent_username);
         if principal.owner() != old.owner() {
             // Re-authentication renews a principal's rights; it cannot change who it is.
-            tracing::info!(target: "tollgate::audit", client_id = %old.client_id, "re-authentication as another principal refused");
+            tracing::info!(target: "tollgate::audit", client_id = %Escaped(&old.client_id), "re-authentication as another principal refused");
             return Err(self.protocol_error(ReasonCode::NOT_AUTHORIZED));
         }
         principal.roles = identity.roles;
@@ -609,7 +610,7 @@ impl Connection {
         let recheck_interval = self.listener.chain.recheck_interval(&by);
         principal.authenticated_by = by;
         if let Some(why) = self.broker.revoked(&principal) {
-            tracing::info!(target: "tollgate::audit", client_id = %old.client_id, "re-authentication refused: {why}");
+            tracing::info!(target: "tollgate::audit", client_id = %Escaped(&old.client_id), "re-authentication refused: {}", Escaped(&why));
             return Err(self.protocol_error(ReasonCode::NOT_AUTHORIZED));
         }
         self.expires_at = match principal.expires_at {
@@ -670,6 +671,12 @@ impl Connection {
         self.reauthenticating = true;
     }
 
+    /// Whether the authentication waiting is a connected client's (a re-authentication or a
+    /// re-check), which the chain neither throttles nor answers from its cache.
+    pub fn is_reauthenticating(&self) -> bool {
+        self.reauthenticating
+    }
+
     /// Whether CONNECT waits for the authentication chain (no further packets are handled
     /// until it has decided).
     pub fn is_authenticating(&self) -> bool {
@@ -723,7 +730,7 @@ impl Connection {
             self.certificate.clone(),
         );
         if let Some(why) = broker.revoked(&principal) {
-            tracing::info!(target: "tollgate::audit", client_id = %client_id, username = principal.username.as_deref().unwrap_or(""), "connection refused: {why}");
+            tracing::info!(target: "tollgate::audit", client_id = %Escaped(&client_id), username = principal.username.as_deref().unwrap_or(""), "connection refused: {}", Escaped(&why));
             return Err(self.refuse(ReasonCode::NOT_AUTHORIZED));
         }
         if !self.listener.config.client_id_patterns.is_empty()
@@ -733,7 +740,7 @@ impl Connection {
                 principal.username.as_deref(),
             )
         {
-            tracing::info!(target: "tollgate::audit", client_id = %client_id, username = principal.username.as_deref().unwrap_or(""), "client identifier does not match the listener's patterns");
+            tracing::info!(target: "tollgate::audit", client_id = %Escaped(&client_id), username = principal.username.as_deref().unwrap_or(""), "client identifier does not match the listener's patterns");
             return Err(self.refuse(ReasonCode::CLIENT_IDENTIFIER_NOT_VALID));
         }
 
@@ -837,7 +844,7 @@ impl Connection {
         self.phase = Phase::Connected;
         BrokerStats::add(&self.broker.stats.clients_connected, 1);
         BrokerStats::add(&self.broker.stats.connections_total, 1);
-        tracing::info!(peer = %self.peer, client_id = %client_id, version = ?self.version, session_present = opened.present, "client connected");
+        tracing::info!(peer = %self.peer, client_id = %Escaped(&client_id), version = ?self.version, session_present = opened.present, "client connected");
 
         let session_present = opened.present && self.version != ProtocolVersion::V3_1;
         self.send(&Packet::ConnAck(ConnAck {
@@ -938,7 +945,7 @@ impl Connection {
         match publish_encoded_len(message, &overrides, self.version) {
             Ok(len) if len as u64 <= u64::from(self.client_maximum_packet_size) => {}
             Ok(len) => {
-                tracing::debug!(topic = %message.topic, len, max = self.client_maximum_packet_size, "message larger than the client's maximum packet size: not sent");
+                tracing::debug!(topic = %Escaped(&message.topic), len, max = self.client_maximum_packet_size, "message larger than the client's maximum packet size: not sent");
                 return false;
             }
             Err(e) => {
@@ -1191,7 +1198,7 @@ impl Connection {
         let Some(why) = self.principal.as_ref().and_then(|p| self.broker.revoked(p)) else {
             return Ok(());
         };
-        tracing::info!(target: "tollgate::audit", client_id = self.client_id().unwrap_or(""), "disconnected: {why}");
+        tracing::info!(target: "tollgate::audit", client_id = self.client_id().unwrap_or(""), "disconnected: {}", Escaped(&why));
         self.send_disconnect(ReasonCode::NOT_AUTHORIZED);
         Err(Close {
             reason: ReasonCode::NOT_AUTHORIZED,
@@ -1211,7 +1218,7 @@ impl Connection {
                     None => compile_granted_only(principal).expect("granted rules, checked above"),
                 };
                 for note in compiled.notes() {
-                    tracing::warn!(client_id = %principal.client_id, authorizer = %note.authorizer, "permissions: {}", note.message);
+                    tracing::warn!(client_id = %Escaped(&principal.client_id), authorizer = %Escaped(&note.authorizer), "permissions: {}", Escaped(&note.message));
                 }
                 self.permissions = Arc::new(compiled);
                 self.unrestricted = false;
@@ -1262,7 +1269,7 @@ impl Connection {
             client_id = principal.map_or("", |p| p.client_id.as_str()),
             username = principal.and_then(|p| p.username.as_deref()).unwrap_or(""),
             action, topic, outcome = "deny",
-            decision = %self.permissions.describe(decision),
+            decision = %Escaped(&self.permissions.describe(decision).to_string()),
             "authorization"
         );
     }
@@ -1715,6 +1722,7 @@ fn deny_reason_code(reason: DenyReason) -> ReasonCode {
         DenyReason::RateLimited => ReasonCode::CONNECTION_RATE_EXCEEDED,
         DenyReason::BadAuthenticationMethod => ReasonCode::BAD_AUTHENTICATION_METHOD,
         DenyReason::BackendUnavailable => ReasonCode::SERVER_UNAVAILABLE,
+        DenyReason::Busy => ReasonCode::SERVER_BUSY,
     }
 }
 

@@ -26,6 +26,7 @@ use tokio::net::TcpStream;
 use tokio::sync::watch;
 use tokio::time::Instant;
 use tollgate_auth::authentication::{ChainDecision, ConnectRequest, DenyReason};
+use tollgate_auth::log::Escaped;
 use tollgate_mqtt::ReasonCode;
 
 use crate::broker::Broker;
@@ -404,25 +405,34 @@ fn process_buffered(conn: &mut Connection, buf: &mut BytesMut, now: Instant) -> 
 fn start_authentication(
     conn: &mut Connection,
 ) -> Option<Pin<Box<dyn Future<Output = ChainDecision> + Send>>> {
+    let connected = conn.is_reauthenticating();
     let request = conn.take_auth_request()?;
     let listener = Arc::clone(conn.listener());
     let timeout_secs = conn.broker().config.auth_timeout;
     Some(Box::pin(async move {
-        authenticate(&listener, &request, timeout_secs).await
+        authenticate(&listener, &request, connected, timeout_secs).await
     }))
 }
 
-/// Runs the listener's chain, within the configured time.
+/// Runs the listener's chain, within the configured time: for a CONNECT, or again for a
+/// `connected` client (never throttled, never from the cache). A timeout drops the chain's
+/// work, and the throttle counts it against the address.
 async fn authenticate(
     listener: &Listener,
     request: &ConnectRequest,
+    connected: bool,
     timeout_secs: u64,
 ) -> ChainDecision {
     let limit = Duration::from_secs(timeout_secs.max(1));
-    match tokio::time::timeout(limit, listener.chain.authenticate(request)).await {
+    let decision: Pin<Box<dyn Future<Output = ChainDecision> + Send + '_>> = if connected {
+        Box::pin(listener.chain.recheck(request))
+    } else {
+        Box::pin(listener.chain.authenticate(request))
+    };
+    match tokio::time::timeout(limit, decision).await {
         Ok(decision) => decision,
         Err(_) => {
-            tracing::warn!(listener = %listener.name, client_id = %request.client_id, "authentication timed out");
+            tracing::warn!(listener = %Escaped(&listener.name), client_id = %Escaped(&request.client_id), "authentication timed out");
             ChainDecision::Refused {
                 reason: DenyReason::BackendUnavailable,
                 by: None,

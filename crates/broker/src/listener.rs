@@ -5,7 +5,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use tollgate_auth::authentication::{
-    AuthCache, AuthChain, Authenticator, ChainEntry, LoginThrottle, OnError,
+    AuthCache, AuthChain, Authenticator, ChainEntry, HeldPerAddress, LoginThrottle, OnError,
 };
 use tollgate_auth::jwt::JwtAuthenticator;
 use tollgate_auth::oauth::{IntrospectionAuthenticator, PasswordGrantAuthenticator};
@@ -40,6 +40,8 @@ pub struct Listener {
     /// authorizer is configured, clients are unrestricted (but for read-only `$SYS`).
     /// Swapped when policy files are reloaded.
     pub authorization: RwLock<Option<Arc<AuthorizerChain>>>,
+    /// The connections open on this listener, per address and in all.
+    pub connections: Arc<HeldPerAddress>,
 }
 
 impl Listener {
@@ -72,6 +74,10 @@ impl Listener {
             chain,
             tls,
             authorization,
+            connections: HeldPerAddress::new(
+                config.max_connections_per_address,
+                config.max_connections,
+            ),
         })
     }
 
@@ -249,6 +255,10 @@ impl Authenticators {
             listener.allow_anonymous,
             accepts_certificates,
             throttle,
+        )
+        .with_pending_limits(
+            listener.max_pending_authentications_per_address,
+            listener.max_pending_authentications,
         ))
     }
 

@@ -5,7 +5,7 @@
 use std::io;
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use tokio::net::TcpListener;
 use tokio::sync::watch;
@@ -17,6 +17,7 @@ use crate::broker::Broker;
 use crate::config::BrokerConfig;
 use crate::driver::run_connection;
 use crate::listener::{Authenticators, Listener};
+use crate::memory::Overload;
 use crate::revocation::{watch_revocations, RevocationFile};
 use crate::sys::run_sys_publisher;
 use crate::tls::TlsAcceptor;
@@ -95,8 +96,7 @@ impl Server {
         let listeners_kept = listeners.clone();
         for listener in listeners.clone() {
             let bind = listener.config.bind;
-            let socket = TcpListener::bind(bind)
-                .await
+            let socket = listen(bind, listener.config.listen_backlog)
                 .map_err(|e| io::Error::new(e.kind(), format!("cannot listen on {bind}: {e}")))?;
             let addr = socket.local_addr()?;
             tracing::info!(listener = %listener.name, address = %addr, authenticators = ?listener.chain.names(), anonymous = listener.config.allow_anonymous, transport = listener.transport_name(), "listening");
@@ -240,6 +240,53 @@ impl Drop for LiveGuard {
     }
 }
 
+/// A listening socket on `bind` with a listen backlog of `backlog`.
+fn listen(bind: SocketAddr, backlog: u32) -> io::Result<TcpListener> {
+    let socket = if bind.is_ipv4() {
+        tokio::net::TcpSocket::new_v4()?
+    } else {
+        tokio::net::TcpSocket::new_v6()?
+    };
+    socket.set_reuseaddr(true)?;
+    socket.bind(bind)?;
+    socket.listen(backlog.max(1))
+}
+
+/// New connections allowed per second, as a bucket of tokens refilled continuously (a burst
+/// of one second's worth is allowed).
+struct ConnectionRate {
+    per_second: f64,
+    tokens: f64,
+    at: Instant,
+}
+
+impl ConnectionRate {
+    fn new(per_second: u32) -> ConnectionRate {
+        ConnectionRate {
+            per_second: f64::from(per_second),
+            tokens: f64::from(per_second),
+            at: Instant::now(),
+        }
+    }
+
+    /// Whether one more connection may be accepted now.
+    fn admit(&mut self) -> bool {
+        if self.per_second <= 0.0 {
+            return true;
+        }
+        let now = Instant::now();
+        let refill = now.duration_since(self.at).as_secs_f64() * self.per_second;
+        self.tokens = (self.tokens + refill).min(self.per_second);
+        self.at = now;
+        if self.tokens >= 1.0 {
+            self.tokens -= 1.0;
+            true
+        } else {
+            false
+        }
+    }
+}
+
 async fn accept_loop(
     listener: TcpListener,
     broker: Arc<Broker>,
@@ -248,11 +295,22 @@ async fn accept_loop(
 ) {
     use std::sync::atomic::Ordering;
     let live = Arc::new(LiveConnections::default());
+    let mut rate = ConnectionRate::new(config.config.max_connection_rate);
     loop {
         tokio::select! {
             _ = shutdown.changed() => break,
             accepted = listener.accept() => match accepted {
                 Ok((stream, peer)) => {
+                    // Limits apply before anything else is spent on the connection (no TLS
+                    // handshake, no task): a refused one is simply closed.
+                    if !rate.admit() {
+                        broker.memory.record(Overload::ConnectionLimited);
+                        continue;
+                    }
+                    let Ok(held) = config.connections.try_hold(peer.ip()) else {
+                        broker.memory.record(Overload::ConnectionLimited);
+                        continue;
+                    };
                     if config.config.tcp_nodelay {
                         let _ = stream.set_nodelay(true);
                     }
@@ -263,6 +321,7 @@ async fn accept_loop(
                     // in, it would be stored twice in every task.
                     tokio::spawn(async move {
                         let _guard = guard;
+                        let _held = held;
                         run_connection(stream, peer, broker, config, shutdown).await;
                     });
                 }

@@ -68,4 +68,19 @@ pub trait Authenticator: Send + Sync {
     fn username_is_secret(&self) -> bool {
         false
     }
+
+    /// Whether the user name in `request`, if this authenticator judges the request, names
+    /// the user it checks (so failed logins may be throttled per that name). A marker such as
+    /// `JWT`, a token sent as the user name, or a free user name beside a token names nobody:
+    /// throttling by it would let anyone lock out every device that sends it.
+    fn username_names_user(&self, request: &ConnectRequest) -> bool {
+        let _ = request;
+        true
+    }
+
+    /// Whether the decision depends on the client's address (a webhook is told it). When it
+    /// does, a cached allow serves only the same address.
+    fn depends_on_peer(&self) -> bool {
+        false
+    }
 }

@@ -39,14 +39,22 @@ impl AuthCache {
         }
     }
 
-    /// The digest under which a request's credentials are cached; the client identifier is
-    /// part of it only when `with_client_id`.
-    pub fn key(request: &ConnectRequest, with_client_id: bool) -> [u8; 32] {
+    /// The digest under which a request's credentials are cached: the listener and the
+    /// credentials always, the client identifier only when `with_client_id`, the client's
+    /// address only when `with_peer`.
+    pub fn key(request: &ConnectRequest, with_client_id: bool, with_peer: bool) -> [u8; 32] {
         let mut h = Sha256::new();
         let mut field = |bytes: &[u8]| {
             h.update((bytes.len() as u64).to_be_bytes());
             h.update(bytes);
         };
+        field(request.listener.as_bytes());
+        let peer = if with_peer {
+            request.peer.ip().to_string()
+        } else {
+            "\0any".to_owned()
+        };
+        field(peer.as_bytes());
         field(if with_client_id {
             request.client_id.as_bytes()
         } else {
@@ -156,14 +164,24 @@ mod tests {
     fn entries_expire_change_with_revision_and_differ_by_password() {
         let cache = AuthCache::new(Duration::from_secs(10), 100);
         let t0 = Instant::now();
-        let key = AuthCache::key(&request("right"), true);
-        assert_ne!(key, AuthCache::key(&request("wrong"), true));
+        let key = AuthCache::key(&request("right"), true, false);
+        assert_ne!(key, AuthCache::key(&request("wrong"), true, false));
         let mut other_client = request("right");
         other_client.client_id = "other".into();
-        assert_ne!(key, AuthCache::key(&other_client, true));
+        assert_ne!(key, AuthCache::key(&other_client, true, false));
         assert_eq!(
-            AuthCache::key(&request("right"), false),
-            AuthCache::key(&other_client, false)
+            AuthCache::key(&request("right"), false, false),
+            AuthCache::key(&other_client, false, false)
+        );
+        let mut other_listener = request("right");
+        other_listener.listener = "elsewhere".into();
+        assert_ne!(key, AuthCache::key(&other_listener, true, false));
+        let mut other_peer = request("right");
+        other_peer.peer = "10.1.1.1:1".parse().unwrap();
+        assert_eq!(key, AuthCache::key(&other_peer, true, false));
+        assert_ne!(
+            AuthCache::key(&request("right"), true, true),
+            AuthCache::key(&other_peer, true, true)
         );
         cache.put(key, Identity::default(), 1, t0);
         assert!(cache.get(&key, 1, t0 + Duration::from_secs(5)).is_some());

@@ -8,17 +8,25 @@
 //! where the listener accepts certificates, and anything else is refused.
 //!
 //! Every decision is written as one audit line (target `tollgate::audit`), without secrets.
+//!
+//! A CONNECT's authentication first takes a place among the listener's waiting
+//! authentications (bounded in all and per address: beyond, `Busy`), then reserves an
+//! attempt with the throttle (see `throttle.rs`) before any authenticator runs. A re-check or
+//! a re-authentication of a connected client ([`AuthChain::recheck`]) is neither limited nor
+//! throttled, and never answered from the cache.
 
 use std::sync::Arc;
 use std::time::Instant;
 
 use serde::Deserialize;
 
+use super::address::HeldPerAddress;
 use super::authenticator::Authenticator;
 use super::cache::AuthCache;
 use super::outcome::{AuthOutcome, DenyReason, Identity};
 use super::request::ConnectRequest;
-use super::throttle::LoginThrottle;
+use super::throttle::{AttemptEnd, LoginThrottle};
+use crate::log::Escaped;
 
 /// What the chain does when an authenticator's backend fails.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
@@ -72,6 +80,8 @@ pub struct AuthChain {
     username_is_secret: bool,
     /// Whether an authenticator checks its connections again.
     rechecks: bool,
+    /// Authentications under way, limited per address and in all.
+    pending: Arc<HeldPerAddress>,
 }
 
 impl AuthChain {
@@ -94,7 +104,25 @@ impl AuthChain {
             throttle,
             username_is_secret,
             rechecks,
+            pending: HeldPerAddress::new(0, 0),
         }
+    }
+
+    /// Limits the authentications under way at once: `per_address` from one address (IPv6:
+    /// one /64), `total` in all (0: no limit). Beyond them a CONNECT is refused as `Busy`.
+    pub fn with_pending_limits(mut self, per_address: usize, total: usize) -> Self {
+        self.pending = HeldPerAddress::new(per_address, total);
+        self
+    }
+
+    /// The user name `request` is throttled under: its user name, unless an authenticator of
+    /// the chain would read it as a marker, a token or a free name beside a token.
+    fn throttled_name<'r>(&self, request: &'r ConnectRequest) -> Option<&'r str> {
+        let name = request.username.as_deref()?;
+        self.entries
+            .iter()
+            .all(|e| e.authenticator.username_names_user(request))
+            .then_some(name)
     }
 
     /// How often a connection allowed by the authenticator named `by` is checked again.
@@ -127,52 +155,81 @@ impl AuthChain {
         }
     }
 
-    /// Decides one connection attempt.
+    /// Decides one connection attempt (a CONNECT).
     pub async fn authenticate(&self, request: &ConnectRequest) -> ChainDecision {
-        let decision = self.decide(request).await;
+        let Ok(_waiting) = self.pending.try_hold(request.peer.ip()) else {
+            let decision = ChainDecision::Refused {
+                reason: DenyReason::Busy,
+                by: None,
+                detail: "too many authentications waiting".into(),
+            };
+            audit(request, &decision, self.username_is_secret);
+            return decision;
+        };
+        // Only attempts with credentials are throttled: one without any guesses nothing, and
+        // refusing it would lock out anonymous or certificate-only clients behind an address.
+        let guesses = request.username.is_some() || request.password.is_some();
+        let attempt = match (&self.throttle, guesses) {
+            (Some(throttle), true) => {
+                match throttle.begin(
+                    request.peer.ip(),
+                    self.throttled_name(request),
+                    Instant::now(),
+                ) {
+                    Ok(attempt) => Some(attempt),
+                    Err(reason) => {
+                        let decision = ChainDecision::Refused {
+                            reason,
+                            by: None,
+                            detail: "too many failed logins".into(),
+                        };
+                        audit(request, &decision, self.username_is_secret);
+                        return decision;
+                    }
+                }
+            }
+            _ => None,
+        };
+        let decision = self.decide(request, true).await;
         audit(request, &decision, self.username_is_secret);
-        if let Some(throttle) = &self.throttle {
-            match &decision {
+        if let Some(attempt) = attempt {
+            let end = match &decision {
                 ChainDecision::Refused {
                     reason: DenyReason::BadCredentials,
                     ..
-                } => throttle.failure(
-                    request.peer.ip(),
-                    request.username.as_deref(),
-                    Instant::now(),
-                ),
-                ChainDecision::Allowed { .. } => throttle.success(request.username.as_deref()),
-                ChainDecision::Refused { .. } => {}
-            }
+                } => AttemptEnd::BadCredentials,
+                ChainDecision::Allowed { identity, by } if by != "anonymous" => {
+                    AttemptEnd::Allowed(
+                        identity.username.as_deref().or(request.username.as_deref()),
+                    )
+                }
+                _ => AttemptEnd::Undecided,
+            };
+            attempt.end(end, Instant::now());
         }
         decision
     }
 
-    async fn decide(&self, request: &ConnectRequest) -> ChainDecision {
-        // Only attempts with credentials are throttled: one without any guesses nothing, and
-        // refusing it would lock out anonymous or certificate-only clients behind an address.
-        let guesses = request.username.is_some() || request.password.is_some();
-        if let (Some(throttle), true) = (&self.throttle, guesses) {
-            if let Err(reason) = throttle.check(
-                request.peer.ip(),
-                request.username.as_deref(),
-                Instant::now(),
-            ) {
-                return ChainDecision::Refused {
-                    reason,
-                    by: None,
-                    detail: "too many failed logins".into(),
-                };
-            }
-        }
+    /// Decides again for a connected client (a re-check, a re-authentication): never
+    /// throttled or limited, never answered from the cache.
+    pub async fn recheck(&self, request: &ConnectRequest) -> ChainDecision {
+        let decision = self.decide(request, false).await;
+        audit(request, &decision, self.username_is_secret);
+        decision
+    }
+
+    async fn decide(&self, request: &ConnectRequest, use_cache: bool) -> ChainDecision {
         for entry in &self.entries {
             let authenticator = &entry.authenticator;
             let name = authenticator.name();
-            let key = entry
-                .cache
-                .as_ref()
-                .map(|_| AuthCache::key(request, authenticator.depends_on_client_id()));
-            if let (Some(cache), Some(key)) = (&entry.cache, key.as_ref()) {
+            let key = entry.cache.as_ref().map(|_| {
+                AuthCache::key(
+                    request,
+                    authenticator.depends_on_client_id(),
+                    authenticator.depends_on_peer(),
+                )
+            });
+            if let (Some(cache), Some(key), true) = (&entry.cache, key.as_ref(), use_cache) {
                 if let Some(identity) = cache.get(key, authenticator.revision(), Instant::now()) {
                     return ChainDecision::Allowed {
                         identity,
@@ -200,7 +257,7 @@ impl AuthChain {
                 }
                 Ok(AuthOutcome::Next) => {}
                 Err(error) => {
-                    tracing::warn!(authenticator = name, error = %error, on_error = ?entry.on_error, "authentication backend failed");
+                    tracing::warn!(authenticator = name, error = %Escaped(&error.message), on_error = ?entry.on_error, "authentication backend failed");
                     if entry.on_error == OnError::Deny {
                         return ChainDecision::Refused {
                             reason: DenyReason::BackendUnavailable,
@@ -272,14 +329,14 @@ fn audit(request: &ConnectRequest, decision: &ChainDecision, username_is_secret:
             let username = identity.username.as_deref().unwrap_or(sent);
             tracing::info!(
             target: "tollgate::audit",
-            listener = %request.listener, peer = %request.peer, client_id = %request.client_id,
-            username, authenticator = %by, outcome = "allow", "authentication"
+            listener = %Escaped(&request.listener), peer = %request.peer, client_id = %Escaped(&request.client_id),
+            username = %Escaped(username), authenticator = %Escaped(by), outcome = "allow", "authentication"
             )
         }
         ChainDecision::Refused { reason, by, detail } => tracing::info!(
             target: "tollgate::audit",
-            listener = %request.listener, peer = %request.peer, client_id = %request.client_id,
-            username = sent, authenticator = by.as_deref().unwrap_or("-"), outcome = "deny", reason = %reason, detail = %detail,
+            listener = %Escaped(&request.listener), peer = %request.peer, client_id = %Escaped(&request.client_id),
+            username = %Escaped(sent), authenticator = %Escaped(by.as_deref().unwrap_or("-")), outcome = "deny", reason = %reason, detail = %Escaped(detail),
             "authentication"
         ),
     }
@@ -505,7 +562,13 @@ mod tests {
             initial_backoff_ms: 60_000,
             ..ThrottleConfig::default()
         }));
-        throttle.failure("127.0.0.1".parse().unwrap(), None, Instant::now());
+        throttle
+            .begin("127.0.0.1".parse().unwrap(), None, Instant::now())
+            .unwrap()
+            .end(
+                super::super::throttle::AttemptEnd::BadCredentials,
+                Instant::now(),
+            );
         let chain = AuthChain::new(vec![], true, false, Some(throttle));
         let anonymous = ConnectRequest::new("l", "127.0.0.1:5000".parse().unwrap(), "c");
         assert!(matches!(
@@ -578,5 +641,104 @@ mod tests {
             2,
             "the throttled attempt never reached the authenticator"
         );
+    }
+
+    #[tokio::test]
+    async fn rechecks_of_connected_clients_are_never_throttled_nor_answered_from_the_cache() {
+        use super::super::throttle::ThrottleConfig;
+        let allow = Fixed::new("allow", allow());
+        let throttle = Arc::new(LoginThrottle::new(ThrottleConfig {
+            free_failures: 0,
+            address_free_failures: 0,
+            initial_backoff_ms: 600_000,
+            ..ThrottleConfig::default()
+        }));
+        let request = with_password();
+        throttle
+            .begin(request.peer.ip(), Some("u"), Instant::now())
+            .unwrap()
+            .end(
+                super::super::throttle::AttemptEnd::BadCredentials,
+                Instant::now(),
+            );
+        let cache = Arc::new(AuthCache::new(std::time::Duration::from_secs(60), 10));
+        let chain = AuthChain::new(
+            vec![ChainEntry {
+                authenticator: allow.clone(),
+                on_error: OnError::Deny,
+                cache: Some(cache.clone()),
+            }],
+            false,
+            false,
+            Some(throttle),
+        );
+        assert!(matches!(
+            chain.authenticate(&request).await,
+            ChainDecision::Refused {
+                reason: DenyReason::RateLimited,
+                ..
+            }
+        ));
+        for _ in 0..3 {
+            assert!(matches!(
+                chain.recheck(&request).await,
+                ChainDecision::Allowed { .. }
+            ));
+        }
+        assert_eq!(
+            allow.calls.load(Ordering::Relaxed),
+            3,
+            "every re-check asked the authenticator"
+        );
+    }
+
+    #[tokio::test]
+    async fn a_marker_user_name_is_not_throttled() {
+        use super::super::throttle::ThrottleConfig;
+        struct Marker;
+        impl Authenticator for Marker {
+            fn name(&self) -> &str {
+                "marker"
+            }
+            fn authenticate<'a>(
+                &'a self,
+                _: &'a ConnectRequest,
+            ) -> BoxFuture<'a, Result<AuthOutcome, AuthError>> {
+                Box::pin(async { Ok(AuthOutcome::deny(DenyReason::BadCredentials, "bad token")) })
+            }
+            fn username_names_user(&self, request: &ConnectRequest) -> bool {
+                request.username.as_deref() != Some("u")
+            }
+        }
+        let throttle = Arc::new(LoginThrottle::new(ThrottleConfig {
+            free_failures: 0,
+            address_free_failures: 100,
+            initial_backoff_ms: 600_000,
+            ..ThrottleConfig::default()
+        }));
+        let chain = AuthChain::new(
+            vec![ChainEntry {
+                authenticator: Arc::new(Marker),
+                on_error: OnError::Deny,
+                cache: None,
+            }],
+            false,
+            false,
+            Some(throttle),
+        );
+        for i in 0..5 {
+            // One address, which has failures (so a user-name lock would apply to it).
+            let request = with_password();
+            assert!(
+                matches!(
+                    chain.authenticate(&request).await,
+                    ChainDecision::Refused {
+                        reason: DenyReason::BadCredentials,
+                        ..
+                    }
+                ),
+                "attempt {i} was checked, not throttled by the marker"
+            );
+        }
     }
 }

@@ -4,6 +4,7 @@
 //! next ([`AuthOutcome`]). Built-in authenticators live in their own modules
 //! ([`crate::password_file`]); an embedder adds its own by implementing the trait.
 
+mod address;
 mod authenticator;
 mod cache;
 mod chain;
@@ -11,9 +12,10 @@ mod outcome;
 mod request;
 mod throttle;
 
+pub use address::{AddressKey, Held, HeldPerAddress, HoldRefused};
 pub use authenticator::{Authenticator, BoxFuture};
 pub use cache::AuthCache;
 pub use chain::{AuthChain, ChainDecision, ChainEntry, OnError};
 pub use outcome::{AuthError, AuthOutcome, DenyReason, Identity};
 pub use request::ConnectRequest;
-pub use throttle::{LoginThrottle, ThrottleConfig};
+pub use throttle::{Attempt, AttemptEnd, LoginThrottle, ThrottleConfig};

@@ -44,6 +44,9 @@ pub enum DenyReason {
     BadAuthenticationMethod,
     /// A backend needed for the decision failed, and failing closed refuses (3.x 3, 5.0 0x88).
     BackendUnavailable,
+    /// Too many authentications are waiting, on the listener or from the address (3.x 3,
+    /// 5.0 0x89).
+    Busy,
 }
 
 impl fmt::Display for DenyReason {
@@ -55,6 +58,7 @@ impl fmt::Display for DenyReason {
             DenyReason::RateLimited => "connection rate exceeded",
             DenyReason::BadAuthenticationMethod => "bad authentication method",
             DenyReason::BackendUnavailable => "authentication backend unavailable",
+            DenyReason::Busy => "too many authentications waiting",
         })
     }
 }

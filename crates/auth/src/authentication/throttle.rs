@@ -1,18 +1,38 @@
 //! Throttling of failed logins, per source address and per user name.
 //!
-//! Each failure doubles the wait before the next attempt from the same address (or for the
-//! same user name) is even tried, up to a maximum; after a number of failures in a row the key
-//! is banned for a while. A success clears the user name's record. Attempts refused here never
-//! reach an authenticator, so a password cannot be tried at line rate and a flood of bad logins
-//! costs no hashing.
+//! The model (docs/authentication.md, "Throttling"):
+//!
+//! - Each key (an address, IPv6 by /64; a user name) has some free failures; past them each
+//!   failure doubles the wait before that key's next attempt is even tried, up to a maximum;
+//!   after `ban_after` failures in a row the key is banned for `ban_seconds`.
+//! - An attempt is **reserved** before any authenticator runs, atomically with the check: it
+//!   counts as pending until it ends, so parallel attempts count as much as serial ones.
+//!   Within the free failures, as many attempts as failures are left may run at once; past
+//!   them, one at a time, after its wait.
+//! - How an attempt ends: bad credentials count a failure for the address and the user name;
+//!   a timeout (the client's CONNECT abandoned before an answer) counts a failure for the
+//!   address only; a success clears the failures of the user name the authenticator vouched
+//!   for, and only if that is the name attempted (the address keeps its record); anything
+//!   else (a backend down) counts nothing.
+//! - A user name is throttled only when it names a user: a marker (`JWT`), a token in the
+//!   user name or a free user name beside a token is not a name, and the chain leaves it
+//!   out.
+//! - A user name under attack from other addresses does not lock out a client from an
+//!   address with no failures and no pending attempts: that client's attempt is tried (its
+//!   failure then marks its address too).
+//! - Re-checks and re-authentications of connected clients are never throttled (the chain
+//!   does not ask the throttle for them).
 
 use std::collections::HashMap;
+use std::hash::Hash;
 use std::net::IpAddr;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use parking_lot::Mutex;
 use serde::Deserialize;
 
+use super::address::AddressKey;
 use super::outcome::DenyReason;
 
 /// Throttling settings.
@@ -56,130 +76,264 @@ impl Default for ThrottleConfig {
 #[derive(Debug, Clone, Copy)]
 struct Record {
     failures: u32,
+    pending: u32,
     next_allowed: Instant,
     banned_until: Option<Instant>,
     last_seen: Instant,
+}
+
+impl Record {
+    fn new(now: Instant) -> Record {
+        Record {
+            failures: 0,
+            pending: 0,
+            next_allowed: now,
+            banned_until: None,
+            last_seen: now,
+        }
+    }
+
+    /// Whether another attempt may start now.
+    fn admits(&self, free_failures: u32, now: Instant) -> Result<(), DenyReason> {
+        if self.banned_until.is_some_and(|until| now < until) {
+            return Err(DenyReason::Banned);
+        }
+        if now < self.next_allowed {
+            return Err(DenyReason::RateLimited);
+        }
+        // Pending attempts may all fail: only as many may run as failures are left free, and
+        // past the free failures one at a time.
+        let committed = self.failures + self.pending;
+        if self.pending > 0 && committed >= free_failures {
+            return Err(DenyReason::RateLimited);
+        }
+        Ok(())
+    }
+
+    fn is_clean(&self) -> bool {
+        self.failures == 0 && self.pending == 0 && self.banned_until.is_none()
+    }
+}
+
+/// One map of records, with its free failures.
+#[derive(Debug)]
+struct Records<K> {
+    free_failures: u32,
+    map: HashMap<K, Record>,
 }
 
 /// The failure records.
 #[derive(Debug)]
 pub struct LoginThrottle {
     config: ThrottleConfig,
-    by_address: Mutex<HashMap<IpAddr, Record>>,
-    by_username: Mutex<HashMap<String, Record>>,
+    state: Mutex<(Records<AddressKey>, Records<String>)>,
+}
+
+/// How a reserved attempt ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AttemptEnd<'a> {
+    /// The credentials were wrong.
+    BadCredentials,
+    /// Allowed; the authenticator vouched for this user name (if it names one).
+    Allowed(Option<&'a str>),
+    /// Neither (a backend failed, the method was not supported…): nothing is counted.
+    Undecided,
+}
+
+/// A reserved attempt. End it with [`Attempt::end`]; dropped without an end (the CONNECT was
+/// abandoned, the authentication timed out), it counts a failure for the address.
+#[derive(Debug)]
+pub struct Attempt {
+    throttle: Option<Arc<LoginThrottle>>,
+    address: AddressKey,
+    username: Option<String>,
+}
+
+impl Attempt {
+    /// An attempt that nothing throttles.
+    pub fn unthrottled(address: IpAddr) -> Attempt {
+        Attempt {
+            throttle: None,
+            address: AddressKey::of(address),
+            username: None,
+        }
+    }
+
+    /// Ends the attempt at `now`.
+    pub fn end(mut self, how: AttemptEnd<'_>, now: Instant) {
+        if let Some(throttle) = self.throttle.take() {
+            throttle.finish(self.address, self.username.as_deref(), how, false, now);
+        }
+    }
+}
+
+impl Drop for Attempt {
+    fn drop(&mut self) {
+        if let Some(throttle) = self.throttle.take() {
+            throttle.finish(
+                self.address,
+                self.username.as_deref(),
+                AttemptEnd::Undecided,
+                true,
+                Instant::now(),
+            );
+        }
+    }
 }
 
 impl LoginThrottle {
     /// A throttle with these settings.
     pub fn new(config: ThrottleConfig) -> Self {
+        let addresses = Records {
+            free_failures: config.address_free_failures,
+            map: HashMap::new(),
+        };
+        let names = Records {
+            free_failures: config.free_failures,
+            map: HashMap::new(),
+        };
         LoginThrottle {
             config,
-            by_address: Mutex::new(HashMap::new()),
-            by_username: Mutex::new(HashMap::new()),
+            state: Mutex::new((addresses, names)),
         }
     }
 
-    /// Whether an attempt from `address` for `username` may be tried at `now`; the refusal
-    /// reason if not.
-    pub fn check(
-        &self,
+    /// Reserves an attempt from `address`, for `username` when it names a user, at `now`;
+    /// the refusal reason if the attempt may not be tried.
+    pub fn begin(
+        self: &Arc<Self>,
         address: IpAddr,
         username: Option<&str>,
         now: Instant,
-    ) -> Result<(), DenyReason> {
+    ) -> Result<Attempt, DenyReason> {
+        let key = AddressKey::of(address);
         if !self.config.enabled {
-            return Ok(());
+            return Ok(Attempt::unthrottled(address));
         }
-        Self::check_record(self.by_address.lock().get(&address), now)?;
+        let mut guard = self.state.lock();
+        let (addresses, names) = &mut *guard;
+        let stale = Duration::from_secs(self.config.ban_seconds);
+        let address_record = addresses
+            .map
+            .get(&key)
+            .copied()
+            .filter(|r| !is_stale(r, now, stale));
+        if let Some(r) = &address_record {
+            r.admits(addresses.free_failures, now)?;
+        }
+        let address_clean = address_record.is_none_or(|r| r.is_clean());
         if let Some(user) = username {
-            Self::check_record(self.by_username.lock().get(user), now)?;
-        }
-        Ok(())
-    }
-
-    fn check_record(record: Option<&Record>, now: Instant) -> Result<(), DenyReason> {
-        let Some(r) = record else { return Ok(()) };
-        if r.banned_until.is_some_and(|until| now < until) {
-            return Err(DenyReason::Banned);
-        }
-        if now < r.next_allowed {
-            return Err(DenyReason::RateLimited);
-        }
-        Ok(())
-    }
-
-    /// Records a failed attempt (bad credentials).
-    pub fn failure(&self, address: IpAddr, username: Option<&str>, now: Instant) {
-        if !self.config.enabled {
-            return;
-        }
-        self.bump(
-            &mut self.by_address.lock(),
-            address,
-            now,
-            self.config.address_free_failures,
-        );
-        if let Some(user) = username {
-            self.bump(
-                &mut self.by_username.lock(),
-                user.to_owned(),
-                now,
-                self.config.free_failures,
-            );
-        }
-    }
-
-    /// Records a successful login: the user name's failures are forgotten (the address's are
-    /// kept, so one good account does not unlock guessing at others from the same place).
-    pub fn success(&self, username: Option<&str>) {
-        if let Some(user) = username {
-            self.by_username.lock().remove(user);
-        }
-    }
-
-    fn bump<K: std::hash::Hash + Eq>(
-        &self,
-        map: &mut HashMap<K, Record>,
-        key: K,
-        now: Instant,
-        free_failures: u32,
-    ) {
-        if map.len() >= self.config.max_tracked {
-            map.retain(|_, r| r.banned_until.is_some_and(|u| u > now) || now < r.next_allowed);
-            if map.len() >= self.config.max_tracked {
-                map.clear();
+            if let Some(r) = names.map.get(user).filter(|r| !is_stale(r, now, stale)) {
+                // A name under attack elsewhere does not lock out a clean address.
+                if !address_clean {
+                    r.admits(names.free_failures, now)?;
+                }
             }
         }
-        let c = &self.config;
-        let r = map.entry(key).or_insert(Record {
-            failures: 0,
-            next_allowed: now,
-            banned_until: None,
-            last_seen: now,
-        });
-        // A record idle for longer than a ban is stale: start over.
-        if now.duration_since(r.last_seen) > Duration::from_secs(c.ban_seconds) {
-            *r = Record {
-                failures: 0,
-                next_allowed: now,
-                banned_until: None,
-                last_seen: now,
-            };
+        reserve(&self.config, addresses, key, now);
+        if let Some(user) = username {
+            reserve(&self.config, names, user.to_owned(), now);
         }
-        r.failures += 1;
-        r.last_seen = now;
-        if r.failures >= c.ban_after {
-            r.banned_until = Some(now + Duration::from_secs(c.ban_seconds));
-            r.failures = 0;
+        Ok(Attempt {
+            throttle: Some(Arc::clone(self)),
+            address: key,
+            username: username.map(str::to_owned),
+        })
+    }
+
+    fn finish(
+        &self,
+        address: AddressKey,
+        username: Option<&str>,
+        how: AttemptEnd<'_>,
+        abandoned: bool,
+        now: Instant,
+    ) {
+        let mut guard = self.state.lock();
+        let (addresses, names) = &mut *guard;
+        let address_failed = how == AttemptEnd::BadCredentials || abandoned;
+        settle(
+            &self.config,
+            addresses,
+            &address,
+            address_failed,
+            false,
+            now,
+        );
+        if let Some(user) = username {
+            let cleared = matches!(how, AttemptEnd::Allowed(Some(vouched)) if vouched == user);
+            let failed = how == AttemptEnd::BadCredentials;
+            settle(&self.config, names, user, failed, cleared, now);
         }
-        if r.failures > free_failures {
-            let exponent = (r.failures - free_failures - 1).min(20);
-            let wait = c
+    }
+}
+
+fn is_stale(record: &Record, now: Instant, stale: Duration) -> bool {
+    record.pending == 0
+        && now.saturating_duration_since(record.last_seen) > stale
+        && record.banned_until.is_none_or(|u| u <= now)
+}
+
+/// Adds a pending attempt to `key`'s record, making room in the map if it is full.
+fn reserve<K: Hash + Eq>(config: &ThrottleConfig, records: &mut Records<K>, key: K, now: Instant) {
+    if !records.map.contains_key(&key) && records.map.len() >= config.max_tracked {
+        let stale = Duration::from_secs(config.ban_seconds);
+        records.map.retain(|_, r| !is_stale(r, now, stale));
+        if records.map.len() >= config.max_tracked {
+            // Everything is fresh: forget the records with nothing pending, oldest first in
+            // effect (all of them; a flood of new keys would otherwise keep the map full).
+            records.map.retain(|_, r| r.pending > 0);
+        }
+    }
+    let stale = Duration::from_secs(config.ban_seconds);
+    let record = records.map.entry(key).or_insert_with(|| Record::new(now));
+    if is_stale(record, now, stale) {
+        *record = Record::new(now);
+    }
+    record.pending += 1;
+    record.last_seen = now;
+}
+
+/// Ends a pending attempt on `key`'s record: a failure counts (and sets the wait), a clear
+/// forgets the failures.
+fn settle<K, Q>(
+    config: &ThrottleConfig,
+    records: &mut Records<K>,
+    key: &Q,
+    failed: bool,
+    cleared: bool,
+    now: Instant,
+) where
+    K: std::borrow::Borrow<Q> + Hash + Eq,
+    Q: Hash + Eq + ?Sized,
+{
+    let free_failures = records.free_failures;
+    let Some(record) = records.map.get_mut(key) else {
+        return;
+    };
+    record.pending = record.pending.saturating_sub(1);
+    record.last_seen = now;
+    if cleared {
+        record.failures = 0;
+        record.next_allowed = now;
+    }
+    if failed {
+        record.failures += 1;
+        if record.failures >= config.ban_after {
+            record.banned_until = Some(now + Duration::from_secs(config.ban_seconds));
+            record.failures = 0;
+        }
+        if record.failures > free_failures {
+            let exponent = (record.failures - free_failures - 1).min(20);
+            let wait = config
                 .initial_backoff_ms
                 .saturating_mul(1 << exponent)
-                .min(c.max_backoff_ms);
-            r.next_allowed = now + Duration::from_millis(wait);
+                .min(config.max_backoff_ms);
+            record.next_allowed = now + Duration::from_millis(wait);
         }
+    }
+    if record.is_clean() {
+        records.map.remove(key);
     }
 }
 
@@ -187,8 +341,8 @@ impl LoginThrottle {
 mod tests {
     use super::*;
 
-    fn throttle() -> LoginThrottle {
-        LoginThrottle::new(ThrottleConfig {
+    fn throttle() -> Arc<LoginThrottle> {
+        Arc::new(LoginThrottle::new(ThrottleConfig {
             free_failures: 2,
             address_free_failures: 2,
             initial_backoff_ms: 100,
@@ -196,7 +350,13 @@ mod tests {
             ban_after: 6,
             ban_seconds: 60,
             ..ThrottleConfig::default()
-        })
+        }))
+    }
+
+    fn fail(t: &Arc<LoginThrottle>, ip: IpAddr, user: Option<&str>, now: Instant) {
+        t.begin(ip, user, now)
+            .expect("admitted")
+            .end(AttemptEnd::BadCredentials, now);
     }
 
     #[test]
@@ -204,76 +364,148 @@ mod tests {
         let t = throttle();
         let ip: IpAddr = "10.0.0.1".parse().unwrap();
         let t0 = Instant::now();
-        t.failure(ip, None, t0);
-        t.failure(ip, None, t0);
-        assert_eq!(t.check(ip, None, t0), Ok(()), "two failures are free");
-        t.failure(ip, None, t0);
-        assert_eq!(t.check(ip, None, t0), Err(DenyReason::RateLimited));
-        assert_eq!(t.check(ip, None, t0 + Duration::from_millis(100)), Ok(()));
-        t.failure(ip, None, t0);
+        fail(&t, ip, None, t0);
+        fail(&t, ip, None, t0);
+        assert!(t.begin(ip, None, t0).is_ok(), "two failures are free");
+        // (That attempt was dropped unended: an abandoned attempt counts for the address.)
+        assert_eq!(t.begin(ip, None, t0).unwrap_err(), DenyReason::RateLimited);
+        // (The abandoned attempt was counted when it was dropped, just after t0.)
+        let t1 = t0 + Duration::from_millis(150);
+        fail(&t, ip, None, t1);
         assert_eq!(
-            t.check(ip, None, t0 + Duration::from_millis(150)),
-            Err(DenyReason::RateLimited),
+            t.begin(ip, None, t1 + Duration::from_millis(150))
+                .unwrap_err(),
+            DenyReason::RateLimited,
             "the wait doubled to 200 ms"
         );
-        t.failure(ip, None, t0);
-        t.failure(ip, None, t0);
+        let mut now = t1;
+        for _ in 0..2 {
+            now += Duration::from_secs(1);
+            fail(&t, ip, None, now);
+        }
         assert_eq!(
-            t.check(ip, None, t0 + Duration::from_secs(1)),
-            Err(DenyReason::Banned)
+            t.begin(ip, None, now + Duration::from_secs(1)).unwrap_err(),
+            DenyReason::Banned
         );
-        assert_eq!(t.check(ip, None, t0 + Duration::from_secs(61)), Ok(()));
+        assert!(t.begin(ip, None, now + Duration::from_secs(61)).is_ok());
     }
 
     #[test]
-    fn an_address_gets_more_free_failures_than_a_user_name() {
-        let t = LoginThrottle::new(ThrottleConfig {
-            free_failures: 1,
-            address_free_failures: 3,
-            ..ThrottleConfig::default()
-        });
-        let ip: IpAddr = "10.0.0.9".parse().unwrap();
+    fn parallel_attempts_are_reserved_so_they_count_before_they_end() {
+        let t = throttle();
+        let ip: IpAddr = "10.0.0.1".parse().unwrap();
         let t0 = Instant::now();
-        t.failure(ip, Some("u1"), t0);
-        t.failure(ip, Some("u2"), t0);
-        t.failure(ip, Some("u3"), t0);
+        let first = t.begin(ip, Some("alice"), t0).unwrap();
+        let second = t.begin(ip, Some("alice"), t0).unwrap();
         assert_eq!(
-            t.check(ip, Some("u4"), t0),
-            Ok(()),
-            "three failures from one address are free"
+            t.begin(ip, Some("alice"), t0).unwrap_err(),
+            DenyReason::RateLimited,
+            "two free failures, two attempts pending: no third at once"
         );
+        first.end(AttemptEnd::BadCredentials, t0);
+        second.end(AttemptEnd::BadCredentials, t0);
+        let third = t.begin(ip, Some("alice"), t0).unwrap();
         assert_eq!(
-            t.check("10.0.0.10".parse().unwrap(), Some("u1"), t0),
-            Ok(()),
-            "one failure per user name is free"
+            t.begin(ip, Some("alice"), t0).unwrap_err(),
+            DenyReason::RateLimited,
+            "past the free failures: one at a time"
         );
-        t.failure(ip, Some("u1"), t0);
-        assert_eq!(t.check(ip, Some("u5"), t0), Err(DenyReason::RateLimited));
+        third.end(AttemptEnd::BadCredentials, t0);
         assert_eq!(
-            t.check("10.0.0.10".parse().unwrap(), Some("u1"), t0),
-            Err(DenyReason::RateLimited)
+            t.begin(ip, Some("alice"), t0).unwrap_err(),
+            DenyReason::RateLimited,
+            "and only after the wait"
         );
     }
 
     #[test]
-    fn user_names_are_throttled_across_addresses_and_cleared_by_success() {
+    fn a_timed_out_attempt_counts_for_the_address_only() {
+        let t = throttle();
+        let ip: IpAddr = "10.0.0.1".parse().unwrap();
+        let t0 = Instant::now();
+        for _ in 0..3 {
+            drop(t.begin(ip, Some("alice"), t0).unwrap());
+        }
+        assert_eq!(t.begin(ip, None, t0).unwrap_err(), DenyReason::RateLimited);
+        assert!(
+            t.begin("10.0.0.2".parse().unwrap(), Some("alice"), t0)
+                .is_ok(),
+            "the user name counted nothing"
+        );
+    }
+
+    #[test]
+    fn a_success_clears_only_the_name_it_vouched_for() {
         let t = throttle();
         let t0 = Instant::now();
         for i in 0..3u8 {
-            t.failure(IpAddr::from([10, 0, 0, i]), Some("alice"), t0);
+            fail(&t, IpAddr::from([10, 0, 0, i]), Some("alice"), t0);
         }
+        let bad: IpAddr = "10.0.0.1".parse().unwrap();
+        let other: IpAddr = "10.9.9.9".parse().unwrap();
+        // A success as somebody else (a webhook mapped the name "alice" to "bob").
+        t.begin(other, Some("alice"), t0)
+            .unwrap()
+            .end(AttemptEnd::Allowed(Some("bob")), t0);
         assert_eq!(
-            t.check("10.9.9.9".parse().unwrap(), Some("alice"), t0),
-            Err(DenyReason::RateLimited)
+            t.begin(bad, Some("alice"), t0 + Duration::from_millis(50))
+                .unwrap_err(),
+            DenyReason::RateLimited,
+            "alice's failures are still there"
         );
+        t.begin(other, Some("alice"), t0)
+            .unwrap()
+            .end(AttemptEnd::Allowed(Some("alice")), t0);
+        assert!(t
+            .begin(bad, Some("alice"), t0 + Duration::from_millis(50))
+            .is_ok());
+    }
+
+    #[test]
+    fn a_name_under_attack_does_not_lock_out_a_clean_address() {
+        let t = throttle();
+        let t0 = Instant::now();
+        for i in 0..5u8 {
+            let _ = t
+                .begin(IpAddr::from([10, 0, 0, i]), Some("alice"), t0)
+                .map(|a| a.end(AttemptEnd::BadCredentials, t0));
+        }
+        let attacker: IpAddr = "10.0.0.1".parse().unwrap();
+        assert!(t.begin(attacker, Some("alice"), t0).is_err());
+        let home: IpAddr = "192.168.1.7".parse().unwrap();
+        let attempt = t
+            .begin(home, Some("alice"), t0)
+            .expect("a clean address is tried");
+        attempt.end(AttemptEnd::Allowed(Some("alice")), t0);
+    }
+
+    #[test]
+    fn ipv6_addresses_are_throttled_by_their_64_prefix() {
+        let t = throttle();
+        let t0 = Instant::now();
+        for i in 1..=3u16 {
+            let ip = IpAddr::from([0x2001, 0xdb8, 0, 1, i, 0, 0, 1]);
+            fail(&t, ip, None, t0);
+        }
+        let same_64 = IpAddr::from([0x2001, 0xdb8, 0, 1, 0xffff, 0, 0, 9]);
         assert_eq!(
-            t.check("10.9.9.9".parse().unwrap(), Some("bob"), t0),
-            Ok(())
+            t.begin(same_64, None, t0).unwrap_err(),
+            DenyReason::RateLimited
         );
-        t.success(Some("alice"));
-        assert_eq!(
-            t.check("10.9.9.9".parse().unwrap(), Some("alice"), t0),
-            Ok(())
-        );
+        let next_64 = IpAddr::from([0x2001, 0xdb8, 0, 2, 0, 0, 0, 1]);
+        assert!(t.begin(next_64, None, t0).is_ok());
+    }
+
+    #[test]
+    fn an_undecided_attempt_counts_nothing() {
+        let t = throttle();
+        let ip: IpAddr = "10.0.0.1".parse().unwrap();
+        let t0 = Instant::now();
+        for _ in 0..10 {
+            t.begin(ip, Some("alice"), t0)
+                .unwrap()
+                .end(AttemptEnd::Undecided, t0);
+        }
+        assert!(t.begin(ip, Some("alice"), t0).is_ok());
     }
 }

@@ -210,7 +210,7 @@ impl KeyStore {
                 Ok(())
             }
             Err(e) => {
-                tracing::warn!(source = ?remote.source, error = %e, "JWKS fetch failed; the previous keys stay in force");
+                tracing::warn!(source = ?remote.source, error = %crate::log::Escaped(&e.to_string()), "JWKS fetch failed; the previous keys stay in force");
                 Err(e)
             }
         }

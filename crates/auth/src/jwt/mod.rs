@@ -257,6 +257,11 @@ impl Authenticator for JwtAuthenticator {
         self.source.location == TokenLocation::Username
     }
 
+    fn username_names_user(&self, request: &ConnectRequest) -> bool {
+        self.source
+            .username_names_user(request, self.mapping.username_must_match_claim)
+    }
+
     fn depends_on_client_id(&self) -> bool {
         self.config.client_id_claim.is_some()
     }

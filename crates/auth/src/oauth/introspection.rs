@@ -371,6 +371,11 @@ impl Authenticator for IntrospectionAuthenticator {
         self.source.location == TokenLocation::Username
     }
 
+    fn username_names_user(&self, request: &ConnectRequest) -> bool {
+        self.source
+            .username_names_user(request, self.mapping.username_must_match_claim)
+    }
+
     fn depends_on_client_id(&self) -> bool {
         self.mapping.client_id_claim.is_some()
     }

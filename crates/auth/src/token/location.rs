@@ -40,6 +40,23 @@ impl TokenSource {
         Ok(())
     }
 
+    /// Whether the user name of `request` names a user, as far as this source is concerned:
+    /// not when it is the marker, the token itself, or a free name sent beside a token (unless
+    /// `must_match_claim`: then it must be the token's user, so it names one).
+    pub fn username_names_user(&self, request: &ConnectRequest, must_match_claim: bool) -> bool {
+        match self.location {
+            TokenLocation::Username => false,
+            TokenLocation::Password => match &self.username_marker {
+                Some(marker) => request.username.as_deref() != Some(marker.as_str()),
+                None => must_match_claim,
+            },
+            TokenLocation::AuthenticationData => {
+                request.authentication_method.as_deref() != self.authentication_method.as_deref()
+                    || must_match_claim
+            }
+        }
+    }
+
     /// The token in `request`, if it carries one where this source looks (as UTF-8 text).
     pub fn token<'r>(&self, request: &'r ConnectRequest) -> Option<&'r str> {
         match self.location {

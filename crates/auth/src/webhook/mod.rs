@@ -193,6 +193,11 @@ impl Authenticator for WebhookAuthenticator {
         &self.name
     }
 
+    fn depends_on_peer(&self) -> bool {
+        // The webhook is told the client's address and may decide by it.
+        true
+    }
+
     fn authenticate<'a>(
         &'a self,
         request: &'a ConnectRequest,
