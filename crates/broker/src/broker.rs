@@ -175,7 +175,7 @@ impl Broker {
             let _ = state.attach();
             state.attached = false;
             state.ended = true;
-            let filters: Vec<String> = state.subscriptions.drain().map(|(f, _)| f).collect();
+            let filters = state.take_subscriptions();
             state.clear_messages();
             drop(state);
             existing.set_online(false);
@@ -299,7 +299,7 @@ impl Broker {
             }
             state.ended = true;
             state.clear_messages();
-            let filters: Vec<String> = state.subscriptions.drain().map(|(f, _)| f).collect();
+            let filters = state.take_subscriptions();
             (filters, state.pending_will.take())
         };
         if sessions
@@ -337,8 +337,8 @@ impl Broker {
         options: SubscriptionOptions,
         identifier: Option<u32>,
     ) -> bool {
-        session.state.lock().subscriptions.insert(
-            filter.to_owned(),
+        session.state.lock().add_subscription(
+            filter,
             SessionSubscription {
                 options,
                 identifier,
@@ -360,7 +360,7 @@ impl Broker {
 
     /// Removes a subscription of `session`. Returns whether it existed.
     pub fn unsubscribe(&self, session: &Arc<Session>, filter: &str) -> bool {
-        session.state.lock().subscriptions.remove(filter);
+        session.state.lock().remove_subscription(filter);
         let existed = self.subscriptions.write().remove(filter, session.id);
         if existed {
             BrokerStats::sub(&self.stats.subscriptions, 1);

@@ -128,6 +128,11 @@ pub struct ListenerConfig {
 pub struct WebSocketConfig {
     /// The request path clients must use (e.g. `/mqtt`); any path when not set.
     pub path: Option<String>,
+    /// The web origins whose pages may open a WebSocket here (`https://console.example.com`,
+    /// compared without regard to case); an upgrade carrying another `Origin` is refused with
+    /// 403. Requests without an `Origin` (clients that are not browsers) are served. Not set:
+    /// every origin.
+    pub allowed_origins: Option<Vec<String>>,
 }
 
 /// TLS settings of a listener.
@@ -422,6 +427,9 @@ pub struct Limits {
     pub max_topic_levels: usize,
     /// Most subscriptions one session may hold.
     pub max_subscriptions_per_session: usize,
+    /// Most bytes of topic filters one session's subscriptions may hold together; a new
+    /// subscription beyond it is refused (5.0: 0x97, 3.1.1: 0x80).
+    pub max_subscription_bytes: usize,
     /// Most topics with a retained message, broker-wide; a new retained topic beyond it is
     /// refused (replacing or clearing an existing one is always allowed).
     pub max_retained_messages: usize,
@@ -461,6 +469,7 @@ impl Default for Limits {
             max_client_id_len: 256,
             max_topic_levels: 128,
             max_subscriptions_per_session: 10_000,
+            max_subscription_bytes: 1024 * 1024,
             max_retained_messages: 1_000_000,
             max_retained_bytes: 64 * 1024 * 1024,
             max_queued_bytes: 16 * 1024 * 1024,

@@ -141,6 +141,8 @@ pub struct Connection {
     recheck: Option<Box<Recheck>>,
     /// Whether a re-authentication is under way (no packet is handled until it is decided).
     reauthenticating: bool,
+    /// A packet did not fit the client's Maximum Packet Size: the connection closes.
+    oversized: bool,
     /// Packet and byte counts not yet added to the broker's.
     pub counts: LocalCounts,
 }
@@ -208,6 +210,7 @@ impl Connection {
             recheck: None,
             reauth: None,
             reauthenticating: false,
+            oversized: false,
             counts: LocalCounts::default(),
         }
     }
@@ -282,10 +285,39 @@ impl Connection {
         self.phase == Phase::Connected && self.out.len() < OUT_HIGH_WATER
     }
 
+    /// Writes a packet, unless it is larger than the client's Maximum Packet Size (5.0): then
+    /// nothing is written and the connection is marked to close (MQTT-3.1.2-24; PUBLISH
+    /// goes through `encode_delivery`, which drops an oversized message instead).
     fn send(&mut self, packet: &Packet) {
+        if self.version.is_v5() && self.client_maximum_packet_size < u32::MAX {
+            match tollgate_mqtt::encoded_len(packet, self.version) {
+                Ok(len) if len as u64 > u64::from(self.client_maximum_packet_size) => {
+                    tracing::debug!(
+                        len,
+                        max = self.client_maximum_packet_size,
+                        "packet larger than the client's maximum packet size: not sent, closing"
+                    );
+                    self.oversized = true;
+                    return;
+                }
+                _ => {}
+            }
+        }
         if let Err(e) = encode(packet, self.version, &mut self.out) {
             tracing::error!(error = %e, "failed to encode a packet for {}", self.peer);
         }
+    }
+
+    /// Closes the connection when a packet it had to send did not fit the client's Maximum
+    /// Packet Size (5.0: DISCONNECT 0x95, if that fits).
+    fn check_oversized(&mut self, step: Result<(), Close>) -> Result<(), Close> {
+        if !self.oversized {
+            return step;
+        }
+        step?;
+        self.oversized = false;
+        self.send_disconnect(ReasonCode::PACKET_TOO_LARGE);
+        Err(Close::abnormal(ReasonCode::PACKET_TOO_LARGE))
     }
 
     /// Handles a packet that could not be decoded: the reason code for the client (5.0
@@ -327,6 +359,11 @@ impl Connection {
 
     /// Handles one decoded packet.
     pub fn handle(&mut self, packet: Packet, now: Instant) -> Result<(), Close> {
+        let step = self.handle_packet(packet, now);
+        self.check_oversized(step)
+    }
+
+    fn handle_packet(&mut self, packet: Packet, now: Instant) -> Result<(), Close> {
         self.last_received = now;
         match (self.phase, packet) {
             (Phase::AwaitingConnect, Packet::Connect(connect)) => {
@@ -380,6 +417,11 @@ impl Connection {
 
     fn handle_connect(&mut self, connect: Connect, now: Instant) -> Result<(), Close> {
         self.version = connect.protocol;
+        if self.version.is_v5() {
+            // Every packet to this client, CONNACK included, must fit it.
+            self.client_maximum_packet_size =
+                connect.properties.maximum_packet_size.unwrap_or(u32::MAX);
+        }
         let limits = &self.broker.config.limits;
         let v5 = self.version.is_v5();
 
@@ -513,11 +555,12 @@ impl Connection {
         decision: ChainDecision,
         now: Instant,
     ) -> Result<(), Close> {
-        if self.reauthenticating {
+        let step = if self.reauthenticating {
             self.finish_reauth(decision, now)
         } else {
             self.finish_connect(decision, now)
-        }
+        };
+        self.check_oversized(step)
     }
 
     /// AUTH from a connected client: re-authentication (0x19) with the method it connected
@@ -852,6 +895,15 @@ impl Connection {
             reason_code: ReasonCode::SUCCESS,
             properties: props,
         }));
+        if self.oversized {
+            // Not even CONNACK fits what the client takes: close without a word.
+            self.oversized = false;
+            return Err(Close {
+                reason: ReasonCode::PACKET_TOO_LARGE,
+                publish_will: false,
+                by_client: false,
+            });
+        }
         if opened.present {
             self.resend_inflight(now);
         }
@@ -936,7 +988,12 @@ impl Connection {
                 }
                 None => {
                     let next = aliases.outgoing.len() + 1;
-                    if next <= usize::from(self.client_topic_alias_maximum) {
+                    // As many aliases as the client takes, but no more than the broker takes
+                    // from clients: each holds its topic for the connection's life.
+                    let most = self
+                        .client_topic_alias_maximum
+                        .min(self.broker.config.limits.topic_alias_maximum);
+                    if next <= usize::from(most) {
                         overrides.topic_alias = Some(next as u16);
                     }
                 }
@@ -1244,7 +1301,7 @@ impl Connection {
         let subscriptions: Vec<(String, u8)> = session
             .state
             .lock()
-            .subscriptions
+            .subscriptions()
             .iter()
             .map(|(f, s)| (f.clone(), s.options.qos as u8))
             .collect();
@@ -1449,8 +1506,11 @@ impl Connection {
             Some(ReasonCode::TOPIC_FILTER_INVALID)
         } else {
             let state = session.state.lock();
-            let full = state.subscriptions.len() >= limits.max_subscriptions_per_session;
-            (full && !state.subscriptions.contains_key(&subscription.filter))
+            let subscriptions = state.subscriptions();
+            let full = subscriptions.len() >= limits.max_subscriptions_per_session
+                || state.subscription_bytes() + subscription.filter.len()
+                    > limits.max_subscription_bytes;
+            (full && !subscriptions.contains_key(&subscription.filter))
                 .then_some(ReasonCode::QUOTA_EXCEEDED)
         };
         if let Some(reason) = refusal {

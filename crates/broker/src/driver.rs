@@ -153,7 +153,7 @@ fn open(
     };
     let ws = listener.config.websocket.as_ref().map(|w| {
         let max_frame = (broker.config.limits.max_packet_size as usize).max(64 * 1024) + 1024;
-        WebSocket::new(w.path.clone(), max_frame)
+        WebSocket::new(w.path.clone(), max_frame).with_allowed_origins(w.allowed_origins.clone())
     });
     let transport = Transport::new(stream, tls, ws);
     let conn = Connection::new(

@@ -135,7 +135,9 @@ pub struct SessionState {
     /// Whether a connection is attached now.
     pub attached: bool,
     /// Subscriptions by full filter (shared filters keep their `$share/group/` prefix).
-    pub subscriptions: HashMap<String, SessionSubscription>,
+    subscriptions: HashMap<String, SessionSubscription>,
+    /// Bytes of the subscriptions' filters.
+    subscription_bytes: usize,
     /// Messages waiting to be sent.
     queue: VecDeque<Delivery>,
     /// Outgoing QoS 1/2 messages not yet fully acknowledged, in the order sent.
@@ -167,6 +169,7 @@ impl SessionState {
             generation: 0,
             attached: false,
             subscriptions: HashMap::new(),
+            subscription_bytes: 0,
             queue: VecDeque::new(),
             inflight: VecDeque::new(),
             held_bytes: 0,
@@ -191,6 +194,49 @@ impl SessionState {
         let old = std::mem::replace(&mut self.wake, Arc::new(SessionWake::default()));
         old.notify();
         (self.generation, Arc::clone(&self.wake))
+    }
+
+    /// The subscriptions, by full filter.
+    pub fn subscriptions(&self) -> &HashMap<String, SessionSubscription> {
+        &self.subscriptions
+    }
+
+    /// Bytes the subscriptions' filters hold.
+    pub fn subscription_bytes(&self) -> usize {
+        self.subscription_bytes
+    }
+
+    /// Records a subscription (replacing one to the same filter); its bytes are charged to
+    /// the memory budget (twice: the session's copy and the trie's).
+    pub fn add_subscription(&mut self, filter: &str, subscription: SessionSubscription) {
+        if self
+            .subscriptions
+            .insert(filter.to_owned(), subscription)
+            .is_none()
+        {
+            self.subscription_bytes += filter.len();
+            self.budget.charge(subscription_cost(filter));
+        }
+    }
+
+    /// Forgets a subscription. Returns whether it existed.
+    pub fn remove_subscription(&mut self, filter: &str) -> bool {
+        let existed = self.subscriptions.remove(filter).is_some();
+        if existed {
+            self.subscription_bytes -= filter.len();
+            self.budget.release(subscription_cost(filter));
+        }
+        existed
+    }
+
+    /// Takes every subscription's filter (the session ends).
+    pub fn take_subscriptions(&mut self) -> Vec<String> {
+        let filters: Vec<String> = self.subscriptions.drain().map(|(f, _)| f).collect();
+        for filter in &filters {
+            self.budget.release(subscription_cost(filter));
+        }
+        self.subscription_bytes = 0;
+        filters
     }
 
     /// Wakes the attached connection, if any (its rules changed, say).
@@ -321,7 +367,14 @@ impl SessionState {
 impl Drop for SessionState {
     fn drop(&mut self) {
         self.clear_messages();
+        self.take_subscriptions();
     }
+}
+
+/// What one subscription costs in memory: its filter twice (the session's record and the
+/// trie's entry) and their bookkeeping.
+fn subscription_cost(filter: &str) -> usize {
+    2 * filter.len() + 128
 }
 
 /// A session, shared between the connection attached to it and every publisher that delivers

@@ -41,6 +41,7 @@ enum Phase {
 pub struct WebSocket {
     phase: Phase,
     path: Option<String>,
+    allowed_origins: Option<Vec<String>>,
     max_frame: usize,
     /// Bytes received and not yet decoded (a partial request or frame).
     pub inbound: BytesMut,
@@ -55,10 +56,18 @@ impl WebSocket {
         WebSocket {
             phase: Phase::Handshake,
             path,
+            allowed_origins: None,
             max_frame,
             inbound: BytesMut::new(),
             outbound: BytesMut::new(),
         }
+    }
+
+    /// Only pages from these origins may open the WebSocket (a request with no `Origin` is
+    /// not from a page, and is served).
+    pub fn with_allowed_origins(mut self, origins: Option<Vec<String>>) -> WebSocket {
+        self.allowed_origins = origins;
+        self
     }
 
     /// Whether the upgrade is done and MQTT bytes may be sent.
@@ -137,6 +146,12 @@ impl WebSocket {
         };
         if !has_token("Upgrade", "websocket") || !has_token("Connection", "upgrade") {
             return Err(self.reject(400, "Bad Request", "not a WebSocket upgrade"));
+        }
+        if let (Some(allowed), Some(origin)) = (&self.allowed_origins, header("Origin")) {
+            let origin = origin.trim();
+            if !allowed.iter().any(|a| a.eq_ignore_ascii_case(origin)) {
+                return Err(self.reject(403, "Forbidden", "origin not allowed"));
+            }
         }
         if header("Sec-WebSocket-Version").map(str::trim) != Some("13") {
             self.outbound.put_slice(b"HTTP/1.1 426 Upgrade Required\r\nSec-WebSocket-Version: 13\r\nContent-Length: 0\r\n\r\n");
@@ -341,6 +356,34 @@ mod tests {
             ));
             assert!(
                 String::from_utf8_lossy(&ws.outbound).starts_with(&format!("HTTP/1.1 {status}"))
+            );
+        }
+    }
+
+    #[test]
+    fn only_allowed_origins_may_upgrade_and_requests_without_one_are_served() {
+        let allowed = Some(vec!["https://console.example.com".to_owned()]);
+        for (request, status) in [
+            (
+                UPGRADE.replace("Host: x\r\n", "Host: x\r\nOrigin: https://evil.example\r\n"),
+                "403",
+            ),
+            (
+                UPGRADE.replace(
+                    "Host: x\r\n",
+                    "Host: x\r\nOrigin: HTTPS://Console.Example.com\r\n",
+                ),
+                "101",
+            ),
+            (UPGRADE.to_owned(), "101"),
+        ] {
+            let mut ws =
+                WebSocket::new(Some("/mqtt".into()), 1 << 20).with_allowed_origins(allowed.clone());
+            ws.inbound.put_slice(request.as_bytes());
+            let _ = ws.receive(&mut BytesMut::new());
+            assert!(
+                String::from_utf8_lossy(&ws.outbound).starts_with(&format!("HTTP/1.1 {status}")),
+                "{request}"
             );
         }
     }

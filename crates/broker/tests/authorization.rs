@@ -668,3 +668,58 @@ async fn roles_placeholder_expands_to_one_rule_per_role_and_role_sections_apply(
         );
     }
 }
+
+#[tokio::test]
+async fn an_in_flight_message_is_not_sent_again_on_resume_once_its_topic_is_unreadable() {
+    let files = Files::new("inflight");
+    let path = files.policy(POLICY);
+    let (server, addr) =
+        start_broker(|c| configure(c, &files, policy_authorizer(path.clone()))).await;
+    let mut connect = connect_packet(V5, "reader");
+    connect.clean_start = false;
+    connect.properties.session_expiry_interval = Some(600);
+    let (mut reader, _) = TestClient::connect_with(addr, connect.clone()).await;
+    reader.subscribe(1, "public/#", QoS::AtLeastOnce).await;
+    let mut writer = TestClient::connect(addr, V5, "writer").await;
+    writer
+        .publish("public/1", b"unacknowledged", QoS::AtLeastOnce, false, 1)
+        .await;
+    // Received, never acknowledged: it stays in flight.
+    match reader.recv().await {
+        Packet::Publish(p) => assert_eq!(&p.payload[..], b"unacknowledged"),
+        other => panic!("{other:?}"),
+    }
+    drop(reader);
+    std::fs::write(
+        &path,
+        POLICY.replace(
+            "filter = \"public/#\"\nactivity = \"subscribe\"",
+            "filter = \"other/#\"\nactivity = \"subscribe\"",
+        ),
+    )
+    .unwrap();
+    server.reload();
+    // The session is resumed; the message it may no longer read is not sent again.
+    let (mut reader, ack) = TestClient::connect_with(addr, connect.clone()).await;
+    assert!(ack.session_present);
+    reader.expect_nothing().await;
+    drop(reader);
+    // Control: with the rule back, a message left in flight is sent again with DUP.
+    std::fs::write(&path, POLICY).unwrap();
+    server.reload();
+    let (mut reader, _) = TestClient::connect_with(addr, connect.clone()).await;
+    reader.subscribe(2, "public/#", QoS::AtLeastOnce).await;
+    writer
+        .publish("public/1", b"again", QoS::AtLeastOnce, false, 2)
+        .await;
+    match reader.recv().await {
+        Packet::Publish(p) => assert_eq!(&p.payload[..], b"again"),
+        other => panic!("{other:?}"),
+    }
+    drop(reader);
+    let (mut reader, _) = TestClient::connect_with(addr, connect).await;
+    match reader.recv().await {
+        Packet::Publish(p) => assert!(p.dup && &p.payload[..] == b"again"),
+        other => panic!("{other:?}"),
+    }
+}

@@ -451,3 +451,72 @@ async fn taking_over_a_session_that_was_not_persistent_starts_afresh_and_sends_t
         assert_eq!(will.topic, "wills/fleeting");
     }
 }
+
+#[tokio::test]
+async fn no_packet_exceeds_the_clients_maximum_packet_size_not_even_connack() {
+    let (_server, addr) = start_broker(|_| {}).await;
+    // CONNACK with its properties is larger than 8 bytes: the connection closes without it.
+    let mut tiny = connect_packet(V5, "");
+    tiny.properties.maximum_packet_size = Some(8);
+    let mut c = TestClient::open(addr, V5).await;
+    c.send(Packet::Connect(Box::new(tiny))).await;
+    assert!(c.try_recv().await.is_none(), "closed without CONNACK");
+    // A SUBACK that does not fit closes the connection with DISCONNECT 0x95.
+    let mut small = connect_packet(V5, "small");
+    small.properties.maximum_packet_size = Some(64);
+    let (mut c, ack) = TestClient::connect_with(addr, small).await;
+    assert_eq!(ack.reason_code, ReasonCode::SUCCESS);
+    c.send(subscribe_packet((0..100).map(|i| format!("t/{i}"))))
+        .await;
+    match c.expect_close().await.as_slice() {
+        [Packet::Disconnect(d)] => assert_eq!(d.reason_code, ReasonCode::PACKET_TOO_LARGE),
+        other => panic!("expected DISCONNECT 0x95, got {other:?}"),
+    }
+    assert_served(addr).await;
+}
+
+#[tokio::test]
+async fn a_sessions_subscriptions_are_bounded_in_bytes() {
+    let (_server, addr) = start_broker(|c| c.limits.max_subscription_bytes = 64 * 1024).await;
+    let mut c = TestClient::connect(addr, V5, "c").await;
+    let mut refused = None;
+    for i in 0..10u16 {
+        let filter = format!("{i}/{}", "x".repeat(10_000));
+        let codes = c
+            .subscribe(i + 1, &filter, QoS::AtMostOnce)
+            .await
+            .reason_codes;
+        if codes[0] == ReasonCode::QUOTA_EXCEEDED {
+            refused = Some(i);
+            break;
+        }
+    }
+    assert_eq!(refused, Some(6), "six filters of 10 KB fit in 64 KiB");
+    assert_served(addr).await;
+}
+
+#[tokio::test]
+async fn websocket_pages_from_other_origins_are_refused() {
+    let (_server, addr) = start_broker(|c| {
+        c.listeners[0].websocket = Some(tollgate_broker::WebSocketConfig {
+            allowed_origins: Some(vec!["https://console.example.com".into()]),
+            ..Default::default()
+        });
+    })
+    .await;
+    for (origin, status) in [
+        ("https://evil.example", "HTTP/1.1 403"),
+        ("https://console.example.com", "HTTP/1.1 101"),
+    ] {
+        let mut stream = tokio::net::TcpStream::connect(addr).await.unwrap();
+        let request = format!("GET /mqtt HTTP/1.1\r\nHost: x\r\nOrigin: {origin}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\nSec-WebSocket-Protocol: mqtt\r\n\r\n");
+        stream.write_all(request.as_bytes()).await.unwrap();
+        let mut response = [0u8; 256];
+        let n = stream.read(&mut response).await.unwrap();
+        assert!(
+            response[..n].starts_with(status.as_bytes()),
+            "{origin}: {}",
+            String::from_utf8_lossy(&response[..n])
+        );
+    }
+}

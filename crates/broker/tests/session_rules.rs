@@ -115,5 +115,5 @@ async fn a_session_that_was_not_persistent_is_not_resumed_by_a_takeover() {
     assert!(!new.present);
     assert!(!Arc::ptr_eq(&old.session, &new.session));
     assert!(old.session.state.lock().ended);
-    assert!(new.session.state.lock().subscriptions.is_empty());
+    assert!(new.session.state.lock().subscriptions().is_empty());
 }

@@ -138,6 +138,7 @@ async fn mqtt_over_websocket_in_311_and_5() {
     let (_server, addr) = start_broker(|c| {
         c.listeners[0].websocket = Some(WebSocketConfig {
             path: Some("/mqtt".into()),
+            ..WebSocketConfig::default()
         })
     })
     .await;
@@ -199,6 +200,7 @@ async fn wrong_path_and_text_frames_are_refused() {
     let (_server, addr) = start_broker(|c| {
         c.listeners[0].websocket = Some(WebSocketConfig {
             path: Some("/mqtt".into()),
+            ..WebSocketConfig::default()
         })
     })
     .await;
@@ -252,6 +254,7 @@ async fn mqtt_over_secure_websocket() {
     let (_server, addr) = start_broker(|c| {
         c.listeners[0].websocket = Some(WebSocketConfig {
             path: Some("/mqtt".into()),
+            ..WebSocketConfig::default()
         });
         c.listeners[0].tls = Some(tls);
     })
