@@ -95,6 +95,10 @@ pub struct CertificateInfo {
     pub subject_alt_names: Vec<String>,
     /// SHA-256 fingerprint of the DER certificate, lowercase hex.
     pub fingerprint_sha256: String,
+    /// The issuer's distinguished name, as text (with the serial, what a CRL revokes).
+    pub issuer: String,
+    /// The serial number, lowercase hex of its DER bytes.
+    pub serial_hex: String,
 }
 
 /// Who a connection is.

@@ -26,6 +26,7 @@ fn request() -> ConnectRequest {
         common_name: Some("sensor-7".into()),
         subject_alt_names: vec!["sensor-7.example".into()],
         fingerprint_sha256: "ab12".into(),
+        ..CertificateInfo::default()
     });
     r
 }

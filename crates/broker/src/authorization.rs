@@ -13,6 +13,7 @@ use tollgate_auth::policy::{AclFile, ClaimsAuthorizer, PolicyFile};
 use tollgate_auth::Principal;
 
 use crate::config::AuthorizerConfig;
+use crate::validate::{ConfigProblem, KeyPath};
 
 /// A named authorizer and, for file-based ones, the file it came from.
 struct Loaded {
@@ -108,13 +109,26 @@ fn load(config: &AuthorizerConfig) -> Result<Loaded, String> {
 impl Authorizers {
     /// Loads every configured authorizer. Fails on the first file with an error (named with
     /// its file and line).
-    pub fn build(configs: &[AuthorizerConfig]) -> Result<Authorizers, String> {
+    pub fn build(configs: &[AuthorizerConfig]) -> Result<Authorizers, ConfigProblem> {
         let mut loaded = Vec::new();
-        for config in configs {
+        for (index, config) in configs.iter().enumerate() {
+            let at = KeyPath::root().key("authorizer").index(index);
             if loaded.iter().any(|l: &Loaded| l.name == config.name) {
-                return Err(format!("two authorizers are named `{}`", config.name));
+                return Err(ConfigProblem::at(
+                    at.key("name"),
+                    format!("two authorizers are named `{}`", config.name),
+                ));
             }
-            loaded.push(load(config)?);
+            let table = if config.policy_file.is_some() {
+                at.key("policy_file").key("path")
+            } else if config.acl_file.is_some() {
+                at.key("acl_file").key("path")
+            } else if config.claims.is_some() {
+                at.key("claims")
+            } else {
+                at.key("name")
+            };
+            loaded.push(load(config).map_err(|m| ConfigProblem::at(table, m))?);
         }
         Ok(Authorizers {
             configs: configs.to_vec(),

@@ -772,7 +772,10 @@ impl Connection {
             certificate_name,
             self.certificate.clone(),
         );
-        if let Some(why) = broker.revoked(&principal) {
+        if let Some(why) = broker
+            .revoked(&principal)
+            .or_else(|| self.certificate_revoked())
+        {
             tracing::info!(target: "tollgate::audit", client_id = %Escaped(&client_id), username = principal.username.as_deref().unwrap_or(""), "connection refused: {}", Escaped(&why));
             return Err(self.refuse(ReasonCode::NOT_AUTHORIZED));
         }
@@ -1252,7 +1255,12 @@ impl Connection {
     /// Ends the connection if its principal has been revoked (DISCONNECT 0x87 to a 5.0
     /// client; the will as for an expiry).
     fn check_revocation(&mut self) -> Result<(), Close> {
-        let Some(why) = self.principal.as_ref().and_then(|p| self.broker.revoked(p)) else {
+        let Some(why) = self
+            .principal
+            .as_ref()
+            .and_then(|p| self.broker.revoked(p))
+            .or_else(|| self.certificate_revoked())
+        else {
             return Ok(());
         };
         tracing::info!(target: "tollgate::audit", client_id = self.client_id().unwrap_or(""), "disconnected: {}", Escaped(&why));
@@ -1261,6 +1269,17 @@ impl Connection {
             reason: ReasonCode::NOT_AUTHORIZED,
             publish_will: self.broker.config.will_on_expiry,
             by_client: false,
+        })
+    }
+
+    /// Why the client's certificate is no longer good, if the listener's CRLs now revoke it.
+    fn certificate_revoked(&self) -> Option<String> {
+        let (tls, certificate) = (self.listener.tls.as_ref()?, self.certificate.as_ref()?);
+        tls.is_revoked(certificate).then(|| {
+            format!(
+                "client certificate {} of {} is revoked by a CRL",
+                certificate.serial_hex, certificate.issuer
+            )
         })
     }
 

@@ -27,6 +27,7 @@ pub mod subscriptions;
 pub mod sys;
 pub mod tls;
 pub mod transport;
+pub mod validate;
 pub mod wake;
 pub mod websocket;
 
@@ -37,4 +38,5 @@ pub use config::{
     ListenerConfig, PasswordFileConfig, PolicyFileSource, RevocationConfig, TlsConfig,
     WebSocketConfig,
 };
-pub use server::{Extensions, Server};
+pub use server::{Extensions, Prepared, Server};
+pub use validate::{ConfigProblem, KeyPart, KeyPath};

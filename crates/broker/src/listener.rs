@@ -22,6 +22,7 @@ use crate::config::{
     ListenerConfig,
 };
 use crate::tls::TlsAcceptor;
+use crate::validate::{ConfigProblem, KeyPath};
 
 /// How many cached authentications an authenticator keeps at most.
 const AUTH_CACHE_CAPACITY: usize = 100_000;
@@ -45,29 +46,36 @@ pub struct Listener {
 }
 
 impl Listener {
-    /// Builds a listener from its settings (loading its TLS files) and the authenticators.
+    /// Builds the listener `index` of the configuration from its settings (loading its TLS
+    /// files) and the authenticators.
     pub fn build(
+        index: usize,
         config: &ListenerConfig,
         authenticators: &Authenticators,
         authorizers: &Authorizers,
         throttle: Option<Arc<LoginThrottle>>,
-    ) -> Result<Listener, String> {
+    ) -> Result<Listener, ConfigProblem> {
         let name: Arc<str> = config.display_name().into();
+        let at = || KeyPath::root().key("listener").index(index);
         let tls = match &config.tls {
-            Some(settings) => {
-                let acceptor = Arc::new(
-                    TlsAcceptor::new(settings).map_err(|e| format!("listener `{name}`: {e}"))?,
-                );
-                if settings.reload_interval > 0 {
-                    acceptor.watch(Duration::from_secs(settings.reload_interval));
-                }
-                Some(acceptor)
-            }
+            Some(settings) => Some(Arc::new(TlsAcceptor::new(settings).map_err(
+                |(key, message)| {
+                    ConfigProblem::at(
+                        at().key("tls").key(key),
+                        format!("listener `{name}`: {message}"),
+                    )
+                },
+            )?)),
             None => None,
         };
-        let chain = authenticators.chain_for(config, throttle)?;
-        let authorization =
-            RwLock::new(authorizers.chain_for(&name, config.authorizers.as_deref())?);
+        let chain = authenticators
+            .chain_for(config, throttle)
+            .map_err(|m| ConfigProblem::at(at().key("authenticators"), m))?;
+        let authorization = RwLock::new(
+            authorizers
+                .chain_for(&name, config.authorizers.as_deref())
+                .map_err(|m| ConfigProblem::at(at().key("authorizers"), m))?,
+        );
         Ok(Listener {
             config: config.clone(),
             name,
@@ -137,18 +145,31 @@ impl Authenticators {
     pub fn build(
         config: &BrokerConfig,
         custom: Vec<Arc<dyn Authenticator>>,
-    ) -> Result<Authenticators, String> {
+    ) -> Result<Authenticators, ConfigProblem> {
         let mut named = Vec::new();
         let mut password_files = Vec::new();
         let mut introspections = Vec::new();
-        for a in &config.authenticators {
-            let authenticator: Arc<dyn Authenticator> = match kind(a)? {
+        for (index, a) in config.authenticators.iter().enumerate() {
+            let at = || KeyPath::root().key("authenticator").index(index);
+            let kind = kind(a).map_err(|m| ConfigProblem::at(at().key("name"), m))?;
+            let table = at().key(kind_name(&kind));
+            let invalid = |e: String| {
+                ConfigProblem::at(table.clone(), format!("authenticator `{}`: {e}", a.name))
+            };
+            let authenticator: Arc<dyn Authenticator> = match kind {
                 Kind::PasswordFile => {
                     let settings = a.password_file.as_ref().expect("checked by kind");
-                    let file = Arc::new(
-                        PasswordFile::open(&a.name, &settings.path, settings.max_parallel_hashes)
-                            .map_err(|e| e.to_string())?,
-                    );
+                    let file =
+                        Arc::new(
+                            PasswordFile::open(
+                                &a.name,
+                                &settings.path,
+                                settings.max_parallel_hashes,
+                            )
+                            .map_err(|e| {
+                                ConfigProblem::at(table.clone().key("path"), e.to_string())
+                            })?,
+                        );
                     if settings.reload_interval > 0 {
                         file.watch(Duration::from_secs(settings.reload_interval));
                     }
@@ -157,33 +178,23 @@ impl Authenticators {
                 }
                 Kind::Jwt => {
                     let settings = a.jwt.clone().expect("checked by kind");
-                    Arc::new(
-                        JwtAuthenticator::new(&a.name, settings)
-                            .map_err(|e| format!("authenticator `{}`: {e}", a.name))?,
-                    )
+                    Arc::new(JwtAuthenticator::new(&a.name, settings).map_err(invalid)?)
                 }
                 Kind::Introspection => {
                     let settings = a.introspection.clone().expect("checked by kind");
                     let introspection = Arc::new(
-                        IntrospectionAuthenticator::new(&a.name, settings)
-                            .map_err(|e| format!("authenticator `{}`: {e}", a.name))?,
+                        IntrospectionAuthenticator::new(&a.name, settings).map_err(invalid)?,
                     );
                     introspections.push(Arc::clone(&introspection));
                     introspection
                 }
                 Kind::PasswordGrant => {
                     let settings = a.password_grant.clone().expect("checked by kind");
-                    Arc::new(
-                        PasswordGrantAuthenticator::new(&a.name, settings)
-                            .map_err(|e| format!("authenticator `{}`: {e}", a.name))?,
-                    )
+                    Arc::new(PasswordGrantAuthenticator::new(&a.name, settings).map_err(invalid)?)
                 }
                 Kind::Webhook => {
                     let settings = a.webhook.clone().expect("checked by kind");
-                    Arc::new(
-                        WebhookAuthenticator::new(&a.name, settings)
-                            .map_err(|e| format!("authenticator `{}`: {e}", a.name))?,
-                    )
+                    Arc::new(WebhookAuthenticator::new(&a.name, settings).map_err(invalid)?)
                 }
             };
             let cache = (a.cache_ttl > 0).then(|| {
@@ -206,11 +217,14 @@ impl Authenticators {
             });
         }
         let mut seen = std::collections::HashSet::new();
-        for n in &named {
+        for (index, n) in named.iter().enumerate() {
             if !seen.insert(n.authenticator.name().to_owned()) {
-                return Err(format!(
-                    "two authenticators are named `{}`",
-                    n.authenticator.name()
+                return Err(ConfigProblem::at(
+                    KeyPath::root()
+                        .key("authenticator")
+                        .index(index)
+                        .key("name"),
+                    format!("two authenticators are named `{}`", n.authenticator.name()),
                 ));
             }
         }
@@ -297,13 +311,17 @@ enum Kind {
 
 /// Which kind an authenticator is; exactly one kind table must be present.
 pub fn kind_of(a: &AuthenticatorConfig) -> Result<&'static str, String> {
-    kind(a).map(|k| match k {
+    kind(a).map(|k| kind_name(&k))
+}
+
+fn kind_name(kind: &Kind) -> &'static str {
+    match kind {
         Kind::PasswordFile => "password_file",
         Kind::Jwt => "jwt",
         Kind::Introspection => "introspection",
         Kind::PasswordGrant => "password_grant",
         Kind::Webhook => "webhook",
-    })
+    }
 }
 
 fn kind(a: &AuthenticatorConfig) -> Result<Kind, String> {

@@ -11,6 +11,7 @@ use tokio::net::TcpListener;
 use tokio::sync::watch;
 use tokio::task::JoinSet;
 use tollgate_auth::authentication::{Authenticator, LoginThrottle};
+use tollgate_auth::revocation::RevocationList;
 
 use crate::authorization::Authorizers;
 use crate::broker::Broker;
@@ -21,6 +22,7 @@ use crate::memory::Overload;
 use crate::revocation::{watch_revocations, RevocationFile};
 use crate::sys::run_sys_publisher;
 use crate::tls::TlsAcceptor;
+use crate::validate::{ConfigProblem, KeyPath};
 
 /// Things an embedder adds to a broker in code.
 #[derive(Default)]
@@ -53,39 +55,80 @@ impl Server {
 
     /// [`Server::start`], with authenticators supplied in code.
     pub async fn start_with(config: BrokerConfig, extensions: Extensions) -> io::Result<Server> {
-        let invalid = |message: String| io::Error::new(io::ErrorKind::InvalidInput, message);
-        let authenticators =
-            Arc::new(Authenticators::build(&config, extensions.authenticators).map_err(invalid)?);
-        let authorizers = Arc::new(Authorizers::build(&config.authorizers).map_err(invalid)?);
+        let prepared = Server::prepare(config, extensions)
+            .map_err(|p| io::Error::new(io::ErrorKind::InvalidInput, p.to_string()))?;
+        prepared.start().await
+    }
+
+    /// Everything [`Server::start_with`] does short of binding sockets: the configuration
+    /// validated, every file read (password files, policies, ACLs, the revocation list, TLS
+    /// certificates, keys, CA bundles and CRLs), every name resolved. A problem names the key
+    /// at fault. Must run inside a tokio runtime (files are watched from here on).
+    pub fn prepare(
+        config: BrokerConfig,
+        extensions: Extensions,
+    ) -> Result<Prepared, ConfigProblem> {
+        config.validate()?;
+        let authenticators = Arc::new(Authenticators::build(&config, extensions.authenticators)?);
+        let authorizers = Arc::new(Authorizers::build(&config.authorizers)?);
         let throttle = config
             .throttle
             .enabled
             .then(|| Arc::new(LoginThrottle::new(config.throttle.clone())));
         let mut listeners = Vec::new();
-        for listener_config in &config.listeners {
-            listeners.push(Arc::new(
-                Listener::build(
-                    listener_config,
-                    &authenticators,
-                    &authorizers,
-                    throttle.clone(),
-                )
-                .map_err(invalid)?,
-            ));
+        for (index, listener_config) in config.listeners.iter().enumerate() {
+            listeners.push(Arc::new(Listener::build(
+                index,
+                listener_config,
+                &authenticators,
+                &authorizers,
+                throttle.clone(),
+            )?));
         }
+        let revocation = match &config.revocation {
+            Some(settings) => {
+                let (file, list) = RevocationFile::open(&settings.path).map_err(|m| {
+                    ConfigProblem::at(KeyPath::root().key("revocation").key("path"), m)
+                })?;
+                Some((Arc::new(file), Arc::new(list), settings.reload_interval))
+            }
+            None => None,
+        };
+        Ok(Prepared {
+            config,
+            authenticators,
+            authorizers,
+            listeners,
+            revocation,
+        })
+    }
+}
+
+/// A broker ready to start: what [`Server::prepare`] built.
+pub struct Prepared {
+    config: BrokerConfig,
+    authenticators: Arc<Authenticators>,
+    authorizers: Arc<Authorizers>,
+    listeners: Vec<Arc<Listener>>,
+    revocation: Option<(Arc<RevocationFile>, Arc<RevocationList>, u64)>,
+}
+
+impl Prepared {
+    /// Binds every listener and starts serving.
+    pub async fn start(self) -> io::Result<Server> {
+        let Prepared {
+            config,
+            authenticators,
+            authorizers,
+            listeners,
+            revocation,
+        } = self;
         let mut tls_listeners = Vec::new();
         for listener in &listeners {
             if let Some(tls) = &listener.tls {
                 tls_listeners.push(Arc::clone(tls));
             }
         }
-        let revocation = match &config.revocation {
-            Some(settings) => {
-                let (file, list) = RevocationFile::open(&settings.path).map_err(invalid)?;
-                Some((Arc::new(file), Arc::new(list), settings.reload_interval))
-            }
-            None => None,
-        };
         let broker = Broker::new(config);
         let (shutdown, _) = watch::channel(false);
         if let Some((_, list, _)) = &revocation {
@@ -107,6 +150,19 @@ impl Server {
                 listener,
                 shutdown.subscribe(),
             ));
+        }
+        for listener in &listeners {
+            let (Some(tls), Some(settings)) = (&listener.tls, &listener.config.tls) else {
+                continue;
+            };
+            if settings.reload_interval > 0 {
+                tasks.spawn(watch_tls(
+                    Arc::clone(tls),
+                    Arc::clone(&broker),
+                    Duration::from_secs(settings.reload_interval),
+                    shutdown.subscribe(),
+                ));
+            }
         }
         let reload_interval = broker.config.authorization.reload_interval;
         if reload_interval > 0 && !authorizers.is_empty() {
@@ -150,7 +206,9 @@ impl Server {
             tasks,
         })
     }
+}
 
+impl Server {
     /// The addresses the listeners are bound to, in configuration order (useful with port 0).
     pub fn local_addrs(&self) -> &[SocketAddr] {
         &self.local_addrs
@@ -172,10 +230,16 @@ impl Server {
         if self.authorizers.reload(false) {
             apply_authorization(&self.broker, &self.authorizers, &self.listeners);
         }
+        let mut trust_reloaded = false;
         for tls in &self.tls_listeners {
-            if let Err(e) = tls.reload() {
-                tracing::error!("TLS certificate not reloaded, previous one kept: {e}");
+            match tls.reload() {
+                Ok(reloaded) => trust_reloaded |= reloaded,
+                Err(e) => tracing::error!("TLS files not reloaded, previous ones kept: {e}"),
             }
+        }
+        if trust_reloaded {
+            // Connected clients whose certificate a new CRL revokes are closed.
+            self.broker.permissions_changed();
         }
     }
 
@@ -192,6 +256,28 @@ fn apply_authorization(broker: &Broker, authorizers: &Authorizers, listeners: &[
         listener.refresh_authorization(authorizers);
     }
     broker.permissions_changed();
+}
+
+/// Polls a TLS listener's files (certificate, key, CA bundle, CRLs) and reloads what
+/// changed; new CRLs are applied to connected clients at once.
+async fn watch_tls(
+    tls: Arc<TlsAcceptor>,
+    broker: Arc<Broker>,
+    interval: Duration,
+    mut shutdown: watch::Receiver<bool>,
+) {
+    let mut ticker = tokio::time::interval(interval);
+    ticker.tick().await;
+    loop {
+        tokio::select! {
+            _ = shutdown.changed() => return,
+            _ = ticker.tick() => match tls.reload_if_changed() {
+                Ok(true) => broker.permissions_changed(),
+                Ok(false) => {}
+                Err(e) => tracing::error!("TLS files not reloaded, previous ones kept: {e}"),
+            },
+        }
+    }
 }
 
 /// Polls policy and ACL files and applies changed ones to connected clients.

@@ -261,7 +261,10 @@ async fn a_bad_password_file_at_start_is_an_error_naming_file_and_line() {
         .expect("the broker does not start");
     assert_eq!(
         err.to_string(),
-        format!("{}:2: expected `user:hash`", path.display())
+        format!(
+            "key `authenticator[0].password_file.path`: {}:2: expected `user:hash`",
+            path.display()
+        )
     );
 }
 

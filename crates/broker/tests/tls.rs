@@ -71,17 +71,25 @@ impl Pki {
     }
 
     fn write_crl(&self) {
+        self.write_crl_revoking(&[REVOKED_SERIAL], 1);
+    }
+
+    /// Writes crl.pem revoking `serials`, as CRL number `number`.
+    fn write_crl_revoking(&self, serials: &[u64], number: u64) {
         let crl = CertificateRevocationListParams {
             this_update: rcgen::date_time_ymd(2024, 1, 1),
             next_update: rcgen::date_time_ymd(2099, 1, 1),
-            crl_number: SerialNumber::from(1u64),
+            crl_number: SerialNumber::from(number),
             issuing_distribution_point: None,
-            revoked_certs: vec![RevokedCertParams {
-                serial_number: SerialNumber::from(REVOKED_SERIAL),
-                revocation_time: rcgen::date_time_ymd(2024, 6, 1),
-                reason_code: None,
-                invalidity_date: None,
-            }],
+            revoked_certs: serials
+                .iter()
+                .map(|&serial| RevokedCertParams {
+                    serial_number: SerialNumber::from(serial),
+                    revocation_time: rcgen::date_time_ymd(2024, 6, 1),
+                    reason_code: None,
+                    invalidity_date: None,
+                })
+                .collect(),
             key_identifier_method: KeyIdMethod::Sha256,
         }
         .signed_by(&self.ca)
@@ -499,5 +507,39 @@ async fn cert_cn_placeholder_binds_permissions_to_the_certificate() {
             .publish("devices/sensor-42/state", b"ok", QoS::AtLeastOnce, false, 3)
             .await,
         ReasonCode::SUCCESS
+    );
+}
+
+#[tokio::test]
+async fn a_reloaded_crl_closes_connections_whose_certificate_it_revokes() {
+    let pki = Pki::new("crl-reload");
+    let (server, addr) = tls_broker(&pki, ClientCertMode::Required, |_| {}).await;
+    let device = pki.client_cert("device-1", 41);
+    let other = pki.client_cert("device-2", 42);
+    let (stream, _) = pki.connect(addr, Some(&device)).await.unwrap();
+    let (mut revoked, ack) = mqtt_connect(stream, connect_packet(ProtocolVersion::V5, "d1"))
+        .await
+        .unwrap();
+    assert_eq!(ack.reason_code, ReasonCode::SUCCESS);
+    let (stream, _) = pki.connect(addr, Some(&other)).await.unwrap();
+    let (mut kept, _) = mqtt_connect(stream, connect_packet(ProtocolVersion::V5, "d2"))
+        .await
+        .unwrap();
+    pki.write_crl_revoking(&[REVOKED_SERIAL, 41], 2);
+    server.reload();
+    match revoked.expect_close().await.as_slice() {
+        [Packet::Disconnect(d)] => assert_eq!(d.reason_code, ReasonCode::NOT_AUTHORIZED),
+        other => panic!("expected DISCONNECT 0x87, got {other:?}"),
+    }
+    kept.expect_nothing().await;
+    let refused = match pki.connect(addr, Some(&device)).await {
+        Err(_) => true,
+        Ok((stream, _)) => mqtt_connect(stream, connect_packet(ProtocolVersion::V5, "d1"))
+            .await
+            .is_err(),
+    };
+    assert!(
+        refused,
+        "the new CRL refuses the certificate at the handshake"
     );
 }

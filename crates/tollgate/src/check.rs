@@ -113,7 +113,7 @@ pub fn run(args: CheckArgs) -> ExitCode {
 
 /// Prints the explanation or the test report. Ok(true) when allowed / all tests passed.
 fn execute(args: CheckArgs) -> Result<bool, String> {
-    let config = config_file::load(&args.config).map_err(|e| e.to_string())?;
+    let (config, _) = config_file::load(&args.config).map_err(|e| e.to_string())?;
     let listener = match &args.listener {
         None => config.listeners.first().ok_or("no listener configured")?,
         Some(name) => config
@@ -122,7 +122,7 @@ fn execute(args: CheckArgs) -> Result<bool, String> {
             .find(|l| l.name.as_deref() == Some(name.as_str()) || l.bind.to_string() == *name)
             .ok_or_else(|| format!("no listener named `{name}`"))?,
     };
-    let authorizers = Authorizers::build(&config.authorizers)?;
+    let authorizers = Authorizers::build(&config.authorizers).map_err(|e| e.to_string())?;
     let chain = authorizers.chain_for(&listener.display_name(), listener.authorizers.as_deref())?;
 
     if args.tests {
@@ -251,7 +251,8 @@ fn authenticate(
         .build()
         .map_err(|e| format!("runtime: {e}"))?;
     let decision = runtime.block_on(async {
-        let authenticators = Authenticators::build(config, Vec::new())?;
+        let authenticators =
+            Authenticators::build(config, Vec::new()).map_err(|e| e.to_string())?;
         let chain = authenticators.chain_for(listener, None)?;
         Ok::<_, String>(chain.authenticate(&request).await)
     })?;

@@ -3,7 +3,9 @@
 use std::fmt;
 use std::path::{Path, PathBuf};
 
-use tollgate_broker::BrokerConfig;
+use tollgate_broker::{
+    BrokerConfig, ConfigProblem, Extensions, KeyPart, KeyPath, Prepared, Server,
+};
 
 /// A configuration file that could not be used.
 #[derive(Debug)]
@@ -33,20 +35,22 @@ impl fmt::Display for ConfigError {
 
 impl std::error::Error for ConfigError {}
 
-/// Reads and checks the configuration file at `path`.
-pub fn load(path: &Path) -> Result<BrokerConfig, ConfigError> {
+/// Reads and parses the configuration file at `path` (the broker's own checks come after:
+/// [`check`]).
+pub fn load(path: &Path) -> Result<(BrokerConfig, String), ConfigError> {
     let text = std::fs::read_to_string(path).map_err(|e| ConfigError {
         path: path.to_owned(),
         line: None,
         key: None,
         message: format!("cannot read: {e}"),
     })?;
-    parse(path, &text)
+    let config = parse(path, &text)?;
+    Ok((config, text))
 }
 
 /// Parses configuration text; `path` is only used in errors.
 pub fn parse(path: &Path, text: &str) -> Result<BrokerConfig, ConfigError> {
-    let config: BrokerConfig = toml::from_str(text).map_err(|e| {
+    toml::from_str(text).map_err(|e| {
         let (line, key) = match e.span() {
             Some(span) => locate(text, span.start),
             None => (None, None),
@@ -60,66 +64,116 @@ pub fn parse(path: &Path, text: &str) -> Result<BrokerConfig, ConfigError> {
             key,
             message,
         }
-    })?;
-    validate(&config).map_err(|(key, message)| {
-        let line = find_key_line(text, key);
-        ConfigError {
-            path: path.to_owned(),
-            line,
-            key: Some(key.to_owned()),
-            message,
-        }
-    })?;
-    Ok(config)
+    })
 }
 
-/// Checks the values serde cannot: ranges and combinations.
-fn validate(config: &BrokerConfig) -> Result<(), (&'static str, String)> {
-    let limits = &config.limits;
-    if limits.max_qos > 2 {
-        return Err((
-            "max_qos",
-            format!("must be 0, 1 or 2, not {}", limits.max_qos),
-        ));
+/// Everything `serve` does with a configuration short of binding sockets (validated, every
+/// file read, every name resolved, TLS material loaded), so that what passes here starts.
+/// Must run inside a tokio runtime.
+pub fn check(
+    path: &Path,
+    text: &str,
+    config: BrokerConfig,
+    extensions: Extensions,
+) -> Result<Prepared, ConfigError> {
+    Server::prepare(config, extensions).map_err(|problem| in_file(path, text, problem))
+}
+
+/// A broker's configuration problem, placed in the file: the line of the key at fault (or of
+/// the nearest table around it that the file has).
+pub fn in_file(path: &Path, text: &str, problem: ConfigProblem) -> ConfigError {
+    ConfigError {
+        path: path.to_owned(),
+        line: line_of(text, &problem.key),
+        key: (!problem.key.0.is_empty()).then(|| problem.key.to_string()),
+        message: problem.message,
     }
-    if limits.receive_maximum == 0 {
-        return Err(("receive_maximum", "must be at least 1".into()));
-    }
-    if limits.max_inflight_messages == 0 {
-        return Err(("max_inflight_messages", "must be at least 1".into()));
-    }
-    if limits.max_packet_size < 64 || limits.max_packet_size > 268_435_460 {
-        return Err((
-            "max_packet_size",
-            format!(
-                "must be between 64 and 268435460 bytes, not {}",
-                limits.max_packet_size
-            ),
-        ));
-    }
-    if limits.max_queued_messages == 0 {
-        return Err(("max_queued_messages", "must be at least 1".into()));
-    }
-    if config.listeners.is_empty() {
-        return Err(("listener", "at least one [[listener]] is needed".into()));
-    }
-    for a in &config.authenticators {
-        tollgate_broker::listener::kind_of(a).map_err(|m| ("name", m))?;
-    }
-    for listener in &config.listeners {
-        for name in listener.authenticators.iter().flatten() {
-            if !config.authenticators.iter().any(|a| &a.name == name) {
-                return Err((
-                    "authenticators",
-                    format!(
-                        "listener `{}` names authenticator `{name}`, which is not configured",
-                        listener.display_name()
-                    ),
-                ));
+}
+
+/// The line where `key` is written in `text`, or where the deepest table on its path is.
+fn line_of(text: &str, key: &KeyPath) -> Option<usize> {
+    let document = toml_edit::ImDocument::parse(text).ok()?;
+    let mut span = None;
+    let mut at = Node::Table(document.as_table());
+    for part in &key.0 {
+        let next = match (&at, part) {
+            (Node::Table(t), KeyPart::Key(k)) => {
+                if let Some(key_span) = t.key(k).and_then(|k| k.span()) {
+                    span = Some(key_span);
+                }
+                t.get(k).map(Node::Item)
             }
+            (Node::Item(item), part) => descend_item(item, part, &mut span),
+            (Node::Value(value), part) => descend_value(value, part, &mut span),
+            _ => None,
+        };
+        match next {
+            Some(node) => at = node,
+            None => break,
         }
     }
-    Ok(())
+    let offset = span?.start;
+    Some(
+        text[..offset.min(text.len())]
+            .bytes()
+            .filter(|&b| b == b'\n')
+            .count()
+            + 1,
+    )
+}
+
+/// A step of the walk through the document.
+enum Node<'a> {
+    Table(&'a toml_edit::Table),
+    Item(&'a toml_edit::Item),
+    Value(&'a toml_edit::Value),
+}
+
+fn descend_item<'a>(
+    item: &'a toml_edit::Item,
+    part: &KeyPart,
+    span: &mut Option<std::ops::Range<usize>>,
+) -> Option<Node<'a>> {
+    match (item, part) {
+        (toml_edit::Item::Table(t), KeyPart::Key(k)) => {
+            if let Some(s) = t.key(k).and_then(|k| k.span()) {
+                *span = Some(s);
+            }
+            t.get(k).map(Node::Item)
+        }
+        (toml_edit::Item::ArrayOfTables(tables), KeyPart::Index(i)) => {
+            let table = tables.get(*i)?;
+            if let Some(s) = table.span() {
+                *span = Some(s);
+            }
+            Some(Node::Table(table))
+        }
+        (toml_edit::Item::Value(v), part) => descend_value(v, part, span),
+        _ => None,
+    }
+}
+
+fn descend_value<'a>(
+    value: &'a toml_edit::Value,
+    part: &KeyPart,
+    span: &mut Option<std::ops::Range<usize>>,
+) -> Option<Node<'a>> {
+    match (value, part) {
+        (toml_edit::Value::InlineTable(t), KeyPart::Key(k)) => {
+            if let Some(s) = t.key(k).and_then(|k| k.span()) {
+                *span = Some(s);
+            }
+            t.get(k).map(Node::Value)
+        }
+        (toml_edit::Value::Array(a), KeyPart::Index(i)) => {
+            let v = a.get(*i)?;
+            if let Some(s) = v.span() {
+                *span = Some(s);
+            }
+            Some(Node::Value(v))
+        }
+        _ => None,
+    }
 }
 
 /// The line of byte offset `offset`, and the key assigned on that line if there is one.
@@ -139,24 +193,25 @@ fn unknown_field(message: &str) -> Option<String> {
     Some(rest.split('`').next()?.to_owned())
 }
 
-fn find_key_line(text: &str, key: &str) -> Option<usize> {
-    text.lines()
-        .position(|l| {
-            let l = l.trim_start();
-            l.starts_with(key) && l[key.len()..].trim_start().starts_with('=')
-                || l.starts_with(&format!("[[{key}]]"))
-        })
-        .map(|i| i + 1)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
 
     fn err(text: &str) -> String {
-        parse(Path::new("tollgate.toml"), text)
-            .unwrap_err()
-            .to_string()
+        let path = Path::new("tollgate.toml");
+        let config = match parse(path, text) {
+            Ok(config) => config,
+            Err(e) => return e.to_string(),
+        };
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        let _guard = runtime.enter();
+        match check(path, text, config, Extensions::default()) {
+            Ok(_) => panic!("accepted:\n{text}"),
+            Err(e) => e.to_string(),
+        }
     }
 
     #[test]
@@ -201,7 +256,47 @@ mod tests {
 
     #[test]
     fn out_of_range_value_names_its_key() {
-        let e = err("[limits]\nmax_qos = 3\n");
-        assert!(e.starts_with("tollgate.toml:2: key `max_qos`"), "{e}");
+        let e = err("sys_interval = 5\n[limits]\nmax_qos = 3\n");
+        assert!(
+            e.starts_with("tollgate.toml:3: key `limits.max_qos`"),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn a_listener_naming_an_unknown_authorizer_is_refused_with_its_line() {
+        let e = err("[[listener]]\nbind = \"127.0.0.1:1883\"\n\n[[listener]]\nbind = \"127.0.0.1:1884\"\nauthorizers = [\"nobody\"]\n");
+        assert!(
+            e.starts_with("tollgate.toml:6: key `listener[1].authorizers`"),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn required_client_certificates_without_a_ca_are_refused_with_the_line() {
+        let dir = std::env::temp_dir().join(format!("tollgate-cfg-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let cert = rcgen::generate_simple_self_signed(vec!["localhost".into()]).unwrap();
+        std::fs::write(dir.join("c.pem"), cert.cert.pem()).unwrap();
+        std::fs::write(dir.join("k.pem"), cert.signing_key.serialize_pem()).unwrap();
+        let text = format!(
+            "[[listener]]\nbind = \"127.0.0.1:8883\"\n\n[listener.tls]\ncert = {:?}\nkey = {:?}\nclient_certs = \"required\"\n",
+            dir.join("c.pem"),
+            dir.join("k.pem")
+        );
+        let e = err(&text);
+        assert!(
+            e.starts_with("tollgate.toml:7: key `listener[0].tls.client_certs`"),
+            "{e}"
+        );
+        let missing = text
+            .replace("c.pem", "missing.pem")
+            .replace("client_certs = \"required\"\n", "");
+        let e = err(&missing);
+        assert!(
+            e.starts_with("tollgate.toml:5: key `listener[0].tls.cert`"),
+            "{e}"
+        );
+        let _ = std::fs::remove_dir_all(dir);
     }
 }

@@ -8,7 +8,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
-use tollgate_broker::{BrokerConfig, Server};
+use tollgate_broker::{BrokerConfig, Extensions, Server};
 use tracing_subscriber::EnvFilter;
 
 /// Tollgate: an MQTT broker with authentication and authorization at its core.
@@ -44,31 +44,41 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     match cli.command {
         Command::Serve { config } => {
-            let config = match config {
+            let (config, file) = match config {
                 Some(path) => match config_file::load(&path) {
-                    Ok(c) => c,
+                    Ok((config, text)) => (config, Some((path, text))),
                     Err(e) => {
                         eprintln!("tollgate: {e}");
                         return ExitCode::from(2);
                     }
                 },
-                None => BrokerConfig::default(),
+                None => (BrokerConfig::default(), None),
             };
             init_logging(&config.log_level);
-            serve(config)
+            serve(config, file)
         }
         Command::Passwd(args) => passwd::run(args),
         Command::Check(args) => check::run(*args),
-        Command::CheckConfig { config } => match config_file::load(&config) {
-            Ok(_) => {
-                println!("{}: ok", config.display());
-                ExitCode::SUCCESS
+        Command::CheckConfig { config: path } => {
+            let checked = config_file::load(&path).and_then(|(config, text)| {
+                let runtime = tokio::runtime::Builder::new_current_thread()
+                    .enable_all()
+                    .build()
+                    .expect("a runtime");
+                let _inside = runtime.enter();
+                config_file::check(&path, &text, config, Extensions::default()).map(drop)
+            });
+            match checked {
+                Ok(()) => {
+                    println!("{}: ok", path.display());
+                    ExitCode::SUCCESS
+                }
+                Err(e) => {
+                    eprintln!("tollgate: {e}");
+                    ExitCode::from(2)
+                }
             }
-            Err(e) => {
-                eprintln!("tollgate: {e}");
-                ExitCode::from(2)
-            }
-        },
+        }
     }
 }
 
@@ -83,7 +93,9 @@ fn init_logging(level: &str) {
         .init();
 }
 
-fn serve(config: BrokerConfig) -> ExitCode {
+/// Runs the broker until SIGINT or SIGTERM. `file`: the configuration file and its text, for
+/// errors that name the line.
+fn serve(config: BrokerConfig, file: Option<(PathBuf, String)>) -> ExitCode {
     // One thread: the current-thread scheduler, which runs woken connections in the order
     // they were woken (the multi-thread one runs the last woken first).
     let mut builder = if config.worker_threads == 1 {
@@ -102,7 +114,19 @@ fn serve(config: BrokerConfig) -> ExitCode {
         }
     };
     runtime.block_on(async move {
-        let server = match Server::start(config).await {
+        let prepared = match Server::prepare(config, Extensions::default()) {
+            Ok(prepared) => prepared,
+            Err(problem) => {
+                match &file {
+                    Some((path, text)) => {
+                        eprintln!("tollgate: {}", config_file::in_file(path, text, problem))
+                    }
+                    None => eprintln!("tollgate: {problem}"),
+                }
+                return ExitCode::from(2);
+            }
+        };
+        let server = match prepared.start().await {
             Ok(server) => server,
             Err(e) => {
                 tracing::error!("{e}");
