@@ -214,8 +214,10 @@ impl Broker {
     /// connection decided whether its ending calls for it): published now, or after its delay
     /// unless a new connection resumes the session first. A session with expiry 0 ends now; a
     /// finite one ends when its interval has passed without a new connection. A connection
-    /// that was taken over publishes only a will due at once: a delayed one is cancelled by
-    /// the connection that took over.
+    /// that was taken over publishes its will only if the takeover ended its session (clean
+    /// start, or a session that was not persistent) and the will is due at once: a device
+    /// that comes back to its persistent session has not gone away, and a new connection
+    /// cancels a delayed will (MQTT-3.1.2-8), as Mosquitto does.
     pub fn close_session(
         self: &Arc<Self>,
         session: &Arc<Session>,
@@ -224,8 +226,9 @@ impl Broker {
     ) {
         let mut state = session.state.lock();
         if state.generation != generation || state.ended {
+            let ended = state.ended;
             drop(state);
-            if let Some(ClosingWill { will, delay: 0 }) = will {
+            if let (true, Some(ClosingWill { will, delay: 0 })) = (ended, will) {
                 self.publish_will(will, session.id);
             }
             return;

@@ -244,6 +244,18 @@ impl Connection {
         }
     }
 
+    /// Before CONNECT, refuses at its first byte a packet that is not CONNECT (MQTT-3.1.0-1),
+    /// so its body is never waited for or buffered.
+    pub fn check_first_packet(&mut self, buf: &[u8]) -> Result<(), Close> {
+        match (self.phase, buf.first()) {
+            (Phase::AwaitingConnect, Some(&first)) if first >> 4 != 1 => {
+                tracing::debug!(peer = %self.peer, first, "first packet is not CONNECT");
+                Err(Close::abnormal(ReasonCode::PROTOCOL_ERROR))
+            }
+            _ => Ok(()),
+        }
+    }
+
     /// The session, once CONNECT has been accepted.
     pub fn session(&self) -> Option<&Arc<Session>> {
         self.session.as_ref()
@@ -1354,8 +1366,9 @@ impl Connection {
     // names a message in flight at another step (PUBACK for a QoS 2 message, PUBREC for a
     // QoS 1 message, PUBCOMP before PUBREC) is a protocol error, and the connection closes
     // (5.0: DISCONNECT 0x82). One that names no message in flight is stale (a resend crossed
-    // an acknowledgement): PUBACK and PUBCOMP are ignored, PUBREC is answered with PUBREL
-    // (5.0: 0x92 Packet identifier not found), as Mosquitto does.
+    // an acknowledgement, or came after a reconnect): PUBACK and PUBCOMP are ignored, a
+    // successful PUBREC is answered with PUBREL (a refusing one needs nothing), as Mosquitto
+    // does.
 
     fn handle_puback(&mut self, ack: Ack, now: Instant) -> Result<(), Close> {
         self.complete_outgoing(ack.packet_id, OutgoingState::AwaitingPubAck)?;
@@ -1367,7 +1380,7 @@ impl Connection {
             return Ok(());
         };
         let mut state = session.state.lock();
-        let reason = match state.inflight_mut(ack.packet_id) {
+        match state.inflight_mut(ack.packet_id) {
             Some(flight) if flight.state != OutgoingState::AwaitingPubRec => {
                 drop(state);
                 return Err(self.protocol_error(ReasonCode::PROTOCOL_ERROR));
@@ -1379,19 +1392,14 @@ impl Connection {
             }
             Some(flight) => {
                 flight.state = OutgoingState::AwaitingPubComp;
-                ReasonCode::SUCCESS
             }
-            None => ReasonCode::PACKET_IDENTIFIER_NOT_FOUND,
+            None if ack.reason_code.is_error() => return Ok(()),
+            None => {}
         };
         drop(state);
-        let reason = if self.version.is_v5() {
-            reason
-        } else {
-            ReasonCode::SUCCESS
-        };
         self.send(&Packet::PubRel(Ack {
             packet_id: ack.packet_id,
-            reason_code: reason,
+            reason_code: ReasonCode::SUCCESS,
             properties: AckProperties::default(),
         }));
         Ok(())
@@ -1401,15 +1409,12 @@ impl Connection {
         let Some(session) = self.session.clone() else {
             return Ok(());
         };
-        let existed = session.state.lock().incoming_qos2.remove(&ack.packet_id);
-        let reason = if existed || !self.version.is_v5() {
-            ReasonCode::SUCCESS
-        } else {
-            ReasonCode::PACKET_IDENTIFIER_NOT_FOUND
-        };
+        // A PUBREL for a flow already complete (resent after a reconnect, say) is answered
+        // as if it had just completed: the message was taken once either way.
+        session.state.lock().incoming_qos2.remove(&ack.packet_id);
         self.send(&Packet::PubComp(Ack {
             packet_id: ack.packet_id,
-            reason_code: reason,
+            reason_code: ReasonCode::SUCCESS,
             properties: AckProperties::default(),
         }));
         Ok(())

@@ -385,6 +385,7 @@ fn read_and_handle(
 /// Hands every whole packet in `buf` to the state machine; stops early while CONNECT waits
 /// for authentication.
 fn process_buffered(conn: &mut Connection, buf: &mut BytesMut, now: Instant) -> Result<(), Close> {
+    conn.check_first_packet(buf)?;
     while !conn.is_authenticating() {
         match conn.decoder().decode(buf) {
             Ok(Some(packet)) => conn.handle(packet, now)?,

@@ -122,15 +122,6 @@ impl BrokerConfig {
         if l.max_queued_messages == 0 {
             return at("max_queued_messages", "must be at least 1".into());
         }
-        if l.max_queued_bytes < l.max_packet_size as usize {
-            return at(
-                "max_queued_bytes",
-                format!(
-                    "must be at least max_packet_size ({}), or no message of that size could wait",
-                    l.max_packet_size
-                ),
-            );
-        }
         if l.max_filters_per_subscribe == 0 {
             return at("max_filters_per_subscribe", "must be at least 1".into());
         }

@@ -520,3 +520,91 @@ async fn websocket_pages_from_other_origins_are_refused() {
         );
     }
 }
+
+#[tokio::test]
+async fn a_first_packet_that_is_not_connect_is_refused_at_its_first_byte() {
+    let (server, addr) = start_broker(|c| c.limits.max_packet_size = 256 * 1024 * 1024).await;
+    let mut c = TestClient::open(addr, V5).await;
+    // A PUBLISH announcing ~243 MB, then a little of its body: nothing more is read.
+    c.send_raw(&[0x30, 0xff, 0xff, 0xff, 0x73]).await;
+    c.send_raw(&[0u8; 1024]).await;
+    assert!(c.try_recv().await.is_none(), "closed without an answer");
+    assert!(server.broker().memory.peak() < 1024 * 1024);
+    assert_served(addr).await;
+}
+
+#[tokio::test]
+async fn acknowledgements_for_the_wrong_step_close_and_stale_ones_are_harmless() {
+    let (_server, addr) = start_broker(|_| {}).await;
+    // (the QoS delivered, the wrong acknowledgement sent back)
+    let wrong: [(QoS, fn(u16) -> Packet); 3] = [
+        (QoS::AtLeastOnce, |id| {
+            Packet::PubComp(Ack {
+                packet_id: id,
+                ..Ack::default()
+            })
+        }),
+        (QoS::ExactlyOnce, |id| {
+            Packet::PubAck(Ack {
+                packet_id: id,
+                ..Ack::default()
+            })
+        }),
+        (QoS::ExactlyOnce, |id| {
+            Packet::PubComp(Ack {
+                packet_id: id,
+                ..Ack::default()
+            })
+        }),
+    ];
+    for (i, (qos, ack)) in wrong.into_iter().enumerate() {
+        let mut sub = TestClient::connect(addr, V5, &format!("sub{i}")).await;
+        sub.subscribe(1, "acks", qos).await;
+        let mut p = TestClient::connect(addr, V5, &format!("pub{i}")).await;
+        p.publish("acks", b"m", qos, false, 1).await;
+        let id = match sub.recv().await {
+            Packet::Publish(got) => got.packet_id.unwrap(),
+            other => panic!("{other:?}"),
+        };
+        sub.send(ack(id)).await;
+        match sub.expect_close().await.as_slice() {
+            [Packet::Disconnect(d)] => assert_eq!(d.reason_code, ReasonCode::PROTOCOL_ERROR),
+            other => panic!("case {i}: expected DISCONNECT 0x82, got {other:?}"),
+        }
+    }
+    // Stale ones: PUBACK and PUBCOMP ignored, PUBREC and PUBREL answered with success.
+    let mut c = TestClient::connect(addr, V5, "stale").await;
+    c.send(Packet::PubAck(Ack {
+        packet_id: 9,
+        ..Ack::default()
+    }))
+    .await;
+    c.send(Packet::PubComp(Ack {
+        packet_id: 9,
+        ..Ack::default()
+    }))
+    .await;
+    c.send(Packet::PubRec(Ack {
+        packet_id: 9,
+        ..Ack::default()
+    }))
+    .await;
+    match c.recv().await {
+        Packet::PubRel(rel) => {
+            assert_eq!((rel.packet_id, rel.reason_code), (9, ReasonCode::SUCCESS))
+        }
+        other => panic!("{other:?}"),
+    }
+    c.send(Packet::PubRel(Ack {
+        packet_id: 9,
+        ..Ack::default()
+    }))
+    .await;
+    match c.recv().await {
+        Packet::PubComp(comp) => {
+            assert_eq!((comp.packet_id, comp.reason_code), (9, ReasonCode::SUCCESS))
+        }
+        other => panic!("{other:?}"),
+    }
+    c.expect_nothing().await;
+}

@@ -83,13 +83,14 @@ async fn a_new_connection_within_the_will_delay_cancels_the_will_with_clean_star
 }
 
 #[tokio::test(start_paused = true)]
-async fn a_taken_over_connection_sends_a_will_due_at_once_but_not_a_delayed_one() {
+async fn a_taken_over_connection_sends_its_will_only_if_its_session_ended_and_it_is_due() {
     let broker = Broker::new(BrokerConfig::default());
     let watcher = watcher(&broker);
-    for (delay, expected) in [(10, 0), (0, 1)] {
+    // (will delay, the new connection's clean start, wills expected)
+    for (delay, clean_start, expected) in [(0, false, 0), (10, true, 0), (0, true, 1)] {
         let old = broker.open_session("dev", false, 600, None).unwrap();
-        let new = broker.open_session("dev", false, 600, None).unwrap();
-        assert!(new.present);
+        let new = broker.open_session("dev", clean_start, 600, None).unwrap();
+        assert_eq!(new.present, !clean_start);
         broker.close_session(
             &old.session,
             old.generation,
@@ -100,7 +101,11 @@ async fn a_taken_over_connection_sends_a_will_due_at_once_but_not_a_delayed_one(
         );
         pass(60).await;
         let mut state = watcher.session.state.lock();
-        assert_eq!(state.queued(), expected, "will delay {delay}");
+        assert_eq!(
+            state.queued(),
+            expected,
+            "will delay {delay}, clean start {clean_start}"
+        );
         while state.pop_queued().is_some() {}
     }
 }
