@@ -537,7 +537,8 @@ async fn a_first_packet_that_is_not_connect_is_refused_at_its_first_byte() {
 async fn acknowledgements_for_the_wrong_step_close_and_stale_ones_are_harmless() {
     let (_server, addr) = start_broker(|_| {}).await;
     // (the QoS delivered, the wrong acknowledgement sent back)
-    let wrong: [(QoS, fn(u16) -> Packet); 3] = [
+    type WrongAck = (QoS, fn(u16) -> Packet);
+    let wrong: [WrongAck; 3] = [
         (QoS::AtLeastOnce, |id| {
             Packet::PubComp(Ack {
                 packet_id: id,
