@@ -752,8 +752,19 @@ impl Connection {
         } = *pending;
         let (identity, authenticated_by) = match decision {
             ChainDecision::Allowed { identity, by } => (identity, by),
-            ChainDecision::Refused { reason, .. } => {
-                return Err(self.refuse(deny_reason_code(reason)))
+            ChainDecision::Refused { reason, by, .. } => {
+                // Refusals that cost nothing to provoke are counted and logged once per
+                // interval (the chain writes no audit line for each).
+                match (reason, by) {
+                    (DenyReason::Busy, _) => {
+                        self.broker.memory.record(Overload::AuthenticationsBusy)
+                    }
+                    (DenyReason::RateLimited | DenyReason::Banned, None) => {
+                        self.broker.memory.record(Overload::Throttled)
+                    }
+                    _ => {}
+                }
+                return Err(self.refuse(deny_reason_code(reason)));
             }
         };
         if let (Some(request), Some(interval)) = (
@@ -1647,7 +1658,9 @@ impl Connection {
                 // Setting an expiry at DISCONNECT when CONNECT asked for none is forbidden.
                 return self.protocol_error(ReasonCode::PROTOCOL_ERROR);
             }
-            let expiry = expiry.min(self.broker.config.limits.max_session_expiry);
+            let expiry = expiry
+                .min(self.broker.config.limits.max_session_expiry)
+                .min(self.listener.config.max_session_expiry.unwrap_or(u32::MAX));
             self.session_expiry = expiry;
             if let Some(session) = &self.session {
                 session.state.lock().expiry_interval = expiry;

@@ -51,9 +51,11 @@ pub enum Overload {
     ConnectionLimited,
     /// An authentication was refused because too many were waiting.
     AuthenticationsBusy,
+    /// An attempt was refused by the failed-login throttle.
+    Throttled,
 }
 
-const KINDS: usize = 7;
+const KINDS: usize = 8;
 
 impl Overload {
     fn index(self) -> usize {
@@ -71,6 +73,7 @@ impl Overload {
             Overload::AuthenticationsBusy => {
                 "connections refused: too many authentications waiting"
             }
+            Overload::Throttled => "logins refused by the failed-login throttle",
         }
     }
 }

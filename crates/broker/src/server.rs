@@ -389,14 +389,16 @@ async fn accept_loop(
                 Ok((stream, peer)) => {
                     // Limits apply before anything else is spent on the connection (no TLS
                     // handshake, no task): a refused one is simply closed.
-                    if !rate.admit() {
-                        broker.memory.record(Overload::ConnectionLimited);
-                        continue;
-                    }
+                    // The address's own limit first: an address at its cap does not use up
+                    // the listener's rate for everyone else.
                     let Ok(held) = config.connections.try_hold(peer.ip()) else {
                         broker.memory.record(Overload::ConnectionLimited);
                         continue;
                     };
+                    if !rate.admit() {
+                        broker.memory.record(Overload::ConnectionLimited);
+                        continue;
+                    }
                     if config.config.tcp_nodelay {
                         let _ = stream.set_nodelay(true);
                     }

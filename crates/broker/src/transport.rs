@@ -47,7 +47,7 @@ pub struct Transport {
 }
 
 /// What a TLS session holds in buffers and state, roughly (rustls does not say).
-const TLS_SESSION_BYTES: usize = 32 * 1024;
+const TLS_SESSION_BYTES: usize = 16 * 1024;
 
 /// Above this many framed bytes waiting, WebSocket framing pauses (backpressure reaches the
 /// MQTT layer's buffer).

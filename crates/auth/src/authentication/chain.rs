@@ -157,18 +157,20 @@ impl AuthChain {
 
     /// Decides one connection attempt (a CONNECT).
     pub async fn authenticate(&self, request: &ConnectRequest) -> ChainDecision {
+        // Refusals by the pending limit and the throttle cost an attacker nothing: they get no
+        // audit line each (the caller counts them and logs the count once per interval).
         let Ok(_waiting) = self.pending.try_hold(request.peer.ip()) else {
-            let decision = ChainDecision::Refused {
+            return ChainDecision::Refused {
                 reason: DenyReason::Busy,
                 by: None,
                 detail: "too many authentications waiting".into(),
             };
-            audit(request, &decision, self.username_is_secret);
-            return decision;
         };
         // Only attempts with credentials are throttled: one without any guesses nothing, and
         // refusing it would lock out anonymous or certificate-only clients behind an address.
-        let guesses = request.username.is_some() || request.password.is_some();
+        let guesses = request.username.is_some()
+            || request.password.is_some()
+            || request.authentication_data.is_some();
         let attempt = match (&self.throttle, guesses) {
             (Some(throttle), true) => {
                 match throttle.begin(
@@ -178,13 +180,11 @@ impl AuthChain {
                 ) {
                     Ok(attempt) => Some(attempt),
                     Err(reason) => {
-                        let decision = ChainDecision::Refused {
+                        return ChainDecision::Refused {
                             reason,
                             by: None,
                             detail: "too many failed logins".into(),
                         };
-                        audit(request, &decision, self.username_is_secret);
-                        return decision;
                     }
                 }
             }

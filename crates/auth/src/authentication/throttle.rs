@@ -79,7 +79,9 @@ struct Record {
     pending: u32,
     next_allowed: Instant,
     banned_until: Option<Instant>,
-    last_seen: Instant,
+    /// When the last failure was counted: a record whose last failure is older than a ban
+    /// is forgotten, however busy the key is with attempts that succeed.
+    last_failure: Instant,
 }
 
 impl Record {
@@ -89,7 +91,7 @@ impl Record {
             pending: 0,
             next_allowed: now,
             banned_until: None,
-            last_seen: now,
+            last_failure: now,
         }
     }
 
@@ -270,7 +272,7 @@ impl LoginThrottle {
 
 fn is_stale(record: &Record, now: Instant, stale: Duration) -> bool {
     record.pending == 0
-        && now.saturating_duration_since(record.last_seen) > stale
+        && now.saturating_duration_since(record.last_failure) > stale
         && record.banned_until.is_none_or(|u| u <= now)
 }
 
@@ -280,9 +282,15 @@ fn reserve<K: Hash + Eq>(config: &ThrottleConfig, records: &mut Records<K>, key:
         let stale = Duration::from_secs(config.ban_seconds);
         records.map.retain(|_, r| !is_stale(r, now, stale));
         if records.map.len() >= config.max_tracked {
-            // Everything is fresh: forget the records with nothing pending, oldest first in
-            // effect (all of them; a flood of new keys would otherwise keep the map full).
-            records.map.retain(|_, r| r.pending > 0);
+            // Everything is fresh: forget the records that neither ban nor wait on anything
+            // (a flood of new keys must not keep the map full, nor lift bans).
+            records
+                .map
+                .retain(|_, r| r.pending > 0 || r.banned_until.is_some_and(|u| u > now));
+        }
+        if records.map.len() >= config.max_tracked {
+            // Bans and pending attempts fill it: this key goes untracked.
+            return;
         }
     }
     let stale = Duration::from_secs(config.ban_seconds);
@@ -291,7 +299,6 @@ fn reserve<K: Hash + Eq>(config: &ThrottleConfig, records: &mut Records<K>, key:
         *record = Record::new(now);
     }
     record.pending += 1;
-    record.last_seen = now;
 }
 
 /// Ends a pending attempt on `key`'s record: a failure counts (and sets the wait), a clear
@@ -312,13 +319,13 @@ fn settle<K, Q>(
         return;
     };
     record.pending = record.pending.saturating_sub(1);
-    record.last_seen = now;
     if cleared {
         record.failures = 0;
         record.next_allowed = now;
     }
     if failed {
         record.failures += 1;
+        record.last_failure = now;
         if record.failures >= config.ban_after {
             record.banned_until = Some(now + Duration::from_secs(config.ban_seconds));
             record.failures = 0;
@@ -494,6 +501,54 @@ mod tests {
         );
         let next_64 = IpAddr::from([0x2001, 0xdb8, 0, 2, 0, 0, 0, 1]);
         assert!(t.begin(next_64, None, t0).is_ok());
+    }
+
+    #[test]
+    fn failures_are_forgotten_a_ban_length_after_the_last_one_however_busy_the_address() {
+        let t = throttle();
+        let nat: IpAddr = "10.0.0.1".parse().unwrap();
+        let t0 = Instant::now();
+        fail(&t, nat, None, t0);
+        fail(&t, nat, None, t0);
+        // Steady successful logins from behind the same address.
+        let mut now = t0;
+        for _ in 0..7 {
+            now += Duration::from_secs(10);
+            t.begin(nat, None, now)
+                .unwrap()
+                .end(AttemptEnd::Allowed(None), now);
+        }
+        // 70 s after the last failure (bans last 60 s): the record has gone.
+        fail(&t, nat, None, now);
+        fail(&t, nat, None, now);
+        assert!(
+            t.begin(nat, None, now).is_ok(),
+            "two fresh failures are free"
+        );
+    }
+
+    #[test]
+    fn a_full_record_map_keeps_its_bans() {
+        let t = Arc::new(LoginThrottle::new(ThrottleConfig {
+            address_free_failures: 0,
+            ban_after: 1,
+            max_tracked: 2,
+            ..ThrottleConfig::default()
+        }));
+        let t0 = Instant::now();
+        let banned: IpAddr = "10.0.0.1".parse().unwrap();
+        fail(&t, banned, None, t0);
+        assert_eq!(t.begin(banned, None, t0).unwrap_err(), DenyReason::Banned);
+        for i in 2..50u8 {
+            let _ = t
+                .begin(IpAddr::from([10, 0, 1, i]), None, t0)
+                .map(|a| a.end(AttemptEnd::Undecided, t0));
+        }
+        assert_eq!(
+            t.begin(banned, None, t0).unwrap_err(),
+            DenyReason::Banned,
+            "new addresses did not push the ban out"
+        );
     }
 
     #[test]
