@@ -238,7 +238,7 @@ EOF
         esac
         # One machine is every client here: the per-address and rate limits are lifted, as
         # Mosquitto has none.
-        printf '[[listener]]\nbind = "127.0.0.1:%s"\nallow_anonymous = %s\ntcp_nodelay = true\nmax_connection_rate = 0\nmax_connections_per_address = 0\nmax_pending_authentications_per_address = 0\n' "$T_PORT" "$t_anonymous"
+        printf '[[listener]]\nbind = "127.0.0.1:%s"\nallow_anonymous = %s\ntcp_nodelay = true\nmax_connection_rate = 0\nmax_connection_rate_per_address = 0\nmax_connections_per_address = 0\nmax_pending_authentications_per_address = 0\n' "$T_PORT" "$t_anonymous"
         if [ "$mode" = tls ]; then
             printf 'tls = { cert = "%s", key = "%s" }\n' "$WORK/tls/server.pem" "$WORK/tls/server.key"
         fi

@@ -108,6 +108,10 @@ pub struct ListenerConfig {
     /// Most new connections accepted per second (a burst of as many is allowed); more are
     /// closed as they are accepted, before any TLS handshake (0: no limit).
     pub max_connection_rate: u32,
+    /// Most new connections accepted per second from one address (IPv6: one /64), a burst of
+    /// as many allowed; more are closed as they are accepted. One address flooding the
+    /// listener is held to this and leaves the listener's rate to others (0: no limit).
+    pub max_connection_rate_per_address: u32,
     /// The listen backlog: connections the kernel queues before the broker accepts them.
     pub listen_backlog: u32,
     /// Most authentications under way at once on this listener (a CONNECT waiting for its
@@ -221,6 +225,7 @@ impl Default for ListenerConfig {
             max_connections: 100_000,
             max_connections_per_address: 1_000,
             max_connection_rate: 1_000,
+            max_connection_rate_per_address: 100,
             listen_backlog: 1024,
             max_pending_authentications: 1_000,
             max_pending_authentications_per_address: 64,

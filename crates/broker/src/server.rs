@@ -7,10 +7,12 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use std::collections::HashMap;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 use tokio::task::JoinSet;
-use tollgate_auth::authentication::{Authenticator, LoginThrottle};
+
+use tollgate_auth::authentication::{AddressKey, Authenticator, LoginThrottle};
 use tollgate_auth::revocation::RevocationList;
 
 use crate::authorization::Authorizers;
@@ -340,29 +342,24 @@ fn listen(bind: SocketAddr, backlog: u32) -> io::Result<TcpListener> {
 
 /// New connections allowed per second, as a bucket of tokens refilled continuously (a burst
 /// of one second's worth is allowed).
-struct ConnectionRate {
-    per_second: f64,
+#[derive(Debug, Clone, Copy)]
+struct Bucket {
     tokens: f64,
     at: Instant,
 }
 
-impl ConnectionRate {
-    fn new(per_second: u32) -> ConnectionRate {
-        ConnectionRate {
-            per_second: f64::from(per_second),
-            tokens: f64::from(per_second),
-            at: Instant::now(),
+impl Bucket {
+    fn full(per_second: f64, now: Instant) -> Bucket {
+        Bucket {
+            tokens: per_second,
+            at: now,
         }
     }
 
-    /// Whether one more connection may be accepted now.
-    fn admit(&mut self) -> bool {
-        if self.per_second <= 0.0 {
-            return true;
-        }
-        let now = Instant::now();
-        let refill = now.duration_since(self.at).as_secs_f64() * self.per_second;
-        self.tokens = (self.tokens + refill).min(self.per_second);
+    /// Takes a token if there is one at `now`.
+    fn take(&mut self, per_second: f64, now: Instant) -> bool {
+        let refill = now.duration_since(self.at).as_secs_f64() * per_second;
+        self.tokens = (self.tokens + refill).min(per_second);
         self.at = now;
         if self.tokens >= 1.0 {
             self.tokens -= 1.0;
@@ -370,6 +367,55 @@ impl ConnectionRate {
         } else {
             false
         }
+    }
+}
+
+/// Most addresses whose connection rate is tracked at once.
+const RATE_TRACKED_ADDRESSES: usize = 100_000;
+
+/// The connection rate of a listener, in all and per address (IPv6: per /64), so that one
+/// address flooding the listener is held to its own rate and leaves the rest to others.
+struct ConnectionRate {
+    per_second: f64,
+    per_address: f64,
+    listener: Bucket,
+    addresses: HashMap<AddressKey, Bucket>,
+}
+
+impl ConnectionRate {
+    fn new(per_second: u32, per_address: u32) -> ConnectionRate {
+        let now = Instant::now();
+        ConnectionRate {
+            per_second: f64::from(per_second),
+            per_address: f64::from(per_address),
+            listener: Bucket::full(f64::from(per_second), now),
+            addresses: HashMap::new(),
+        }
+    }
+
+    /// Whether one more connection from `address` may be accepted now.
+    fn admit(&mut self, address: std::net::IpAddr) -> bool {
+        let now = Instant::now();
+        if self.per_address > 0.0 {
+            let key = AddressKey::of(address);
+            if self.addresses.len() >= RATE_TRACKED_ADDRESSES && !self.addresses.contains_key(&key)
+            {
+                // Forget the addresses whose bucket has refilled: they are as good as new.
+                let per_address = self.per_address;
+                self.addresses.retain(|_, b| {
+                    b.tokens + now.duration_since(b.at).as_secs_f64() * per_address < per_address
+                });
+            }
+            let per_address = self.per_address;
+            let bucket = self
+                .addresses
+                .entry(key)
+                .or_insert_with(|| Bucket::full(per_address, now));
+            if !bucket.take(per_address, now) {
+                return false;
+            }
+        }
+        self.per_second <= 0.0 || self.listener.take(self.per_second, now)
     }
 }
 
@@ -381,7 +427,10 @@ async fn accept_loop(
 ) {
     use std::sync::atomic::Ordering;
     let live = Arc::new(LiveConnections::default());
-    let mut rate = ConnectionRate::new(config.config.max_connection_rate);
+    let mut rate = ConnectionRate::new(
+        config.config.max_connection_rate,
+        config.config.max_connection_rate_per_address,
+    );
     loop {
         tokio::select! {
             _ = shutdown.changed() => break,
@@ -395,7 +444,7 @@ async fn accept_loop(
                         broker.memory.record(Overload::ConnectionLimited);
                         continue;
                     };
-                    if !rate.admit() {
+                    if !rate.admit(peer.ip()) {
                         broker.memory.record(Overload::ConnectionLimited);
                         continue;
                     }

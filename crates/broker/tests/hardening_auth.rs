@@ -272,3 +272,24 @@ async fn a_burst_of_connections_beyond_the_rate_is_closed() {
     }
     assert!(refused >= 10, "{refused} of 20 refused at 5 per second");
 }
+
+#[tokio::test]
+async fn one_address_flooding_connections_is_held_to_its_own_rate_and_others_get_in() {
+    let (_server, addr) = start_broker(|c| {
+        c.listeners[0].max_connection_rate_per_address = 5;
+        c.listeners[0].max_connection_rate = 50;
+    })
+    .await;
+    let mut refused = 0;
+    for _ in 0..60 {
+        let mut c = TestClient::open_from(addr, "127.0.0.1", V5).await;
+        c.send(Packet::Connect(Box::new(connect_packet(V5, ""))))
+            .await;
+        if c.try_recv().await.is_none() {
+            refused += 1;
+        }
+    }
+    assert!(refused >= 50, "{refused} of 60 refused at 5 per second");
+    // The listener's own rate (50) was not used up by the refused ones.
+    assert_served(addr).await;
+}

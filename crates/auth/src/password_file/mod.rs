@@ -233,7 +233,7 @@ impl Authenticator for PasswordFile {
             }
             let matches = self
                 .hashing
-                .verify(hash, password)
+                .verify(hash, password, request.peer.ip())
                 .await
                 .ok_or_else(|| AuthError::new("hashing threads stopped"))?;
             Ok(if matches {
