@@ -15,6 +15,7 @@ pub mod permissions;
 pub mod policy;
 mod principal;
 pub mod revocation;
+pub mod seconds;
 mod secret;
 pub mod token;
 pub mod webhook;

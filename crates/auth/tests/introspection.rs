@@ -379,8 +379,12 @@ async fn hostile_exp_and_nbf_in_an_answer_give_a_definite_outcome_never_a_panic(
         let mut answer = json!({"active": true, "sub": "dev-7", "exp": now + 600});
         answer[field] = value.clone();
         let idp = HttpService::start(move |_| Reply::Json(200, answer.clone())).await;
-        // The longest cache_ttl TOML can say: the cache's arithmetic must not overflow either.
-        let auth = Arc::new(authenticator(&idp, "cache_ttl = 9223372036854775807"));
+        // The longest cache_ttl the configuration allows: the cache's arithmetic must not
+        // overflow either.
+        let auth = Arc::new(authenticator(
+            &idp,
+            &format!("cache_ttl = {}", tollgate_auth::seconds::MAX_SECONDS),
+        ));
         for round in 0..2 {
             let auth = Arc::clone(&auth);
             let result = tokio::spawn(async move { auth.authenticate(&request(GOOD)).await })

@@ -31,6 +31,7 @@ pub struct BrokerConfig {
     /// How denials are enforced per protocol version.
     pub authorization: AuthorizationConfig,
     /// Seconds an authentication may take before it counts as a backend failure.
+    #[serde(deserialize_with = "tollgate_auth::seconds::deserialize")]
     pub auth_timeout: u64,
     /// Whether a client disconnected because its credentials expired (a token's `exp`) or
     /// were revoked has its will published.
@@ -40,6 +41,7 @@ pub struct BrokerConfig {
     /// Protocol limits and queue sizes.
     pub limits: Limits,
     /// Seconds between updates of the `$SYS/broker/...` topics; 0 turns them off.
+    #[serde(deserialize_with = "tollgate_auth::seconds::deserialize")]
     pub sys_interval: u64,
     /// Log filter (`error`, `warn`, `info`, `debug`, `trace`, or a `tracing` directive list);
     /// `RUST_LOG` overrides it. Read by the binary that sets up logging.
@@ -167,6 +169,7 @@ pub struct TlsConfig {
     pub identity_as: CertIdentityUse,
     /// Seconds between checks of the certificate and key files for changes; 0 turns it off.
     #[serde(default = "default_tls_reload_interval")]
+    #[serde(deserialize_with = "tollgate_auth::seconds::deserialize")]
     pub reload_interval: u64,
 }
 
@@ -250,6 +253,7 @@ pub struct RevocationConfig {
     pub path: PathBuf,
     /// Seconds between checks for a changed file; 0 turns watching off (SIGHUP still reloads).
     #[serde(default = "default_revocation_interval")]
+    #[serde(deserialize_with = "tollgate_auth::seconds::deserialize")]
     pub reload_interval: u64,
 }
 
@@ -269,6 +273,7 @@ pub struct AuthenticatorConfig {
     pub on_error: OnError,
     /// Seconds a successful authentication is remembered; 0 (the default) turns caching off.
     #[serde(default)]
+    #[serde(deserialize_with = "tollgate_auth::seconds::deserialize")]
     pub cache_ttl: u64,
     /// A password file (Mosquitto's format, or argon2id lines from `tollgate passwd`).
     pub password_file: Option<PasswordFileConfig>,
@@ -290,6 +295,7 @@ pub struct PasswordFileConfig {
     pub path: PathBuf,
     /// Seconds between checks for a changed file; 0 turns watching off (SIGHUP still reloads).
     #[serde(default = "default_reload_interval")]
+    #[serde(deserialize_with = "tollgate_auth::seconds::deserialize")]
     pub reload_interval: u64,
     /// Most password hashes checked at once; the rest wait.
     #[serde(default = "default_parallel_hashes")]
@@ -349,6 +355,7 @@ pub struct AuthorizationConfig {
     /// exist, as RFC 9431 allows).
     pub denied_subscribe_code_v5: DeniedSubscribeCode,
     /// Seconds between checks of policy and ACL files for changes; 0 turns it off.
+    #[serde(deserialize_with = "tollgate_auth::seconds::deserialize")]
     pub reload_interval: u64,
 }
 
@@ -398,6 +405,7 @@ pub struct Limits {
     /// Largest packet accepted from a client, in bytes (advertised to 5.0 clients).
     pub max_packet_size: u32,
     /// Seconds a new connection has to send CONNECT.
+    #[serde(deserialize_with = "tollgate_auth::seconds::deserialize")]
     pub connect_timeout: u64,
     /// Largest keep alive the broker accepts; a 5.0 client asking for more (or for 0) is told
     /// this value as the server keep alive.
@@ -454,6 +462,7 @@ pub struct Limits {
     pub max_connection_output_bytes: usize,
     /// Seconds a connection may keep output waiting without the client taking any of it;
     /// then it is closed.
+    #[serde(deserialize_with = "tollgate_auth::seconds::deserialize")]
     pub write_timeout: u64,
 }
 

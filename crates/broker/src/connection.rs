@@ -707,7 +707,7 @@ impl Connection {
             Some(interval) => {
                 if let Some(recheck) = self.recheck.as_mut() {
                     recheck.interval = interval;
-                    recheck.at = now + interval;
+                    recheck.at = later(now, interval);
                 }
             }
             None => self.recheck = None,
@@ -721,7 +721,7 @@ impl Connection {
         };
         recheck.running = true;
         // Until it is decided, the next one is not due.
-        recheck.at = now + recheck.interval;
+        recheck.at = later(now, recheck.interval);
         self.reauth = Some(Box::new(recheck.request.clone()));
         self.reauthenticating = true;
     }
@@ -774,7 +774,7 @@ impl Connection {
             self.recheck = Some(Box::new(Recheck {
                 request,
                 interval,
-                at: now + interval,
+                at: later(now, interval),
                 running: false,
             }));
         }
@@ -1715,7 +1715,7 @@ impl Connection {
                     if self.reauthenticating {
                         // A re-authentication is being decided: it counts as the check.
                         if let Some(recheck) = self.recheck.as_mut() {
-                            recheck.at = now + recheck.interval;
+                            recheck.at = later(now, recheck.interval);
                         }
                     } else {
                         self.start_recheck(now);
@@ -1798,11 +1798,14 @@ fn deadline_of(expiry: std::time::SystemTime, now: Instant) -> Option<Instant> {
     if left.is_zero() {
         return None;
     }
-    let capped = left.min(Duration::from_secs(u64::from(u32::MAX)));
-    Some(
-        now.checked_add(capped)
-            .unwrap_or(now + Duration::from_secs(86_400 * 365)),
-    )
+    Some(later(now, left))
+}
+
+/// `after` from `now`, capped (at about 136 years) rather than overflowing the clock.
+fn later(now: Instant, after: Duration) -> Instant {
+    let capped = after.min(Duration::from_secs(u64::from(u32::MAX)));
+    now.checked_add(capped)
+        .unwrap_or(now + Duration::from_secs(86_400 * 365))
 }
 
 /// How many levels a topic name or filter has.

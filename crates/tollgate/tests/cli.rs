@@ -162,6 +162,20 @@ fn check_config_reports_file_line_and_key() {
 }
 
 #[test]
+fn check_config_refuses_a_time_the_clock_cannot_hold() {
+    let dir = Dir::new("config-time");
+    let cfg = dir.write(
+        "huge.toml",
+        "sys_interval = 9223372036854775807\n[[listener]]\nbind = \"127.0.0.1:1883\"\n",
+    );
+    let out = tollgate(&["check-config", &cfg]);
+    assert_eq!(out.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("huge.toml:1"), "{err}");
+    assert!(err.contains("more than ten years"), "{err}");
+}
+
+#[test]
 fn passwd_creates_updates_and_deletes_users() {
     let dir = Dir::new("passwd");
     let file = dir.0.join("passwd").to_string_lossy().into_owned();

@@ -47,12 +47,15 @@ pub struct ThrottleConfig {
     /// name: many devices can share an address behind NAT).
     pub address_free_failures: u32,
     /// First wait after the free failures, in milliseconds; doubles with each failure.
+    #[serde(deserialize_with = "crate::seconds::deserialize_ms")]
     pub initial_backoff_ms: u64,
     /// Longest wait, in milliseconds.
+    #[serde(deserialize_with = "crate::seconds::deserialize_ms")]
     pub max_backoff_ms: u64,
     /// Failures in a row that ban the address or user name.
     pub ban_after: u32,
     /// How long a ban lasts, in seconds.
+    #[serde(deserialize_with = "crate::seconds::deserialize")]
     pub ban_seconds: u64,
     /// Most addresses and user names tracked at once (old records are dropped first).
     pub max_tracked: usize,

@@ -58,6 +58,7 @@ pub struct JwtConfig {
     /// Seconds of clock skew allowed on `exp` and `nbf` (at most [`MAX_LEEWAY`](super::MAX_LEEWAY),
     /// a day).
     #[serde(default = "default_leeway")]
+    #[serde(deserialize_with = "crate::seconds::deserialize")]
     pub leeway: u64,
     /// Required `typ` header (e.g. `at+jwt` for RFC 9068 access tokens).
     #[serde(default)]
@@ -80,9 +81,11 @@ pub struct JwtConfig {
     pub groups_claims: Vec<String>,
     /// Seconds between JWKS refreshes.
     #[serde(default = "default_jwks_refresh")]
+    #[serde(deserialize_with = "crate::seconds::deserialize")]
     pub jwks_refresh: u64,
     /// Least seconds between two JWKS fetches caused by unknown key ids.
     #[serde(default = "default_jwks_min_refetch")]
+    #[serde(deserialize_with = "crate::seconds::deserialize")]
     pub jwks_min_refetch: u64,
     /// The most bytes read from the JWKS or the discovery document (1 MiB by default); a
     /// larger answer is a failed fetch.

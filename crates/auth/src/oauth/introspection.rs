@@ -84,14 +84,17 @@ pub struct IntrospectionConfig {
     /// Most seconds an active answer is reused (never past the token's `exp`); 0 asks every
     /// time.
     #[serde(default = "default_cache_ttl")]
+    #[serde(deserialize_with = "crate::seconds::deserialize")]
     pub cache_ttl: u64,
     /// Seconds the endpoint has to answer.
     #[serde(default = "default_timeout")]
+    #[serde(deserialize_with = "crate::seconds::deserialize")]
     pub timeout: u64,
     /// Seconds between checks of a connected client's token (0, the default: only at CONNECT
     /// and re-authentication). The endpoint is asked again once the cached answer is older
     /// than `cache_ttl`; an inactive answer disconnects the client (5.0: 0x87).
     #[serde(default)]
+    #[serde(deserialize_with = "crate::seconds::deserialize")]
     pub recheck_interval: u64,
     /// The most bytes read from the endpoint's answer (1 MiB by default); a larger answer is a
     /// backend failure.

@@ -49,6 +49,7 @@ pub struct PasswordGrantConfig {
     pub extra_params: BTreeMap<String, String>,
     /// Seconds the endpoint has to answer.
     #[serde(default = "default_timeout")]
+    #[serde(deserialize_with = "crate::seconds::deserialize")]
     pub timeout: u64,
     /// The most bytes read from the endpoint's answer (1 MiB by default); a larger answer is a
     /// backend failure.

@@ -42,6 +42,7 @@ pub struct WebhookConfig {
     pub url: String,
     /// Seconds the service has to answer.
     #[serde(default = "default_timeout")]
+    #[serde(deserialize_with = "crate::seconds::deserialize")]
     pub timeout: u64,
     /// Headers sent with every request (e.g. `Authorization = "Bearer …"`); their values are
     /// never logged.
@@ -54,6 +55,7 @@ pub struct WebhookConfig {
     /// Seconds between calls for a connected client (0, the default: only at CONNECT and
     /// re-authentication); an answer other than allow disconnects it (5.0: 0x87).
     #[serde(default)]
+    #[serde(deserialize_with = "crate::seconds::deserialize")]
     pub recheck_interval: u64,
     /// The most bytes read from the service's answer (1 MiB by default); a larger answer is a
     /// backend failure.
