@@ -302,7 +302,7 @@ async fn process(slot: &mut Slot, listener: &Listener, now: Instant) -> Result<(
             };
             slot.conn.finish_authentication(decision, now)?;
         }
-        if slot.conn.is_authenticating() {
+        if slot.conn.input_waits(&slot.inbound) {
             return Ok(());
         }
         match slot.conn.decoder().decode(&mut slot.inbound) {

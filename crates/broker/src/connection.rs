@@ -732,10 +732,15 @@ impl Connection {
         self.reauthenticating
     }
 
-    /// Whether CONNECT waits for the authentication chain (no further packets are handled
-    /// until it has decided).
-    pub fn is_authenticating(&self) -> bool {
-        self.phase == Phase::Authenticating || self.reauthenticating
+    /// Whether the packet at the front of `input` must wait for the authentication being
+    /// decided. While CONNECT is decided nothing more is handled (the client waits for its
+    /// CONNACK). While a connected client's re-authentication or re-check is decided, its
+    /// other packets are handled as usual (MQTT-4.12.1: the client may go on sending), and only
+    /// a further AUTH waits for the decision.
+    pub fn input_waits(&self, input: &[u8]) -> bool {
+        const AUTH_TYPE: u8 = 15;
+        self.phase == Phase::Authenticating
+            || (self.reauthenticating && input.first().is_some_and(|b| b >> 4 == AUTH_TYPE))
     }
 
     /// Completes CONNECT with the chain's decision: CONNACK, the session, deliveries.

@@ -61,8 +61,11 @@ fn far_future() -> Instant {
     Instant::now() + Duration::from_secs(86400 * 365)
 }
 
+/// An authentication under way, beside the connection: the chain's decision once it comes.
+type Authentication = Pin<Box<dyn Future<Output = ChainDecision> + Send>>;
+
 /// What woke a connection's task (several at once, possibly).
-#[derive(Debug, Default)]
+#[derive(Default)]
 struct Wakeups {
     shutdown: bool,
     failed: bool,
@@ -70,6 +73,7 @@ struct Wakeups {
     readable: bool,
     deliveries: bool,
     timer: bool,
+    decided: Option<ChainDecision>,
 }
 
 impl Wakeups {
@@ -80,6 +84,7 @@ impl Wakeups {
             || self.readable
             || self.deliveries
             || self.timer
+            || self.decided.is_some()
     }
 }
 
@@ -201,17 +206,23 @@ async fn serve(
     };
     let timer = tokio::time::sleep_until(conn.deadline().unwrap_or_else(far_future));
     tokio::pin!(timer);
+    // The authentication being decided, if any: polled with everything else, so a connected
+    // client whose re-check or re-authentication takes seconds goes on being served.
+    let mut authentication: Option<Authentication> = None;
 
     loop {
         let session = conn.wake();
         let wants_deliveries = session.is_some() && conn.wants_deliveries();
         let wants_write = !conn.out.is_empty() || transport.wants_write();
-        let wants_read = pending_output(transport, conn) < max_output;
+        // Input that must wait for a decision stays in the socket, not in the read buffer.
+        let wants_read =
+            pending_output(transport, conn) < max_output && !conn.input_waits(read_buf);
         // Readiness and deliveries are polled in place (see `Wakeups`), with no future of their
         // own: the shutdown signal is the only waiter node an idle connection's task carries.
         let mut shutdown_signal = std::pin::pin!(shutdown.changed());
         let (mut signal, mut deadline, stream) =
             (shutdown_signal.as_mut(), timer.as_mut(), transport.stream());
+        let mut deciding = authentication.as_mut();
         // A `move` closure: it holds these references and copies of the flags, nothing more.
         let woken = std::future::poll_fn(move |cx| {
             let mut woken = Wakeups::default();
@@ -237,6 +248,9 @@ async fn serve(
                 woken.deliveries = wake.poll_notified(cx).is_ready();
             }
             woken.timer = deadline.as_mut().poll(cx).is_ready();
+            if let Some(Poll::Ready(decision)) = deciding.as_mut().map(|a| a.as_mut().poll(cx)) {
+                woken.decided = Some(decision);
+            }
             if woken.any() {
                 Poll::Ready(woken)
             } else {
@@ -263,6 +277,14 @@ async fn serve(
         if woken.deliveries {
             step = step.and_then(|()| conn.pull_deliveries(Instant::now()));
         }
+        if let Some(decision) = woken.decided {
+            authentication = None;
+            step = step.and_then(|()| {
+                let now = Instant::now();
+                conn.finish_authentication(decision, now)
+                    .and_then(|()| process_buffered(conn, read_buf, now))
+            });
+        }
         if woken.timer {
             let now = Instant::now();
             if pending_output(transport, conn) > 0 && now >= output_moved + write_timeout {
@@ -270,6 +292,10 @@ async fn serve(
                 step = step.and(Err(Close::abnormal(ReasonCode::UNSPECIFIED_ERROR)));
             }
             step = step.and_then(|()| conn.on_timer(now));
+        }
+        // CONNECT, an AUTH or a re-check asks the chain: start it beside the connection.
+        if step.is_ok() && authentication.is_none() {
+            authentication = start_authentication(conn);
         }
         // Keep the timer on the current deadline (a packet arrived, CONNECT was accepted,
         // output started waiting).
@@ -281,16 +307,6 @@ async fn serve(
             Some(deadline) if deadline != timer.deadline() => timer.as_mut().reset(deadline),
             None => timer.as_mut().reset(far_future()),
             _ => {}
-        }
-        // CONNECT was received: run the authentication chain (the client waits for CONNACK;
-        // anything it sent meanwhile stays in the buffer until the chain has decided).
-        if step.is_ok() {
-            if let Some(authentication) = start_authentication(conn) {
-                let decision = authentication.await;
-                step = conn
-                    .finish_authentication(decision, Instant::now())
-                    .and_then(|()| process_buffered(conn, read_buf, Instant::now()));
-            }
         }
         if let Err(close) = step {
             return close;
@@ -373,7 +389,7 @@ fn read_and_handle(
             tracing::debug!(client_id = ?conn.client_id().unwrap_or(""), partial = buf.len(), "large packet refused: memory budget");
             return Err(conn.overloaded());
         }
-        if conn.is_authenticating()
+        if conn.input_waits(buf)
             || n < READ_CHUNK / 4
             || pending_output(transport, conn) >= max_output
         {
@@ -382,11 +398,11 @@ fn read_and_handle(
     }
 }
 
-/// Hands every whole packet in `buf` to the state machine; stops early while CONNECT waits
-/// for authentication.
+/// Hands every whole packet in `buf` to the state machine; stops early at input that waits
+/// for an authentication to be decided.
 fn process_buffered(conn: &mut Connection, buf: &mut BytesMut, now: Instant) -> Result<(), Close> {
     conn.check_first_packet(buf)?;
-    while !conn.is_authenticating() {
+    while !conn.input_waits(buf) {
         match conn.decoder().decode(buf) {
             Ok(Some(packet)) => conn.handle(packet, now)?,
             Ok(None) => break,
@@ -403,9 +419,7 @@ fn process_buffered(conn: &mut Connection, buf: &mut BytesMut, now: Instant) -> 
 /// The authentication of the CONNECT just received, if one is waiting, as a boxed future
 /// owning its request: both are large and live only during CONNECT, and made here they never
 /// take room in the connection task's own future.
-fn start_authentication(
-    conn: &mut Connection,
-) -> Option<Pin<Box<dyn Future<Output = ChainDecision> + Send>>> {
+fn start_authentication(conn: &mut Connection) -> Option<Authentication> {
     let connected = conn.is_reauthenticating();
     let request = conn.take_auth_request()?;
     let listener = Arc::clone(conn.listener());

@@ -423,3 +423,85 @@ async fn a_token_revoked_at_the_provider_ends_the_connection_at_the_next_recheck
         other => panic!("expected DISCONNECT 0x87 at the re-check, got {other:?}"),
     }
 }
+
+#[tokio::test]
+async fn a_subscriber_is_served_while_its_webhook_recheck_is_being_decided() {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    use std::sync::Arc;
+    let allow = json!({"result": "allow", "permissions": [{"filter": "t/#", "action": "all"}]});
+    // The subscriber's first call (CONNECT) is answered at once; its re-checks are held until
+    // the test lets them go.
+    let gate = Arc::new(tokio::sync::Semaphore::new(0));
+    let subscriber_calls = Arc::new(AtomicUsize::new(0));
+    let (asked, mut asked_rx) = tokio::sync::mpsc::unbounded_channel::<()>();
+    let (held, calls) = (Arc::clone(&gate), Arc::clone(&subscriber_calls));
+    let hook = HttpService::start(move |r| {
+        let answer = allow.clone();
+        if r.json()["username"].as_str() != Some("subscriber") {
+            return Reply::Json(200, answer);
+        }
+        let _ = asked.send(());
+        if calls.fetch_add(1, Ordering::SeqCst) == 0 {
+            return Reply::Json(200, answer);
+        }
+        let held = Arc::clone(&held);
+        Reply::After(Box::pin(async move {
+            let _permit = held.acquire().await;
+            Reply::Json(200, answer)
+        }))
+    })
+    .await;
+    let url = hook.url("/auth");
+    let (_server, addr) = start_broker(|c| {
+        only(
+            c,
+            AuthenticatorConfig {
+                name: "hook".into(),
+                webhook: Some(
+                    toml::from_str(&format!("url = \"{url}\"\nrecheck_interval = 1")).unwrap(),
+                ),
+                ..Default::default()
+            },
+        )
+    })
+    .await;
+    let (mut subscriber, ack) =
+        TestClient::connect_with(addr, login(ProtocolVersion::V5, "s1", "subscriber", "pw")).await;
+    assert_eq!(ack.reason_code, ReasonCode::SUCCESS);
+    assert_eq!(
+        subscriber
+            .subscribe(1, "t/#", QoS::AtLeastOnce)
+            .await
+            .reason_codes,
+        vec![ReasonCode::GRANTED_QOS_1]
+    );
+    let (mut publisher, ack) =
+        TestClient::connect_with(addr, login(ProtocolVersion::V5, "p1", "publisher", "pw")).await;
+    assert_eq!(ack.reason_code, ReasonCode::SUCCESS);
+    // CONNECT, then the first re-check, which the webhook holds.
+    asked_twice(&mut asked_rx).await;
+    for (n, payload) in [b"0", b"1", b"2"].into_iter().enumerate() {
+        publisher
+            .publish("t/held", payload, QoS::AtLeastOnce, false, n as u16 + 1)
+            .await;
+        let delivered = subscriber.recv_publish().await;
+        assert_eq!(
+            delivered.payload.as_ref(),
+            payload,
+            "delivered during the re-check"
+        );
+        subscriber.expect_nothing().await; // PINGREQ answered meanwhile
+    }
+    assert_eq!(
+        subscriber_calls.load(Ordering::SeqCst),
+        2,
+        "the re-check is still being decided"
+    );
+    // The webhook answers allow: the client stays, and is re-checked again later.
+    gate.add_permits(1_000);
+    asked_rx.recv().await.unwrap();
+    publisher
+        .publish("t/after", b"x", QoS::AtLeastOnce, false, 9)
+        .await;
+    assert_eq!(subscriber.recv_publish().await.payload.as_ref(), b"x");
+}
