@@ -1,0 +1,372 @@
+//! CONNECT: the checks before authentication, the request put to the chain, and the
+//! decision applied (CONNACK, the session attached or created, the first deliveries).
+
+use super::*;
+
+impl Connection {
+    /// Refuses CONNECT with `reason` (a 5.0 reason, converted for 3.x clients) and closes.
+    pub(super) fn refuse(&mut self, reason: ReasonCode) -> Close {
+        let code = if self.version.is_v5() {
+            reason
+        } else {
+            ConnectReturnCode::from_v5(reason)
+        };
+        self.send(&Packet::ConnAck(ConnAck {
+            session_present: false,
+            reason_code: code,
+            properties: ConnAckProperties::default(),
+        }));
+        tracing::info!(peer = %self.peer, reason = reason.0, sent = code.0, version = ?self.version, "connection refused");
+        Close {
+            reason,
+            publish_will: false,
+            by_client: false,
+        }
+    }
+
+    pub(super) fn handle_connect(&mut self, connect: Connect, now: Instant) -> Result<(), Close> {
+        self.version = connect.protocol;
+        if self.version.is_v5() {
+            // Every packet to this client, CONNACK included, must fit it.
+            self.client_maximum_packet_size =
+                connect.properties.maximum_packet_size.unwrap_or(u32::MAX);
+        }
+        let limits = &self.broker.config.limits;
+        let v5 = self.version.is_v5();
+
+        // Client identifier rules per version.
+        let mut client_id = connect.client_id.clone();
+        let mut assigned = false;
+        match self.version {
+            ProtocolVersion::V3_1 => {
+                if client_id.is_empty() || client_id.chars().count() > 23 {
+                    return Err(self.refuse(ReasonCode::CLIENT_IDENTIFIER_NOT_VALID));
+                }
+            }
+            ProtocolVersion::V3_1_1 | ProtocolVersion::V5 => {
+                if client_id.is_empty() {
+                    if !v5 && !connect.clean_start {
+                        return Err(self.refuse(ReasonCode::CLIENT_IDENTIFIER_NOT_VALID));
+                    }
+                    client_id = self.broker.assign_client_id();
+                    assigned = true;
+                } else if client_id.len() > limits.max_client_id_len {
+                    return Err(self.refuse(ReasonCode::CLIENT_IDENTIFIER_NOT_VALID));
+                }
+            }
+        }
+
+        if self.broker.memory.pressure() >= Pressure::RefuseConnections {
+            self.broker.memory.record(Overload::ConnectionRefused);
+            return Err(self.refuse(ReasonCode::QUOTA_EXCEEDED));
+        }
+        let mut connect = connect;
+        if let Some(will) = connect.will.as_mut() {
+            if will.qos as u8 > limits.max_qos {
+                return Err(self.refuse(ReasonCode::QOS_NOT_SUPPORTED));
+            }
+            if will.retain && !limits.retain_available {
+                return Err(self.refuse(ReasonCode::RETAIN_NOT_SUPPORTED));
+            }
+            if topic_levels(&will.topic) > limits.max_topic_levels {
+                return Err(self.refuse(ReasonCode::TOPIC_NAME_INVALID));
+            }
+            if will.topic.starts_with("$SYS") {
+                return Err(self.refuse(ReasonCode::NOT_AUTHORIZED));
+            }
+            // The will lives as long as the connection: its bytes must not keep the read
+            // buffer CONNECT arrived in.
+            will.payload = bytes::Bytes::copy_from_slice(&will.payload);
+            if let Some(data) = will.properties.correlation_data.as_mut() {
+                *data = bytes::Bytes::copy_from_slice(data);
+            }
+        }
+
+        let request = ConnectRequest {
+            listener: Arc::clone(&self.listener.name),
+            peer: self.peer,
+            client_id: client_id.clone(),
+            username: connect.username.clone(),
+            password: connect.password.as_ref().map(|p| Secret::new(p.to_vec())),
+            protocol_level: self.version.level(),
+            certificate: self.certificate.as_deref().cloned(),
+            authentication_method: connect.properties.authentication_method.clone(),
+            authentication_data: connect
+                .properties
+                .authentication_data
+                .as_ref()
+                .map(|d| Secret::new(d.to_vec())),
+        };
+        let certificate_name = self
+            .certificate
+            .as_ref()
+            .and_then(|c| self.listener.certificate_identity(c));
+        if let (true, Some(name)) = (self.listener.certificate_is_username(), certificate_name) {
+            // The certificate names the user (Mosquitto's use_identity_as_username): the
+            // chain is not asked, and any password is ignored.
+            tracing::info!(
+                target: "tollgate::audit",
+                listener = %Escaped(&request.listener), peer = %request.peer, client_id = %Escaped(&request.client_id),
+                username = %Escaped(&name), authenticator = "certificate", outcome = "allow", "authentication"
+            );
+            self.pending = Some(Box::new(PendingConnect {
+                connect: Box::new(connect),
+                client_id,
+                assigned,
+                request: None,
+                kept: None,
+            }));
+            self.phase = Phase::Authenticating;
+            let identity = Identity {
+                username: Some(name),
+                ..Identity::default()
+            };
+            return self.finish_connect(
+                ChainDecision::Allowed {
+                    identity,
+                    by: "certificate".into(),
+                },
+                now,
+            );
+        }
+        self.pending = Some(Box::new(PendingConnect {
+            connect: Box::new(connect),
+            client_id,
+            assigned,
+            request: Some(request),
+            kept: None,
+        }));
+        self.phase = Phase::Authenticating;
+        Ok(())
+    }
+
+    /// The credentials to put to the listener's authentication chain, once, after CONNECT
+    /// was received. The driver runs the chain and hands the decision to
+    /// [`Connection::finish_connect`].
+    pub fn take_auth_request(&mut self) -> Option<ConnectRequest> {
+        let rechecks = self.listener.chain.rechecks();
+        match self.pending.as_mut() {
+            Some(pending) => {
+                let request = pending.request.take()?;
+                if rechecks {
+                    pending.kept = Some(request.clone());
+                }
+                Some(request)
+            }
+            None => self.reauth.take().map(|r| *r),
+        }
+    }
+
+    /// Applies the chain's decision on the request [`Connection::take_auth_request`] gave:
+    /// completes CONNECT, or a re-authentication.
+    pub fn finish_authentication(
+        &mut self,
+        decision: ChainDecision,
+        now: Instant,
+    ) -> Result<(), Close> {
+        let step = if self.reauthenticating {
+            self.finish_reauth(decision, now)
+        } else {
+            self.finish_connect(decision, now)
+        };
+        self.check_oversized(step)
+    }
+
+    /// Completes CONNECT with the chain's decision: CONNACK, the session, deliveries.
+    pub fn finish_connect(&mut self, decision: ChainDecision, now: Instant) -> Result<(), Close> {
+        let Some(pending) = self.pending.take() else {
+            return Err(Close::abnormal(ReasonCode::PROTOCOL_ERROR));
+        };
+        let PendingConnect {
+            connect,
+            client_id,
+            assigned,
+            kept,
+            ..
+        } = *pending;
+        let (identity, authenticated_by) = match decision {
+            ChainDecision::Allowed { identity, by } => (identity, by),
+            ChainDecision::Refused { reason, by, .. } => {
+                // Refusals that cost nothing to provoke are counted and logged once per
+                // interval (the chain writes no audit line for each).
+                match (reason, by) {
+                    (DenyReason::Busy, _) => {
+                        self.broker.memory.record(Overload::AuthenticationsBusy)
+                    }
+                    (DenyReason::RateLimited | DenyReason::Banned, None) => {
+                        self.broker.memory.record(Overload::Throttled)
+                    }
+                    _ => {}
+                }
+                return Err(self.refuse(deny_reason_code(reason)));
+            }
+        };
+        if let (Some(request), Some(interval)) = (
+            kept,
+            self.listener.chain.recheck_interval(&authenticated_by),
+        ) {
+            self.recheck = Some(Box::new(Recheck {
+                request,
+                interval,
+                at: later(now, interval),
+                running: false,
+            }));
+        }
+        let connect = *connect;
+        let broker = Arc::clone(&self.broker);
+        let limits = &broker.config.limits;
+        let v5 = self.version.is_v5();
+
+        let certificate_name = self
+            .certificate
+            .as_ref()
+            .and_then(|c| self.listener.certificate_identity(c));
+        let principal = Principal::from_allow(
+            client_id.clone(),
+            identity,
+            authenticated_by,
+            connect.username.clone(),
+            certificate_name,
+            self.certificate.clone(),
+        );
+        if let Some(why) = broker
+            .revoked(&principal)
+            .or_else(|| self.certificate_revoked())
+        {
+            tracing::info!(target: "tollgate::audit", client_id = %Escaped(&client_id), username = principal.username.as_deref().unwrap_or(""), "connection refused: {}", Escaped(&why));
+            return Err(self.refuse(ReasonCode::NOT_AUTHORIZED));
+        }
+        if !self.listener.config.client_id_patterns.is_empty()
+            && !client_id_allowed(
+                &self.listener.config.client_id_patterns,
+                &client_id,
+                principal.username.as_deref(),
+            )
+        {
+            tracing::info!(target: "tollgate::audit", client_id = %Escaped(&client_id), username = principal.username.as_deref().unwrap_or(""), "client identifier does not match the listener's patterns");
+            return Err(self.refuse(ReasonCode::CLIENT_IDENTIFIER_NOT_VALID));
+        }
+
+        if let Some(expiry) = principal.expires_at {
+            match deadline_of(expiry, now) {
+                Some(deadline) => self.expires_at = Some(deadline),
+                None => return Err(self.refuse(ReasonCode::NOT_AUTHORIZED)),
+            }
+        }
+        let principal = Arc::new(principal);
+        self.principal = Some(Arc::clone(&principal));
+        self.compile_permissions();
+        if let (Some(will), false) = (&connect.will, self.unrestricted) {
+            let decision = self
+                .permissions
+                .check_publish(&will.topic, will.qos as u8, will.retain);
+            if !decision.allowed {
+                self.audit_denial("will", &will.topic, &decision);
+                return Err(self.refuse(ReasonCode::NOT_AUTHORIZED));
+            }
+        }
+
+        let requested_expiry = if v5 {
+            connect.properties.session_expiry_interval.unwrap_or(0)
+        } else if connect.clean_start {
+            0
+        } else {
+            NEVER_EXPIRES
+        };
+        let expiry = requested_expiry
+            .min(limits.max_session_expiry)
+            .min(self.listener.config.max_session_expiry.unwrap_or(u32::MAX));
+
+        let owner = principal.owner();
+        let opened = match self.broker.open_session(
+            &client_id,
+            connect.clean_start,
+            expiry,
+            owner.as_ref(),
+        ) {
+            Ok(opened) => opened,
+            Err(SessionOwnedByAnother) => {
+                tracing::info!(target: "tollgate::audit", client_id = ?client_id, owner = ?owner.as_ref().map(ToString::to_string), "session belongs to another principal: takeover refused");
+                return Err(self.refuse(ReasonCode::NOT_AUTHORIZED));
+            }
+        };
+        self.session_expiry = expiry;
+
+        let mut props = ConnAckProperties::default();
+        if v5 {
+            self.client_receive_maximum = connect.properties.receive_maximum.unwrap_or(u16::MAX);
+            self.client_maximum_packet_size =
+                connect.properties.maximum_packet_size.unwrap_or(u32::MAX);
+            self.client_topic_alias_maximum = connect.properties.topic_alias_maximum.unwrap_or(0);
+            props.receive_maximum = Some(limits.receive_maximum);
+            props.maximum_packet_size = Some(limits.max_packet_size);
+            props.topic_alias_maximum = Some(limits.topic_alias_maximum);
+            if limits.max_qos < 2 {
+                props.maximum_qos = QoS::from_u8(limits.max_qos);
+            }
+            if !limits.retain_available {
+                props.retain_available = Some(false);
+            }
+            if expiry != requested_expiry {
+                props.session_expiry_interval = Some(expiry);
+            }
+            if assigned {
+                props.assigned_client_identifier = Some(client_id.clone());
+            }
+            // A client authenticated through MQTT 5 authentication data is answered with the
+            // same method (MQTT-3.2.2.3.17).
+            props.authentication_method = connect.properties.authentication_method.clone();
+            self.reauth_basis = connect
+                .properties
+                .authentication_method
+                .clone()
+                .map(|method| {
+                    Box::new(ReauthBasis {
+                        method,
+                        username: connect.username.clone(),
+                    })
+                });
+        }
+
+        let mut keep_alive = connect.keep_alive;
+        if v5
+            && (keep_alive > limits.max_keep_alive
+                || (keep_alive == 0 && limits.max_keep_alive < u16::MAX))
+        {
+            keep_alive = limits.max_keep_alive;
+            props.server_keep_alive = Some(keep_alive);
+        }
+        self.keep_alive =
+            (keep_alive > 0).then(|| Duration::from_millis(u64::from(keep_alive) * 1500));
+
+        opened.session.state.lock().principal = Some(Arc::clone(&principal));
+        self.session = Some(opened.session);
+        self.wake = Some(opened.wake);
+        self.generation = opened.generation;
+        self.will = connect.will.map(Box::new);
+        self.phase = Phase::Connected;
+        BrokerStats::add(&self.broker.stats.clients_connected, 1);
+        BrokerStats::add(&self.broker.stats.connections_total, 1);
+        tracing::info!(peer = %self.peer, client_id = %Escaped(&client_id), version = ?self.version, session_present = opened.present, "client connected");
+
+        let session_present = opened.present && self.version != ProtocolVersion::V3_1;
+        self.send(&Packet::ConnAck(ConnAck {
+            session_present,
+            reason_code: ReasonCode::SUCCESS,
+            properties: props,
+        }));
+        if self.oversized {
+            // Not even CONNACK fits what the client takes: close without a word.
+            self.oversized = false;
+            return Err(Close {
+                reason: ReasonCode::PACKET_TOO_LARGE,
+                publish_will: false,
+                by_client: false,
+            });
+        }
+        if opened.present {
+            self.resend_inflight(now);
+        }
+        self.pull_deliveries(now)
+    }
+}

@@ -1,0 +1,192 @@
+//! Deliveries: messages taken from the session's queue, encoded for this client (topic
+//! aliases, maximum packet size), and in-flight messages re-sent on resume.
+
+use super::*;
+
+impl Connection {
+    /// After a session is resumed: everything unacknowledged goes out again, PUBLISH with DUP
+    /// set, PUBREL as it was. A PUBLISH goes out again only if the principal may still read
+    /// its topic (the rules, or the principal, may have changed since it was first sent); one
+    /// it may not is forgotten. A PUBREL always goes: the message itself was delivered.
+    pub(super) fn resend_inflight(&mut self, now: Instant) {
+        let Some(session) = self.session.clone() else {
+            return;
+        };
+        let mut state = session.state.lock();
+        if !self.unrestricted {
+            let permissions = Arc::clone(&self.permissions);
+            let client_id = session.client_id.clone();
+            state.retain_inflight(|flight| {
+                flight.state == OutgoingState::AwaitingPubComp
+                    || permissions
+                        .check_receive(
+                            &flight.delivery.message.publish.topic,
+                            flight.delivery.qos as u8,
+                            false,
+                        )
+                        .allowed
+                    || {
+                        tracing::debug!(client_id = ?client_id, topic = ?flight.delivery.message.publish.topic, "in-flight message withheld on resume: topic no longer readable");
+                        false
+                    }
+            });
+        }
+        let mut sent = 0u64;
+        for flight in state.inflight() {
+            match flight.state {
+                OutgoingState::AwaitingPubComp => {
+                    self.send(&Packet::PubRel(Ack {
+                        packet_id: flight.packet_id,
+                        ..Ack::default()
+                    }));
+                }
+                OutgoingState::AwaitingPubAck | OutgoingState::AwaitingPubRec => {
+                    let expiry = flight.delivery.message.remaining_expiry(now).flatten();
+                    if self.encode_delivery(&flight.delivery, Some(flight.packet_id), true, expiry)
+                    {
+                        sent += 1;
+                    }
+                }
+            }
+        }
+        drop(state);
+        self.counts.messages_sent += sent;
+    }
+
+    /// Encodes one delivery, assigning a topic alias when the client accepts them. Returns
+    /// false (and writes nothing) when it is larger than the client's maximum packet size.
+    pub(super) fn encode_delivery(
+        &mut self,
+        delivery: &Delivery,
+        packet_id: Option<u16>,
+        dup: bool,
+        expiry: Option<u32>,
+    ) -> bool {
+        let message = &delivery.message.publish;
+        let mut overrides = PublishOverrides {
+            dup,
+            qos: delivery.qos,
+            retain: delivery.retain,
+            packet_id,
+            topic_alias: None,
+            omit_topic: false,
+            message_expiry_interval: expiry,
+            subscription_identifiers: &delivery.subscription_ids,
+        };
+        if self.version.is_v5() && self.client_topic_alias_maximum > 0 {
+            let aliases = self.aliases.get_or_insert_with(Box::default);
+            match aliases.outgoing.get(&message.topic) {
+                Some(&alias) => {
+                    overrides.topic_alias = Some(alias);
+                    overrides.omit_topic = true;
+                }
+                None => {
+                    let next = aliases.outgoing.len() + 1;
+                    // As many aliases as the client takes, but no more than the broker takes
+                    // from clients: each holds its topic for the connection's life.
+                    let most = self
+                        .client_topic_alias_maximum
+                        .min(self.broker.config.limits.topic_alias_maximum);
+                    if next <= usize::from(most) {
+                        overrides.topic_alias = Some(next as u16);
+                    }
+                }
+            }
+        }
+        match publish_encoded_len(message, &overrides, self.version) {
+            Ok(len) if len as u64 <= u64::from(self.client_maximum_packet_size) => {}
+            Ok(len) => {
+                tracing::debug!(topic = %Escaped(&message.topic), len, max = self.client_maximum_packet_size, "message larger than the client's maximum packet size: not sent");
+                return false;
+            }
+            Err(e) => {
+                tracing::error!(error = %e, "cannot encode a message");
+                return false;
+            }
+        }
+        if let (Some(alias), false) = (overrides.topic_alias, overrides.omit_topic) {
+            self.aliases
+                .get_or_insert_with(Box::default)
+                .outgoing
+                .insert(message.topic.clone(), alias);
+        }
+        match encode_publish_with(message, &overrides, self.version, &mut self.out) {
+            Ok(()) => true,
+            Err(e) => {
+                tracing::error!(error = %e, "cannot encode a message");
+                false
+            }
+        }
+    }
+
+    /// Moves messages from the session's queue to the socket's buffer, as far as the client's
+    /// in-flight window and the buffer's high-water mark allow. Finds out here when the session
+    /// was taken over by another connection.
+    pub fn pull_deliveries(&mut self, now: Instant) -> Result<(), Close> {
+        let Some(session) = self.session.clone() else {
+            return Ok(());
+        };
+        if self.phase != Phase::Connected {
+            return Ok(());
+        }
+        if self.permissions_generation != self.broker.policy_generation() {
+            self.check_revocation()?;
+            self.refresh_permissions();
+        }
+        let window = usize::from(
+            self.client_receive_maximum
+                .min(self.broker.config.limits.max_inflight_messages)
+                .max(1),
+        );
+        let mut state = session.state.lock();
+        if state.generation != self.generation {
+            drop(state);
+            tracing::info!(client_id = ?session.client_id, "session taken over by a new connection");
+            self.send_disconnect(ReasonCode::SESSION_TAKEN_OVER);
+            return Err(Close::abnormal(ReasonCode::SESSION_TAKEN_OVER));
+        }
+        let mut sent = 0u64;
+        while self.out.len() < OUT_HIGH_WATER {
+            let Some(qos) = state.next_qos() else {
+                break;
+            };
+            if qos != QoS::AtMostOnce && state.inflight_len() >= window {
+                break;
+            }
+            let delivery = state.pop_queued().expect("a next delivery exists");
+            let Some(expiry) = delivery.message.remaining_expiry(now) else {
+                continue;
+            };
+            // A queued message goes out only if the client may still read its topic now.
+            if !self.unrestricted
+                && !self
+                    .permissions
+                    .check_receive(&delivery.message.publish.topic, delivery.qos as u8, false)
+                    .allowed
+            {
+                tracing::debug!(client_id = ?session.client_id, topic = ?delivery.message.publish.topic, "delivery withheld: topic no longer readable");
+                continue;
+            }
+            let packet_id = (delivery.qos != QoS::AtMostOnce).then(|| state.next_packet_id());
+            if !self.encode_delivery(&delivery, packet_id, false, expiry) {
+                continue;
+            }
+            sent += 1;
+            if let Some(packet_id) = packet_id {
+                let flight_state = if delivery.qos == QoS::AtLeastOnce {
+                    OutgoingState::AwaitingPubAck
+                } else {
+                    OutgoingState::AwaitingPubRec
+                };
+                state.push_inflight(InFlight {
+                    packet_id,
+                    delivery,
+                    state: flight_state,
+                });
+            }
+        }
+        drop(state);
+        self.counts.messages_sent += sent;
+        Ok(())
+    }
+}

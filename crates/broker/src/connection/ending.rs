@@ -1,0 +1,142 @@
+//! How a connection's life is timed and how it ends: DISCONNECT from the client, the
+//! deadline (connect timeout, keep alive, credentials' expiry, re-checks), shutdown, and the
+//! session detached with its will.
+
+use super::*;
+
+impl Connection {
+    pub(super) fn handle_disconnect(&mut self, disconnect: Disconnect) -> Close {
+        if let Some(expiry) = disconnect.properties.session_expiry_interval {
+            if self.session_expiry == 0 && expiry != 0 {
+                // Setting an expiry at DISCONNECT when CONNECT asked for none is forbidden.
+                return self.protocol_error(ReasonCode::PROTOCOL_ERROR);
+            }
+            let expiry = expiry
+                .min(self.broker.config.limits.max_session_expiry)
+                .min(self.listener.config.max_session_expiry.unwrap_or(u32::MAX));
+            self.session_expiry = expiry;
+            if let Some(session) = &self.session {
+                session.state.lock().expiry_interval = expiry;
+            }
+        }
+        Close::by_client(disconnect.reason_code)
+    }
+
+    /// When the connection must next be looked at if nothing arrives: the connect timeout
+    /// before CONNECT, one and a half keep-alive periods after the last packet afterwards.
+    pub fn deadline(&self) -> Option<Instant> {
+        match self.phase {
+            Phase::AwaitingConnect => {
+                // No packet has arrived yet (the first one is CONNECT, which ends this phase).
+                Some(self.last_received + self.broker.config.limits.connect_timeout())
+            }
+            Phase::Connected => {
+                let keep_alive = self.keep_alive.map(|k| self.last_received + k);
+                let recheck = self.recheck.as_ref().map(|r| r.at);
+                [keep_alive, self.expires_at, recheck]
+                    .into_iter()
+                    .flatten()
+                    .min()
+            }
+            Phase::Authenticating | Phase::Closed => None,
+        }
+    }
+
+    /// Checks the deadline at `now`.
+    pub fn on_timer(&mut self, now: Instant) -> Result<(), Close> {
+        match self.deadline() {
+            Some(deadline) if now >= deadline => match self.phase {
+                Phase::AwaitingConnect => {
+                    tracing::debug!(peer = %self.peer, "no CONNECT within the connect timeout");
+                    Err(Close {
+                        reason: ReasonCode::MAXIMUM_CONNECT_TIME,
+                        publish_will: false,
+                        by_client: false,
+                    })
+                }
+                _ if self.expires_at.is_some_and(|e| now >= e) => {
+                    // The credentials ended: so do the principal's rights.
+                    tracing::info!(target: "tollgate::audit", client_id = self.client_id().unwrap_or(""), "credentials expired: disconnected");
+                    self.send_disconnect(ReasonCode::NOT_AUTHORIZED);
+                    Err(Close {
+                        reason: ReasonCode::NOT_AUTHORIZED,
+                        publish_will: self.broker.config.will_on_expiry,
+                        by_client: false,
+                    })
+                }
+                _ if self.recheck.as_ref().is_some_and(|r| now >= r.at) => {
+                    if self.reauthenticating {
+                        // A re-authentication is being decided: it counts as the check.
+                        if let Some(recheck) = self.recheck.as_mut() {
+                            recheck.at = later(now, recheck.interval);
+                        }
+                    } else {
+                        self.start_recheck(now);
+                    }
+                    Ok(())
+                }
+                _ => {
+                    tracing::info!(
+                        client_id = self.client_id().unwrap_or(""),
+                        "keep alive timeout"
+                    );
+                    Err(self.protocol_error(ReasonCode::KEEP_ALIVE_TIMEOUT))
+                }
+            },
+            _ => Ok(()),
+        }
+    }
+
+    /// The broker is shutting down: 5.0 clients are told so.
+    pub fn shutdown(&mut self) -> Close {
+        self.send_disconnect(ReasonCode::SERVER_SHUTTING_DOWN);
+        Close {
+            reason: ReasonCode::SERVER_SHUTTING_DOWN,
+            publish_will: false,
+            by_client: false,
+        }
+    }
+
+    /// The connection is over (closed by either side, for `close`'s reason): the session is
+    /// detached and the will handled. Call once, after the last bytes were written.
+    pub fn closed(&mut self, close: Close) {
+        if self.phase != Phase::Connected {
+            self.phase = Phase::Closed;
+            return;
+        }
+        self.phase = Phase::Closed;
+        BrokerStats::sub(&self.broker.stats.clients_connected, 1);
+        self.counts.flush(&self.broker.stats);
+        let mut will = if close.publish_will {
+            self.will.take().map(|w| *w)
+        } else {
+            None
+        };
+        // The will is checked again as it is sent: the rules may have changed since CONNECT.
+        if let (Some(w), false) = (&will, self.unrestricted) {
+            if self.permissions_generation != self.broker.policy_generation() {
+                self.compile_permissions();
+            }
+            let decision = self
+                .permissions
+                .check_publish(&w.topic, w.qos as u8, w.retain);
+            if !self.unrestricted && !decision.allowed {
+                self.audit_denial("will", &w.topic, &decision);
+                will = None;
+            }
+        }
+        if let Some(session) = self.session.take() {
+            tracing::info!(client_id = ?session.client_id, reason = close.reason.0, will = will.is_some(), "client disconnected");
+            let session_expiry = self.session_expiry;
+            let will = will.map(|will| ClosingWill {
+                delay: will
+                    .properties
+                    .will_delay_interval
+                    .unwrap_or(0)
+                    .min(session_expiry),
+                will,
+            });
+            self.broker.close_session(&session, self.generation, will);
+        }
+    }
+}

@@ -1,0 +1,505 @@
+//! The protocol state machine of one client connection, without I/O.
+//!
+//! Packets go in ([`Connection::handle`]), bytes to send accumulate in [`Connection::out`],
+//! and time is passed in by the caller: the driver in `driver.rs` owns the socket and the
+//! clock, this module owns the protocol. Every way a connection can end is a [`Close`], which
+//! says what to tell the client and whether the will goes out.
+//!
+//! This file holds the state and the dispatch of a decoded packet; each packet family has a
+//! file of its own: `connect` (CONNECT and its decision), `reauth` (AUTH and re-checks),
+//! `publish`, `deliver` (messages to the client), `acks` (the QoS 1 and 2 flows),
+//! `subscribe`, `verdict` (permissions and revocation), `ending` (timers, DISCONNECT,
+//! shutdown, the session detached) and `client_id` (client identifier patterns).
+
+mod acks;
+mod client_id;
+mod connect;
+mod deliver;
+mod ending;
+mod publish;
+mod reauth;
+mod subscribe;
+mod verdict;
+
+use client_id::client_id_allowed;
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::ops::ControlFlow;
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::BytesMut;
+use tokio::time::Instant;
+use tollgate_auth::authentication::{ChainDecision, ConnectRequest, DenyReason, Identity};
+use tollgate_auth::log::Escaped;
+use tollgate_auth::permissions::{compile_granted_only, CompiledPermissions, Decision};
+use tollgate_auth::{CertificateInfo, Principal, Secret};
+use tollgate_mqtt::{
+    encode, encode_publish_with, publish_encoded_len, Ack, AckProperties, ConnAck,
+    ConnAckProperties, Connect, ConnectReturnCode, DecodeError, Decoder, Disconnect,
+    DisconnectProperties, Packet, ProtocolVersion, Publish, PublishOverrides, QoS, ReasonCode,
+    RetainHandling, Role, SubAck, Subscribe, SubscriptionOptions, UnsubAck, Unsubscribe, Will,
+};
+
+use crate::broker::SessionOwnedByAnother;
+use crate::broker::{Broker, ClosingWill, RouteTarget, NEVER_EXPIRES};
+use crate::config::{DeniedPublish, DeniedSubscribeCode};
+use crate::listener::Listener;
+use crate::memory::{Overload, Pressure};
+use crate::message::Message;
+use crate::session::{Delivery, EnqueueOutcome, InFlight, OutgoingState, Session};
+use crate::stats::{BrokerStats, LocalCounts};
+use crate::wake::SessionWake;
+
+/// Above this many bytes waiting to be written, the connection stops taking messages from its
+/// session's queue (they wait there, under the queue's bound) until the socket drains.
+pub const OUT_HIGH_WATER: usize = 64 * 1024;
+
+/// How a connection ends.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Close {
+    /// Why (5.0 reason code; also the log's reason).
+    pub reason: ReasonCode,
+    /// Whether the will is published.
+    pub publish_will: bool,
+    /// Whether the client ended the connection with DISCONNECT (nothing more will come from it).
+    pub by_client: bool,
+}
+
+impl Close {
+    /// The client sent DISCONNECT: the will goes out only for reason 0x04.
+    fn by_client(reason: ReasonCode) -> Close {
+        Close {
+            reason,
+            publish_will: reason == ReasonCode::DISCONNECT_WITH_WILL,
+            by_client: true,
+        }
+    }
+
+    /// An error or an abrupt end: the will goes out.
+    pub fn abnormal(reason: ReasonCode) -> Close {
+        Close {
+            reason,
+            publish_will: true,
+            by_client: false,
+        }
+    }
+}
+
+/// The topic aliases of one connection (MQTT 5).
+#[derive(Default)]
+struct TopicAliases {
+    /// Aliases the client set for topics it publishes to.
+    incoming: HashMap<u16, String>,
+    /// Aliases the broker set for topics it delivers.
+    outgoing: HashMap<String, u16>,
+}
+
+/// A CONNECT waiting for the authentication chain.
+struct PendingConnect {
+    connect: Box<Connect>,
+    client_id: String,
+    assigned: bool,
+    request: Option<ConnectRequest>,
+    /// A copy of the request, kept when the chain may check the connection again.
+    kept: Option<ConnectRequest>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Phase {
+    AwaitingConnect,
+    Authenticating,
+    Connected,
+    Closed,
+}
+
+/// One connection's protocol state.
+pub struct Connection {
+    broker: Arc<Broker>,
+    listener: Arc<Listener>,
+    peer: SocketAddr,
+    certificate: Option<Box<CertificateInfo>>,
+    pending: Option<Box<PendingConnect>>,
+    phase: Phase,
+    version: ProtocolVersion,
+    /// Encoded packets waiting to be written to the socket.
+    pub out: BytesMut,
+    session: Option<Arc<Session>>,
+    /// Wakes this connection when its session has messages for it or is taken over.
+    wake: Option<Arc<SessionWake>>,
+    generation: u64,
+    principal: Option<Arc<Principal>>,
+    /// When the last packet arrived (when the connection opened, before the first).
+    last_received: Instant,
+    keep_alive: Option<Duration>,
+    will: Option<Box<Will>>,
+    session_expiry: u32,
+    client_receive_maximum: u16,
+    client_maximum_packet_size: u32,
+    client_topic_alias_maximum: u16,
+    /// Topic aliases in both directions, allocated for the clients that use them.
+    aliases: Option<Box<TopicAliases>>,
+    /// The principal's compiled permissions (allow-all until compiled, and when no authorizer
+    /// is configured).
+    permissions: Arc<CompiledPermissions>,
+    /// Whether no authorizer applies (checks are skipped).
+    unrestricted: bool,
+    /// The broker's policy generation the permissions were compiled at.
+    permissions_generation: u64,
+    /// When the principal's credentials expire (a token's `exp`): the connection ends then.
+    expires_at: Option<Instant>,
+    /// What re-authentication needs, for a client that authenticated with an MQTT 5
+    /// authentication method (boxed: most connections have none).
+    reauth_basis: Option<Box<ReauthBasis>>,
+    /// A re-authentication (AUTH 0x19) or a re-check waiting for the chain.
+    reauth: Option<Box<ConnectRequest>>,
+    /// The credentials to check again and when, for a client whose authenticator re-checks
+    /// (boxed: most connections have none).
+    recheck: Option<Box<Recheck>>,
+    /// Whether a re-authentication is under way (no packet is handled until it is decided).
+    reauthenticating: bool,
+    /// A packet did not fit the client's Maximum Packet Size: the connection closes.
+    oversized: bool,
+    /// Packet and byte counts not yet added to the broker's.
+    pub counts: LocalCounts,
+}
+
+/// A connection's periodic re-check: its credentials, how often, when next, and whether the
+/// chain is deciding one now.
+#[derive(Debug)]
+struct Recheck {
+    request: ConnectRequest,
+    interval: Duration,
+    at: Instant,
+    running: bool,
+}
+
+/// The method and user name a client authenticated with, which its re-authentication uses.
+#[derive(Debug)]
+struct ReauthBasis {
+    method: String,
+    username: Option<String>,
+}
+
+thread_local! {
+    /// Routing's scratch space, one per thread rather than one per connection.
+    static ROUTE_SCRATCH: std::cell::RefCell<Vec<RouteTarget>> =
+        const { std::cell::RefCell::new(Vec::new()) };
+}
+
+impl Connection {
+    /// A connection accepted at `now` from `peer` on `listener`, with the client certificate
+    /// the TLS layer verified, if any.
+    pub fn new(
+        broker: Arc<Broker>,
+        listener: Arc<Listener>,
+        peer: SocketAddr,
+        certificate: Option<CertificateInfo>,
+        now: Instant,
+    ) -> Connection {
+        let broker_allow_all = Arc::clone(&broker.allow_all);
+        Connection {
+            broker,
+            listener,
+            peer,
+            certificate: certificate.map(Box::new),
+            pending: None,
+            phase: Phase::AwaitingConnect,
+            version: ProtocolVersion::V3_1_1,
+            out: BytesMut::new(),
+            session: None,
+            wake: None,
+            generation: 0,
+            principal: None,
+            last_received: now,
+            keep_alive: None,
+            will: None,
+            session_expiry: 0,
+            client_receive_maximum: u16::MAX,
+            client_maximum_packet_size: u32::MAX,
+            client_topic_alias_maximum: 0,
+            aliases: None,
+            permissions: Arc::clone(&broker_allow_all),
+            unrestricted: true,
+            permissions_generation: 0,
+            expires_at: None,
+            reauth_basis: None,
+            recheck: None,
+            reauth: None,
+            reauthenticating: false,
+            oversized: false,
+            counts: LocalCounts::default(),
+        }
+    }
+
+    /// The broker this connection belongs to.
+    pub fn broker(&self) -> &Arc<Broker> {
+        &self.broker
+    }
+
+    /// Adds this connection's packet and byte counts to the broker's.
+    pub fn flush_counts(&mut self) {
+        self.counts.flush(&self.broker.stats);
+    }
+
+    /// The listener it came in on.
+    pub fn listener(&self) -> &Arc<Listener> {
+        &self.listener
+    }
+
+    /// Records the client certificate the TLS handshake verified (before CONNECT is read).
+    pub fn set_certificate(&mut self, certificate: CertificateInfo) {
+        self.certificate = Some(Box::new(certificate));
+    }
+
+    /// The decoder for the next packet from this client.
+    pub fn decoder(&self) -> Decoder {
+        Decoder {
+            role: Role::Server,
+            version: self.version,
+            maximum_packet_size: self.broker.config.limits.max_packet_size,
+        }
+    }
+
+    /// Before CONNECT, refuses at its first byte a packet that is not CONNECT (MQTT-3.1.0-1),
+    /// so its body is never waited for or buffered.
+    pub fn check_first_packet(&mut self, buf: &[u8]) -> Result<(), Close> {
+        match (self.phase, buf.first()) {
+            (Phase::AwaitingConnect, Some(&first)) if first >> 4 != 1 => {
+                tracing::debug!(peer = %self.peer, first, "first packet is not CONNECT");
+                Err(Close::abnormal(ReasonCode::PROTOCOL_ERROR))
+            }
+            _ => Ok(()),
+        }
+    }
+
+    /// The session, once CONNECT has been accepted.
+    pub fn session(&self) -> Option<&Arc<Session>> {
+        self.session.as_ref()
+    }
+
+    /// The wake-up this connection waits on for deliveries, once connected.
+    pub fn wake(&self) -> Option<&SessionWake> {
+        self.wake.as_deref()
+    }
+
+    /// Whether CONNECT has been accepted and the connection not yet closed.
+    pub fn is_connected(&self) -> bool {
+        self.phase == Phase::Connected
+    }
+
+    /// The client identifier, once connected.
+    pub fn client_id(&self) -> Option<&str> {
+        self.principal.as_ref().map(|p| p.client_id.as_str())
+    }
+
+    /// Bytes this connection holds besides its buffers: the topics of its topic aliases.
+    pub fn held_bytes(&self) -> usize {
+        self.aliases.as_ref().map_or(0, |a| {
+            a.incoming
+                .values()
+                .map(|t| t.capacity() + 32)
+                .sum::<usize>()
+                + a.outgoing.keys().map(|t| t.capacity() + 32).sum::<usize>()
+        })
+    }
+
+    /// The memory budget refused what the client is sending: 5.0 clients are told 0x97.
+    pub fn overloaded(&mut self) -> Close {
+        self.protocol_error(ReasonCode::QUOTA_EXCEEDED)
+    }
+
+    /// Whether the connection should take more messages from its session now.
+    pub fn wants_deliveries(&self) -> bool {
+        self.phase == Phase::Connected && self.out.len() < OUT_HIGH_WATER
+    }
+
+    /// Writes a packet, unless it is larger than the client's Maximum Packet Size (5.0): then
+    /// nothing is written and the connection is marked to close (MQTT-3.1.2-24; PUBLISH
+    /// goes through `encode_delivery`, which drops an oversized message instead).
+    fn send(&mut self, packet: &Packet) {
+        if self.version.is_v5() && self.client_maximum_packet_size < u32::MAX {
+            match tollgate_mqtt::encoded_len(packet, self.version) {
+                Ok(len) if len as u64 > u64::from(self.client_maximum_packet_size) => {
+                    tracing::debug!(
+                        len,
+                        max = self.client_maximum_packet_size,
+                        "packet larger than the client's maximum packet size: not sent, closing"
+                    );
+                    self.oversized = true;
+                    return;
+                }
+                _ => {}
+            }
+        }
+        if let Err(e) = encode(packet, self.version, &mut self.out) {
+            tracing::error!(error = %e, "failed to encode a packet for {}", self.peer);
+        }
+    }
+
+    /// Closes the connection when a packet it had to send did not fit the client's Maximum
+    /// Packet Size (5.0: DISCONNECT 0x95, if that fits).
+    fn check_oversized(&mut self, step: Result<(), Close>) -> Result<(), Close> {
+        if !self.oversized {
+            return step;
+        }
+        step?;
+        self.oversized = false;
+        self.send_disconnect(ReasonCode::PACKET_TOO_LARGE);
+        Err(Close::abnormal(ReasonCode::PACKET_TOO_LARGE))
+    }
+
+    /// Handles a packet that could not be decoded: the reason code for the client (5.0
+    /// DISCONNECT or, before CONNECT, CONNACK) and the close.
+    pub fn decode_failed(&mut self, error: &DecodeError) -> Close {
+        tracing::debug!(peer = %self.peer, error = %error, "malformed packet");
+        match self.phase {
+            Phase::AwaitingConnect => {
+                if let DecodeError::UnsupportedProtocolVersion(_) = error {
+                    // The client's version is unknown: answer in the 3.x form, which every
+                    // version's client can read (5.0 clients see 0x01 as a refusal too).
+                    self.version = ProtocolVersion::V3_1_1;
+                    self.send(&Packet::ConnAck(ConnAck {
+                        reason_code: ConnectReturnCode::UNACCEPTABLE_PROTOCOL_VERSION,
+                        ..ConnAck::default()
+                    }));
+                }
+                Close::abnormal(error.reason_code())
+            }
+            _ => self.protocol_error(error.reason_code()),
+        }
+    }
+
+    /// Closes for a protocol violation: 5.0 clients are told why with DISCONNECT.
+    fn protocol_error(&mut self, reason: ReasonCode) -> Close {
+        self.send_disconnect(reason);
+        Close::abnormal(reason)
+    }
+
+    /// Writes a server DISCONNECT for 5.0 clients (3.x has none: the connection just closes).
+    fn send_disconnect(&mut self, reason: ReasonCode) {
+        if self.version.is_v5() && self.phase == Phase::Connected {
+            self.send(&Packet::Disconnect(Disconnect {
+                reason_code: reason,
+                properties: DisconnectProperties::default(),
+            }));
+        }
+    }
+
+    /// Handles one decoded packet.
+    pub fn handle(&mut self, packet: Packet, now: Instant) -> Result<(), Close> {
+        let step = self.handle_packet(packet, now);
+        self.check_oversized(step)
+    }
+
+    fn handle_packet(&mut self, packet: Packet, now: Instant) -> Result<(), Close> {
+        self.last_received = now;
+        match (self.phase, packet) {
+            (Phase::AwaitingConnect, Packet::Connect(connect)) => {
+                self.handle_connect(*connect, now)
+            }
+            (Phase::AwaitingConnect, _) => Err(Close::abnormal(ReasonCode::PROTOCOL_ERROR)),
+            (Phase::Authenticating | Phase::Closed, _) => {
+                Err(Close::abnormal(ReasonCode::PROTOCOL_ERROR))
+            }
+            (Phase::Connected, packet) => match packet {
+                Packet::Connect(_) => Err(self.protocol_error(ReasonCode::PROTOCOL_ERROR)),
+                Packet::Publish(publish) => self.handle_publish(publish, now),
+                Packet::PubAck(ack) => self.handle_puback(ack, now),
+                Packet::PubRec(ack) => self.handle_pubrec(ack),
+                Packet::PubRel(ack) => self.handle_pubrel(ack),
+                Packet::PubComp(ack) => self.handle_pubcomp(ack, now),
+                Packet::Subscribe(subscribe) => self.handle_subscribe(subscribe, now),
+                Packet::Unsubscribe(unsubscribe) => self.handle_unsubscribe(unsubscribe),
+                Packet::PingReq => {
+                    self.send(&Packet::PingResp);
+                    Ok(())
+                }
+                Packet::Disconnect(disconnect) => Err(self.handle_disconnect(disconnect)),
+                Packet::Auth(auth) => self.handle_auth(auth),
+                Packet::ConnAck(_) | Packet::SubAck(_) | Packet::UnsubAck(_) | Packet::PingResp => {
+                    Err(self.protocol_error(ReasonCode::PROTOCOL_ERROR))
+                }
+            },
+        }
+    }
+}
+
+/// The instant credentials valid until `expiry` (wall clock) end, on the clock of `now`;
+/// `None` when they have already ended. A date too far ahead to represent is capped (at
+/// about 136 years), never a panic.
+fn deadline_of(expiry: std::time::SystemTime, now: Instant) -> Option<Instant> {
+    let left = expiry
+        .duration_since(std::time::SystemTime::now())
+        .unwrap_or_default();
+    if left.is_zero() {
+        return None;
+    }
+    Some(later(now, left))
+}
+
+/// `after` from `now`, capped (at about 136 years) rather than overflowing the clock.
+fn later(now: Instant, after: Duration) -> Instant {
+    let capped = after.min(Duration::from_secs(u64::from(u32::MAX)));
+    now.checked_add(capped)
+        .unwrap_or(now + Duration::from_secs(86_400 * 365))
+}
+
+/// How many levels a topic name or filter has.
+fn topic_levels(topic: &str) -> usize {
+    topic.bytes().filter(|&b| b == b'/').count() + 1
+}
+
+/// The 5.0 CONNACK reason for a refusal (converted for 3.x clients when sent).
+fn deny_reason_code(reason: DenyReason) -> ReasonCode {
+    match reason {
+        DenyReason::BadCredentials => ReasonCode::BAD_USER_NAME_OR_PASSWORD,
+        DenyReason::NotAuthorized => ReasonCode::NOT_AUTHORIZED,
+        DenyReason::Banned => ReasonCode::BANNED,
+        DenyReason::RateLimited => ReasonCode::CONNECTION_RATE_EXCEEDED,
+        DenyReason::BadAuthenticationMethod => ReasonCode::BAD_AUTHENTICATION_METHOD,
+        DenyReason::BackendUnavailable => ReasonCode::SERVER_UNAVAILABLE,
+        DenyReason::Busy => ReasonCode::SERVER_BUSY,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn client_id_patterns_substitute_the_user_name() {
+        let patterns = vec!["%u".to_owned(), "%u-*".to_owned()];
+        assert!(client_id_allowed(&patterns, "alice", Some("alice")));
+        assert!(client_id_allowed(&patterns, "alice-phone", Some("alice")));
+        assert!(!client_id_allowed(&patterns, "bob-phone", Some("alice")));
+        assert!(!client_id_allowed(&patterns, "alice", None));
+        let stars = |p: &str, t: &str| client_id_allowed(&[p.to_owned()], t, None);
+        assert!(stars("a*b*c", "axxbyyc"));
+        assert!(stars("*", ""));
+        assert!(stars("a**", "a"));
+        assert!(!stars("a*b", "ab-"));
+        assert!(stars("*b", "abab"));
+    }
+
+    #[test]
+    fn a_star_in_the_user_name_is_not_a_wildcard() {
+        let patterns = vec!["%u".to_owned(), "%u-*".to_owned()];
+        assert!(!client_id_allowed(&patterns, "anything", Some("*")));
+        assert!(!client_id_allowed(&patterns, "bob-phone", Some("*")));
+        assert!(client_id_allowed(&patterns, "*", Some("*")));
+        assert!(client_id_allowed(&patterns, "*-x", Some("*")));
+        assert!(!client_id_allowed(&patterns, "a-b", Some("a*")));
+    }
+
+    #[test]
+    fn deadlines_far_ahead_are_capped_not_a_panic() {
+        let now = Instant::now();
+        let far = std::time::SystemTime::UNIX_EPOCH
+            .checked_add(Duration::from_secs(u64::from(u32::MAX) * 1000))
+            .unwrap();
+        assert!(deadline_of(far, now).is_some());
+        assert!(deadline_of(std::time::SystemTime::UNIX_EPOCH, now).is_none());
+    }
+}

@@ -1,0 +1,163 @@
+//! PUBLISH from the client: topic and alias checks, the permission check, the will and
+//! retained store, routing, and the acknowledgement.
+
+use super::*;
+
+impl Connection {
+    pub(super) fn handle_publish(
+        &mut self,
+        mut publish: Publish,
+        now: Instant,
+    ) -> Result<(), Close> {
+        let limits = &self.broker.config.limits;
+        self.counts.messages_received += 1;
+        if publish.qos as u8 > limits.max_qos {
+            return Err(self.protocol_error(ReasonCode::QOS_NOT_SUPPORTED));
+        }
+        if publish.retain && !limits.retain_available {
+            return Err(self.protocol_error(ReasonCode::RETAIN_NOT_SUPPORTED));
+        }
+        if let Some(alias) = publish.properties.topic_alias.take() {
+            if alias == 0 || alias > limits.topic_alias_maximum {
+                return Err(self.protocol_error(ReasonCode::TOPIC_ALIAS_INVALID));
+            }
+            if publish.topic.is_empty() {
+                match self.aliases.as_ref().and_then(|a| a.incoming.get(&alias)) {
+                    Some(topic) => publish.topic = topic.clone(),
+                    None => return Err(self.protocol_error(ReasonCode::PROTOCOL_ERROR)),
+                }
+            } else {
+                self.aliases
+                    .get_or_insert_with(Box::default)
+                    .incoming
+                    .insert(alias, publish.topic.clone());
+            }
+        } else if publish.topic.is_empty() {
+            return Err(self.protocol_error(ReasonCode::TOPIC_NAME_INVALID));
+        }
+        if topic_levels(&publish.topic) > limits.max_topic_levels {
+            return Err(self.protocol_error(ReasonCode::TOPIC_NAME_INVALID));
+        }
+
+        let session = self
+            .session
+            .clone()
+            .expect("connected connections have a session");
+        let packet_id = publish.packet_id;
+        let qos = publish.qos;
+        if qos == QoS::ExactlyOnce {
+            let id = packet_id.expect("QoS 2 publishes carry a packet id");
+            let mut state = session.state.lock();
+            if state.incoming_qos2.contains(&id) {
+                // A resend of a message already taken: acknowledge again, route nothing.
+                drop(state);
+                self.send(&Packet::PubRec(Ack {
+                    packet_id: id,
+                    ..Ack::default()
+                }));
+                return Ok(());
+            }
+            if state.incoming_qos2.len() >= usize::from(limits.receive_maximum) {
+                drop(state);
+                return Err(self.protocol_error(ReasonCode::RECEIVE_MAXIMUM_EXCEEDED));
+            }
+            state.incoming_qos2.insert(id);
+        }
+
+        // `$SYS` is the broker's (read-only for everyone); anything else is as the principal's
+        // permissions say.
+        let denied = if publish.topic.starts_with("$SYS") {
+            tracing::info!(target: "tollgate::audit", client_id = ?session.client_id, topic = ?publish.topic, action = "publish", outcome = "deny", "$SYS is read-only");
+            true
+        } else if !self.unrestricted {
+            let decision =
+                self.permissions
+                    .check_publish(&publish.topic, qos as u8, publish.retain);
+            if !decision.allowed {
+                self.audit_denial("publish", &publish.topic, &decision);
+            }
+            !decision.allowed
+        } else {
+            false
+        };
+        if denied {
+            let authorization = &self.broker.config.authorization;
+            let disconnect = match self.version {
+                ProtocolVersion::V3_1 => true,
+                ProtocolVersion::V3_1_1 => {
+                    authorization.denied_publish_v311 == DeniedPublish::Disconnect
+                }
+                ProtocolVersion::V5 => false,
+            };
+            if disconnect {
+                return Err(Close::abnormal(ReasonCode::NOT_AUTHORIZED));
+            }
+        }
+        // The memory budget refuses publishes before anything is stored (3.x has no negative
+        // acknowledgement: its publisher is disconnected; a QoS 0 message is just dropped).
+        let overloaded = !denied && self.broker.memory.pressure() >= Pressure::RefusePublishes;
+        if overloaded {
+            self.broker.memory.record(Overload::PublishRefused);
+            if qos == QoS::AtMostOnce {
+                return Ok(());
+            }
+            if !self.version.is_v5() {
+                return Err(Close::abnormal(ReasonCode::QUOTA_EXCEEDED));
+            }
+        }
+        let reason = if denied {
+            ReasonCode::NOT_AUTHORIZED
+        } else if overloaded {
+            ReasonCode::QUOTA_EXCEEDED
+        } else {
+            publish.dup = false;
+            publish.packet_id = None;
+            let message = Message::received(publish, session.id, now, &self.broker.memory);
+            let retained =
+                !message.publish.retain || self.broker.retain(Arc::clone(&message)).is_ok();
+            let outcome =
+                ROUTE_SCRATCH.with_borrow_mut(|scratch| self.broker.route(&message, scratch));
+            if qos == QoS::AtMostOnce {
+                ReasonCode::SUCCESS
+            } else if outcome.dropped > 0 || !retained {
+                ReasonCode::QUOTA_EXCEEDED
+            } else if outcome.delivered == 0 {
+                ReasonCode::NO_MATCHING_SUBSCRIBERS
+            } else {
+                ReasonCode::SUCCESS
+            }
+        };
+        let reason = if self.version.is_v5() {
+            reason
+        } else {
+            ReasonCode::SUCCESS
+        };
+        if let Some(packet_id) = packet_id {
+            let ack = Ack {
+                packet_id,
+                reason_code: reason,
+                properties: AckProperties::default(),
+            };
+            if qos == QoS::ExactlyOnce {
+                if reason.is_error() {
+                    // A refused QoS 2 message is not held for PUBREL.
+                    session.state.lock().incoming_qos2.remove(&packet_id);
+                }
+                self.send(&Packet::PubRec(ack));
+            } else {
+                self.send(&Packet::PubAck(ack));
+            }
+        }
+        if denied
+            && self.version.is_v5()
+            && self
+                .broker
+                .config
+                .authorization
+                .disconnect_on_denied_publish_v5
+        {
+            return Err(self.protocol_error(ReasonCode::NOT_AUTHORIZED));
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,178 @@
+//! Re-authentication (AUTH 0x19) and periodic re-checks of a connected client's
+//! credentials, and what input waits while one is decided.
+
+use super::*;
+
+impl Connection {
+    /// AUTH from a connected client: re-authentication (0x19) with the method it connected
+    /// with. Anything else is a protocol error (no multi-step method is offered).
+    pub(super) fn handle_auth(&mut self, auth: tollgate_mqtt::Auth) -> Result<(), Close> {
+        let same_method = self.reauth_basis.as_ref().is_some_and(|basis| {
+            auth.properties.authentication_method.as_deref() == Some(basis.method.as_str())
+        });
+        if auth.reason_code != ReasonCode::REAUTHENTICATE || !same_method {
+            return Err(self.protocol_error(ReasonCode::PROTOCOL_ERROR));
+        }
+        let Some(principal) = self.principal.clone() else {
+            return Err(self.protocol_error(ReasonCode::PROTOCOL_ERROR));
+        };
+        let request = ConnectRequest {
+            listener: Arc::clone(&self.listener.name),
+            peer: self.peer,
+            client_id: principal.client_id.clone(),
+            username: self.reauth_basis.as_ref().and_then(|b| b.username.clone()),
+            password: None,
+            protocol_level: self.version.level(),
+            certificate: self.certificate.as_deref().cloned(),
+            authentication_method: auth.properties.authentication_method,
+            authentication_data: auth
+                .properties
+                .authentication_data
+                .map(|d| Secret::new(d.to_vec())),
+        };
+        if let Some(recheck) = self.recheck.as_mut() {
+            // Later re-checks use the fresh credentials.
+            recheck.request = request.clone();
+        }
+        self.reauth = Some(Box::new(request));
+        self.reauthenticating = true;
+        Ok(())
+    }
+
+    /// A re-authentication decided: the principal, its permissions and its expiry are
+    /// replaced (the session is untouched), or the connection ends with 0x87.
+    pub(super) fn finish_reauth(
+        &mut self,
+        decision: ChainDecision,
+        now: Instant,
+    ) -> Result<(), Close> {
+        self.reauthenticating = false;
+        let rechecking = self
+            .recheck
+            .as_mut()
+            .is_some_and(|r| std::mem::take(&mut r.running));
+        let (identity, by) = match decision {
+            ChainDecision::Allowed { identity, by } => (identity, by),
+            ChainDecision::Refused {
+                reason: DenyReason::BackendUnavailable,
+                ..
+            } if rechecking => {
+                // The provider could not say: the rights granted stand (until their expiry),
+                // and the next check asks again.
+                tracing::warn!(client_id = self.client_id().unwrap_or(""), "re-check impossible (authentication backend unavailable): connection kept, checked again later");
+                return Ok(());
+            }
+            ChainDecision::Refused { reason, .. } => {
+                let what = if rechecking {
+                    "re-check"
+                } else {
+                    "re-authentication"
+                };
+                tracing::info!(target: "tollgate::audit", client_id = self.client_id().unwrap_or(""), reason = %reason, "{what} refused: disconnected");
+                return Err(self.protocol_error(ReasonCode::NOT_AUTHORIZED));
+            }
+        };
+        let sent_username = if rechecking {
+            self.recheck
+                .as_ref()
+                .and_then(|r| r.request.username.clone())
+        } else {
+            self.reauth_basis.as_ref().and_then(|b| b.username.clone())
+        };
+        let old = self
+            .principal
+            .clone()
+            .expect("connected connections have a principal");
+        let mut principal = (*old).clone();
+        principal.username = identity.username.or(sent_username);
+        if principal.owner() != old.owner() {
+            // Re-authentication renews a principal's rights; it cannot change who it is.
+            tracing::info!(target: "tollgate::audit", client_id = %Escaped(&old.client_id), "re-authentication as another principal refused");
+            return Err(self.protocol_error(ReasonCode::NOT_AUTHORIZED));
+        }
+        principal.roles = identity.roles;
+        principal.groups = identity.groups;
+        principal.claims = identity.claims;
+        principal.expires_at = identity.expires_at;
+        principal.granted = identity.granted;
+        let recheck_interval = self.listener.chain.recheck_interval(&by);
+        principal.authenticated_by = by;
+        if let Some(why) = self.broker.revoked(&principal) {
+            tracing::info!(target: "tollgate::audit", client_id = %Escaped(&old.client_id), "re-authentication refused: {}", Escaped(&why));
+            return Err(self.protocol_error(ReasonCode::NOT_AUTHORIZED));
+        }
+        self.expires_at = match principal.expires_at {
+            Some(expiry) => match deadline_of(expiry, now) {
+                Some(deadline) => Some(deadline),
+                None => return Err(self.protocol_error(ReasonCode::NOT_AUTHORIZED)),
+            },
+            None => None,
+        };
+        let principal = Arc::new(principal);
+        if let Some(session) = &self.session {
+            session.state.lock().principal = Some(Arc::clone(&principal));
+        }
+        self.principal = Some(principal);
+        self.refresh_permissions();
+        self.schedule_recheck(recheck_interval, now);
+        if rechecking {
+            tracing::debug!(
+                client_id = self.client_id().unwrap_or(""),
+                "re-check passed"
+            );
+            return Ok(());
+        }
+        self.send(&Packet::Auth(tollgate_mqtt::Auth {
+            reason_code: ReasonCode::SUCCESS,
+            properties: tollgate_mqtt::AuthProperties {
+                authentication_method: self.reauth_basis.as_ref().map(|b| b.method.clone()),
+                ..Default::default()
+            },
+        }));
+        tracing::info!(target: "tollgate::audit", client_id = self.client_id().unwrap_or(""), "re-authenticated");
+        Ok(())
+    }
+
+    /// Plans the next re-check `interval` from now, when the authenticator that allowed the
+    /// client asks for them; drops the kept credentials otherwise.
+    pub(super) fn schedule_recheck(&mut self, interval: Option<Duration>, now: Instant) {
+        match interval {
+            Some(interval) => {
+                if let Some(recheck) = self.recheck.as_mut() {
+                    recheck.interval = interval;
+                    recheck.at = later(now, interval);
+                }
+            }
+            None => self.recheck = None,
+        }
+    }
+
+    /// Starts a re-check: the chain is asked again with the kept credentials.
+    pub(super) fn start_recheck(&mut self, now: Instant) {
+        let Some(recheck) = self.recheck.as_mut() else {
+            return;
+        };
+        recheck.running = true;
+        // Until it is decided, the next one is not due.
+        recheck.at = later(now, recheck.interval);
+        self.reauth = Some(Box::new(recheck.request.clone()));
+        self.reauthenticating = true;
+    }
+
+    /// Whether the authentication waiting is a connected client's (a re-authentication or a
+    /// re-check), which the chain neither throttles nor answers from its cache.
+    pub fn is_reauthenticating(&self) -> bool {
+        self.reauthenticating
+    }
+
+    /// Whether the packet at the front of `input` must wait for the authentication being
+    /// decided. While CONNECT is decided nothing more is handled (the client waits for its
+    /// CONNACK). While a connected client's re-authentication or re-check is decided, its
+    /// other packets are handled as usual (MQTT-4.12.1: the client may go on sending), and only
+    /// a further AUTH waits for the decision.
+    pub fn input_waits(&self, input: &[u8]) -> bool {
+        const AUTH_TYPE: u8 = 15;
+        self.phase == Phase::Authenticating
+            || (self.reauthenticating && input.first().is_some_and(|b| b >> 4 == AUTH_TYPE))
+    }
+}

@@ -1,0 +1,104 @@
+//! The principal's permissions on this connection: compiled at CONNECT, refreshed when the
+//! policy changes, revocation checks, and the audit line of a denial.
+
+use super::*;
+
+impl Connection {
+    /// Ends the connection if its principal has been revoked (DISCONNECT 0x87 to a 5.0
+    /// client; the will as for an expiry).
+    pub(super) fn check_revocation(&mut self) -> Result<(), Close> {
+        let Some(why) = self
+            .principal
+            .as_ref()
+            .and_then(|p| self.broker.revoked(p))
+            .or_else(|| self.certificate_revoked())
+        else {
+            return Ok(());
+        };
+        tracing::info!(target: "tollgate::audit", client_id = self.client_id().unwrap_or(""), "disconnected: {}", Escaped(&why));
+        self.send_disconnect(ReasonCode::NOT_AUTHORIZED);
+        Err(Close {
+            reason: ReasonCode::NOT_AUTHORIZED,
+            publish_will: self.broker.config.will_on_expiry,
+            by_client: false,
+        })
+    }
+
+    /// Why the client's certificate is no longer good, if the listener's CRLs now revoke it.
+    pub(super) fn certificate_revoked(&self) -> Option<String> {
+        let (tls, certificate) = (self.listener.tls.as_ref()?, self.certificate.as_ref()?);
+        tls.is_revoked(certificate).then(|| {
+            format!(
+                "client certificate {} of {} is revoked by a CRL",
+                certificate.serial_hex, certificate.issuer
+            )
+        })
+    }
+
+    /// Compiles the principal's permissions from the listener's current authorizer chain.
+    pub(super) fn compile_permissions(&mut self) {
+        self.permissions_generation = self.broker.policy_generation();
+        let chain = self.listener.authorization.read().clone();
+        match (chain, &self.principal) {
+            (chain, Some(principal)) if chain.is_some() || principal.granted.is_some() => {
+                let compiled = match chain {
+                    Some(chain) => chain.compile(principal),
+                    None => compile_granted_only(principal).expect("granted rules, checked above"),
+                };
+                for note in compiled.notes() {
+                    tracing::warn!(client_id = %Escaped(&principal.client_id), authorizer = %Escaped(&note.authorizer), "permissions: {}", Escaped(&note.message));
+                }
+                self.permissions = Arc::new(compiled);
+                self.unrestricted = false;
+            }
+            _ => {
+                self.permissions = Arc::clone(&self.broker.allow_all);
+                self.unrestricted = true;
+            }
+        }
+    }
+
+    /// The rules changed (a policy reload): compile again, and drop the subscriptions the
+    /// new permissions no longer allow (they stop delivering at once; the client is not told,
+    /// as a subscription the broker removes has no packet in MQTT).
+    pub fn refresh_permissions(&mut self) {
+        self.compile_permissions();
+        if self.unrestricted {
+            return;
+        }
+        let Some(session) = self.session.clone() else {
+            return;
+        };
+        let subscriptions: Vec<(String, u8)> = session
+            .state
+            .lock()
+            .subscriptions()
+            .iter()
+            .map(|(f, s)| (f.clone(), s.options.qos as u8))
+            .collect();
+        for (filter, qos) in subscriptions {
+            let shared = tollgate_mqtt::topic::split_shared(&filter);
+            let inner = shared.map_or(filter.as_str(), |s| s.filter);
+            let decision = self
+                .permissions
+                .check_subscribe(inner, qos, shared.is_some());
+            if !decision.allowed {
+                self.audit_denial("subscription removed", &filter, &decision);
+                self.broker.unsubscribe(&session, &filter);
+            }
+        }
+    }
+
+    /// Writes the audit line of a denied action.
+    pub(super) fn audit_denial(&self, action: &str, topic: &str, decision: &Decision) {
+        let principal = self.principal.as_deref();
+        tracing::info!(
+            target: "tollgate::audit",
+            client_id = principal.map_or("", |p| p.client_id.as_str()),
+            username = principal.and_then(|p| p.username.as_deref()).unwrap_or(""),
+            action, topic, outcome = "deny",
+            decision = %Escaped(&self.permissions.describe(decision).to_string()),
+            "authorization"
+        );
+    }
+}
