@@ -354,7 +354,7 @@ fn read_and_handle(
     conn: &mut Connection,
     buf: &mut BytesMut,
     max_output: usize,
-    memory: &MemoryBudget,
+    memory: &Arc<MemoryBudget>,
     charged: &mut usize,
 ) -> Result<(), Close> {
     loop {

@@ -13,8 +13,15 @@
 //!
 //! Each shed or refusal is counted, and logged at most once per [`LOG_INTERVAL`] with the
 //! count since the last line, so a flood cannot flood the log too.
+//!
+//! Charges are made on every message and delivery, from every worker thread: one shared
+//! counter written each time would bounce its cache line between cores on every message. So
+//! each thread sums its charges locally and adds them to the shared counter once they reach
+//! [`MemoryBudget::batch`] bytes either way (at most 64 KiB, and at most 1/256 of the limit):
+//! the shared figure is exact to within that much per thread.
 
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::cell::RefCell;
+use std::sync::atomic::{AtomicIsize, AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -91,8 +98,11 @@ struct CountedLog {
 #[derive(Debug)]
 pub struct MemoryBudget {
     limit: usize,
-    used: AtomicUsize,
+    /// Bytes charged, as the threads have reported them (see [`LocalCharges`]); signed, since
+    /// one thread may report a release before another reports the charge.
+    used: AtomicIsize,
     peak: AtomicUsize,
+    batch: isize,
     started: Instant,
     counts: [CountedLog; KINDS],
 }
@@ -100,10 +110,12 @@ pub struct MemoryBudget {
 impl MemoryBudget {
     /// A budget of `limit` bytes; 0 means no limit (nothing is ever shed for memory).
     pub fn new(limit: usize) -> Arc<MemoryBudget> {
+        let batch = (limit / 256).clamp(4096, 64 * 1024);
         Arc::new(MemoryBudget {
             limit,
-            used: AtomicUsize::new(0),
+            used: AtomicIsize::new(0),
             peak: AtomicUsize::new(0),
+            batch: batch as isize,
             started: Instant::now(),
             counts: Default::default(),
         })
@@ -114,36 +126,51 @@ impl MemoryBudget {
         self.limit
     }
 
-    /// Bytes charged now.
-    pub fn used(&self) -> usize {
-        self.used.load(Ordering::Relaxed)
+    /// Bytes charged now: what the threads have reported, with the calling thread's own
+    /// charges not yet reported (other threads' are off by at most [`MemoryBudget::batch`]
+    /// each).
+    pub fn used(self: &Arc<Self>) -> usize {
+        let local = LOCAL.with(|local| local.borrow().pending_for(self));
+        let reported = self.used.load(Ordering::Relaxed);
+        usize::try_from(reported + local).unwrap_or(0)
     }
 
-    /// The most bytes charged at any time since start.
+    /// The most bytes charged at any time since start (as reported).
     pub fn peak(&self) -> usize {
         self.peak.load(Ordering::Relaxed)
     }
 
+    /// Bytes a thread may charge or release before it reports them.
+    pub fn batch(&self) -> usize {
+        self.batch as usize
+    }
+
     /// Charges `bytes`.
-    pub fn charge(&self, bytes: usize) {
+    pub fn charge(self: &Arc<Self>, bytes: usize) {
         if bytes != 0 {
-            let now = self.used.fetch_add(bytes, Ordering::Relaxed) + bytes;
-            if now > self.peak.load(Ordering::Relaxed) {
-                self.peak.fetch_max(now, Ordering::Relaxed);
-            }
+            LOCAL.with(|local| local.borrow_mut().add(self, bytes as isize));
         }
     }
 
     /// Releases `bytes` charged before.
-    pub fn release(&self, bytes: usize) {
+    pub fn release(self: &Arc<Self>, bytes: usize) {
         if bytes != 0 {
-            self.used.fetch_sub(bytes, Ordering::Relaxed);
+            LOCAL.with(|local| local.borrow_mut().add(self, -(bytes as isize)));
+        }
+    }
+
+    /// Adds `delta` to the shared counter.
+    fn report(&self, delta: isize) {
+        let now = self.used.fetch_add(delta, Ordering::Relaxed) + delta;
+        let now = usize::try_from(now).unwrap_or(0);
+        if now > self.peak.load(Ordering::Relaxed) {
+            self.peak.fetch_max(now, Ordering::Relaxed);
         }
     }
 
     /// Moves a running charge from `*charged` to `now` bytes (for buffers that grow and
     /// shrink).
-    pub fn adjust(&self, charged: &mut usize, now: usize) {
+    pub fn adjust(self: &Arc<Self>, charged: &mut usize, now: usize) {
         if now > *charged {
             self.charge(now - *charged);
         } else {
@@ -153,7 +180,7 @@ impl MemoryBudget {
     }
 
     /// How full the budget is.
-    pub fn pressure(&self) -> Pressure {
+    pub fn pressure(self: &Arc<Self>) -> Pressure {
         if self.limit == 0 {
             return Pressure::Normal;
         }
@@ -190,7 +217,7 @@ impl MemoryBudget {
             tracing::warn!(
                 count,
                 total = entry.total.load(Ordering::Relaxed),
-                used = self.used(),
+                used = self.used.load(Ordering::Relaxed),
                 limit = self.limit,
                 "{} (count since the last such line)",
                 what.describe()
@@ -201,6 +228,58 @@ impl MemoryBudget {
     /// How many `what` have happened since start.
     pub fn count(&self, what: Overload) -> u64 {
         self.counts[what.index()].total.load(Ordering::Relaxed)
+    }
+}
+
+thread_local! {
+    /// This thread's charges not yet reported to their budget.
+    static LOCAL: RefCell<LocalCharges> = const {
+        RefCell::new(LocalCharges { budget: None, pending: 0 })
+    };
+}
+
+/// One thread's charges not yet reported, for the budget it charged last (a process has one
+/// broker, so one budget, unless it embeds several: then a change of budget reports first).
+struct LocalCharges {
+    budget: Option<Arc<MemoryBudget>>,
+    pending: isize,
+}
+
+impl LocalCharges {
+    fn add(&mut self, budget: &Arc<MemoryBudget>, delta: isize) {
+        match &self.budget {
+            Some(current) if Arc::ptr_eq(current, budget) => {}
+            _ => {
+                self.flush();
+                self.budget = Some(Arc::clone(budget));
+            }
+        }
+        self.pending += delta;
+        if self.pending.abs() >= budget.batch {
+            self.flush();
+        }
+    }
+
+    fn pending_for(&self, budget: &Arc<MemoryBudget>) -> isize {
+        match &self.budget {
+            Some(current) if Arc::ptr_eq(current, budget) => self.pending,
+            _ => 0,
+        }
+    }
+
+    fn flush(&mut self) {
+        if let Some(budget) = &self.budget {
+            if self.pending != 0 {
+                budget.report(std::mem::take(&mut self.pending));
+            }
+        }
+    }
+}
+
+impl Drop for LocalCharges {
+    /// A thread that ends reports what it still holds.
+    fn drop(&mut self) {
+        self.flush();
     }
 }
 

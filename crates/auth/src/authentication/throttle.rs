@@ -8,7 +8,10 @@
 //! - An attempt is **reserved** before any authenticator runs, atomically with the check: it
 //!   counts as pending until it ends, so parallel attempts count as much as serial ones.
 //!   Within the free failures, as many attempts as failures are left may run at once; past
-//!   them, one at a time, after its wait.
+//!   them, one at a time, after its wait. A key whose last attempt succeeded (and that has
+//!   failed none since) is *proven*: its parallel attempts are not held to the free failures,
+//!   so a gateway reconnecting a hundred devices at once, or a fleet sharing one user name,
+//!   is not refused once one of them got in.
 //! - How an attempt ends: bad credentials count a failure for the address and the user name;
 //!   a timeout (the client's CONNECT abandoned before an answer) counts a failure for the
 //!   address only; a success clears the failures of the user name the authenticator vouched
@@ -85,6 +88,8 @@ struct Record {
     /// When the last failure was counted: a record whose last failure is older than a ban
     /// is forgotten, however busy the key is with attempts that succeed.
     last_failure: Instant,
+    /// An attempt succeeded since the last failure: parallel attempts may all run.
+    proven: bool,
 }
 
 impl Record {
@@ -95,6 +100,7 @@ impl Record {
             next_allowed: now,
             banned_until: None,
             last_failure: now,
+            proven: false,
         }
     }
 
@@ -109,7 +115,8 @@ impl Record {
         // Pending attempts may all fail: only as many may run as failures are left free, and
         // past the free failures one at a time.
         let committed = self.failures + self.pending;
-        if self.pending > 0 && committed >= free_failures {
+        let proven = self.proven && self.failures == 0;
+        if self.pending > 0 && committed >= free_failures && !proven {
             return Err(DenyReason::RateLimited);
         }
         Ok(())
@@ -257,18 +264,22 @@ impl LoginThrottle {
         let mut guard = self.state.lock();
         let (addresses, names) = &mut *guard;
         let address_failed = how == AttemptEnd::BadCredentials || abandoned;
-        settle(
-            &self.config,
-            addresses,
-            &address,
-            address_failed,
-            false,
-            now,
-        );
+        let address_end = if address_failed {
+            Settled::Failed
+        } else if matches!(how, AttemptEnd::Allowed(_)) {
+            Settled::Succeeded
+        } else {
+            Settled::Neither
+        };
+        settle(&self.config, addresses, &address, address_end, now);
         if let Some(user) = username {
-            let cleared = matches!(how, AttemptEnd::Allowed(Some(vouched)) if vouched == user);
-            let failed = how == AttemptEnd::BadCredentials;
-            settle(&self.config, names, user, failed, cleared, now);
+            let name_end = match how {
+                AttemptEnd::BadCredentials => Settled::Failed,
+                // A success clears only the name it vouched for.
+                AttemptEnd::Allowed(Some(vouched)) if vouched == user => Settled::Cleared,
+                _ => Settled::Neither,
+            };
+            settle(&self.config, names, user, name_end, now);
         }
     }
 }
@@ -304,14 +315,27 @@ fn reserve<K: Hash + Eq>(config: &ThrottleConfig, records: &mut Records<K>, key:
     record.pending += 1;
 }
 
+/// How an attempt ended, for one key's record.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Settled {
+    /// A failure for this key.
+    Failed,
+    /// It succeeded (the key is proven) and its failures are forgotten.
+    Cleared,
+    /// It succeeded; the key's failures stay (an address, which a success elsewhere in its
+    /// record does not vouch for).
+    Succeeded,
+    /// Nothing to count (a backend down).
+    Neither,
+}
+
 /// Ends a pending attempt on `key`'s record: a failure counts (and sets the wait), a clear
-/// forgets the failures.
+/// forgets the failures, a success proves the key.
 fn settle<K, Q>(
     config: &ThrottleConfig,
     records: &mut Records<K>,
     key: &Q,
-    failed: bool,
-    cleared: bool,
+    end: Settled,
     now: Instant,
 ) where
     K: std::borrow::Borrow<Q> + Hash + Eq,
@@ -322,11 +346,15 @@ fn settle<K, Q>(
         return;
     };
     record.pending = record.pending.saturating_sub(1);
-    if cleared {
+    if end == Settled::Cleared {
         record.failures = 0;
         record.next_allowed = now;
     }
-    if failed {
+    if matches!(end, Settled::Cleared | Settled::Succeeded) {
+        record.proven = true;
+    }
+    if end == Settled::Failed {
+        record.proven = false;
         record.failures += 1;
         record.last_failure = now;
         if record.failures >= config.ban_after {
@@ -342,7 +370,7 @@ fn settle<K, Q>(
             record.next_allowed = now + Duration::from_millis(wait);
         }
     }
-    if record.is_clean() {
+    if record.is_clean() && !record.proven {
         records.map.remove(key);
     }
 }
@@ -426,6 +454,35 @@ mod tests {
             DenyReason::RateLimited,
             "and only after the wait"
         );
+    }
+
+    #[test]
+    fn once_a_key_has_succeeded_its_parallel_attempts_all_run_until_one_fails() {
+        let t = throttle();
+        let gateway: IpAddr = "10.0.0.1".parse().unwrap();
+        let t0 = Instant::now();
+        // A gateway reconnecting its devices, all as one user: two at once before any success.
+        let first = t.begin(gateway, Some("fleet"), t0).unwrap();
+        let _second = t.begin(gateway, Some("fleet"), t0).unwrap();
+        assert_eq!(
+            t.begin(gateway, Some("fleet"), t0).unwrap_err(),
+            DenyReason::RateLimited
+        );
+        first.end(AttemptEnd::Allowed(Some("fleet")), t0);
+        // Proven, address and name: the rest go in at once.
+        let many: Vec<_> = (0..50)
+            .map(|_| t.begin(gateway, Some("fleet"), t0).expect("admitted"))
+            .collect();
+        // One failure ends the trust: back to the free failures, counting those pending.
+        let mut many = many.into_iter();
+        many.next().unwrap().end(AttemptEnd::BadCredentials, t0);
+        assert_eq!(
+            t.begin(gateway, Some("fleet"), t0).unwrap_err(),
+            DenyReason::RateLimited
+        );
+        for attempt in many {
+            attempt.end(AttemptEnd::Allowed(Some("fleet")), t0);
+        }
     }
 
     #[test]
