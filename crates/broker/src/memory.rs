@@ -129,7 +129,7 @@ impl MemoryBudget {
     /// Bytes charged now: what the threads have reported, with the calling thread's own
     /// charges not yet reported (other threads' are off by at most [`MemoryBudget::batch`]
     /// each).
-    pub fn used(self: &Arc<Self>) -> usize {
+    pub fn used(&self) -> usize {
         let local = LOCAL.with(|local| local.borrow().pending_for(self));
         let reported = self.used.load(Ordering::Relaxed);
         usize::try_from(reported + local).unwrap_or(0)
@@ -180,7 +180,7 @@ impl MemoryBudget {
     }
 
     /// How full the budget is.
-    pub fn pressure(self: &Arc<Self>) -> Pressure {
+    pub fn pressure(&self) -> Pressure {
         if self.limit == 0 {
             return Pressure::Normal;
         }
@@ -217,7 +217,7 @@ impl MemoryBudget {
             tracing::warn!(
                 count,
                 total = entry.total.load(Ordering::Relaxed),
-                used = self.used.load(Ordering::Relaxed),
+                used = self.used(),
                 limit = self.limit,
                 "{} (count since the last such line)",
                 what.describe()
@@ -260,9 +260,9 @@ impl LocalCharges {
         }
     }
 
-    fn pending_for(&self, budget: &Arc<MemoryBudget>) -> isize {
+    fn pending_for(&self, budget: &MemoryBudget) -> isize {
         match &self.budget {
-            Some(current) if Arc::ptr_eq(current, budget) => self.pending,
+            Some(current) if std::ptr::eq(Arc::as_ptr(current), budget) => self.pending,
             _ => 0,
         }
     }

@@ -46,17 +46,7 @@ async fn a_webhooks_permissions_are_enforced_on_the_connection() {
     })
     .await;
     let url = hook.url("/auth");
-    let (_server, addr) = start_broker(|c| {
-        only(
-            c,
-            AuthenticatorConfig {
-                name: "hook".into(),
-                webhook: Some(toml::from_str(&format!("url = \"{url}\"")).unwrap()),
-                ..Default::default()
-            },
-        )
-    })
-    .await;
+    let (_server, addr) = start_broker(|c| only(c, webhook(&url, ""))).await;
     let (mut alice, ack) =
         TestClient::connect_with(addr, login(ProtocolVersion::V5, "a1", "alice", "pw")).await;
     assert_eq!(ack.reason_code, ReasonCode::SUCCESS);
@@ -97,6 +87,16 @@ async fn a_webhooks_permissions_are_enforced_on_the_connection() {
         TestClient::connect_with(addr, login(ProtocolVersion::V3_1_1, "c1", "carol", "pw")).await;
     assert_eq!(ack.reason_code, ConnectReturnCode::SERVER_UNAVAILABLE);
     alice.expect_nothing().await;
+}
+
+/// A webhook authenticator named `hook` calling `url`, with more settings (TOML lines) in
+/// `extra`.
+fn webhook(url: &str, extra: &str) -> AuthenticatorConfig {
+    AuthenticatorConfig {
+        name: "hook".into(),
+        webhook: Some(toml::from_str(&format!("url = \"{url}\"\n{extra}")).unwrap()),
+        ..Default::default()
+    }
 }
 
 /// An introspection authenticator named `opaque` asking `endpoint` as client `tollgate`, with
@@ -452,19 +452,7 @@ async fn a_subscriber_is_served_while_its_webhook_recheck_is_being_decided() {
     })
     .await;
     let url = hook.url("/auth");
-    let (_server, addr) = start_broker(|c| {
-        only(
-            c,
-            AuthenticatorConfig {
-                name: "hook".into(),
-                webhook: Some(
-                    toml::from_str(&format!("url = \"{url}\"\nrecheck_interval = 1")).unwrap(),
-                ),
-                ..Default::default()
-            },
-        )
-    })
-    .await;
+    let (_server, addr) = start_broker(|c| only(c, webhook(&url, "recheck_interval = 1"))).await;
     let (mut subscriber, ack) =
         TestClient::connect_with(addr, login(ProtocolVersion::V5, "s1", "subscriber", "pw")).await;
     assert_eq!(ack.reason_code, ReasonCode::SUCCESS);
