@@ -20,10 +20,15 @@
 //! [`MemoryBudget::batch`] bytes either way (at most 64 KiB, and at most 1/256 of the limit):
 //! the shared figure is exact to within that much per thread.
 
-use std::cell::RefCell;
+use std::cell::{Cell, RefCell};
 use std::sync::atomic::{AtomicIsize, AtomicU64, AtomicUsize, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, Weak};
+
+use parking_lot::Mutex;
 use std::time::{Duration, Instant};
+
+/// The most bytes a thread charges or releases before it reports them.
+const MAX_BATCH: usize = 64 * 1024;
 
 /// How often an overload log line may be written, per kind.
 pub const LOG_INTERVAL: Duration = Duration::from_secs(10);
@@ -97,12 +102,16 @@ struct CountedLog {
 /// The broker-wide memory budget.
 #[derive(Debug)]
 pub struct MemoryBudget {
+    /// Names the budget for the [`Charge`]s made to it (see [`BUDGETS`]).
+    id: u64,
     limit: usize,
     /// Bytes charged, as the threads have reported them (see [`LocalCharges`]); signed, since
     /// one thread may report a release before another reports the charge.
     used: AtomicIsize,
     peak: AtomicUsize,
     batch: isize,
+    /// The charges (in bytes) at which [`Pressure`] moves to its next three stages.
+    thresholds: [isize; 3],
     started: Instant,
     counts: [CountedLog; KINDS],
 }
@@ -110,15 +119,27 @@ pub struct MemoryBudget {
 impl MemoryBudget {
     /// A budget of `limit` bytes; 0 means no limit (nothing is ever shed for memory).
     pub fn new(limit: usize) -> Arc<MemoryBudget> {
-        let batch = (limit / 256).clamp(4096, 64 * 1024);
-        Arc::new(MemoryBudget {
+        let batch = match limit {
+            0 => MAX_BATCH,
+            limit => (limit / 256).clamp(1, MAX_BATCH),
+        };
+        let budget = Arc::new(MemoryBudget {
+            id: NEXT_BUDGET_ID.fetch_add(1, Ordering::Relaxed),
             limit,
             used: AtomicIsize::new(0),
             peak: AtomicUsize::new(0),
             batch: batch as isize,
+            thresholds: [70, 85, 100].map(|percent| {
+                isize::try_from(limit as u128 * percent / 100).unwrap_or(isize::MAX)
+            }),
             started: Instant::now(),
             counts: Default::default(),
-        })
+        });
+        let mut budgets = BUDGETS.lock();
+        budgets.retain(|(_, live)| live.strong_count() > 0);
+        budgets.push((budget.id, Arc::downgrade(&budget)));
+        drop(budgets);
+        budget
     }
 
     /// The limit in bytes (0: none).
@@ -130,7 +151,7 @@ impl MemoryBudget {
     /// charges not yet reported (other threads' are off by at most [`MemoryBudget::batch`]
     /// each).
     pub fn used(&self) -> usize {
-        let local = LOCAL.with(|local| local.borrow().pending_for(self));
+        let local = LOCAL.with(|local| local.pending_for(self));
         let reported = self.used.load(Ordering::Relaxed);
         usize::try_from(reported + local).unwrap_or(0)
     }
@@ -147,15 +168,19 @@ impl MemoryBudget {
 
     /// Charges `bytes`.
     pub fn charge(self: &Arc<Self>, bytes: usize) {
-        if bytes != 0 {
-            LOCAL.with(|local| local.borrow_mut().add(self, bytes as isize));
-        }
+        self.add(bytes as isize);
     }
 
     /// Releases `bytes` charged before.
     pub fn release(self: &Arc<Self>, bytes: usize) {
-        if bytes != 0 {
-            LOCAL.with(|local| local.borrow_mut().add(self, -(bytes as isize)));
+        self.add(-(bytes as isize));
+    }
+
+    /// Adds `delta` to this thread's batch (straight to the shared counter while the thread
+    /// is ending and its batch is gone).
+    fn add(self: &Arc<Self>, delta: isize) {
+        if delta != 0 && LOCAL.try_with(|local| local.add(self, delta)).is_err() {
+            self.report(delta);
         }
     }
 
@@ -179,18 +204,20 @@ impl MemoryBudget {
         *charged = now;
     }
 
-    /// How full the budget is.
+    /// How full the budget is, as the threads have reported it (asked on every delivery, so
+    /// it does not add the calling thread's unreported charges: the figure is exact to within
+    /// [`MemoryBudget::batch`] per thread either way).
     pub fn pressure(&self) -> Pressure {
         if self.limit == 0 {
             return Pressure::Normal;
         }
-        let used = self.used() as u128 * 100;
-        let limit = self.limit as u128;
-        if used >= limit * 100 {
+        let used = self.used.load(Ordering::Relaxed);
+        let [shed, refuse_publishes, refuse_connections] = self.thresholds;
+        if used >= refuse_connections {
             Pressure::RefuseConnections
-        } else if used >= limit * 85 {
+        } else if used >= refuse_publishes {
             Pressure::RefusePublishes
-        } else if used >= limit * 70 {
+        } else if used >= shed {
             Pressure::ShedQos0
         } else {
             Pressure::Normal
@@ -233,44 +260,78 @@ impl MemoryBudget {
 
 thread_local! {
     /// This thread's charges not yet reported to their budget.
-    static LOCAL: RefCell<LocalCharges> = const {
-        RefCell::new(LocalCharges { budget: None, pending: 0 })
+    static LOCAL: LocalCharges = const {
+        LocalCharges {
+            current_id: Cell::new(0),
+            current: Cell::new(std::ptr::null()),
+            pending: Cell::new(0),
+            budget: RefCell::new(None),
+        }
     };
 }
 
 /// One thread's charges not yet reported, for the budget it charged last (a process has one
 /// broker, so one budget, unless it embeds several: then a change of budget reports first).
+///
+/// Charging the same budget again touches only the two cells; the `Arc` that keeps the
+/// budget alive for the report is taken only when the budget changes.
 struct LocalCharges {
-    budget: Option<Arc<MemoryBudget>>,
-    pending: isize,
+    /// The id of the budget `pending` belongs to (0: none yet).
+    current_id: Cell<u64>,
+    /// The budget `pending` belongs to (null: none yet), compared by address.
+    current: Cell<*const MemoryBudget>,
+    pending: Cell<isize>,
+    /// Keeps `current` alive until its charges are reported.
+    budget: RefCell<Option<Arc<MemoryBudget>>>,
 }
 
 impl LocalCharges {
-    fn add(&mut self, budget: &Arc<MemoryBudget>, delta: isize) {
-        match &self.budget {
-            Some(current) if Arc::ptr_eq(current, budget) => {}
-            _ => {
-                self.flush();
-                self.budget = Some(Arc::clone(budget));
-            }
+    fn add(&self, budget: &Arc<MemoryBudget>, delta: isize) {
+        if self.current.get() != Arc::as_ptr(budget) {
+            self.flush();
+            self.current.set(Arc::as_ptr(budget));
+            self.current_id.set(budget.id);
+            *self.budget.borrow_mut() = Some(Arc::clone(budget));
         }
-        self.pending += delta;
-        if self.pending.abs() >= budget.batch {
+        let pending = self.pending.get() + delta;
+        self.pending.set(pending);
+        if pending.abs() >= budget.batch {
             self.flush();
         }
     }
 
-    fn pending_for(&self, budget: &MemoryBudget) -> isize {
-        match &self.budget {
-            Some(current) if std::ptr::eq(Arc::as_ptr(current), budget) => self.pending,
-            _ => 0,
+    /// Releases `bytes` to the budget named `id`: counted here if it is this thread's current
+    /// budget (the usual case), otherwise found among the live budgets (a budget that is gone
+    /// needs no release).
+    fn release_to(&self, id: u64, bytes: usize) {
+        if self.current_id.get() == id {
+            if let Some(budget) = self.budget.borrow().as_ref() {
+                let pending = self.pending.get() - bytes as isize;
+                self.pending.set(pending);
+                if pending.abs() >= budget.batch {
+                    self.flush();
+                }
+            }
+            return;
+        }
+        if let Some(budget) = find_budget(id) {
+            self.add(&budget, -(bytes as isize));
         }
     }
 
-    fn flush(&mut self) {
-        if let Some(budget) = &self.budget {
-            if self.pending != 0 {
-                budget.report(std::mem::take(&mut self.pending));
+    fn pending_for(&self, budget: &MemoryBudget) -> isize {
+        if std::ptr::eq(self.current.get(), budget) {
+            self.pending.get()
+        } else {
+            0
+        }
+    }
+
+    fn flush(&self) {
+        let pending = self.pending.replace(0);
+        if pending != 0 {
+            if let Some(budget) = self.budget.borrow().as_ref() {
+                budget.report(pending);
             }
         }
     }
@@ -283,10 +344,30 @@ impl Drop for LocalCharges {
     }
 }
 
+/// Where the next budget's id comes from (ids start at 1; 0 is "none").
+static NEXT_BUDGET_ID: AtomicU64 = AtomicU64::new(1);
+
+/// Every live budget by id, for the rare release made on a thread whose current budget is
+/// another one. Dead entries are dropped whenever a budget is made.
+static BUDGETS: Mutex<Vec<(u64, Weak<MemoryBudget>)>> = Mutex::new(Vec::new());
+
+/// The live budget named `id`, if there is one.
+fn find_budget(id: u64) -> Option<Arc<MemoryBudget>> {
+    BUDGETS
+        .lock()
+        .iter()
+        .find(|(live, _)| *live == id)
+        .and_then(|(_, budget)| budget.upgrade())
+}
+
 /// Bytes charged to a budget for as long as this lives.
+///
+/// It names its budget by id rather than holding an `Arc`: a charge is made and dropped with
+/// every message, on every worker thread, and a shared reference count would be written by all
+/// of them each time.
 #[derive(Debug)]
 pub struct Charge {
-    budget: Arc<MemoryBudget>,
+    budget: u64,
     bytes: usize,
 }
 
@@ -295,7 +376,7 @@ impl Charge {
     pub fn new(budget: &Arc<MemoryBudget>, bytes: usize) -> Charge {
         budget.charge(bytes);
         Charge {
-            budget: Arc::clone(budget),
+            budget: budget.id,
             bytes,
         }
     }
@@ -303,7 +384,18 @@ impl Charge {
 
 impl Drop for Charge {
     fn drop(&mut self) {
-        self.budget.release(self.bytes);
+        if self.bytes == 0 {
+            return;
+        }
+        // A charge dropped while the thread itself is ending goes straight to its budget.
+        if LOCAL
+            .try_with(|local| local.release_to(self.budget, self.bytes))
+            .is_err()
+        {
+            if let Some(budget) = find_budget(self.budget) {
+                budget.report(-(self.bytes as isize));
+            }
+        }
     }
 }
 
@@ -337,6 +429,28 @@ mod tests {
         budget.adjust(&mut charged, 100);
         budget.adjust(&mut charged, 30);
         assert_eq!((budget.used(), charged), (30, 30));
+    }
+
+    #[test]
+    fn a_charge_dropped_on_a_thread_charging_another_budget_is_released_to_its_own() {
+        let first = MemoryBudget::new(0);
+        let second = MemoryBudget::new(0);
+        let charge = Charge::new(&first, 5000);
+        second.charge(10);
+        drop(charge);
+        assert_eq!((first.used(), second.used()), (0, 10));
+        let elsewhere = Charge::new(&first, 300);
+        std::thread::spawn(move || drop(elsewhere))
+            .join()
+            .expect("the other thread ends");
+        assert_eq!(
+            first.used(),
+            0,
+            "released from a thread that never charged it"
+        );
+        let orphan = Charge::new(&second, 1);
+        drop(second);
+        drop(orphan);
     }
 
     #[test]

@@ -286,15 +286,22 @@ impl SessionState {
 
     /// The in-flight message with `packet_id`, if any.
     pub fn inflight_mut(&mut self, packet_id: u16) -> Option<&mut InFlight> {
-        self.inflight.iter_mut().find(|f| f.packet_id == packet_id)
+        let index = self.inflight_index(packet_id)?;
+        self.inflight.get_mut(index)
+    }
+
+    /// Where the in-flight message with `packet_id` is: acknowledgements mostly come in the
+    /// order the messages were sent, so the oldest is looked at first.
+    fn inflight_index(&self, packet_id: u16) -> Option<usize> {
+        match self.inflight.front() {
+            Some(oldest) if oldest.packet_id == packet_id => Some(0),
+            _ => self.inflight.iter().position(|f| f.packet_id == packet_id),
+        }
     }
 
     /// Removes the in-flight message with `packet_id`, if there is one (in any state).
     pub fn remove_inflight(&mut self, packet_id: u16) -> Option<InFlight> {
-        let index = self
-            .inflight
-            .iter()
-            .position(|f| f.packet_id == packet_id)?;
+        let index = self.inflight_index(packet_id)?;
         let flight = self.inflight.remove(index)?;
         self.uncount(&flight.delivery);
         Some(flight)

@@ -1,8 +1,9 @@
 //! The subscription trie: which sessions want a message published to a topic.
 //!
-//! One node per topic-filter level; `+` and `#` are ordinary child keys, so matching a topic
-//! walks at most three branches per level (the literal level, `+`, `#`) and never looks at
-//! filters that cannot match. Shared subscriptions (`$share/group/filter`) live in the node of
+//! One node per topic-filter level, so matching a topic walks at most three branches per level
+//! (the literal level, `+`, `#`) and never looks at filters that cannot match. A node's `+` and
+//! `#` children are held beside its map of literal levels, so the wildcard branches cost no
+//! hashing. Shared subscriptions (`$share/group/filter`) live in the node of
 //! their filter, one group per share name, and each message goes to one member of each group.
 //!
 //! The trie is generic over the subscriber so it can be tested on its own; the broker stores
@@ -44,9 +45,71 @@ struct SharedGroup<S> {
     next: AtomicUsize,
 }
 
+/// A node's children: literal levels in a map, the two wildcards in slots of their own.
+#[derive(Debug)]
+struct Children<S> {
+    literal: HashMap<Box<str>, Node<S>>,
+    plus: Option<Box<Node<S>>>,
+    hash: Option<Box<Node<S>>>,
+}
+
+impl<S> Children<S> {
+    fn get(&self, level: &str) -> Option<&Node<S>> {
+        match level {
+            "+" => self.plus.as_deref(),
+            "#" => self.hash.as_deref(),
+            _ => self.literal.get(level),
+        }
+    }
+
+    fn get_mut(&mut self, level: &str) -> Option<&mut Node<S>> {
+        match level {
+            "+" => self.plus.as_deref_mut(),
+            "#" => self.hash.as_deref_mut(),
+            _ => self.literal.get_mut(level),
+        }
+    }
+
+    /// The child for `level`, created empty if there is none.
+    fn entry(&mut self, level: &str) -> &mut Node<S> {
+        match level {
+            "+" => self.plus.get_or_insert_with(Box::default),
+            "#" => self.hash.get_or_insert_with(Box::default),
+            _ => self.literal.entry(level.into()).or_default(),
+        }
+    }
+
+    fn remove(&mut self, level: &str) {
+        match level {
+            "+" => self.plus = None,
+            "#" => self.hash = None,
+            _ => {
+                self.literal.remove(level);
+            }
+        }
+    }
+
+    fn len(&self) -> usize {
+        self.literal.len() + usize::from(self.plus.is_some()) + usize::from(self.hash.is_some())
+    }
+
+    fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// Takes every child out, leaving none.
+    fn drain(&mut self) -> impl Iterator<Item = Node<S>> + '_ {
+        let wildcards = [self.plus.take(), self.hash.take()];
+        self.literal
+            .drain()
+            .map(|(_, node)| node)
+            .chain(wildcards.into_iter().flatten().map(|node| *node))
+    }
+}
+
 #[derive(Debug)]
 struct Node<S> {
-    children: HashMap<Box<str>, Node<S>>,
+    children: Children<S>,
     subscribers: Vec<SubscriptionEntry<S>>,
     shared: Vec<SharedGroup<S>>,
 }
@@ -54,7 +117,11 @@ struct Node<S> {
 impl<S> Default for Node<S> {
     fn default() -> Self {
         Node {
-            children: HashMap::new(),
+            children: Children {
+                literal: HashMap::new(),
+                plus: None,
+                hash: None,
+            },
             subscribers: Vec::new(),
             shared: Vec::new(),
         }
@@ -78,9 +145,9 @@ impl<S> Node<S> {
 impl<S> Drop for Node<S> {
     /// Drops the subtree with a loop: a node's children are taken out before it goes.
     fn drop(&mut self) {
-        let mut pending: Vec<Node<S>> = self.children.drain().map(|(_, n)| n).collect();
+        let mut pending: Vec<Node<S>> = self.children.drain().collect();
         while let Some(mut node) = pending.pop() {
-            pending.extend(node.children.drain().map(|(_, n)| n));
+            pending.extend(node.children.drain());
         }
     }
 }
@@ -139,7 +206,7 @@ impl<S: Subscriber> SubscriptionTrie<S> {
         let mut rest = Some(filter);
         while let Some(r) = rest {
             let (level, tail) = next_level(r);
-            node = node.children.entry(level.into()).or_default();
+            node = node.children.entry(level);
             rest = tail;
         }
         let id = entry.subscriber.subscriber_id();
@@ -239,22 +306,22 @@ impl<S: Subscriber> SubscriptionTrie<S> {
         while let Some((node, rest, first)) = stack.pop() {
             let Some(r) = rest else {
                 Self::emit(node, &mut f);
-                if let Some(hash) = node.children.get("#") {
+                if let Some(hash) = node.children.hash.as_deref() {
                     Self::emit(hash, &mut f);
                 }
                 continue;
             };
             let (level, tail) = next_level(r);
-            if let Some(child) = node.children.get(level) {
+            if let Some(child) = node.children.literal.get(level) {
                 stack.push((child, tail, false));
             }
             if first && level.starts_with('$') {
                 continue;
             }
-            if let Some(child) = node.children.get("+") {
+            if let Some(child) = node.children.plus.as_deref() {
                 stack.push((child, tail, false));
             }
-            if let Some(hash) = node.children.get("#") {
+            if let Some(hash) = node.children.hash.as_deref() {
                 Self::emit(hash, &mut f);
             }
         }
@@ -321,6 +388,10 @@ mod tests {
         assert_eq!(matching(&trie, "a/b/c"), vec![3, 4, 6]);
         assert_eq!(matching(&trie, "/"), vec![4, 5]);
         assert_eq!(matching(&trie, "x/y/z"), vec![4]);
+        assert!(trie.remove("+/+", 5));
+        assert!(trie.remove("#", 4));
+        assert_eq!(matching(&trie, "a/b"), vec![1, 2, 3]);
+        assert_eq!(matching(&trie, "x/y"), Vec::<u64>::new());
     }
 
     #[test]
@@ -375,9 +446,12 @@ mod tests {
         assert!(trie.remove("a/b/c", 1));
         assert_eq!(matching(&trie, "a/b"), vec![2]);
         assert_eq!(matching(&trie, "a/x/y"), vec![3]);
-        assert!(!trie.root.children["a"].children["b"]
+        let b = trie
+            .root
             .children
-            .contains_key("c"));
+            .get("a")
+            .and_then(|a| a.children.get("b"));
+        assert!(b.expect("a/b is kept").children.get("c").is_none());
         assert!(!trie.remove("a/b/c", 1));
         assert!(!trie.remove("a/q", 2));
         assert!(trie.remove("a/x/y", 3));
