@@ -107,8 +107,7 @@ impl Connection {
         if let (Some(alias), false) = (overrides.topic_alias, overrides.omit_topic) {
             self.aliases
                 .get_or_insert_with(Box::default)
-                .outgoing
-                .insert(message.topic.clone(), alias);
+                .set_outgoing(message.topic.clone(), alias);
         }
         match encode_publish_with(message, &overrides, self.version, &mut self.out) {
             Ok(()) => true,

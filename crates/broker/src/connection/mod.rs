@@ -94,6 +94,32 @@ struct TopicAliases {
     incoming: HashMap<u16, String>,
     /// Aliases the broker set for topics it delivers.
     outgoing: HashMap<String, u16>,
+    /// Bytes both maps hold, kept as they change (the connection's footprint is asked after
+    /// every wake-up: summing thousands of aliases each time would cost as much).
+    bytes: usize,
+}
+
+/// What one alias entry is counted as: its topic and the map slot around it.
+fn alias_bytes(topic: &str) -> usize {
+    topic.len() + 32
+}
+
+impl TopicAliases {
+    /// Sets the client's alias `alias` to `topic`.
+    fn set_incoming(&mut self, alias: u16, topic: String) {
+        self.bytes += alias_bytes(&topic);
+        if let Some(old) = self.incoming.insert(alias, topic) {
+            self.bytes -= alias_bytes(&old);
+        }
+    }
+
+    /// Records the broker's alias `alias` for `topic`.
+    fn set_outgoing(&mut self, topic: String, alias: u16) {
+        let bytes = alias_bytes(&topic);
+        if self.outgoing.insert(topic, alias).is_none() {
+            self.bytes += bytes;
+        }
+    }
 }
 
 /// A CONNECT waiting for the authentication chain.
@@ -296,13 +322,7 @@ impl Connection {
 
     /// Bytes this connection holds besides its buffers: the topics of its topic aliases.
     pub fn held_bytes(&self) -> usize {
-        self.aliases.as_ref().map_or(0, |a| {
-            a.incoming
-                .values()
-                .map(|t| t.capacity() + 32)
-                .sum::<usize>()
-                + a.outgoing.keys().map(|t| t.capacity() + 32).sum::<usize>()
-        })
+        self.aliases.as_ref().map_or(0, |a| a.bytes)
     }
 
     /// The memory budget refused what the client is sending: 5.0 clients are told 0x97.
@@ -501,5 +521,25 @@ mod tests {
             .unwrap();
         assert!(deadline_of(far, now).is_some());
         assert!(deadline_of(std::time::SystemTime::UNIX_EPOCH, now).is_none());
+    }
+
+    #[test]
+    fn topic_aliases_count_their_bytes_as_they_are_set_and_replaced() {
+        let mut aliases = TopicAliases::default();
+        aliases.set_incoming(1, "a".repeat(100));
+        aliases.set_incoming(1, "b".repeat(10));
+        aliases.set_incoming(2, "c".repeat(20));
+        assert_eq!(
+            aliases.bytes,
+            alias_bytes(&"b".repeat(10)) + alias_bytes(&"c".repeat(20))
+        );
+        aliases.set_outgoing("t".repeat(50), 1);
+        aliases.set_outgoing("t".repeat(50), 1);
+        assert_eq!(
+            aliases.bytes,
+            alias_bytes(&"b".repeat(10))
+                + alias_bytes(&"c".repeat(20))
+                + alias_bytes(&"t".repeat(50))
+        );
     }
 }

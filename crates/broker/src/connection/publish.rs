@@ -29,8 +29,7 @@ impl Connection {
             } else {
                 self.aliases
                     .get_or_insert_with(Box::default)
-                    .incoming
-                    .insert(alias, publish.topic.clone());
+                    .set_incoming(alias, publish.topic.clone());
             }
         } else if publish.topic.is_empty() {
             return Err(self.protocol_error(ReasonCode::TOPIC_NAME_INVALID));
