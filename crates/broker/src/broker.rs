@@ -21,11 +21,12 @@ use tollgate_auth::{Owner, Principal};
 use tollgate_mqtt::{Publish, PublishProperties, QoS, SubscriptionOptions, Will};
 
 use crate::config::BrokerConfig;
+use crate::deadlines::{Due, SessionDeadlines};
 use crate::memory::{MemoryBudget, Overload};
 use crate::message::Message;
 use crate::retained::{RetainRefused, RetainedLimits, RetainedStore};
 use crate::session::{
-    Delivery, EnqueueOutcome, PendingWill, QueueLimits, Session, SessionSubscription,
+    Delivery, Detached, EnqueueOutcome, QueueLimits, Session, SessionSubscription,
 };
 use crate::stats::BrokerStats;
 use crate::subscriptions::{SubscriptionEntry, SubscriptionTrie};
@@ -99,6 +100,14 @@ pub struct Broker {
     assigned_ids: AtomicU64,
     policy_generation: AtomicU64,
     revocations: RwLock<Arc<RevocationList>>,
+    /// Will delays and expiries of sessions without a connection.
+    deadlines: Arc<SessionDeadlines>,
+}
+
+impl Drop for Broker {
+    fn drop(&mut self) {
+        self.deadlines.close();
+    }
 }
 
 impl Broker {
@@ -118,6 +127,7 @@ impl Broker {
             assigned_ids: AtomicU64::new(0),
             policy_generation: AtomicU64::new(0),
             revocations: RwLock::new(Arc::default()),
+            deadlines: Arc::default(),
         })
     }
 
@@ -152,16 +162,13 @@ impl Broker {
         let mut sessions = self.sessions.lock();
         if let Some(existing) = sessions.get(client_id).cloned() {
             let mut state = existing.state.lock();
-            if state.owner.as_ref() != owner {
+            if state.owner() != owner {
                 return Err(SessionOwnedByAnother);
             }
-            // A new connection cancels a will still waiting for its delay.
-            state.pending_will = None;
-            let persistent = state.expiry_interval > 0;
-            if !clean_start && persistent {
-                let (generation, wake) = state.attach();
-                state.expiry_interval = expiry_interval;
+            if !clean_start && state.is_persistent() {
+                let (generation, wake) = state.resume(expiry_interval);
                 drop(state);
+                self.deadlines.cancel(existing.id);
                 existing.set_online(true);
                 return Ok(OpenedSession {
                     session: existing,
@@ -171,13 +178,11 @@ impl Broker {
                 });
             }
             // The old session ends here; a connection still attached to it is woken and
-            // closes (its will, if due at once, goes out then).
-            let _ = state.attach();
-            state.attached = false;
-            state.ended = true;
-            let filters = state.take_subscriptions();
-            state.clear_messages();
+            // closes (its will, if due at once, goes out then). A will waiting for its delay
+            // is cancelled by the new connection.
+            let (filters, _cancelled_will) = state.end();
             drop(state);
+            self.deadlines.cancel(existing.id);
             existing.set_online(false);
             sessions.remove(client_id);
             self.remove_filters(&existing, &filters);
@@ -195,11 +200,7 @@ impl Broker {
             },
             Arc::clone(&self.memory),
         ));
-        let (generation, wake) = {
-            let mut state = session.state.lock();
-            state.owner = owner.cloned();
-            state.attach()
-        };
+        let (generation, wake) = session.state.lock().open(owner.cloned());
         session.set_online(true);
         sessions.insert(session.client_id.clone(), session.clone());
         Ok(OpenedSession {
@@ -224,87 +225,89 @@ impl Broker {
         generation: u64,
         will: Option<ClosingWill>,
     ) {
-        let mut state = session.state.lock();
-        if state.generation != generation || state.ended {
-            let ended = state.ended;
-            drop(state);
-            if let (true, Some(ClosingWill { will, delay: 0 })) = (ended, will) {
-                self.publish_will(will, session.id);
+        let detached = session
+            .state
+            .lock()
+            .detach(generation, will.map(|w| (w.will, w.delay)));
+        let (expiry, delay) = match detached {
+            Detached::Stale { ended, will } => {
+                // Taken over: its will goes out only if the takeover ended the session and
+                // the will is due at once.
+                if let (true, Some((will, 0))) = (ended, will) {
+                    self.publish_will(will, session.id);
+                }
+                return;
             }
-            return;
-        }
-        state.attached = false;
-        session.set_online(false);
-        let expiry = state.expiry_interval;
-        let delay = will.as_ref().map_or(0, |w| w.delay.min(expiry));
-        let immediate_will = match will {
-            Some(closing) if delay == 0 => Some(closing.will),
-            Some(closing) => {
-                state.pending_will = Some(Box::new(PendingWill {
-                    will: closing.will,
-                    generation,
-                }));
-                None
+            Detached::Detached {
+                expiry,
+                will_delay,
+                will_now,
+            } => {
+                session.set_online(false);
+                if let Some(will) = will_now {
+                    self.publish_will(will, session.id);
+                }
+                (expiry, will_delay)
             }
-            None => None,
         };
-        drop(state);
-        if let Some(will) = immediate_will {
-            self.publish_will(will, session.id);
-        }
         if expiry == 0 {
             self.end_session(session);
             return;
         }
-        if delay > 0 {
-            let broker = Arc::clone(self);
-            let session = Arc::clone(session);
-            let due = Instant::now() + Duration::from_secs(u64::from(delay));
-            tokio::spawn(async move {
-                tokio::time::sleep_until(due).await;
-                let pending = {
-                    let mut state = session.state.lock();
-                    match &state.pending_will {
-                        Some(p) if p.generation == generation => state.pending_will.take(),
-                        _ => None,
-                    }
-                };
-                if let Some(pending) = pending {
-                    broker.publish_will(pending.will, session.id);
+        let now = Instant::now();
+        let after = |seconds: u32| now.checked_add(Duration::from_secs(u64::from(seconds)));
+        let will_at = (delay > 0).then(|| after(delay)).flatten();
+        let expiry_at = (expiry != NEVER_EXPIRES).then(|| after(expiry)).flatten();
+        let broker = Arc::downgrade(self);
+        self.deadlines.schedule(
+            session,
+            generation,
+            will_at,
+            expiry_at,
+            move |session, generation, due| {
+                if let Some(broker) = broker.upgrade() {
+                    broker.session_deadline_due(&session, generation, due);
                 }
-            });
-        }
-        if expiry != NEVER_EXPIRES {
-            let broker = Arc::clone(self);
-            let session = Arc::clone(session);
-            let due = Instant::now() + Duration::from_secs(u64::from(expiry));
-            tokio::spawn(async move {
-                tokio::time::sleep_until(due).await;
-                let still_idle = {
-                    let state = session.state.lock();
-                    state.generation == generation && !state.attached && !state.ended
-                };
-                if still_idle {
-                    broker.end_session(&session);
+            },
+        );
+    }
+
+    /// A deadline the connection of `generation` left on `session` has come: its will goes
+    /// out, or the session ends, unless a connection has come since.
+    fn session_deadline_due(&self, session: &Arc<Session>, generation: u64, due: Due) {
+        match due {
+            Due::Will => {
+                let will = session.state.lock().take_will(generation);
+                if let Some(will) = will {
+                    self.publish_will(will, session.id);
                 }
-            });
+            }
+            Due::Expiry => {
+                let idle = session.state.lock().idle_since(generation);
+                if idle {
+                    self.end_session(session);
+                }
+            }
         }
+    }
+
+    /// How many sessions have a will delay or an expiry pending.
+    pub fn pending_session_deadlines(&self) -> usize {
+        self.deadlines.len()
     }
 
     /// Ends a session: removes it from the registry (if it is still the one registered under
     /// its client identifier) and the trie, and publishes a will still waiting on it.
     pub fn end_session(&self, session: &Arc<Session>) {
         let mut sessions = self.sessions.lock();
-        let (filters, pending) = {
+        let (filters, pending_will) = {
             let mut state = session.state.lock();
-            if state.ended || state.attached {
+            if state.has_ended() || state.is_attached() {
                 return;
             }
-            state.ended = true;
-            state.clear_messages();
-            let filters = state.take_subscriptions();
-            (filters, state.pending_will.take())
+            state.end()
         };
+        self.deadlines.cancel(session.id);
         if sessions
             .get(&session.client_id)
             .is_some_and(|s| Arc::ptr_eq(s, session))
@@ -313,8 +316,8 @@ impl Broker {
         }
         drop(sessions);
         self.remove_filters(session, &filters);
-        if let Some(pending) = pending {
-            self.publish_will(pending.will, session.id);
+        if let Some(will) = pending_will {
+            self.publish_will(will, session.id);
         }
     }
 
@@ -519,12 +522,8 @@ impl Broker {
     /// The principal connected with `client_id`, if a connection is attached to that session.
     pub fn connected_principal(&self, client_id: &str) -> Option<Arc<Principal>> {
         let session = self.sessions.lock().get(client_id).cloned()?;
-        let state = session.state.lock();
-        if state.attached {
-            state.principal.clone()
-        } else {
-            None
-        }
+        let principal = session.state.lock().attached_principal();
+        principal
     }
 
     /// Why `principal` is revoked, if the revocation list says it is.

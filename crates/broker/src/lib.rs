@@ -14,6 +14,7 @@ pub mod authorization;
 pub mod broker;
 pub mod config;
 pub mod connection;
+pub mod deadlines;
 pub mod driver;
 pub mod listener;
 pub mod memory;

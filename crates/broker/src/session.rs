@@ -71,11 +71,11 @@ pub struct SessionSubscription {
 
 /// A will waiting for its delay to pass (or for the session to end).
 #[derive(Debug, Clone)]
-pub struct PendingWill {
+struct PendingWill {
     /// The will.
-    pub will: Will,
+    will: Will,
     /// The connection generation that left it; a newer connection cancels it.
-    pub generation: u64,
+    generation: u64,
 }
 
 /// What [`Session::enqueue`] did with a delivery.
@@ -126,14 +126,17 @@ fn delivery_bytes(delivery: &Delivery) -> usize {
     delivery.message.footprint() + delivery_overhead(delivery)
 }
 
-/// The mutable part of a session, behind its mutex.
+/// The mutable part of a session, behind its mutex. Its fields are private: the broker and
+/// the connection change a session only through the operations named below (open, resume,
+/// attach, detach, enqueue, acknowledge, expire, end), which are also what a store has to
+/// record.
 #[derive(Debug)]
 pub struct SessionState {
     /// Bumped each time a connection attaches; a connection whose generation is no longer
     /// current has been taken over and must close.
-    pub generation: u64,
+    generation: u64,
     /// Whether a connection is attached now.
-    pub attached: bool,
+    attached: bool,
     /// Subscriptions by full filter (shared filters keep their `$share/group/` prefix).
     subscriptions: HashMap<String, SessionSubscription>,
     /// Bytes of the subscriptions' filters.
@@ -145,22 +148,56 @@ pub struct SessionState {
     /// Bytes the queue and the in-flight window hold (see `delivery_bytes`).
     held_bytes: usize,
     /// Incoming QoS 2 packet identifiers with PUBREC sent, waiting for PUBREL.
-    pub incoming_qos2: HashSet<u16>,
+    incoming_qos2: HashSet<u16>,
     /// Last packet identifier used for an outgoing message.
-    pub last_packet_id: u16,
+    last_packet_id: u16,
     /// Session expiry interval in seconds (`u32::MAX`: never).
-    pub expiry_interval: u32,
+    expiry_interval: u32,
     /// A will waiting for its delay.
-    pub pending_will: Option<Box<PendingWill>>,
+    pending_will: Option<Box<PendingWill>>,
     /// Whether the session has ended (expired or replaced by a clean start).
-    pub ended: bool,
+    ended: bool,
     /// The principal that owns the session; `None` for anonymous sessions.
-    pub owner: Option<tollgate_auth::Owner>,
+    owner: Option<tollgate_auth::Owner>,
     /// The principal of the connection attached now (or last attached).
-    pub principal: Option<Arc<Principal>>,
+    principal: Option<Arc<Principal>>,
     /// Wakes the connection attached now; replaced when another connection attaches.
     wake: Arc<SessionWake>,
     budget: Arc<MemoryBudget>,
+}
+
+/// What an incoming QoS 2 PUBLISH is to its session (see [`SessionState::receive_qos2`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Qos2Arrival {
+    /// A new message: its packet identifier is now held until PUBREL.
+    New,
+    /// A resend of a message already taken (PUBREC was sent, no PUBREL yet).
+    Duplicate,
+    /// More QoS 2 messages wait for PUBREL than the receive maximum allows.
+    TooMany,
+}
+
+/// What [`SessionState::detach`] found.
+#[derive(Debug)]
+pub enum Detached {
+    /// The connection was no longer the session's (taken over, or the session ended):
+    /// nothing changed, and the will is handed back.
+    Stale {
+        /// Whether the session has ended.
+        ended: bool,
+        /// The will given to `detach`, with its delay.
+        will: Option<(Will, u32)>,
+    },
+    /// The connection is detached; the session lives on for `expiry` seconds (0: it ends
+    /// now). A will with a delay is held by the session (see [`SessionState::take_will`]).
+    Detached {
+        /// The session expiry interval.
+        expiry: u32,
+        /// The will's delay, capped by the expiry (0 when there is no will).
+        will_delay: u32,
+        /// The will to publish now, if it is due at once.
+        will_now: Option<Will>,
+    },
 }
 
 impl SessionState {
@@ -194,6 +231,137 @@ impl SessionState {
         let old = std::mem::replace(&mut self.wake, Arc::new(SessionWake::default()));
         old.notify();
         (self.generation, Arc::clone(&self.wake))
+    }
+
+    /// The generation of the connection attached last.
+    pub fn generation(&self) -> u64 {
+        self.generation
+    }
+
+    /// Whether a connection is attached now.
+    pub fn is_attached(&self) -> bool {
+        self.attached
+    }
+
+    /// Whether the session has ended (expired, or replaced by a clean start).
+    pub fn has_ended(&self) -> bool {
+        self.ended
+    }
+
+    /// Whether it outlives its connection (expiry interval above 0).
+    pub fn is_persistent(&self) -> bool {
+        self.expiry_interval > 0
+    }
+
+    /// The principal that owns the session (`None`: anonymous).
+    pub fn owner(&self) -> Option<&tollgate_auth::Owner> {
+        self.owner.as_ref()
+    }
+
+    /// The principal of the connection attached now, if one is.
+    pub fn attached_principal(&self) -> Option<Arc<Principal>> {
+        self.attached.then(|| self.principal.clone()).flatten()
+    }
+
+    /// Records the principal of the connection attached now (at CONNECT and after a
+    /// re-authentication).
+    pub fn set_principal(&mut self, principal: Arc<Principal>) {
+        self.principal = Some(principal);
+    }
+
+    /// Sets the session expiry interval (CONNECT, or a DISCONNECT that changes it).
+    pub fn set_expiry_interval(&mut self, seconds: u32) {
+        self.expiry_interval = seconds;
+    }
+
+    /// Opens a new session for `owner`: the first connection attaches.
+    pub fn open(&mut self, owner: Option<tollgate_auth::Owner>) -> (u64, Arc<SessionWake>) {
+        self.owner = owner;
+        self.attach()
+    }
+
+    /// Resumes the session for a new connection: a will waiting for its delay is cancelled
+    /// (MQTT-3.1.2-8), the connection attached until now (if any) is taken over, and the new
+    /// connection's expiry interval applies from now on.
+    pub fn resume(&mut self, expiry_interval: u32) -> (u64, Arc<SessionWake>) {
+        self.pending_will = None;
+        self.expiry_interval = expiry_interval;
+        self.attach()
+    }
+
+    /// Ends the session (replaced, or expired): a connection still attached is woken to find
+    /// it gone, every message is forgotten, and the subscriptions (to take out of the trie)
+    /// and a will still waiting are returned.
+    pub fn end(&mut self) -> (Vec<String>, Option<Will>) {
+        if self.attached {
+            let _ = self.attach();
+        }
+        self.attached = false;
+        self.ended = true;
+        self.clear_messages();
+        let filters = self.take_subscriptions();
+        (filters, self.pending_will.take().map(|p| p.will))
+    }
+
+    /// Detaches the connection of `generation` as it closes, with `will` if its ending calls
+    /// for one: a will due at once is handed back, one with a delay (capped by the session's
+    /// expiry) waits in the session.
+    pub fn detach(&mut self, generation: u64, will: Option<(Will, u32)>) -> Detached {
+        if self.generation != generation || self.ended {
+            return Detached::Stale {
+                ended: self.ended,
+                will,
+            };
+        }
+        self.attached = false;
+        let expiry = self.expiry_interval;
+        let will_delay = will.as_ref().map_or(0, |(_, delay)| (*delay).min(expiry));
+        let will_now = match will {
+            Some((will, _)) if will_delay == 0 => Some(will),
+            Some((will, _)) => {
+                self.pending_will = Some(Box::new(PendingWill { will, generation }));
+                None
+            }
+            None => None,
+        };
+        Detached::Detached {
+            expiry,
+            will_delay,
+            will_now,
+        }
+    }
+
+    /// The will left by the connection of `generation`, if it still waits (no connection
+    /// has come since): its delay has passed.
+    pub fn take_will(&mut self, generation: u64) -> Option<Will> {
+        match &self.pending_will {
+            Some(p) if p.generation == generation => self.pending_will.take().map(|p| p.will),
+            _ => None,
+        }
+    }
+
+    /// Whether the session has stayed without a connection since the one of `generation`
+    /// left: its expiry, counted from then, ends it.
+    pub fn idle_since(&self, generation: u64) -> bool {
+        self.generation == generation && !self.attached && !self.ended
+    }
+
+    /// Records an incoming QoS 2 PUBLISH with `packet_id`, held until PUBREL, unless it is a
+    /// resend or more than `receive_maximum` are held.
+    pub fn receive_qos2(&mut self, packet_id: u16, receive_maximum: u16) -> Qos2Arrival {
+        if self.incoming_qos2.contains(&packet_id) {
+            Qos2Arrival::Duplicate
+        } else if self.incoming_qos2.len() >= usize::from(receive_maximum) {
+            Qos2Arrival::TooMany
+        } else {
+            self.incoming_qos2.insert(packet_id);
+            Qos2Arrival::New
+        }
+    }
+
+    /// Forgets an incoming QoS 2 packet identifier (PUBREL came, or the message was refused).
+    pub fn release_qos2(&mut self, packet_id: u16) {
+        self.incoming_qos2.remove(&packet_id);
     }
 
     /// The subscriptions, by full filter.
@@ -535,7 +703,7 @@ mod tests {
 
     fn session(limits: QueueLimits) -> Session {
         let session = Session::new(1, "c".into(), 0, limits, MemoryBudget::new(0));
-        session.state.lock().attached = true;
+        let _ = session.state.lock().open(None);
         session
     }
 
@@ -646,7 +814,7 @@ mod tests {
             QueueLimits::messages(10),
             Arc::clone(&budget),
         );
-        session.state.lock().attached = true;
+        let _ = session.state.lock().open(None);
         assert_eq!(
             session.enqueue(delivery(QoS::AtLeastOnce, "a")),
             EnqueueOutcome::Queued

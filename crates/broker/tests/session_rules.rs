@@ -119,6 +119,44 @@ async fn a_session_that_was_not_persistent_is_not_resumed_by_a_takeover() {
     let new = broker.open_session("dev", false, 600, None).unwrap();
     assert!(!new.present);
     assert!(!Arc::ptr_eq(&old.session, &new.session));
-    assert!(old.session.state.lock().ended);
+    assert!(old.session.state.lock().has_ended());
     assert!(new.session.state.lock().subscriptions().is_empty());
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_session_that_reconnects_often_keeps_one_pending_deadline_and_still_expires() {
+    let broker = Broker::new(BrokerConfig::default());
+    for _ in 0..1000 {
+        let dev = broker.open_session("dev", false, 3600, None).unwrap();
+        broker.close_session(
+            &dev.session,
+            dev.generation,
+            Some(ClosingWill {
+                will: will(),
+                delay: 60,
+            }),
+        );
+    }
+    assert_eq!(
+        broker.pending_session_deadlines(),
+        1,
+        "one entry for the session, not one per disconnect"
+    );
+    let watcher = watcher(&broker);
+    pass(61).await;
+    assert_eq!(
+        watcher.session.state.lock().queued(),
+        1,
+        "the last will, once"
+    );
+    assert_eq!(broker.session_count(), 2, "dev has not expired yet");
+    pass(3600).await;
+    assert_eq!(
+        broker.session_count(),
+        1,
+        "dev expired; the watcher remains"
+    );
+    assert_eq!(broker.pending_session_deadlines(), 0);
+    let dev = broker.open_session("dev", false, 3600, None).unwrap();
+    assert!(!dev.present, "the expired session is gone");
 }

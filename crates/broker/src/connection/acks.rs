@@ -53,7 +53,7 @@ impl Connection {
         };
         // A PUBREL for a flow already complete (resent after a reconnect, say) is answered
         // as if it had just completed: the message was taken once either way.
-        session.state.lock().incoming_qos2.remove(&ack.packet_id);
+        session.state.lock().release_qos2(ack.packet_id);
         self.send(&Packet::PubComp(Ack {
             packet_id: ack.packet_id,
             reason_code: ReasonCode::SUCCESS,

@@ -339,7 +339,11 @@ impl Connection {
         self.keep_alive =
             (keep_alive > 0).then(|| Duration::from_millis(u64::from(keep_alive) * 1500));
 
-        opened.session.state.lock().principal = Some(Arc::clone(&principal));
+        opened
+            .session
+            .state
+            .lock()
+            .set_principal(Arc::clone(&principal));
         self.session = Some(opened.session);
         self.wake = Some(opened.wake);
         self.generation = opened.generation;

@@ -138,7 +138,7 @@ impl Connection {
                 .max(1),
         );
         let mut state = session.state.lock();
-        if state.generation != self.generation {
+        if state.generation() != self.generation {
             drop(state);
             tracing::info!(client_id = ?session.client_id, "session taken over by a new connection");
             self.send_disconnect(ReasonCode::SESSION_TAKEN_OVER);

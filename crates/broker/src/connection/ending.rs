@@ -16,7 +16,7 @@ impl Connection {
                 .min(self.listener.config.max_session_expiry.unwrap_or(u32::MAX));
             self.session_expiry = expiry;
             if let Some(session) = &self.session {
-                session.state.lock().expiry_interval = expiry;
+                session.state.lock().set_expiry_interval(expiry);
             }
         }
         Close::by_client(disconnect.reason_code)

@@ -48,7 +48,7 @@ use crate::config::{DeniedPublish, DeniedSubscribeCode};
 use crate::listener::Listener;
 use crate::memory::{Overload, Pressure};
 use crate::message::Message;
-use crate::session::{Delivery, EnqueueOutcome, InFlight, OutgoingState, Session};
+use crate::session::{Delivery, EnqueueOutcome, InFlight, OutgoingState, Qos2Arrival, Session};
 use crate::stats::{BrokerStats, LocalCounts};
 use crate::wake::SessionWake;
 

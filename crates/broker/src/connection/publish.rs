@@ -46,21 +46,24 @@ impl Connection {
         let qos = publish.qos;
         if qos == QoS::ExactlyOnce {
             let id = packet_id.expect("QoS 2 publishes carry a packet id");
-            let mut state = session.state.lock();
-            if state.incoming_qos2.contains(&id) {
-                // A resend of a message already taken: acknowledge again, route nothing.
-                drop(state);
-                self.send(&Packet::PubRec(Ack {
-                    packet_id: id,
-                    ..Ack::default()
-                }));
-                return Ok(());
+            let arrival = session
+                .state
+                .lock()
+                .receive_qos2(id, limits.receive_maximum);
+            match arrival {
+                Qos2Arrival::New => {}
+                Qos2Arrival::Duplicate => {
+                    // A resend of a message already taken: acknowledge again, route nothing.
+                    self.send(&Packet::PubRec(Ack {
+                        packet_id: id,
+                        ..Ack::default()
+                    }));
+                    return Ok(());
+                }
+                Qos2Arrival::TooMany => {
+                    return Err(self.protocol_error(ReasonCode::RECEIVE_MAXIMUM_EXCEEDED));
+                }
             }
-            if state.incoming_qos2.len() >= usize::from(limits.receive_maximum) {
-                drop(state);
-                return Err(self.protocol_error(ReasonCode::RECEIVE_MAXIMUM_EXCEEDED));
-            }
-            state.incoming_qos2.insert(id);
         }
 
         // `$SYS` is the broker's (read-only for everyone); anything else is as the principal's
@@ -140,7 +143,7 @@ impl Connection {
             if qos == QoS::ExactlyOnce {
                 if reason.is_error() {
                     // A refused QoS 2 message is not held for PUBREL.
-                    session.state.lock().incoming_qos2.remove(&packet_id);
+                    session.state.lock().release_qos2(packet_id);
                 }
                 self.send(&Packet::PubRec(ack));
             } else {

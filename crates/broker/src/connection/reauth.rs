@@ -110,7 +110,7 @@ impl Connection {
         };
         let principal = Arc::new(principal);
         if let Some(session) = &self.session {
-            session.state.lock().principal = Some(Arc::clone(&principal));
+            session.state.lock().set_principal(Arc::clone(&principal));
         }
         self.principal = Some(principal);
         self.refresh_permissions();
