@@ -526,6 +526,11 @@ impl Broker {
         principal
     }
 
+    /// The revocation list in force now.
+    pub fn revocation_list(&self) -> Arc<RevocationList> {
+        Arc::clone(&self.revocations.read())
+    }
+
     /// Why `principal` is revoked, if the revocation list says it is.
     pub fn revoked(&self, principal: &Principal) -> Option<String> {
         self.revocations.read().revoked(principal)

@@ -10,8 +10,10 @@
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
+pub mod admission;
 pub mod authorization;
 pub mod broker;
+mod client_id;
 pub mod config;
 pub mod connection;
 pub mod deadlines;

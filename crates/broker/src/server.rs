@@ -116,6 +116,24 @@ pub struct Prepared {
 }
 
 impl Prepared {
+    /// The listener named `name` (its name or bind address), or the first with `None`.
+    pub fn listener(&self, name: Option<&str>) -> Option<&Arc<Listener>> {
+        match name {
+            None => self.listeners.first(),
+            Some(name) => self.listeners.iter().find(|l| {
+                l.config.name.as_deref() == Some(name) || l.config.bind.to_string() == name
+            }),
+        }
+    }
+
+    /// The revocation list as read from the configured file (empty without one).
+    pub fn revocation_list(&self) -> Arc<RevocationList> {
+        match &self.revocation {
+            Some((_, list, _)) => Arc::clone(list),
+            None => Arc::default(),
+        }
+    }
+
     /// Binds every listener and starts serving.
     pub async fn start(self) -> io::Result<Server> {
         let Prepared {

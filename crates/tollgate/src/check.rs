@@ -10,20 +10,25 @@
 //! roles, a webhook's permissions) is the one checked.
 //!
 //! The decision is computed exactly as the broker computes it for a connection on the chosen
-//! listener: the same authorizers, in the same order, compiled for the same principal.
+//! listener: the configuration is built as `serve` builds it (short of binding sockets), and
+//! the principal goes through the broker's own admission path (`tollgate_broker::admission`):
+//! the certificate-as-user-name rule, the revocation list and CRLs, client identifier
+//! patterns, the credentials' expiry, then the same authorizers in the same order.
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::ExitCode;
+use std::time::SystemTime;
 
 use clap::{Args, ValueEnum};
-use tollgate_auth::authentication::{ChainDecision, ConnectRequest};
-use tollgate_auth::permissions::{compile_granted_only, Request};
+use tollgate_auth::authentication::ConnectRequest;
+use tollgate_auth::permissions::Request;
 use tollgate_auth::policy::{run_policy_tests, PolicyFile, TestIdentity};
+use tollgate_auth::revocation::RevocationList;
 use tollgate_auth::{CertificateInfo, Principal, Secret};
-use tollgate_broker::authorization::Authorizers;
-use tollgate_broker::listener::Authenticators;
-use tollgate_broker::{BrokerConfig, ListenerConfig};
+use tollgate_broker::admission::{self, Admitted, Candidate, Permissions, Refusal};
+use tollgate_broker::listener::Listener;
+use tollgate_broker::{Extensions, Server};
 
 use crate::config_file;
 
@@ -114,55 +119,94 @@ pub fn run(args: CheckArgs) -> ExitCode {
 /// Prints the explanation or the test report. Ok(true) when allowed / all tests passed.
 fn execute(args: CheckArgs) -> Result<bool, String> {
     let (config, _) = config_file::load(&args.config).map_err(|e| e.to_string())?;
-    let listener = match &args.listener {
-        None => config.listeners.first().ok_or("no listener configured")?,
-        Some(name) => config
-            .listeners
-            .iter()
-            .find(|l| l.name.as_deref() == Some(name.as_str()) || l.bind.to_string() == *name)
-            .ok_or_else(|| format!("no listener named `{name}`"))?,
-    };
-    let authorizers = Authorizers::build(&config.authorizers).map_err(|e| e.to_string())?;
-    let chain = authorizers.chain_for(&listener.display_name(), listener.authorizers.as_deref())?;
-
-    if args.tests {
-        let Some(chain) = chain else {
-            println!("no authorizer configured: nothing to test");
-            return Ok(true);
-        };
-        let mut all_passed = true;
-        for policy in config
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| format!("runtime: {e}"))?;
+    runtime.block_on(async {
+        let policy_files: Vec<PathBuf> = config
             .authorizers
             .iter()
-            .filter_map(|a| a.policy_file.as_ref())
-        {
-            let file = PolicyFile::load(&policy.path).map_err(|e| e.to_string())?;
-            println!("{}:", policy.path.display());
-            let report = run_policy_tests(file.tests(), &chain);
-            print!("{report}");
-            all_passed &= report.is_success();
+            .filter_map(|a| a.policy_file.as_ref().map(|p| p.path.clone()))
+            .collect();
+        // Built as `serve` builds it: every file read, every name resolved.
+        let prepared = Server::prepare(config, Extensions::default()).map_err(|e| e.to_string())?;
+        let listener =
+            prepared
+                .listener(args.listener.as_deref())
+                .ok_or_else(|| match &args.listener {
+                    Some(name) => format!("no listener named `{name}`"),
+                    None => "no listener configured".to_owned(),
+                })?;
+        if args.tests {
+            return run_tests(listener, &policy_files);
         }
-        return Ok(all_passed);
-    }
+        decide(&args, listener, &prepared.revocation_list()).await
+    })
+}
 
-    let credentials = args.password.is_some() || args.token.is_some() || args.auth_method.is_some();
-    let claims = match &args.claims {
-        None => None,
-        Some(text) => {
-            let text = match text.strip_prefix('@') {
-                Some(path) => std::fs::read_to_string(path).map_err(|e| format!("{path}: {e}"))?,
-                None => text.clone(),
-            };
-            Some(serde_json::from_str(&text).map_err(|e| format!("--claims is not JSON: {e}"))?)
-        }
+/// Runs the policy files' `[[test]]`s against the listener's authorizers.
+fn run_tests(listener: &Listener, policy_files: &[PathBuf]) -> Result<bool, String> {
+    let Some(chain) = listener.authorization.read().clone() else {
+        println!("no authorizer configured: nothing to test");
+        return Ok(true);
     };
-    let principal = if credentials {
-        match authenticate(&config, listener, &args)? {
-            Some(principal) => principal,
-            None => return Ok(false),
-        }
+    let mut all_passed = true;
+    for path in policy_files {
+        let file = PolicyFile::load(path).map_err(|e| e.to_string())?;
+        println!("{}:", path.display());
+        let report = run_policy_tests(file.tests(), &chain);
+        print!("{report}");
+        all_passed &= report.is_success();
+    }
+    Ok(all_passed)
+}
+
+/// Who the command line's client is, whether it is admitted, and what it may do.
+async fn decide(
+    args: &CheckArgs,
+    listener: &Listener,
+    revocations: &RevocationList,
+) -> Result<bool, String> {
+    let certificate = args.cert_cn.as_ref().map(|cn| CertificateInfo {
+        common_name: Some(cn.clone()),
+        ..CertificateInfo::default()
+    });
+    let candidate = Candidate {
+        client_id: &args.client_id,
+        username: args.username.as_deref(),
+        certificate: certificate.as_ref(),
+        will: None,
+    };
+    let credentials = args.password.is_some() || args.token.is_some() || args.auth_method.is_some();
+    let certificate_decision = admission::certificate_decision(listener, certificate.as_ref());
+    let authenticated = credentials || certificate_decision.is_some();
+    let admitted = if authenticated {
+        let decision = match certificate_decision {
+            Some(decision) => decision,
+            None => {
+                listener
+                    .chain
+                    .authenticate(&connect_request(listener, args, &certificate)?)
+                    .await
+            }
+        };
+        admission::admit(
+            listener,
+            revocations,
+            decision,
+            candidate,
+            SystemTime::now(),
+        )
     } else {
-        TestIdentity {
+        let claims = match &args.claims {
+            None => None,
+            Some(text) => Some(
+                serde_json::from_str(&text_or_file(text)?)
+                    .map_err(|e| format!("--claims is not JSON: {e}"))?,
+            ),
+        };
+        let principal = TestIdentity {
             client_id: args.client_id.clone(),
             username: args.username.clone(),
             roles: args.roles.clone(),
@@ -170,9 +214,33 @@ fn execute(args: CheckArgs) -> Result<bool, String> {
             claims,
             cert_cn: args.cert_cn.clone(),
         }
-        .principal("the command line")
+        .principal("the command line");
+        admission::admit_principal(
+            listener,
+            revocations,
+            principal,
+            candidate,
+            SystemTime::now(),
+        )
     };
-    let topic = args.topic.expect("required by clap");
+    let Admitted {
+        principal,
+        permissions,
+    } = match admitted {
+        Ok(admitted) => admitted,
+        Err(refusal) => {
+            println!(
+                "connection refused ({:?}): {}",
+                refusal.reason_code(),
+                describe(&refusal)
+            );
+            return Ok(false);
+        }
+    };
+    if authenticated {
+        print_principal(&principal);
+    }
+    let topic = args.topic.clone().expect("required by clap");
     let request = match args.action.expect("required by clap") {
         Action::Publish => Request::Publish {
             topic: &topic,
@@ -190,18 +258,12 @@ fn execute(args: CheckArgs) -> Result<bool, String> {
             shared: args.shared,
         },
     };
-    let permissions = match chain {
-        Some(chain) => chain.compile(&principal),
-        // As the broker does: the granted rules first, then what no authorizer means.
-        None => match compile_granted_only(&principal) {
-            Some(permissions) => permissions,
-            None => {
-                println!("no authorizer configured on listener `{}`: everything is allowed but writing under $SYS", listener.display_name());
-                return Ok(
-                    !(matches!(request, Request::Publish { .. }) && topic.starts_with("$SYS"))
-                );
-            }
-        },
+    let permissions = match permissions {
+        Permissions::Compiled(compiled) => compiled,
+        Permissions::Unrestricted => {
+            println!("no authorizer configured on listener `{}`: everything is allowed but writing under $SYS", listener.name);
+            return Ok(!(matches!(request, Request::Publish { .. }) && topic.starts_with("$SYS")));
+        }
     };
     for note in permissions.notes() {
         println!("note: {} ({})", note.message, note.authorizer);
@@ -211,25 +273,30 @@ fn execute(args: CheckArgs) -> Result<bool, String> {
     Ok(explanation.decision.allowed)
 }
 
-/// Reads a value given as text or as `@file`.
-fn text_or_file(value: &str) -> Result<String, String> {
-    match value.strip_prefix('@') {
-        Some(path) => std::fs::read_to_string(path)
-            .map(|t| t.trim_end_matches(['\r', '\n']).to_owned())
-            .map_err(|e| format!("{path}: {e}")),
-        None => Ok(value.to_owned()),
+/// Why a client was not admitted, in words.
+fn describe(refusal: &Refusal) -> String {
+    match refusal {
+        Refusal::Authentication { reason, by, detail } => format!(
+            "authentication refused by {}: {reason} ({detail})",
+            by.as_deref().unwrap_or("the end of the chain")
+        ),
+        Refusal::Revoked(why) => why.clone(),
+        Refusal::ClientIdentifier => {
+            "the client identifier matches none of the listener's client_id_patterns".to_owned()
+        }
+        Refusal::Expired => "the credentials have expired".to_owned(),
+        Refusal::Will { explanation, .. } => format!("will topic denied: {explanation}"),
     }
 }
 
-/// Asks the listener's authenticators, as for a CONNECT; prints who the client is, or why it
-/// is refused (then `None`).
-fn authenticate(
-    config: &BrokerConfig,
-    listener: &ListenerConfig,
+/// The CONNECT the command line describes, as the listener's chain is asked it.
+fn connect_request(
+    listener: &Listener,
     args: &CheckArgs,
-) -> Result<Option<Principal>, String> {
+    certificate: &Option<CertificateInfo>,
+) -> Result<ConnectRequest, String> {
     let mut request = ConnectRequest::new(
-        &listener.display_name(),
+        &listener.name,
         SocketAddr::from(([127, 0, 0, 1], 0)),
         args.client_id.clone(),
     );
@@ -242,70 +309,52 @@ fn authenticate(
         request.authentication_method = Some(method.clone());
         request.authentication_data = Some(Secret::new(text_or_file(data)?));
     }
-    request.certificate = args.cert_cn.as_ref().map(|cn| CertificateInfo {
-        common_name: Some(cn.clone()),
-        ..CertificateInfo::default()
-    });
-    let runtime = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .map_err(|e| format!("runtime: {e}"))?;
-    let decision = runtime.block_on(async {
-        let authenticators =
-            Authenticators::build(config, Vec::new()).map_err(|e| e.to_string())?;
-        let chain = authenticators.chain_for(listener, None)?;
-        Ok::<_, String>(chain.authenticate(&request).await)
-    })?;
-    match decision {
-        ChainDecision::Refused { reason, by, detail } => {
-            println!(
-                "authentication: refused by {}: {reason} ({detail})",
-                by.as_deref().unwrap_or("the end of the chain")
-            );
-            Ok(None)
-        }
-        ChainDecision::Allowed { identity, by } => {
-            let principal = Principal::from_allow(
-                args.client_id.clone(),
-                identity,
-                by,
-                args.username.clone(),
-                args.cert_cn.clone(),
-                request.certificate.map(Box::new),
-            );
-            println!(
-                "authentication: allowed by {} as {}",
-                principal.authenticated_by,
-                principal.username.as_deref().unwrap_or("(no user name)")
-            );
-            let list = |attributes: &[tollgate_auth::Attribute]| {
-                attributes
-                    .iter()
-                    .map(|a| a.value.as_str())
-                    .collect::<Vec<_>>()
-                    .join(", ")
-            };
-            if !principal.roles.is_empty() {
-                println!("  roles: {}", list(&principal.roles));
-            }
-            if !principal.groups.is_empty() {
-                println!("  groups: {}", list(&principal.groups));
-            }
-            if let Some(expiry) = principal.expires_at {
-                let left = expiry
-                    .duration_since(std::time::SystemTime::now())
-                    .map(|d| d.as_secs())
-                    .unwrap_or(0);
-                println!("  expires in {left} s");
-            }
-            if let Some(granted) = &principal.granted {
-                println!(
-                    "  {} permission(s) granted by {}",
-                    granted.permissions.len(),
-                    granted.authenticator
-                );
-            }
-            Ok(Some(principal))
-        }
+    request.certificate = certificate.clone();
+    Ok(request)
+}
+
+/// Reads a value given as text or as `@file`.
+fn text_or_file(value: &str) -> Result<String, String> {
+    match value.strip_prefix('@') {
+        Some(path) => std::fs::read_to_string(path)
+            .map(|t| t.trim_end_matches(['\r', '\n']).to_owned())
+            .map_err(|e| format!("{path}: {e}")),
+        None => Ok(value.to_owned()),
+    }
+}
+
+/// Prints who an authenticated client is and what its principal carries.
+fn print_principal(principal: &Principal) {
+    println!(
+        "authentication: allowed by {} as {}",
+        principal.authenticated_by,
+        principal.username.as_deref().unwrap_or("(no user name)")
+    );
+    let list = |attributes: &[tollgate_auth::Attribute]| {
+        attributes
+            .iter()
+            .map(|a| a.value.as_str())
+            .collect::<Vec<_>>()
+            .join(", ")
+    };
+    if !principal.roles.is_empty() {
+        println!("  roles: {}", list(&principal.roles));
+    }
+    if !principal.groups.is_empty() {
+        println!("  groups: {}", list(&principal.groups));
+    }
+    if let Some(expiry) = principal.expires_at {
+        let left = expiry
+            .duration_since(SystemTime::now())
+            .map(|d| d.as_secs())
+            .unwrap_or(0);
+        println!("  expires in {left} s");
+    }
+    if let Some(granted) = &principal.granted {
+        println!(
+            "  {} permission(s) granted by {}",
+            granted.permissions.len(),
+            granted.authenticator
+        );
     }
 }

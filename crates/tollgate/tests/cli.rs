@@ -122,6 +122,54 @@ fn check_exits_1_for_a_denial_and_says_why() {
 }
 
 #[test]
+fn check_refuses_as_the_broker_does_revoked_principals_and_client_ids_off_pattern() {
+    let dir = Dir::new("admission");
+    let policy = dir.write("policy.toml", POLICY);
+    let revoked = dir.write("revoked.txt", "user mallory\n");
+    let cfg = dir.write(
+        "tollgate.toml",
+        &format!(
+            "[[listener]]\nbind = \"127.0.0.1:0\"\nclient_id_patterns = [\"%u-*\"]\n\n\
+             [revocation]\npath = \"{revoked}\"\n\n\
+             [[authorizer]]\nname = \"fleet\"\npolicy_file = {{ path = \"{policy}\" }}\n"
+        ),
+    );
+    let check = |client_id: &str, username: &str| {
+        tollgate(&[
+            "check",
+            "--config",
+            &cfg,
+            "--client-id",
+            client_id,
+            "--username",
+            username,
+            "publish",
+            "devices/x/state",
+        ])
+    };
+    let out = check("mallory-1", "mallory");
+    assert_eq!(out.status.code(), Some(1), "{}", stdout(&out));
+    assert!(
+        stdout(&out).contains("user mallory revoked"),
+        "{}",
+        stdout(&out)
+    );
+    let out = check("d1", "alice");
+    assert_eq!(out.status.code(), Some(1), "{}", stdout(&out));
+    assert!(
+        stdout(&out).contains("client_id_patterns"),
+        "{}",
+        stdout(&out)
+    );
+    let out = check("alice-1", "alice");
+    assert!(
+        stdout(&out).contains("DENIED"),
+        "admitted, then checked: {}",
+        stdout(&out)
+    );
+}
+
+#[test]
 fn check_tests_runs_the_policy_cases_and_fails_on_a_wrong_expectation() {
     let dir = Dir::new("tests");
     let cfg = config(&dir, POLICY);

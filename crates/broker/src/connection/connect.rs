@@ -97,17 +97,17 @@ impl Connection {
                 .as_ref()
                 .map(|d| Secret::new(d.to_vec())),
         };
-        let certificate_name = self
-            .certificate
-            .as_ref()
-            .and_then(|c| self.listener.certificate_identity(c));
-        if let (true, Some(name)) = (self.listener.certificate_is_username(), certificate_name) {
-            // The certificate names the user (Mosquitto's use_identity_as_username): the
-            // chain is not asked, and any password is ignored.
+        if let Some(decision) =
+            admission::certificate_decision(&self.listener, self.certificate.as_deref())
+        {
+            let name = match &decision {
+                ChainDecision::Allowed { identity, .. } => identity.username.as_deref(),
+                ChainDecision::Refused { .. } => None,
+            };
             tracing::info!(
                 target: "tollgate::audit",
                 listener = %Escaped(&request.listener), peer = %request.peer, client_id = %Escaped(&request.client_id),
-                username = %Escaped(&name), authenticator = "certificate", outcome = "allow", "authentication"
+                username = %Escaped(name.unwrap_or("")), authenticator = admission::CERTIFICATE_AUTHENTICATOR, outcome = "allow", "authentication"
             );
             self.pending = Some(Box::new(PendingConnect {
                 connect: Box::new(connect),
@@ -117,17 +117,7 @@ impl Connection {
                 kept: None,
             }));
             self.phase = Phase::Authenticating;
-            let identity = Identity {
-                username: Some(name),
-                ..Identity::default()
-            };
-            return self.finish_connect(
-                ChainDecision::Allowed {
-                    identity,
-                    by: "certificate".into(),
-                },
-                now,
-            );
+            return self.finish_connect(decision, now);
         }
         self.pending = Some(Box::new(PendingConnect {
             connect: Box::new(connect),
@@ -198,7 +188,7 @@ impl Connection {
                     }
                     _ => {}
                 }
-                return Err(self.refuse(deny_reason_code(reason)));
+                return Err(self.refuse(admission::deny_reason_code(reason)));
             }
         };
         if let (Some(request), Some(interval)) = (
@@ -217,36 +207,47 @@ impl Connection {
         let limits = &broker.config.limits;
         let v5 = self.version.is_v5();
 
-        let certificate_name = self
-            .certificate
-            .as_ref()
-            .and_then(|c| self.listener.certificate_identity(c));
-        let principal = Principal::from_allow(
-            client_id.clone(),
-            identity,
-            authenticated_by,
-            connect.username.clone(),
-            certificate_name,
-            self.certificate.clone(),
+        // Who the client is and what it may do: the path `tollgate check` takes too.
+        self.permissions_generation = broker.policy_generation();
+        let candidate = Candidate {
+            client_id: &client_id,
+            username: connect.username.as_deref(),
+            certificate: self.certificate.as_deref(),
+            will: connect.will.as_ref(),
+        };
+        let admitted = admission::admit(
+            &self.listener,
+            &broker.revocation_list(),
+            ChainDecision::Allowed {
+                identity,
+                by: authenticated_by,
+            },
+            candidate,
+            SystemTime::now(),
         );
-        if let Some(why) = broker
-            .revoked(&principal)
-            .or_else(|| self.certificate_revoked())
-        {
-            tracing::info!(target: "tollgate::audit", client_id = %Escaped(&client_id), username = principal.username.as_deref().unwrap_or(""), "connection refused: {}", Escaped(&why));
-            return Err(self.refuse(ReasonCode::NOT_AUTHORIZED));
-        }
-        if !self.listener.config.client_id_patterns.is_empty()
-            && !client_id_allowed(
-                &self.listener.config.client_id_patterns,
-                &client_id,
-                principal.username.as_deref(),
-            )
-        {
-            tracing::info!(target: "tollgate::audit", client_id = %Escaped(&client_id), username = principal.username.as_deref().unwrap_or(""), "client identifier does not match the listener's patterns");
-            return Err(self.refuse(ReasonCode::CLIENT_IDENTIFIER_NOT_VALID));
-        }
-
+        let Admitted {
+            principal,
+            permissions,
+        } = match admitted {
+            Ok(admitted) => admitted,
+            Err(refusal) => {
+                let username = connect.username.as_deref().unwrap_or("");
+                match &refusal {
+                    Refusal::Revoked(why) => {
+                        tracing::info!(target: "tollgate::audit", client_id = %Escaped(&client_id), username, "connection refused: {}", Escaped(why));
+                    }
+                    Refusal::ClientIdentifier => {
+                        tracing::info!(target: "tollgate::audit", client_id = %Escaped(&client_id), username, "client identifier does not match the listener's patterns");
+                    }
+                    Refusal::Will { explanation, .. } => {
+                        let topic = connect.will.as_ref().map_or("", |w| w.topic.as_str());
+                        tracing::info!(target: "tollgate::audit", client_id = %Escaped(&client_id), username, action = "will", topic = %Escaped(topic), outcome = "deny", decision = %Escaped(explanation), "authorization");
+                    }
+                    Refusal::Expired | Refusal::Authentication { .. } => {}
+                }
+                return Err(self.refuse(refusal.reason_code()));
+            }
+        };
         if let Some(expiry) = principal.expires_at {
             match deadline_of(expiry, now) {
                 Some(deadline) => self.expires_at = Some(deadline),
@@ -255,16 +256,7 @@ impl Connection {
         }
         let principal = Arc::new(principal);
         self.principal = Some(Arc::clone(&principal));
-        self.compile_permissions();
-        if let (Some(will), false) = (&connect.will, self.unrestricted) {
-            let decision = self
-                .permissions
-                .check_publish(&will.topic, will.qos as u8, will.retain);
-            if !decision.allowed {
-                self.audit_denial("will", &will.topic, &decision);
-                return Err(self.refuse(ReasonCode::NOT_AUTHORIZED));
-            }
-        }
+        self.set_permissions(permissions);
 
         let requested_expiry = if v5 {
             connect.properties.session_expiry_interval.unwrap_or(0)

@@ -12,7 +12,6 @@
 //! shutdown, the session detached) and `client_id` (client identifier patterns).
 
 mod acks;
-mod client_id;
 mod connect;
 mod deliver;
 mod ending;
@@ -21,19 +20,17 @@ mod reauth;
 mod subscribe;
 mod verdict;
 
-use client_id::client_id_allowed;
-
 use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::ops::ControlFlow;
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, SystemTime};
 
 use bytes::BytesMut;
 use tokio::time::Instant;
-use tollgate_auth::authentication::{ChainDecision, ConnectRequest, DenyReason, Identity};
+use tollgate_auth::authentication::{ChainDecision, ConnectRequest, DenyReason};
 use tollgate_auth::log::Escaped;
-use tollgate_auth::permissions::{compile_granted_only, CompiledPermissions, Decision};
+use tollgate_auth::permissions::{CompiledPermissions, Decision};
 use tollgate_auth::{CertificateInfo, Principal, Secret};
 use tollgate_mqtt::{
     encode, encode_publish_with, publish_encoded_len, Ack, AckProperties, ConnAck,
@@ -42,6 +39,7 @@ use tollgate_mqtt::{
     RetainHandling, Role, SubAck, Subscribe, SubscriptionOptions, UnsubAck, Unsubscribe, Will,
 };
 
+use crate::admission::{self, Admitted, Candidate, Permissions, Refusal};
 use crate::broker::SessionOwnedByAnother;
 use crate::broker::{Broker, ClosingWill, RouteTarget, NEVER_EXPIRES};
 use crate::config::{DeniedPublish, DeniedSubscribeCode};
@@ -471,22 +469,10 @@ fn topic_levels(topic: &str) -> usize {
     topic.bytes().filter(|&b| b == b'/').count() + 1
 }
 
-/// The 5.0 CONNACK reason for a refusal (converted for 3.x clients when sent).
-fn deny_reason_code(reason: DenyReason) -> ReasonCode {
-    match reason {
-        DenyReason::BadCredentials => ReasonCode::BAD_USER_NAME_OR_PASSWORD,
-        DenyReason::NotAuthorized => ReasonCode::NOT_AUTHORIZED,
-        DenyReason::Banned => ReasonCode::BANNED,
-        DenyReason::RateLimited => ReasonCode::CONNECTION_RATE_EXCEEDED,
-        DenyReason::BadAuthenticationMethod => ReasonCode::BAD_AUTHENTICATION_METHOD,
-        DenyReason::BackendUnavailable => ReasonCode::SERVER_UNAVAILABLE,
-        DenyReason::Busy => ReasonCode::SERVER_BUSY,
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::client_id::client_id_allowed;
 
     #[test]
     fn client_id_patterns_substitute_the_user_name() {

@@ -26,32 +26,31 @@ impl Connection {
 
     /// Why the client's certificate is no longer good, if the listener's CRLs now revoke it.
     pub(super) fn certificate_revoked(&self) -> Option<String> {
-        let (tls, certificate) = (self.listener.tls.as_ref()?, self.certificate.as_ref()?);
-        tls.is_revoked(certificate).then(|| {
-            format!(
-                "client certificate {} of {} is revoked by a CRL",
-                certificate.serial_hex, certificate.issuer
-            )
-        })
+        admission::certificate_revoked(&self.listener, self.certificate.as_deref()?)
     }
 
     /// Compiles the principal's permissions from the listener's current authorizer chain.
     pub(super) fn compile_permissions(&mut self) {
         self.permissions_generation = self.broker.policy_generation();
-        let chain = self.listener.authorization.read().clone();
-        match (chain, &self.principal) {
-            (chain, Some(principal)) if chain.is_some() || principal.granted.is_some() => {
-                let compiled = match chain {
-                    Some(chain) => chain.compile(principal),
-                    None => compile_granted_only(principal).expect("granted rules, checked above"),
-                };
+        let permissions = match &self.principal {
+            Some(principal) => admission::permissions_for(&self.listener, principal),
+            None => Permissions::Unrestricted,
+        };
+        self.set_permissions(permissions);
+    }
+
+    /// Takes `permissions` as the connection's (the notes of compiling them are logged).
+    pub(super) fn set_permissions(&mut self, permissions: Permissions) {
+        match permissions {
+            Permissions::Compiled(compiled) => {
+                let client_id = self.principal.as_ref().map_or("", |p| p.client_id.as_str());
                 for note in compiled.notes() {
-                    tracing::warn!(client_id = %Escaped(&principal.client_id), authorizer = %Escaped(&note.authorizer), "permissions: {}", Escaped(&note.message));
+                    tracing::warn!(client_id = %Escaped(client_id), authorizer = %Escaped(&note.authorizer), "permissions: {}", Escaped(&note.message));
                 }
                 self.permissions = Arc::new(compiled);
                 self.unrestricted = false;
             }
-            _ => {
+            Permissions::Unrestricted => {
                 self.permissions = Arc::clone(&self.broker.allow_all);
                 self.unrestricted = true;
             }

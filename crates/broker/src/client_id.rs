@@ -4,7 +4,7 @@
 /// Whether `client_id` matches one of `patterns` (`%u`: the user name, taken literally;
 /// `*`: any run of characters). A pattern with `%u` never matches a client without a user
 /// name, and a `*` inside the user name is a plain character, not a wildcard.
-pub(super) fn client_id_allowed(
+pub(crate) fn client_id_allowed(
     patterns: &[String],
     client_id: &str,
     username: Option<&str>,
