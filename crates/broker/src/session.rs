@@ -446,6 +446,24 @@ impl SessionState {
         Some(delivery)
     }
 
+    /// The next queued delivery, left in the queue.
+    pub fn next_queued(&self) -> Option<&Delivery> {
+        self.queue.front()
+    }
+
+    /// Moves the next queued delivery into the in-flight window, sent with `packet_id` and
+    /// waiting in `state`. Its bytes and charge stay as they are: both count the queue and
+    /// the window together.
+    pub fn send_next_queued(&mut self, packet_id: u16, state: OutgoingState) {
+        if let Some(delivery) = self.queue.pop_front() {
+            self.inflight.push_back(InFlight {
+                packet_id,
+                delivery,
+                state,
+            });
+        }
+    }
+
     /// Records a message sent and not yet acknowledged.
     pub fn push_inflight(&mut self, flight: InFlight) {
         self.count(&flight.delivery);

@@ -152,36 +152,44 @@ impl Connection {
             if qos != QoS::AtMostOnce && state.inflight_len() >= window {
                 break;
             }
-            let delivery = state.pop_queued().expect("a next delivery exists");
-            let Some(expiry) = delivery.message.remaining_expiry(now) else {
-                continue;
+            // Taken off the queue only once it is sent or given up: a QoS 1/2 message moves
+            // into the in-flight window as it is counted.
+            let packet_id = (qos != QoS::AtMostOnce).then(|| state.next_packet_id());
+            let delivery = state.next_queued().expect("a next delivery exists");
+            let sendable = match delivery.message.remaining_expiry(now) {
+                None => false,
+                // A queued message goes out only if the client may still read its topic now.
+                Some(_)
+                    if !self.unrestricted
+                        && !self
+                            .permissions
+                            .check_receive(
+                                &delivery.message.publish.topic,
+                                delivery.qos as u8,
+                                false,
+                            )
+                            .allowed =>
+                {
+                    tracing::debug!(client_id = ?session.client_id, topic = ?delivery.message.publish.topic, "delivery withheld: topic no longer readable");
+                    false
+                }
+                Some(expiry) => self.encode_delivery(delivery, packet_id, false, expiry),
             };
-            // A queued message goes out only if the client may still read its topic now.
-            if !self.unrestricted
-                && !self
-                    .permissions
-                    .check_receive(&delivery.message.publish.topic, delivery.qos as u8, false)
-                    .allowed
-            {
-                tracing::debug!(client_id = ?session.client_id, topic = ?delivery.message.publish.topic, "delivery withheld: topic no longer readable");
-                continue;
+            match (sendable, packet_id) {
+                (true, Some(packet_id)) => {
+                    let flight_state = if qos == QoS::AtLeastOnce {
+                        OutgoingState::AwaitingPubAck
+                    } else {
+                        OutgoingState::AwaitingPubRec
+                    };
+                    state.send_next_queued(packet_id, flight_state);
+                }
+                _ => {
+                    state.pop_queued();
+                }
             }
-            let packet_id = (delivery.qos != QoS::AtMostOnce).then(|| state.next_packet_id());
-            if !self.encode_delivery(&delivery, packet_id, false, expiry) {
-                continue;
-            }
-            sent += 1;
-            if let Some(packet_id) = packet_id {
-                let flight_state = if delivery.qos == QoS::AtLeastOnce {
-                    OutgoingState::AwaitingPubAck
-                } else {
-                    OutgoingState::AwaitingPubRec
-                };
-                state.push_inflight(InFlight {
-                    packet_id,
-                    delivery,
-                    state: flight_state,
-                });
+            if sendable {
+                sent += 1;
             }
         }
         drop(state);

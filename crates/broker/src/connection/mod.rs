@@ -46,7 +46,7 @@ use crate::config::{DeniedPublish, DeniedSubscribeCode};
 use crate::listener::Listener;
 use crate::memory::{Overload, Pressure};
 use crate::message::Message;
-use crate::session::{Delivery, EnqueueOutcome, InFlight, OutgoingState, Qos2Arrival, Session};
+use crate::session::{Delivery, EnqueueOutcome, OutgoingState, Qos2Arrival, Session};
 use crate::stats::{BrokerStats, LocalCounts};
 use crate::wake::SessionWake;
 
