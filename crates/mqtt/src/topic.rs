@@ -3,6 +3,12 @@
 /// The prefix of a shared subscription's filter.
 const SHARE_PREFIX: &str = "$share/";
 
+/// Whether `topic` is under `$SYS`, the broker's own topics: readable as permissions say,
+/// never written by a client (publish or will). As Mosquitto, any topic beginning with `$SYS`.
+pub fn is_sys(topic: &str) -> bool {
+    topic.starts_with("$SYS")
+}
+
 /// Whether `name` is a valid topic name for PUBLISH: 1 to 65 535 bytes, no `+` or `#`, no U+0000.
 pub fn is_valid_topic_name(name: &str) -> bool {
     !name.is_empty()
@@ -31,7 +37,7 @@ pub fn is_valid_topic_filter(filter: &str) -> bool {
 }
 
 /// The rules of [`is_valid_topic_filter`] without the shared-subscription form.
-fn is_valid_plain_filter(filter: &str) -> bool {
+pub fn is_valid_plain_filter(filter: &str) -> bool {
     if filter.is_empty() || filter.contains('\0') {
         return false;
     }

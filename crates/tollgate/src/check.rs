@@ -262,7 +262,8 @@ async fn decide(
         Permissions::Compiled(compiled) => compiled,
         Permissions::Unrestricted => {
             println!("no authorizer configured on listener `{}`: everything is allowed but writing under $SYS", listener.name);
-            return Ok(!(matches!(request, Request::Publish { .. }) && topic.starts_with("$SYS")));
+            return Ok(!(matches!(request, Request::Publish { .. })
+                && tollgate_mqtt::topic::is_sys(&topic)));
         }
     };
     for note in permissions.notes() {

@@ -17,27 +17,16 @@
 //! are expected to be valid (see [`is_valid_topic_name`] and [`is_valid_topic_filter`]); on
 //! invalid input the answers are unspecified but the functions do not panic.
 
-/// Whether `topic` is a valid topic name to publish to: not empty, no `+`, `#` or NUL.
+/// Whether `topic` is a valid topic name to publish to (the MQTT crate's rule: 1 to 65 535
+/// bytes, no `+`, `#` or NUL).
 pub fn is_valid_topic_name(topic: &str) -> bool {
-    !topic.is_empty() && !topic.bytes().any(|b| matches!(b, b'+' | b'#' | 0))
+    tollgate_mqtt::topic::is_valid_topic_name(topic)
 }
 
-/// Whether `filter` is a valid topic filter: not empty, no NUL, `+` and `#` only as whole
-/// levels, `#` only as the last level.
+/// Whether `filter` is a valid topic filter (the MQTT crate's rule, without the shared form):
+/// not empty, no NUL, `+` and `#` only as whole levels, `#` only as the last level.
 pub fn is_valid_topic_filter(filter: &str) -> bool {
-    if filter.is_empty() || filter.as_bytes().contains(&0) {
-        return false;
-    }
-    let mut levels = filter.split('/').peekable();
-    while let Some(level) = levels.next() {
-        match level {
-            "+" => {}
-            "#" => return levels.peek().is_none(),
-            _ if level.bytes().any(|b| b == b'+' || b == b'#') => return false,
-            _ => {}
-        }
-    }
-    true
+    tollgate_mqtt::topic::is_valid_plain_filter(filter)
 }
 
 /// Whether the first level of a filter is a wildcard (`+` or `#`).
@@ -50,22 +39,10 @@ fn starts_with_dollar(topic_or_filter: &str) -> bool {
     topic_or_filter.as_bytes().first() == Some(&b'$')
 }
 
-/// Whether `filter` matches the topic name `topic`.
+/// Whether `filter` matches the topic name `topic`: the broker's routing rule, from the MQTT
+/// crate, so permissions and deliveries cannot disagree on what a filter matches.
 pub fn filter_matches_topic(filter: &str, topic: &str) -> bool {
-    if starts_with_dollar(topic) && starts_with_wildcard(filter) {
-        return false;
-    }
-    let mut filter_levels = filter.split('/');
-    let mut topic_levels = topic.split('/');
-    loop {
-        match (filter_levels.next(), topic_levels.next()) {
-            (Some("#"), _) => return true,
-            (None, None) => return true,
-            (Some("+"), Some(_)) => {}
-            (Some(f), Some(t)) if f == t => {}
-            _ => return false,
-        }
-    }
+    tollgate_mqtt::topic::matches(filter, topic)
 }
 
 /// Whether every topic matched by `inner` is also matched by `outer`.

@@ -71,7 +71,7 @@ impl Connection {
             if topic_levels(&will.topic) > limits.max_topic_levels {
                 return Err(self.refuse(ReasonCode::TOPIC_NAME_INVALID));
             }
-            if will.topic.starts_with("$SYS") {
+            if tollgate_mqtt::topic::is_sys(&will.topic) {
                 return Err(self.refuse(ReasonCode::NOT_AUTHORIZED));
             }
             // The will lives as long as the connection: its bytes must not keep the read

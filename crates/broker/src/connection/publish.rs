@@ -68,7 +68,7 @@ impl Connection {
 
         // `$SYS` is the broker's (read-only for everyone); anything else is as the principal's
         // permissions say.
-        let denied = if publish.topic.starts_with("$SYS") {
+        let denied = if tollgate_mqtt::topic::is_sys(&publish.topic) {
             tracing::info!(target: "tollgate::audit", client_id = ?session.client_id, topic = ?publish.topic, action = "publish", outcome = "deny", "$SYS is read-only");
             true
         } else if !self.unrestricted {
