@@ -10,7 +10,7 @@
 use std::time::SystemTime;
 
 use tollgate_auth::authentication::{ChainDecision, DenyReason, Identity};
-use tollgate_auth::permissions::{compile_granted_only, CompiledPermissions, Decision};
+use tollgate_auth::permissions::{compile_granted_only, CompiledPermissions};
 use tollgate_auth::revocation::RevocationList;
 use tollgate_auth::{CertificateInfo, Principal};
 use tollgate_mqtt::{ReasonCode, Will};
@@ -70,9 +70,7 @@ pub enum Refusal {
     Expired,
     /// Its will's topic is one it may not publish to.
     Will {
-        /// The permission check's decision.
-        decision: Decision,
-        /// The decision explained (which rule of which authorizer).
+        /// The permission check's decision explained (which rule of which authorizer).
         explanation: String,
     },
 }
@@ -163,11 +161,7 @@ pub fn admit_principal(
     candidate: Candidate<'_>,
     now: SystemTime,
 ) -> Result<Admitted, Refusal> {
-    if let Some(why) = revocations.revoked(&principal).or_else(|| {
-        candidate
-            .certificate
-            .and_then(|c| certificate_revoked(listener, c))
-    }) {
+    if let Some(why) = revocation(listener, revocations, &principal, candidate.certificate) {
         return Err(Refusal::Revoked(why));
     }
     let patterns = &listener.config.client_id_patterns;
@@ -184,7 +178,6 @@ pub fn admit_principal(
         let decision = compiled.check_publish(&will.topic, will.qos as u8, will.retain);
         if !decision.allowed {
             return Err(Refusal::Will {
-                decision,
                 explanation: compiled.describe(&decision).to_string(),
             });
         }
@@ -208,8 +201,22 @@ pub fn permissions_for(listener: &Listener, principal: &Principal) -> Permission
     }
 }
 
+/// Why `principal` (with its client `certificate`) is revoked, if the revocation list or the
+/// listener's CRLs say it is: at CONNECT, and again whenever a connected client is told the
+/// list changed.
+pub fn revocation(
+    listener: &Listener,
+    revocations: &RevocationList,
+    principal: &Principal,
+    certificate: Option<&CertificateInfo>,
+) -> Option<String> {
+    revocations
+        .revoked(principal)
+        .or_else(|| certificate.and_then(|c| certificate_revoked(listener, c)))
+}
+
 /// Why a client certificate is no longer good, if the listener's CRLs now revoke it.
-pub fn certificate_revoked(listener: &Listener, certificate: &CertificateInfo) -> Option<String> {
+fn certificate_revoked(listener: &Listener, certificate: &CertificateInfo) -> Option<String> {
     let tls = listener.tls.as_ref()?;
     tls.is_revoked(certificate).then(|| {
         format!(

@@ -9,7 +9,7 @@
 use std::collections::HashMap;
 use std::ops::ControlFlow;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, Weak};
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -21,7 +21,7 @@ use tollgate_auth::{Owner, Principal};
 use tollgate_mqtt::{Publish, PublishProperties, QoS, SubscriptionOptions, Will};
 
 use crate::config::BrokerConfig;
-use crate::deadlines::{Due, SessionDeadlines};
+use crate::deadlines::{Due, OnDue, SessionDeadlines};
 use crate::memory::{MemoryBudget, Overload};
 use crate::message::Message;
 use crate::retained::{RetainRefused, RetainedLimits, RetainedStore};
@@ -104,6 +104,15 @@ pub struct Broker {
     deadlines: Arc<SessionDeadlines>,
 }
 
+/// What `broker`'s deadline queue does with a deadline that came due.
+fn session_deadlines_of(broker: Weak<Broker>) -> OnDue {
+    Box::new(move |session, generation, due| {
+        if let Some(broker) = broker.upgrade() {
+            broker.session_deadline_due(&session, generation, due);
+        }
+    })
+}
+
 impl Drop for Broker {
     fn drop(&mut self) {
         self.deadlines.close();
@@ -114,7 +123,8 @@ impl Broker {
     /// A broker with no sessions, subscriptions or retained messages.
     pub fn new(config: BrokerConfig) -> Arc<Broker> {
         let memory = MemoryBudget::new(config.limits.max_memory);
-        Arc::new(Broker {
+        Arc::new_cyclic(|broker: &Weak<Broker>| Broker {
+            deadlines: Arc::new(SessionDeadlines::new(session_deadlines_of(broker.clone()))),
             config,
             stats: BrokerStats::default(),
             started_at: Instant::now(),
@@ -127,7 +137,6 @@ impl Broker {
             assigned_ids: AtomicU64::new(0),
             policy_generation: AtomicU64::new(0),
             revocations: RwLock::new(Arc::default()),
-            deadlines: Arc::default(),
         })
     }
 
@@ -258,18 +267,8 @@ impl Broker {
         let after = |seconds: u32| now.checked_add(Duration::from_secs(u64::from(seconds)));
         let will_at = (delay > 0).then(|| after(delay)).flatten();
         let expiry_at = (expiry != NEVER_EXPIRES).then(|| after(expiry)).flatten();
-        let broker = Arc::downgrade(self);
-        self.deadlines.schedule(
-            session,
-            generation,
-            will_at,
-            expiry_at,
-            move |session, generation, due| {
-                if let Some(broker) = broker.upgrade() {
-                    broker.session_deadline_due(&session, generation, due);
-                }
-            },
-        );
+        self.deadlines
+            .schedule(session, generation, will_at, expiry_at);
     }
 
     /// A deadline the connection of `generation` left on `session` has come: its will goes

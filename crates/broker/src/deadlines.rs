@@ -83,24 +83,43 @@ impl Queue {
     }
 }
 
+/// What is called with a session's deadline as it comes due: the session, the generation
+/// of the connection that left the deadline, and what came due.
+pub type OnDue = Box<dyn Fn(Arc<Session>, u64, Due) + Send + Sync>;
+
 /// The deadline queue of a broker's sessions.
-#[derive(Debug, Default)]
 pub struct SessionDeadlines {
     queue: Mutex<Queue>,
     changed: Notify,
+    on_due: OnDue,
+}
+
+impl std::fmt::Debug for SessionDeadlines {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SessionDeadlines")
+            .field("queue", &self.queue)
+            .finish_non_exhaustive()
+    }
 }
 
 impl SessionDeadlines {
+    /// An empty queue handing what comes due to `on_due` (from the queue's task).
+    pub fn new(on_due: OnDue) -> SessionDeadlines {
+        SessionDeadlines {
+            queue: Mutex::default(),
+            changed: Notify::new(),
+            on_due,
+        }
+    }
+
     /// Sets the deadlines of `session`, left by the connection of `generation`, replacing any
-    /// it had. `on_due` is called (from the queue's task) with each as it comes due; the first
-    /// call starts that task, so it must be made inside the runtime.
+    /// it had. The first call starts the queue's task, so it must be made inside the runtime.
     pub fn schedule(
         self: &Arc<Self>,
         session: &Arc<Session>,
         generation: u64,
         will: Option<Instant>,
         expiry: Option<Instant>,
-        on_due: impl Fn(Arc<Session>, u64, Due) + Send + Sync + 'static,
     ) {
         let mut queue = self.queue.lock();
         queue.remove(session.id);
@@ -125,7 +144,7 @@ impl SessionDeadlines {
         let start = !std::mem::replace(&mut queue.started, true);
         drop(queue);
         if start {
-            tokio::spawn(Arc::clone(self).run(on_due));
+            tokio::spawn(Arc::clone(self).run());
         } else {
             self.changed.notify_one();
         }
@@ -153,7 +172,7 @@ impl SessionDeadlines {
         self.changed.notify_one();
     }
 
-    async fn run(self: Arc<Self>, on_due: impl Fn(Arc<Session>, u64, Due)) {
+    async fn run(self: Arc<Self>) {
         loop {
             let next = {
                 let mut queue = self.queue.lock();
@@ -168,7 +187,7 @@ impl SessionDeadlines {
                 let next = queue.by_time.first().map(|&(at, _, _)| at);
                 drop(queue);
                 for (session, generation, what) in due {
-                    on_due(session, generation, what);
+                    (self.on_due)(session, generation, what);
                 }
                 next
             };

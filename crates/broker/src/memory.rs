@@ -263,7 +263,7 @@ thread_local! {
     static LOCAL: LocalCharges = const {
         LocalCharges {
             current_id: Cell::new(0),
-            current: Cell::new(std::ptr::null()),
+            current_batch: Cell::new(0),
             pending: Cell::new(0),
             budget: RefCell::new(None),
         }
@@ -273,31 +273,27 @@ thread_local! {
 /// One thread's charges not yet reported, for the budget it charged last (a process has one
 /// broker, so one budget, unless it embeds several: then a change of budget reports first).
 ///
-/// Charging the same budget again touches only the two cells; the `Arc` that keeps the
-/// budget alive for the report is taken only when the budget changes.
+/// Charging the same budget again touches only cells; the `Arc` that keeps the budget alive
+/// for the report is taken only when the budget changes.
 struct LocalCharges {
     /// The id of the budget `pending` belongs to (0: none yet).
     current_id: Cell<u64>,
-    /// The budget `pending` belongs to (null: none yet), compared by address.
-    current: Cell<*const MemoryBudget>,
+    /// That budget's batch.
+    current_batch: Cell<isize>,
     pending: Cell<isize>,
-    /// Keeps `current` alive until its charges are reported.
+    /// Keeps the current budget alive until its charges are reported.
     budget: RefCell<Option<Arc<MemoryBudget>>>,
 }
 
 impl LocalCharges {
     fn add(&self, budget: &Arc<MemoryBudget>, delta: isize) {
-        if self.current.get() != Arc::as_ptr(budget) {
+        if self.current_id.get() != budget.id {
             self.flush();
-            self.current.set(Arc::as_ptr(budget));
             self.current_id.set(budget.id);
+            self.current_batch.set(budget.batch);
             *self.budget.borrow_mut() = Some(Arc::clone(budget));
         }
-        let pending = self.pending.get() + delta;
-        self.pending.set(pending);
-        if pending.abs() >= budget.batch {
-            self.flush();
-        }
+        self.bump(delta);
     }
 
     /// Releases `bytes` to the budget named `id`: counted here if it is this thread's current
@@ -305,22 +301,23 @@ impl LocalCharges {
     /// needs no release).
     fn release_to(&self, id: u64, bytes: usize) {
         if self.current_id.get() == id {
-            if let Some(budget) = self.budget.borrow().as_ref() {
-                let pending = self.pending.get() - bytes as isize;
-                self.pending.set(pending);
-                if pending.abs() >= budget.batch {
-                    self.flush();
-                }
-            }
-            return;
-        }
-        if let Some(budget) = find_budget(id) {
+            self.bump(-(bytes as isize));
+        } else if let Some(budget) = find_budget(id) {
             self.add(&budget, -(bytes as isize));
         }
     }
 
+    /// Adds `delta` to the current budget's pending charges, reporting them at a batch.
+    fn bump(&self, delta: isize) {
+        let pending = self.pending.get() + delta;
+        self.pending.set(pending);
+        if pending.abs() >= self.current_batch.get() {
+            self.flush();
+        }
+    }
+
     fn pending_for(&self, budget: &MemoryBudget) -> isize {
-        if std::ptr::eq(self.current.get(), budget) {
+        if self.current_id.get() == budget.id {
             self.pending.get()
         } else {
             0

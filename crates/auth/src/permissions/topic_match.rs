@@ -17,17 +17,12 @@
 //! are expected to be valid (see [`is_valid_topic_name`] and [`is_valid_topic_filter`]); on
 //! invalid input the answers are unspecified but the functions do not panic.
 
-/// Whether `topic` is a valid topic name to publish to (the MQTT crate's rule: 1 to 65 535
-/// bytes, no `+`, `#` or NUL).
-pub fn is_valid_topic_name(topic: &str) -> bool {
-    tollgate_mqtt::topic::is_valid_topic_name(topic)
-}
-
-/// Whether `filter` is a valid topic filter (the MQTT crate's rule, without the shared form):
-/// not empty, no NUL, `+` and `#` only as whole levels, `#` only as the last level.
-pub fn is_valid_topic_filter(filter: &str) -> bool {
-    tollgate_mqtt::topic::is_valid_plain_filter(filter)
-}
+// Topic names, filters and matching are the MQTT crate's rules (the broker routes by them), so
+// permissions and deliveries cannot disagree on what a filter matches.
+pub use tollgate_mqtt::topic::{
+    is_valid_plain_filter as is_valid_topic_filter, is_valid_topic_name,
+    matches as filter_matches_topic,
+};
 
 /// Whether the first level of a filter is a wildcard (`+` or `#`).
 fn starts_with_wildcard(filter: &str) -> bool {
@@ -37,12 +32,6 @@ fn starts_with_wildcard(filter: &str) -> bool {
 /// Whether the first level of a topic or filter starts with `$`.
 fn starts_with_dollar(topic_or_filter: &str) -> bool {
     topic_or_filter.as_bytes().first() == Some(&b'$')
-}
-
-/// Whether `filter` matches the topic name `topic`: the broker's routing rule, from the MQTT
-/// crate, so permissions and deliveries cannot disagree on what a filter matches.
-pub fn filter_matches_topic(filter: &str, topic: &str) -> bool {
-    tollgate_mqtt::topic::matches(filter, topic)
 }
 
 /// Whether every topic matched by `inner` is also matched by `outer`.

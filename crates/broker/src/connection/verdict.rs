@@ -7,12 +7,14 @@ impl Connection {
     /// Ends the connection if its principal has been revoked (DISCONNECT 0x87 to a 5.0
     /// client; the will as for an expiry).
     pub(super) fn check_revocation(&mut self) -> Result<(), Close> {
-        let Some(why) = self
-            .principal
-            .as_ref()
-            .and_then(|p| self.broker.revoked(p))
-            .or_else(|| self.certificate_revoked())
-        else {
+        let Some(why) = self.principal.as_ref().and_then(|principal| {
+            admission::revocation(
+                &self.listener,
+                &self.broker.revocation_list(),
+                principal,
+                self.certificate.as_deref(),
+            )
+        }) else {
             return Ok(());
         };
         tracing::info!(target: "tollgate::audit", client_id = self.client_id().unwrap_or(""), "disconnected: {}", Escaped(&why));
@@ -22,11 +24,6 @@ impl Connection {
             publish_will: self.broker.config.will_on_expiry,
             by_client: false,
         })
-    }
-
-    /// Why the client's certificate is no longer good, if the listener's CRLs now revoke it.
-    pub(super) fn certificate_revoked(&self) -> Option<String> {
-        admission::certificate_revoked(&self.listener, self.certificate.as_deref()?)
     }
 
     /// Compiles the principal's permissions from the listener's current authorizer chain.
