@@ -296,9 +296,9 @@ async fn process(slot: &mut Slot, listener: &Listener, now: Instant) -> Result<(
     loop {
         if let Some(request) = slot.conn.take_auth_request() {
             let decision = if slot.conn.is_reauthenticating() {
-                listener.chain.recheck(&request).await
+                listener.policy().chain.recheck(&request).await
             } else {
-                listener.chain.authenticate(&request).await
+                listener.policy().chain.authenticate(&request).await
             };
             slot.conn.finish_authentication(decision, now)?;
         }

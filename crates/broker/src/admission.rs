@@ -108,10 +108,11 @@ pub fn certificate_decision(
     listener: &Listener,
     certificate: Option<&CertificateInfo>,
 ) -> Option<ChainDecision> {
-    if !listener.certificate_is_username() {
+    let policy = listener.policy();
+    if !policy.certificate_is_username() {
         return None;
     }
-    let name = listener.certificate_identity(certificate?)?;
+    let name = policy.certificate_identity(certificate?)?;
     Some(ChainDecision::Allowed {
         identity: Identity {
             username: Some(name),
@@ -140,7 +141,7 @@ pub fn admit(
     };
     let certificate_name = candidate
         .certificate
-        .and_then(|c| listener.certificate_identity(c));
+        .and_then(|c| listener.policy().certificate_identity(c));
     let principal = Principal::from_allow(
         candidate.client_id.to_owned(),
         identity,
@@ -164,7 +165,7 @@ pub fn admit_principal(
     if let Some(why) = revocation(listener, revocations, &principal, candidate.certificate) {
         return Err(Refusal::Revoked(why));
     }
-    let patterns = &listener.config.client_id_patterns;
+    let patterns = &listener.policy().config.client_id_patterns;
     if !patterns.is_empty()
         && !client_id_allowed(patterns, candidate.client_id, principal.username.as_deref())
     {
@@ -217,7 +218,7 @@ pub fn revocation(
 
 /// Why a client certificate is no longer good, if the listener's CRLs now revoke it.
 fn certificate_revoked(listener: &Listener, certificate: &CertificateInfo) -> Option<String> {
-    let tls = listener.tls.as_ref()?;
+    let tls = listener.policy().tls.clone()?;
     tls.is_revoked(certificate).then(|| {
         format!(
             "client certificate {} of {} is revoked by a CRL",

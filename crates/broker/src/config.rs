@@ -246,7 +246,7 @@ impl ListenerConfig {
 }
 
 /// The revocation file.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RevocationConfig {
     /// The file (`jti <id>`, `user <name>`, `client <id>` lines).
@@ -341,7 +341,7 @@ fn default_acl_default() -> DefaultBehaviour {
 }
 
 /// How denied publishes and subscriptions are answered.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct AuthorizationConfig {
     /// A denied PUBLISH from an MQTT 3.1.1 client: `disconnect` (the default) or
@@ -399,7 +399,7 @@ fn default_parallel_hashes() -> usize {
 }
 
 /// Protocol limits, in-flight windows and queue bounds.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct Limits {
     /// Largest packet accepted from a client, in bytes (advertised to 5.0 clients).

@@ -146,7 +146,8 @@ fn open(
     broker: &Arc<Broker>,
     listener: &Arc<Listener>,
 ) -> Option<(Transport, Connection)> {
-    let tls = match &listener.tls {
+    let policy = listener.policy();
+    let tls = match &policy.tls {
         None => None,
         Some(tls) => match tls.accept() {
             Ok(session) => Some(session),
@@ -156,7 +157,7 @@ fn open(
             }
         },
     };
-    let ws = listener.config.websocket.as_ref().map(|w| {
+    let ws = policy.config.websocket.as_ref().map(|w| {
         let max_frame = (broker.config.limits.max_packet_size as usize).max(64 * 1024) + 1024;
         WebSocket::new(w.path.clone(), max_frame).with_allowed_origins(w.allowed_origins.clone())
     });
@@ -439,10 +440,11 @@ async fn authenticate(
     timeout_secs: u64,
 ) -> ChainDecision {
     let limit = Duration::from_secs(timeout_secs.max(1));
+    let policy = listener.policy();
     let decision: Pin<Box<dyn Future<Output = ChainDecision> + Send + '_>> = if connected {
-        Box::pin(listener.chain.recheck(request))
+        Box::pin(policy.chain.recheck(request))
     } else {
-        Box::pin(listener.chain.authenticate(request))
+        Box::pin(policy.chain.authenticate(request))
     };
     match tokio::time::timeout(limit, decision).await {
         Ok(decision) => decision,

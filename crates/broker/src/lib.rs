@@ -19,6 +19,7 @@ pub mod connection;
 pub mod deadlines;
 pub mod driver;
 pub mod listener;
+mod live;
 pub mod memory;
 pub mod message;
 pub mod retained;
@@ -41,5 +42,6 @@ pub use config::{
     ListenerConfig, PasswordFileConfig, PolicyFileSource, RevocationConfig, TlsConfig,
     WebSocketConfig,
 };
+pub use live::Reconfigured;
 pub use server::{Extensions, Prepared, Server};
 pub use validate::{ConfigProblem, KeyPart, KeyPath};

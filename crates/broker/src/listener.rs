@@ -1,6 +1,7 @@
 //! Listeners as the running broker holds them: their settings and their authentication chain,
 //! built from the configured (and embedder-supplied) authenticators.
 
+use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -27,35 +28,45 @@ use crate::validate::{ConfigProblem, KeyPath};
 /// How many cached authentications an authenticator keeps at most.
 const AUTH_CACHE_CAPACITY: usize = 100_000;
 
-/// A listener: its settings, its TLS acceptor and its chain.
+/// A listener as long as the broker runs: its name, its socket's settings, the connections
+/// it holds, and its policy, which a reconfiguration replaces (new connections, every
+/// re-check and every permission refresh use the current one).
 pub struct Listener {
-    /// Settings.
-    pub config: ListenerConfig,
-    /// Name for logs and audit lines.
+    /// Name for logs and audit lines (fixed: a new name needs a restart).
     pub name: Arc<str>,
-    /// Who may connect here.
-    pub chain: AuthChain,
-    /// TLS, when the listener has it.
-    pub tls: Option<Arc<TlsAcceptor>>,
+    /// The address it is bound to and its listen backlog (fixed: the socket is bound once).
+    pub socket: (SocketAddr, u32),
+    /// The connections open on this listener, per address and in all (its limits follow the
+    /// policy).
+    pub connections: Arc<HeldPerAddress>,
     /// The authorizer chain whose permissions clients of this listener get; `None`: no
     /// authorizer is configured, clients are unrestricted (but for read-only `$SYS`).
     /// Swapped when policy files are reloaded.
     pub authorization: RwLock<Option<Arc<AuthorizerChain>>>,
-    /// The connections open on this listener, per address and in all.
-    pub connections: Arc<HeldPerAddress>,
+    policy: RwLock<Arc<ListenerPolicy>>,
 }
 
-impl Listener {
-    /// Builds the listener `index` of the configuration from its settings (loading its TLS
-    /// files) and the authenticators.
+/// What a listener does with the connections it accepts: its settings, its TLS acceptor and
+/// its authentication chain.
+pub struct ListenerPolicy {
+    /// Settings.
+    pub config: ListenerConfig,
+    /// Who may connect here.
+    pub chain: AuthChain,
+    /// TLS, when the listener has it.
+    pub tls: Option<Arc<TlsAcceptor>>,
+}
+
+impl ListenerPolicy {
+    /// Builds the policy of listener `index` of the configuration from its settings (loading
+    /// its TLS files) and the authenticators.
     pub fn build(
         index: usize,
         config: &ListenerConfig,
         authenticators: &Authenticators,
-        authorizers: &Authorizers,
         throttle: Option<Arc<LoginThrottle>>,
-    ) -> Result<Listener, ConfigProblem> {
-        let name: Arc<str> = config.display_name().into();
+    ) -> Result<ListenerPolicy, ConfigProblem> {
+        let name = config.display_name();
         let at = || KeyPath::root().key("listener").index(index);
         let tls = match &config.tls {
             Some(settings) => Some(Arc::new(TlsAcceptor::new(settings).map_err(
@@ -71,30 +82,11 @@ impl Listener {
         let chain = authenticators
             .chain_for(config, throttle)
             .map_err(|m| ConfigProblem::at(at().key("authenticators"), m))?;
-        let authorization = RwLock::new(
-            authorizers
-                .chain_for(&name, config.authorizers.as_deref())
-                .map_err(|m| ConfigProblem::at(at().key("authorizers"), m))?,
-        );
-        Ok(Listener {
+        Ok(ListenerPolicy {
             config: config.clone(),
-            name,
             chain,
             tls,
-            authorization,
-            connections: HeldPerAddress::new(
-                config.max_connections_per_address,
-                config.max_connections,
-            ),
         })
-    }
-
-    /// Takes the current rules of `authorizers` (after a reload).
-    pub fn refresh_authorization(&self, authorizers: &Authorizers) {
-        match authorizers.chain_for(&self.name, self.config.authorizers.as_deref()) {
-            Ok(chain) => *self.authorization.write() = chain,
-            Err(e) => tracing::error!(listener = %self.name, "authorization not refreshed: {e}"),
-        }
     }
 
     /// The name a verified client certificate gives the client, per the listener's settings.
@@ -123,6 +115,69 @@ impl Listener {
             .tls
             .as_ref()
             .is_some_and(|t| t.identity_as == CertIdentityUse::Username)
+    }
+}
+
+impl Listener {
+    /// Builds the listener `index` of the configuration from its settings (loading its TLS
+    /// files), the authenticators and the authorizers.
+    pub fn build(
+        index: usize,
+        config: &ListenerConfig,
+        authenticators: &Authenticators,
+        authorizers: &Authorizers,
+        throttle: Option<Arc<LoginThrottle>>,
+    ) -> Result<Listener, ConfigProblem> {
+        let policy = ListenerPolicy::build(index, config, authenticators, throttle)?;
+        let name: Arc<str> = config.display_name().into();
+        let authorization = RwLock::new(
+            authorizers
+                .chain_for(&name, config.authorizers.as_deref())
+                .map_err(|m| {
+                    ConfigProblem::at(
+                        KeyPath::root()
+                            .key("listener")
+                            .index(index)
+                            .key("authorizers"),
+                        m,
+                    )
+                })?,
+        );
+        Ok(Listener {
+            name,
+            socket: (config.bind, config.listen_backlog),
+            connections: HeldPerAddress::new(
+                config.max_connections_per_address,
+                config.max_connections,
+            ),
+            authorization,
+            policy: RwLock::new(Arc::new(policy)),
+        })
+    }
+
+    /// The current policy.
+    pub fn policy(&self) -> Arc<ListenerPolicy> {
+        Arc::clone(&self.policy.read())
+    }
+
+    /// Replaces the policy and takes the current rules of `authorizers` (a reconfiguration):
+    /// connections accepted from now on, and every check of a connected client, use them.
+    pub fn set_policy(&self, policy: ListenerPolicy, authorizers: &Authorizers) {
+        self.connections.set_limits(
+            policy.config.max_connections_per_address,
+            policy.config.max_connections,
+        );
+        *self.policy.write() = Arc::new(policy);
+        self.refresh_authorization(authorizers);
+    }
+
+    /// Takes the current rules of `authorizers` (after a reload).
+    pub fn refresh_authorization(&self, authorizers: &Authorizers) {
+        let policy = self.policy();
+        match authorizers.chain_for(&self.name, policy.config.authorizers.as_deref()) {
+            Ok(chain) => *self.authorization.write() = chain,
+            Err(e) => tracing::error!(listener = %self.name, "authorization not refreshed: {e}"),
+        }
     }
 }
 

@@ -1,13 +1,12 @@
-//! The revocation file: read at start, watched while running and re-read on SIGHUP. A change
-//! forgets cached authentications and makes every connected client check its principal
-//! against the new list (a revoked one is disconnected at once).
+//! The revocation file: read at start, watched while running (`live.rs`) and re-read on
+//! SIGHUP. A change forgets cached authentications and makes every connected client check
+//! its principal against the new list (a revoked one is disconnected at once).
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use std::time::{Duration, SystemTime};
+use std::time::SystemTime;
 
 use parking_lot::Mutex;
-use tokio::sync::watch;
 use tollgate_auth::revocation::RevocationList;
 
 use crate::authorization::modified;
@@ -29,6 +28,11 @@ impl RevocationFile {
         };
         let list = file.read()?;
         Ok((file, list))
+    }
+
+    /// The file's path.
+    pub fn path(&self) -> &Path {
+        &self.path
     }
 
     fn read(&self) -> Result<RevocationList, String> {
@@ -57,24 +61,6 @@ impl RevocationFile {
                 broker.permissions_changed();
             }
             Err(e) => tracing::error!("revocation list not reloaded, previous one kept: {e}"),
-        }
-    }
-}
-
-/// Polls the revocation file every `interval`.
-pub async fn watch_revocations(
-    file: Arc<RevocationFile>,
-    broker: Arc<Broker>,
-    authenticators: Arc<Authenticators>,
-    interval: Duration,
-    mut shutdown: watch::Receiver<bool>,
-) {
-    let mut ticker = tokio::time::interval(interval);
-    ticker.tick().await;
-    loop {
-        tokio::select! {
-            _ = shutdown.changed() => return,
-            _ = ticker.tick() => file.reload(true, &broker, &authenticators),
         }
     }
 }

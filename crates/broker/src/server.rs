@@ -1,6 +1,6 @@
-//! Starting and stopping the broker: listeners, their accept loops, `$SYS`, reloading, and
-//! graceful shutdown (every connection is told, 5.0 clients with DISCONNECT 0x8B, and waited
-//! for).
+//! Starting and stopping the broker: listeners, their accept loops, `$SYS`, and graceful
+//! shutdown (every connection is told, 5.0 clients with DISCONNECT 0x8B, and waited for).
+//! What changes while it runs (reloads, a new configuration) is `live.rs`.
 
 use std::io;
 use std::net::SocketAddr;
@@ -20,10 +20,10 @@ use crate::broker::Broker;
 use crate::config::BrokerConfig;
 use crate::driver::run_connection;
 use crate::listener::{Authenticators, Listener};
+use crate::live::{Applied, Live, Reconfigured};
 use crate::memory::Overload;
-use crate::revocation::{watch_revocations, RevocationFile};
+use crate::revocation::RevocationFile;
 use crate::sys::run_sys_publisher;
-use crate::tls::TlsAcceptor;
 use crate::validate::{ConfigProblem, KeyPath};
 
 /// Things an embedder adds to a broker in code.
@@ -38,11 +38,7 @@ pub struct Extensions {
 /// A running broker.
 pub struct Server {
     broker: Arc<Broker>,
-    authenticators: Arc<Authenticators>,
-    revocation: Option<Arc<RevocationFile>>,
-    tls_listeners: Vec<Arc<TlsAcceptor>>,
-    authorizers: Arc<Authorizers>,
-    listeners: Vec<Arc<Listener>>,
+    live: Arc<Live>,
     local_addrs: Vec<SocketAddr>,
     shutdown: watch::Sender<bool>,
     tasks: JoinSet<()>,
@@ -71,7 +67,8 @@ impl Server {
         extensions: Extensions,
     ) -> Result<Prepared, ConfigProblem> {
         config.validate()?;
-        let authenticators = Arc::new(Authenticators::build(&config, extensions.authenticators)?);
+        let custom = extensions.authenticators;
+        let authenticators = Arc::new(Authenticators::build(&config, custom.clone())?);
         let authorizers = Arc::new(Authorizers::build(&config.authorizers)?);
         let throttle = config
             .throttle
@@ -92,7 +89,7 @@ impl Server {
                 let (file, list) = RevocationFile::open(&settings.path).map_err(|m| {
                     ConfigProblem::at(KeyPath::root().key("revocation").key("path"), m)
                 })?;
-                Some((Arc::new(file), Arc::new(list), settings.reload_interval))
+                Some((Arc::new(file), Arc::new(list)))
             }
             None => None,
         };
@@ -102,6 +99,8 @@ impl Server {
             authorizers,
             listeners,
             revocation,
+            throttle,
+            custom,
         })
     }
 }
@@ -112,7 +111,9 @@ pub struct Prepared {
     authenticators: Arc<Authenticators>,
     authorizers: Arc<Authorizers>,
     listeners: Vec<Arc<Listener>>,
-    revocation: Option<(Arc<RevocationFile>, Arc<RevocationList>, u64)>,
+    revocation: Option<(Arc<RevocationFile>, Arc<RevocationList>)>,
+    throttle: Option<Arc<LoginThrottle>>,
+    custom: Vec<Arc<dyn Authenticator>>,
 }
 
 impl Prepared {
@@ -120,16 +121,17 @@ impl Prepared {
     pub fn listener(&self, name: Option<&str>) -> Option<&Arc<Listener>> {
         match name {
             None => self.listeners.first(),
-            Some(name) => self.listeners.iter().find(|l| {
-                l.config.name.as_deref() == Some(name) || l.config.bind.to_string() == name
-            }),
+            Some(name) => self
+                .listeners
+                .iter()
+                .find(|l| *l.name == *name || l.socket.0.to_string() == name),
         }
     }
 
     /// The revocation list as read from the configured file (empty without one).
     pub fn revocation_list(&self) -> Arc<RevocationList> {
         match &self.revocation {
-            Some((_, list, _)) => Arc::clone(list),
+            Some((_, list)) => Arc::clone(list),
             None => Arc::default(),
         }
     }
@@ -142,69 +144,44 @@ impl Prepared {
             authorizers,
             listeners,
             revocation,
+            throttle,
+            custom,
         } = self;
-        let mut tls_listeners = Vec::new();
-        for listener in &listeners {
-            if let Some(tls) = &listener.tls {
-                tls_listeners.push(Arc::clone(tls));
-            }
-        }
-        let broker = Broker::new(config);
+        let broker = Broker::new(config.clone());
         let (shutdown, _) = watch::channel(false);
-        if let Some((_, list, _)) = &revocation {
+        if let Some((_, list)) = &revocation {
             broker.set_revocations(Arc::clone(list));
         }
         let mut tasks = JoinSet::new();
         let mut local_addrs = Vec::new();
-        let listeners_kept = listeners.clone();
-        for listener in listeners.clone() {
-            let bind = listener.config.bind;
-            let socket = listen(bind, listener.config.listen_backlog)
+        for listener in &listeners {
+            let (bind, backlog) = listener.socket;
+            let socket = listen(bind, backlog)
                 .map_err(|e| io::Error::new(e.kind(), format!("cannot listen on {bind}: {e}")))?;
             let addr = socket.local_addr()?;
-            tracing::info!(listener = %listener.name, address = %addr, authenticators = ?listener.chain.names(), anonymous = listener.config.allow_anonymous, transport = listener.transport_name(), "listening");
+            let policy = listener.policy();
+            tracing::info!(listener = %listener.name, address = %addr, authenticators = ?policy.chain.names(), anonymous = policy.config.allow_anonymous, transport = policy.transport_name(), "listening");
             local_addrs.push(addr);
             tasks.spawn(accept_loop(
                 socket,
                 Arc::clone(&broker),
-                listener,
+                Arc::clone(listener),
                 shutdown.subscribe(),
             ));
         }
-        for listener in &listeners {
-            let (Some(tls), Some(settings)) = (&listener.tls, &listener.config.tls) else {
-                continue;
-            };
-            if settings.reload_interval > 0 {
-                tasks.spawn(watch_tls(
-                    Arc::clone(tls),
-                    Arc::clone(&broker),
-                    Duration::from_secs(settings.reload_interval),
-                    shutdown.subscribe(),
-                ));
-            }
-        }
-        let reload_interval = broker.config.authorization.reload_interval;
-        if reload_interval > 0 && !authorizers.is_empty() {
-            tasks.spawn(watch_authorization(
-                Arc::clone(&broker),
-                Arc::clone(&authorizers),
-                listeners.clone(),
-                Duration::from_secs(reload_interval),
-                shutdown.subscribe(),
-            ));
-        }
-        if let Some((file, _, interval)) = &revocation {
-            if *interval > 0 {
-                tasks.spawn(watch_revocations(
-                    Arc::clone(file),
-                    Arc::clone(&broker),
-                    Arc::clone(&authenticators),
-                    Duration::from_secs(*interval),
-                    shutdown.subscribe(),
-                ));
-            }
-        }
+        let live = Arc::new(Live::new(
+            Arc::clone(&broker),
+            listeners,
+            custom,
+            Applied {
+                config,
+                authenticators,
+                authorizers,
+                throttle,
+                revocation: revocation.map(|(file, _)| file),
+            },
+        ));
+        tasks.spawn(Arc::clone(&live).watch_files(shutdown.subscribe()));
         if broker.config.sys_interval > 0 {
             crate::sys::publish_counters(&broker);
             let interval = Duration::from_secs(broker.config.sys_interval);
@@ -216,11 +193,7 @@ impl Prepared {
         }
         Ok(Server {
             broker,
-            authenticators,
-            revocation: revocation.map(|(file, _, _)| file),
-            tls_listeners,
-            authorizers,
-            listeners: listeners_kept,
+            live,
             local_addrs,
             shutdown,
             tasks,
@@ -239,86 +212,29 @@ impl Server {
         &self.broker
     }
 
-    /// Re-reads what can change while running (password files, TLS certificates) and forgets cached
-    /// authentications. Connected clients stay connected. Called on SIGHUP.
+    /// Re-reads what can change in place (password files, policy and ACL files, the
+    /// revocation list, TLS certificates, keys and CRLs) and forgets cached authentications.
+    /// Connected clients stay connected.
     pub fn reload(&self) {
-        tracing::info!("reloading");
-        self.authenticators.reload();
-        if let Some(file) = &self.revocation {
-            file.reload(false, &self.broker, &self.authenticators);
-        }
-        if self.authorizers.reload(false) {
-            apply_authorization(&self.broker, &self.authorizers, &self.listeners);
-        }
-        let mut trust_reloaded = false;
-        for tls in &self.tls_listeners {
-            match tls.reload() {
-                Ok(reloaded) => trust_reloaded |= reloaded,
-                Err(e) => tracing::error!("TLS files not reloaded, previous ones kept: {e}"),
-            }
-        }
-        if trust_reloaded {
-            // Connected clients whose certificate a new CRL revokes are closed.
-            self.broker.permissions_changed();
-        }
+        self.live.reload();
+    }
+
+    /// Applies a new configuration to the running broker (the binary does on SIGHUP, after
+    /// reading its file again): it is checked and built completely first, so a problem
+    /// changes nothing; then the authenticators, authorizers, throttle, revocation list and
+    /// each listener's policy are replaced. New connections use the new settings; connected
+    /// clients keep their connection, get permissions compiled from the new authorizers, and
+    /// are checked against the new revocation list and CRLs. What needs a restart (a
+    /// listener's address, the broker-wide limits, ...) keeps its running value and is listed
+    /// in the answer.
+    pub fn reconfigure(&self, config: BrokerConfig) -> Result<Reconfigured, ConfigProblem> {
+        self.live.reconfigure(config)
     }
 
     /// Stops accepting, tells every connection to close, and waits for them.
     pub async fn shutdown(mut self) {
         let _ = self.shutdown.send(true);
         while self.tasks.join_next().await.is_some() {}
-    }
-}
-
-/// Gives every listener its authorizers' current rules and makes connected clients use them.
-fn apply_authorization(broker: &Broker, authorizers: &Authorizers, listeners: &[Arc<Listener>]) {
-    for listener in listeners {
-        listener.refresh_authorization(authorizers);
-    }
-    broker.permissions_changed();
-}
-
-/// Polls a TLS listener's files (certificate, key, CA bundle, CRLs) and reloads what
-/// changed; new CRLs are applied to connected clients at once.
-async fn watch_tls(
-    tls: Arc<TlsAcceptor>,
-    broker: Arc<Broker>,
-    interval: Duration,
-    mut shutdown: watch::Receiver<bool>,
-) {
-    let mut ticker = tokio::time::interval(interval);
-    ticker.tick().await;
-    loop {
-        tokio::select! {
-            _ = shutdown.changed() => return,
-            _ = ticker.tick() => match tls.reload_if_changed() {
-                Ok(true) => broker.permissions_changed(),
-                Ok(false) => {}
-                Err(e) => tracing::error!("TLS files not reloaded, previous ones kept: {e}"),
-            },
-        }
-    }
-}
-
-/// Polls policy and ACL files and applies changed ones to connected clients.
-async fn watch_authorization(
-    broker: Arc<Broker>,
-    authorizers: Arc<Authorizers>,
-    listeners: Vec<Arc<Listener>>,
-    interval: Duration,
-    mut shutdown: watch::Receiver<bool>,
-) {
-    let mut ticker = tokio::time::interval(interval);
-    ticker.tick().await;
-    loop {
-        tokio::select! {
-            _ = shutdown.changed() => return,
-            _ = ticker.tick() => {
-                if authorizers.reload(true) {
-                    apply_authorization(&broker, &authorizers, &listeners);
-                }
-            }
-        }
     }
 }
 
@@ -411,6 +327,11 @@ impl ConnectionRate {
         }
     }
 
+    /// The rates it was made with: in all, per address.
+    fn settings(&self) -> (u32, u32) {
+        (self.per_second as u32, self.per_address as u32)
+    }
+
     /// Whether one more connection from `address` may be accepted now.
     fn admit(&mut self, address: std::net::IpAddr) -> bool {
         let now = Instant::now();
@@ -445,15 +366,17 @@ async fn accept_loop(
 ) {
     use std::sync::atomic::Ordering;
     let live = Arc::new(LiveConnections::default());
-    let mut rate = ConnectionRate::new(
-        config.config.max_connection_rate,
-        config.config.max_connection_rate_per_address,
-    );
+    let mut rate = ConnectionRate::new(0, 0);
     loop {
         tokio::select! {
             _ = shutdown.changed() => break,
             accepted = listener.accept() => match accepted {
                 Ok((stream, peer)) => {
+                    let policy = config.policy();
+                    let rates = (policy.config.max_connection_rate, policy.config.max_connection_rate_per_address);
+                    if rate.settings() != rates {
+                        rate = ConnectionRate::new(rates.0, rates.1);
+                    }
                     // Limits apply before anything else is spent on the connection (no TLS
                     // handshake, no task): a refused one is simply closed.
                     // The address's own limit first: an address at its cap does not use up
@@ -466,7 +389,7 @@ async fn accept_loop(
                         broker.memory.record(Overload::ConnectionLimited);
                         continue;
                     }
-                    if config.config.tcp_nodelay {
+                    if policy.config.tcp_nodelay {
                         let _ = stream.set_nodelay(true);
                     }
                     live.count.fetch_add(1, Ordering::AcqRel);

@@ -80,9 +80,14 @@ async fn parallel_wrong_passwords_are_throttled_as_they_arrive_and_a_good_user_g
             other => panic!("unexpected {other:?}"),
         }
     }
-    // The user name's three free failures are all the parallel guesses that get checked.
-    assert_eq!(checked, 3, "checked {checked}, throttled {throttled}");
-    assert_eq!(throttled, 57);
+    // The user name's three free failures are the parallel guesses that get checked, and one
+    // more if those three were already answered when it arrived (past the free failures,
+    // one attempt at a time; its failure starts the backoff that refuses the rest).
+    assert!(
+        (3..=4).contains(&checked),
+        "checked {checked}, throttled {throttled}"
+    );
+    assert_eq!(checked + throttled, 60);
     // bob, from another address, with the right password.
     assert_eq!(
         connack_from(

@@ -186,6 +186,7 @@ async fn decide(
             Some(decision) => decision,
             None => {
                 listener
+                    .policy()
                     .chain
                     .authenticate(&connect_request(listener, args, &certificate)?)
                     .await

@@ -4,7 +4,7 @@ mod check;
 mod config_file;
 mod passwd;
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
@@ -149,15 +149,16 @@ fn serve(config: BrokerConfig, file: Option<(PathBuf, String)>) -> ExitCode {
                 return ExitCode::FAILURE;
             }
         };
-        wait_for_shutdown(&server).await;
+        wait_for_shutdown(&server, file.as_ref().map(|(path, _)| path.as_path())).await;
         tracing::info!("shutting down");
         server.shutdown().await;
         ExitCode::SUCCESS
     })
 }
 
-/// Waits for SIGINT or SIGTERM; reloads on SIGHUP meanwhile.
-async fn wait_for_shutdown(server: &Server) {
+/// Waits for SIGINT or SIGTERM; on SIGHUP meanwhile, reads the configuration file again and
+/// applies it (without one, re-reads the files it names in place).
+async fn wait_for_shutdown(server: &Server, file: Option<&Path>) {
     #[cfg(unix)]
     {
         use tokio::signal::unix::{signal, SignalKind};
@@ -167,13 +168,33 @@ async fn wait_for_shutdown(server: &Server) {
             tokio::select! {
                 _ = tokio::signal::ctrl_c() => return,
                 _ = term.recv() => return,
-                _ = hangup.recv() => server.reload(),
+                _ = hangup.recv() => reconfigure(server, file),
             }
         }
     }
     #[cfg(not(unix))]
     {
-        let _ = server;
+        let _ = (server, file);
         let _ = tokio::signal::ctrl_c().await;
     }
+}
+
+/// SIGHUP: the configuration file read again and applied to the running broker. A file that
+/// cannot be used changes no setting (the error names its line and key); the files it names
+/// (password files, policies, the revocation list, TLS material) are still re-read in place.
+fn reconfigure(server: &Server, file: Option<&Path>) {
+    let Some(path) = file else {
+        server.reload();
+        return;
+    };
+    tracing::info!(file = %path.display(), "reading the configuration again");
+    let problem = match config_file::load(path) {
+        Ok((config, text)) => match server.reconfigure(config) {
+            Ok(_) => return,
+            Err(problem) => config_file::in_file(path, &text, problem),
+        },
+        Err(e) => e,
+    };
+    tracing::error!("configuration not applied, the running one is kept: {problem}");
+    server.reload();
 }

@@ -1,5 +1,5 @@
 //! The `tollgate` command as an operator runs it: `check`, `check --tests`, `check-config`,
-//! `passwd`.
+//! `passwd`, and `serve` reading its configuration file again on SIGHUP.
 
 use std::path::PathBuf;
 use std::process::{Command, Output};
@@ -328,4 +328,110 @@ claims = {}
         "{}",
         stdout(&out)
     );
+}
+
+/// A running `tollgate serve`, its log lines as they come, killed when dropped.
+struct Serving {
+    child: std::process::Child,
+    lines: std::sync::mpsc::Receiver<String>,
+}
+
+impl Serving {
+    fn start(config: &str) -> Serving {
+        let mut child = Command::new(env!("CARGO_BIN_EXE_tollgate"))
+            .args(["serve", "--config", config])
+            .env("RUST_LOG", "info")
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .expect("runs");
+        let stderr = child.stderr.take().unwrap();
+        let (send, lines) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            use std::io::BufRead;
+            for line in std::io::BufReader::new(stderr)
+                .lines()
+                .map_while(Result::ok)
+            {
+                if send.send(line).is_err() {
+                    return;
+                }
+            }
+        });
+        Serving { child, lines }
+    }
+
+    /// The first log line (from now on) containing `text`; fails after 20 s without one.
+    fn line_with(&self, text: &str) -> String {
+        loop {
+            match self.lines.recv_timeout(std::time::Duration::from_secs(20)) {
+                Ok(line) if line.contains(text) => return line,
+                Ok(_) => {}
+                Err(e) => panic!("no log line with {text:?}: {e}"),
+            }
+        }
+    }
+
+    fn hangup(&self) {
+        let status = Command::new("kill")
+            .args(["-HUP", &self.child.id().to_string()])
+            .status()
+            .expect("kill runs");
+        assert!(status.success());
+    }
+}
+
+impl Drop for Serving {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// The CONNACK return code an anonymous MQTT 3.1.1 CONNECT gets at `address`.
+fn anonymous_connack(address: &str) -> u8 {
+    use std::io::{Read, Write};
+    let mut stream = std::net::TcpStream::connect(address).expect("connects");
+    stream
+        .set_read_timeout(Some(std::time::Duration::from_secs(10)))
+        .unwrap();
+    stream
+        .write_all(b"\x10\x0d\x00\x04MQTT\x04\x02\x00\x3c\x00\x01c")
+        .unwrap();
+    let mut connack = [0u8; 4];
+    stream.read_exact(&mut connack).expect("a CONNACK");
+    assert_eq!(connack[..2], [0x20, 0x02]);
+    connack[3]
+}
+
+#[test]
+fn serve_reads_its_configuration_file_again_on_sighup() {
+    let dir = Dir::new("sighup");
+    let open = "[[listener]]\nbind = \"127.0.0.1:0\"\nallow_anonymous = true\n";
+    let path = dir.write("tollgate.toml", open);
+    let serving = Serving::start(&path);
+    let listening = serving.line_with("listening");
+    let address = listening
+        .split_whitespace()
+        .find_map(|w| w.strip_prefix("address="))
+        .expect("the address is logged")
+        .to_owned();
+    assert_eq!(anonymous_connack(&address), 0);
+
+    dir.write("tollgate.toml", &open.replace("true", "false"));
+    serving.hangup();
+    serving.line_with("configuration reloaded");
+    assert_eq!(anonymous_connack(&address), 5, "not authorized");
+
+    // A file with a problem changes nothing, and the log names its line and key.
+    dir.write(
+        "tollgate.toml",
+        "[[listener]]\nbind = \"127.0.0.1:0\"\nallow_anonymous = true\nauthenticators = [\"nobody\"]\n",
+    );
+    serving.hangup();
+    let refused = serving.line_with("configuration not applied");
+    assert!(
+        refused.contains("tollgate.toml:4: key `listener[0].authenticators`"),
+        "{refused}"
+    );
+    assert_eq!(anonymous_connack(&address), 5, "still not authorized");
 }

@@ -5,6 +5,7 @@
 
 use std::collections::HashMap;
 use std::net::{IpAddr, Ipv6Addr};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 
 use parking_lot::Mutex;
@@ -41,9 +42,18 @@ impl std::fmt::Display for AddressKey {
 /// How many of something each address holds, and in all, each under a limit.
 #[derive(Debug)]
 pub struct HeldPerAddress {
-    per_address: usize,
-    total: usize,
+    per_address: AtomicUsize,
+    total: AtomicUsize,
     held: Mutex<(usize, HashMap<AddressKey, usize>)>,
+}
+
+/// A limit as stored: 0 (none) is the largest count.
+fn unlimited(n: usize) -> usize {
+    if n == 0 {
+        usize::MAX
+    } else {
+        n
+    }
 }
 
 /// Why [`HeldPerAddress::try_hold`] refused.
@@ -58,23 +68,30 @@ pub enum HoldRefused {
 impl HeldPerAddress {
     /// Limits of `per_address` per address and `total` in all (0: no limit).
     pub fn new(per_address: usize, total: usize) -> Arc<HeldPerAddress> {
-        let unlimited = |n: usize| if n == 0 { usize::MAX } else { n };
         Arc::new(HeldPerAddress {
-            per_address: unlimited(per_address),
-            total: unlimited(total),
+            per_address: AtomicUsize::new(unlimited(per_address)),
+            total: AtomicUsize::new(unlimited(total)),
             held: Mutex::new((0, HashMap::new())),
         })
+    }
+
+    /// Changes the limits (0: no limit). What is held stays held; a holder above a lowered
+    /// limit is refused more until it is back under it.
+    pub fn set_limits(&self, per_address: usize, total: usize) {
+        self.per_address
+            .store(unlimited(per_address), Ordering::Relaxed);
+        self.total.store(unlimited(total), Ordering::Relaxed);
     }
 
     /// One more for `address`, if the limits allow; released when the returned hold drops.
     pub fn try_hold(self: &Arc<Self>, address: IpAddr) -> Result<Held, HoldRefused> {
         let key = AddressKey::of(address);
         let mut held = self.held.lock();
-        if held.0 >= self.total {
+        if held.0 >= self.total.load(Ordering::Relaxed) {
             return Err(HoldRefused::Total);
         }
         let count = held.1.entry(key).or_insert(0);
-        if *count >= self.per_address {
+        if *count >= self.per_address.load(Ordering::Relaxed) {
             return Err(HoldRefused::Address);
         }
         *count += 1;

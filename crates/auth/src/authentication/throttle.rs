@@ -210,6 +210,11 @@ impl LoginThrottle {
         }
     }
 
+    /// The settings it was made with.
+    pub fn config(&self) -> &ThrottleConfig {
+        &self.config
+    }
+
     /// Reserves an attempt from `address`, for `username` when it names a user, at `now`;
     /// the refusal reason if the attempt may not be tried.
     pub fn begin(

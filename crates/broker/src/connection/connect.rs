@@ -134,7 +134,7 @@ impl Connection {
     /// was received. The driver runs the chain and hands the decision to
     /// [`Connection::finish_connect`].
     pub fn take_auth_request(&mut self) -> Option<ConnectRequest> {
-        let rechecks = self.listener.chain.rechecks();
+        let rechecks = self.listener.policy().chain.rechecks();
         match self.pending.as_mut() {
             Some(pending) => {
                 let request = pending.request.take()?;
@@ -193,7 +193,10 @@ impl Connection {
         };
         if let (Some(request), Some(interval)) = (
             kept,
-            self.listener.chain.recheck_interval(&authenticated_by),
+            self.listener
+                .policy()
+                .chain
+                .recheck_interval(&authenticated_by),
         ) {
             self.recheck = Some(Box::new(Recheck {
                 request,
@@ -265,9 +268,13 @@ impl Connection {
         } else {
             NEVER_EXPIRES
         };
-        let expiry = requested_expiry
-            .min(limits.max_session_expiry)
-            .min(self.listener.config.max_session_expiry.unwrap_or(u32::MAX));
+        let expiry = requested_expiry.min(limits.max_session_expiry).min(
+            self.listener
+                .policy()
+                .config
+                .max_session_expiry
+                .unwrap_or(u32::MAX),
+        );
 
         let owner = principal.owner();
         let opened = match self.broker.open_session(

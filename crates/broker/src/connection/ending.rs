@@ -13,7 +13,13 @@ impl Connection {
             }
             let expiry = expiry
                 .min(self.broker.config.limits.max_session_expiry)
-                .min(self.listener.config.max_session_expiry.unwrap_or(u32::MAX));
+                .min(
+                    self.listener
+                        .policy()
+                        .config
+                        .max_session_expiry
+                        .unwrap_or(u32::MAX),
+                );
             self.session_expiry = expiry;
             if let Some(session) = &self.session {
                 session.state.lock().set_expiry_interval(expiry);

@@ -95,7 +95,7 @@ impl Connection {
         principal.claims = identity.claims;
         principal.expires_at = identity.expires_at;
         principal.granted = identity.granted;
-        let recheck_interval = self.listener.chain.recheck_interval(&by);
+        let recheck_interval = self.listener.policy().chain.recheck_interval(&by);
         principal.authenticated_by = by;
         if let Some(why) = self.broker.revoked(&principal) {
             tracing::info!(target: "tollgate::audit", client_id = %Escaped(&old.client_id), "re-authentication refused: {}", Escaped(&why));
