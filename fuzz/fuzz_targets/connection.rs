@@ -14,10 +14,9 @@ use arbitrary::Arbitrary;
 use bytes::{Bytes, BytesMut};
 use libfuzzer_sys::fuzz_target;
 use tokio::time::Instant;
-use tollgate_broker::authorization::Authorizers;
 use tollgate_broker::connection::{Close, Connection};
-use tollgate_broker::listener::{Authenticators, Listener};
-use tollgate_broker::{Broker, BrokerConfig, ListenerConfig};
+use tollgate_broker::listener::Listener;
+use tollgate_broker::{Broker, BrokerConfig, Extensions, ListenerConfig, Server};
 use tollgate_mqtt::*;
 
 const TOPICS: [&str; 12] = [
@@ -320,12 +319,8 @@ fuzz_target!(|steps: Vec<Step>| {
         .unwrap();
     runtime.block_on(async move {
         let config = config();
-        let authenticators = Authenticators::build(&config, Vec::new()).unwrap();
-        let authorizers = Authorizers::build(&config.authorizers).unwrap();
-        let listener = Arc::new(
-            Listener::build(0, &config.listeners[0], &authenticators, &authorizers, None)
-                .unwrap(),
-        );
+        let prepared = Server::prepare(config.clone(), Extensions::default()).unwrap();
+        let listener = Arc::clone(prepared.listener(None).unwrap());
         let broker = Broker::new(config);
         let start = Instant::now();
         let mut clock = start;

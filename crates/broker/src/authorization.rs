@@ -24,7 +24,11 @@ struct Loaded {
 
 /// Every configured authorizer, by name.
 pub struct Authorizers {
+    /// The configurations of the loaded authorizers, in the order of `loaded`.
     configs: Vec<AuthorizerConfig>,
+    /// The names of configured authorizers that could not be built (the configuration is
+    /// refused; they are only remembered so listeners naming them are not reported again).
+    broken: Vec<String>,
     loaded: Mutex<Vec<Loaded>>,
 }
 
@@ -107,17 +111,21 @@ fn load(config: &AuthorizerConfig) -> Result<Loaded, String> {
 }
 
 impl Authorizers {
-    /// Loads every configured authorizer. Fails on the first file with an error (named with
-    /// its file and line).
-    pub fn build(configs: &[AuthorizerConfig]) -> Result<Authorizers, ConfigProblem> {
-        let mut loaded = Vec::new();
+    /// Loads every configured authorizer; each one that cannot be loaded adds its problem
+    /// (named with its file and line) to `problems` and is left out, remembered by name so
+    /// that the listeners naming it are not reported again.
+    pub fn build(configs: &[AuthorizerConfig], problems: &mut Vec<ConfigProblem>) -> Authorizers {
+        let mut loaded: Vec<Loaded> = Vec::new();
+        let mut kept = Vec::new();
+        let mut broken = Vec::new();
         for (index, config) in configs.iter().enumerate() {
             let at = KeyPath::root().key("authorizer").index(index);
-            if loaded.iter().any(|l: &Loaded| l.name == config.name) {
-                return Err(ConfigProblem::at(
+            if loaded.iter().any(|l| l.name == config.name) || broken.contains(&config.name) {
+                problems.push(ConfigProblem::at(
                     at.key("name"),
                     format!("two authorizers are named `{}`", config.name),
                 ));
+                continue;
             }
             let table = if config.policy_file.is_some() {
                 at.key("policy_file").key("path")
@@ -128,12 +136,22 @@ impl Authorizers {
             } else {
                 at.key("name")
             };
-            loaded.push(load(config).map_err(|m| ConfigProblem::at(table, m))?);
+            match load(config) {
+                Ok(authorizer) => {
+                    loaded.push(authorizer);
+                    kept.push(config.clone());
+                }
+                Err(m) => {
+                    problems.push(ConfigProblem::at(table, m));
+                    broken.push(config.name.clone());
+                }
+            }
         }
-        Ok(Authorizers {
-            configs: configs.to_vec(),
+        Authorizers {
+            configs: kept,
+            broken,
             loaded: Mutex::new(loaded),
-        })
+        }
     }
 
     /// Whether any authorizer is configured (otherwise clients are unrestricted).
@@ -148,7 +166,7 @@ impl Authorizers {
         listener: &str,
         names: Option<&[String]>,
     ) -> Result<Option<Arc<AuthorizerChain>>, String> {
-        if self.configs.is_empty() && names.is_none_or(|n| n.is_empty()) {
+        if self.configs.is_empty() && self.broken.is_empty() && names.is_none_or(|n| n.is_empty()) {
             return Ok(None);
         }
         let loaded = self.loaded.lock();
@@ -160,7 +178,7 @@ impl Authorizers {
                 }
             }
             Some(names) => {
-                for name in names {
+                for name in names.iter().filter(|n| !self.broken.contains(n)) {
                     let l = loaded.iter().find(|l| &l.name == name).ok_or_else(|| format!("listener `{listener}` names authorizer `{name}`, which is not configured"))?;
                     chain.push(Arc::clone(&l.authorizer));
                 }

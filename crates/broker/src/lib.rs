@@ -44,4 +44,4 @@ pub use config::{
 };
 pub use live::Reconfigured;
 pub use server::{Extensions, Prepared, Server};
-pub use validate::{ConfigProblem, KeyPart, KeyPath};
+pub use validate::{ConfigProblem, ConfigProblems, KeyPart, KeyPath};

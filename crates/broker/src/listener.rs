@@ -46,6 +46,29 @@ pub struct Listener {
     policy: RwLock<Arc<ListenerPolicy>>,
 }
 
+/// The authorizer chain of listener `index` (named `name`, with `config`); `None` when it
+/// names an authorizer that is not configured, which is added to `problems`.
+pub fn authorization_for(
+    index: usize,
+    name: &str,
+    config: &ListenerConfig,
+    authorizers: &Authorizers,
+    problems: &mut Vec<ConfigProblem>,
+) -> Option<Option<Arc<AuthorizerChain>>> {
+    authorizers
+        .chain_for(name, config.authorizers.as_deref())
+        .map_err(|m| {
+            problems.push(ConfigProblem::at(
+                KeyPath::root()
+                    .key("listener")
+                    .index(index)
+                    .key("authorizers"),
+                m,
+            ))
+        })
+        .ok()
+}
+
 /// What a listener does with the connections it accepts: its settings, its TLS acceptor and
 /// its authentication chain.
 pub struct ListenerPolicy {
@@ -59,33 +82,38 @@ pub struct ListenerPolicy {
 
 impl ListenerPolicy {
     /// Builds the policy of listener `index` of the configuration from its settings (loading
-    /// its TLS files) and the authenticators.
+    /// its TLS files) and the authenticators; `None` when it has problems, which are added to
+    /// `problems`.
     pub fn build(
         index: usize,
         config: &ListenerConfig,
         authenticators: &Authenticators,
         throttle: Option<Arc<LoginThrottle>>,
-    ) -> Result<ListenerPolicy, ConfigProblem> {
+        problems: &mut Vec<ConfigProblem>,
+    ) -> Option<ListenerPolicy> {
         let name = config.display_name();
         let at = || KeyPath::root().key("listener").index(index);
         let tls = match &config.tls {
-            Some(settings) => Some(Arc::new(TlsAcceptor::new(settings).map_err(
-                |(key, message)| {
-                    ConfigProblem::at(
+            Some(settings) => match TlsAcceptor::new(settings) {
+                Ok(tls) => Some(Some(Arc::new(tls))),
+                Err((key, message)) => {
+                    problems.push(ConfigProblem::at(
                         at().key("tls").key(key),
                         format!("listener `{name}`: {message}"),
-                    )
-                },
-            )?)),
-            None => None,
+                    ));
+                    None
+                }
+            },
+            None => Some(None),
         };
         let chain = authenticators
             .chain_for(config, throttle)
-            .map_err(|m| ConfigProblem::at(at().key("authenticators"), m))?;
-        Ok(ListenerPolicy {
+            .map_err(|m| problems.push(ConfigProblem::at(at().key("authenticators"), m)))
+            .ok();
+        Some(ListenerPolicy {
             config: config.clone(),
-            chain,
-            tls,
+            chain: chain?,
+            tls: tls?,
         })
     }
 
@@ -120,38 +148,28 @@ impl ListenerPolicy {
 
 impl Listener {
     /// Builds the listener `index` of the configuration from its settings (loading its TLS
-    /// files), the authenticators and the authorizers.
+    /// files), the authenticators and the authorizers; `None` when it has problems, which are
+    /// added to `problems`.
     pub fn build(
         index: usize,
         config: &ListenerConfig,
         authenticators: &Authenticators,
         authorizers: &Authorizers,
         throttle: Option<Arc<LoginThrottle>>,
-    ) -> Result<Listener, ConfigProblem> {
-        let policy = ListenerPolicy::build(index, config, authenticators, throttle)?;
+        problems: &mut Vec<ConfigProblem>,
+    ) -> Option<Listener> {
+        let policy = ListenerPolicy::build(index, config, authenticators, throttle, problems);
         let name: Arc<str> = config.display_name().into();
-        let authorization = RwLock::new(
-            authorizers
-                .chain_for(&name, config.authorizers.as_deref())
-                .map_err(|m| {
-                    ConfigProblem::at(
-                        KeyPath::root()
-                            .key("listener")
-                            .index(index)
-                            .key("authorizers"),
-                        m,
-                    )
-                })?,
-        );
-        Ok(Listener {
+        let authorization = authorization_for(index, &name, config, authorizers, problems);
+        Some(Listener {
             name,
             socket: (config.bind, config.listen_backlog),
             connections: HeldPerAddress::new(
                 config.max_connections_per_address,
                 config.max_connections,
             ),
-            authorization,
-            policy: RwLock::new(Arc::new(policy)),
+            authorization: RwLock::new(authorization?),
+            policy: RwLock::new(Arc::new(policy?)),
         })
     }
 
@@ -190,104 +208,82 @@ struct Named {
 /// Every authenticator of the broker, by name, shared by the listeners' chains.
 pub struct Authenticators {
     named: Vec<Named>,
+    /// The names of configured authenticators that could not be built (the configuration is
+    /// refused; they are only remembered so listeners naming them are not reported again).
+    broken: Vec<String>,
     password_files: Vec<Arc<PasswordFile>>,
     introspections: Vec<Arc<IntrospectionAuthenticator>>,
 }
 
 impl Authenticators {
     /// Builds the configured authenticators, then appends `custom` ones (supplied in code;
-    /// they fail closed and are not cached). Must run inside a tokio runtime (files are watched).
+    /// they fail closed and are not cached). Each one that cannot be built adds its problem to
+    /// `problems` and is left out, remembered by name so that the listeners naming it are not
+    /// reported again. Must run inside a tokio runtime (files are watched).
     pub fn build(
         config: &BrokerConfig,
         custom: Vec<Arc<dyn Authenticator>>,
-    ) -> Result<Authenticators, ConfigProblem> {
+        problems: &mut Vec<ConfigProblem>,
+    ) -> Authenticators {
         let mut named = Vec::new();
         let mut password_files = Vec::new();
         let mut introspections = Vec::new();
+        let mut broken = Vec::new();
         for (index, a) in config.authenticators.iter().enumerate() {
-            let at = || KeyPath::root().key("authenticator").index(index);
-            let kind = kind(a).map_err(|m| ConfigProblem::at(at().key("name"), m))?;
-            let table = at().key(kind_name(&kind));
-            let invalid = |e: String| {
-                ConfigProblem::at(table.clone(), format!("authenticator `{}`: {e}", a.name))
-            };
-            let authenticator: Arc<dyn Authenticator> = match kind {
-                Kind::PasswordFile => {
-                    let settings = a.password_file.as_ref().expect("checked by kind");
-                    let file =
-                        Arc::new(
-                            PasswordFile::open(
-                                &a.name,
-                                &settings.path,
-                                settings.max_parallel_hashes,
-                            )
-                            .map_err(|e| {
-                                ConfigProblem::at(table.clone().key("path"), e.to_string())
-                            })?,
-                        );
-                    if settings.reload_interval > 0 {
-                        file.watch(Duration::from_secs(settings.reload_interval));
-                    }
-                    password_files.push(Arc::clone(&file));
-                    file
+            match build_one(index, a, &mut password_files, &mut introspections) {
+                Ok(authenticator) => {
+                    let cache = (a.cache_ttl > 0).then(|| {
+                        Arc::new(AuthCache::new(
+                            Duration::from_secs(a.cache_ttl),
+                            AUTH_CACHE_CAPACITY,
+                        ))
+                    });
+                    named.push((
+                        index,
+                        Named {
+                            authenticator,
+                            on_error: a.on_error,
+                            cache,
+                        },
+                    ));
                 }
-                Kind::Jwt => {
-                    let settings = a.jwt.clone().expect("checked by kind");
-                    Arc::new(JwtAuthenticator::new(&a.name, settings).map_err(invalid)?)
+                Err(problem) => {
+                    problems.push(problem);
+                    broken.push(a.name.clone());
                 }
-                Kind::Introspection => {
-                    let settings = a.introspection.clone().expect("checked by kind");
-                    let introspection = Arc::new(
-                        IntrospectionAuthenticator::new(&a.name, settings).map_err(invalid)?,
-                    );
-                    introspections.push(Arc::clone(&introspection));
-                    introspection
-                }
-                Kind::PasswordGrant => {
-                    let settings = a.password_grant.clone().expect("checked by kind");
-                    Arc::new(PasswordGrantAuthenticator::new(&a.name, settings).map_err(invalid)?)
-                }
-                Kind::Webhook => {
-                    let settings = a.webhook.clone().expect("checked by kind");
-                    Arc::new(WebhookAuthenticator::new(&a.name, settings).map_err(invalid)?)
-                }
-            };
-            let cache = (a.cache_ttl > 0).then(|| {
-                Arc::new(AuthCache::new(
-                    Duration::from_secs(a.cache_ttl),
-                    AUTH_CACHE_CAPACITY,
-                ))
-            });
-            named.push(Named {
-                authenticator,
-                on_error: a.on_error,
-                cache,
-            });
-        }
-        for authenticator in custom {
-            named.push(Named {
-                authenticator,
-                on_error: OnError::Deny,
-                cache: None,
-            });
-        }
-        let mut seen = std::collections::HashSet::new();
-        for (index, n) in named.iter().enumerate() {
-            if !seen.insert(n.authenticator.name().to_owned()) {
-                return Err(ConfigProblem::at(
-                    KeyPath::root()
-                        .key("authenticator")
-                        .index(index)
-                        .key("name"),
-                    format!("two authenticators are named `{}`", n.authenticator.name()),
-                ));
             }
         }
-        Ok(Authenticators {
-            named,
+        let configured = config.authenticators.len();
+        for (offset, authenticator) in custom.into_iter().enumerate() {
+            named.push((
+                configured + offset,
+                Named {
+                    authenticator,
+                    on_error: OnError::Deny,
+                    cache: None,
+                },
+            ));
+        }
+        let mut seen: Vec<&str> = broken.iter().map(String::as_str).collect();
+        for (index, n) in &named {
+            let name = n.authenticator.name();
+            if seen.contains(&name) {
+                problems.push(ConfigProblem::at(
+                    KeyPath::root()
+                        .key("authenticator")
+                        .index(*index)
+                        .key("name"),
+                    format!("two authenticators are named `{name}`"),
+                ));
+            }
+            seen.push(name);
+        }
+        Authenticators {
+            named: named.into_iter().map(|(_, n)| n).collect(),
+            broken,
             password_files,
             introspections,
-        })
+        }
     }
 
     /// The chain of `listener`: its listed authenticators in order, or all of them.
@@ -300,6 +296,7 @@ impl Authenticators {
             None => self.named.iter().collect(),
             Some(names) => names
                 .iter()
+                .filter(|name| !self.broken.contains(name))
                 .map(|name| {
                     self.named.iter().find(|n| n.authenticator.name() == name).ok_or_else(|| {
                         format!("listener `{}` names authenticator `{name}`, which is not configured", listener.display_name())
@@ -354,6 +351,54 @@ impl Authenticators {
             introspection.flush();
         }
     }
+}
+
+/// Builds the authenticator `index` of the configuration (`password_files` and
+/// `introspections` collect those SIGHUP reloads and a revocation flushes).
+fn build_one(
+    index: usize,
+    a: &AuthenticatorConfig,
+    password_files: &mut Vec<Arc<PasswordFile>>,
+    introspections: &mut Vec<Arc<IntrospectionAuthenticator>>,
+) -> Result<Arc<dyn Authenticator>, ConfigProblem> {
+    let at = || KeyPath::root().key("authenticator").index(index);
+    let kind = kind(a).map_err(|m| ConfigProblem::at(at().key("name"), m))?;
+    let table = at().key(kind_name(&kind));
+    let invalid =
+        |e: String| ConfigProblem::at(table.clone(), format!("authenticator `{}`: {e}", a.name));
+    Ok(match kind {
+        Kind::PasswordFile => {
+            let settings = a.password_file.as_ref().expect("checked by kind");
+            let file = Arc::new(
+                PasswordFile::open(&a.name, &settings.path, settings.max_parallel_hashes)
+                    .map_err(|e| ConfigProblem::at(table.clone().key("path"), e.to_string()))?,
+            );
+            if settings.reload_interval > 0 {
+                file.watch(Duration::from_secs(settings.reload_interval));
+            }
+            password_files.push(Arc::clone(&file));
+            file
+        }
+        Kind::Jwt => {
+            let settings = a.jwt.clone().expect("checked by kind");
+            Arc::new(JwtAuthenticator::new(&a.name, settings).map_err(invalid)?)
+        }
+        Kind::Introspection => {
+            let settings = a.introspection.clone().expect("checked by kind");
+            let introspection =
+                Arc::new(IntrospectionAuthenticator::new(&a.name, settings).map_err(invalid)?);
+            introspections.push(Arc::clone(&introspection));
+            introspection
+        }
+        Kind::PasswordGrant => {
+            let settings = a.password_grant.clone().expect("checked by kind");
+            Arc::new(PasswordGrantAuthenticator::new(&a.name, settings).map_err(invalid)?)
+        }
+        Kind::Webhook => {
+            let settings = a.webhook.clone().expect("checked by kind");
+            Arc::new(WebhookAuthenticator::new(&a.name, settings).map_err(invalid)?)
+        }
+    })
 }
 
 enum Kind {

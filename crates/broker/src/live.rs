@@ -21,9 +21,9 @@ use tollgate_auth::revocation::RevocationList;
 use crate::authorization::Authorizers;
 use crate::broker::Broker;
 use crate::config::BrokerConfig;
-use crate::listener::{Authenticators, Listener, ListenerPolicy};
+use crate::listener::{authorization_for, Authenticators, Listener, ListenerPolicy};
 use crate::revocation::RevocationFile;
-use crate::validate::{ConfigProblem, KeyPath};
+use crate::validate::{ConfigProblem, ConfigProblems, KeyPath};
 
 /// How often the watcher looks at the files' reload intervals.
 const WATCH_TICK: Duration = Duration::from_secs(1);
@@ -112,8 +112,11 @@ impl Live {
     /// nothing and names its key), then authenticators, authorizers, the throttle, the
     /// revocation list and each listener's policy are replaced. Settings that need a restart
     /// are reported and keep their running value.
-    pub(crate) fn reconfigure(&self, config: BrokerConfig) -> Result<Reconfigured, ConfigProblem> {
-        config.validate()?;
+    pub(crate) fn reconfigure(&self, config: BrokerConfig) -> Result<Reconfigured, ConfigProblems> {
+        let mut problems = match config.validate() {
+            Ok(()) => Vec::new(),
+            Err(found) => found.into_iter().collect(),
+        };
         let mut applied = self.applied.lock();
         let needs_restart = self.needs_restart(&config);
         let throttle = match &applied.throttle {
@@ -125,42 +128,42 @@ impl Live {
                 .enabled
                 .then(|| Arc::new(LoginThrottle::new(config.throttle.clone()))),
         };
-        let authenticators = Arc::new(Authenticators::build(&config, self.custom.clone())?);
-        let authorizers = Arc::new(Authorizers::build(&config.authorizers)?);
+        let authenticators = Arc::new(Authenticators::build(
+            &config,
+            self.custom.clone(),
+            &mut problems,
+        ));
+        let authorizers = Arc::new(Authorizers::build(&config.authorizers, &mut problems));
         let mut policies = Vec::new();
         for (index, (listener, settings)) in
             self.listeners.iter().zip(&config.listeners).enumerate()
         {
-            authorizers
-                .chain_for(&listener.name, settings.authorizers.as_deref())
-                .map_err(|m| {
-                    ConfigProblem::at(
-                        KeyPath::root()
-                            .key("listener")
-                            .index(index)
-                            .key("authorizers"),
-                        m,
-                    )
-                })?;
-            policies.push(ListenerPolicy::build(
+            authorization_for(index, &listener.name, settings, &authorizers, &mut problems);
+            policies.extend(ListenerPolicy::build(
                 index,
                 settings,
                 &authenticators,
                 throttle.clone(),
-            )?);
+                &mut problems,
+            ));
         }
         let revocation = match &config.revocation {
             None => None,
             Some(settings) => match &applied.revocation {
                 Some(running) if running.path() == settings.path => Some(Arc::clone(running)),
-                _ => {
-                    let (file, _) = RevocationFile::open(&settings.path).map_err(|m| {
-                        ConfigProblem::at(KeyPath::root().key("revocation").key("path"), m)
-                    })?;
-                    Some(Arc::new(file))
-                }
+                _ => match RevocationFile::open(&settings.path) {
+                    Ok((file, _)) => Some(Arc::new(file)),
+                    Err(m) => {
+                        problems.push(ConfigProblem::at(
+                            KeyPath::root().key("revocation").key("path"),
+                            m,
+                        ));
+                        None
+                    }
+                },
             },
         };
+        ConfigProblems::check(problems)?;
         // Everything is built: from here on nothing fails.
         for (listener, policy) in self.listeners.iter().zip(policies) {
             listener.set_policy(policy, &authorizers);

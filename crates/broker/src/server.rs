@@ -24,7 +24,7 @@ use crate::live::{Applied, Live, Reconfigured};
 use crate::memory::Overload;
 use crate::revocation::RevocationFile;
 use crate::sys::run_sys_publisher;
-use crate::validate::{ConfigProblem, KeyPath};
+use crate::validate::{ConfigProblem, ConfigProblems, KeyPath};
 
 /// Things an embedder adds to a broker in code.
 #[derive(Default)]
@@ -60,39 +60,55 @@ impl Server {
 
     /// Everything [`Server::start_with`] does short of binding sockets: the configuration
     /// validated, every file read (password files, policies, ACLs, the revocation list, TLS
-    /// certificates, keys, CA bundles and CRLs), every name resolved. A problem names the key
-    /// at fault. Must run inside a tokio runtime (files are watched from here on).
+    /// certificates, keys, CA bundles and CRLs), every name resolved. Every problem is
+    /// reported, each naming the key at fault. Must run inside a tokio runtime (files are
+    /// watched from here on).
     pub fn prepare(
         config: BrokerConfig,
         extensions: Extensions,
-    ) -> Result<Prepared, ConfigProblem> {
-        config.validate()?;
+    ) -> Result<Prepared, ConfigProblems> {
+        let mut problems = match config.validate() {
+            Ok(()) => Vec::new(),
+            Err(found) => found.into_iter().collect(),
+        };
         let custom = extensions.authenticators;
-        let authenticators = Arc::new(Authenticators::build(&config, custom.clone())?);
-        let authorizers = Arc::new(Authorizers::build(&config.authorizers)?);
+        let authenticators = Arc::new(Authenticators::build(
+            &config,
+            custom.clone(),
+            &mut problems,
+        ));
+        let authorizers = Arc::new(Authorizers::build(&config.authorizers, &mut problems));
         let throttle = config
             .throttle
             .enabled
             .then(|| Arc::new(LoginThrottle::new(config.throttle.clone())));
         let mut listeners = Vec::new();
         for (index, listener_config) in config.listeners.iter().enumerate() {
-            listeners.push(Arc::new(Listener::build(
+            if let Some(listener) = Listener::build(
                 index,
                 listener_config,
                 &authenticators,
                 &authorizers,
                 throttle.clone(),
-            )?));
-        }
-        let revocation = match &config.revocation {
-            Some(settings) => {
-                let (file, list) = RevocationFile::open(&settings.path).map_err(|m| {
-                    ConfigProblem::at(KeyPath::root().key("revocation").key("path"), m)
-                })?;
-                Some((Arc::new(file), Arc::new(list)))
+                &mut problems,
+            ) {
+                listeners.push(Arc::new(listener));
             }
-            None => None,
-        };
+        }
+        let revocation =
+            config.revocation.as_ref().and_then(|settings| {
+                match RevocationFile::open(&settings.path) {
+                    Ok((file, list)) => Some((Arc::new(file), Arc::new(list))),
+                    Err(m) => {
+                        problems.push(ConfigProblem::at(
+                            KeyPath::root().key("revocation").key("path"),
+                            m,
+                        ));
+                        None
+                    }
+                }
+            });
+        ConfigProblems::check(problems)?;
         Ok(Prepared {
             config,
             authenticators,
@@ -227,7 +243,7 @@ impl Server {
     /// are checked against the new revocation list and CRLs. What needs a restart (a
     /// listener's address, the broker-wide limits, ...) keeps its running value and is listed
     /// in the answer.
-    pub fn reconfigure(&self, config: BrokerConfig) -> Result<Reconfigured, ConfigProblem> {
+    pub fn reconfigure(&self, config: BrokerConfig) -> Result<Reconfigured, ConfigProblems> {
         self.live.reconfigure(config)
     }
 

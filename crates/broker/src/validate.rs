@@ -94,61 +94,75 @@ impl fmt::Display for ConfigProblem {
 
 impl std::error::Error for ConfigProblem {}
 
+/// Every problem found in a configuration, in the order they were found (at least one).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConfigProblems(Vec<ConfigProblem>);
+
+impl ConfigProblems {
+    /// The problems, in the order they were found.
+    pub fn iter(&self) -> std::slice::Iter<'_, ConfigProblem> {
+        self.0.iter()
+    }
+
+    /// The first problem found.
+    pub fn first(&self) -> &ConfigProblem {
+        &self.0[0]
+    }
+
+    /// `Ok` when `problems` is empty.
+    pub(crate) fn check(problems: Vec<ConfigProblem>) -> Result<(), ConfigProblems> {
+        if problems.is_empty() {
+            Ok(())
+        } else {
+            Err(ConfigProblems(problems))
+        }
+    }
+}
+
+impl From<ConfigProblem> for ConfigProblems {
+    fn from(problem: ConfigProblem) -> ConfigProblems {
+        ConfigProblems(vec![problem])
+    }
+}
+
+impl IntoIterator for ConfigProblems {
+    type Item = ConfigProblem;
+    type IntoIter = std::vec::IntoIter<ConfigProblem>;
+
+    fn into_iter(self) -> Self::IntoIter {
+        self.0.into_iter()
+    }
+}
+
+impl fmt::Display for ConfigProblems {
+    /// One problem per line.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        for (i, problem) in self.0.iter().enumerate() {
+            if i > 0 {
+                f.write_str("\n")?;
+            }
+            write!(f, "{problem}")?;
+        }
+        Ok(())
+    }
+}
+
+impl std::error::Error for ConfigProblems {}
+
 impl BrokerConfig {
-    /// Checks the values serde cannot: ranges and combinations.
-    pub fn validate(&self) -> Result<(), ConfigProblem> {
-        let limits = KeyPath::root().key("limits");
-        let l = &self.limits;
-        let at =
-            |key: &str, message: String| Err(ConfigProblem::at(limits.clone().key(key), message));
-        if l.max_qos > 2 {
-            return at("max_qos", format!("must be 0, 1 or 2, not {}", l.max_qos));
-        }
-        if l.receive_maximum == 0 {
-            return at("receive_maximum", "must be at least 1".into());
-        }
-        if l.max_inflight_messages == 0 {
-            return at("max_inflight_messages", "must be at least 1".into());
-        }
-        if l.max_packet_size < 64 || l.max_packet_size > 268_435_460 {
-            return at(
-                "max_packet_size",
-                format!(
-                    "must be between 64 and 268435460 bytes, not {}",
-                    l.max_packet_size
-                ),
-            );
-        }
-        if l.max_queued_messages == 0 {
-            return at("max_queued_messages", "must be at least 1".into());
-        }
-        if l.max_filters_per_subscribe == 0 {
-            return at("max_filters_per_subscribe", "must be at least 1".into());
-        }
-        if l.max_topic_levels == 0 {
-            return at("max_topic_levels", "must be at least 1".into());
-        }
-        if l.max_connection_output_bytes < 1024 {
-            return at(
-                "max_connection_output_bytes",
-                "must be at least 1024 bytes".into(),
-            );
-        }
-        if l.max_memory != 0 && l.max_memory < 1024 * 1024 {
-            return at(
-                "max_memory",
-                "must be 0 (no budget) or at least 1 MiB".into(),
-            );
-        }
+    /// Checks the values serde cannot: ranges and combinations. Every problem is reported.
+    pub fn validate(&self) -> Result<(), ConfigProblems> {
+        let mut problems = Vec::new();
+        self.check_limits(&mut problems);
         if self.listeners.is_empty() {
-            return Err(ConfigProblem::at(
+            problems.push(ConfigProblem::at(
                 KeyPath::root().key("listener"),
                 "at least one [[listener]] is needed",
             ));
         }
         for (i, listener) in self.listeners.iter().enumerate() {
             if listener.listen_backlog == 0 {
-                return Err(ConfigProblem::at(
+                problems.push(ConfigProblem::at(
                     KeyPath::root()
                         .key("listener")
                         .index(i)
@@ -157,7 +171,60 @@ impl BrokerConfig {
                 ));
             }
         }
-        Ok(())
+        ConfigProblems::check(problems)
+    }
+
+    fn check_limits(&self, problems: &mut Vec<ConfigProblem>) {
+        let l = &self.limits;
+        let mut wrong = |wrong: bool, key: &str, message: String| {
+            if wrong {
+                problems.push(ConfigProblem::at(
+                    KeyPath::root().key("limits").key(key),
+                    message,
+                ));
+            }
+        };
+        let at_least_1 = || "must be at least 1".to_owned();
+        wrong(
+            l.max_qos > 2,
+            "max_qos",
+            format!("must be 0, 1 or 2, not {}", l.max_qos),
+        );
+        wrong(l.receive_maximum == 0, "receive_maximum", at_least_1());
+        wrong(
+            l.max_inflight_messages == 0,
+            "max_inflight_messages",
+            at_least_1(),
+        );
+        wrong(
+            l.max_packet_size < 64 || l.max_packet_size > 268_435_460,
+            "max_packet_size",
+            format!(
+                "must be between 64 and 268435460 bytes, not {}",
+                l.max_packet_size
+            ),
+        );
+        wrong(
+            l.max_queued_messages == 0,
+            "max_queued_messages",
+            at_least_1(),
+        );
+        wrong(
+            l.max_filters_per_subscribe == 0,
+            "max_filters_per_subscribe",
+            at_least_1(),
+        );
+        wrong(l.max_topic_levels == 0, "max_topic_levels", at_least_1());
+        wrong(
+            l.max_connection_output_bytes < 1024,
+            "max_connection_output_bytes",
+            "must be at least 1024 bytes".into(),
+        );
+        wrong(
+            l.max_memory != 0 && l.max_memory < 1024 * 1024,
+            "max_memory",
+            "must be 0 (no budget) or at least 1 MiB".into(),
+        );
     }
 }
 
@@ -181,6 +248,28 @@ mod tests {
         let mut config = BrokerConfig::default();
         config.limits.max_qos = 3;
         let problem = config.validate().unwrap_err();
-        assert_eq!(problem.key.to_string(), "limits.max_qos");
+        assert_eq!(problem.first().key.to_string(), "limits.max_qos");
+    }
+
+    #[test]
+    fn every_problem_is_reported_at_once() {
+        let mut config = BrokerConfig::default();
+        config.limits.max_qos = 3;
+        config.limits.max_topic_levels = 0;
+        config.listeners[0].listen_backlog = 0;
+        let keys: Vec<String> = config
+            .validate()
+            .unwrap_err()
+            .iter()
+            .map(|p| p.key.to_string())
+            .collect();
+        assert_eq!(
+            keys,
+            [
+                "limits.max_qos",
+                "limits.max_topic_levels",
+                "listener[0].listen_backlog"
+            ]
+        );
     }
 }

@@ -4,7 +4,7 @@ use std::fmt;
 use std::path::{Path, PathBuf};
 
 use tollgate_broker::{
-    BrokerConfig, ConfigProblem, Extensions, KeyPart, KeyPath, Prepared, Server,
+    BrokerConfig, ConfigProblem, ConfigProblems, Extensions, KeyPart, KeyPath, Prepared, Server,
 };
 
 /// A configuration file that could not be used.
@@ -34,6 +34,31 @@ impl fmt::Display for ConfigError {
 }
 
 impl std::error::Error for ConfigError {}
+
+/// Every problem of a configuration file, by line.
+#[derive(Debug)]
+pub struct ConfigErrors(pub Vec<ConfigError>);
+
+impl From<ConfigError> for ConfigErrors {
+    fn from(error: ConfigError) -> ConfigErrors {
+        ConfigErrors(vec![error])
+    }
+}
+
+impl fmt::Display for ConfigErrors {
+    /// One problem per line.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        for (i, error) in self.0.iter().enumerate() {
+            if i > 0 {
+                f.write_str("\n")?;
+            }
+            write!(f, "{error}")?;
+        }
+        Ok(())
+    }
+}
+
+impl std::error::Error for ConfigErrors {}
 
 /// Reads and parses the configuration file at `path` (the broker's own checks come after:
 /// [`check`]).
@@ -68,20 +93,30 @@ pub fn parse(path: &Path, text: &str) -> Result<BrokerConfig, ConfigError> {
 }
 
 /// Everything `serve` does with a configuration short of binding sockets (validated, every
-/// file read, every name resolved, TLS material loaded), so that what passes here starts.
-/// Must run inside a tokio runtime.
+/// file read, every name resolved, TLS material loaded), so that what passes here starts;
+/// every problem is reported. Must run inside a tokio runtime.
 pub fn check(
     path: &Path,
     text: &str,
     config: BrokerConfig,
     extensions: Extensions,
-) -> Result<Prepared, ConfigError> {
-    Server::prepare(config, extensions).map_err(|problem| in_file(path, text, problem))
+) -> Result<Prepared, ConfigErrors> {
+    Server::prepare(config, extensions).map_err(|problems| in_file(path, text, problems))
 }
 
-/// A broker's configuration problem, placed in the file: the line of the key at fault (or of
-/// the nearest table around it that the file has).
-pub fn in_file(path: &Path, text: &str, problem: ConfigProblem) -> ConfigError {
+/// A broker's configuration problems, placed in the file and sorted by line.
+pub fn in_file(path: &Path, text: &str, problems: ConfigProblems) -> ConfigErrors {
+    let mut errors: Vec<ConfigError> = problems
+        .into_iter()
+        .map(|problem| problem_in_file(path, text, problem))
+        .collect();
+    errors.sort_by_key(|e| e.line);
+    ConfigErrors(errors)
+}
+
+/// One problem, placed in the file: the line of the key at fault (or of the nearest table
+/// around it that the file has).
+fn problem_in_file(path: &Path, text: &str, problem: ConfigProblem) -> ConfigError {
     ConfigError {
         path: path.to_owned(),
         line: line_of(text, &problem.key),
@@ -268,6 +303,30 @@ mod tests {
         let e = err("[[listener]]\nbind = \"127.0.0.1:1883\"\n\n[[listener]]\nbind = \"127.0.0.1:1884\"\nauthorizers = [\"nobody\"]\n");
         assert!(
             e.starts_with("tollgate.toml:6: key `listener[1].authorizers`"),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn every_problem_is_reported_at_once_by_line() {
+        let text = "[limits]\nmax_qos = 3\n\n[[authenticator]]\nname = \"users\"\npassword_file = { path = \"/nonexistent/passwd\" }\n\n[[listener]]\nbind = \"127.0.0.1:1883\"\nauthenticators = [\"users\"]\nauthorizers = [\"nobody\"]\nlisten_backlog = 0\n";
+        let e = err(text);
+        let lines: Vec<&str> = e.lines().collect();
+        assert_eq!(lines.len(), 4, "{e}");
+        assert!(
+            lines[0].starts_with("tollgate.toml:2: key `limits.max_qos`"),
+            "{e}"
+        );
+        assert!(
+            lines[1].starts_with("tollgate.toml:6: key `authenticator[0].password_file.path`"),
+            "{e}"
+        );
+        assert!(
+            lines[2].starts_with("tollgate.toml:11: key `listener[0].authorizers`"),
+            "{e}"
+        );
+        assert!(
+            lines[3].starts_with("tollgate.toml:12: key `listener[0].listen_backlog`"),
             "{e}"
         );
     }

@@ -8,6 +8,7 @@ use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
+use config_file::ConfigErrors;
 use tollgate_broker::{BrokerConfig, Extensions, Server};
 use tracing_subscriber::EnvFilter;
 
@@ -61,21 +62,25 @@ fn main() -> ExitCode {
         Command::Passwd(args) => passwd::run(args),
         Command::Check(args) => check::run(*args),
         Command::CheckConfig { config: path } => {
-            let checked = config_file::load(&path).and_then(|(config, text)| {
-                let runtime = tokio::runtime::Builder::new_current_thread()
-                    .enable_all()
-                    .build()
-                    .expect("a runtime");
-                let _inside = runtime.enter();
-                config_file::check(&path, &text, config, Extensions::default()).map(drop)
-            });
+            let checked = config_file::load(&path)
+                .map_err(ConfigErrors::from)
+                .and_then(|(config, text)| {
+                    let runtime = tokio::runtime::Builder::new_current_thread()
+                        .enable_all()
+                        .build()
+                        .expect("a runtime");
+                    let _inside = runtime.enter();
+                    config_file::check(&path, &text, config, Extensions::default()).map(drop)
+                });
             match checked {
                 Ok(()) => {
                     println!("{}: ok", path.display());
                     ExitCode::SUCCESS
                 }
-                Err(e) => {
-                    eprintln!("tollgate: {e}");
+                Err(errors) => {
+                    for e in errors.0 {
+                        eprintln!("tollgate: {e}");
+                    }
                     ExitCode::from(2)
                 }
             }
@@ -132,12 +137,18 @@ fn serve(config: BrokerConfig, file: Option<(PathBuf, String)>) -> ExitCode {
     runtime.block_on(async move {
         let prepared = match Server::prepare(config, Extensions::default()) {
             Ok(prepared) => prepared,
-            Err(problem) => {
+            Err(problems) => {
                 match &file {
                     Some((path, text)) => {
-                        eprintln!("tollgate: {}", config_file::in_file(path, text, problem))
+                        for e in config_file::in_file(path, text, problems).0 {
+                            eprintln!("tollgate: {e}");
+                        }
                     }
-                    None => eprintln!("tollgate: {problem}"),
+                    None => {
+                        for problem in problems {
+                            eprintln!("tollgate: {problem}");
+                        }
+                    }
                 }
                 return ExitCode::from(2);
             }
@@ -188,13 +199,15 @@ fn reconfigure(server: &Server, file: Option<&Path>) {
         return;
     };
     tracing::info!(file = %path.display(), "reading the configuration again");
-    let problem = match config_file::load(path) {
+    let errors = match config_file::load(path) {
         Ok((config, text)) => match server.reconfigure(config) {
             Ok(_) => return,
-            Err(problem) => config_file::in_file(path, &text, problem),
+            Err(problems) => config_file::in_file(path, &text, problems),
         },
-        Err(e) => e,
+        Err(e) => ConfigErrors::from(e),
     };
-    tracing::error!("configuration not applied, the running one is kept: {problem}");
+    for e in &errors.0 {
+        tracing::error!("configuration not applied, the running one is kept: {e}");
+    }
     server.reload();
 }
