@@ -13,7 +13,7 @@ use std::time::Duration;
 use arbitrary::Arbitrary;
 use bytes::{Bytes, BytesMut};
 use libfuzzer_sys::fuzz_target;
-use tokio::time::Instant;
+use std::time::Instant;
 use tollgate_broker::connection::{Close, Connection};
 use tollgate_broker::listener::Listener;
 use tollgate_broker::{Broker, BrokerConfig, Extensions, ListenerConfig, Server};

@@ -14,7 +14,7 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use parking_lot::{Mutex, RwLock};
-use tokio::time::Instant;
+use std::time::Instant;
 use tollgate_auth::permissions::CompiledPermissions;
 use tollgate_auth::revocation::RevocationList;
 use tollgate_auth::{Owner, Principal};
@@ -127,7 +127,7 @@ impl Broker {
             deadlines: Arc::new(SessionDeadlines::new(session_deadlines_of(broker.clone()))),
             config,
             stats: BrokerStats::default(),
-            started_at: Instant::now(),
+            started_at: crate::clock::now(),
             allow_all: Arc::new(CompiledPermissions::allow_all()),
             memory,
             sessions: Mutex::new(HashMap::new()),
@@ -263,7 +263,7 @@ impl Broker {
             self.end_session(session);
             return;
         }
-        let now = Instant::now();
+        let now = crate::clock::now();
         let after = |seconds: u32| now.checked_add(Duration::from_secs(u64::from(seconds)));
         let will_at = (delay > 0).then(|| after(delay)).flatten();
         let expiry_at = (expiry != NEVER_EXPIRES).then(|| after(expiry)).flatten();
@@ -474,7 +474,7 @@ impl Broker {
     /// Publishes a message made by the broker (a will, a `$SYS` update): stored if retained,
     /// then routed.
     pub fn publish_internal(&self, publish: Publish, origin: u64) -> RouteOutcome {
-        let message = Message::received(publish, origin, Instant::now(), &self.memory);
+        let message = Message::received(publish, origin, crate::clock::now(), &self.memory);
         if message.publish.retain && self.config.limits.retain_available {
             let _ = self.retain(Arc::clone(&message));
         }

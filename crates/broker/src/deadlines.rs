@@ -11,8 +11,8 @@ use std::collections::{BTreeSet, HashMap};
 use std::sync::{Arc, Weak};
 
 use parking_lot::Mutex;
+use std::time::Instant;
 use tokio::sync::Notify;
-use tokio::time::Instant;
 
 use crate::session::Session;
 
@@ -179,7 +179,7 @@ impl SessionDeadlines {
                 if queue.closed {
                     return;
                 }
-                let now = Instant::now();
+                let now = crate::clock::now();
                 let mut due = Vec::new();
                 while let Some(item) = queue.pop_due(now) {
                     due.push(item);
@@ -195,7 +195,7 @@ impl SessionDeadlines {
             match next {
                 Some(at) => {
                     tokio::select! {
-                        () = tokio::time::sleep_until(at) => {}
+                        () = tokio::time::sleep_until(crate::clock::on_tokio(at)) => {}
                         () = changed => {}
                     }
                 }

@@ -19,17 +19,17 @@ use std::net::SocketAddr;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::task::Poll;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use bytes::BytesMut;
 use tokio::net::TcpStream;
 use tokio::sync::watch;
-use tokio::time::Instant;
 use tollgate_auth::authentication::{ChainDecision, ConnectRequest, DenyReason};
 use tollgate_auth::log::Escaped;
 use tollgate_mqtt::ReasonCode;
 
 use crate::broker::Broker;
+use crate::clock::on_tokio;
 use crate::connection::{Close, Connection};
 use crate::listener::Listener;
 use crate::memory::{MemoryBudget, Overload, Pressure};
@@ -58,7 +58,7 @@ const LINGER_MAX_BYTES: usize = 256 * 1024;
 
 /// A deadline that never comes, for a timer with nothing to time.
 fn far_future() -> Instant {
-    Instant::now() + Duration::from_secs(86400 * 365)
+    crate::clock::now() + Duration::from_secs(86400 * 365)
 }
 
 /// An authentication under way, beside the connection: the chain's decision once it comes.
@@ -167,7 +167,7 @@ fn open(
         Arc::clone(listener),
         peer,
         None,
-        Instant::now(),
+        crate::clock::now(),
     );
     Some((transport, conn))
 }
@@ -200,12 +200,12 @@ async fn serve(
     let write_timeout = Duration::from_secs(limits.write_timeout.max(1));
     let memory = Arc::clone(&conn.broker().memory);
     // When the client last took output, or the output was last empty.
-    let mut output_moved = Instant::now();
+    let mut output_moved = crate::clock::now();
     let deadline_of = |conn: &Connection, output_moved: Instant, pending: bool| {
         let stall = pending.then(|| output_moved + write_timeout);
         [conn.deadline(), stall].into_iter().flatten().min()
     };
-    let timer = tokio::time::sleep_until(conn.deadline().unwrap_or_else(far_future));
+    let timer = tokio::time::sleep_until(on_tokio(conn.deadline().unwrap_or_else(far_future)));
     tokio::pin!(timer);
     // The authentication being decided, if any: polled with everything else, so a connected
     // client whose re-check or re-authentication takes seconds goes on being served.
@@ -268,7 +268,7 @@ async fn serve(
         };
         if woken.writable {
             step = step.and_then(|()| write_some(transport, conn, &mut output_moved));
-            step = step.and_then(|()| conn.pull_deliveries(Instant::now()));
+            step = step.and_then(|()| conn.pull_deliveries(crate::clock::now()));
         }
         if woken.readable {
             step = step.and_then(|()| {
@@ -276,18 +276,18 @@ async fn serve(
             });
         }
         if woken.deliveries {
-            step = step.and_then(|()| conn.pull_deliveries(Instant::now()));
+            step = step.and_then(|()| conn.pull_deliveries(crate::clock::now()));
         }
         if let Some(decision) = woken.decided {
             authentication = None;
             step = step.and_then(|()| {
-                let now = Instant::now();
+                let now = crate::clock::now();
                 conn.finish_authentication(decision, now)
                     .and_then(|()| process_buffered(conn, read_buf, now))
             });
         }
         if woken.timer {
-            let now = Instant::now();
+            let now = crate::clock::now();
             if pending_output(transport, conn) > 0 && now >= output_moved + write_timeout {
                 tracing::info!(client_id = ?conn.client_id().unwrap_or(""), "client took no output within the write timeout: closed");
                 step = step.and(Err(Close::abnormal(ReasonCode::UNSPECIFIED_ERROR)));
@@ -302,11 +302,13 @@ async fn serve(
         // output started waiting).
         let pending = pending_output(transport, conn) > 0;
         if !pending {
-            output_moved = Instant::now();
+            output_moved = crate::clock::now();
         }
         match deadline_of(conn, output_moved, pending) {
-            Some(deadline) if deadline != timer.deadline() => timer.as_mut().reset(deadline),
-            None => timer.as_mut().reset(far_future()),
+            Some(deadline) if on_tokio(deadline) != timer.deadline() => {
+                timer.as_mut().reset(on_tokio(deadline))
+            }
+            None => timer.as_mut().reset(on_tokio(far_future())),
             _ => {}
         }
         if let Err(close) = step {
@@ -332,11 +334,11 @@ async fn linger(mut stream: TcpStream) {
     if stream.shutdown().await.is_err() {
         return;
     }
-    let deadline = Instant::now() + LINGER_TIMEOUT;
+    let deadline = crate::clock::now() + LINGER_TIMEOUT;
     let mut discarded = 0usize;
     let mut sink = [0u8; 1024];
     while discarded < LINGER_MAX_BYTES {
-        match tokio::time::timeout_at(deadline, stream.readable()).await {
+        match tokio::time::timeout_at(on_tokio(deadline), stream.readable()).await {
             Ok(Ok(())) => match stream.try_read(&mut sink) {
                 Ok(0) => return,
                 Ok(n) => discarded += n,
@@ -379,7 +381,7 @@ fn read_and_handle(
         if let Some(certificate) = transport.take_certificate() {
             conn.set_certificate(certificate);
         }
-        let now = Instant::now();
+        let now = crate::clock::now();
         // Whatever was queued for this client before these bytes arrived goes out before the
         // answers to them: a PINGREQ round trip is a delivery barrier.
         conn.pull_deliveries(now)?;
@@ -469,7 +471,7 @@ fn write_some(
     match transport.write(&mut conn.out) {
         Ok(n) => {
             if n > 0 {
-                *output_moved = Instant::now();
+                *output_moved = crate::clock::now();
             }
             conn.counts.bytes_sent += n as u64
         }
@@ -488,7 +490,7 @@ fn write_some(
 async fn flush_all(transport: &mut Transport, conn: &mut Connection) -> io::Result<()> {
     while !conn.out.is_empty() || transport.wants_write() {
         transport.stream().writable().await?;
-        if write_some(transport, conn, &mut Instant::now()).is_err() {
+        if write_some(transport, conn, &mut crate::clock::now()).is_err() {
             return Err(io::ErrorKind::BrokenPipe.into());
         }
     }

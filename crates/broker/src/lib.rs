@@ -14,6 +14,7 @@ pub mod admission;
 pub mod authorization;
 pub mod broker;
 mod client_id;
+pub mod clock;
 pub mod config;
 pub mod connection;
 pub mod deadlines;

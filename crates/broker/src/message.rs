@@ -9,7 +9,7 @@
 use std::sync::Arc;
 
 use bytes::Bytes;
-use tokio::time::Instant;
+use std::time::Instant;
 use tollgate_mqtt::Publish;
 
 use crate::memory::{Charge, MemoryBudget};

@@ -255,7 +255,7 @@ impl RetainedStore {
 mod tests {
     use super::*;
     use bytes::Bytes;
-    use tokio::time::Instant;
+    use std::time::Instant;
     use tollgate_mqtt::Publish;
 
     fn msg(topic: &str, payload: &'static str) -> Arc<Message> {

@@ -692,7 +692,7 @@ impl Subscriber for Arc<Session> {
 mod tests {
     use super::*;
     use bytes::Bytes;
-    use tokio::time::Instant;
+    use std::time::Instant;
     use tollgate_mqtt::Publish;
 
     fn delivery(qos: QoS, payload: &str) -> Delivery {

@@ -187,43 +187,6 @@ async fn properties_pass_through_and_message_expiry_counts_down() {
 }
 
 #[tokio::test]
-async fn expired_messages_are_not_delivered_from_the_offline_queue() {
-    let (_server, addr) = start_broker(|_| {}).await;
-    let mut connect = connect_packet(V5, "offline");
-    connect.clean_start = false;
-    connect.properties.session_expiry_interval = Some(3600);
-    let (mut c, _) = TestClient::connect_with(addr, connect.clone()).await;
-    c.subscribe(1, "e", QoS::AtLeastOnce).await;
-    c.disconnect().await;
-    let mut p = TestClient::connect(addr, V5, "p").await;
-    for (id, expiry) in [(1u16, Some(1)), (2, None)] {
-        let properties = PublishProperties {
-            message_expiry_interval: expiry,
-            ..Default::default()
-        };
-        p.publish_packet(Publish {
-            qos: QoS::AtLeastOnce,
-            topic: "e".into(),
-            packet_id: Some(id),
-            properties,
-            payload: "x".into(),
-            ..Default::default()
-        })
-        .await;
-    }
-    // The scenario: the client stays away longer than the first message's lifetime.
-    tokio::time::sleep(Duration::from_millis(1500)).await;
-    let (mut c, ack) = TestClient::connect_with(addr, connect).await;
-    assert!(ack.session_present);
-    let got = c.recv_publish().await;
-    assert_eq!(
-        got.properties.message_expiry_interval, None,
-        "only the message without expiry is left"
-    );
-    c.expect_nothing().await;
-}
-
-#[tokio::test]
 async fn client_topic_alias_is_resolved_and_unknown_alias_is_a_protocol_error() {
     let (_server, addr) = start_broker(|_| {}).await;
     let mut sub = TestClient::connect(addr, V5, "sub").await;
@@ -398,22 +361,6 @@ async fn will_is_published_after_its_delay() {
 }
 
 #[tokio::test]
-async fn will_delay_is_cancelled_by_a_reconnect() {
-    let (_server, addr) = start_broker(|_| {}).await;
-    let mut watcher = TestClient::connect(addr, V5, "watcher").await;
-    watcher.subscribe(1, "wd/#", QoS::AtMostOnce).await;
-    let (c, _) = TestClient::connect_with(addr, delayed_will_connect("back", 1)).await;
-    disconnect_sending_will(c).await;
-    let (c, ack) = TestClient::connect_with(addr, delayed_will_connect("back", 1)).await;
-    assert!(ack.session_present);
-    // The scenario: the client stays connected past the first connection's will delay.
-    tokio::time::sleep(Duration::from_millis(1500)).await;
-    watcher.expect_nothing().await;
-    c.disconnect().await;
-    watcher.expect_nothing().await;
-}
-
-#[tokio::test]
 async fn disconnect_with_0x04_sends_the_will() {
     let (_server, addr) = start_broker(|_| {}).await;
     let mut watcher = TestClient::connect(addr, V5, "watcher").await;
@@ -432,23 +379,6 @@ async fn disconnect_with_0x04_sends_the_will() {
     .await;
     assert!(c.expect_close().await.is_empty());
     assert_eq!(&watcher.recv_publish().await.payload[..], b"bye");
-}
-
-#[tokio::test]
-async fn session_expires_after_its_interval() {
-    let (_server, addr) = start_broker(|_| {}).await;
-    let mut connect = connect_packet(V5, "exp");
-    connect.clean_start = false;
-    connect.properties.session_expiry_interval = Some(1);
-    let (c, _) = TestClient::connect_with(addr, connect.clone()).await;
-    c.disconnect().await;
-    let (c, ack) = TestClient::connect_with(addr, connect.clone()).await;
-    assert!(ack.session_present, "back within the interval");
-    c.disconnect().await;
-    // The scenario: the client stays away longer than the interval.
-    tokio::time::sleep(Duration::from_millis(1500)).await;
-    let (_c, ack) = TestClient::connect_with(addr, connect).await;
-    assert!(!ack.session_present);
 }
 
 #[tokio::test]

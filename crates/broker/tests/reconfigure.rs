@@ -201,7 +201,10 @@ async fn a_configuration_with_a_problem_changes_nothing_and_names_the_key() {
     let mut config = with_passwords(anonymous(), &files);
     config.listeners[0].authenticators = Some(vec!["nobody".into()]);
     let problem = server.reconfigure(config).expect_err("refused");
-    assert_eq!(problem.first().key.to_string(), "listener[0].authenticators");
+    assert_eq!(
+        problem.first().key.to_string(),
+        "listener[0].authenticators"
+    );
 
     let mut config = with_passwords(anonymous(), &files);
     config.authenticators[0]

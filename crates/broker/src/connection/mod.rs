@@ -27,7 +27,7 @@ use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
 use bytes::BytesMut;
-use tokio::time::Instant;
+use std::time::Instant;
 use tollgate_auth::authentication::{ChainDecision, ConnectRequest, DenyReason};
 use tollgate_auth::log::Escaped;
 use tollgate_auth::permissions::{CompiledPermissions, Decision};
