@@ -22,6 +22,7 @@ use tollgate_auth::permissions::{
     StaticRules,
 };
 use tollgate_auth::Principal;
+use tollgate_mqtt::QoS;
 
 const SIZES: [usize; 3] = [10, 1_000, 10_000];
 
@@ -95,7 +96,7 @@ fn checks(c: &mut Criterion) {
                 &literal,
                 Request::Publish {
                     topic: &literal_topic,
-                    qos: 1,
+                    qos: QoS::AtLeastOnce,
                     retain: false,
                 },
             ),
@@ -104,7 +105,7 @@ fn checks(c: &mut Criterion) {
                 &literal,
                 Request::Publish {
                     topic: "elsewhere/devices/d1/state/temp",
-                    qos: 1,
+                    qos: QoS::AtLeastOnce,
                     retain: false,
                 },
             ),
@@ -113,7 +114,7 @@ fn checks(c: &mut Criterion) {
                 &literal,
                 Request::Subscribe {
                     filter: &literal_filter,
-                    qos: 1,
+                    qos: QoS::AtLeastOnce,
                     shared: false,
                 },
             ),
@@ -122,7 +123,7 @@ fn checks(c: &mut Criterion) {
                 &literal,
                 Request::Subscribe {
                     filter: "+/devices/d1/state/temp",
-                    qos: 1,
+                    qos: QoS::AtLeastOnce,
                     shared: false,
                 },
             ),
@@ -131,7 +132,7 @@ fn checks(c: &mut Criterion) {
                 &patterns,
                 Request::Publish {
                     topic: &pattern_topic,
-                    qos: 0,
+                    qos: QoS::AtMostOnce,
                     retain: false,
                 },
             ),
@@ -140,7 +141,7 @@ fn checks(c: &mut Criterion) {
                 &patterns,
                 Request::Subscribe {
                     filter: &pattern_filter,
-                    qos: 0,
+                    qos: QoS::AtMostOnce,
                     shared: false,
                 },
             ),
@@ -149,7 +150,7 @@ fn checks(c: &mut Criterion) {
                 &wildcard,
                 Request::Publish {
                     topic: &wildcard_topic,
-                    qos: 0,
+                    qos: QoS::AtMostOnce,
                     retain: false,
                 },
             ),
@@ -158,7 +159,7 @@ fn checks(c: &mut Criterion) {
                 &wildcard,
                 Request::Subscribe {
                     filter: &wildcard_topic,
-                    qos: 0,
+                    qos: QoS::AtMostOnce,
                     shared: false,
                 },
             ),
@@ -167,7 +168,7 @@ fn checks(c: &mut Criterion) {
                 &siblings,
                 Request::Subscribe {
                     filter: "+/devices/x",
-                    qos: 0,
+                    qos: QoS::AtMostOnce,
                     shared: false,
                 },
             ),
@@ -184,7 +185,7 @@ fn checks(c: &mut Criterion) {
         }
         let scan_request = Request::Publish {
             topic: &literal_topic,
-            qos: 1,
+            qos: QoS::AtLeastOnce,
             retain: false,
         };
         group.bench_with_input(

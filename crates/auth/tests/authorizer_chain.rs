@@ -8,6 +8,7 @@ use tollgate_auth::permissions::{
     DecidedBy, DefaultBehaviour, Permission, Reason, RuleOrigin, RuleSet, StaticRules,
 };
 use tollgate_auth::Principal;
+use tollgate_mqtt::QoS;
 
 fn rules(name: &str, filters: &[&str], default: DefaultBehaviour) -> StaticRules {
     StaticRules::new(
@@ -38,12 +39,12 @@ fn next_passes_to_the_following_authorizer() {
         .with(rules("first", &["a/#"], DefaultBehaviour::Next))
         .with(rules("second", &["b/#"], DefaultBehaviour::Deny));
     let p = compile(&Principal::anonymous("c"), &chain);
-    assert!(p.check_publish("a/1", 0, false).allowed);
-    let b = p.check_publish("b/1", 0, false);
+    assert!(p.check_publish("a/1", QoS::AtMostOnce, false).allowed);
+    let b = p.check_publish("b/1", QoS::AtMostOnce, false);
     assert!(b.allowed);
     assert_eq!(p.rule(b.rule_index().unwrap()).unwrap().authorizer, 1);
     assert_eq!(p.authorizer_name(1), Some("second"));
-    let c = p.check_publish("c", 0, false);
+    let c = p.check_publish("c", QoS::AtMostOnce, false);
     assert_eq!(c.reason, Reason::DefaultDeny);
     assert_eq!(p.default_decision().authorizer, Some(1));
 }
@@ -59,7 +60,7 @@ fn a_default_that_is_not_next_ends_the_chain() {
     let p = chain.compile(&Principal::anonymous("c"));
     assert_eq!(p.rules().len(), 1);
     assert_eq!(
-        p.check_publish("anything", 0, false).reason,
+        p.check_publish("anything", QoS::AtMostOnce, false).reason,
         Reason::DefaultAccept
     );
 }
@@ -68,13 +69,13 @@ fn a_default_that_is_not_next_ends_the_chain() {
 fn the_end_of_the_chain_denies() {
     let chain = AuthorizerChain::new().with(rules("only", &["a"], DefaultBehaviour::Next));
     let p = chain.compile(&Principal::anonymous("c"));
-    let d = p.check_publish("b", 0, false);
+    let d = p.check_publish("b", QoS::AtMostOnce, false);
     assert!(!d.allowed);
     assert_eq!(d.reason, Reason::EndOfChain);
     assert_eq!(d.decided_by, DecidedBy::Default);
     let empty = AuthorizerChain::new().compile(&Principal::anonymous("c"));
     assert_eq!(
-        empty.check_publish("a", 0, false).reason,
+        empty.check_publish("a", QoS::AtMostOnce, false).reason,
         Reason::EndOfChain
     );
 }
@@ -86,8 +87,8 @@ fn a_failing_authorizer_fails_closed_after_the_rules_before_it() {
         .with(Failing)
         .with(rules("never", &["#"], DefaultBehaviour::Accept));
     let p = chain.compile(&Principal::anonymous("c"));
-    assert!(p.check_publish("a/1", 0, false).allowed);
-    let d = p.check_publish("b", 0, false);
+    assert!(p.check_publish("a/1", QoS::AtMostOnce, false).allowed);
+    let d = p.check_publish("b", QoS::AtMostOnce, false);
     assert!(!d.allowed);
     assert_eq!(d.reason, Reason::AuthorizerFailed);
     assert_eq!(p.notes().len(), 1);
@@ -116,7 +117,7 @@ fn a_webhook_answer_splices_into_the_chain() {
     };
     let outcomes = chain.outcomes(&principal).into_iter().chain([webhook]);
     let p = compile_outcomes(&principal, outcomes);
-    let d = p.check_publish("w/c", 0, false);
+    let d = p.check_publish("w/c", QoS::AtMostOnce, false);
     assert!(d.allowed);
     assert_eq!(
         p.describe(&d).to_string(),
@@ -128,12 +129,12 @@ fn a_webhook_answer_splices_into_the_chain() {
 fn allow_all_and_deny_all() {
     assert!(
         tollgate_auth::permissions::CompiledPermissions::allow_all()
-            .check_subscribe("#", 2, true)
+            .check_subscribe("#", QoS::ExactlyOnce, true)
             .allowed
     );
     assert!(
         !tollgate_auth::permissions::CompiledPermissions::deny_all()
-            .check_publish("a", 0, false)
+            .check_publish("a", QoS::AtMostOnce, false)
             .allowed
     );
 }

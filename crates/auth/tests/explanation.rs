@@ -4,6 +4,7 @@
 use tollgate_auth::permissions::{AuthorizerChain, Request, RuleRelation, RuleVerdict};
 use tollgate_auth::policy::PolicyFile;
 use tollgate_auth::Principal;
+use tollgate_mqtt::QoS;
 
 const POLICY: &str = r##"
 [[patterns]]
@@ -25,7 +26,7 @@ fn explains_the_decider_what_passed_over_and_what_came_after() {
         .compile(&Principal::anonymous("c"));
     let explanation = permissions.explain(&Request::Subscribe {
         filter: "a/+",
-        qos: 1,
+        qos: QoS::AtLeastOnce,
         shared: false,
     });
     assert!(explanation.decision.allowed);
@@ -51,8 +52,16 @@ fn explains_the_decider_what_passed_over_and_what_came_after() {
 "
     );
     // The part the deny rule holds back: a message on a/secret is not delivered.
-    assert!(!permissions.check_receive("a/secret", 1, false).allowed);
-    assert!(permissions.check_receive("a/other", 1, false).allowed);
+    assert!(
+        !permissions
+            .check_receive("a/secret", QoS::AtLeastOnce, false)
+            .allowed
+    );
+    assert!(
+        permissions
+            .check_receive("a/other", QoS::AtLeastOnce, false)
+            .allowed
+    );
 }
 
 #[test]
@@ -62,7 +71,7 @@ fn explains_a_default_decision() {
         .compile(&Principal::anonymous("c"));
     let explanation = permissions.explain(&Request::Publish {
         topic: "x/y/z",
-        qos: 0,
+        qos: QoS::AtMostOnce,
         retain: false,
     });
     assert_eq!(

@@ -6,6 +6,7 @@ use tollgate_auth::permissions::{
     QosSet, Reason, RetainCoverage, StaticRules,
 };
 use tollgate_auth::Principal;
+use tollgate_mqtt::QoS;
 
 fn compile(
     rules: Vec<Permission>,
@@ -33,18 +34,21 @@ fn example_1_the_first_permission_for_a_topic_decides_its_qos() {
         DefaultBehaviour::Deny,
         "c",
     );
-    let at_qos_1 = p.check_publish("client/a/status", 1, false);
+    let at_qos_1 = p.check_publish("client/a/status", QoS::AtLeastOnce, false);
     assert!(at_qos_1.allowed);
     assert_eq!(at_qos_1.decided_by, DecidedBy::Rule(0));
     // The second permission would allow QoS 2 but is never reached.
-    let at_qos_2 = p.check_publish("client/a/status", 2, false);
+    let at_qos_2 = p.check_publish("client/a/status", QoS::ExactlyOnce, false);
     assert!(!at_qos_2.allowed);
     assert_eq!(at_qos_2.decided_by, DecidedBy::Rule(0));
     assert_eq!(at_qos_2.reason, Reason::QosNotPermitted);
-    let subscribe = p.check_subscribe("client/+/status", 2, false);
+    let subscribe = p.check_subscribe("client/+/status", QoS::ExactlyOnce, false);
     assert!(!subscribe.allowed);
     assert_eq!(subscribe.decided_by, DecidedBy::Rule(0));
-    assert!(p.check_subscribe("client/+/status", 1, false).allowed);
+    assert!(
+        p.check_subscribe("client/+/status", QoS::AtLeastOnce, false)
+            .allowed
+    );
 }
 
 #[test]
@@ -57,15 +61,21 @@ fn example_2_allow_before_deny_keeps_the_status_topics() {
         DefaultBehaviour::Deny,
         "c",
     );
-    let status = p.check_publish("client/a/status", 0, false);
+    let status = p.check_publish("client/a/status", QoS::AtMostOnce, false);
     assert!(status.allowed);
     assert_eq!(status.decided_by, DecidedBy::Rule(0));
-    let other = p.check_publish("client/a/other", 0, false);
+    let other = p.check_publish("client/a/other", QoS::AtMostOnce, false);
     assert!(!other.allowed);
     assert_eq!(other.decided_by, DecidedBy::Rule(1));
     assert_eq!(other.reason, Reason::RuleDenies);
-    assert!(p.check_subscribe("client/+/status", 0, false).allowed);
-    assert!(!p.check_subscribe("client/#", 0, false).allowed);
+    assert!(
+        p.check_subscribe("client/+/status", QoS::AtMostOnce, false)
+            .allowed
+    );
+    assert!(
+        !p.check_subscribe("client/#", QoS::AtMostOnce, false)
+            .allowed
+    );
 }
 
 #[test]
@@ -78,16 +88,16 @@ fn example_3_deny_first_hides_the_later_allow() {
         DefaultBehaviour::Deny,
         "c",
     );
-    let status = p.check_publish("client/a/status", 0, false);
+    let status = p.check_publish("client/a/status", QoS::AtMostOnce, false);
     assert!(!status.allowed);
     assert_eq!(status.decided_by, DecidedBy::Rule(0));
-    let subscribe = p.check_subscribe("client/+/status", 0, false);
+    let subscribe = p.check_subscribe("client/+/status", QoS::AtMostOnce, false);
     assert!(!subscribe.allowed);
     assert_eq!(subscribe.decided_by, DecidedBy::Rule(0));
     // The explanation names the allow rule that matched too late.
     let explanation = p.explain(&tollgate_auth::permissions::Request::Publish {
         topic: "client/a/status",
-        qos: 0,
+        qos: QoS::AtMostOnce,
         retain: false,
     });
     assert_eq!(explanation.deciding_rule.as_ref().unwrap().index, 0);
@@ -104,14 +114,26 @@ fn blacklist_denies_other_client_topics_and_accepts_the_rest() {
             .for_activity(Activity::Subscribe),
     ];
     let p = compile(rules, DefaultBehaviour::Accept, "me");
-    assert!(p.check_subscribe("client/me", 1, false).allowed);
-    assert!(!p.check_subscribe("client/other", 1, false).allowed);
-    assert!(!p.check_subscribe("client/+", 1, false).allowed);
-    let elsewhere = p.check_subscribe("weather/+", 2, false);
+    assert!(
+        p.check_subscribe("client/me", QoS::AtLeastOnce, false)
+            .allowed
+    );
+    assert!(
+        !p.check_subscribe("client/other", QoS::AtLeastOnce, false)
+            .allowed
+    );
+    assert!(
+        !p.check_subscribe("client/+", QoS::AtLeastOnce, false)
+            .allowed
+    );
+    let elsewhere = p.check_subscribe("weather/+", QoS::ExactlyOnce, false);
     assert!(elsewhere.allowed);
     assert_eq!(elsewhere.reason, Reason::DefaultAccept);
     // The deny is for subscriptions only.
-    assert!(p.check_publish("client/other", 0, false).allowed);
+    assert!(
+        p.check_publish("client/other", QoS::AtMostOnce, false)
+            .allowed
+    );
 }
 
 #[test]
@@ -127,13 +149,22 @@ fn whitelist_allows_only_what_is_listed() {
             .with_retain(RetainCoverage::NotRetained),
     ];
     let p = compile(rules, DefaultBehaviour::Deny, "me");
-    assert!(p.check_subscribe("client/me", 1, false).allowed);
-    assert!(!p.check_subscribe("client/other", 1, false).allowed);
-    assert!(p.check_publish("client/other", 2, false).allowed);
-    let retained = p.check_publish("client/other", 0, true);
+    assert!(
+        p.check_subscribe("client/me", QoS::AtLeastOnce, false)
+            .allowed
+    );
+    assert!(
+        !p.check_subscribe("client/other", QoS::AtLeastOnce, false)
+            .allowed
+    );
+    assert!(
+        p.check_publish("client/other", QoS::ExactlyOnce, false)
+            .allowed
+    );
+    let retained = p.check_publish("client/other", QoS::AtMostOnce, true);
     assert!(!retained.allowed);
     assert_eq!(retained.reason, Reason::RetainNotPermitted);
-    let elsewhere = p.check_publish("weather", 0, false);
+    let elsewhere = p.check_publish("weather", QoS::AtMostOnce, false);
     assert!(!elsewhere.allowed);
     assert_eq!(elsewhere.reason, Reason::DefaultDeny);
 }

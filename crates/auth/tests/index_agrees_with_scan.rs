@@ -8,6 +8,7 @@ use tollgate_auth::permissions::{
     RetainCoverage, RuleOrigin, StaticRules, TopicTemplate,
 };
 use tollgate_auth::Principal;
+use tollgate_mqtt::QoS;
 
 const LITERALS: [&str; 13] = [
     "a", "b", "c", "d", "e", "f", "g", "h", "i", "j", "k", "$s", "",
@@ -101,7 +102,7 @@ proptest! {
         default in default_behaviour(),
         topics in prop::collection::vec(topic(), 8),
         filters in prop::collection::vec(filter(), 8),
-        qos in 0..3u8,
+        qos in (0..3u8).prop_map(|q| QoS::from_u8(q).unwrap()),
         flag in any::<bool>(),
     ) {
         let chain = AuthorizerChain::new().with(StaticRules::new("random", rules, default));
@@ -128,7 +129,7 @@ proptest! {
         rules in prop::collection::vec(permission(), 50..200),
         topics in prop::collection::vec(topic(), 16),
         filters in prop::collection::vec(filter(), 16),
-        qos in 0..3u8,
+        qos in (0..3u8).prop_map(|q| QoS::from_u8(q).unwrap()),
         flag in any::<bool>(),
     ) {
         let chain = AuthorizerChain::new().with(StaticRules::new("random", rules, DefaultBehaviour::Deny));

@@ -6,6 +6,7 @@ use std::sync::Arc;
 use tollgate_auth::permissions::{AuthorizerChain, CompiledPermissions};
 use tollgate_auth::policy::PolicyFile;
 use tollgate_auth::{Attribute, CertificateInfo, Principal, Source};
+use tollgate_mqtt::QoS;
 
 const POLICY: &str = r#"
 [[patterns]]
@@ -64,7 +65,10 @@ fn each_placeholder_is_substituted() {
         "role/reader/x",
         "role/writer/y",
     ] {
-        assert!(p.check_publish(topic, 0, false).allowed, "{topic}");
+        assert!(
+            p.check_publish(topic, QoS::AtMostOnce, false).allowed,
+            "{topic}"
+        );
     }
     for topic in [
         "c/dev-2/x",
@@ -73,19 +77,25 @@ fn each_placeholder_is_substituted() {
         "role/admin/x",
         "cert/x",
     ] {
-        assert!(!p.check_publish(topic, 0, false).allowed, "{topic}");
+        assert!(
+            !p.check_publish(topic, QoS::AtMostOnce, false).allowed,
+            "{topic}"
+        );
     }
 }
 
 #[test]
 fn missing_values_never_match() {
     let p = compiled(&Principal::anonymous("dev-1"));
-    assert!(p.check_publish("c/dev-1/x", 0, false).allowed);
-    assert!(!p.check_publish("u/x", 0, false).allowed);
-    assert!(!p.check_publish("user/", 0, false).allowed);
-    assert!(!p.check_publish("tenant/a/b/c", 0, false).allowed);
-    assert!(!p.check_publish("cert/x", 0, false).allowed);
-    assert!(!p.check_publish("role/x", 0, false).allowed);
+    assert!(p.check_publish("c/dev-1/x", QoS::AtMostOnce, false).allowed);
+    assert!(!p.check_publish("u/x", QoS::AtMostOnce, false).allowed);
+    assert!(!p.check_publish("user/", QoS::AtMostOnce, false).allowed);
+    assert!(
+        !p.check_publish("tenant/a/b/c", QoS::AtMostOnce, false)
+            .allowed
+    );
+    assert!(!p.check_publish("cert/x", QoS::AtMostOnce, false).allowed);
+    assert!(!p.check_publish("role/x", QoS::AtMostOnce, false).allowed);
     // One note per placeholder that could not be used (username twice, claims, cert).
     assert_eq!(compiled(&Principal::anonymous("dev-1")).notes().len(), 4);
 }
@@ -95,36 +105,44 @@ fn wildcards_and_separators_in_values_never_widen() {
     for client_id in ["+", "#", "a/b", "x+y", "", "nul\0"] {
         let p = compiled(&Principal::anonymous(client_id));
         assert!(
-            !p.check_publish("c/anything/x", 0, false).allowed,
+            !p.check_publish("c/anything/x", QoS::AtMostOnce, false)
+                .allowed,
             "{client_id:?}"
         );
         assert!(
-            !p.check_subscribe("c/+/x", 0, false).allowed,
+            !p.check_subscribe("c/+/x", QoS::AtMostOnce, false).allowed,
             "{client_id:?}"
         );
         assert!(
-            !p.check_publish("c/a/b/x", 0, false).allowed,
+            !p.check_publish("c/a/b/x", QoS::AtMostOnce, false).allowed,
             "{client_id:?}"
         );
-        assert!(!p.check_subscribe("+", 0, false).allowed, "{client_id:?}");
+        assert!(
+            !p.check_subscribe("+", QoS::AtMostOnce, false).allowed,
+            "{client_id:?}"
+        );
     }
     let mut user = Principal::anonymous("c");
     user.username = Some("#".into());
-    assert!(!compiled(&user).check_subscribe("u/#", 0, false).allowed);
+    assert!(
+        !compiled(&user)
+            .check_subscribe("u/#", QoS::AtMostOnce, false)
+            .allowed
+    );
     let mut claims = full();
     claims.claims = Some(Arc::new(
         serde_json::json!({"tenant": "+", "site": {"id": "#"}}),
     ));
     assert!(
         !compiled(&claims)
-            .check_publish("tenant/x/a/y", 0, false)
+            .check_publish("tenant/x/a/y", QoS::AtMostOnce, false)
             .allowed
     );
     let mut roles = full();
     roles.roles = vec![Attribute::new("a/b", Source::Connect)];
     assert!(
         !compiled(&roles)
-            .check_publish("role/a/b/c", 0, false)
+            .check_publish("role/a/b/c", QoS::AtMostOnce, false)
             .allowed
     );
 }
@@ -132,8 +150,8 @@ fn wildcards_and_separators_in_values_never_widen() {
 #[test]
 fn a_value_starting_with_dollar_does_not_reach_dollar_topics() {
     let p = compiled(&Principal::anonymous("$SYS"));
-    assert!(!p.check_subscribe("$SYS", 0, false).allowed);
-    assert!(p.check_publish("c/$SYS/x", 0, false).allowed);
+    assert!(!p.check_subscribe("$SYS", QoS::AtMostOnce, false).allowed);
+    assert!(p.check_publish("c/$SYS/x", QoS::AtMostOnce, false).allowed);
 }
 
 #[test]
@@ -149,10 +167,19 @@ filter = "data/#"
     let mut alice = Principal::anonymous("c");
     alice.username = Some("alice".into());
     let p = chain.compile(&alice);
-    assert!(!p.check_publish("data/alice/private", 0, false).allowed);
-    assert!(p.check_publish("data/bob/private", 0, false).allowed);
+    assert!(
+        !p.check_publish("data/alice/private", QoS::AtMostOnce, false)
+            .allowed
+    );
+    assert!(
+        p.check_publish("data/bob/private", QoS::AtMostOnce, false)
+            .allowed
+    );
     // Without a user name the deny covers all of `data/`.
     let p = chain.compile(&Principal::anonymous("c"));
-    assert!(!p.check_publish("data/bob/private", 0, false).allowed);
+    assert!(
+        !p.check_publish("data/bob/private", QoS::AtMostOnce, false)
+            .allowed
+    );
     assert_eq!(p.rule(0).unwrap().filter.as_ref(), "data/#");
 }

@@ -4,6 +4,7 @@
 use tollgate_auth::permissions::{AuthorizerChain, Reason, Request};
 use tollgate_auth::policy::PolicyFile;
 use tollgate_auth::{Attribute, Principal, Source};
+use tollgate_mqtt::QoS;
 
 fn worked_example() -> PolicyFile {
     let path = concat!(env!("CARGO_MANIFEST_DIR"), "/../../docs/policy.md");
@@ -30,7 +31,7 @@ fn the_walk_through_is_what_the_engine_decides() {
     let mut device = Principal::anonymous("sn-4711");
     device.roles.push(Attribute::new("device", Source::Connect));
     let device = chain.compile(&device);
-    let qos2 = device.check_publish("devices/sn-4711/state/temp", 2, false);
+    let qos2 = device.check_publish("devices/sn-4711/state/temp", QoS::ExactlyOnce, false);
     assert_eq!(qos2.reason, Reason::QosNotPermitted);
 
     let mut alice = Principal::anonymous("laptop");
@@ -38,17 +39,21 @@ fn the_walk_through_is_what_the_engine_decides() {
     let alice = chain.compile(&alice);
     assert!(
         alice
-            .check_publish("devices/sn-4711/commands/reboot", 1, false)
+            .check_publish("devices/sn-4711/commands/reboot", QoS::AtLeastOnce, false)
             .allowed
     );
     let explanation = alice.explain(&Request::Subscribe {
         filter: "devices/#",
-        qos: 0,
+        qos: QoS::AtMostOnce,
         shared: false,
     });
     assert_eq!(explanation.decision.reason, Reason::DefaultDeny);
     assert_eq!(explanation.passed_over.len(), 1, "{explanation}");
 
     let anonymous = chain.compile(&Principal::anonymous("x"));
-    assert!(anonymous.check_subscribe("public/news", 0, false).allowed);
+    assert!(
+        anonymous
+            .check_subscribe("public/news", QoS::AtMostOnce, false)
+            .allowed
+    );
 }

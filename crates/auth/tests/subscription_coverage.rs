@@ -6,6 +6,7 @@ use tollgate_auth::permissions::{
     QosSet, Reason, StaticRules,
 };
 use tollgate_auth::Principal;
+use tollgate_mqtt::QoS;
 
 fn compile(rules: Vec<Permission>) -> CompiledPermissions {
     AuthorizerChain::new()
@@ -19,11 +20,11 @@ fn an_allow_must_cover_the_whole_filter() {
         Permission::allow("a/#").unwrap(),
         Permission::allow("b/+").unwrap(),
     ]);
-    assert!(p.check_subscribe("a/+/b", 0, false).allowed);
-    assert!(p.check_subscribe("a", 0, false).allowed);
-    assert!(p.check_subscribe("b/x", 0, false).allowed);
-    assert!(!p.check_subscribe("b/#", 0, false).allowed);
-    assert!(!p.check_subscribe("#", 0, false).allowed);
+    assert!(p.check_subscribe("a/+/b", QoS::AtMostOnce, false).allowed);
+    assert!(p.check_subscribe("a", QoS::AtMostOnce, false).allowed);
+    assert!(p.check_subscribe("b/x", QoS::AtMostOnce, false).allowed);
+    assert!(!p.check_subscribe("b/#", QoS::AtMostOnce, false).allowed);
+    assert!(!p.check_subscribe("#", QoS::AtMostOnce, false).allowed);
 }
 
 #[test]
@@ -32,7 +33,7 @@ fn an_allow_that_only_overlaps_passes_over_to_a_later_cover() {
         Permission::allow("a/b").unwrap(),
         Permission::allow("a/#").unwrap(),
     ]);
-    let d = p.check_subscribe("a/+", 0, false);
+    let d = p.check_subscribe("a/+", QoS::AtMostOnce, false);
     assert!(d.allowed);
     assert_eq!(d.decided_by, DecidedBy::Rule(1));
 }
@@ -43,16 +44,19 @@ fn an_overlapping_deny_before_the_cover_withholds_its_part_at_delivery() {
         Permission::deny("a/secret").unwrap(),
         Permission::allow("a/#").unwrap(),
     ]);
-    assert!(p.check_subscribe("a/public", 0, false).allowed);
+    assert!(
+        p.check_subscribe("a/public", QoS::AtMostOnce, false)
+            .allowed
+    );
     // The deny only overlaps `a/+`: the subscription is granted by the cover…
-    let d = p.check_subscribe("a/+", 0, false);
+    let d = p.check_subscribe("a/+", QoS::AtMostOnce, false);
     assert!(d.allowed);
     assert_eq!(d.decided_by, DecidedBy::Rule(1));
     // …and what the deny holds back is withheld message by message.
-    assert!(p.check_receive("a/public", 0, false).allowed);
-    assert!(!p.check_receive("a/secret", 0, false).allowed);
+    assert!(p.check_receive("a/public", QoS::AtMostOnce, false).allowed);
+    assert!(!p.check_receive("a/secret", QoS::AtMostOnce, false).allowed);
     // A deny that covers the requested filter refuses it.
-    let d = p.check_subscribe("a/secret", 0, false);
+    let d = p.check_subscribe("a/secret", QoS::AtMostOnce, false);
     assert!(!d.allowed);
     assert_eq!(
         (d.decided_by, d.reason),
@@ -68,11 +72,11 @@ fn an_overlapping_allow_with_narrower_qos_withholds_its_part_at_that_qos() {
             .with_qos(QosSet::only(0).unwrap()),
         Permission::allow("a/#").unwrap(),
     ]);
-    assert!(p.check_subscribe("a/+", 0, false).allowed);
-    assert!(p.check_subscribe("a/+", 1, false).allowed);
-    assert!(!p.check_receive("a/b", 1, false).allowed);
-    assert!(p.check_receive("a/b", 0, false).allowed);
-    let d = p.check_subscribe("a/b", 1, false);
+    assert!(p.check_subscribe("a/+", QoS::AtMostOnce, false).allowed);
+    assert!(p.check_subscribe("a/+", QoS::AtLeastOnce, false).allowed);
+    assert!(!p.check_receive("a/b", QoS::AtLeastOnce, false).allowed);
+    assert!(p.check_receive("a/b", QoS::AtMostOnce, false).allowed);
+    let d = p.check_subscribe("a/b", QoS::AtLeastOnce, false);
     assert!(!d.allowed);
     assert_eq!(d.reason, Reason::QosNotPermitted);
 }
@@ -85,10 +89,10 @@ fn a_deny_for_other_qos_levels_passes_over() {
             .with_qos(QosSet::only(2).unwrap()),
         Permission::allow("a/#").unwrap(),
     ]);
-    assert!(p.check_subscribe("a/+", 1, false).allowed);
-    assert!(!p.check_subscribe("a/+", 2, false).allowed);
-    assert!(p.check_publish("a/x", 1, false).allowed);
-    assert!(!p.check_publish("a/x", 2, false).allowed);
+    assert!(p.check_subscribe("a/+", QoS::AtLeastOnce, false).allowed);
+    assert!(!p.check_subscribe("a/+", QoS::ExactlyOnce, false).allowed);
+    assert!(p.check_publish("a/x", QoS::AtLeastOnce, false).allowed);
+    assert!(!p.check_publish("a/x", QoS::ExactlyOnce, false).allowed);
 }
 
 #[test]
@@ -104,14 +108,14 @@ fn shared_subscriptions_need_a_rule_that_covers_them() {
             .with_shared_subscriptions(false),
         Permission::allow("other/#").unwrap(),
     ]);
-    assert!(p.check_subscribe("jobs/+", 0, false).allowed);
-    let shared = p.check_subscribe("jobs/+", 0, true);
+    assert!(p.check_subscribe("jobs/+", QoS::AtMostOnce, false).allowed);
+    let shared = p.check_subscribe("jobs/+", QoS::AtMostOnce, true);
     assert!(!shared.allowed);
     assert_eq!(shared.reason, Reason::SharedSubscriptionNotPermitted);
-    assert!(p.check_subscribe("work/+", 0, true).allowed);
+    assert!(p.check_subscribe("work/+", QoS::AtMostOnce, true).allowed);
     // A deny that does not cover shared subscriptions leaves them to later rules.
-    assert!(!p.check_subscribe("other/x", 0, false).allowed);
-    assert!(p.check_subscribe("other/x", 0, true).allowed);
+    assert!(!p.check_subscribe("other/x", QoS::AtMostOnce, false).allowed);
+    assert!(p.check_subscribe("other/x", QoS::AtMostOnce, true).allowed);
 }
 
 #[test]
@@ -122,35 +126,58 @@ fn dollar_topics_are_not_reached_by_leading_wildcards() {
             .unwrap()
             .for_activity(Activity::Subscribe),
     ]);
-    assert!(p.check_subscribe("#", 0, false).allowed);
-    assert!(!p.check_subscribe("$SYS/#", 0, false).allowed);
-    assert!(p.check_subscribe("$SYS/broker/+", 0, false).allowed);
-    assert!(!p.check_publish("$SYS/broker/x", 0, false).allowed);
-    assert!(p.check_receive("$SYS/broker/x", 0, false).allowed);
-    assert!(!p.check_receive("$SYS/other", 0, false).allowed);
+    assert!(p.check_subscribe("#", QoS::AtMostOnce, false).allowed);
+    assert!(!p.check_subscribe("$SYS/#", QoS::AtMostOnce, false).allowed);
+    assert!(
+        p.check_subscribe("$SYS/broker/+", QoS::AtMostOnce, false)
+            .allowed
+    );
+    assert!(
+        !p.check_publish("$SYS/broker/x", QoS::AtMostOnce, false)
+            .allowed
+    );
+    assert!(
+        p.check_receive("$SYS/broker/x", QoS::AtMostOnce, false)
+            .allowed
+    );
+    assert!(
+        !p.check_receive("$SYS/other", QoS::AtMostOnce, false)
+            .allowed
+    );
     // A leading-wildcard deny does not reach `$SYS` either.
     let p = compile(vec![
         Permission::deny("#").unwrap(),
         Permission::allow("$SYS/#").unwrap(),
     ]);
-    assert!(p.check_subscribe("$SYS/#", 0, false).allowed);
+    assert!(p.check_subscribe("$SYS/#", QoS::AtMostOnce, false).allowed);
 }
 
 #[test]
 fn invalid_requests_are_denied() {
+    // (A QoS above 2 cannot be asked: it is not a `QoS`.)
     let p = compile(vec![Permission::allow("#").unwrap()]);
     for (allowed, what) in [
-        (p.check_publish("a/+", 0, false).allowed, "wildcard topic"),
-        (p.check_publish("", 0, false).allowed, "empty topic"),
-        (p.check_publish("a", 3, false).allowed, "QoS 3"),
-        (p.check_subscribe("a/#/b", 0, false).allowed, "bad filter"),
-        (p.check_subscribe("a", 3, false).allowed, "QoS 3"),
-        (p.check_receive("a/#", 0, false).allowed, "wildcard topic"),
+        (
+            p.check_publish("a/+", QoS::AtMostOnce, false).allowed,
+            "wildcard topic",
+        ),
+        (
+            p.check_publish("", QoS::AtMostOnce, false).allowed,
+            "empty topic",
+        ),
+        (
+            p.check_subscribe("a/#/b", QoS::AtMostOnce, false).allowed,
+            "bad filter",
+        ),
+        (
+            p.check_receive("a/#", QoS::AtMostOnce, false).allowed,
+            "wildcard topic",
+        ),
     ] {
         assert!(!allowed, "{what}");
     }
     assert_eq!(
-        p.check_publish("a/+", 0, false).reason,
+        p.check_publish("a/+", QoS::AtMostOnce, false).reason,
         Reason::InvalidRequest
     );
 }

@@ -10,6 +10,7 @@ use tollgate_auth::authentication::{AuthOutcome, Authenticator, ConnectRequest, 
 use tollgate_auth::permissions::{compile, AuthorizerChain, DecidedBy, DefaultBehaviour};
 use tollgate_auth::webhook::{WebhookAuthenticator, WebhookConfig};
 use tollgate_auth::{CertificateInfo, Principal, Secret};
+use tollgate_mqtt::QoS;
 
 fn hook(service: &HttpService, extra: &str) -> WebhookAuthenticator {
     let config: WebhookConfig =
@@ -91,12 +92,27 @@ async fn an_allow_with_permissions_grants_exactly_them() {
     };
     // No authorizer besides: the granted rules and their default decide everything.
     let p = compile(&principal, &AuthorizerChain::new());
-    assert!(p.check_publish("plant/3/temp", 1, false).allowed);
-    assert!(!p.check_publish("plant/3/temp", 2, false).allowed);
-    assert!(!p.check_publish("plant/3/secret", 0, false).allowed);
-    assert!(p.check_subscribe("plant/3/cmd/+", 1, false).allowed);
-    assert!(!p.check_subscribe("plant/4/#", 0, false).allowed);
-    let denied = p.check_publish("plant/3/secret", 0, false);
+    assert!(
+        p.check_publish("plant/3/temp", QoS::AtLeastOnce, false)
+            .allowed
+    );
+    assert!(
+        !p.check_publish("plant/3/temp", QoS::ExactlyOnce, false)
+            .allowed
+    );
+    assert!(
+        !p.check_publish("plant/3/secret", QoS::AtMostOnce, false)
+            .allowed
+    );
+    assert!(
+        p.check_subscribe("plant/3/cmd/+", QoS::AtLeastOnce, false)
+            .allowed
+    );
+    assert!(
+        !p.check_subscribe("plant/4/#", QoS::AtMostOnce, false)
+            .allowed
+    );
+    let denied = p.check_publish("plant/3/secret", QoS::AtMostOnce, false);
     let DecidedBy::Rule(index) = denied.decided_by else {
         panic!("{denied:?}")
     };

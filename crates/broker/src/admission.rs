@@ -176,7 +176,7 @@ pub fn admit_principal(
     }
     let permissions = permissions_for(listener, &principal);
     if let (Some(will), Permissions::Compiled(compiled)) = (candidate.will, &permissions) {
-        let decision = compiled.check_publish(&will.topic, will.qos as u8, will.retain);
+        let decision = compiled.check_publish(&will.topic, will.qos, will.retain);
         if !decision.allowed {
             return Err(Refusal::Will {
                 explanation: compiled.describe(&decision).to_string(),

@@ -67,6 +67,15 @@ impl QoS {
             _ => None,
         }
     }
+
+    /// The QoS one below, `None` for QoS 0.
+    pub fn lower(self) -> Option<QoS> {
+        match self {
+            QoS::AtMostOnce => None,
+            QoS::AtLeastOnce => Some(QoS::AtMostOnce),
+            QoS::ExactlyOnce => Some(QoS::AtLeastOnce),
+        }
+    }
 }
 
 /// A user property: a name/value pair of UTF-8 strings (5.0). Order is kept, names may repeat.

@@ -29,6 +29,7 @@ use tollgate_auth::{CertificateInfo, Principal, Secret};
 use tollgate_broker::admission::{self, Admitted, Candidate, Permissions, Refusal};
 use tollgate_broker::listener::Listener;
 use tollgate_broker::{Extensions, Server};
+use tollgate_mqtt::QoS;
 
 use crate::config_file;
 
@@ -88,8 +89,8 @@ pub struct CheckArgs {
     #[arg(long, requires = "auth_method")]
     auth_data: Option<String>,
     /// QoS of the publish or subscription.
-    #[arg(long, default_value_t = 0, value_parser = clap::value_parser!(u8).range(0..=2))]
-    qos: u8,
+    #[arg(long, default_value = "0", value_parser = parse_qos)]
+    qos: QoS,
     /// A retained publish.
     #[arg(long)]
     retain: bool,
@@ -289,6 +290,14 @@ fn describe(refusal: &Refusal) -> String {
         Refusal::Expired => "the credentials have expired".to_owned(),
         Refusal::Will { explanation, .. } => format!("will topic denied: {explanation}"),
     }
+}
+
+/// A QoS as the command line writes it: 0, 1 or 2.
+fn parse_qos(text: &str) -> Result<QoS, String> {
+    text.parse::<u8>()
+        .ok()
+        .and_then(QoS::from_u8)
+        .ok_or_else(|| format!("`{text}` is not 0, 1 or 2"))
 }
 
 /// The CONNECT the command line describes, as the listener's chain is asked it.

@@ -4,6 +4,8 @@
 use std::fmt;
 use std::sync::Arc;
 
+use tollgate_mqtt::QoS;
+
 use super::decision::{DecidedBy, Decision, Reason, Request};
 use super::permission::{Activity, Effect, QosSet, RetainCoverage, RuleOrigin};
 use super::rule_index::{
@@ -203,8 +205,9 @@ impl CompiledPermissions {
     }
 
     /// May the client publish to `topic` with this QoS and retain flag?
-    pub fn check_publish(&self, topic: &str, qos: u8, retain: bool) -> Decision {
-        if qos > 2 || !is_valid_topic_name(topic) {
+    pub fn check_publish(&self, topic: &str, qos: QoS, retain: bool) -> Decision {
+        let qos = qos as u8;
+        if !is_valid_topic_name(topic) {
             return Decision::invalid_request();
         }
         let winner = self
@@ -221,8 +224,9 @@ impl CompiledPermissions {
     /// (denies) if it is a deny rule, or an allow rule whose QoS or shared-subscription
     /// qualifiers exclude the request; an allow rule that overlaps without covering is passed
     /// over.
-    pub fn check_subscribe(&self, filter: &str, qos: u8, shared: bool) -> Decision {
-        if qos > 2 || !is_valid_topic_filter(filter) {
+    pub fn check_subscribe(&self, filter: &str, qos: QoS, shared: bool) -> Decision {
+        let qos = qos as u8;
+        if !is_valid_topic_filter(filter) {
             return Decision::invalid_request();
         }
         let winner = self
@@ -234,8 +238,9 @@ impl CompiledPermissions {
     /// May the client be sent a message on `topic` through a subscription granted at `qos`
     /// (`shared`: a shared subscription)? Decided by the subscribe rules, as if the client
     /// subscribed to exactly `topic`; the message's retain flag plays no part.
-    pub fn check_receive(&self, topic: &str, qos: u8, shared: bool) -> Decision {
-        if qos > 2 || !is_valid_topic_name(topic) {
+    pub fn check_receive(&self, topic: &str, qos: QoS, shared: bool) -> Decision {
+        let qos = qos as u8;
+        if !is_valid_topic_name(topic) {
             return Decision::invalid_request();
         }
         let winner = self
@@ -249,7 +254,8 @@ impl CompiledPermissions {
     pub fn check_by_scan(&self, request: &Request<'_>) -> Decision {
         match *request {
             Request::Publish { topic, qos, retain } => {
-                if qos > 2 || !is_valid_topic_name(topic) {
+                let qos = qos as u8;
+                if !is_valid_topic_name(topic) {
                     return Decision::invalid_request();
                 }
                 self.publish_decision(
@@ -263,14 +269,16 @@ impl CompiledPermissions {
                 qos,
                 shared,
             } => {
-                if qos > 2 || !is_valid_topic_filter(filter) {
+                let qos = qos as u8;
+                if !is_valid_topic_filter(filter) {
                     return Decision::invalid_request();
                 }
                 let winner = scan::first_subscription_decider(&self.rules, filter, qos, shared);
                 self.subscription_decision(winner, qos, shared)
             }
             Request::Receive { topic, qos, shared } => {
-                if qos > 2 || !is_valid_topic_name(topic) {
+                let qos = qos as u8;
+                if !is_valid_topic_name(topic) {
                     return Decision::invalid_request();
                 }
                 let winner = scan::first_subscription_decider(&self.rules, topic, qos, shared);

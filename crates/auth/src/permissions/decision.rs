@@ -2,6 +2,8 @@
 
 use std::fmt;
 
+use tollgate_mqtt::QoS;
+
 /// One question put to a principal's permissions.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Request<'a> {
@@ -9,8 +11,8 @@ pub enum Request<'a> {
     Publish {
         /// The topic name.
         topic: &'a str,
-        /// The QoS of the PUBLISH (0..=2).
-        qos: u8,
+        /// The QoS of the PUBLISH.
+        qos: QoS,
         /// The RETAIN flag.
         retain: bool,
     },
@@ -18,8 +20,8 @@ pub enum Request<'a> {
     Subscribe {
         /// The topic filter.
         filter: &'a str,
-        /// The requested maximum QoS (0..=2).
-        qos: u8,
+        /// The requested maximum QoS.
+        qos: QoS,
         /// Whether the subscription is shared (`$share/<group>/<filter>`).
         shared: bool,
     },
@@ -28,7 +30,7 @@ pub enum Request<'a> {
         /// The message's topic name.
         topic: &'a str,
         /// The QoS the subscription was granted.
-        qos: u8,
+        qos: QoS,
         /// Whether the subscription is shared.
         shared: bool,
     },
@@ -49,7 +51,8 @@ impl fmt::Display for Request<'_> {
         match self {
             Request::Publish { topic, qos, retain } => write!(
                 f,
-                "publish `{topic}` QoS {qos}{}",
+                "publish `{topic}` QoS {}{}",
+                *qos as u8,
                 if *retain { " retained" } else { "" }
             ),
             Request::Subscribe {
@@ -58,12 +61,14 @@ impl fmt::Display for Request<'_> {
                 shared,
             } => write!(
                 f,
-                "subscribe `{filter}` QoS {qos}{}",
+                "subscribe `{filter}` QoS {}{}",
+                *qos as u8,
                 if *shared { " shared" } else { "" }
             ),
             Request::Receive { topic, qos, shared } => write!(
                 f,
-                "receive `{topic}` (subscription QoS {qos}{})",
+                "receive `{topic}` (subscription QoS {}{})",
+                *qos as u8,
                 if *shared { ", shared" } else { "" }
             ),
         }

@@ -127,7 +127,7 @@ fn relate(rule: &CompiledRule, request: &Request<'_>) -> Option<(RuleRelation, R
             if !rule.activity.includes_publish() || !filter_matches_topic(&rule.filter, topic) {
                 return None;
             }
-            let verdict = match rule.judge_publish(qos, retain) {
+            let verdict = match rule.judge_publish(qos as u8, retain) {
                 Some(Reason::RuleAllows) => RuleVerdict::Allows,
                 Some(reason) => RuleVerdict::Denies(reason),
                 None => RuleVerdict::PassesOver,
@@ -148,7 +148,10 @@ fn relate(rule: &CompiledRule, request: &Request<'_>) -> Option<(RuleRelation, R
             } else {
                 RuleRelation::Overlaps
             };
-            Some((relation, subscription_verdict(rule, qos, shared, covers)))
+            Some((
+                relation,
+                subscription_verdict(rule, qos as u8, shared, covers),
+            ))
         }
         Request::Receive { topic, qos, shared } => {
             if !rule.activity.includes_subscribe() || !filter_matches_topic(&rule.filter, topic) {
@@ -156,7 +159,7 @@ fn relate(rule: &CompiledRule, request: &Request<'_>) -> Option<(RuleRelation, R
             }
             Some((
                 RuleRelation::Matches,
-                subscription_verdict(rule, qos, shared, true),
+                subscription_verdict(rule, qos as u8, shared, true),
             ))
         }
     }

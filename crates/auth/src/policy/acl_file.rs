@@ -184,6 +184,7 @@ impl Authorizer for AclFile {
 mod tests {
     use super::*;
     use crate::permissions::AuthorizerChain;
+    use tollgate_mqtt::QoS;
 
     const ACL: &str = "\
 # anonymous clients
@@ -219,30 +220,58 @@ pattern deny devices/+/state/admin
     #[test]
     fn topic_lines_before_any_user_are_for_anonymous_clients() {
         let p = compiled(&Principal::anonymous("c"));
-        assert!(p.check_subscribe("$SYS/broker/load", 0, false).allowed);
-        assert!(!p.check_publish("$SYS/broker/load", 0, false).allowed);
-        assert!(p.check_publish("public/x", 2, true).allowed);
-        assert!(!p.check_publish("alice/x", 0, false).allowed);
+        assert!(
+            p.check_subscribe("$SYS/broker/load", QoS::AtMostOnce, false)
+                .allowed
+        );
+        assert!(
+            !p.check_publish("$SYS/broker/load", QoS::AtMostOnce, false)
+                .allowed
+        );
+        assert!(p.check_publish("public/x", QoS::ExactlyOnce, true).allowed);
+        assert!(!p.check_publish("alice/x", QoS::AtMostOnce, false).allowed);
         let alice = compiled(&user("alice", "c"));
-        assert!(!alice.check_publish("public/x", 0, false).allowed);
+        assert!(
+            !alice
+                .check_publish("public/x", QoS::AtMostOnce, false)
+                .allowed
+        );
     }
 
     #[test]
     fn read_is_subscribe_and_receive_write_is_publish() {
         let bob = compiled(&user("bob", "c"));
-        assert!(bob.check_subscribe("alice/+", 1, false).allowed);
-        assert!(bob.check_receive("alice/x", 1, false).allowed);
-        assert!(!bob.check_publish("alice/x", 0, false).allowed);
+        assert!(
+            bob.check_subscribe("alice/+", QoS::AtLeastOnce, false)
+                .allowed
+        );
+        assert!(
+            bob.check_receive("alice/x", QoS::AtLeastOnce, false)
+                .allowed
+        );
+        assert!(!bob.check_publish("alice/x", QoS::AtMostOnce, false).allowed);
         let alice = compiled(&user("alice", "c"));
-        assert!(alice.check_publish("logs/with space", 0, false).allowed);
-        assert!(!alice.check_subscribe("logs/with space", 0, false).allowed);
+        assert!(
+            alice
+                .check_publish("logs/with space", QoS::AtMostOnce, false)
+                .allowed
+        );
+        assert!(
+            !alice
+                .check_subscribe("logs/with space", QoS::AtMostOnce, false)
+                .allowed
+        );
     }
 
     #[test]
     fn deny_lines_come_first_as_in_mosquitto() {
         let alice = compiled(&user("alice", "c"));
-        assert!(alice.check_publish("alice/x", 0, false).allowed);
-        let d = alice.check_publish("alice/secret", 0, false);
+        assert!(
+            alice
+                .check_publish("alice/x", QoS::AtMostOnce, false)
+                .allowed
+        );
+        let d = alice.check_publish("alice/secret", QoS::AtMostOnce, false);
         assert!(!d.allowed);
         assert_eq!(
             alice
@@ -255,13 +284,19 @@ pattern deny devices/+/state/admin
         // The deny pattern comes before the allow patterns.
         let dev = compiled(&user("x", "dev-1"));
         assert!(
-            !dev.check_publish("devices/dev-1/state/admin", 0, false)
+            !dev.check_publish("devices/dev-1/state/admin", QoS::AtMostOnce, false)
                 .allowed
         );
-        assert!(dev.check_publish("devices/dev-1/state/t", 0, false).allowed);
-        assert!(!dev.check_publish("devices/dev-2/state/t", 0, false).allowed);
         assert!(
-            dev.check_subscribe("devices/x/commands/+", 0, false)
+            dev.check_publish("devices/dev-1/state/t", QoS::AtMostOnce, false)
+                .allowed
+        );
+        assert!(
+            !dev.check_publish("devices/dev-2/state/t", QoS::AtMostOnce, false)
+                .allowed
+        );
+        assert!(
+            dev.check_subscribe("devices/x/commands/+", QoS::AtMostOnce, false)
                 .allowed
         );
     }
@@ -270,8 +305,8 @@ pattern deny devices/+/state/admin
     fn topic_lines_keep_percent_signs_literally() {
         let acl = AclFile::parse("user u\ntopic a/%c\n", "acl").unwrap();
         let p = AuthorizerChain::new().with(acl).compile(&user("u", "c1"));
-        assert!(p.check_publish("a/%c", 0, false).allowed);
-        assert!(!p.check_publish("a/c1", 0, false).allowed);
+        assert!(p.check_publish("a/%c", QoS::AtMostOnce, false).allowed);
+        assert!(!p.check_publish("a/c1", QoS::AtMostOnce, false).allowed);
     }
 
     #[test]

@@ -435,6 +435,8 @@ enum SourceKind {
 mod tests {
     use std::sync::Arc;
 
+    use tollgate_mqtt::QoS;
+
     use super::*;
     use crate::permissions::{AuthorizerChain, CompiledPermissions, Reason};
 
@@ -454,10 +456,16 @@ mod tests {
     #[test]
     fn topics_allow_publish_and_subscribe_on_exactly_those_topics() {
         let p = compiled(serde_json::json!({"topics": ["temperature", "config"]}));
-        assert!(p.check_publish("temperature", 1, false).allowed);
-        assert!(p.check_subscribe("config", 2, false).allowed);
-        assert!(!p.check_publish("temperature/x", 0, false).allowed);
-        assert!(!p.check_subscribe("+", 0, false).allowed);
+        assert!(
+            p.check_publish("temperature", QoS::AtLeastOnce, false)
+                .allowed
+        );
+        assert!(p.check_subscribe("config", QoS::ExactlyOnce, false).allowed);
+        assert!(
+            !p.check_publish("temperature/x", QoS::AtMostOnce, false)
+                .allowed
+        );
+        assert!(!p.check_subscribe("+", QoS::AtMostOnce, false).allowed);
         assert_eq!(
             p.rule(0).unwrap().origin.to_string(),
             "claim `topics` entry 0"
@@ -471,19 +479,27 @@ mod tests {
             {"filter": "devices/dev-1/#", "action": "pub", "qos": [0, 1], "retain": "not_retained"},
             {"topic": "jobs/#", "action": "sub", "qos": 1, "shared": false},
         ]}));
-        assert!(!p.check_publish("devices/dev-1/secret", 0, false).allowed);
-        assert!(p.check_publish("devices/dev-1/state", 1, false).allowed);
+        assert!(
+            !p.check_publish("devices/dev-1/secret", QoS::AtMostOnce, false)
+                .allowed
+        );
+        assert!(
+            p.check_publish("devices/dev-1/state", QoS::AtLeastOnce, false)
+                .allowed
+        );
         assert_eq!(
-            p.check_publish("devices/dev-1/state", 2, false).reason,
+            p.check_publish("devices/dev-1/state", QoS::ExactlyOnce, false)
+                .reason,
             Reason::QosNotPermitted
         );
         assert_eq!(
-            p.check_publish("devices/dev-1/state", 0, true).reason,
+            p.check_publish("devices/dev-1/state", QoS::AtMostOnce, true)
+                .reason,
             Reason::RetainNotPermitted
         );
-        assert!(p.check_subscribe("jobs/+", 1, false).allowed);
+        assert!(p.check_subscribe("jobs/+", QoS::AtLeastOnce, false).allowed);
         assert_eq!(
-            p.check_subscribe("jobs/+", 1, true).reason,
+            p.check_subscribe("jobs/+", QoS::AtLeastOnce, true).reason,
             Reason::SharedSubscriptionNotPermitted
         );
     }
@@ -491,11 +507,11 @@ mod tests {
     #[test]
     fn scopes_map_through_templates_as_string_or_list() {
         let p = compiled(serde_json::json!({"scope": "openid mqtt:pub:a/# mqtt:sub:b/+"}));
-        assert!(p.check_publish("a/x", 0, false).allowed);
-        assert!(!p.check_subscribe("a/x", 0, false).allowed);
-        assert!(p.check_subscribe("b/x", 0, false).allowed);
+        assert!(p.check_publish("a/x", QoS::AtMostOnce, false).allowed);
+        assert!(!p.check_subscribe("a/x", QoS::AtMostOnce, false).allowed);
+        assert!(p.check_subscribe("b/x", QoS::AtMostOnce, false).allowed);
         let p = compiled(serde_json::json!({"scope": ["mqtt:sub:c"]}));
-        assert!(p.check_subscribe("c", 0, false).allowed);
+        assert!(p.check_subscribe("c", QoS::AtMostOnce, false).allowed);
     }
 
     #[test]
@@ -512,7 +528,7 @@ mod tests {
             .compile(&with_claims(
                 serde_json::json!({"scope": "topic:x/y:write"}),
             ));
-        assert!(p.check_publish("x/y", 0, false).allowed);
+        assert!(p.check_publish("x/y", QoS::AtMostOnce, false).allowed);
         let bad = ClaimsSettings {
             scope_templates: vec![ScopeTemplate {
                 pattern: "mqtt:pub".into(),
@@ -537,10 +553,22 @@ mod tests {
             serde_json::json!(r#"[["sensors/+/temp", ["sub"]], ["actuators/a1", ["pub", "sub"]]]"#),
         ] {
             let p = compiled(serde_json::json!({ "scope": scope }));
-            assert!(p.check_subscribe("sensors/+/temp", 0, false).allowed);
-            assert!(!p.check_publish("sensors/s1/temp", 0, false).allowed);
-            assert!(p.check_publish("actuators/a1", 0, false).allowed);
-            assert!(p.check_subscribe("actuators/a1", 0, false).allowed);
+            assert!(
+                p.check_subscribe("sensors/+/temp", QoS::AtMostOnce, false)
+                    .allowed
+            );
+            assert!(
+                !p.check_publish("sensors/s1/temp", QoS::AtMostOnce, false)
+                    .allowed
+            );
+            assert!(
+                p.check_publish("actuators/a1", QoS::AtMostOnce, false)
+                    .allowed
+            );
+            assert!(
+                p.check_subscribe("actuators/a1", QoS::AtMostOnce, false)
+                    .allowed
+            );
         }
     }
 
@@ -556,8 +584,14 @@ mod tests {
     fn filters_are_literal_unless_placeholders_are_enabled() {
         let claims = serde_json::json!({"topics": ["devices/%c/#"]});
         let p = compiled(claims.clone());
-        assert!(p.check_publish("devices/%c/x", 0, false).allowed);
-        assert!(!p.check_publish("devices/dev-1/x", 0, false).allowed);
+        assert!(
+            p.check_publish("devices/%c/x", QoS::AtMostOnce, false)
+                .allowed
+        );
+        assert!(
+            !p.check_publish("devices/dev-1/x", QoS::AtMostOnce, false)
+                .allowed
+        );
         let settings = ClaimsSettings {
             placeholders: true,
             ..ClaimsSettings::default()
@@ -565,7 +599,10 @@ mod tests {
         let p = AuthorizerChain::new()
             .with(ClaimsAuthorizer::new(settings).unwrap())
             .compile(&with_claims(claims));
-        assert!(p.check_publish("devices/dev-1/x", 0, false).allowed);
+        assert!(
+            p.check_publish("devices/dev-1/x", QoS::AtMostOnce, false)
+                .allowed
+        );
     }
 
     fn error_of(claims: Value) -> String {
@@ -619,7 +656,7 @@ mod tests {
         let p = AuthorizerChain::new()
             .with(ClaimsAuthorizer::new(ClaimsSettings::default()).unwrap())
             .compile(&with_claims(serde_json::json!({"topics": 5})));
-        let d = p.check_publish("a", 0, false);
+        let d = p.check_publish("a", QoS::AtMostOnce, false);
         assert!(!d.allowed);
         assert_eq!(d.reason, Reason::AuthorizerFailed);
         assert_eq!(p.notes().len(), 1);

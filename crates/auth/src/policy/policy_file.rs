@@ -478,6 +478,7 @@ mod tests {
     use super::*;
     use crate::permissions::Request;
     use crate::principal::{Attribute, Source};
+    use tollgate_mqtt::QoS;
 
     const POLICY: &str = r##"
 default = "deny"
@@ -570,8 +571,16 @@ effect = "deny"
         let compiled = AuthorizerChain::new()
             .with(policy)
             .compile(&Principal::anonymous("c"));
-        assert!(compiled.check_subscribe("public/news", 0, false).allowed);
-        assert!(!compiled.check_publish("public/news", 0, false).allowed);
+        assert!(
+            compiled
+                .check_subscribe("public/news", QoS::AtMostOnce, false)
+                .allowed
+        );
+        assert!(
+            !compiled
+                .check_publish("public/news", QoS::AtMostOnce, false)
+                .allowed
+        );
     }
 
     #[test]
@@ -580,7 +589,7 @@ effect = "deny"
         let compiled = AuthorizerChain::new().with(policy).compile(&alice());
         let decision = compiled.check(&Request::Publish {
             topic: "plants/b/commands",
-            qos: 0,
+            qos: QoS::AtMostOnce,
             retain: false,
         });
         assert!(decision.allowed);
@@ -659,7 +668,7 @@ effect = "deny"
         let compiled = AuthorizerChain::new()
             .with(policy)
             .compile(&Principal::anonymous("c"));
-        assert!(!compiled.check_publish("a", 0, false).allowed);
+        assert!(!compiled.check_publish("a", QoS::AtMostOnce, false).allowed);
     }
 
     #[test]

@@ -6,6 +6,7 @@ use std::fmt;
 use std::sync::Arc;
 
 use serde::Deserialize;
+use tollgate_mqtt::QoS;
 use toml::Spanned;
 
 use crate::permissions::topic_match::{is_valid_topic_filter, is_valid_topic_name};
@@ -84,7 +85,7 @@ pub enum TestAction {
         /// Topic name.
         topic: String,
         /// QoS.
-        qos: u8,
+        qos: QoS,
         /// Retain flag.
         retain: bool,
     },
@@ -93,7 +94,7 @@ pub enum TestAction {
         /// Topic filter.
         filter: String,
         /// QoS.
-        qos: u8,
+        qos: QoS,
         /// Shared subscription.
         shared: bool,
     },
@@ -102,7 +103,7 @@ pub enum TestAction {
         /// Topic name.
         topic: String,
         /// The subscription's QoS.
-        qos: u8,
+        qos: QoS,
         /// Through a shared subscription.
         shared: bool,
     },
@@ -164,10 +165,10 @@ pub(crate) fn read_test(
         SourceError::at(file, Some(lines.line_of(offset)), key(field), message)
     };
     let qos = match &t.qos {
-        None => 0,
+        None => QoS::AtMostOnce,
         Some(q) => u8::try_from(*q.get_ref())
             .ok()
-            .filter(|q| *q <= 2)
+            .and_then(QoS::from_u8)
             .ok_or_else(|| {
                 error(
                     q.span().start,

@@ -21,7 +21,7 @@ impl Connection {
                     || permissions
                         .check_receive(
                             &flight.delivery.message.publish.topic,
-                            flight.delivery.qos as u8,
+                            flight.delivery.qos,
                             false,
                         )
                         .allowed
@@ -163,11 +163,7 @@ impl Connection {
                     if !self.unrestricted
                         && !self
                             .permissions
-                            .check_receive(
-                                &delivery.message.publish.topic,
-                                delivery.qos as u8,
-                                false,
-                            )
+                            .check_receive(&delivery.message.publish.topic, delivery.qos, false)
                             .allowed =>
                 {
                     tracing::debug!(client_id = ?session.client_id, topic = ?delivery.message.publish.topic, "delivery withheld: topic no longer readable");

@@ -123,9 +123,7 @@ impl Connection {
             if self.permissions_generation != self.broker.policy_generation() {
                 self.compile_permissions();
             }
-            let decision = self
-                .permissions
-                .check_publish(&w.topic, w.qos as u8, w.retain);
+            let decision = self.permissions.check_publish(&w.topic, w.qos, w.retain);
             if !self.unrestricted && !decision.allowed {
                 self.audit_denial("will", &w.topic, &decision);
                 will = None;

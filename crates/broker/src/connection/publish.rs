@@ -72,9 +72,9 @@ impl Connection {
             tracing::info!(target: "tollgate::audit", client_id = ?session.client_id, topic = ?publish.topic, action = "publish", outcome = "deny", "$SYS is read-only");
             true
         } else if !self.unrestricted {
-            let decision =
-                self.permissions
-                    .check_publish(&publish.topic, qos as u8, publish.retain);
+            let decision = self
+                .permissions
+                .check_publish(&publish.topic, qos, publish.retain);
             if !decision.allowed {
                 self.audit_denial("publish", &publish.topic, &decision);
             }

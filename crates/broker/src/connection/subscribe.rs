@@ -118,12 +118,12 @@ impl Connection {
             return Ok(Ok(options));
         }
         // Grant the highest QoS, up to the requested one, the permissions allow.
-        let mut decision =
-            self.permissions
-                .check_subscribe(inner, options.qos as u8, shared.is_some());
-        let mut granted = options.qos as u8;
-        while !decision.allowed && granted > 0 {
-            granted -= 1;
+        let mut decision = self
+            .permissions
+            .check_subscribe(inner, options.qos, shared.is_some());
+        let mut granted = options.qos;
+        while let (false, Some(lower_qos)) = (decision.allowed, granted.lower()) {
+            granted = lower_qos;
             let lower = self
                 .permissions
                 .check_subscribe(inner, granted, shared.is_some());
@@ -145,7 +145,7 @@ impl Connection {
                 )),
             };
         }
-        options.qos = QoS::from_u8(granted).unwrap_or(QoS::AtMostOnce);
+        options.qos = granted;
         Ok(Ok(options))
     }
 
@@ -162,7 +162,7 @@ impl Connection {
         self.broker.for_each_retained(filter, |message| {
             if let Some(p) = &permissions {
                 if !p
-                    .check_receive(&message.publish.topic, options.qos as u8, false)
+                    .check_receive(&message.publish.topic, options.qos, false)
                     .allowed
                 {
                     return ControlFlow::Continue(());

@@ -65,12 +65,12 @@ impl Connection {
         let Some(session) = self.session.clone() else {
             return;
         };
-        let subscriptions: Vec<(String, u8)> = session
+        let subscriptions: Vec<(String, QoS)> = session
             .state
             .lock()
             .subscriptions()
             .iter()
-            .map(|(f, s)| (f.clone(), s.options.qos as u8))
+            .map(|(f, s)| (f.clone(), s.options.qos))
             .collect();
         for (filter, qos) in subscriptions {
             let shared = tollgate_mqtt::topic::split_shared(&filter);
