@@ -9,9 +9,10 @@
 //! file of its own: `connect` (CONNECT and its decision), `reauth` (AUTH and re-checks),
 //! `publish`, `deliver` (messages to the client), `acks` (the QoS 1 and 2 flows),
 //! `subscribe`, `verdict` (permissions and revocation), `ending` (timers, DISCONNECT,
-//! shutdown, the session detached) and `client_id` (client identifier patterns).
+//! shutdown, the session detached) and `aliases` (topic aliases both ways).
 
 mod acks;
+mod aliases;
 mod connect;
 mod deliver;
 mod ending;
@@ -49,6 +50,7 @@ use crate::message::Message;
 use crate::session::{Delivery, EnqueueOutcome, OutgoingState, Qos2Arrival, Session};
 use crate::stats::{BrokerStats, LocalCounts};
 use crate::wake::SessionWake;
+use aliases::TopicAliases;
 
 /// Above this many bytes waiting to be written, the connection stops taking messages from its
 /// session's queue (they wait there, under the queue's bound) until the socket drains.
@@ -81,41 +83,6 @@ impl Close {
             reason,
             publish_will: true,
             by_client: false,
-        }
-    }
-}
-
-/// The topic aliases of one connection (MQTT 5).
-#[derive(Default)]
-struct TopicAliases {
-    /// Aliases the client set for topics it publishes to.
-    incoming: HashMap<u16, String>,
-    /// Aliases the broker set for topics it delivers.
-    outgoing: HashMap<String, u16>,
-    /// Bytes both maps hold, kept as they change (the connection's footprint is asked after
-    /// every wake-up: summing thousands of aliases each time would cost as much).
-    bytes: usize,
-}
-
-/// What one alias entry is counted as: its topic and the map slot around it.
-fn alias_bytes(topic: &str) -> usize {
-    topic.len() + 32
-}
-
-impl TopicAliases {
-    /// Sets the client's alias `alias` to `topic`.
-    fn set_incoming(&mut self, alias: u16, topic: String) {
-        self.bytes += alias_bytes(&topic);
-        if let Some(old) = self.incoming.insert(alias, topic) {
-            self.bytes -= alias_bytes(&old);
-        }
-    }
-
-    /// Records the broker's alias `alias` for `topic`.
-    fn set_outgoing(&mut self, topic: String, alias: u16) {
-        let bytes = alias_bytes(&topic);
-        if self.outgoing.insert(topic, alias).is_none() {
-            self.bytes += bytes;
         }
     }
 }
@@ -507,25 +474,5 @@ mod tests {
             .unwrap();
         assert!(deadline_of(far, now).is_some());
         assert!(deadline_of(std::time::SystemTime::UNIX_EPOCH, now).is_none());
-    }
-
-    #[test]
-    fn topic_aliases_count_their_bytes_as_they_are_set_and_replaced() {
-        let mut aliases = TopicAliases::default();
-        aliases.set_incoming(1, "a".repeat(100));
-        aliases.set_incoming(1, "b".repeat(10));
-        aliases.set_incoming(2, "c".repeat(20));
-        assert_eq!(
-            aliases.bytes,
-            alias_bytes(&"b".repeat(10)) + alias_bytes(&"c".repeat(20))
-        );
-        aliases.set_outgoing("t".repeat(50), 1);
-        aliases.set_outgoing("t".repeat(50), 1);
-        assert_eq!(
-            aliases.bytes,
-            alias_bytes(&"b".repeat(10))
-                + alias_bytes(&"c".repeat(20))
-                + alias_bytes(&"t".repeat(50))
-        );
     }
 }
