@@ -27,6 +27,7 @@ pub mod retained;
 pub mod revocation;
 pub mod server;
 pub mod session;
+pub mod shared;
 pub mod stats;
 pub mod subscriptions;
 pub mod sys;

@@ -109,11 +109,6 @@ impl Broker {
         Arc::clone(&self.revocations.read())
     }
 
-    /// Why `principal` is revoked, if the revocation list says it is.
-    pub fn revoked(&self, principal: &Principal) -> Option<String> {
-        self.revocations.read().revoked(principal)
-    }
-
     /// Replaces the revocation list. Connected clients check it when told
     /// ([`Broker::permissions_changed`]).
     pub fn set_revocations(&self, list: Arc<RevocationList>) {

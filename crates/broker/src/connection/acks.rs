@@ -3,7 +3,7 @@
 
 use super::*;
 
-impl Connection {
+impl<S: Shared> Connection<S> {
     // Acknowledgements of outgoing messages, all handled by one rule: an acknowledgement that
     // names a message in flight at another step (PUBACK for a QoS 2 message, PUBREC for a
     // QoS 1 message, PUBCOMP before PUBREC) is a protocol error, and the connection closes

@@ -3,7 +3,7 @@
 
 use super::*;
 
-impl Connection {
+impl<S: Shared> Connection<S> {
     /// Refuses CONNECT with `reason` (a 5.0 reason, converted for 3.x clients) and closes.
     pub(super) fn refuse(&mut self, reason: ReasonCode) -> Close {
         let code = if self.version.is_v5() {
@@ -31,7 +31,7 @@ impl Connection {
             self.client_maximum_packet_size =
                 connect.properties.maximum_packet_size.unwrap_or(u32::MAX);
         }
-        let limits = &self.broker.config.limits;
+        let limits = &self.broker.config().limits;
         let v5 = self.version.is_v5();
 
         // Client identifier rules per version.
@@ -56,8 +56,8 @@ impl Connection {
             }
         }
 
-        if self.broker.memory.pressure() >= Pressure::RefuseConnections {
-            self.broker.memory.record(Overload::ConnectionRefused);
+        if self.broker.memory().pressure() >= Pressure::RefuseConnections {
+            self.broker.memory().record(Overload::ConnectionRefused);
             return Err(self.refuse(ReasonCode::QUOTA_EXCEEDED));
         }
         let mut connect = connect;
@@ -181,10 +181,10 @@ impl Connection {
                 // interval (the chain writes no audit line for each).
                 match (reason, by) {
                     (DenyReason::Busy, _) => {
-                        self.broker.memory.record(Overload::AuthenticationsBusy)
+                        self.broker.memory().record(Overload::AuthenticationsBusy)
                     }
                     (DenyReason::RateLimited | DenyReason::Banned, None) => {
-                        self.broker.memory.record(Overload::Throttled)
+                        self.broker.memory().record(Overload::Throttled)
                     }
                     _ => {}
                 }
@@ -207,7 +207,7 @@ impl Connection {
         }
         let connect = *connect;
         let broker = Arc::clone(&self.broker);
-        let limits = &broker.config.limits;
+        let limits = &broker.config().limits;
         let v5 = self.version.is_v5();
 
         // Who the client is and what it may do: the path `tollgate check` takes too.
@@ -348,8 +348,8 @@ impl Connection {
         self.generation = opened.generation;
         self.will = connect.will.map(Box::new);
         self.phase = Phase::Connected;
-        BrokerStats::add(&self.broker.stats.clients_connected, 1);
-        BrokerStats::add(&self.broker.stats.connections_total, 1);
+        BrokerStats::add(&self.broker.stats().clients_connected, 1);
+        BrokerStats::add(&self.broker.stats().connections_total, 1);
         tracing::info!(peer = %self.peer, client_id = %Escaped(&client_id), version = ?self.version, session_present = opened.present, "client connected");
 
         let session_present = opened.present && self.version != ProtocolVersion::V3_1;

@@ -3,7 +3,7 @@
 
 use super::*;
 
-impl Connection {
+impl<S: Shared> Connection<S> {
     /// After a session is resumed: everything unacknowledged goes out again, PUBLISH with DUP
     /// set, PUBREL as it was. A PUBLISH goes out again only if the principal may still read
     /// its topic (the rules, or the principal, may have changed since it was first sent); one
@@ -86,7 +86,7 @@ impl Connection {
                     // from clients: each holds its topic for the connection's life.
                     let most = self
                         .client_topic_alias_maximum
-                        .min(self.broker.config.limits.topic_alias_maximum);
+                        .min(self.broker.config().limits.topic_alias_maximum);
                     if next <= usize::from(most) {
                         overrides.topic_alias = Some(next as u16);
                     }
@@ -134,7 +134,7 @@ impl Connection {
         }
         let window = usize::from(
             self.client_receive_maximum
-                .min(self.broker.config.limits.max_inflight_messages)
+                .min(self.broker.config().limits.max_inflight_messages)
                 .max(1),
         );
         let mut state = session.state.lock();

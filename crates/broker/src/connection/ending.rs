@@ -4,7 +4,7 @@
 
 use super::*;
 
-impl Connection {
+impl<S: Shared> Connection<S> {
     pub(super) fn handle_disconnect(&mut self, disconnect: Disconnect) -> Close {
         if let Some(expiry) = disconnect.properties.session_expiry_interval {
             if self.session_expiry == 0 && expiry != 0 {
@@ -12,7 +12,7 @@ impl Connection {
                 return self.protocol_error(ReasonCode::PROTOCOL_ERROR);
             }
             let expiry = expiry
-                .min(self.broker.config.limits.max_session_expiry)
+                .min(self.broker.config().limits.max_session_expiry)
                 .min(
                     self.listener
                         .policy()
@@ -34,7 +34,7 @@ impl Connection {
         match self.phase {
             Phase::AwaitingConnect => {
                 // No packet has arrived yet (the first one is CONNECT, which ends this phase).
-                Some(self.last_received + self.broker.config.limits.connect_timeout())
+                Some(self.last_received + self.broker.config().limits.connect_timeout())
             }
             Phase::Connected => {
                 let keep_alive = self.keep_alive.map(|k| self.last_received + k);
@@ -66,7 +66,7 @@ impl Connection {
                     self.send_disconnect(ReasonCode::NOT_AUTHORIZED);
                     Err(Close {
                         reason: ReasonCode::NOT_AUTHORIZED,
-                        publish_will: self.broker.config.will_on_expiry,
+                        publish_will: self.broker.config().will_on_expiry,
                         by_client: false,
                     })
                 }
@@ -111,8 +111,8 @@ impl Connection {
             return;
         }
         self.phase = Phase::Closed;
-        BrokerStats::sub(&self.broker.stats.clients_connected, 1);
-        self.counts.flush(&self.broker.stats);
+        BrokerStats::sub(&self.broker.stats().clients_connected, 1);
+        self.counts.flush(self.broker.stats());
         let mut will = if close.publish_will {
             self.will.take().map(|w| *w)
         } else {

@@ -48,6 +48,7 @@ use crate::listener::Listener;
 use crate::memory::{Overload, Pressure};
 use crate::message::Message;
 use crate::session::{Delivery, EnqueueOutcome, OutgoingState, Qos2Arrival, Session};
+use crate::shared::Shared;
 use crate::stats::{BrokerStats, LocalCounts};
 use crate::wake::SessionWake;
 use aliases::TopicAliases;
@@ -105,9 +106,9 @@ enum Phase {
     Closed,
 }
 
-/// One connection's protocol state.
-pub struct Connection {
-    broker: Arc<Broker>,
+/// One connection's protocol state, over the shared state `S` (the broker, or a test's fake).
+pub struct Connection<S: Shared = Broker> {
+    broker: Arc<S>,
     listener: Arc<Listener>,
     peer: SocketAddr,
     certificate: Option<Box<CertificateInfo>>,
@@ -179,17 +180,17 @@ thread_local! {
         const { std::cell::RefCell::new(Vec::new()) };
 }
 
-impl Connection {
+impl<S: Shared> Connection<S> {
     /// A connection accepted at `now` from `peer` on `listener`, with the client certificate
     /// the TLS layer verified, if any.
     pub fn new(
-        broker: Arc<Broker>,
+        broker: Arc<S>,
         listener: Arc<Listener>,
         peer: SocketAddr,
         certificate: Option<CertificateInfo>,
         now: Instant,
-    ) -> Connection {
-        let broker_allow_all = Arc::clone(&broker.allow_all);
+    ) -> Connection<S> {
+        let broker_allow_all = Arc::clone(broker.allow_all());
         Connection {
             broker,
             listener,
@@ -225,13 +226,13 @@ impl Connection {
     }
 
     /// The broker this connection belongs to.
-    pub fn broker(&self) -> &Arc<Broker> {
+    pub fn broker(&self) -> &Arc<S> {
         &self.broker
     }
 
     /// Adds this connection's packet and byte counts to the broker's.
     pub fn flush_counts(&mut self) {
-        self.counts.flush(&self.broker.stats);
+        self.counts.flush(self.broker.stats());
     }
 
     /// The listener it came in on.
@@ -249,7 +250,7 @@ impl Connection {
         Decoder {
             role: Role::Server,
             version: self.version,
-            maximum_packet_size: self.broker.config.limits.max_packet_size,
+            maximum_packet_size: self.broker.config().limits.max_packet_size,
         }
     }
 

@@ -3,13 +3,13 @@
 
 use super::*;
 
-impl Connection {
+impl<S: Shared> Connection<S> {
     pub(super) fn handle_publish(
         &mut self,
         mut publish: Publish,
         now: Instant,
     ) -> Result<(), Close> {
-        let limits = &self.broker.config.limits;
+        let limits = &self.broker.config().limits;
         self.counts.messages_received += 1;
         if publish.qos as u8 > limits.max_qos {
             return Err(self.protocol_error(ReasonCode::QOS_NOT_SUPPORTED));
@@ -83,7 +83,7 @@ impl Connection {
             false
         };
         if denied {
-            let authorization = &self.broker.config.authorization;
+            let authorization = &self.broker.config().authorization;
             let disconnect = match self.version {
                 ProtocolVersion::V3_1 => true,
                 ProtocolVersion::V3_1_1 => {
@@ -97,9 +97,9 @@ impl Connection {
         }
         // The memory budget refuses publishes before anything is stored (3.x has no negative
         // acknowledgement: its publisher is disconnected; a QoS 0 message is just dropped).
-        let overloaded = !denied && self.broker.memory.pressure() >= Pressure::RefusePublishes;
+        let overloaded = !denied && self.broker.memory().pressure() >= Pressure::RefusePublishes;
         if overloaded {
-            self.broker.memory.record(Overload::PublishRefused);
+            self.broker.memory().record(Overload::PublishRefused);
             if qos == QoS::AtMostOnce {
                 return Ok(());
             }
@@ -114,7 +114,7 @@ impl Connection {
         } else {
             publish.dup = false;
             publish.packet_id = None;
-            let message = Message::received(publish, session.id, now, &self.broker.memory);
+            let message = Message::received(publish, session.id, now, self.broker.memory());
             let retained =
                 !message.publish.retain || self.broker.retain(Arc::clone(&message)).is_ok();
             let outcome =
@@ -154,7 +154,7 @@ impl Connection {
             && self.version.is_v5()
             && self
                 .broker
-                .config
+                .config()
                 .authorization
                 .disconnect_on_denied_publish_v5
         {

@@ -3,7 +3,7 @@
 
 use super::*;
 
-impl Connection {
+impl<S: Shared> Connection<S> {
     /// AUTH from a connected client: re-authentication (0x19) with the method it connected
     /// with. Anything else is a protocol error (no multi-step method is offered).
     pub(super) fn handle_auth(&mut self, auth: tollgate_mqtt::Auth) -> Result<(), Close> {
@@ -97,7 +97,11 @@ impl Connection {
         principal.granted = identity.granted;
         let recheck_interval = self.listener.policy().chain.recheck_interval(&by);
         principal.authenticated_by = by;
-        if let Some(why) = self.broker.revoked(&principal) {
+        let revocations = self.broker.revocation_list();
+        let certificate = self.certificate.as_deref();
+        if let Some(why) =
+            admission::revocation(&self.listener, &revocations, &principal, certificate)
+        {
             tracing::info!(target: "tollgate::audit", client_id = %Escaped(&old.client_id), "re-authentication refused: {}", Escaped(&why));
             return Err(self.protocol_error(ReasonCode::NOT_AUTHORIZED));
         }

@@ -3,7 +3,7 @@
 
 use super::*;
 
-impl Connection {
+impl<S: Shared> Connection<S> {
     /// SUBSCRIBE: each filter checked and granted (or refused) in order, then SUBACK, then the
     /// retained messages. A filter repeated within the packet is handled once, with its last
     /// options (a later subscription replaces an earlier one), and every copy is answered with
@@ -18,7 +18,7 @@ impl Connection {
             .session
             .clone()
             .expect("connected connections have a session");
-        let limits = &self.broker.config.limits;
+        let limits = &self.broker.config().limits;
         if subscribe.subscriptions.len() > limits.max_filters_per_subscribe {
             tracing::info!(client_id = ?session.client_id, filters = subscribe.subscriptions.len(), max = limits.max_filters_per_subscribe, "SUBSCRIBE with too many filters: connection closed");
             return Err(self.protocol_error(ReasonCode::QUOTA_EXCEEDED));
@@ -84,7 +84,7 @@ impl Connection {
         session: &Arc<Session>,
         subscription: &tollgate_mqtt::Subscription,
     ) -> Result<Result<SubscriptionOptions, ReasonCode>, Close> {
-        let limits = &self.broker.config.limits;
+        let limits = &self.broker.config().limits;
         let shared = tollgate_mqtt::topic::split_shared(&subscription.filter);
         if shared.is_some() && subscription.options.no_local && self.version.is_v5() {
             return Err(self.protocol_error(ReasonCode::PROTOCOL_ERROR));
@@ -138,7 +138,7 @@ impl Connection {
                 ProtocolVersion::V3_1 => Err(Close::abnormal(ReasonCode::NOT_AUTHORIZED)),
                 ProtocolVersion::V3_1_1 => Ok(Err(ReasonCode::UNSPECIFIED_ERROR)),
                 ProtocolVersion::V5 => Ok(Err(
-                    match self.broker.config.authorization.denied_subscribe_code_v5 {
+                    match self.broker.config().authorization.denied_subscribe_code_v5 {
                         DeniedSubscribeCode::NotAuthorized => ReasonCode::NOT_AUTHORIZED,
                         DeniedSubscribeCode::UnspecifiedError => ReasonCode::UNSPECIFIED_ERROR,
                     },

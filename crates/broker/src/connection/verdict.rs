@@ -3,7 +3,7 @@
 
 use super::*;
 
-impl Connection {
+impl<S: Shared> Connection<S> {
     /// Ends the connection if its principal has been revoked (DISCONNECT 0x87 to a 5.0
     /// client; the will as for an expiry).
     pub(super) fn check_revocation(&mut self) -> Result<(), Close> {
@@ -21,7 +21,7 @@ impl Connection {
         self.send_disconnect(ReasonCode::NOT_AUTHORIZED);
         Err(Close {
             reason: ReasonCode::NOT_AUTHORIZED,
-            publish_will: self.broker.config.will_on_expiry,
+            publish_will: self.broker.config().will_on_expiry,
             by_client: false,
         })
     }
@@ -48,7 +48,7 @@ impl Connection {
                 self.unrestricted = false;
             }
             Permissions::Unrestricted => {
-                self.permissions = Arc::clone(&self.broker.allow_all);
+                self.permissions = Arc::clone(self.broker.allow_all());
                 self.unrestricted = true;
             }
         }
