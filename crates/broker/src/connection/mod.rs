@@ -373,8 +373,17 @@ impl<S: Shared> Connection<S> {
         }
     }
 
-    /// Handles one decoded packet.
+    /// Handles one decoded packet. At trace level each packet is logged as it is handled
+    /// (its type, and a PUBLISH's topic escaped), which shows the order in which packets of
+    /// different connections were taken.
     pub fn handle(&mut self, packet: Packet, now: Instant) -> Result<(), Close> {
+        if tracing::enabled!(tracing::Level::TRACE) {
+            let topic = match &packet {
+                Packet::Publish(p) => Some(Escaped(&p.topic).to_string()),
+                _ => None,
+            };
+            tracing::trace!(peer = %self.peer, client_id = ?self.client_id(), packet_type = packet.packet_type(), topic = ?topic, "packet handled");
+        }
         let step = self.handle_packet(packet, now);
         self.check_oversized(step)
     }
