@@ -4,6 +4,8 @@
 //! shared state; and what a connection asks of the shared state, over a fake that records it
 //! (`Recorder`).
 
+mod common;
+
 use std::net::SocketAddr;
 use std::ops::ControlFlow;
 use std::sync::Arc;
@@ -27,9 +29,7 @@ use tollgate_broker::retained::RetainRefused;
 use tollgate_broker::session::{QueueLimits, Session};
 use tollgate_broker::shared::Shared;
 use tollgate_broker::stats::BrokerStats;
-use tollgate_broker::{
-    AuthenticatorConfig, Broker, BrokerConfig, Extensions, ListenerConfig, Server,
-};
+use tollgate_broker::{AuthenticatorConfig, Broker, BrokerConfig, Extensions, Server};
 use tollgate_mqtt::*;
 
 const V5: ProtocolVersion = ProtocolVersion::V5;
@@ -46,15 +46,7 @@ impl Core {
     /// A broker with `f` applied to an anonymous one-listener configuration. (Building the
     /// listener needs a tokio runtime: files would be watched from it.)
     fn new(f: impl FnOnce(&mut BrokerConfig)) -> Core {
-        let mut config = BrokerConfig {
-            listeners: vec![ListenerConfig {
-                bind: "127.0.0.1:0".parse().unwrap(),
-                allow_anonymous: true,
-                ..ListenerConfig::default()
-            }],
-            sys_interval: 0,
-            ..BrokerConfig::default()
-        };
+        let mut config = common::anonymous_config();
         f(&mut config);
         let prepared = Server::prepare(config.clone(), Extensions::default()).expect("valid");
         Core {

@@ -5,58 +5,24 @@
 
 mod common;
 
-use std::path::PathBuf;
-
 use common::*;
 use tollgate_auth::password_file::PasswordFileEditor;
 use tollgate_broker::{
-    AuthenticatorConfig, AuthorizerConfig, BrokerConfig, ListenerConfig, PasswordFileConfig,
-    PolicyFileSource, RevocationConfig, Server,
+    AuthenticatorConfig, AuthorizerConfig, BrokerConfig, PasswordFileConfig, PolicyFileSource,
+    RevocationConfig, Server,
 };
 use tollgate_mqtt::*;
 
 const V5: ProtocolVersion = ProtocolVersion::V5;
 
-struct Files(PathBuf);
-
-impl Files {
-    fn new(tag: &str) -> Files {
-        let dir =
-            std::env::temp_dir().join(format!("tollgate-reconf-{tag}-{}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&dir);
-        std::fs::create_dir_all(&dir).unwrap();
-        let passwd = dir.join("passwd");
-        std::fs::write(&passwd, "").unwrap();
-        let mut editor = PasswordFileEditor::open(&passwd, false).unwrap();
-        editor.set("alice", b"pw").unwrap();
-        editor.save().unwrap();
-        Files(dir)
-    }
-
-    fn write(&self, name: &str, text: &str) -> PathBuf {
-        let path = self.0.join(name);
-        std::fs::write(&path, text).unwrap();
-        path
-    }
-}
-
-impl Drop for Files {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
-}
-
-/// The configuration `start_broker` starts with: one anonymous listener on a free port.
-fn anonymous() -> BrokerConfig {
-    BrokerConfig {
-        listeners: vec![ListenerConfig {
-            bind: "127.0.0.1:0".parse().unwrap(),
-            allow_anonymous: true,
-            ..ListenerConfig::default()
-        }],
-        sys_interval: 0,
-        ..BrokerConfig::default()
-    }
+/// A directory with a password file (`passwd`: user `alice`, password `pw`).
+fn files(tag: &str) -> TestDir {
+    let dir = TestDir::new(&format!("reconf-{tag}"));
+    let passwd = dir.write("passwd", "");
+    let mut editor = PasswordFileEditor::open(&passwd, false).unwrap();
+    editor.set("alice", b"pw").unwrap();
+    editor.save().unwrap();
+    dir
 }
 
 async fn start(config: BrokerConfig) -> (Server, std::net::SocketAddr) {
@@ -66,7 +32,7 @@ async fn start(config: BrokerConfig) -> (Server, std::net::SocketAddr) {
 }
 
 /// `config` with password logins required (the file's user `alice`, password `pw`).
-fn with_passwords(mut config: BrokerConfig, files: &Files) -> BrokerConfig {
+fn with_passwords(mut config: BrokerConfig, files: &TestDir) -> BrokerConfig {
     config.listeners[0].allow_anonymous = false;
     config.authenticators = vec![AuthenticatorConfig {
         name: "users".into(),
@@ -94,13 +60,13 @@ async fn connack(addr: std::net::SocketAddr, connect: Connect) -> ReasonCode {
 
 #[tokio::test]
 async fn a_new_configuration_changes_who_may_connect_and_keeps_connected_clients() {
-    let files = Files::new("authn");
-    let (server, addr) = start(anonymous()).await;
+    let files = files("authn");
+    let (server, addr) = start(anonymous_config()).await;
     let mut stays = TestClient::connect(addr, V5, "stays").await;
     stays.subscribe(1, "news", QoS::AtLeastOnce).await;
 
     let outcome = server
-        .reconfigure(with_passwords(anonymous(), &files))
+        .reconfigure(with_passwords(anonymous_config(), &files))
         .expect("applied");
     assert!(outcome.needs_restart.is_empty(), "{outcome:?}");
 
@@ -116,7 +82,7 @@ async fn a_new_configuration_changes_who_may_connect_and_keeps_connected_clients
     assert_eq!(&stays.recv_publish().await.payload[..], b"still here");
 
     // And back: anonymous clients are let in again.
-    server.reconfigure(anonymous()).expect("applied");
+    server.reconfigure(anonymous_config()).expect("applied");
     assert_eq!(
         connack(addr, connect_packet(V5, "anon")).await,
         ReasonCode::SUCCESS
@@ -125,8 +91,8 @@ async fn a_new_configuration_changes_who_may_connect_and_keeps_connected_clients
 
 #[tokio::test]
 async fn a_new_authorizer_applies_to_connected_clients_at_once() {
-    let files = Files::new("authz");
-    let (server, addr) = start(anonymous()).await;
+    let files = files("authz");
+    let (server, addr) = start(anonymous_config()).await;
     let mut reader = TestClient::connect(addr, V5, "reader").await;
     reader.subscribe(1, "secret/#", QoS::AtMostOnce).await;
     let mut writer = TestClient::connect(addr, V5, "writer").await;
@@ -135,7 +101,7 @@ async fn a_new_authorizer_applies_to_connected_clients_at_once() {
         "policy.toml",
         "default = \"deny\"\n[[patterns]]\nfilter = \"public/#\"\n",
     );
-    let mut config = anonymous();
+    let mut config = anonymous_config();
     config.authorizers = vec![AuthorizerConfig {
         name: "policy".into(),
         policy_file: Some(PolicyFileSource { path: policy }),
@@ -163,13 +129,13 @@ async fn a_new_authorizer_applies_to_connected_clients_at_once() {
 
 #[tokio::test]
 async fn a_new_revocation_file_disconnects_the_clients_it_names() {
-    let files = Files::new("revoke");
-    let (server, addr) = start(anonymous()).await;
+    let files = files("revoke");
+    let (server, addr) = start(anonymous_config()).await;
     let mut revoked = TestClient::connect(addr, V5, "lost-device").await;
     let mut kept = TestClient::connect(addr, V5, "other").await;
 
     let list = files.write("revoked", "client lost-device\n");
-    let mut config = anonymous();
+    let mut config = anonymous_config();
     config.revocation = Some(RevocationConfig {
         path: list,
         reload_interval: 0,
@@ -187,7 +153,7 @@ async fn a_new_revocation_file_disconnects_the_clients_it_names() {
     );
 
     // Without the table, the list is gone.
-    server.reconfigure(anonymous()).expect("applied");
+    server.reconfigure(anonymous_config()).expect("applied");
     assert_eq!(
         connack(addr, connect_packet(V5, "lost-device")).await,
         ReasonCode::SUCCESS
@@ -196,9 +162,9 @@ async fn a_new_revocation_file_disconnects_the_clients_it_names() {
 
 #[tokio::test]
 async fn a_configuration_with_a_problem_changes_nothing_and_names_the_key() {
-    let files = Files::new("bad");
-    let (server, addr) = start(anonymous()).await;
-    let mut config = with_passwords(anonymous(), &files);
+    let files = files("bad");
+    let (server, addr) = start(anonymous_config()).await;
+    let mut config = with_passwords(anonymous_config(), &files);
     config.listeners[0].authenticators = Some(vec!["nobody".into()]);
     let problem = server.reconfigure(config).expect_err("refused");
     assert_eq!(
@@ -206,7 +172,7 @@ async fn a_configuration_with_a_problem_changes_nothing_and_names_the_key() {
         "listener[0].authenticators"
     );
 
-    let mut config = with_passwords(anonymous(), &files);
+    let mut config = with_passwords(anonymous_config(), &files);
     config.authenticators[0]
         .password_file
         .as_mut()
@@ -227,8 +193,8 @@ async fn a_configuration_with_a_problem_changes_nothing_and_names_the_key() {
 
 #[tokio::test]
 async fn settings_that_need_a_restart_are_listed_and_keep_their_running_value() {
-    let (server, addr) = start(anonymous()).await;
-    let mut config = anonymous();
+    let (server, addr) = start(anonymous_config()).await;
+    let mut config = anonymous_config();
     config.listeners[0].bind = "127.0.0.1:1".parse().unwrap();
     config.limits.max_packet_size = 64;
     config.listeners[0].max_connections = 1;

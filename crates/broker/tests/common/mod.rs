@@ -14,9 +14,10 @@ use tollgate_mqtt::*;
 /// How long a test waits for a packet before failing.
 pub const PACKET_TIMEOUT: Duration = Duration::from_secs(5);
 
-/// Starts a broker on a free loopback port with `f` applied to the default configuration.
-pub async fn start_broker(f: impl FnOnce(&mut BrokerConfig)) -> (Server, SocketAddr) {
-    let mut config = BrokerConfig {
+/// The configuration tests start from: one anonymous listener on a free loopback port, no
+/// `$SYS` updates.
+pub fn anonymous_config() -> BrokerConfig {
+    BrokerConfig {
         listeners: vec![ListenerConfig {
             bind: "127.0.0.1:0".parse().unwrap(),
             allow_anonymous: true,
@@ -24,7 +25,38 @@ pub async fn start_broker(f: impl FnOnce(&mut BrokerConfig)) -> (Server, SocketA
         }],
         sys_interval: 0,
         ..BrokerConfig::default()
-    };
+    }
+}
+
+/// A directory of files for one test, removed when dropped.
+pub struct TestDir(pub std::path::PathBuf);
+
+impl TestDir {
+    /// A fresh directory named after `tag` and the process.
+    pub fn new(tag: &str) -> TestDir {
+        let dir = std::env::temp_dir().join(format!("tollgate-{tag}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        TestDir(dir)
+    }
+
+    /// Writes `text` to the file `name` in the directory; its path.
+    pub fn write(&self, name: &str, text: &str) -> std::path::PathBuf {
+        let path = self.0.join(name);
+        std::fs::write(&path, text).unwrap();
+        path
+    }
+}
+
+impl Drop for TestDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+/// Starts a broker on a free loopback port with `f` applied to [`anonymous_config`].
+pub async fn start_broker(f: impl FnOnce(&mut BrokerConfig)) -> (Server, SocketAddr) {
+    let mut config = anonymous_config();
     f(&mut config);
     let server = Server::start(config).await.expect("broker starts");
     let addr = server.local_addrs()[0];
