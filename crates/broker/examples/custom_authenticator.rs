@@ -74,6 +74,7 @@ async fn main() -> std::io::Result<()> {
         config,
         Extensions {
             authenticators: vec![Arc::new(SensorRegistry)],
+            ..Default::default()
         },
     )
     .await?;

@@ -19,6 +19,7 @@ pub mod config;
 pub mod connection;
 pub mod deadlines;
 pub mod driver;
+pub mod events;
 pub mod listener;
 mod live;
 pub mod memory;
@@ -44,6 +45,7 @@ pub use config::{
     ListenerConfig, PasswordFileConfig, PolicyFileSource, RevocationConfig, TlsConfig,
     WebSocketConfig,
 };
+pub use events::{Event, EventHook};
 pub use live::Reconfigured;
 pub use server::{Extensions, Prepared, Server};
 pub use validate::{ConfigProblem, ConfigProblems, KeyPart, KeyPath};

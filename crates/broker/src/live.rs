@@ -15,6 +15,7 @@ use std::time::{Duration, Instant};
 
 use parking_lot::Mutex;
 use tokio::sync::watch;
+use tollgate_auth::audit::AuditEvent;
 use tollgate_auth::authentication::{Authenticator, LoginThrottle};
 use tollgate_auth::revocation::RevocationList;
 
@@ -183,7 +184,9 @@ impl Live {
         };
         // New authorizers, CRLs and revocations reach connected clients.
         self.broker.permissions_changed();
-        tracing::info!(target: "tollgate::audit", needs_restart = ?needs_restart, "configuration reloaded");
+        self.broker.hooks.audit(AuditEvent::ConfigurationReloaded {
+            needs_restart: &needs_restart,
+        });
         for key in &needs_restart {
             tracing::warn!(key = %key, "changed in the configuration file; keeps its running value until the broker restarts");
         }

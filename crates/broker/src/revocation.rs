@@ -7,6 +7,7 @@ use std::sync::Arc;
 use std::time::SystemTime;
 
 use parking_lot::Mutex;
+use tollgate_auth::audit::AuditEvent;
 use tollgate_auth::revocation::RevocationList;
 
 use crate::authorization::modified;
@@ -55,7 +56,9 @@ impl RevocationFile {
         }
         match self.read() {
             Ok(list) => {
-                tracing::info!(target: "tollgate::audit", file = %self.path.display(), "revocation list loaded");
+                broker
+                    .hooks
+                    .audit(AuditEvent::RevocationListLoaded { file: &self.path });
                 broker.set_revocations(Arc::new(list));
                 authenticators.forget_cached();
                 broker.permissions_changed();

@@ -19,6 +19,7 @@ use crate::authorization::Authorizers;
 use crate::broker::Broker;
 use crate::config::BrokerConfig;
 use crate::driver::run_connection;
+use crate::events::{EventHook, Hooks};
 use crate::listener::{Authenticators, Listener};
 use crate::live::{Applied, Live, Reconfigured};
 use crate::memory::Overload;
@@ -33,6 +34,9 @@ pub struct Extensions {
     /// the configured ones, and is in every chain of a listener that does not list its
     /// authenticators.
     pub authenticators: Vec<Arc<dyn Authenticator>>,
+    /// Code told of connections, disconnections, publishes, deliveries and audited decisions
+    /// (see [`crate::events`]).
+    pub hooks: Vec<Arc<dyn EventHook>>,
 }
 
 /// A running broker.
@@ -72,6 +76,7 @@ impl Server {
             Err(found) => found.into_iter().collect(),
         };
         let custom = extensions.authenticators;
+        let hooks = Hooks::new(extensions.hooks);
         let authenticators = Arc::new(Authenticators::build(
             &config,
             custom.clone(),
@@ -117,6 +122,7 @@ impl Server {
             revocation,
             throttle,
             custom,
+            hooks,
         })
     }
 }
@@ -130,6 +136,7 @@ pub struct Prepared {
     revocation: Option<(Arc<RevocationFile>, Arc<RevocationList>)>,
     throttle: Option<Arc<LoginThrottle>>,
     custom: Vec<Arc<dyn Authenticator>>,
+    hooks: Hooks,
 }
 
 impl Prepared {
@@ -162,8 +169,9 @@ impl Prepared {
             revocation,
             throttle,
             custom,
+            hooks,
         } = self;
-        let broker = Broker::new(config.clone());
+        let broker = Broker::with_hooks(config.clone(), hooks);
         let (shutdown, _) = watch::channel(false);
         if let Some((_, list)) = &revocation {
             broker.set_revocations(Arc::clone(list));

@@ -15,6 +15,7 @@ use crate::broker::{
     Broker, ClosingWill, OpenedSession, RouteOutcome, RouteTarget, SessionOwnedByAnother,
 };
 use crate::config::BrokerConfig;
+use crate::events::Hooks;
 use crate::memory::MemoryBudget;
 use crate::message::Message;
 use crate::retained::RetainRefused;
@@ -31,6 +32,9 @@ pub trait Shared: Send + Sync + 'static {
 
     /// The counters `$SYS` publishes.
     fn stats(&self) -> &BrokerStats;
+
+    /// The embedder's event hooks (audit events go through them too).
+    fn hooks(&self) -> &Hooks;
 
     /// Permissions that allow everything (for connections no authorizer applies to).
     fn allow_all(&self) -> &Arc<CompiledPermissions>;
@@ -97,6 +101,10 @@ impl Shared for Broker {
 
     fn memory(&self) -> &Arc<MemoryBudget> {
         &self.memory
+    }
+
+    fn hooks(&self) -> &Hooks {
+        &self.hooks
     }
 
     fn stats(&self) -> &BrokerStats {

@@ -385,6 +385,7 @@ async fn an_authenticator_supplied_in_code_joins_the_chain_and_fails_closed() {
         config,
         Extensions {
             authenticators: vec![Arc::new(Gate)],
+            ..Default::default()
         },
     )
     .await

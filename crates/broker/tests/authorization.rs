@@ -646,6 +646,7 @@ async fn roles_placeholder_expands_to_one_rule_per_role_and_role_sections_apply(
         config,
         tollgate_broker::Extensions {
             authenticators: vec![std::sync::Arc::new(RoleGiver)],
+            ..Default::default()
         },
     )
     .await

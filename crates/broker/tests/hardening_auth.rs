@@ -196,6 +196,7 @@ async fn authentications_waiting_are_bounded_per_address_and_per_listener() {
         config,
         Extensions {
             authenticators: vec![Arc::new(gate)],
+            ..Default::default()
         },
     )
     .await

@@ -22,6 +22,7 @@ use tollgate_broker::broker::{
     ClosingWill, OpenedSession, RouteOutcome, RouteTarget, SessionOwnedByAnother,
 };
 use tollgate_broker::connection::{Close, Connection};
+use tollgate_broker::events::Hooks;
 use tollgate_broker::listener::Listener;
 use tollgate_broker::memory::MemoryBudget;
 use tollgate_broker::message::Message;
@@ -359,6 +360,7 @@ struct Recorder {
     allow_all: Arc<CompiledPermissions>,
     refuse_sessions: bool,
     asked: parking_lot::Mutex<Vec<Asked>>,
+    hooks: Hooks,
 }
 
 impl Recorder {
@@ -370,6 +372,7 @@ impl Recorder {
             allow_all: Arc::new(CompiledPermissions::allow_all()),
             refuse_sessions,
             asked: parking_lot::Mutex::new(Vec::new()),
+            hooks: Hooks::default(),
         })
     }
 
@@ -393,6 +396,10 @@ impl Shared for Recorder {
 
     fn stats(&self) -> &BrokerStats {
         &self.stats
+    }
+
+    fn hooks(&self) -> &Hooks {
+        &self.hooks
     }
 
     fn allow_all(&self) -> &Arc<CompiledPermissions> {

@@ -26,6 +26,7 @@ use super::cache::AuthCache;
 use super::outcome::{AuthOutcome, DenyReason, Identity};
 use super::request::ConnectRequest;
 use super::throttle::{AttemptEnd, LoginThrottle};
+use crate::audit::{AuditEvent, Outcome as AuditOutcome};
 use crate::log::Escaped;
 
 /// What the chain does when an authenticator's backend fails.
@@ -180,6 +181,8 @@ impl AuthChain {
                 ) {
                     Ok(attempt) => Some(attempt),
                     Err(reason) => {
+                        // No audit line each: a flood of throttled attempts is counted and
+                        // logged once per interval by the throttle, not line by line.
                         return ChainDecision::Refused {
                             reason,
                             by: None,
@@ -324,22 +327,27 @@ fn audit(request: &ConnectRequest, decision: &ChainDecision, username_is_secret:
         (Some(name), false) => name.as_str(),
         (None, _) => "",
     };
-    match decision {
-        ChainDecision::Allowed { by, identity } => {
-            let username = identity.username.as_deref().unwrap_or(sent);
-            tracing::info!(
-            target: "tollgate::audit",
-            listener = %Escaped(&request.listener), peer = %request.peer, client_id = %Escaped(&request.client_id),
-            username = %Escaped(username), authenticator = %Escaped(by), outcome = "allow", "authentication"
-            )
-        }
-        ChainDecision::Refused { reason, by, detail } => tracing::info!(
-            target: "tollgate::audit",
-            listener = %Escaped(&request.listener), peer = %request.peer, client_id = %Escaped(&request.client_id),
-            username = %Escaped(sent), authenticator = %Escaped(by.as_deref().unwrap_or("-")), outcome = "deny", reason = %reason, detail = %Escaped(detail),
-            "authentication"
+    let (username, authenticator, outcome) = match decision {
+        ChainDecision::Allowed { by, identity } => (
+            identity.username.as_deref().unwrap_or(sent),
+            by.as_str(),
+            AuditOutcome::Allowed,
         ),
+        ChainDecision::Refused { reason, by, detail } => (
+            sent,
+            by.as_deref().unwrap_or("-"),
+            AuditOutcome::Refused { reason, detail },
+        ),
+    };
+    AuditEvent::Authentication {
+        listener: &request.listener,
+        peer: request.peer,
+        client_id: &request.client_id,
+        username,
+        authenticator,
+        outcome,
     }
+    .record();
 }
 
 #[cfg(test)]

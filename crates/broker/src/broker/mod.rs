@@ -22,6 +22,7 @@ use tollgate_auth::Principal;
 
 use crate::config::BrokerConfig;
 use crate::deadlines::{OnDue, SessionDeadlines};
+use crate::events::Hooks;
 use crate::memory::MemoryBudget;
 use crate::retained::RetainedStore;
 use crate::session::Session;
@@ -59,6 +60,8 @@ pub struct Broker {
     revocations: RwLock<Arc<RevocationList>>,
     /// Will delays and expiries of sessions without a connection.
     deadlines: Arc<SessionDeadlines>,
+    /// The embedder's event hooks.
+    pub hooks: Hooks,
 }
 
 /// What `broker`'s deadline queue does with a deadline that came due.
@@ -79,6 +82,11 @@ impl Drop for Broker {
 impl Broker {
     /// A broker with no sessions, subscriptions or retained messages.
     pub fn new(config: BrokerConfig) -> Arc<Broker> {
+        Broker::with_hooks(config, Hooks::default())
+    }
+
+    /// [`Broker::new`], telling `hooks` of what happens.
+    pub fn with_hooks(config: BrokerConfig, hooks: Hooks) -> Arc<Broker> {
         let memory = MemoryBudget::new(config.limits.max_memory);
         Arc::new_cyclic(|broker: &Weak<Broker>| Broker {
             deadlines: Arc::new(SessionDeadlines::new(session_deadlines_of(broker.clone()))),
@@ -94,6 +102,7 @@ impl Broker {
             assigned_ids: AtomicU64::new(0),
             policy_generation: AtomicU64::new(0),
             revocations: RwLock::new(Arc::default()),
+            hooks,
         })
     }
 

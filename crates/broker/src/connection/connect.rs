@@ -104,11 +104,14 @@ impl<S: Shared> Connection<S> {
                 ChainDecision::Allowed { identity, .. } => identity.username.as_deref(),
                 ChainDecision::Refused { .. } => None,
             };
-            tracing::info!(
-                target: "tollgate::audit",
-                listener = %Escaped(&request.listener), peer = %request.peer, client_id = %Escaped(&request.client_id),
-                username = %Escaped(name.unwrap_or("")), authenticator = admission::CERTIFICATE_AUTHENTICATOR, outcome = "allow", "authentication"
-            );
+            self.audit(AuditEvent::Authentication {
+                listener: &request.listener,
+                peer: request.peer,
+                client_id: &request.client_id,
+                username: name.unwrap_or(""),
+                authenticator: admission::CERTIFICATE_AUTHENTICATOR,
+                outcome: AuditOutcome::Allowed,
+            });
             self.pending = Some(Box::new(PendingConnect {
                 connect: Box::new(connect),
                 client_id,
@@ -235,17 +238,23 @@ impl<S: Shared> Connection<S> {
             Ok(admitted) => admitted,
             Err(refusal) => {
                 let username = connect.username.as_deref().unwrap_or("");
+                let refused = |cause| AuditEvent::ConnectionRefused {
+                    client_id: &client_id,
+                    username,
+                    cause,
+                };
                 match &refusal {
-                    Refusal::Revoked(why) => {
-                        tracing::info!(target: "tollgate::audit", client_id = %Escaped(&client_id), username, "connection refused: {}", Escaped(why));
-                    }
+                    Refusal::Revoked(why) => self.audit(refused(ConnectRefusal::Revoked(why))),
                     Refusal::ClientIdentifier => {
-                        tracing::info!(target: "tollgate::audit", client_id = %Escaped(&client_id), username, "client identifier does not match the listener's patterns");
+                        self.audit(refused(ConnectRefusal::ClientIdentifier))
                     }
-                    Refusal::Will { explanation, .. } => {
-                        let topic = connect.will.as_ref().map_or("", |w| w.topic.as_str());
-                        tracing::info!(target: "tollgate::audit", client_id = %Escaped(&client_id), username, action = "will", topic = %Escaped(topic), outcome = "deny", decision = %Escaped(explanation), "authorization");
-                    }
+                    Refusal::Will { explanation, .. } => self.audit(AuditEvent::Denied {
+                        client_id: &client_id,
+                        username,
+                        action: Action::Will,
+                        topic: connect.will.as_ref().map_or("", |w| w.topic.as_str()),
+                        decision: explanation,
+                    }),
                     Refusal::Expired | Refusal::Authentication { .. } => {}
                 }
                 return Err(self.refuse(refusal.reason_code()));
@@ -277,18 +286,24 @@ impl<S: Shared> Connection<S> {
         );
 
         let owner = principal.owner();
-        let opened = match self.broker.open_session(
-            &client_id,
-            connect.clean_start,
-            expiry,
-            owner.as_ref(),
-        ) {
-            Ok(opened) => opened,
-            Err(SessionOwnedByAnother) => {
-                tracing::info!(target: "tollgate::audit", client_id = ?client_id, owner = ?owner.as_ref().map(ToString::to_string), "session belongs to another principal: takeover refused");
-                return Err(self.refuse(ReasonCode::NOT_AUTHORIZED));
-            }
-        };
+        let opened =
+            match self
+                .broker
+                .open_session(&client_id, connect.clean_start, expiry, owner.as_ref())
+            {
+                Ok(opened) => opened,
+                Err(SessionOwnedByAnother) => {
+                    let owner = owner.as_ref().map(ToString::to_string);
+                    self.audit(AuditEvent::ConnectionRefused {
+                        client_id: &client_id,
+                        username: principal.username.as_deref().unwrap_or(""),
+                        cause: ConnectRefusal::SessionOwnedByAnother {
+                            owner: owner.as_deref(),
+                        },
+                    });
+                    return Err(self.refuse(ReasonCode::NOT_AUTHORIZED));
+                }
+            };
         self.session_expiry = expiry;
 
         let mut props = ConnAckProperties::default();
@@ -351,6 +366,17 @@ impl<S: Shared> Connection<S> {
         BrokerStats::add(&self.broker.stats().clients_connected, 1);
         BrokerStats::add(&self.broker.stats().connections_total, 1);
         tracing::info!(peer = %self.peer, client_id = %Escaped(&client_id), version = ?self.version, session_present = opened.present, "client connected");
+        let hooks = self.broker.hooks();
+        if !hooks.is_empty() {
+            hooks.emit(&Event::Connected {
+                listener: &self.listener.name,
+                peer: self.peer,
+                client_id: &client_id,
+                username: principal.username.as_deref(),
+                version: self.version,
+                session_present: opened.present,
+            });
+        }
 
         let session_present = opened.present && self.version != ProtocolVersion::V3_1;
         self.send(&Packet::ConnAck(ConnAck {

@@ -110,7 +110,17 @@ impl<S: Shared> Connection<S> {
                 .set_outgoing(message.topic.clone(), alias);
         }
         match encode_publish_with(message, &overrides, self.version, &mut self.out) {
-            Ok(()) => true,
+            Ok(()) => {
+                let hooks = self.broker.hooks();
+                if !hooks.is_empty() {
+                    hooks.emit(&Event::Delivered {
+                        client_id: self.client_id().unwrap_or(""),
+                        topic: &message.topic,
+                        qos: delivery.qos,
+                    });
+                }
+                true
+            }
             Err(e) => {
                 tracing::error!(error = %e, "cannot encode a message");
                 false

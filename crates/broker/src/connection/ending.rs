@@ -62,7 +62,10 @@ impl<S: Shared> Connection<S> {
                 }
                 _ if self.expires_at.is_some_and(|e| now >= e) => {
                     // The credentials ended: so do the principal's rights.
-                    tracing::info!(target: "tollgate::audit", client_id = self.client_id().unwrap_or(""), "credentials expired: disconnected");
+                    self.audit(AuditEvent::Disconnected {
+                        client_id: self.client_id().unwrap_or(""),
+                        cause: DisconnectCause::CredentialsExpired,
+                    });
                     self.send_disconnect(ReasonCode::NOT_AUTHORIZED);
                     Err(Close {
                         reason: ReasonCode::NOT_AUTHORIZED,
@@ -125,12 +128,20 @@ impl<S: Shared> Connection<S> {
             }
             let decision = self.permissions.check_publish(&w.topic, w.qos, w.retain);
             if !self.unrestricted && !decision.allowed {
-                self.audit_denial("will", &w.topic, &decision);
+                self.audit_denial(Action::Will, &w.topic, &decision);
                 will = None;
             }
         }
         if let Some(session) = self.session.take() {
             tracing::info!(client_id = ?session.client_id, reason = close.reason.0, will = will.is_some(), "client disconnected");
+            let hooks = self.broker.hooks();
+            if !hooks.is_empty() {
+                hooks.emit(&Event::Disconnected {
+                    client_id: &session.client_id,
+                    reason: close.reason,
+                    by_client: close.by_client,
+                });
+            }
             let session_expiry = self.session_expiry;
             let will = will.map(|will| ClosingWill {
                 delay: will

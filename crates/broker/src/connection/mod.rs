@@ -29,6 +29,9 @@ use std::time::{Duration, SystemTime};
 
 use bytes::BytesMut;
 use std::time::Instant;
+use tollgate_auth::audit::{
+    Action, AuditEvent, ConnectRefusal, DisconnectCause, Outcome as AuditOutcome, ReauthRefusal,
+};
 use tollgate_auth::authentication::{ChainDecision, ConnectRequest, DenyReason};
 use tollgate_auth::log::Escaped;
 use tollgate_auth::permissions::{CompiledPermissions, Decision};
@@ -44,6 +47,7 @@ use crate::admission::{self, Admitted, Candidate, Permissions, Refusal};
 use crate::broker::SessionOwnedByAnother;
 use crate::broker::{Broker, ClosingWill, RouteTarget, NEVER_EXPIRES};
 use crate::config::{DeniedPublish, DeniedSubscribeCode};
+use crate::events::Event;
 use crate::listener::Listener;
 use crate::memory::{Overload, Pressure};
 use crate::message::Message;

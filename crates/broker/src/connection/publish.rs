@@ -69,14 +69,20 @@ impl<S: Shared> Connection<S> {
         // `$SYS` is the broker's (read-only for everyone); anything else is as the principal's
         // permissions say.
         let denied = if tollgate_mqtt::topic::is_sys(&publish.topic) {
-            tracing::info!(target: "tollgate::audit", client_id = ?session.client_id, topic = ?publish.topic, action = "publish", outcome = "deny", "$SYS is read-only");
+            self.audit(AuditEvent::Denied {
+                client_id: &session.client_id,
+                username: self.username(),
+                action: Action::Publish,
+                topic: &publish.topic,
+                decision: "$SYS is read-only",
+            });
             true
         } else if !self.unrestricted {
             let decision = self
                 .permissions
                 .check_publish(&publish.topic, qos, publish.retain);
             if !decision.allowed {
-                self.audit_denial("publish", &publish.topic, &decision);
+                self.audit_denial(Action::Publish, &publish.topic, &decision);
             }
             !decision.allowed
         } else {
@@ -114,6 +120,16 @@ impl<S: Shared> Connection<S> {
         } else {
             publish.dup = false;
             publish.packet_id = None;
+            let hooks = self.broker.hooks();
+            if !hooks.is_empty() {
+                hooks.emit(&Event::Published {
+                    client_id: &session.client_id,
+                    topic: &publish.topic,
+                    qos,
+                    retain: publish.retain,
+                    payload: &publish.payload,
+                });
+            }
             let message = Message::received(publish, session.id, now, self.broker.memory());
             let retained =
                 !message.publish.retain || self.broker.retain(Arc::clone(&message)).is_ok();

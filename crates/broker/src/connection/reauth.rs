@@ -63,12 +63,15 @@ impl<S: Shared> Connection<S> {
                 return Ok(());
             }
             ChainDecision::Refused { reason, .. } => {
-                let what = if rechecking {
-                    "re-check"
+                let cause = if rechecking {
+                    DisconnectCause::RecheckRefused(&reason)
                 } else {
-                    "re-authentication"
+                    DisconnectCause::ReauthenticationRefused(ReauthRefusal::Refused(&reason))
                 };
-                tracing::info!(target: "tollgate::audit", client_id = self.client_id().unwrap_or(""), reason = %reason, "{what} refused: disconnected");
+                self.audit(AuditEvent::Disconnected {
+                    client_id: self.client_id().unwrap_or(""),
+                    cause,
+                });
                 return Err(self.protocol_error(ReasonCode::NOT_AUTHORIZED));
             }
         };
@@ -87,7 +90,10 @@ impl<S: Shared> Connection<S> {
         principal.username = identity.username.or(sent_username);
         if principal.owner() != old.owner() {
             // Re-authentication renews a principal's rights; it cannot change who it is.
-            tracing::info!(target: "tollgate::audit", client_id = %Escaped(&old.client_id), "re-authentication as another principal refused");
+            self.audit(AuditEvent::Disconnected {
+                client_id: &old.client_id,
+                cause: DisconnectCause::ReauthenticationRefused(ReauthRefusal::AnotherPrincipal),
+            });
             return Err(self.protocol_error(ReasonCode::NOT_AUTHORIZED));
         }
         principal.roles = identity.roles;
@@ -102,7 +108,10 @@ impl<S: Shared> Connection<S> {
         if let Some(why) =
             admission::revocation(&self.listener, &revocations, &principal, certificate)
         {
-            tracing::info!(target: "tollgate::audit", client_id = %Escaped(&old.client_id), "re-authentication refused: {}", Escaped(&why));
+            self.audit(AuditEvent::Disconnected {
+                client_id: &old.client_id,
+                cause: DisconnectCause::ReauthenticationRefused(ReauthRefusal::Revoked(&why)),
+            });
             return Err(self.protocol_error(ReasonCode::NOT_AUTHORIZED));
         }
         self.expires_at = match principal.expires_at {
@@ -133,7 +142,9 @@ impl<S: Shared> Connection<S> {
                 ..Default::default()
             },
         }));
-        tracing::info!(target: "tollgate::audit", client_id = self.client_id().unwrap_or(""), "re-authenticated");
+        self.audit(AuditEvent::Reauthenticated {
+            client_id: self.client_id().unwrap_or(""),
+        });
         Ok(())
     }
 

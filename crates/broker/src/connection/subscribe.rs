@@ -132,7 +132,7 @@ impl<S: Shared> Connection<S> {
             }
         }
         if !decision.allowed {
-            self.audit_denial("subscribe", &subscription.filter, &decision);
+            self.audit_denial(Action::Subscribe, &subscription.filter, &decision);
             return match self.version {
                 // 3.1 has no failure code in SUBACK: the connection is closed.
                 ProtocolVersion::V3_1 => Err(Close::abnormal(ReasonCode::NOT_AUTHORIZED)),

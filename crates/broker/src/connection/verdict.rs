@@ -17,7 +17,10 @@ impl<S: Shared> Connection<S> {
         }) else {
             return Ok(());
         };
-        tracing::info!(target: "tollgate::audit", client_id = self.client_id().unwrap_or(""), "disconnected: {}", Escaped(&why));
+        self.audit(AuditEvent::Disconnected {
+            client_id: self.client_id().unwrap_or(""),
+            cause: DisconnectCause::Revoked(&why),
+        });
         self.send_disconnect(ReasonCode::NOT_AUTHORIZED);
         Err(Close {
             reason: ReasonCode::NOT_AUTHORIZED,
@@ -79,22 +82,34 @@ impl<S: Shared> Connection<S> {
                 .permissions
                 .check_subscribe(inner, qos, shared.is_some());
             if !decision.allowed {
-                self.audit_denial("subscription removed", &filter, &decision);
+                self.audit_denial(Action::SubscriptionRemoved, &filter, &decision);
                 self.broker.unsubscribe(&session, &filter);
             }
         }
     }
 
-    /// Writes the audit line of a denied action.
-    pub(super) fn audit_denial(&self, action: &str, topic: &str, decision: &Decision) {
-        let principal = self.principal.as_deref();
-        tracing::info!(
-            target: "tollgate::audit",
-            client_id = principal.map_or("", |p| p.client_id.as_str()),
-            username = principal.and_then(|p| p.username.as_deref()).unwrap_or(""),
-            action, topic, outcome = "deny",
-            decision = %Escaped(&self.permissions.describe(decision).to_string()),
-            "authorization"
-        );
+    /// Audits a denied action.
+    pub(super) fn audit_denial(&self, action: Action, topic: &str, decision: &Decision) {
+        let explained = self.permissions.describe(decision).to_string();
+        self.audit(AuditEvent::Denied {
+            client_id: self.client_id().unwrap_or(""),
+            username: self.username(),
+            action,
+            topic,
+            decision: &explained,
+        });
+    }
+
+    /// Writes an audit line, and tells the embedder's hooks.
+    pub(super) fn audit(&self, event: AuditEvent<'_>) {
+        self.broker.hooks().audit(event);
+    }
+
+    /// The principal's user name (empty without one).
+    pub(super) fn username(&self) -> &str {
+        self.principal
+            .as_ref()
+            .and_then(|p| p.username.as_deref())
+            .unwrap_or("")
     }
 }

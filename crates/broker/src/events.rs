@@ -1,0 +1,111 @@
+//! What happens in the broker, told to code that embeds it: a client connected or
+//! disconnected, a message was published or delivered, an audited decision was taken.
+//!
+//! An embedder registers [`EventHook`]s in [`crate::Extensions::hooks`]; every hook sees every
+//! [`Event`], in the order the connection that caused it took them, on that connection's task.
+//! A hook must therefore be quick and must not block (hand work to a channel of its own); with
+//! no hook registered an event costs one branch. The audit lines are written whether or not a
+//! hook is registered: [`Event::Audit`] is the same event, typed.
+
+use std::fmt;
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use tollgate_auth::audit::AuditEvent;
+use tollgate_mqtt::{ProtocolVersion, QoS, ReasonCode};
+
+/// One thing that happened.
+#[derive(Debug, Clone, Copy)]
+pub enum Event<'a> {
+    /// A CONNECT was accepted (CONNACK 0 sent).
+    Connected {
+        /// The listener's name.
+        listener: &'a str,
+        /// The client's address.
+        peer: SocketAddr,
+        /// The client identifier (assigned by the broker if the client sent none).
+        client_id: &'a str,
+        /// The principal's user name, if it has one.
+        username: Option<&'a str>,
+        /// The protocol version the client speaks.
+        version: ProtocolVersion,
+        /// Whether an existing session was resumed.
+        session_present: bool,
+    },
+    /// A connected client's connection ended.
+    Disconnected {
+        /// The client identifier.
+        client_id: &'a str,
+        /// Why (the 5.0 reason code; 0 for a normal DISCONNECT).
+        reason: ReasonCode,
+        /// Whether the client ended it with DISCONNECT.
+        by_client: bool,
+    },
+    /// A client's PUBLISH was allowed and is being routed.
+    Published {
+        /// The publishing client.
+        client_id: &'a str,
+        /// The topic.
+        topic: &'a str,
+        /// The QoS it was published with.
+        qos: QoS,
+        /// Whether it is retained.
+        retain: bool,
+        /// The payload.
+        payload: &'a [u8],
+    },
+    /// A message was written to a client (a PUBLISH, first sent or sent again).
+    Delivered {
+        /// The receiving client.
+        client_id: &'a str,
+        /// The topic.
+        topic: &'a str,
+        /// The QoS it is delivered with.
+        qos: QoS,
+    },
+    /// An audited decision (the same event the audit line records).
+    Audit(&'a AuditEvent<'a>),
+}
+
+/// Code told of every [`Event`].
+pub trait EventHook: Send + Sync + 'static {
+    /// Called for each event, on the task of the connection it concerns: quick, never blocking.
+    fn on_event(&self, event: &Event<'_>);
+}
+
+/// The hooks registered, shared by every connection.
+#[derive(Clone, Default)]
+pub struct Hooks(Arc<[Arc<dyn EventHook>]>);
+
+impl Hooks {
+    /// The hooks of `hooks`, in that order.
+    pub fn new(hooks: Vec<Arc<dyn EventHook>>) -> Hooks {
+        Hooks(hooks.into())
+    }
+
+    /// Whether no hook is registered (events need not be built).
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+
+    /// Tells every hook of `event`.
+    pub fn emit(&self, event: &Event<'_>) {
+        for hook in self.0.iter() {
+            hook.on_event(event);
+        }
+    }
+
+    /// Writes the audit line of `event`, and tells every hook.
+    pub fn audit(&self, event: AuditEvent<'_>) {
+        event.record();
+        if !self.is_empty() {
+            self.emit(&Event::Audit(&event));
+        }
+    }
+}
+
+impl fmt::Debug for Hooks {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "Hooks({})", self.0.len())
+    }
+}
