@@ -12,15 +12,17 @@ impl<S: Shared> Connection<S> {
     // successful PUBREC is answered with PUBREL (a refusing one needs nothing), as Mosquitto
     // does.
 
-    pub(super) fn handle_puback(&mut self, ack: Ack, now: Instant) -> Result<(), Close> {
-        self.complete_outgoing(ack.packet_id, OutgoingState::AwaitingPubAck)?;
+    pub(super) fn handle_puback(
+        &mut self,
+        session: &Session,
+        ack: Ack,
+        now: Instant,
+    ) -> Result<(), Close> {
+        self.complete_outgoing(session, ack.packet_id, OutgoingState::AwaitingPubAck)?;
         self.pull_deliveries(now)
     }
 
-    pub(super) fn handle_pubrec(&mut self, ack: Ack) -> Result<(), Close> {
-        let Some(session) = self.session.clone() else {
-            return Ok(());
-        };
+    pub(super) fn handle_pubrec(&mut self, session: &Session, ack: Ack) -> Result<(), Close> {
         let mut state = session.state.lock();
         match state.inflight_mut(ack.packet_id) {
             Some(flight) if flight.state != OutgoingState::AwaitingPubRec => {
@@ -47,10 +49,7 @@ impl<S: Shared> Connection<S> {
         Ok(())
     }
 
-    pub(super) fn handle_pubrel(&mut self, ack: Ack) -> Result<(), Close> {
-        let Some(session) = self.session.clone() else {
-            return Ok(());
-        };
+    pub(super) fn handle_pubrel(&mut self, session: &Session, ack: Ack) -> Result<(), Close> {
         // A PUBREL for a flow already complete (resent after a reconnect, say) is answered
         // as if it had just completed: the message was taken once either way.
         session.state.lock().release_qos2(ack.packet_id);
@@ -62,20 +61,23 @@ impl<S: Shared> Connection<S> {
         Ok(())
     }
 
-    pub(super) fn handle_pubcomp(&mut self, ack: Ack, now: Instant) -> Result<(), Close> {
-        self.complete_outgoing(ack.packet_id, OutgoingState::AwaitingPubComp)?;
+    pub(super) fn handle_pubcomp(
+        &mut self,
+        session: &Session,
+        ack: Ack,
+        now: Instant,
+    ) -> Result<(), Close> {
+        self.complete_outgoing(session, ack.packet_id, OutgoingState::AwaitingPubComp)?;
         self.pull_deliveries(now)
     }
 
     /// Removes an acknowledged message from the in-flight window (see the rule above).
     pub(super) fn complete_outgoing(
         &mut self,
+        session: &Session,
         packet_id: u16,
         expected: OutgoingState,
     ) -> Result<(), Close> {
-        let Some(session) = self.session.clone() else {
-            return Ok(());
-        };
         let mut state = session.state.lock();
         match state.inflight_mut(packet_id).map(|f| f.state) {
             None => Ok(()),

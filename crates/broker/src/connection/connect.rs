@@ -112,24 +112,22 @@ impl<S: Shared> Connection<S> {
                 authenticator: admission::CERTIFICATE_AUTHENTICATOR,
                 outcome: AuditOutcome::Allowed,
             });
-            self.pending = Some(Box::new(PendingConnect {
+            self.phase = Phase::Authenticating(Box::new(PendingConnect {
                 connect: Box::new(connect),
                 client_id,
                 assigned,
                 request: None,
                 kept: None,
             }));
-            self.phase = Phase::Authenticating;
             return self.finish_connect(decision, now);
         }
-        self.pending = Some(Box::new(PendingConnect {
+        self.phase = Phase::Authenticating(Box::new(PendingConnect {
             connect: Box::new(connect),
             client_id,
             assigned,
             request: Some(request),
             kept: None,
         }));
-        self.phase = Phase::Authenticating;
         Ok(())
     }
 
@@ -138,15 +136,16 @@ impl<S: Shared> Connection<S> {
     /// [`Connection::finish_connect`].
     pub fn take_auth_request(&mut self) -> Option<ConnectRequest> {
         let rechecks = self.listener.policy().chain.rechecks();
-        match self.pending.as_mut() {
-            Some(pending) => {
+        match &mut self.phase {
+            Phase::Authenticating(pending) => {
                 let request = pending.request.take()?;
                 if rechecks {
                     pending.kept = Some(request.clone());
                 }
                 Some(request)
             }
-            None => self.reauth.take().map(|r| *r),
+            Phase::Connected(attached) => attached.deciding.as_mut()?.request.take().map(|r| *r),
+            Phase::AwaitingConnect | Phase::Closed => None,
         }
     }
 
@@ -157,7 +156,7 @@ impl<S: Shared> Connection<S> {
         decision: ChainDecision,
         now: Instant,
     ) -> Result<(), Close> {
-        let step = if self.reauthenticating {
+        let step = if self.is_reauthenticating() {
             self.finish_reauth(decision, now)
         } else {
             self.finish_connect(decision, now)
@@ -167,8 +166,13 @@ impl<S: Shared> Connection<S> {
 
     /// Completes CONNECT with the chain's decision: CONNACK, the session, deliveries.
     pub fn finish_connect(&mut self, decision: ChainDecision, now: Instant) -> Result<(), Close> {
-        let Some(pending) = self.pending.take() else {
-            return Err(Close::abnormal(ReasonCode::PROTOCOL_ERROR));
+        // Closed until the decision is applied: every refusal below ends the connection.
+        let pending = match std::mem::replace(&mut self.phase, Phase::Closed) {
+            Phase::Authenticating(pending) => pending,
+            other => {
+                self.phase = other;
+                return Err(Close::abnormal(ReasonCode::PROTOCOL_ERROR));
+            }
         };
         let PendingConnect {
             connect,
@@ -201,12 +205,8 @@ impl<S: Shared> Connection<S> {
                 .chain
                 .recheck_interval(&authenticated_by),
         ) {
-            self.recheck = Some(Box::new(Recheck {
-                request,
-                interval,
-                at: later(now, interval),
-                running: false,
-            }));
+            self.recheck = Some(Box::new(Recheck { request, interval }));
+            self.timers.set(Timer::Recheck, Some(later(now, interval)));
         }
         let connect = *connect;
         let broker = Arc::clone(&self.broker);
@@ -262,13 +262,12 @@ impl<S: Shared> Connection<S> {
         };
         if let Some(expiry) = principal.expires_at {
             match deadline_of(expiry, now) {
-                Some(deadline) => self.expires_at = Some(deadline),
+                Some(deadline) => self.timers.set(Timer::CredentialsExpiry, Some(deadline)),
                 None => return Err(self.refuse(ReasonCode::NOT_AUTHORIZED)),
             }
         }
         let principal = Arc::new(principal);
-        self.principal = Some(Arc::clone(&principal));
-        self.set_permissions(permissions);
+        self.set_permissions(permissions, &principal.client_id);
 
         let requested_expiry = if v5 {
             connect.properties.session_expiry_interval.unwrap_or(0)
@@ -352,17 +351,22 @@ impl<S: Shared> Connection<S> {
         }
         self.keep_alive =
             (keep_alive > 0).then(|| Duration::from_millis(u64::from(keep_alive) * 1500));
+        self.timers
+            .set(Timer::KeepAlive, self.keep_alive.map(|k| now + k));
 
         opened
             .session
             .state
             .lock()
             .set_principal(Arc::clone(&principal));
-        self.session = Some(opened.session);
-        self.wake = Some(opened.wake);
-        self.generation = opened.generation;
         self.will = connect.will.map(Box::new);
-        self.phase = Phase::Connected;
+        self.phase = Phase::Connected(Box::new(Attached {
+            session: opened.session,
+            wake: opened.wake,
+            generation: opened.generation,
+            principal: Arc::clone(&principal),
+            deciding: None,
+        }));
         BrokerStats::add(&self.broker.stats().clients_connected, 1);
         BrokerStats::add(&self.broker.stats().connections_total, 1);
         tracing::info!(peer = %self.peer, client_id = %Escaped(&client_id), version = ?self.version, session_present = opened.present, "client connected");

@@ -9,7 +9,7 @@ impl<S: Shared> Connection<S> {
     /// its topic (the rules, or the principal, may have changed since it was first sent); one
     /// it may not is forgotten. A PUBREL always goes: the message itself was delivered.
     pub(super) fn resend_inflight(&mut self, now: Instant) {
-        let Some(session) = self.session.clone() else {
+        let Some(session) = self.session().cloned() else {
             return;
         };
         let mut state = session.state.lock();
@@ -132,12 +132,10 @@ impl<S: Shared> Connection<S> {
     /// in-flight window and the buffer's high-water mark allow. Finds out here when the session
     /// was taken over by another connection.
     pub fn pull_deliveries(&mut self, now: Instant) -> Result<(), Close> {
-        let Some(session) = self.session.clone() else {
-            return Ok(());
+        let (session, generation) = match &self.phase {
+            Phase::Connected(attached) => (Arc::clone(&attached.session), attached.generation),
+            _ => return Ok(()),
         };
-        if self.phase != Phase::Connected {
-            return Ok(());
-        }
         if self.permissions_generation != self.broker.policy_generation() {
             self.check_revocation()?;
             self.refresh_permissions();
@@ -148,7 +146,7 @@ impl<S: Shared> Connection<S> {
                 .max(1),
         );
         let mut state = session.state.lock();
-        if state.generation() != self.generation {
+        if state.generation() != generation {
             drop(state);
             tracing::info!(client_id = ?session.client_id, "session taken over by a new connection");
             self.send_disconnect(ReasonCode::SESSION_TAKEN_OVER);

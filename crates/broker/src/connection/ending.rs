@@ -21,38 +21,26 @@ impl<S: Shared> Connection<S> {
                         .unwrap_or(u32::MAX),
                 );
             self.session_expiry = expiry;
-            if let Some(session) = &self.session {
+            if let Some(session) = self.session() {
                 session.state.lock().set_expiry_interval(expiry);
             }
         }
         Close::by_client(disconnect.reason_code)
     }
 
-    /// When the connection must next be looked at if nothing arrives: the connect timeout
-    /// before CONNECT, one and a half keep-alive periods after the last packet afterwards.
+    /// When the connection must next be looked at if nothing arrives: its earliest timer
+    /// (the connect timeout before CONNECT; once connected, one and a half keep-alive periods
+    /// after the last packet, the credentials' expiry, the next re-check).
     pub fn deadline(&self) -> Option<Instant> {
-        match self.phase {
-            Phase::AwaitingConnect => {
-                // No packet has arrived yet (the first one is CONNECT, which ends this phase).
-                Some(self.last_received + self.broker.config().limits.connect_timeout())
-            }
-            Phase::Connected => {
-                let keep_alive = self.keep_alive.map(|k| self.last_received + k);
-                let recheck = self.recheck.as_ref().map(|r| r.at);
-                [keep_alive, self.expires_at, recheck]
-                    .into_iter()
-                    .flatten()
-                    .min()
-            }
-            Phase::Authenticating | Phase::Closed => None,
-        }
+        self.timers.next()
     }
 
-    /// Checks the deadline at `now`.
+    /// Handles the timer due at `now`, if one is.
     pub fn on_timer(&mut self, now: Instant) -> Result<(), Close> {
-        match self.deadline() {
-            Some(deadline) if now >= deadline => match self.phase {
-                Phase::AwaitingConnect => {
+        match self.timers.due(now) {
+            None => Ok(()),
+            Some(timer) => match timer {
+                Timer::Connect => {
                     tracing::debug!(peer = %self.peer, "no CONNECT within the connect timeout");
                     Err(Close {
                         reason: ReasonCode::MAXIMUM_CONNECT_TIME,
@@ -60,7 +48,7 @@ impl<S: Shared> Connection<S> {
                         by_client: false,
                     })
                 }
-                _ if self.expires_at.is_some_and(|e| now >= e) => {
+                Timer::CredentialsExpiry => {
                     // The credentials ended: so do the principal's rights.
                     self.audit(AuditEvent::Disconnected {
                         client_id: self.client_id().unwrap_or(""),
@@ -73,18 +61,17 @@ impl<S: Shared> Connection<S> {
                         by_client: false,
                     })
                 }
-                _ if self.recheck.as_ref().is_some_and(|r| now >= r.at) => {
-                    if self.reauthenticating {
+                Timer::Recheck => {
+                    if self.is_reauthenticating() {
                         // A re-authentication is being decided: it counts as the check.
-                        if let Some(recheck) = self.recheck.as_mut() {
-                            recheck.at = later(now, recheck.interval);
-                        }
+                        let next = self.recheck.as_ref().map(|r| later(now, r.interval));
+                        self.timers.set(Timer::Recheck, next);
                     } else {
                         self.start_recheck(now);
                     }
                     Ok(())
                 }
-                _ => {
+                Timer::KeepAlive => {
                     tracing::info!(
                         client_id = self.client_id().unwrap_or(""),
                         "keep alive timeout"
@@ -92,7 +79,6 @@ impl<S: Shared> Connection<S> {
                     Err(self.protocol_error(ReasonCode::KEEP_ALIVE_TIMEOUT))
                 }
             },
-            _ => Ok(()),
         }
     }
 
@@ -109,11 +95,11 @@ impl<S: Shared> Connection<S> {
     /// The connection is over (closed by either side, for `close`'s reason): the session is
     /// detached and the will handled. Call once, after the last bytes were written.
     pub fn closed(&mut self, close: Close) {
-        if self.phase != Phase::Connected {
+        self.timers.clear();
+        if !self.is_connected() {
             self.phase = Phase::Closed;
             return;
         }
-        self.phase = Phase::Closed;
         BrokerStats::sub(&self.broker.stats().clients_connected, 1);
         self.counts.flush(self.broker.stats());
         let mut will = if close.publish_will {
@@ -132,26 +118,32 @@ impl<S: Shared> Connection<S> {
                 will = None;
             }
         }
-        if let Some(session) = self.session.take() {
-            tracing::info!(client_id = ?session.client_id, reason = close.reason.0, will = will.is_some(), "client disconnected");
-            let hooks = self.broker.hooks();
-            if !hooks.is_empty() {
-                hooks.emit(&Event::Disconnected {
-                    client_id: &session.client_id,
-                    reason: close.reason,
-                    by_client: close.by_client,
-                });
-            }
-            let session_expiry = self.session_expiry;
-            let will = will.map(|will| ClosingWill {
-                delay: will
-                    .properties
-                    .will_delay_interval
-                    .unwrap_or(0)
-                    .min(session_expiry),
-                will,
+        let Phase::Connected(attached) = std::mem::replace(&mut self.phase, Phase::Closed) else {
+            return;
+        };
+        let Attached {
+            session,
+            generation,
+            ..
+        } = *attached;
+        tracing::info!(client_id = ?session.client_id, reason = close.reason.0, will = will.is_some(), "client disconnected");
+        let hooks = self.broker.hooks();
+        if !hooks.is_empty() {
+            hooks.emit(&Event::Disconnected {
+                client_id: &session.client_id,
+                reason: close.reason,
+                by_client: close.by_client,
             });
-            self.broker.close_session(&session, self.generation, will);
         }
+        let session_expiry = self.session_expiry;
+        let will = will.map(|will| ClosingWill {
+            delay: will
+                .properties
+                .will_delay_interval
+                .unwrap_or(0)
+                .min(session_expiry),
+            will,
+        });
+        self.broker.close_session(&session, generation, will);
     }
 }

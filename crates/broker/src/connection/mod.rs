@@ -9,7 +9,12 @@
 //! file of its own: `connect` (CONNECT and its decision), `reauth` (AUTH and re-checks),
 //! `publish`, `deliver` (messages to the client), `acks` (the QoS 1 and 2 flows),
 //! `subscribe`, `verdict` (permissions and revocation), `ending` (timers, DISCONNECT,
-//! shutdown, the session detached) and `aliases` (topic aliases both ways).
+//! shutdown, the session detached), `aliases` (topic aliases both ways) and `timers` (the
+//! table of what the connection times).
+//!
+//! The connection's [`Phase`] holds what exists only in that phase: the CONNECT being
+//! decided, then the attached session and the principal. What CONNECT negotiated (versions,
+//! the client's limits, keep alive, the will) sits beside it with the defaults that hold before.
 
 mod acks;
 mod aliases;
@@ -19,6 +24,7 @@ mod ending;
 mod publish;
 mod reauth;
 mod subscribe;
+mod timers;
 mod verdict;
 
 use std::collections::HashMap;
@@ -56,6 +62,7 @@ use crate::shared::Shared;
 use crate::stats::{BrokerStats, LocalCounts};
 use crate::wake::SessionWake;
 use aliases::TopicAliases;
+use timers::{Timer, Timers};
 
 /// Above this many bytes waiting to be written, the connection stops taking messages from its
 /// session's queue (they wait there, under the queue's bound) until the socket drains.
@@ -102,12 +109,36 @@ struct PendingConnect {
     kept: Option<ConnectRequest>,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+/// Where a connection is in its life, each phase with what exists only in it.
 enum Phase {
+    /// Waiting for CONNECT (the connect timer runs).
     AwaitingConnect,
-    Authenticating,
-    Connected,
+    /// CONNECT received, the authentication chain deciding.
+    Authenticating(Box<PendingConnect>),
+    /// CONNECT accepted: a session attached, the principal known.
+    Connected(Box<Attached>),
+    /// Ended (or ending: a CONNECT refused).
     Closed,
+}
+
+/// What a connected connection has: its session and who it is.
+struct Attached {
+    session: Arc<Session>,
+    /// Wakes this connection when its session has messages for it or is taken over.
+    wake: Arc<SessionWake>,
+    /// The session's generation this connection attached at (a later one took it over).
+    generation: u64,
+    principal: Arc<Principal>,
+    /// A re-authentication or re-check being decided.
+    deciding: Option<Deciding>,
+}
+
+/// A connected client's credentials put to the chain again.
+struct Deciding {
+    /// The request, until the driver takes it to the chain.
+    request: Option<Box<ConnectRequest>>,
+    /// A periodic re-check (or else an AUTH re-authentication).
+    recheck: bool,
 }
 
 /// One connection's protocol state, over the shared state `S` (the broker, or a test's fake).
@@ -116,18 +147,13 @@ pub struct Connection<S: Shared = Broker> {
     listener: Arc<Listener>,
     peer: SocketAddr,
     certificate: Option<Box<CertificateInfo>>,
-    pending: Option<Box<PendingConnect>>,
     phase: Phase,
     version: ProtocolVersion,
     /// Encoded packets waiting to be written to the socket.
     pub out: BytesMut,
-    session: Option<Arc<Session>>,
-    /// Wakes this connection when its session has messages for it or is taken over.
-    wake: Option<Arc<SessionWake>>,
-    generation: u64,
-    principal: Option<Arc<Principal>>,
-    /// When the last packet arrived (when the connection opened, before the first).
-    last_received: Instant,
+    /// What the connection times (connect timeout, keep alive, expiry, re-check).
+    timers: Timers,
+    /// One and a half keep-alive periods, once connected with a keep alive.
     keep_alive: Option<Duration>,
     will: Option<Box<Will>>,
     session_expiry: u32,
@@ -143,32 +169,23 @@ pub struct Connection<S: Shared = Broker> {
     unrestricted: bool,
     /// The broker's policy generation the permissions were compiled at.
     permissions_generation: u64,
-    /// When the principal's credentials expire (a token's `exp`): the connection ends then.
-    expires_at: Option<Instant>,
     /// What re-authentication needs, for a client that authenticated with an MQTT 5
     /// authentication method (boxed: most connections have none).
     reauth_basis: Option<Box<ReauthBasis>>,
-    /// A re-authentication (AUTH 0x19) or a re-check waiting for the chain.
-    reauth: Option<Box<ConnectRequest>>,
-    /// The credentials to check again and when, for a client whose authenticator re-checks
-    /// (boxed: most connections have none).
+    /// The credentials to check again and how often, for a client whose authenticator
+    /// re-checks (boxed: most connections have none); when next is [`Timer::Recheck`].
     recheck: Option<Box<Recheck>>,
-    /// Whether a re-authentication is under way (no packet is handled until it is decided).
-    reauthenticating: bool,
     /// A packet did not fit the client's Maximum Packet Size: the connection closes.
     oversized: bool,
     /// Packet and byte counts not yet added to the broker's.
     pub counts: LocalCounts,
 }
 
-/// A connection's periodic re-check: its credentials, how often, when next, and whether the
-/// chain is deciding one now.
+/// A connection's periodic re-check: its credentials and how often.
 #[derive(Debug)]
 struct Recheck {
     request: ConnectRequest,
     interval: Duration,
-    at: Instant,
-    running: bool,
 }
 
 /// The method and user name a client authenticated with, which its re-authentication uses.
@@ -195,20 +212,20 @@ impl<S: Shared> Connection<S> {
         now: Instant,
     ) -> Connection<S> {
         let broker_allow_all = Arc::clone(broker.allow_all());
+        let mut timers = Timers::default();
+        timers.set(
+            Timer::Connect,
+            Some(now + broker.config().limits.connect_timeout()),
+        );
         Connection {
             broker,
             listener,
             peer,
             certificate: certificate.map(Box::new),
-            pending: None,
             phase: Phase::AwaitingConnect,
             version: ProtocolVersion::V3_1_1,
             out: BytesMut::new(),
-            session: None,
-            wake: None,
-            generation: 0,
-            principal: None,
-            last_received: now,
+            timers,
             keep_alive: None,
             will: None,
             session_expiry: 0,
@@ -219,11 +236,8 @@ impl<S: Shared> Connection<S> {
             permissions: Arc::clone(&broker_allow_all),
             unrestricted: true,
             permissions_generation: 0,
-            expires_at: None,
             reauth_basis: None,
             recheck: None,
-            reauth: None,
-            reauthenticating: false,
             oversized: false,
             counts: LocalCounts::default(),
         }
@@ -261,7 +275,7 @@ impl<S: Shared> Connection<S> {
     /// Before CONNECT, refuses at its first byte a packet that is not CONNECT (MQTT-3.1.0-1),
     /// so its body is never waited for or buffered.
     pub fn check_first_packet(&mut self, buf: &[u8]) -> Result<(), Close> {
-        match (self.phase, buf.first()) {
+        match (&self.phase, buf.first()) {
             (Phase::AwaitingConnect, Some(&first)) if first >> 4 != 1 => {
                 tracing::debug!(peer = %self.peer, first, "first packet is not CONNECT");
                 Err(Close::abnormal(ReasonCode::PROTOCOL_ERROR))
@@ -270,24 +284,44 @@ impl<S: Shared> Connection<S> {
         }
     }
 
+    /// The session and principal, once CONNECT has been accepted.
+    fn attached(&self) -> Option<&Attached> {
+        match &self.phase {
+            Phase::Connected(attached) => Some(attached),
+            _ => None,
+        }
+    }
+
+    fn attached_mut(&mut self) -> Option<&mut Attached> {
+        match &mut self.phase {
+            Phase::Connected(attached) => Some(attached),
+            _ => None,
+        }
+    }
+
     /// The session, once CONNECT has been accepted.
     pub fn session(&self) -> Option<&Arc<Session>> {
-        self.session.as_ref()
+        self.attached().map(|a| &a.session)
     }
 
     /// The wake-up this connection waits on for deliveries, once connected.
     pub fn wake(&self) -> Option<&SessionWake> {
-        self.wake.as_deref()
+        self.attached().map(|a| &*a.wake)
     }
 
     /// Whether CONNECT has been accepted and the connection not yet closed.
     pub fn is_connected(&self) -> bool {
-        self.phase == Phase::Connected
+        matches!(self.phase, Phase::Connected(_))
+    }
+
+    /// The principal, once connected.
+    fn principal(&self) -> Option<&Arc<Principal>> {
+        self.attached().map(|a| &a.principal)
     }
 
     /// The client identifier, once connected.
     pub fn client_id(&self) -> Option<&str> {
-        self.principal.as_ref().map(|p| p.client_id.as_str())
+        self.principal().map(|p| p.client_id.as_str())
     }
 
     /// Bytes this connection holds besides its buffers: the topics of its topic aliases.
@@ -302,7 +336,7 @@ impl<S: Shared> Connection<S> {
 
     /// Whether the connection should take more messages from its session now.
     pub fn wants_deliveries(&self) -> bool {
-        self.phase == Phase::Connected && self.out.len() < OUT_HIGH_WATER
+        self.is_connected() && self.out.len() < OUT_HIGH_WATER
     }
 
     /// Writes a packet, unless it is larger than the client's Maximum Packet Size (5.0): then
@@ -369,7 +403,7 @@ impl<S: Shared> Connection<S> {
 
     /// Writes a server DISCONNECT for 5.0 clients (3.x has none: the connection just closes).
     fn send_disconnect(&mut self, reason: ReasonCode) {
-        if self.version.is_v5() && self.phase == Phase::Connected {
+        if self.version.is_v5() && self.is_connected() {
             self.send(&Packet::Disconnect(Disconnect {
                 reason_code: reason,
                 properties: DisconnectProperties::default(),
@@ -393,34 +427,43 @@ impl<S: Shared> Connection<S> {
     }
 
     fn handle_packet(&mut self, packet: Packet, now: Instant) -> Result<(), Close> {
-        self.last_received = now;
-        match (self.phase, packet) {
-            (Phase::AwaitingConnect, Packet::Connect(connect)) => {
-                self.handle_connect(*connect, now)
+        let session = match &self.phase {
+            Phase::AwaitingConnect => {
+                return match packet {
+                    Packet::Connect(connect) => {
+                        self.timers.set(Timer::Connect, None);
+                        self.handle_connect(*connect, now)
+                    }
+                    _ => Err(Close::abnormal(ReasonCode::PROTOCOL_ERROR)),
+                };
             }
-            (Phase::AwaitingConnect, _) => Err(Close::abnormal(ReasonCode::PROTOCOL_ERROR)),
-            (Phase::Authenticating | Phase::Closed, _) => {
-                Err(Close::abnormal(ReasonCode::PROTOCOL_ERROR))
+            Phase::Authenticating(_) | Phase::Closed => {
+                return Err(Close::abnormal(ReasonCode::PROTOCOL_ERROR));
             }
-            (Phase::Connected, packet) => match packet {
-                Packet::Connect(_) => Err(self.protocol_error(ReasonCode::PROTOCOL_ERROR)),
-                Packet::Publish(publish) => self.handle_publish(publish, now),
-                Packet::PubAck(ack) => self.handle_puback(ack, now),
-                Packet::PubRec(ack) => self.handle_pubrec(ack),
-                Packet::PubRel(ack) => self.handle_pubrel(ack),
-                Packet::PubComp(ack) => self.handle_pubcomp(ack, now),
-                Packet::Subscribe(subscribe) => self.handle_subscribe(subscribe, now),
-                Packet::Unsubscribe(unsubscribe) => self.handle_unsubscribe(unsubscribe),
-                Packet::PingReq => {
-                    self.send(&Packet::PingResp);
-                    Ok(())
-                }
-                Packet::Disconnect(disconnect) => Err(self.handle_disconnect(disconnect)),
-                Packet::Auth(auth) => self.handle_auth(auth),
-                Packet::ConnAck(_) | Packet::SubAck(_) | Packet::UnsubAck(_) | Packet::PingResp => {
-                    Err(self.protocol_error(ReasonCode::PROTOCOL_ERROR))
-                }
-            },
+            Phase::Connected(attached) => Arc::clone(&attached.session),
+        };
+        if let Some(keep_alive) = self.keep_alive {
+            self.timers.set(Timer::KeepAlive, Some(now + keep_alive));
+        }
+        let session = &session;
+        match packet {
+            Packet::Connect(_) => Err(self.protocol_error(ReasonCode::PROTOCOL_ERROR)),
+            Packet::Publish(publish) => self.handle_publish(session, publish, now),
+            Packet::PubAck(ack) => self.handle_puback(session, ack, now),
+            Packet::PubRec(ack) => self.handle_pubrec(session, ack),
+            Packet::PubRel(ack) => self.handle_pubrel(session, ack),
+            Packet::PubComp(ack) => self.handle_pubcomp(session, ack, now),
+            Packet::Subscribe(subscribe) => self.handle_subscribe(session, subscribe, now),
+            Packet::Unsubscribe(unsubscribe) => self.handle_unsubscribe(session, unsubscribe),
+            Packet::PingReq => {
+                self.send(&Packet::PingResp);
+                Ok(())
+            }
+            Packet::Disconnect(disconnect) => Err(self.handle_disconnect(disconnect)),
+            Packet::Auth(auth) => self.handle_auth(auth),
+            Packet::ConnAck(_) | Packet::SubAck(_) | Packet::UnsubAck(_) | Packet::PingResp => {
+                Err(self.protocol_error(ReasonCode::PROTOCOL_ERROR))
+            }
         }
     }
 }

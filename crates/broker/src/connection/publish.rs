@@ -6,6 +6,7 @@ use super::*;
 impl<S: Shared> Connection<S> {
     pub(super) fn handle_publish(
         &mut self,
+        session: &Arc<Session>,
         mut publish: Publish,
         now: Instant,
     ) -> Result<(), Close> {
@@ -38,10 +39,6 @@ impl<S: Shared> Connection<S> {
             return Err(self.protocol_error(ReasonCode::TOPIC_NAME_INVALID));
         }
 
-        let session = self
-            .session
-            .clone()
-            .expect("connected connections have a session");
         let packet_id = publish.packet_id;
         let qos = publish.qos;
         if qos == QoS::ExactlyOnce {

@@ -13,7 +13,7 @@ impl<S: Shared> Connection<S> {
         if auth.reason_code != ReasonCode::REAUTHENTICATE || !same_method {
             return Err(self.protocol_error(ReasonCode::PROTOCOL_ERROR));
         }
-        let Some(principal) = self.principal.clone() else {
+        let Some(principal) = self.principal().cloned() else {
             return Err(self.protocol_error(ReasonCode::PROTOCOL_ERROR));
         };
         let request = ConnectRequest {
@@ -34,8 +34,12 @@ impl<S: Shared> Connection<S> {
             // Later re-checks use the fresh credentials.
             recheck.request = request.clone();
         }
-        self.reauth = Some(Box::new(request));
-        self.reauthenticating = true;
+        if let Some(attached) = self.attached_mut() {
+            attached.deciding = Some(Deciding {
+                request: Some(Box::new(request)),
+                recheck: false,
+            });
+        }
         Ok(())
     }
 
@@ -46,11 +50,10 @@ impl<S: Shared> Connection<S> {
         decision: ChainDecision,
         now: Instant,
     ) -> Result<(), Close> {
-        self.reauthenticating = false;
         let rechecking = self
-            .recheck
-            .as_mut()
-            .is_some_and(|r| std::mem::take(&mut r.running));
+            .attached_mut()
+            .and_then(|a| a.deciding.take())
+            .is_some_and(|deciding| deciding.recheck);
         let (identity, by) = match decision {
             ChainDecision::Allowed { identity, by } => (identity, by),
             ChainDecision::Refused {
@@ -82,10 +85,9 @@ impl<S: Shared> Connection<S> {
         } else {
             self.reauth_basis.as_ref().and_then(|b| b.username.clone())
         };
-        let old = self
-            .principal
-            .clone()
-            .expect("connected connections have a principal");
+        let Some(old) = self.principal().cloned() else {
+            return Err(Close::abnormal(ReasonCode::PROTOCOL_ERROR));
+        };
         let mut principal = (*old).clone();
         principal.username = identity.username.or(sent_username);
         if principal.owner() != old.owner() {
@@ -114,18 +116,23 @@ impl<S: Shared> Connection<S> {
             });
             return Err(self.protocol_error(ReasonCode::NOT_AUTHORIZED));
         }
-        self.expires_at = match principal.expires_at {
+        let expires = match principal.expires_at {
             Some(expiry) => match deadline_of(expiry, now) {
                 Some(deadline) => Some(deadline),
                 None => return Err(self.protocol_error(ReasonCode::NOT_AUTHORIZED)),
             },
             None => None,
         };
+        self.timers.set(Timer::CredentialsExpiry, expires);
         let principal = Arc::new(principal);
-        if let Some(session) = &self.session {
-            session.state.lock().set_principal(Arc::clone(&principal));
+        if let Some(attached) = self.attached_mut() {
+            attached
+                .session
+                .state
+                .lock()
+                .set_principal(Arc::clone(&principal));
+            attached.principal = principal;
         }
-        self.principal = Some(principal);
         self.refresh_permissions();
         self.schedule_recheck(recheck_interval, now);
         if rechecking {
@@ -155,29 +162,37 @@ impl<S: Shared> Connection<S> {
             Some(interval) => {
                 if let Some(recheck) = self.recheck.as_mut() {
                     recheck.interval = interval;
-                    recheck.at = later(now, interval);
+                    self.timers.set(Timer::Recheck, Some(later(now, interval)));
                 }
             }
-            None => self.recheck = None,
+            None => {
+                self.recheck = None;
+                self.timers.set(Timer::Recheck, None);
+            }
         }
     }
 
     /// Starts a re-check: the chain is asked again with the kept credentials.
     pub(super) fn start_recheck(&mut self, now: Instant) {
-        let Some(recheck) = self.recheck.as_mut() else {
+        let Some(recheck) = self.recheck.as_ref() else {
             return;
         };
-        recheck.running = true;
+        let request = Box::new(recheck.request.clone());
         // Until it is decided, the next one is not due.
-        recheck.at = later(now, recheck.interval);
-        self.reauth = Some(Box::new(recheck.request.clone()));
-        self.reauthenticating = true;
+        let next = later(now, recheck.interval);
+        self.timers.set(Timer::Recheck, Some(next));
+        if let Some(attached) = self.attached_mut() {
+            attached.deciding = Some(Deciding {
+                request: Some(request),
+                recheck: true,
+            });
+        }
     }
 
     /// Whether the authentication waiting is a connected client's (a re-authentication or a
     /// re-check), which the chain neither throttles nor answers from its cache.
     pub fn is_reauthenticating(&self) -> bool {
-        self.reauthenticating
+        self.attached().is_some_and(|a| a.deciding.is_some())
     }
 
     /// Whether the packet at the front of `input` must wait for the authentication being
@@ -187,7 +202,7 @@ impl<S: Shared> Connection<S> {
     /// a further AUTH waits for the decision.
     pub fn input_waits(&self, input: &[u8]) -> bool {
         const AUTH_TYPE: u8 = 15;
-        self.phase == Phase::Authenticating
-            || (self.reauthenticating && input.first().is_some_and(|b| b >> 4 == AUTH_TYPE))
+        matches!(self.phase, Phase::Authenticating(_))
+            || (self.is_reauthenticating() && input.first().is_some_and(|b| b >> 4 == AUTH_TYPE))
     }
 }

@@ -11,13 +11,10 @@ impl<S: Shared> Connection<S> {
     /// stops when the session's queue is full.
     pub(super) fn handle_subscribe(
         &mut self,
+        session: &Arc<Session>,
         subscribe: Subscribe,
         now: Instant,
     ) -> Result<(), Close> {
-        let session = self
-            .session
-            .clone()
-            .expect("connected connections have a session");
         let limits = &self.broker.config().limits;
         if subscribe.subscriptions.len() > limits.max_filters_per_subscribe {
             tracing::info!(client_id = ?session.client_id, filters = subscribe.subscriptions.len(), max = limits.max_filters_per_subscribe, "SUBSCRIBE with too many filters: connection closed");
@@ -35,7 +32,7 @@ impl<S: Shared> Connection<S> {
             if last[subscription.filter.as_str()] != i {
                 continue;
             }
-            match self.grant(&session, subscription)? {
+            match self.grant(session, subscription)? {
                 Ok(options) => {
                     codes[i] = ReasonCode(options.qos as u8);
                     granted.push((i, options));
@@ -49,7 +46,7 @@ impl<S: Shared> Connection<S> {
         let mut send_retained = Vec::new();
         for (i, options) in granted {
             let filter = &subscribe.subscriptions[i].filter;
-            let existed = self.broker.subscribe(&session, filter, options, identifier);
+            let existed = self.broker.subscribe(session, filter, options, identifier);
             let wanted = match options.retain_handling {
                 RetainHandling::SendAtSubscribe => true,
                 RetainHandling::SendIfNew => !existed,
@@ -67,7 +64,7 @@ impl<S: Shared> Connection<S> {
         for (i, options) in send_retained {
             let filter = &subscribe.subscriptions[i].filter;
             if self
-                .queue_retained(&session, filter, options, identifier)
+                .queue_retained(session, filter, options, identifier)
                 .is_break()
             {
                 tracing::debug!(client_id = ?session.client_id, filter = ?filter, "session queue full: retained messages not all queued");
@@ -181,14 +178,14 @@ impl<S: Shared> Connection<S> {
         })
     }
 
-    pub(super) fn handle_unsubscribe(&mut self, unsubscribe: Unsubscribe) -> Result<(), Close> {
-        let session = self
-            .session
-            .clone()
-            .expect("connected connections have a session");
+    pub(super) fn handle_unsubscribe(
+        &mut self,
+        session: &Arc<Session>,
+        unsubscribe: Unsubscribe,
+    ) -> Result<(), Close> {
         let mut codes = Vec::new();
         for filter in &unsubscribe.filters {
-            let existed = self.broker.unsubscribe(&session, filter);
+            let existed = self.broker.unsubscribe(session, filter);
             if self.version.is_v5() {
                 codes.push(if existed {
                     ReasonCode::SUCCESS

@@ -7,7 +7,7 @@ impl<S: Shared> Connection<S> {
     /// Ends the connection if its principal has been revoked (DISCONNECT 0x87 to a 5.0
     /// client; the will as for an expiry).
     pub(super) fn check_revocation(&mut self) -> Result<(), Close> {
-        let Some(why) = self.principal.as_ref().and_then(|principal| {
+        let Some(why) = self.principal().and_then(|principal| {
             admission::revocation(
                 &self.listener,
                 &self.broker.revocation_list(),
@@ -32,18 +32,19 @@ impl<S: Shared> Connection<S> {
     /// Compiles the principal's permissions from the listener's current authorizer chain.
     pub(super) fn compile_permissions(&mut self) {
         self.permissions_generation = self.broker.policy_generation();
-        let permissions = match &self.principal {
-            Some(principal) => admission::permissions_for(&self.listener, principal),
-            None => Permissions::Unrestricted,
+        let Some(principal) = self.principal().cloned() else {
+            self.set_permissions(Permissions::Unrestricted, "");
+            return;
         };
-        self.set_permissions(permissions);
+        let permissions = admission::permissions_for(&self.listener, &principal);
+        self.set_permissions(permissions, &principal.client_id);
     }
 
-    /// Takes `permissions` as the connection's (the notes of compiling them are logged).
-    pub(super) fn set_permissions(&mut self, permissions: Permissions) {
+    /// Takes `permissions` as the connection's (the notes of compiling them are logged, for
+    /// `client_id`).
+    pub(super) fn set_permissions(&mut self, permissions: Permissions, client_id: &str) {
         match permissions {
             Permissions::Compiled(compiled) => {
-                let client_id = self.principal.as_ref().map_or("", |p| p.client_id.as_str());
                 for note in compiled.notes() {
                     tracing::warn!(client_id = %Escaped(client_id), authorizer = %Escaped(&note.authorizer), "permissions: {}", Escaped(&note.message));
                 }
@@ -65,7 +66,7 @@ impl<S: Shared> Connection<S> {
         if self.unrestricted {
             return;
         }
-        let Some(session) = self.session.clone() else {
+        let Some(session) = self.session().cloned() else {
             return;
         };
         let subscriptions: Vec<(String, QoS)> = session
@@ -107,8 +108,7 @@ impl<S: Shared> Connection<S> {
 
     /// The principal's user name (empty without one).
     pub(super) fn username(&self) -> &str {
-        self.principal
-            .as_ref()
+        self.principal()
             .and_then(|p| p.username.as_deref())
             .unwrap_or("")
     }
