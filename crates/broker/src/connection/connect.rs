@@ -6,11 +6,7 @@ use super::*;
 impl<S: Shared> Connection<S> {
     /// Refuses CONNECT with `reason` (a 5.0 reason, converted for 3.x clients) and closes.
     pub(super) fn refuse(&mut self, reason: ReasonCode) -> Close {
-        let code = if self.version.is_v5() {
-            reason
-        } else {
-            ConnectReturnCode::from_v5(reason)
-        };
+        let code = answers::connack_refusal(self.version, reason);
         self.send(&Packet::ConnAck(ConnAck {
             session_present: false,
             reason_code: code,
@@ -382,7 +378,7 @@ impl<S: Shared> Connection<S> {
             });
         }
 
-        let session_present = opened.present && self.version != ProtocolVersion::V3_1;
+        let session_present = answers::session_present(self.version, opened.present);
         self.send(&Packet::ConnAck(ConnAck {
             session_present,
             reason_code: ReasonCode::SUCCESS,

@@ -8,7 +8,8 @@
 //! This file holds the state and the dispatch of a decoded packet; each packet family has a
 //! file of its own: `connect` (CONNECT and its decision), `reauth` (AUTH and re-checks),
 //! `publish`, `deliver` (messages to the client), `acks` (the QoS 1 and 2 flows),
-//! `subscribe`, `verdict` (permissions and revocation), `ending` (timers, DISCONNECT,
+//! `subscribe`, `verdict` (permissions and revocation), `answers` (what each protocol version
+//! answers where they differ), `ending` (timers, DISCONNECT,
 //! shutdown, the session detached), `aliases` (topic aliases both ways) and `timers` (the
 //! table of what the connection times).
 //!
@@ -18,6 +19,7 @@
 
 mod acks;
 mod aliases;
+mod answers;
 mod connect;
 mod deliver;
 mod ending;
@@ -52,7 +54,6 @@ use tollgate_mqtt::{
 use crate::admission::{self, Admitted, Candidate, Permissions, Refusal};
 use crate::broker::SessionOwnedByAnother;
 use crate::broker::{Broker, ClosingWill, RouteTarget, NEVER_EXPIRES};
-use crate::config::{DeniedPublish, DeniedSubscribeCode};
 use crate::events::Event;
 use crate::listener::Listener;
 use crate::memory::{Overload, Pressure};
@@ -62,6 +63,7 @@ use crate::shared::Shared;
 use crate::stats::{BrokerStats, LocalCounts};
 use crate::wake::SessionWake;
 use aliases::TopicAliases;
+use answers::DeniedPublishAnswer;
 use timers::{Timer, Timers};
 
 /// Above this many bytes waiting to be written, the connection stops taking messages from its
@@ -403,7 +405,7 @@ impl<S: Shared> Connection<S> {
 
     /// Writes a server DISCONNECT for 5.0 clients (3.x has none: the connection just closes).
     fn send_disconnect(&mut self, reason: ReasonCode) {
-        if self.version.is_v5() && self.is_connected() {
+        if answers::server_disconnect(self.version) && self.is_connected() {
             self.send(&Packet::Disconnect(Disconnect {
                 reason_code: reason,
                 properties: DisconnectProperties::default(),

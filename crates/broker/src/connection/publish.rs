@@ -85,18 +85,10 @@ impl<S: Shared> Connection<S> {
         } else {
             false
         };
-        if denied {
-            let authorization = &self.broker.config().authorization;
-            let disconnect = match self.version {
-                ProtocolVersion::V3_1 => true,
-                ProtocolVersion::V3_1_1 => {
-                    authorization.denied_publish_v311 == DeniedPublish::Disconnect
-                }
-                ProtocolVersion::V5 => false,
-            };
-            if disconnect {
-                return Err(Close::abnormal(ReasonCode::NOT_AUTHORIZED));
-            }
+        let denied_answer = denied
+            .then(|| answers::denied_publish(self.version, &self.broker.config().authorization));
+        if denied_answer == Some(DeniedPublishAnswer::Close) {
+            return Err(Close::abnormal(ReasonCode::NOT_AUTHORIZED));
         }
         // The memory budget refuses publishes before anything is stored (3.x has no negative
         // acknowledgement: its publisher is disconnected; a QoS 0 message is just dropped).
@@ -106,7 +98,7 @@ impl<S: Shared> Connection<S> {
             if qos == QoS::AtMostOnce {
                 return Ok(());
             }
-            if !self.version.is_v5() {
+            if !answers::can_refuse_publish(self.version) {
                 return Err(Close::abnormal(ReasonCode::QUOTA_EXCEEDED));
             }
         }
@@ -142,11 +134,7 @@ impl<S: Shared> Connection<S> {
                 ReasonCode::SUCCESS
             }
         };
-        let reason = if self.version.is_v5() {
-            reason
-        } else {
-            ReasonCode::SUCCESS
-        };
+        let reason = answers::publish_ack_reason(self.version, reason);
         if let Some(packet_id) = packet_id {
             let ack = Ack {
                 packet_id,
@@ -163,14 +151,7 @@ impl<S: Shared> Connection<S> {
                 self.send(&Packet::PubAck(ack));
             }
         }
-        if denied
-            && self.version.is_v5()
-            && self
-                .broker
-                .config()
-                .authorization
-                .disconnect_on_denied_publish_v5
-        {
+        if denied_answer == Some(DeniedPublishAnswer::AcknowledgeAndClose) {
             return Err(self.protocol_error(ReasonCode::NOT_AUTHORIZED));
         }
         Ok(())

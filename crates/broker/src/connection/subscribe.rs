@@ -100,12 +100,9 @@ impl<S: Shared> Connection<S> {
         };
         if let Some(reason) = refusal {
             tracing::info!(client_id = ?session.client_id, filter = ?subscription.filter, reason = reason.0, "subscription refused");
-            return match self.version {
-                // 3.1 has no failure code in SUBACK: the connection is closed.
-                ProtocolVersion::V3_1 => Err(Close::abnormal(reason)),
-                ProtocolVersion::V3_1_1 => Ok(Err(ReasonCode::UNSPECIFIED_ERROR)),
-                ProtocolVersion::V5 => Ok(Err(reason)),
-            };
+            return answers::refused_subscription(self.version, reason)
+                .map(Err)
+                .map_err(Close::abnormal);
         }
         let mut options = subscription.options;
         options.qos = options
@@ -130,16 +127,11 @@ impl<S: Shared> Connection<S> {
         }
         if !decision.allowed {
             self.audit_denial(Action::Subscribe, &subscription.filter, &decision);
-            return match self.version {
-                // 3.1 has no failure code in SUBACK: the connection is closed.
-                ProtocolVersion::V3_1 => Err(Close::abnormal(ReasonCode::NOT_AUTHORIZED)),
-                ProtocolVersion::V3_1_1 => Ok(Err(ReasonCode::UNSPECIFIED_ERROR)),
-                ProtocolVersion::V5 => Ok(Err(
-                    match self.broker.config().authorization.denied_subscribe_code_v5 {
-                        DeniedSubscribeCode::NotAuthorized => ReasonCode::NOT_AUTHORIZED,
-                        DeniedSubscribeCode::UnspecifiedError => ReasonCode::UNSPECIFIED_ERROR,
-                    },
-                )),
+            let reason = answers::denied_subscription_reason(&self.broker.config().authorization);
+            return match answers::refused_subscription(self.version, reason) {
+                Ok(code) => Ok(Err(code)),
+                // 3.1 closes, for the denial (whatever the 5.0 code is configured to be).
+                Err(_) => Err(Close::abnormal(ReasonCode::NOT_AUTHORIZED)),
             };
         }
         options.qos = granted;
@@ -186,7 +178,7 @@ impl<S: Shared> Connection<S> {
         let mut codes = Vec::new();
         for filter in &unsubscribe.filters {
             let existed = self.broker.unsubscribe(session, filter);
-            if self.version.is_v5() {
+            if answers::unsuback_has_reasons(self.version) {
                 codes.push(if existed {
                     ReasonCode::SUCCESS
                 } else {
