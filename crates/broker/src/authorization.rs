@@ -12,7 +12,7 @@ use tollgate_auth::permissions::{Authorizer, AuthorizerChain, AuthorizerError, R
 use tollgate_auth::policy::{AclFile, ClaimsAuthorizer, PolicyFile};
 use tollgate_auth::Principal;
 
-use crate::config::AuthorizerConfig;
+use crate::config::{AuthorizerConfig, AuthorizerKind};
 use crate::validate::{ConfigProblem, KeyPath};
 
 /// A named authorizer and, for file-based ones, the file it came from.
@@ -61,27 +61,15 @@ pub(crate) fn modified(path: &Path) -> Option<SystemTime> {
 }
 
 fn load(config: &AuthorizerConfig) -> Result<Loaded, String> {
-    let kinds = [
-        config.policy_file.is_some(),
-        config.acl_file.is_some(),
-        config.claims.is_some(),
-    ];
-    if kinds.iter().filter(|k| **k).count() != 1 {
-        return Err(format!(
-            "authorizer `{}` needs exactly one kind table: policy_file, acl_file or claims",
-            config.name
-        ));
-    }
-    let (authorizer, file): (Arc<dyn Authorizer>, _) = if let Some(p) = &config.policy_file {
-        (
+    let (authorizer, file): (Arc<dyn Authorizer>, _) = match config.kind()? {
+        AuthorizerKind::PolicyFile(p) => (
             named(
                 &config.name,
                 PolicyFile::load(&p.path).map_err(|e| e.to_string())?,
             ),
             Some(p.path.clone()),
-        )
-    } else if let Some(a) = &config.acl_file {
-        (
+        ),
+        AuthorizerKind::AclFile(a) => (
             named(
                 &config.name,
                 AclFile::load(&a.path)
@@ -89,16 +77,14 @@ fn load(config: &AuthorizerConfig) -> Result<Loaded, String> {
                     .with_default(a.default),
             ),
             Some(a.path.clone()),
-        )
-    } else {
-        let settings = config.claims.clone().expect("one kind");
-        (
+        ),
+        AuthorizerKind::Claims(settings) => (
             named(
                 &config.name,
-                ClaimsAuthorizer::new(settings).map_err(|e| e.to_string())?,
+                ClaimsAuthorizer::new(settings.clone()).map_err(|e| e.to_string())?,
             ),
             None,
-        )
+        ),
     };
     Ok(Loaded {
         name: config.name.clone(),

@@ -19,8 +19,8 @@ use tollgate_auth::CertificateInfo;
 
 use crate::authorization::Authorizers;
 use crate::config::{
-    AuthenticatorConfig, BrokerConfig, CertIdentityField, CertIdentityUse, ClientCertMode,
-    ListenerConfig,
+    AuthenticatorConfig, AuthenticatorKind, BrokerConfig, CertIdentityField, CertIdentityUse,
+    ClientCertMode, ListenerConfig,
 };
 use crate::tls::TlsAcceptor;
 use crate::validate::{ConfigProblem, KeyPath};
@@ -362,13 +362,14 @@ fn build_one(
     introspections: &mut Vec<Arc<IntrospectionAuthenticator>>,
 ) -> Result<Arc<dyn Authenticator>, ConfigProblem> {
     let at = || KeyPath::root().key("authenticator").index(index);
-    let kind = kind(a).map_err(|m| ConfigProblem::at(at().key("name"), m))?;
-    let table = at().key(kind_name(&kind));
+    let kind = a
+        .kind()
+        .map_err(|m| ConfigProblem::at(at().key("name"), m))?;
+    let table = at().key(kind.table());
     let invalid =
         |e: String| ConfigProblem::at(table.clone(), format!("authenticator `{}`: {e}", a.name));
     Ok(match kind {
-        Kind::PasswordFile => {
-            let settings = a.password_file.as_ref().expect("checked by kind");
+        AuthenticatorKind::PasswordFile(settings) => {
             let file = Arc::new(
                 PasswordFile::open(&a.name, &settings.path, settings.max_parallel_hashes)
                     .map_err(|e| ConfigProblem::at(table.clone().key("path"), e.to_string()))?,
@@ -379,65 +380,21 @@ fn build_one(
             password_files.push(Arc::clone(&file));
             file
         }
-        Kind::Jwt => {
-            let settings = a.jwt.clone().expect("checked by kind");
-            Arc::new(JwtAuthenticator::new(&a.name, settings).map_err(invalid)?)
+        AuthenticatorKind::Jwt(settings) => {
+            Arc::new(JwtAuthenticator::new(&a.name, settings.clone()).map_err(invalid)?)
         }
-        Kind::Introspection => {
-            let settings = a.introspection.clone().expect("checked by kind");
-            let introspection =
-                Arc::new(IntrospectionAuthenticator::new(&a.name, settings).map_err(invalid)?);
+        AuthenticatorKind::Introspection(settings) => {
+            let introspection = Arc::new(
+                IntrospectionAuthenticator::new(&a.name, settings.clone()).map_err(invalid)?,
+            );
             introspections.push(Arc::clone(&introspection));
             introspection
         }
-        Kind::PasswordGrant => {
-            let settings = a.password_grant.clone().expect("checked by kind");
-            Arc::new(PasswordGrantAuthenticator::new(&a.name, settings).map_err(invalid)?)
+        AuthenticatorKind::PasswordGrant(settings) => {
+            Arc::new(PasswordGrantAuthenticator::new(&a.name, settings.clone()).map_err(invalid)?)
         }
-        Kind::Webhook => {
-            let settings = a.webhook.clone().expect("checked by kind");
-            Arc::new(WebhookAuthenticator::new(&a.name, settings).map_err(invalid)?)
+        AuthenticatorKind::Webhook(settings) => {
+            Arc::new(WebhookAuthenticator::new(&a.name, settings.clone()).map_err(invalid)?)
         }
     })
-}
-
-enum Kind {
-    PasswordFile,
-    Jwt,
-    Introspection,
-    PasswordGrant,
-    Webhook,
-}
-
-/// Which kind an authenticator is; exactly one kind table must be present.
-pub fn kind_of(a: &AuthenticatorConfig) -> Result<&'static str, String> {
-    kind(a).map(|k| kind_name(&k))
-}
-
-fn kind_name(kind: &Kind) -> &'static str {
-    match kind {
-        Kind::PasswordFile => "password_file",
-        Kind::Jwt => "jwt",
-        Kind::Introspection => "introspection",
-        Kind::PasswordGrant => "password_grant",
-        Kind::Webhook => "webhook",
-    }
-}
-
-fn kind(a: &AuthenticatorConfig) -> Result<Kind, String> {
-    let present = [
-        (a.password_file.is_some(), Kind::PasswordFile),
-        (a.jwt.is_some(), Kind::Jwt),
-        (a.introspection.is_some(), Kind::Introspection),
-        (a.password_grant.is_some(), Kind::PasswordGrant),
-        (a.webhook.is_some(), Kind::Webhook),
-    ];
-    let mut kinds = present.into_iter().filter(|(p, _)| *p).map(|(_, k)| k);
-    match (kinds.next(), kinds.next()) {
-        (Some(kind), None) => Ok(kind),
-        _ => Err(format!(
-            "authenticator `{}` needs exactly one kind table: password_file, jwt, introspection, password_grant or webhook",
-            a.name
-        )),
-    }
 }

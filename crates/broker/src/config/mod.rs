@@ -11,7 +11,10 @@ use tollgate_auth::authentication::{OnError, ThrottleConfig};
 use tollgate_auth::permissions::DefaultBehaviour;
 use tollgate_auth::policy::ClaimsSettings;
 
+mod kinds;
 mod limits;
+
+pub use kinds::{AuthenticatorKind, AuthorizerKind};
 
 pub use limits::Limits;
 
