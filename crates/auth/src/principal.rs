@@ -8,6 +8,7 @@
 use std::sync::Arc;
 use std::time::SystemTime;
 
+use crate::authentication::AuthenticatedBy;
 use crate::permissions::GrantedRules;
 
 /// Where a piece of identity came from, for audit lines and `tollgate check`.
@@ -125,8 +126,8 @@ pub struct Principal {
     pub certificate: Option<Box<CertificateInfo>>,
     /// The token's claims, when a token authenticated the connection.
     pub claims: Option<Arc<serde_json::Value>>,
-    /// The authenticator that allowed the connection (`anonymous` when none was needed).
-    pub authenticated_by: String,
+    /// What allowed the connection (anonymous access, the certificate, an authenticator).
+    pub authenticated_by: AuthenticatedBy,
     /// When the principal's rights end (a token's `exp`).
     pub expires_at: Option<SystemTime>,
     /// Permissions its authenticator granted (a webhook's answer); they come before the
@@ -139,7 +140,7 @@ impl Principal {
     pub fn anonymous(client_id: impl Into<String>) -> Self {
         Principal {
             client_id: client_id.into(),
-            authenticated_by: "anonymous".into(),
+            authenticated_by: AuthenticatedBy::Anonymous,
             ..Principal::default()
         }
     }
@@ -153,15 +154,15 @@ impl Principal {
     pub fn from_allow(
         client_id: String,
         identity: crate::authentication::Identity,
-        by: String,
+        by: AuthenticatedBy,
         sent_username: Option<String>,
         certificate_name: Option<String>,
         certificate: Option<Box<CertificateInfo>>,
     ) -> Principal {
-        let username_origin = match by.as_str() {
-            "anonymous" => NameOrigin::Unverified,
-            "certificate" => NameOrigin::Certificate,
-            _ => NameOrigin::Authenticated,
+        let username_origin = match by {
+            AuthenticatedBy::Anonymous => NameOrigin::Unverified,
+            AuthenticatedBy::Certificate => NameOrigin::Certificate,
+            AuthenticatedBy::Authenticator(_) => NameOrigin::Authenticated,
         };
         let (client_identity, client_identity_origin) = match identity.client_identity {
             Some(name) => (Some(name), NameOrigin::Authenticated),

@@ -9,7 +9,7 @@
 
 use std::time::SystemTime;
 
-use tollgate_auth::authentication::{ChainDecision, DenyReason, Identity};
+use tollgate_auth::authentication::{AuthenticatedBy, ChainDecision, DenyReason, Identity};
 use tollgate_auth::permissions::{compile_granted_only, CompiledPermissions};
 use tollgate_auth::revocation::RevocationList;
 use tollgate_auth::{CertificateInfo, Principal};
@@ -118,12 +118,9 @@ pub fn certificate_decision(
             username: Some(name),
             ..Identity::default()
         },
-        by: CERTIFICATE_AUTHENTICATOR.into(),
+        by: AuthenticatedBy::Certificate,
     })
 }
-
-/// The name under which [`certificate_decision`] allows a client.
-pub const CERTIFICATE_AUTHENTICATOR: &str = "certificate";
 
 /// Admits the client the chain decided on, or says why not.
 pub fn admit(

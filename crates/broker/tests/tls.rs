@@ -295,7 +295,10 @@ async fn required_client_certificate_authenticates_the_device_and_refuses_others
         .connected_principal("d1")
         .expect("connected");
     assert_eq!(principal.client_identity.as_deref(), Some("device-1"));
-    assert_eq!(principal.authenticated_by, "certificate");
+    assert_eq!(
+        principal.authenticated_by,
+        tollgate_auth::authentication::AuthenticatedBy::Certificate
+    );
     let certificate = principal.certificate.as_ref().unwrap();
     assert_eq!(
         certificate.subject_alt_names,
@@ -359,7 +362,10 @@ async fn certificate_and_password_give_a_principal_with_both_identities() {
     let principal = server.broker().connected_principal("t7").unwrap();
     assert_eq!(principal.username.as_deref(), Some("alice"));
     assert_eq!(principal.client_identity.as_deref(), Some("thermostat-7"));
-    assert_eq!(principal.authenticated_by, "users");
+    assert_eq!(
+        principal.authenticated_by,
+        tollgate_auth::authentication::AuthenticatedBy::authenticator("users")
+    );
 
     // The certificate does not excuse a wrong password.
     let (stream, _) = pki.connect(addr, Some(&device)).await.unwrap();

@@ -22,6 +22,7 @@ use serde::Deserialize;
 
 use super::address::HeldPerAddress;
 use super::authenticator::Authenticator;
+use super::by::AuthenticatedBy;
 use super::cache::AuthCache;
 use super::outcome::{AuthOutcome, DenyReason, Identity};
 use super::request::ConnectRequest;
@@ -57,8 +58,8 @@ pub enum ChainDecision {
     Allowed {
         /// Who the client is.
         identity: Identity,
-        /// Which authenticator (or `anonymous`, `certificate`) allowed it.
-        by: String,
+        /// What allowed it: anonymous access, the certificate, or an authenticator.
+        by: AuthenticatedBy,
     },
     /// Refused.
     Refused {
@@ -126,11 +127,13 @@ impl AuthChain {
             .then_some(name)
     }
 
-    /// How often a connection allowed by the authenticator named `by` is checked again.
-    pub fn recheck_interval(&self, by: &str) -> Option<std::time::Duration> {
+    /// How often a connection allowed by `by` is checked again (only authenticators check
+    /// again).
+    pub fn recheck_interval(&self, by: &AuthenticatedBy) -> Option<std::time::Duration> {
+        let name = by.authenticator_name()?;
         self.entries
             .iter()
-            .find(|e| e.authenticator.name() == by)
+            .find(|e| e.authenticator.name() == name)
             .and_then(|e| e.authenticator.recheck_interval())
     }
 
@@ -201,7 +204,7 @@ impl AuthChain {
                     reason: DenyReason::BadCredentials,
                     ..
                 } => AttemptEnd::BadCredentials,
-                ChainDecision::Allowed { identity, by } if by != "anonymous" => {
+                ChainDecision::Allowed { identity, by } if *by != AuthenticatedBy::Anonymous => {
                     AttemptEnd::Allowed(
                         identity.username.as_deref().or(request.username.as_deref()),
                     )
@@ -236,7 +239,7 @@ impl AuthChain {
                 if let Some(identity) = cache.get(key, authenticator.revision(), Instant::now()) {
                     return ChainDecision::Allowed {
                         identity,
-                        by: name.to_owned(),
+                        by: AuthenticatedBy::authenticator(name),
                     };
                 }
             }
@@ -248,7 +251,7 @@ impl AuthChain {
                     }
                     return ChainDecision::Allowed {
                         identity,
-                        by: name.to_owned(),
+                        by: AuthenticatedBy::authenticator(name),
                     };
                 }
                 Ok(AuthOutcome::Deny { reason, detail }) => {
@@ -289,7 +292,7 @@ impl AuthChain {
                 // given, unverified, as Mosquitto does with allow_anonymous and no password file.
                 return ChainDecision::Allowed {
                     identity: Identity::default(),
-                    by: "anonymous".into(),
+                    by: AuthenticatedBy::Anonymous,
                 };
             }
             return ChainDecision::Refused {
@@ -301,13 +304,13 @@ impl AuthChain {
         if request.certificate.is_some() && self.accept_certificate {
             return ChainDecision::Allowed {
                 identity: Identity::default(),
-                by: "certificate".into(),
+                by: AuthenticatedBy::Certificate,
             };
         }
         if self.allow_anonymous {
             return ChainDecision::Allowed {
                 identity: Identity::default(),
-                by: "anonymous".into(),
+                by: AuthenticatedBy::Anonymous,
             };
         }
         ChainDecision::Refused {
@@ -446,7 +449,7 @@ mod tests {
             None,
         );
         assert!(
-            matches!(chain.authenticate(&with_password()).await, ChainDecision::Allowed { by, .. } if by == "allow")
+            matches!(chain.authenticate(&with_password()).await, ChainDecision::Allowed { by, .. } if by == AuthenticatedBy::authenticator("allow"))
         );
     }
 
@@ -488,7 +491,7 @@ mod tests {
         let anonymous = ConnectRequest::new("l", "127.0.0.1:5000".parse().unwrap(), "c");
         let open = AuthChain::new(vec![entry(next(), OnError::Deny)], true, false, None);
         assert!(
-            matches!(open.authenticate(&anonymous).await, ChainDecision::Allowed { by, .. } if by == "anonymous")
+            matches!(open.authenticate(&anonymous).await, ChainDecision::Allowed { by, .. } if by == AuthenticatedBy::Anonymous)
         );
         assert!(matches!(
             open.authenticate(&with_password()).await,

@@ -6,6 +6,7 @@
 
 mod address;
 mod authenticator;
+mod by;
 mod cache;
 mod chain;
 mod outcome;
@@ -14,6 +15,7 @@ mod throttle;
 
 pub use address::{AddressKey, Held, HeldPerAddress, HoldRefused};
 pub use authenticator::{Authenticator, BoxFuture};
+pub use by::AuthenticatedBy;
 pub use cache::AuthCache;
 pub use chain::{AuthChain, ChainDecision, ChainEntry, OnError};
 pub use outcome::{AuthError, AuthOutcome, DenyReason, Identity};

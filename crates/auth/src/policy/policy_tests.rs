@@ -71,7 +71,7 @@ impl TestIdentity {
                     ..CertificateInfo::default()
                 })
             }),
-            authenticated_by: "policy test".into(),
+            authenticated_by: crate::authentication::AuthenticatedBy::authenticator("policy test"),
             ..Principal::default()
         }
     }

@@ -105,7 +105,7 @@ impl<S: Shared> Connection<S> {
                 peer: request.peer,
                 client_id: &request.client_id,
                 username: name.unwrap_or(""),
-                authenticator: admission::CERTIFICATE_AUTHENTICATOR,
+                authenticator: AuthenticatedBy::Certificate.as_str(),
                 outcome: AuditOutcome::Allowed,
             });
             self.phase = Phase::Authenticating(Box::new(PendingConnect {

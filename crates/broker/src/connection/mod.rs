@@ -40,7 +40,7 @@ use std::time::Instant;
 use tollgate_auth::audit::{
     Action, AuditEvent, ConnectRefusal, DisconnectCause, Outcome as AuditOutcome, ReauthRefusal,
 };
-use tollgate_auth::authentication::{ChainDecision, ConnectRequest, DenyReason};
+use tollgate_auth::authentication::{AuthenticatedBy, ChainDecision, ConnectRequest, DenyReason};
 use tollgate_auth::log::Escaped;
 use tollgate_auth::permissions::{CompiledPermissions, Decision};
 use tollgate_auth::{CertificateInfo, Principal, Secret};
