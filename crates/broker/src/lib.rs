@@ -35,9 +35,11 @@ pub mod sys;
 pub mod tls;
 pub mod transport;
 pub mod validate;
+pub mod verdict;
 pub mod wake;
 pub mod websocket;
 
+pub use admission::{Admitted, Permissions, Refusal};
 pub use broker::Broker;
 pub use config::{
     AclFileSource, AuthenticatorConfig, AuthorizationConfig, AuthorizerConfig, BrokerConfig,

@@ -151,6 +151,15 @@ impl Prepared {
         }
     }
 
+    /// The policy files of the configured authorizers.
+    pub fn policy_files(&self) -> Vec<std::path::PathBuf> {
+        self.config
+            .authorizers
+            .iter()
+            .filter_map(|a| a.policy_file.as_ref().map(|p| p.path.clone()))
+            .collect()
+    }
+
     /// The revocation list as read from the configured file (empty without one).
     pub fn revocation_list(&self) -> Arc<RevocationList> {
         match &self.revocation {

@@ -11,24 +11,21 @@
 //!
 //! The decision is computed exactly as the broker computes it for a connection on the chosen
 //! listener: the configuration is built as `serve` builds it (short of binding sockets), and
-//! the principal goes through the broker's own admission path (`tollgate_broker::admission`):
+//! the principal goes through the broker's own verdict path (`Prepared::verdict`, over the
+//! admission code a CONNECT takes):
 //! the certificate-as-user-name rule, the revocation list and CRLs, client identifier
 //! patterns, the credentials' expiry, then the same authorizers in the same order.
 
-use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::SystemTime;
 
 use clap::{Args, ValueEnum};
-use tollgate_auth::authentication::ConnectRequest;
 use tollgate_auth::permissions::Request;
-use tollgate_auth::policy::{run_policy_tests, PolicyFile, TestIdentity};
-use tollgate_auth::revocation::RevocationList;
+use tollgate_auth::policy::TestIdentity;
 use tollgate_auth::{CertificateInfo, Principal, Secret};
-use tollgate_broker::admission::{self, Admitted, Candidate, Permissions, Refusal};
-use tollgate_broker::listener::Listener;
-use tollgate_broker::{Extensions, Server};
+use tollgate_broker::verdict::{Credentials, Query};
+use tollgate_broker::{Admitted, Extensions, Permissions, Prepared, Refusal, Server};
 use tollgate_mqtt::QoS;
 
 use crate::config_file;
@@ -125,110 +122,71 @@ fn execute(args: CheckArgs) -> Result<bool, String> {
         .build()
         .map_err(|e| format!("runtime: {e}"))?;
     runtime.block_on(async {
-        let policy_files: Vec<PathBuf> = config
-            .authorizers
-            .iter()
-            .filter_map(|a| a.policy_file.as_ref().map(|p| p.path.clone()))
-            .collect();
         // Built as `serve` builds it: every file read, every name resolved.
         let prepared = Server::prepare(config, Extensions::default()).map_err(|e| e.to_string())?;
-        let listener =
-            prepared
-                .listener(args.listener.as_deref())
-                .ok_or_else(|| match &args.listener {
-                    Some(name) => format!("no listener named `{name}`"),
-                    None => "no listener configured".to_owned(),
-                })?;
         if args.tests {
-            return run_tests(listener, &policy_files);
+            return run_tests(&prepared, args.listener.as_deref());
         }
-        decide(&args, listener, &prepared.revocation_list()).await
+        decide(&args, &prepared).await
     })
 }
 
 /// Runs the policy files' `[[test]]`s against the listener's authorizers.
-fn run_tests(listener: &Listener, policy_files: &[PathBuf]) -> Result<bool, String> {
-    let Some(chain) = listener.authorization.read().clone() else {
+fn run_tests(prepared: &Prepared, listener: Option<&str>) -> Result<bool, String> {
+    let Some(runs) = prepared
+        .run_policy_tests(listener)
+        .map_err(|e| e.to_string())?
+    else {
         println!("no authorizer configured: nothing to test");
         return Ok(true);
     };
     let mut all_passed = true;
-    for path in policy_files {
-        let file = PolicyFile::load(path).map_err(|e| e.to_string())?;
-        println!("{}:", path.display());
-        let report = run_policy_tests(file.tests(), &chain);
-        print!("{report}");
-        all_passed &= report.is_success();
+    for run in runs {
+        println!("{}:", run.path.display());
+        print!("{}", run.report);
+        all_passed &= run.report.is_success();
     }
     Ok(all_passed)
 }
 
-/// Who the command line's client is, whether it is admitted, and what it may do.
-async fn decide(
-    args: &CheckArgs,
-    listener: &Listener,
-    revocations: &RevocationList,
-) -> Result<bool, String> {
+/// Who the command line's client is, whether the broker admits it, and what it may do.
+async fn decide(args: &CheckArgs, prepared: &Prepared) -> Result<bool, String> {
     let certificate = args.cert_cn.as_ref().map(|cn| CertificateInfo {
         common_name: Some(cn.clone()),
         ..CertificateInfo::default()
     });
-    let candidate = Candidate {
-        client_id: &args.client_id,
-        username: args.username.as_deref(),
-        certificate: certificate.as_ref(),
-        will: None,
+    let credentials = credentials(args)?;
+    let claims = match &args.claims {
+        None => None,
+        Some(text) => Some(
+            serde_json::from_str(&text_or_file(text)?)
+                .map_err(|e| format!("--claims is not JSON: {e}"))?,
+        ),
     };
-    let credentials = args.password.is_some() || args.token.is_some() || args.auth_method.is_some();
-    let certificate_decision = admission::certificate_decision(listener, certificate.as_ref());
-    let authenticated = credentials || certificate_decision.is_some();
-    let admitted = if authenticated {
-        let decision = match certificate_decision {
-            Some(decision) => decision,
-            None => {
-                listener
-                    .policy()
-                    .chain
-                    .authenticate(&connect_request(listener, args, &certificate)?)
-                    .await
-            }
-        };
-        admission::admit(
-            listener,
-            revocations,
-            decision,
-            candidate,
-            SystemTime::now(),
-        )
-    } else {
-        let claims = match &args.claims {
-            None => None,
-            Some(text) => Some(
-                serde_json::from_str(&text_or_file(text)?)
-                    .map_err(|e| format!("--claims is not JSON: {e}"))?,
-            ),
-        };
-        let principal = TestIdentity {
-            client_id: args.client_id.clone(),
-            username: args.username.clone(),
-            roles: args.roles.clone(),
-            groups: args.groups.clone(),
-            claims,
-            cert_cn: args.cert_cn.clone(),
-        }
-        .principal("the command line");
-        admission::admit_principal(
-            listener,
-            revocations,
-            principal,
-            candidate,
-            SystemTime::now(),
-        )
+    let stated = TestIdentity {
+        client_id: args.client_id.clone(),
+        username: args.username.clone(),
+        roles: args.roles.clone(),
+        groups: args.groups.clone(),
+        claims,
+        cert_cn: args.cert_cn.clone(),
+    }
+    .principal("the command line");
+    let query = Query {
+        client_id: args.client_id.clone(),
+        username: args.username.clone(),
+        certificate,
+        credentials,
+        stated,
     };
+    let verdict = prepared
+        .verdict(args.listener.as_deref(), query)
+        .await
+        .map_err(|e| e.to_string())?;
     let Admitted {
         principal,
         permissions,
-    } = match admitted {
+    } = match verdict.outcome {
         Ok(admitted) => admitted,
         Err(refusal) => {
             println!(
@@ -239,7 +197,7 @@ async fn decide(
             return Ok(false);
         }
     };
-    if authenticated {
+    if verdict.authenticated {
         print_principal(&principal);
     }
     let topic = args.topic.clone().expect("required by clap");
@@ -263,7 +221,7 @@ async fn decide(
     let permissions = match permissions {
         Permissions::Compiled(compiled) => compiled,
         Permissions::Unrestricted => {
-            println!("no authorizer configured on listener `{}`: everything is allowed but writing under $SYS", listener.name);
+            println!("no authorizer configured on listener `{}`: everything is allowed but writing under $SYS", verdict.listener);
             return Ok(!(matches!(request, Request::Publish { .. })
                 && tollgate_mqtt::topic::is_sys(&topic)));
         }
@@ -274,6 +232,24 @@ async fn decide(
     let explanation = permissions.explain(&request);
     print!("{explanation}");
     Ok(explanation.decision.allowed)
+}
+
+/// The credentials the command line gives, if any.
+fn credentials(args: &CheckArgs) -> Result<Option<Credentials>, String> {
+    let password = match args.password.as_deref().or(args.token.as_deref()) {
+        Some(secret) => Some(Secret::new(text_or_file(secret)?)),
+        None => None,
+    };
+    let authentication = match (&args.auth_method, &args.auth_data) {
+        (Some(method), Some(data)) => Some((method.clone(), Secret::new(text_or_file(data)?))),
+        _ => None,
+    };
+    Ok(
+        (password.is_some() || authentication.is_some()).then_some(Credentials {
+            password,
+            authentication,
+        }),
+    )
 }
 
 /// Why a client was not admitted, in words.
@@ -298,30 +274,6 @@ fn parse_qos(text: &str) -> Result<QoS, String> {
         .ok()
         .and_then(QoS::from_u8)
         .ok_or_else(|| format!("`{text}` is not 0, 1 or 2"))
-}
-
-/// The CONNECT the command line describes, as the listener's chain is asked it.
-fn connect_request(
-    listener: &Listener,
-    args: &CheckArgs,
-    certificate: &Option<CertificateInfo>,
-) -> Result<ConnectRequest, String> {
-    let mut request = ConnectRequest::new(
-        &listener.name,
-        SocketAddr::from(([127, 0, 0, 1], 0)),
-        args.client_id.clone(),
-    );
-    request.username = args.username.clone();
-    if let Some(secret) = args.password.as_deref().or(args.token.as_deref()) {
-        request.password = Some(Secret::new(text_or_file(secret)?));
-    }
-    if let (Some(method), Some(data)) = (&args.auth_method, &args.auth_data) {
-        request.protocol_level = 5;
-        request.authentication_method = Some(method.clone());
-        request.authentication_data = Some(Secret::new(text_or_file(data)?));
-    }
-    request.certificate = certificate.clone();
-    Ok(request)
 }
 
 /// Reads a value given as text or as `@file`.
