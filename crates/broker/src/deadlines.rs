@@ -161,11 +161,6 @@ impl SessionDeadlines {
         self.queue.lock().by_session.len()
     }
 
-    /// Whether no session has a deadline pending.
-    pub fn is_empty(&self) -> bool {
-        self.len() == 0
-    }
-
     /// Ends the queue's task (the broker is going).
     pub fn close(&self) {
         self.queue.lock().closed = true;

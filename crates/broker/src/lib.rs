@@ -1,51 +1,72 @@
 //! The running Tollgate broker: listeners, connections, sessions, routing and retained
 //! messages.
 //!
-//! - [`server`] binds listeners and runs an accept loop per listener;
-//! - [`driver`] runs one connection's socket and clock;
-//! - [`connection`] is that connection's protocol state machine, free of I/O;
-//! - [`broker`] is the state all connections share: [`session`]s, the
-//!   [`subscriptions`] trie and the [`retained`] store;
-//! - [`sys`] publishes the `$SYS` counters kept in [`stats`].
+//! The API is small: [`Server`] starts a broker from a [`BrokerConfig`] (or checks one with
+//! [`Server::prepare`], which gives a [`Prepared`]), with [`Extensions`]: authenticators
+//! supplied in code and [`EventHook`]s told of every [`Event`]. [`verdict`] is the broker's
+//! decision on a client described offline (what `tollgate check` prints). Problems with a
+//! configuration are [`ConfigProblems`], each naming its key.
+//!
+//! Inside (see ARCHITECTURE.md): `server` binds listeners and runs an accept loop per
+//! listener; `driver` runs one connection's socket and clock; `connection` is that
+//! connection's protocol state machine, free of I/O; `broker` is the state all connections
+//! share (`session`s, the subscription trie, the `retained` store); `live` applies a new
+//! configuration while running; `sys` publishes the `$SYS` counters kept in `stats`.
+//!
+//! The modules marked hidden (`connection`, `broker`, `listener`, `session`, `shared`, ...)
+//! are public only so that the crate's protocol tests and the fuzz target can drive the
+//! protocol core over a fake of the shared state; they are not part of the API.
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
-pub mod admission;
-pub mod authorization;
-pub mod broker;
-mod client_id;
-pub mod clock;
-pub mod config;
-pub mod connection;
-pub mod deadlines;
-pub mod driver;
 pub mod events;
-pub mod listener;
-mod live;
-pub mod memory;
-pub mod message;
-pub mod retained;
-pub mod revocation;
-pub mod server;
-pub mod session;
-pub mod shared;
-pub mod stats;
-pub mod subscriptions;
-pub mod sys;
-pub mod tls;
-pub mod transport;
-pub mod validate;
 pub mod verdict;
-pub mod wake;
-pub mod websocket;
+
+mod admission;
+mod authorization;
+mod client_id;
+mod clock;
+mod config;
+mod deadlines;
+mod driver;
+mod live;
+mod revocation;
+mod server;
+mod subscriptions;
+mod tls;
+mod transport;
+mod validate;
+mod wake;
+mod websocket;
+
+#[doc(hidden)]
+pub mod broker;
+#[doc(hidden)]
+pub mod connection;
+#[doc(hidden)]
+pub mod listener;
+#[doc(hidden)]
+pub mod memory;
+#[doc(hidden)]
+pub mod message;
+#[doc(hidden)]
+pub mod retained;
+#[doc(hidden)]
+pub mod session;
+#[doc(hidden)]
+pub mod shared;
+#[doc(hidden)]
+pub mod stats;
+#[doc(hidden)]
+pub mod sys;
 
 pub use admission::{Admitted, Permissions, Refusal};
 pub use broker::Broker;
 pub use config::{
-    AclFileSource, AuthenticatorConfig, AuthorizationConfig, AuthorizerConfig, BrokerConfig,
-    CertIdentityField, CertIdentityUse, ClientCertMode, DeniedPublish, DeniedSubscribeCode, Limits,
-    ListenerConfig, PasswordFileConfig, PolicyFileSource, RevocationConfig, TlsConfig,
-    WebSocketConfig,
+    AclFileSource, AuthenticatorConfig, AuthenticatorKind, AuthorizationConfig, AuthorizerConfig,
+    AuthorizerKind, BrokerConfig, CertIdentityField, CertIdentityUse, ClientCertMode,
+    DeniedPublish, DeniedSubscribeCode, Limits, ListenerConfig, PasswordFileConfig,
+    PolicyFileSource, RevocationConfig, TlsConfig, WebSocketConfig,
 };
 pub use events::{Event, EventHook};
 pub use live::Reconfigured;

@@ -186,11 +186,13 @@ impl<S: Subscriber> SubscriptionTrie<S> {
     }
 
     /// How many subscriptions the trie holds.
+    #[cfg(test)]
     pub fn len(&self) -> usize {
         self.len
     }
 
     /// Whether the trie holds no subscription.
+    #[cfg(test)]
     pub fn is_empty(&self) -> bool {
         self.len == 0
     }

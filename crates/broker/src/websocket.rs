@@ -71,6 +71,7 @@ impl WebSocket {
     }
 
     /// Whether the upgrade is done and MQTT bytes may be sent.
+    #[cfg(test)]
     pub fn is_open(&self) -> bool {
         self.phase == Phase::Open
     }
