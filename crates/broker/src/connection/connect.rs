@@ -356,13 +356,13 @@ impl<S: Shared> Connection<S> {
             .lock()
             .set_principal(Arc::clone(&principal));
         self.will = connect.will.map(Box::new);
-        self.phase = Phase::Connected(Box::new(Attached {
+        self.phase = Phase::Connected(Attached {
             session: opened.session,
             wake: opened.wake,
             generation: opened.generation,
             principal: Arc::clone(&principal),
             deciding: None,
-        }));
+        });
         BrokerStats::add(&self.broker.stats().clients_connected, 1);
         BrokerStats::add(&self.broker.stats().connections_total, 1);
         tracing::info!(peer = %self.peer, client_id = %Escaped(&client_id), version = ?self.version, session_present = opened.present, "client connected");

@@ -125,7 +125,7 @@ impl<S: Shared> Connection<S> {
             session,
             generation,
             ..
-        } = *attached;
+        } = attached;
         tracing::info!(client_id = ?session.client_id, reason = close.reason.0, will = will.is_some(), "client disconnected");
         let hooks = self.broker.hooks();
         if !hooks.is_empty() {
