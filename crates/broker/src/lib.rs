@@ -70,5 +70,5 @@ pub use config::{
 };
 pub use events::{Event, EventHook};
 pub use live::Reconfigured;
-pub use server::{Extensions, Prepared, Server};
+pub use server::{Extensions, Prepared, Server, StartError};
 pub use validate::{ConfigProblem, ConfigProblems, KeyPart, KeyPath};

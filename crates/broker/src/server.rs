@@ -39,6 +39,57 @@ pub struct Extensions {
     pub hooks: Vec<Arc<dyn EventHook>>,
 }
 
+/// Why a broker did not start.
+#[derive(Debug)]
+pub enum StartError {
+    /// The configuration has problems (every one found, each naming its key).
+    Config(ConfigProblems),
+    /// A listener's socket could not be bound.
+    Bind {
+        /// The listener's name.
+        listener: String,
+        /// The address it binds.
+        address: SocketAddr,
+        /// What the system said.
+        source: io::Error,
+    },
+}
+
+impl std::fmt::Display for StartError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            StartError::Config(problems) => problems.fmt(f),
+            StartError::Bind {
+                listener,
+                address,
+                source,
+            } => write!(
+                f,
+                "listener `{listener}`: cannot listen on {address}: {source}"
+            ),
+        }
+    }
+}
+
+impl std::error::Error for StartError {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        match self {
+            StartError::Config(_) => None,
+            StartError::Bind { source, .. } => Some(source),
+        }
+    }
+}
+
+impl From<StartError> for io::Error {
+    fn from(error: StartError) -> io::Error {
+        let kind = match &error {
+            StartError::Config(_) => io::ErrorKind::InvalidInput,
+            StartError::Bind { source, .. } => source.kind(),
+        };
+        io::Error::new(kind, error.to_string())
+    }
+}
+
 /// A running broker.
 pub struct Server {
     broker: Arc<Broker>,
@@ -51,14 +102,16 @@ pub struct Server {
 impl Server {
     /// Binds every listener of `config` and starts serving. Fails if an authenticator cannot
     /// be built (a password file with an error) or a listener cannot bind.
-    pub async fn start(config: BrokerConfig) -> io::Result<Server> {
+    pub async fn start(config: BrokerConfig) -> Result<Server, StartError> {
         Server::start_with(config, Extensions::default()).await
     }
 
     /// [`Server::start`], with authenticators supplied in code.
-    pub async fn start_with(config: BrokerConfig, extensions: Extensions) -> io::Result<Server> {
-        let prepared = Server::prepare(config, extensions)
-            .map_err(|p| io::Error::new(io::ErrorKind::InvalidInput, p.to_string()))?;
+    pub async fn start_with(
+        config: BrokerConfig,
+        extensions: Extensions,
+    ) -> Result<Server, StartError> {
+        let prepared = Server::prepare(config, extensions).map_err(StartError::Config)?;
         prepared.start().await
     }
 
@@ -169,7 +222,7 @@ impl Prepared {
     }
 
     /// Binds every listener and starts serving.
-    pub async fn start(self) -> io::Result<Server> {
+    pub async fn start(self) -> Result<Server, StartError> {
         let Prepared {
             config,
             authenticators,
@@ -189,9 +242,13 @@ impl Prepared {
         let mut local_addrs = Vec::new();
         for listener in &listeners {
             let (bind, backlog) = listener.socket;
-            let socket = listen(bind, backlog)
-                .map_err(|e| io::Error::new(e.kind(), format!("cannot listen on {bind}: {e}")))?;
-            let addr = socket.local_addr()?;
+            let bind_error = |source| StartError::Bind {
+                listener: listener.name.to_string(),
+                address: bind,
+                source,
+            };
+            let socket = listen(bind, backlog).map_err(bind_error)?;
+            let addr = socket.local_addr().map_err(bind_error)?;
             let policy = listener.policy();
             tracing::info!(listener = %listener.name, address = %addr, authenticators = ?policy.chain.names(), anonymous = policy.config.allow_anonymous, transport = policy.transport_name(), "listening");
             local_addrs.push(addr);
