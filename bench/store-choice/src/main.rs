@@ -11,7 +11,8 @@
 //! commit); the same transaction deletes the records of the previous commit (they stand for
 //! messages delivered and acknowledged since). At the end a tenth of the records are left in
 //! the store, the store is closed, and reopening it and reading every record back is timed
-//! (what recovery will cost).
+//! (what recovery will cost). `--scan-only yes` only reopens and scans a store left by a run
+//! that was killed (`kill -9` in the middle of commits: does it open, and what is in it).
 //!
 //! Printed: acknowledged records per second, commits per second, records per commit, commit
 //! latency (p50, p99, max, each an fsync'd transaction), the store's size on disk after the
@@ -147,6 +148,8 @@ struct Options {
     records: usize,
     size: usize,
     dir: PathBuf,
+    /// Only reopen and scan the store at `dir` (after a run was killed, say).
+    scan_only: bool,
 }
 
 fn options() -> Options {
@@ -156,6 +159,7 @@ fn options() -> Options {
         records: 100_000,
         size: 256,
         dir: std::env::temp_dir().join("tollgate-store-choice"),
+        scan_only: false,
     };
     let args: Vec<String> = std::env::args().skip(1).collect();
     for pair in args.chunks(2) {
@@ -166,6 +170,7 @@ fn options() -> Options {
             "--records" => options.records = value.parse().unwrap(),
             "--size" => options.size = value.parse().unwrap(),
             "--dir" => options.dir = value.into(),
+            "--scan-only" => options.scan_only = value == "yes",
             other => panic!("unknown argument {other}"),
         }
     }
@@ -174,6 +179,15 @@ fn options() -> Options {
 
 fn main() {
     let options = options();
+    if options.scan_only {
+        let reopen = Instant::now();
+        let found = match options.store.as_str() {
+            "redb" => redb_store::RedbStore::reopen_and_scan(&options.dir),
+            _ => fjall_store::FjallStore::reopen_and_scan(&options.dir),
+        };
+        println!("{}: reopened and scanned {found} records in {:?}", options.store, reopen.elapsed());
+        return;
+    }
     let _ = std::fs::remove_dir_all(&options.dir);
     let mut store: Box<dyn Store> = match options.store.as_str() {
         "redb" => Box::new(redb_store::RedbStore::open(&options.dir)),
