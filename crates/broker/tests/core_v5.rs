@@ -1,4 +1,6 @@
-//! MQTT 5.0 behaviour seen from a client, over real sockets.
+//! MQTT 5.0 behaviour seen from a client, over real sockets: what needs more than one
+//! connection's protocol state (takeover, routing between clients, wills, shutdown) or the
+//! socket itself. One connection's behaviours run on the protocol core in `protocol_v5.rs`.
 
 mod common;
 
@@ -10,40 +12,6 @@ use tokio::time::Instant;
 use tollgate_mqtt::*;
 
 const V5: ProtocolVersion = ProtocolVersion::V5;
-
-#[tokio::test]
-async fn connack_advertises_limits_and_assigns_an_empty_client_id() {
-    let (_server, addr) = start_broker(|c| {
-        c.limits.receive_maximum = 20;
-        c.limits.max_packet_size = 5000;
-        c.limits.topic_alias_maximum = 7;
-    })
-    .await;
-    let (_c, ack) = TestClient::connect_with(addr, connect_packet(V5, "")).await;
-    assert_eq!(ack.reason_code, ReasonCode::SUCCESS);
-    let p = &ack.properties;
-    assert_eq!(
-        (
-            p.receive_maximum,
-            p.maximum_packet_size,
-            p.topic_alias_maximum
-        ),
-        (Some(20), Some(5000), Some(7))
-    );
-    assert!(p
-        .assigned_client_identifier
-        .as_deref()
-        .is_some_and(|id| !id.is_empty()));
-}
-
-#[tokio::test]
-async fn server_keep_alive_caps_the_clients() {
-    let (_server, addr) = start_broker(|c| c.limits.max_keep_alive = 60).await;
-    let mut connect = connect_packet(V5, "k");
-    connect.keep_alive = 120;
-    let (_c, ack) = TestClient::connect_with(addr, connect).await;
-    assert_eq!(ack.properties.server_keep_alive, Some(60));
-}
 
 #[tokio::test]
 async fn takeover_sends_disconnect_0x8e_to_the_first_connection() {
@@ -187,82 +155,6 @@ async fn properties_pass_through_and_message_expiry_counts_down() {
 }
 
 #[tokio::test]
-async fn client_topic_alias_is_resolved_and_unknown_alias_is_a_protocol_error() {
-    let (_server, addr) = start_broker(|_| {}).await;
-    let mut sub = TestClient::connect(addr, V5, "sub").await;
-    sub.subscribe(1, "alias/topic", QoS::AtMostOnce).await;
-    let mut p = TestClient::connect(addr, V5, "p").await;
-    let with_alias = |topic: &str| Publish {
-        topic: topic.into(),
-        properties: PublishProperties {
-            topic_alias: Some(1),
-            ..Default::default()
-        },
-        payload: "x".into(),
-        ..Default::default()
-    };
-    p.publish_packet(with_alias("alias/topic")).await;
-    p.publish_packet(with_alias("")).await;
-    assert_eq!(sub.recv_publish().await.topic, "alias/topic");
-    assert_eq!(sub.recv_publish().await.topic, "alias/topic");
-    let mut q = TestClient::connect(addr, V5, "q").await;
-    q.publish_packet(with_alias("")).await;
-    match q.expect_close().await.as_slice() {
-        [Packet::Disconnect(d)] => assert_eq!(d.reason_code, ReasonCode::PROTOCOL_ERROR),
-        other => panic!("expected DISCONNECT 0x82, got {other:?}"),
-    }
-}
-
-#[tokio::test]
-async fn server_assigns_topic_aliases_when_the_client_accepts_them() {
-    let (_server, addr) = start_broker(|_| {}).await;
-    let mut connect = connect_packet(V5, "sub");
-    connect.properties.topic_alias_maximum = Some(2);
-    let (mut sub, _) = TestClient::connect_with(addr, connect).await;
-    sub.subscribe(1, "ta/#", QoS::AtMostOnce).await;
-    let mut p = TestClient::connect(addr, V5, "p").await;
-    for topic in ["ta/1", "ta/1", "ta/2", "ta/3"] {
-        p.publish_packet(Publish {
-            topic: topic.into(),
-            payload: "x".into(),
-            ..Default::default()
-        })
-        .await;
-    }
-    let got: Vec<(String, Option<u16>)> = {
-        let mut v = Vec::new();
-        for _ in 0..4 {
-            let m = sub.recv_publish().await;
-            v.push((m.topic, m.properties.topic_alias));
-        }
-        v
-    };
-    assert_eq!(
-        got,
-        vec![
-            ("ta/1".into(), Some(1)),
-            ("".into(), Some(1)),
-            ("ta/2".into(), Some(2)),
-            ("ta/3".into(), None)
-        ]
-    );
-}
-
-#[tokio::test]
-async fn messages_over_the_clients_maximum_packet_size_are_not_sent() {
-    let (_server, addr) = start_broker(|_| {}).await;
-    let mut connect = connect_packet(V5, "small");
-    connect.properties.maximum_packet_size = Some(64);
-    let (mut small, _) = TestClient::connect_with(addr, connect).await;
-    small.subscribe(1, "size", QoS::AtMostOnce).await;
-    let mut p = TestClient::connect(addr, V5, "p").await;
-    p.publish("size", &[b'x'; 100], QoS::AtMostOnce, false, 1)
-        .await;
-    p.publish("size", b"fits", QoS::AtMostOnce, false, 2).await;
-    assert_eq!(&small.recv_publish().await.payload[..], b"fits");
-}
-
-#[tokio::test]
 async fn packet_over_the_brokers_maximum_is_refused_with_0x95() {
     let (_server, addr) = start_broker(|c| c.limits.max_packet_size = 128).await;
     let mut c = TestClient::connect(addr, V5, "big").await;
@@ -271,52 +163,6 @@ async fn packet_over_the_brokers_maximum_is_refused_with_0x95() {
         [Packet::Disconnect(d)] => assert_eq!(d.reason_code, ReasonCode::PACKET_TOO_LARGE),
         other => panic!("expected DISCONNECT 0x95, got {other:?}"),
     }
-}
-
-#[tokio::test]
-async fn exceeding_the_receive_maximum_is_disconnect_0x93() {
-    let (_server, addr) = start_broker(|c| c.limits.receive_maximum = 2).await;
-    let mut c = TestClient::connect(addr, V5, "greedy").await;
-    for id in 1..=3u16 {
-        c.send(Packet::Publish(Publish {
-            qos: QoS::ExactlyOnce,
-            topic: "t".into(),
-            packet_id: Some(id),
-            payload: "x".into(),
-            ..Default::default()
-        }))
-        .await;
-    }
-    let packets = c.expect_close().await;
-    assert!(
-        matches!(packets.as_slice(), [Packet::PubRec(_), Packet::PubRec(_), Packet::Disconnect(d)] if d.reason_code == ReasonCode::RECEIVE_MAXIMUM_EXCEEDED),
-        "{packets:?}"
-    );
-}
-
-#[tokio::test]
-async fn outgoing_window_respects_the_clients_receive_maximum() {
-    let (_server, addr) = start_broker(|_| {}).await;
-    let mut connect = connect_packet(V5, "slow");
-    connect.properties.receive_maximum = Some(2);
-    let (mut slow, _) = TestClient::connect_with(addr, connect).await;
-    slow.subscribe(1, "w", QoS::AtLeastOnce).await;
-    let mut p = TestClient::connect(addr, V5, "p").await;
-    for id in 1..=3u16 {
-        p.publish("w", b"x", QoS::AtLeastOnce, false, id).await;
-    }
-    let Packet::Publish(a) = slow.recv().await else {
-        panic!()
-    };
-    let Packet::Publish(_b) = slow.recv().await else {
-        panic!()
-    };
-    slow.expect_nothing().await;
-    slow.ack(&a).await;
-    let Packet::Publish(c) = slow.recv().await else {
-        panic!("the third message follows the first ack")
-    };
-    assert_eq!(c.qos, QoS::AtLeastOnce);
 }
 
 fn delayed_will_connect(client_id: &str, delay: u32) -> Connect {
@@ -379,36 +225,6 @@ async fn disconnect_with_0x04_sends_the_will() {
     .await;
     assert!(c.expect_close().await.is_empty());
     assert_eq!(&watcher.recv_publish().await.payload[..], b"bye");
-}
-
-#[tokio::test]
-async fn unsubscribe_reports_whether_the_subscription_existed() {
-    let (_server, addr) = start_broker(|_| {}).await;
-    let mut c = TestClient::connect(addr, V5, "c").await;
-    c.subscribe(1, "u", QoS::AtMostOnce).await;
-    c.send(Packet::Unsubscribe(Unsubscribe {
-        packet_id: 2,
-        user_properties: vec![],
-        filters: vec!["u".into(), "v".into()],
-    }))
-    .await;
-    match c.recv().await {
-        Packet::UnsubAck(ack) => assert_eq!(
-            ack.reason_codes,
-            vec![ReasonCode::SUCCESS, ReasonCode::NO_SUBSCRIPTION_EXISTED]
-        ),
-        other => panic!("expected UNSUBACK, got {other:?}"),
-    }
-}
-
-#[tokio::test]
-async fn qos1_publish_without_subscribers_is_acknowledged_with_0x10() {
-    let (_server, addr) = start_broker(|_| {}).await;
-    let mut c = TestClient::connect(addr, V5, "c").await;
-    assert_eq!(
-        c.publish("nobody", b"x", QoS::AtLeastOnce, false, 1).await,
-        ReasonCode::NO_MATCHING_SUBSCRIBERS
-    );
 }
 
 #[tokio::test]

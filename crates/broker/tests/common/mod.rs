@@ -2,6 +2,8 @@
 //! client libraries cannot (MQTT 3.1, AUTH, malformed packets) or to see every packet.
 #![allow(dead_code)]
 
+pub mod core;
+
 use std::net::SocketAddr;
 use std::time::Duration;
 
