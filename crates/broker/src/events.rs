@@ -4,7 +4,8 @@
 //! An embedder registers [`EventHook`]s in [`crate::Extensions::hooks`]; every hook sees every
 //! [`Event`], in the order the connection that caused it took them, on that connection's task.
 //! A hook must therefore be quick and must not block (hand work to a channel of its own); with
-//! no hook registered an event costs one branch. The audit lines are written whether or not a
+//! no hook registered an event costs one branch. A hook that panics is contained: the panic is
+//! logged, the other hooks are still told, and the connection goes on. The audit lines are written whether or not a
 //! hook is registered: [`Event::Audit`] is the same event, typed.
 
 use std::fmt;
@@ -91,7 +92,12 @@ impl Hooks {
     /// Tells every hook of `event`.
     pub fn emit(&self, event: &Event<'_>) {
         for hook in self.0.iter() {
-            hook.on_event(event);
+            let told = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                hook.on_event(event);
+            }));
+            if told.is_err() {
+                tracing::error!("an event hook panicked; the broker goes on");
+            }
         }
     }
 

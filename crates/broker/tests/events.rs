@@ -1,5 +1,6 @@
 //! An embedder's event hooks see what happens, in order: connections, publishes, deliveries,
-//! audited denials and disconnections, with the clients and topics they concern.
+//! audited denials and disconnections, with the clients and topics they concern; a hook that
+//! panics harms neither the connection nor the other hooks.
 
 mod common;
 
@@ -137,4 +138,37 @@ async fn hooks_see_connections_publishes_deliveries_denials_and_disconnections()
         next(&mut events).await,
         Seen::Disconnected("sub".into(), ReasonCode::UNSPECIFIED_ERROR, false)
     );
+}
+
+/// Panics at every event.
+struct Panicking;
+
+impl EventHook for Panicking {
+    fn on_event(&self, _: &Event<'_>) {
+        panic!("a broken hook");
+    }
+}
+
+#[tokio::test]
+async fn a_hook_that_panics_neither_ends_the_connection_nor_silences_the_other_hooks() {
+    let (sender, mut events) = mpsc::unbounded_channel();
+    let server = Server::start_with(
+        anonymous_config(),
+        Extensions {
+            hooks: vec![Arc::new(Panicking), Arc::new(Recording(sender))],
+            ..Extensions::default()
+        },
+    )
+    .await
+    .unwrap();
+    let addr = server.local_addrs()[0];
+    let mut client = TestClient::connect(addr, ProtocolVersion::V5, "c").await;
+    assert_eq!(
+        next(&mut events).await,
+        Seen::Connected("c".into(), None, false)
+    );
+    client.subscribe(1, "t", QoS::AtLeastOnce).await;
+    let acked = client.publish("t", b"on", QoS::AtLeastOnce, false, 2).await;
+    assert_eq!(acked, ReasonCode::SUCCESS);
+    assert_eq!(client.recv_publish().await.payload.as_ref(), b"on");
 }
