@@ -64,6 +64,21 @@ impl EventHook for Recording {
     }
 }
 
+/// A broker on a free port telling `hooks` of what happens, and its address.
+async fn start_with(hooks: Vec<Arc<dyn EventHook>>) -> (Server, std::net::SocketAddr) {
+    let server = Server::start_with(
+        anonymous_config(),
+        Extensions {
+            hooks,
+            ..Extensions::default()
+        },
+    )
+    .await
+    .unwrap();
+    let addr = server.local_addrs()[0];
+    (server, addr)
+}
+
 async fn next(events: &mut mpsc::UnboundedReceiver<Seen>) -> Seen {
     // The bound only keeps a broken broker from hanging the test; the event is awaited.
     tokio::time::timeout(Duration::from_secs(10), events.recv())
@@ -75,16 +90,7 @@ async fn next(events: &mut mpsc::UnboundedReceiver<Seen>) -> Seen {
 #[tokio::test]
 async fn hooks_see_connections_publishes_deliveries_denials_and_disconnections() {
     let (sender, mut events) = mpsc::unbounded_channel();
-    let server = Server::start_with(
-        anonymous_config(),
-        Extensions {
-            hooks: vec![Arc::new(Recording(sender))],
-            ..Extensions::default()
-        },
-    )
-    .await
-    .unwrap();
-    let addr = server.local_addrs()[0];
+    let (_server, addr) = start_with(vec![Arc::new(Recording(sender))]).await;
     let v5 = ProtocolVersion::V5;
 
     let mut subscriber = TestClient::connect(addr, v5, "sub").await;
@@ -152,16 +158,7 @@ impl EventHook for Panicking {
 #[tokio::test]
 async fn a_hook_that_panics_neither_ends_the_connection_nor_silences_the_other_hooks() {
     let (sender, mut events) = mpsc::unbounded_channel();
-    let server = Server::start_with(
-        anonymous_config(),
-        Extensions {
-            hooks: vec![Arc::new(Panicking), Arc::new(Recording(sender))],
-            ..Extensions::default()
-        },
-    )
-    .await
-    .unwrap();
-    let addr = server.local_addrs()[0];
+    let (_server, addr) = start_with(vec![Arc::new(Panicking), Arc::new(Recording(sender))]).await;
     let mut client = TestClient::connect(addr, ProtocolVersion::V5, "c").await;
     assert_eq!(
         next(&mut events).await,

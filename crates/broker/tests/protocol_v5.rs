@@ -17,6 +17,14 @@ fn publish(topic: &str, payload: &'static [u8]) -> Publish {
     }
 }
 
+/// A PUBLISH of `x` to `topic` at `qos` with packet id `id`.
+fn publish_at(topic: &str, qos: QoS, id: u16) -> Packet {
+    let mut publish = publish(topic, b"x");
+    publish.qos = qos;
+    publish.packet_id = Some(id);
+    Packet::Publish(publish)
+}
+
 /// The PUBLISH packets among `packets`.
 fn publishes(packets: Vec<Packet>) -> Vec<Publish> {
     packets
@@ -163,12 +171,7 @@ async fn messages_over_the_clients_maximum_packet_size_are_not_sent() {
 async fn exceeding_the_receive_maximum_is_disconnect_0x93() {
     let core = Core::new(|c| c.limits.receive_maximum = 2);
     let mut greedy = core.connected(connect("greedy", 0), core.t0).await;
-    let qos2 = |id: u16| {
-        let mut publish = publish("t", b"x");
-        publish.qos = QoS::ExactlyOnce;
-        publish.packet_id = Some(id);
-        Packet::Publish(publish)
-    };
+    let qos2 = |id: u16| publish_at("t", QoS::ExactlyOnce, id);
     for id in 1..=2 {
         let packets = exchange(&core, &mut greedy, qos2(id)).await;
         assert!(
@@ -195,10 +198,7 @@ async fn outgoing_window_respects_the_clients_receive_maximum() {
     slow.subscribe("w", core.t0).await;
     let mut p = core.connected(connect("p", 0), core.t0).await;
     for id in 1..=3u16 {
-        let mut message = publish("w", b"x");
-        message.qos = QoS::AtLeastOnce;
-        message.packet_id = Some(id);
-        exchange(&core, &mut p, Packet::Publish(message)).await;
+        exchange(&core, &mut p, publish_at("w", QoS::AtLeastOnce, id)).await;
     }
     let first_two = publishes(slow.deliveries(core.t0));
     assert_eq!(first_two.len(), 2, "the window holds two");
@@ -238,13 +238,8 @@ async fn unsubscribe_reports_whether_the_subscription_existed() {
 async fn qos1_publish_without_subscribers_is_acknowledged_with_0x10() {
     let core = Core::new(|_| {});
     let mut c = core.connected(connect("c", 0), core.t0).await;
-    let mut message = publish("nobody", b"x");
-    message.qos = QoS::AtLeastOnce;
-    message.packet_id = Some(1);
-    match exchange(&core, &mut c, Packet::Publish(message))
-        .await
-        .as_slice()
-    {
+    let message = publish_at("nobody", QoS::AtLeastOnce, 1);
+    match exchange(&core, &mut c, message).await.as_slice() {
         [Packet::PubAck(ack)] => {
             assert_eq!(ack.reason_code, ReasonCode::NO_MATCHING_SUBSCRIBERS)
         }

@@ -147,33 +147,20 @@ mod tests {
 
     #[test]
     fn a_denied_publish_is_answered_per_version_and_setting() {
-        let mut authorization = AuthorizationConfig::default();
-        assert_eq!(
-            denied_publish(V31, &authorization),
-            DeniedPublishAnswer::Close
-        );
-        assert_eq!(
-            denied_publish(V311, &authorization),
-            DeniedPublishAnswer::Close
-        );
-        assert_eq!(
-            denied_publish(V5, &authorization),
-            DeniedPublishAnswer::Acknowledge
-        );
-        authorization.denied_publish_v311 = DeniedPublish::Acknowledge;
-        authorization.disconnect_on_denied_publish_v5 = true;
-        assert_eq!(
-            denied_publish(V31, &authorization),
-            DeniedPublishAnswer::Close
-        );
-        assert_eq!(
-            denied_publish(V311, &authorization),
-            DeniedPublishAnswer::Acknowledge
-        );
-        assert_eq!(
-            denied_publish(V5, &authorization),
-            DeniedPublishAnswer::AcknowledgeAndClose
-        );
+        use DeniedPublishAnswer::{Acknowledge, AcknowledgeAndClose, Close};
+        let defaults = AuthorizationConfig::default();
+        let lenient = AuthorizationConfig {
+            denied_publish_v311: DeniedPublish::Acknowledge,
+            disconnect_on_denied_publish_v5: true,
+            ..AuthorizationConfig::default()
+        };
+        for (settings, expected) in [
+            (&defaults, [Close, Close, Acknowledge]),
+            (&lenient, [Close, Acknowledge, AcknowledgeAndClose]),
+        ] {
+            let answers = [V31, V311, V5].map(|version| denied_publish(version, settings));
+            assert_eq!(answers, expected);
+        }
     }
 
     #[test]
