@@ -10,7 +10,8 @@
 //! Inside (see ARCHITECTURE.md): `server` binds listeners and runs an accept loop per
 //! listener; `driver` runs one connection's socket and clock; `connection` is that
 //! connection's protocol state machine, free of I/O; `broker` is the state all connections
-//! share (`session`s, the subscription trie, the `retained` store); `live` applies a new
+//! share (`session`s, the subscription trie, the `retained` store); `store` keeps what must
+//! survive a restart on disk (persistent sessions, retained messages); `live` applies a new
 //! configuration while running; `sys` publishes the `$SYS` counters kept in `stats`.
 //!
 //! The modules marked hidden (`connection`, `broker`, `listener`, `session`, `shared`, ...)
@@ -32,6 +33,7 @@ mod driver;
 mod live;
 mod revocation;
 mod server;
+mod store;
 mod subscriptions;
 mod tls;
 mod transport;
@@ -65,10 +67,11 @@ pub use broker::Broker;
 pub use config::{
     AclFileSource, AuthenticatorConfig, AuthenticatorKind, AuthorizationConfig, AuthorizerConfig,
     AuthorizerKind, BrokerConfig, CertIdentityField, CertIdentityUse, ClientCertMode,
-    DeniedPublish, DeniedSubscribeCode, Limits, ListenerConfig, PasswordFileConfig,
-    PolicyFileSource, RevocationConfig, TlsConfig, WebSocketConfig,
+    DeniedPublish, DeniedSubscribeCode, FsyncMode, Limits, ListenerConfig, PasswordFileConfig,
+    PersistenceConfig, PolicyFileSource, RevocationConfig, TlsConfig, WebSocketConfig,
 };
 pub use events::{Event, EventHook};
 pub use live::Reconfigured;
 pub use server::{Extensions, Prepared, Server, StartError};
+pub use store::{OpenError as StoreOpenError, Recovered};
 pub use validate::{ConfigProblem, ConfigProblems, KeyPart, KeyPath};

@@ -220,6 +220,7 @@ impl Live {
             );
         }
         differs("limits", running.limits != config.limits);
+        differs("persistence", running.persistence != config.persistence);
         let (old, new) = (&running.authorization, &config.authorization);
         differs(
             "authorization",

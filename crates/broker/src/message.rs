@@ -7,9 +7,9 @@
 //! sessions hold it, it is charged once).
 
 use std::sync::Arc;
+use std::time::{Instant, SystemTime};
 
 use bytes::Bytes;
-use std::time::Instant;
 use tollgate_mqtt::Publish;
 
 use crate::memory::{Charge, MemoryBudget};
@@ -64,6 +64,24 @@ impl Message {
     /// Bytes the message holds (what the queue and retained bounds count).
     pub fn footprint(&self) -> usize {
         self.footprint
+    }
+
+    /// When the broker received it, in Unix milliseconds (as the store keeps it).
+    pub fn received_unix_ms(&self) -> u64 {
+        let age = crate::clock::now().saturating_duration_since(self.received_at);
+        let received = SystemTime::now()
+            .checked_sub(age)
+            .unwrap_or(SystemTime::UNIX_EPOCH);
+        received
+            .duration_since(SystemTime::UNIX_EPOCH)
+            .map_or(0, |d| d.as_millis() as u64)
+    }
+
+    /// The message as the store keeps it ([`crate::store::records::encode_publish`]). Made
+    /// for each record, not kept: a copy held for the message's life would double what a
+    /// retained message costs.
+    pub fn stored_encoding(&self) -> Vec<u8> {
+        crate::store::records::encode_publish(&self.publish)
     }
 
     /// Seconds of life left at `now`: `Some(None)` when it never expires, `None` when expired.

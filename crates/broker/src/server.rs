@@ -24,6 +24,7 @@ use crate::listener::{Authenticators, Listener};
 use crate::live::{Applied, Live, Reconfigured};
 use crate::memory::Overload;
 use crate::revocation::RevocationFile;
+use crate::store::Store;
 use crate::sys::run_sys_publisher;
 use crate::validate::{ConfigProblem, ConfigProblems, KeyPath};
 
@@ -44,6 +45,8 @@ pub struct Extensions {
 pub enum StartError {
     /// The configuration has problems (every one found, each naming its key).
     Config(ConfigProblems),
+    /// The store (`[persistence] path`) could not be opened.
+    Store(crate::store::OpenError),
     /// A listener's socket could not be bound.
     Bind {
         /// The listener's name.
@@ -59,6 +62,7 @@ impl std::fmt::Display for StartError {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
             StartError::Config(problems) => problems.fmt(f),
+            StartError::Store(error) => error.fmt(f),
             StartError::Bind {
                 listener,
                 address,
@@ -75,6 +79,7 @@ impl std::error::Error for StartError {
     fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
         match self {
             StartError::Config(_) => None,
+            StartError::Store(error) => Some(error),
             StartError::Bind { source, .. } => Some(source),
         }
     }
@@ -84,6 +89,7 @@ impl From<StartError> for io::Error {
     fn from(error: StartError) -> io::Error {
         let kind = match &error {
             StartError::Config(_) => io::ErrorKind::InvalidInput,
+            StartError::Store(_) => io::ErrorKind::Other,
             StartError::Bind { source, .. } => source.kind(),
         };
         io::Error::new(kind, error.to_string())
@@ -233,7 +239,26 @@ impl Prepared {
             custom,
             hooks,
         } = self;
-        let broker = Broker::with_hooks(config.clone(), hooks);
+        let store = match config.persistence.path {
+            Some(_) => Some(Store::open(&config.persistence).map_err(StartError::Store)?),
+            None => None,
+        };
+        let broker = Broker::with_store(config.clone(), hooks, store);
+        match broker.store() {
+            Some(store) => {
+                let found = broker.restore();
+                tracing::info!(store = %store.path().display(), fsync = ?store.fsync_mode(), sessions = found.sessions, subscriptions = found.subscriptions, deliveries = found.deliveries, retained = found.retained, expired_sessions = found.expired, wills_published = found.wills_published, damaged_records = found.damaged, dropped_records = found.dropped, elapsed_ms = found.elapsed.as_millis() as u64, "persistence on: state restored");
+                if found.damaged > 0 {
+                    tracing::error!(
+                        damaged_records = found.damaged,
+                        "records of the store were damaged and dropped: what they held is lost"
+                    );
+                }
+            }
+            None => tracing::debug!(
+                "persistence off: sessions and retained messages are kept in memory only"
+            ),
+        }
         let (shutdown, _) = watch::channel(false);
         if let Some((_, list)) = &revocation {
             broker.set_revocations(Arc::clone(list));
@@ -291,6 +316,17 @@ impl Prepared {
     }
 }
 
+impl Drop for Server {
+    /// A server dropped without [`Server::shutdown`] still writes what its store has pending
+    /// and closes it (the committer thread stops, and the store's lock goes with the last
+    /// session holding it).
+    fn drop(&mut self) {
+        if let Some(store) = self.broker.store() {
+            store.close();
+        }
+    }
+}
+
 impl Server {
     /// The addresses the listeners are bound to, in configuration order (useful with port 0).
     pub fn local_addrs(&self) -> &[SocketAddr] {
@@ -321,10 +357,14 @@ impl Server {
         self.live.reconfigure(config)
     }
 
-    /// Stops accepting, tells every connection to close, and waits for them.
+    /// Stops accepting, tells every connection to close, and waits for them; then writes
+    /// what the store still has pending and closes it.
     pub async fn shutdown(mut self) {
         let _ = self.shutdown.send(true);
         while self.tasks.join_next().await.is_some() {}
+        if let Some(store) = self.broker.store().cloned() {
+            let _ = tokio::task::spawn_blocking(move || store.close()).await;
+        }
     }
 }
 

@@ -21,6 +21,7 @@ use crate::message::Message;
 use crate::retained::RetainRefused;
 use crate::session::Session;
 use crate::stats::BrokerStats;
+use crate::wake::SessionWake;
 
 /// The shared state as a connection uses it.
 pub trait Shared: Send + Sync + 'static {
@@ -92,6 +93,29 @@ pub trait Shared: Send + Sync + 'static {
 
     /// The revocation list in force.
     fn revocation_list(&self) -> Arc<RevocationList>;
+
+    /// The store commit the writes made on this thread since the last call go into, if they
+    /// made any (see [`crate::store::take_ticket`]): what the acknowledgement of the packet
+    /// just handled waits for. Without a store: none.
+    fn take_store_ticket(&self) -> Option<u64> {
+        None
+    }
+
+    /// The last store commit that is durable (without a store, every one is).
+    fn durable(&self) -> u64 {
+        u64::MAX
+    }
+
+    /// Wakes `wake` once store commit `ticket` is durable.
+    fn wake_when_durable(&self, ticket: u64, wake: &Arc<SessionWake>) {
+        let _ = ticket;
+        wake.notify();
+    }
+
+    /// Whether the store's disk is short of space (publishes that need storage are refused).
+    fn store_full(&self) -> bool {
+        false
+    }
 }
 
 impl Shared for Broker {
@@ -174,5 +198,24 @@ impl Shared for Broker {
 
     fn revocation_list(&self) -> Arc<RevocationList> {
         Broker::revocation_list(self)
+    }
+
+    fn take_store_ticket(&self) -> Option<u64> {
+        self.store().and_then(|_| crate::store::take_ticket())
+    }
+
+    fn durable(&self) -> u64 {
+        self.store().map_or(u64::MAX, |store| store.durable())
+    }
+
+    fn wake_when_durable(&self, ticket: u64, wake: &Arc<SessionWake>) {
+        match self.store() {
+            Some(store) => store.wake_when_durable(ticket, wake),
+            None => wake.notify(),
+        }
+    }
+
+    fn store_full(&self) -> bool {
+        self.store().is_some_and(|store| store.is_full())
     }
 }

@@ -8,7 +8,7 @@
 
 use std::fmt;
 
-use crate::config::BrokerConfig;
+use crate::config::{BrokerConfig, FsyncMode};
 
 /// One step of a key path: a table key or an array index.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -154,6 +154,7 @@ impl BrokerConfig {
     pub fn validate(&self) -> Result<(), ConfigProblems> {
         let mut problems = Vec::new();
         self.check_limits(&mut problems);
+        self.check_persistence(&mut problems);
         if self.listeners.is_empty() {
             problems.push(ConfigProblem::at(
                 KeyPath::root().key("listener"),
@@ -172,6 +173,33 @@ impl BrokerConfig {
             }
         }
         ConfigProblems::check(problems)
+    }
+
+    fn check_persistence(&self, problems: &mut Vec<ConfigProblem>) {
+        let p = &self.persistence;
+        let at = |key: &str| KeyPath::root().key("persistence").key(key);
+        if p.path
+            .as_ref()
+            .is_some_and(|path| path.as_os_str().is_empty())
+        {
+            problems.push(ConfigProblem::at(at("path"), "must not be empty"));
+        }
+        match (p.fsync, p.interval_ms) {
+            (FsyncMode::Interval, Some(0)) => {
+                problems.push(ConfigProblem::at(at("interval_ms"), "must be at least 1"))
+            }
+            (FsyncMode::Always | FsyncMode::Never, Some(_)) => problems.push(ConfigProblem::at(
+                at("interval_ms"),
+                "is only used with fsync = \"interval\"",
+            )),
+            _ => {}
+        }
+        if !p.enabled() && (p.fsync != FsyncMode::default() || p.min_free_bytes.is_some()) {
+            problems.push(ConfigProblem::at(
+                at("path"),
+                "is needed: persistence is on only when a path is set",
+            ));
+        }
     }
 
     fn check_limits(&self, problems: &mut Vec<ConfigProblem>) {

@@ -294,6 +294,7 @@ impl Shared for Recorder {
             expiry_interval,
             QueueLimits::messages(10),
             Arc::clone(&self.memory),
+            None,
         ));
         let (generation, wake) = session.state.lock().open(owner.cloned());
         Ok(OpenedSession {

@@ -27,6 +27,10 @@ enum Command {
         /// The TOML configuration file (see docs/configuration.md).
         #[arg(short, long)]
         config: Option<PathBuf>,
+        /// Keep persistent sessions and retained messages in this directory across restarts
+        /// (the configuration's `[persistence] path`, which it overrides).
+        #[arg(long)]
+        data_dir: Option<PathBuf>,
     },
     /// Check a configuration file and exit (0 when it is valid).
     CheckConfig {
@@ -45,8 +49,8 @@ fn main() -> ExitCode {
     give_back_large_allocations();
     let cli = Cli::parse();
     match cli.command {
-        Command::Serve { config } => {
-            let (config, file) = match config {
+        Command::Serve { config, data_dir } => {
+            let (mut config, file) = match config {
                 Some(path) => match config_file::load(&path) {
                     Ok((config, text)) => (config, Some((path, text))),
                     Err(e) => {
@@ -56,7 +60,14 @@ fn main() -> ExitCode {
                 },
                 None => (BrokerConfig::default(), None),
             };
+            if let Some(dir) = data_dir {
+                config.persistence.path = Some(dir);
+            }
             init_logging(&config.log_level);
+            match &config.persistence.path {
+                Some(path) => tracing::info!(version = env!("CARGO_PKG_VERSION"), store = %path.display(), fsync = ?config.persistence.fsync, "tollgate starting; persistence on"),
+                None => tracing::info!(version = env!("CARGO_PKG_VERSION"), "tollgate starting; persistence off: sessions and retained messages live in memory and a restart forgets them"),
+            }
             serve(config, file)
         }
         Command::Passwd(args) => passwd::run(args),

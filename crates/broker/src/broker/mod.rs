@@ -27,8 +27,10 @@ use crate::memory::MemoryBudget;
 use crate::retained::RetainedStore;
 use crate::session::Session;
 use crate::stats::BrokerStats;
+use crate::store::Store;
 use crate::subscriptions::SubscriptionTrie;
 
+mod restore;
 mod routing;
 mod sessions;
 
@@ -62,6 +64,8 @@ pub struct Broker {
     deadlines: Arc<SessionDeadlines>,
     /// The embedder's event hooks.
     pub hooks: Hooks,
+    /// Where persistent sessions and retained messages are kept, when persistence is on.
+    store: Option<Arc<Store>>,
 }
 
 /// What `broker`'s deadline queue does with a deadline that came due.
@@ -87,6 +91,16 @@ impl Broker {
 
     /// [`Broker::new`], telling `hooks` of what happens.
     pub fn with_hooks(config: BrokerConfig, hooks: Hooks) -> Arc<Broker> {
+        Broker::with_store(config, hooks, None)
+    }
+
+    /// A broker keeping what must survive a restart in `store` (empty as yet: see
+    /// [`crate::store::recovery`] for loading what a store holds).
+    pub fn with_store(
+        config: BrokerConfig,
+        hooks: Hooks,
+        store: Option<Arc<Store>>,
+    ) -> Arc<Broker> {
         let memory = MemoryBudget::new(config.limits.max_memory);
         Arc::new_cyclic(|broker: &Weak<Broker>| Broker {
             deadlines: Arc::new(SessionDeadlines::new(session_deadlines_of(broker.clone()))),
@@ -103,7 +117,13 @@ impl Broker {
             policy_generation: AtomicU64::new(0),
             revocations: RwLock::new(Arc::default()),
             hooks,
+            store,
         })
+    }
+
+    /// The store, when persistence is on.
+    pub fn store(&self) -> Option<&Arc<Store>> {
+        self.store.as_ref()
     }
 
     /// The principal connected with `client_id`, if a connection is attached to that session.

@@ -14,6 +14,7 @@ use crate::message::Message;
 use crate::retained::{RetainRefused, RetainedLimits};
 use crate::session::{Delivery, EnqueueOutcome, Session, SessionSubscription};
 use crate::stats::BrokerStats;
+use crate::store::{records, Space};
 use crate::subscriptions::SubscriptionEntry;
 
 /// One recipient of a message being routed, after overlapping subscriptions are merged.
@@ -92,7 +93,28 @@ impl Broker {
             max_bytes: limits.max_retained_bytes,
         };
         let mut retained = self.retained.write();
+        let persist = self
+            .store
+            .as_ref()
+            .filter(|_| !tollgate_mqtt::topic::is_sys(&message.publish.topic))
+            .map(|store| (Arc::clone(store), Arc::clone(&message)));
         let stored = retained.set(message, bounds);
+        // Written under the lock, so the store sees the changes of one topic in their order.
+        if let (Ok(()), Some((store, message))) = (&stored, persist) {
+            let key = records::retained_key(&message.publish.topic);
+            if message.publish.payload.is_empty() {
+                store.delete(Space::Retained, key);
+            } else {
+                store.put(
+                    Space::Retained,
+                    key,
+                    records::encode_retained(
+                        message.received_unix_ms(),
+                        &message.stored_encoding(),
+                    ),
+                );
+            }
+        }
         self.stats
             .retained_messages
             .store(retained.len() as u64, Ordering::Relaxed);
@@ -143,12 +165,7 @@ impl Broker {
                 ids.extend(scratch[j].identifier);
                 j += 1;
             }
-            let delivery = Delivery {
-                message: Arc::clone(message),
-                qos,
-                retain,
-                subscription_ids: ids,
-            };
+            let delivery = Delivery::new(Arc::clone(message), qos, retain, ids);
             match first.session.enqueue(delivery) {
                 EnqueueOutcome::Queued => outcome.delivered += 1,
                 EnqueueOutcome::Skipped => {}

@@ -79,6 +79,7 @@ impl Broker {
             }
             if !clean_start && state.is_persistent() {
                 let (generation, wake) = state.resume(expiry_interval);
+                state.write_record(client_id);
                 drop(state);
                 self.deadlines.cancel(existing.id);
                 existing.set_online(true);
@@ -92,7 +93,7 @@ impl Broker {
             // The old session ends here; a connection still attached to it is woken and
             // closes (its will, if due at once, goes out then). A will waiting for its delay
             // is cancelled by the new connection.
-            let (filters, _cancelled_will) = state.end();
+            let (filters, _cancelled_will) = state.end(client_id);
             drop(state);
             self.deadlines.cancel(existing.id);
             existing.set_online(false);
@@ -111,8 +112,14 @@ impl Broker {
                 queue_qos0_offline: limits.queue_qos0_offline,
             },
             Arc::clone(&self.memory),
+            self.store.clone(),
         ));
-        let (generation, wake) = session.state.lock().open(owner.cloned());
+        let (generation, wake) = {
+            let mut state = session.state.lock();
+            let opened = state.open(owner.cloned());
+            state.write_record(client_id);
+            opened
+        };
         session.set_online(true);
         sessions.insert(session.client_id.clone(), session.clone());
         Ok(OpenedSession {
@@ -137,10 +144,14 @@ impl Broker {
         generation: u64,
         will: Option<ClosingWill>,
     ) {
-        let detached = session
-            .state
-            .lock()
-            .detach(generation, will.map(|w| (w.will, w.delay)));
+        let detached = {
+            let mut state = session.state.lock();
+            let detached = state.detach(generation, will.map(|w| (w.will, w.delay)));
+            if matches!(detached, Detached::Detached { expiry, .. } if expiry > 0) {
+                state.write_record(&session.client_id);
+            }
+            detached
+        };
         let (expiry, delay) = match detached {
             Detached::Stale { ended, will } => {
                 // Taken over: its will goes out only if the takeover ended the session and
@@ -207,7 +218,7 @@ impl Broker {
             if state.has_ended() || state.is_attached() {
                 return;
             }
-            state.end()
+            state.end(&session.client_id)
         };
         self.deadlines.cancel(session.id);
         if sessions

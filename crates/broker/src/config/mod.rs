@@ -13,8 +13,10 @@ use tollgate_auth::policy::ClaimsSettings;
 
 mod kinds;
 mod limits;
+mod persistence;
 
 pub use kinds::{AuthenticatorKind, AuthorizerKind};
+pub use persistence::{FsyncMode, PersistenceConfig, DEFAULT_INTERVAL_MS, DEFAULT_MIN_FREE_BYTES};
 
 pub use limits::Limits;
 
@@ -46,6 +48,9 @@ pub struct BrokerConfig {
     pub revocation: Option<RevocationConfig>,
     /// Protocol limits and queue sizes.
     pub limits: Limits,
+    /// Where persistent sessions and retained messages are kept across restarts (in memory
+    /// only unless `path` is set).
+    pub persistence: PersistenceConfig,
     /// Seconds between updates of the `$SYS/broker/...` topics; 0 turns them off.
     #[serde(deserialize_with = "tollgate_auth::seconds::deserialize")]
     pub sys_interval: u64,
@@ -73,6 +78,7 @@ impl Default for BrokerConfig {
             will_on_expiry: false,
             revocation: None,
             limits: Limits::default(),
+            persistence: PersistenceConfig::default(),
             sys_interval: 10,
             log_level: "info".to_owned(),
             worker_threads: 0,

@@ -34,14 +34,12 @@ impl<S: Shared> Connection<S> {
                 state.remove_inflight(ack.packet_id);
                 return Ok(());
             }
-            Some(flight) => {
-                flight.state = OutgoingState::AwaitingPubComp;
-            }
+            Some(_) => state.mark_released(ack.packet_id),
             None if ack.reason_code.is_error() => return Ok(()),
             None => {}
         };
         drop(state);
-        self.send(&Packet::PubRel(Ack {
+        self.acknowledge(Packet::PubRel(Ack {
             packet_id: ack.packet_id,
             reason_code: ReasonCode::SUCCESS,
             properties: AckProperties::default(),
@@ -53,7 +51,7 @@ impl<S: Shared> Connection<S> {
         // A PUBREL for a flow already complete (resent after a reconnect, say) is answered
         // as if it had just completed: the message was taken once either way.
         session.state.lock().release_qos2(ack.packet_id);
-        self.send(&Packet::PubComp(Ack {
+        self.acknowledge(Packet::PubComp(Ack {
             packet_id: ack.packet_id,
             reason_code: ReasonCode::SUCCESS,
             properties: AckProperties::default(),

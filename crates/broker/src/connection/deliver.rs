@@ -145,6 +145,14 @@ impl<S: Shared> Connection<S> {
                 .min(self.broker.config().limits.max_inflight_messages)
                 .max(1),
         );
+        // Acknowledgements whose commits are durable go first; while a SUBACK still waits,
+        // deliveries do too (it leaves before the retained messages it brings).
+        self.release_committed();
+        if self.suback_held() {
+            return Ok(());
+        }
+        let durable = self.broker.durable();
+        let mut waits_for_commit = None;
         let mut state = session.state.lock();
         if state.generation() != generation {
             drop(state);
@@ -154,15 +162,29 @@ impl<S: Shared> Connection<S> {
         }
         let mut sent = 0u64;
         while self.out.len() < OUT_HIGH_WATER {
-            let Some(qos) = state.next_qos() else {
+            let Some(next) = state.next_queued() else {
                 break;
             };
+            let qos = next.qos;
+            if next.ready_at > durable {
+                // Written to the store, not yet durable: sent once it is.
+                waits_for_commit = Some(next.ready_at);
+                break;
+            }
             if qos != QoS::AtMostOnce && state.inflight_len() >= window {
                 break;
             }
             // Taken off the queue only once it is sent or given up: a QoS 1/2 message moves
             // into the in-flight window as it is counted.
-            let packet_id = (qos != QoS::AtMostOnce).then(|| state.next_packet_id());
+            let packet_id = if qos == QoS::AtMostOnce {
+                None
+            } else {
+                match state.packet_id_for_next() {
+                    Some(id) => Some(id),
+                    // Its identifier is still taken by an older delivery in flight.
+                    None => break,
+                }
+            };
             let delivery = state.next_queued().expect("a next delivery exists");
             let sendable = match delivery.message.remaining_expiry(now) {
                 None => false,
@@ -198,6 +220,9 @@ impl<S: Shared> Connection<S> {
         }
         drop(state);
         self.counts.messages_sent += sent;
+        if let Some(ticket) = waits_for_commit {
+            self.wake_at_commit(ticket);
+        }
         Ok(())
     }
 }

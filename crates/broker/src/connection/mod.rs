@@ -10,8 +10,9 @@
 //! `publish`, `deliver` (messages to the client), `acks` (the QoS 1 and 2 flows),
 //! `subscribe`, `verdict` (permissions and revocation), `answers` (what each protocol version
 //! answers where they differ), `ending` (timers, DISCONNECT,
-//! shutdown, the session detached), `aliases` (topic aliases both ways) and `timers` (the
-//! table of what the connection times).
+//! shutdown, the session detached), `aliases` (topic aliases both ways), `timers` (the
+//! table of what the connection times) and `commits` (acknowledgements that wait for the
+//! store).
 //!
 //! The connection's [`Phase`] holds what exists only in that phase: the CONNECT being
 //! decided, then the attached session and the principal. What CONNECT negotiated (versions,
@@ -20,6 +21,7 @@
 mod acks;
 mod aliases;
 mod answers;
+mod commits;
 mod connect;
 mod deliver;
 mod ending;
@@ -180,6 +182,8 @@ pub struct Connection<S: Shared = Broker> {
     recheck: Option<Box<Recheck>>,
     /// A packet did not fit the client's Maximum Packet Size: the connection closes.
     oversized: bool,
+    /// Acknowledgements waiting for the store (boxed: only with persistence, and briefly).
+    commit_wait: Option<Box<commits::CommitWait>>,
     /// Packet and byte counts not yet added to the broker's.
     pub counts: LocalCounts,
 }
@@ -242,6 +246,7 @@ impl<S: Shared> Connection<S> {
             reauth_basis: None,
             recheck: None,
             oversized: false,
+            commit_wait: None,
             counts: LocalCounts::default(),
         }
     }
@@ -425,6 +430,8 @@ impl<S: Shared> Connection<S> {
             };
             tracing::trace!(peer = %self.peer, client_id = ?self.client_id(), packet_type = packet.packet_type(), topic = ?topic, "packet handled");
         }
+        // Store writes made before this packet are not its acknowledgement's to wait for.
+        let _ = self.broker.take_store_ticket();
         let step = self.handle_packet(packet, now);
         self.check_oversized(step)
     }

@@ -51,7 +51,7 @@ impl<S: Shared> Connection<S> {
                 Qos2Arrival::New => {}
                 Qos2Arrival::Duplicate => {
                     // A resend of a message already taken: acknowledge again, route nothing.
-                    self.send(&Packet::PubRec(Ack {
+                    self.acknowledge(Packet::PubRec(Ack {
                         packet_id: id,
                         ..Ack::default()
                     }));
@@ -92,9 +92,14 @@ impl<S: Shared> Connection<S> {
         }
         // The memory budget refuses publishes before anything is stored (3.x has no negative
         // acknowledgement: its publisher is disconnected; a QoS 0 message is just dropped).
-        let overloaded = !denied && self.broker.memory().pressure() >= Pressure::RefusePublishes;
+        let memory_refuses = self.broker.memory().pressure() >= Pressure::RefusePublishes;
+        // With the store's disk short of space, what would need storage is refused too.
+        let disk_refuses = (qos != QoS::AtMostOnce || publish.retain) && self.broker.store_full();
+        let overloaded = !denied && (memory_refuses || disk_refuses);
         if overloaded {
-            self.broker.memory().record(Overload::PublishRefused);
+            if memory_refuses {
+                self.broker.memory().record(Overload::PublishRefused);
+            }
             if qos == QoS::AtMostOnce {
                 return Ok(());
             }
@@ -146,9 +151,9 @@ impl<S: Shared> Connection<S> {
                     // A refused QoS 2 message is not held for PUBREL.
                     session.state.lock().release_qos2(packet_id);
                 }
-                self.send(&Packet::PubRec(ack));
+                self.acknowledge(Packet::PubRec(ack));
             } else {
-                self.send(&Packet::PubAck(ack));
+                self.acknowledge(Packet::PubAck(ack));
             }
         }
         if denied_answer == Some(DeniedPublishAnswer::AcknowledgeAndClose) {

@@ -56,7 +56,7 @@ impl<S: Shared> Connection<S> {
                 send_retained.push((i, options));
             }
         }
-        self.send(&Packet::SubAck(SubAck {
+        self.acknowledge(Packet::SubAck(SubAck {
             packet_id: subscribe.packet_id,
             properties: AckProperties::default(),
             reason_codes: codes,
@@ -157,12 +157,12 @@ impl<S: Shared> Connection<S> {
                     return ControlFlow::Continue(());
                 }
             }
-            let delivery = Delivery {
-                message: Arc::clone(message),
-                qos: message.publish.qos.min(options.qos),
-                retain: true,
-                subscription_ids: identifier.into_iter().collect(),
-            };
+            let delivery = Delivery::new(
+                Arc::clone(message),
+                message.publish.qos.min(options.qos),
+                true,
+                identifier.into_iter().collect(),
+            );
             match session.enqueue(delivery) {
                 EnqueueOutcome::Dropped | EnqueueOutcome::Shed => ControlFlow::Break(()),
                 _ => ControlFlow::Continue(()),
@@ -186,7 +186,7 @@ impl<S: Shared> Connection<S> {
                 });
             }
         }
-        self.send(&Packet::UnsubAck(UnsubAck {
+        self.acknowledge(Packet::UnsubAck(UnsubAck {
             packet_id: unsubscribe.packet_id,
             properties: AckProperties::default(),
             reason_codes: codes,

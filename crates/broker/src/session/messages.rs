@@ -9,6 +9,7 @@ use tollgate_mqtt::QoS;
 use super::{Session, SessionState};
 use crate::memory::{Overload, Pressure};
 use crate::message::Message;
+use crate::store::{records, Space};
 
 /// A message waiting to be sent to one session, with what the subscription made of it.
 #[derive(Debug, Clone)]
@@ -21,6 +22,32 @@ pub struct Delivery {
     pub retain: bool,
     /// Identifiers of every subscription that matched (5.0).
     pub subscription_ids: Vec<u32>,
+    /// Its sequence number in the store (0: not stored). A stored delivery's packet
+    /// identifier follows from it, so it is the same after a restart.
+    pub(crate) stored: u64,
+    /// The store commit it waits for (0: none): it is not sent before that commit is
+    /// durable, so a crash cannot make the broker send a message it then forgets.
+    pub(crate) ready_at: u64,
+}
+
+impl Delivery {
+    /// A delivery of `message` at `qos`, not stored.
+    pub fn new(message: Arc<Message>, qos: QoS, retain: bool, subscription_ids: Vec<u32>) -> Self {
+        Delivery {
+            message,
+            qos,
+            retain,
+            subscription_ids,
+            stored: 0,
+            ready_at: 0,
+        }
+    }
+}
+
+/// The packet identifier of the stored delivery with sequence number `seq` (1 to 65 535, in
+/// turn).
+pub(crate) fn stored_packet_id(seq: u64) -> u16 {
+    ((seq.wrapping_sub(1)) % u64::from(u16::MAX)) as u16 + 1
 }
 
 /// Where an outgoing QoS 1/2 message stands.
@@ -123,6 +150,7 @@ impl SessionState {
     pub fn pop_queued(&mut self) -> Option<Delivery> {
         let delivery = self.queue.pop_front()?;
         self.uncount(&delivery);
+        self.forget_stored(&delivery, false);
         Some(delivery)
     }
 
@@ -136,6 +164,9 @@ impl SessionState {
     /// the window together.
     pub fn send_next_queued(&mut self, packet_id: u16, state: OutgoingState) {
         if let Some(delivery) = self.queue.pop_front() {
+            if delivery.stored > 0 {
+                self.stored_inflight += 1;
+            }
             self.inflight.push_back(InFlight {
                 packet_id,
                 delivery,
@@ -147,6 +178,9 @@ impl SessionState {
     /// Records a message sent and not yet acknowledged.
     pub fn push_inflight(&mut self, flight: InFlight) {
         self.count(&flight.delivery);
+        if flight.delivery.stored > 0 {
+            self.stored_inflight += 1;
+        }
         self.inflight.push_back(flight);
     }
 
@@ -170,21 +204,63 @@ impl SessionState {
         let index = self.inflight_index(packet_id)?;
         let flight = self.inflight.remove(index)?;
         self.uncount(&flight.delivery);
+        self.forget_inflight(&flight);
         Some(flight)
     }
 
     /// Keeps only the in-flight messages for which `keep` says so.
     pub fn retain_inflight(&mut self, mut keep: impl FnMut(&InFlight) -> bool) {
-        let mut dropped = 0;
+        let mut dropped = Vec::new();
         self.inflight.retain(|f| {
             let kept = keep(f);
             if !kept {
-                dropped += delivery_bytes(&f.delivery);
-                self.budget.release(delivery_overhead(&f.delivery));
+                dropped.push(f.clone());
             }
             kept
         });
-        self.held_bytes -= dropped;
+        for flight in dropped {
+            self.uncount(&flight.delivery);
+            self.forget_inflight(&flight);
+        }
+    }
+
+    /// Records that the client answered PUBREC for the QoS 2 message in flight with
+    /// `packet_id`: PUBREL is what goes out again, after a reconnect or a restart.
+    pub fn mark_released(&mut self, packet_id: u16) {
+        let Some(index) = self.inflight_index(packet_id) else {
+            return;
+        };
+        let flight = &mut self.inflight[index];
+        flight.state = OutgoingState::AwaitingPubComp;
+        let seq = flight.delivery.stored;
+        if let (true, Some(store)) = (seq > 0, &self.store) {
+            store.put(
+                Space::Released,
+                records::delivery_key(self.uid, seq),
+                Vec::new(),
+            );
+        }
+    }
+
+    /// The store forgets a delivery that is no longer held (`released`: its PUBREC marker too).
+    fn forget_stored(&self, delivery: &Delivery, released: bool) {
+        if let (true, Some(store)) = (delivery.stored > 0, &self.store) {
+            let key = records::delivery_key(self.uid, delivery.stored);
+            if released {
+                store.delete(Space::Released, key.clone());
+            }
+            store.delete(Space::Deliveries, key);
+        }
+    }
+
+    fn forget_inflight(&mut self, flight: &InFlight) {
+        if flight.delivery.stored > 0 {
+            self.stored_inflight -= 1;
+        }
+        self.forget_stored(
+            &flight.delivery,
+            flight.state == OutgoingState::AwaitingPubComp,
+        );
     }
 
     /// Forgets every queued and in-flight message (the session ended).
@@ -198,9 +274,36 @@ impl SessionState {
         self.queue.clear();
         self.inflight.clear();
         self.held_bytes = 0;
+        self.stored_inflight = 0;
     }
 
-    fn count(&mut self, delivery: &Delivery) {
+    /// Writes a QoS 1/2 delivery of a persistent session to the store, if there is one.
+    fn store_delivery(&mut self, delivery: &mut Delivery) {
+        let Some(store) = &self.store else {
+            return;
+        };
+        if delivery.qos == QoS::AtMostOnce || !self.is_persistent() {
+            return;
+        }
+        self.next_seq += 1;
+        let seq = self.next_seq;
+        let message = &delivery.message;
+        let value = records::encode_delivery(
+            delivery.qos,
+            delivery.retain,
+            &delivery.subscription_ids,
+            message.received_unix_ms(),
+            &message.stored_encoding(),
+        );
+        delivery.ready_at = store.put(
+            Space::Deliveries,
+            records::delivery_key(self.uid, seq),
+            value,
+        );
+        delivery.stored = seq;
+    }
+
+    pub(super) fn count(&mut self, delivery: &Delivery) {
         self.held_bytes += delivery_bytes(delivery);
         self.budget.charge(delivery_overhead(delivery));
     }
@@ -215,6 +318,22 @@ impl SessionState {
     /// Identifiers are handed out in sequence, so all in flight lie between the oldest one and
     /// the last one given; only when that range spans every identifier does it search.
     pub fn next_packet_id(&mut self) -> u16 {
+        if self.stored_inflight > 0 {
+            // Stored deliveries take their identifiers from their sequence numbers: look
+            // through the window rather than trust the sequence.
+            let mut candidate = self.last_packet_id;
+            loop {
+                candidate = if candidate == u16::MAX {
+                    1
+                } else {
+                    candidate + 1
+                };
+                if !self.inflight.iter().any(|f| f.packet_id == candidate) {
+                    self.last_packet_id = candidate;
+                    return candidate;
+                }
+            }
+        }
         let mut candidate = self.last_packet_id;
         loop {
             candidate = if candidate == u16::MAX {
@@ -234,6 +353,28 @@ impl SessionState {
                 return candidate;
             }
         }
+    }
+
+    /// The packet identifier for the next queued delivery, or `None` when it must wait: a
+    /// stored delivery's identifier follows from its sequence number, and waits while an
+    /// older delivery holding the same identifier is still in flight.
+    pub fn packet_id_for_next(&mut self) -> Option<u16> {
+        let seq = self.queue.front().map_or(0, |d| d.stored);
+        if seq == 0 {
+            return Some(self.next_packet_id());
+        }
+        let oldest = self
+            .inflight
+            .iter()
+            .map(|f| f.delivery.stored)
+            .find(|&s| s > 0);
+        let id = stored_packet_id(seq);
+        let wraps = oldest.is_some_and(|oldest| seq - oldest >= u64::from(u16::MAX));
+        // Deliveries that are not stored (the session was not persistent when they were
+        // queued) took identifiers in sequence: one may hold this one.
+        let taken = self.inflight.len() > self.stored_inflight
+            && self.inflight.iter().any(|f| f.packet_id == id);
+        (!wraps && !taken).then_some(id)
     }
 }
 
@@ -298,6 +439,8 @@ impl Session {
             state.held_bytes -= released;
             outcome = EnqueueOutcome::QueuedDroppingQos0;
         }
+        let mut delivery = delivery;
+        state.store_delivery(&mut delivery);
         state.count(&delivery);
         state.queue.push_back(delivery);
         let wake = state.attached.then(|| Arc::clone(&state.wake));

@@ -25,10 +25,12 @@ use tollgate_auth::Principal;
 use tollgate_mqtt::{SubscriptionOptions, Will};
 
 use crate::memory::MemoryBudget;
+use crate::store::{records, Space, Store};
 use crate::subscriptions::Subscriber;
 use crate::wake::SessionWake;
 
 mod messages;
+mod restore;
 
 pub use messages::{Delivery, EnqueueOutcome, InFlight, OutgoingState, QueueLimits};
 
@@ -48,6 +50,8 @@ struct PendingWill {
     will: Will,
     /// The connection generation that left it; a newer connection cancels it.
     generation: u64,
+    /// The Unix second it is due (as the store keeps it).
+    due_unix: u64,
 }
 
 /// The mutable part of a session, behind its mutex. Its fields are private: the broker and
@@ -88,6 +92,17 @@ pub struct SessionState {
     /// Wakes the connection attached now; replaced when another connection attaches.
     wake: Arc<SessionWake>,
     budget: Arc<MemoryBudget>,
+    /// The store, when the broker has one: a persistent session writes what it must keep.
+    store: Option<Arc<Store>>,
+    /// The session's number (its records' key prefix in the store).
+    uid: u64,
+    /// The sequence number of the last delivery written to the store.
+    next_seq: u64,
+    /// How many in-flight deliveries are stored (their packet identifiers follow from their
+    /// sequence numbers).
+    stored_inflight: usize,
+    /// Whether the store holds a record of this session (it was persistent at some point).
+    in_store: bool,
 }
 
 /// What an incoming QoS 2 PUBLISH is to its session (see [`SessionState::receive_qos2`]).
@@ -125,7 +140,12 @@ pub enum Detached {
 }
 
 impl SessionState {
-    fn new(expiry_interval: u32, budget: Arc<MemoryBudget>) -> SessionState {
+    fn new(
+        uid: u64,
+        expiry_interval: u32,
+        budget: Arc<MemoryBudget>,
+        store: Option<Arc<Store>>,
+    ) -> SessionState {
         SessionState {
             generation: 0,
             attached: false,
@@ -143,7 +163,67 @@ impl SessionState {
             principal: None,
             wake: Arc::new(SessionWake::default()),
             budget,
+            store,
+            uid,
+            next_seq: 0,
+            stored_inflight: 0,
+            in_store: false,
         }
+    }
+
+    /// Writes the session's record (expiry, owner, whether a connection is attached, a will
+    /// waiting for its delay) to the store, if it is persistent and there is a store; forgets
+    /// it if the session is no longer persistent.
+    pub fn write_record(&mut self, client_id: &str) {
+        if !self.is_persistent() {
+            // Resumed with expiry 0: it ends with this connection, and a restart must not
+            // bring it back.
+            self.forget_record(client_id);
+            return;
+        }
+        let Some(store) = self.persisting() else {
+            return;
+        };
+        let record = records::SessionRecord {
+            uid: self.uid,
+            expiry_interval: self.expiry_interval,
+            owner: self.owner.clone(),
+            disconnected_at: (!self.attached).then(unix_now),
+            will: self
+                .pending_will
+                .as_ref()
+                .map(|p| (p.will.clone(), p.due_unix)),
+        };
+        store.put(
+            Space::Sessions,
+            records::session_key(client_id),
+            records::encode_session(&record),
+        );
+        self.in_store = true;
+    }
+
+    /// The store forgets the session and everything it held.
+    fn forget_record(&mut self, client_id: &str) {
+        let Some(store) = self.store.as_deref().filter(|_| self.in_store) else {
+            return;
+        };
+        store.delete(Space::Sessions, records::session_key(client_id));
+        for space in [
+            Space::Subscriptions,
+            Space::Deliveries,
+            Space::Released,
+            Space::IncomingQos2,
+        ] {
+            store.delete_prefix(space, records::session_prefix(self.uid));
+        }
+        self.in_store = false;
+    }
+
+    /// The store, if this session writes to one now (it is persistent and has not ended).
+    fn persisting(&self) -> Option<&Store> {
+        self.store
+            .as_deref()
+            .filter(|_| self.is_persistent() && !self.ended)
     }
 
     /// Attaches a new connection: the generation moves on, the connection attached until now
@@ -216,10 +296,11 @@ impl SessionState {
     /// Ends the session (replaced, or expired): a connection still attached is woken to find
     /// it gone, every message is forgotten, and the subscriptions (to take out of the trie)
     /// and a will still waiting are returned.
-    pub fn end(&mut self) -> (Vec<String>, Option<Will>) {
+    pub fn end(&mut self, client_id: &str) -> (Vec<String>, Option<Will>) {
         if self.attached {
             let _ = self.attach();
         }
+        self.forget_record(client_id);
         self.attached = false;
         self.ended = true;
         self.clear_messages();
@@ -243,7 +324,11 @@ impl SessionState {
         let will_now = match will {
             Some((will, _)) if will_delay == 0 => Some(will),
             Some((will, _)) => {
-                self.pending_will = Some(Box::new(PendingWill { will, generation }));
+                self.pending_will = Some(Box::new(PendingWill {
+                    will,
+                    generation,
+                    due_unix: unix_now().saturating_add(u64::from(will_delay)),
+                }));
                 None
             }
             None => None,
@@ -279,13 +364,24 @@ impl SessionState {
             Qos2Arrival::TooMany
         } else {
             self.incoming_qos2.insert(packet_id);
+            if let Some(store) = self.persisting() {
+                store.put(
+                    Space::IncomingQos2,
+                    records::qos2_key(self.uid, packet_id),
+                    Vec::new(),
+                );
+            }
             Qos2Arrival::New
         }
     }
 
     /// Forgets an incoming QoS 2 packet identifier (PUBREL came, or the message was refused).
     pub fn release_qos2(&mut self, packet_id: u16) {
-        self.incoming_qos2.remove(&packet_id);
+        if self.incoming_qos2.remove(&packet_id) {
+            if let Some(store) = &self.store {
+                store.delete(Space::IncomingQos2, records::qos2_key(self.uid, packet_id));
+            }
+        }
     }
 
     /// The subscriptions, by full filter.
@@ -309,6 +405,13 @@ impl SessionState {
             self.subscription_bytes += filter.len();
             self.budget.charge(subscription_cost(filter));
         }
+        if let Some(store) = self.persisting() {
+            store.put(
+                Space::Subscriptions,
+                records::subscription_key(self.uid, filter),
+                records::encode_subscription(subscription.options, subscription.identifier),
+            );
+        }
     }
 
     /// Forgets a subscription. Returns whether it existed.
@@ -317,6 +420,12 @@ impl SessionState {
         if existed {
             self.subscription_bytes -= filter.len();
             self.budget.release(subscription_cost(filter));
+            if let Some(store) = self.store.as_deref().filter(|_| self.in_store) {
+                store.delete(
+                    Space::Subscriptions,
+                    records::subscription_key(self.uid, filter),
+                );
+            }
         }
         existed
     }
@@ -344,6 +453,13 @@ impl Drop for SessionState {
         self.clear_messages();
         self.take_subscriptions();
     }
+}
+
+/// Seconds since the Unix epoch, now.
+pub(crate) fn unix_now() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs())
 }
 
 /// What one subscription costs in memory: its filter twice (the session's record and the
@@ -374,11 +490,12 @@ impl Session {
         expiry_interval: u32,
         limits: QueueLimits,
         budget: Arc<MemoryBudget>,
+        store: Option<Arc<Store>>,
     ) -> Self {
         Session {
             id,
             client_id,
-            state: Mutex::new(SessionState::new(expiry_interval, budget)),
+            state: Mutex::new(SessionState::new(id, expiry_interval, budget, store)),
             online: AtomicBool::new(false),
             limits,
         }

@@ -16,12 +16,12 @@ fn delivery(qos: QoS, payload: &str) -> Delivery {
         payload: Bytes::copy_from_slice(payload.as_bytes()),
         ..Publish::default()
     };
-    Delivery {
-        message: Message::new(publish, 0, Instant::now()),
+    Delivery::new(
+        Message::new(publish, 0, Instant::now()),
         qos,
-        retain: false,
-        subscription_ids: Vec::new(),
-    }
+        false,
+        Vec::new(),
+    )
 }
 
 fn payloads(session: &Session) -> Vec<Bytes> {
@@ -35,7 +35,7 @@ fn payloads(session: &Session) -> Vec<Bytes> {
 }
 
 fn session(limits: QueueLimits) -> Session {
-    let session = Session::new(1, "c".into(), 0, limits, MemoryBudget::new(0));
+    let session = Session::new(1, "c".into(), 0, limits, MemoryBudget::new(0), None);
     let _ = session.state.lock().open(None);
     session
 }
@@ -146,6 +146,7 @@ fn qos0_is_shed_under_memory_pressure_and_overhead_is_charged() {
         0,
         QueueLimits::messages(10),
         Arc::clone(&budget),
+        None,
     );
     let _ = session.state.lock().open(None);
     assert_eq!(
@@ -172,7 +173,14 @@ fn qos0_is_shed_under_memory_pressure_and_overhead_is_charged() {
 #[test]
 fn offline_session_skips_qos0_unless_configured() {
     let budget = MemoryBudget::new(0);
-    let session = Session::new(1, "c".into(), 0, QueueLimits::messages(10), budget.clone());
+    let session = Session::new(
+        1,
+        "c".into(),
+        0,
+        QueueLimits::messages(10),
+        budget.clone(),
+        None,
+    );
     assert_eq!(
         session.enqueue(delivery(QoS::AtMostOnce, "a")),
         EnqueueOutcome::Skipped
@@ -190,6 +198,7 @@ fn offline_session_skips_qos0_unless_configured() {
             ..QueueLimits::messages(10)
         },
         budget,
+        None,
     );
     assert_eq!(
         keeping.enqueue(delivery(QoS::AtMostOnce, "a")),
@@ -224,7 +233,7 @@ fn a_new_connection_gets_its_own_wake_and_the_old_one_is_woken() {
 
 #[test]
 fn packet_ids_skip_zero_and_ids_in_flight() {
-    let mut state = SessionState::new(0, MemoryBudget::new(0));
+    let mut state = SessionState::new(1, 0, MemoryBudget::new(0), None);
     state.last_packet_id = u16::MAX - 1;
     assert_eq!(state.next_packet_id(), u16::MAX);
     assert_eq!(state.next_packet_id(), 1);
