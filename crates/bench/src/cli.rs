@@ -73,6 +73,11 @@ pub struct Common {
     /// Print the report as JSON instead of a table.
     #[arg(long)]
     pub json: bool,
+    /// Subscribers keep a persistent session (clean start 0; 5.0: session expiry one hour),
+    /// so the broker keeps their messages as it would for devices that go offline (with
+    /// persistence on: on disk).
+    #[arg(long)]
+    pub persistent_subscribers: bool,
 }
 
 /// Options of the message scenarios.

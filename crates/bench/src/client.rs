@@ -47,6 +47,8 @@ pub struct ConnectOptions {
     pub maximum_packet_size: u32,
     /// TLS, when the broker's listener speaks it.
     pub tls: Option<TlsSettings>,
+    /// A persistent session: clean start 0 (5.0: session expiry one hour).
+    pub persistent: bool,
 }
 
 /// Why a connection failed.
@@ -154,7 +156,7 @@ impl Client {
         };
         let connect = Connect {
             protocol: opts.version,
-            clean_start: true,
+            clean_start: !opts.persistent,
             keep_alive: opts.keep_alive,
             client_id: opts.client_id.clone(),
             will: None,
@@ -164,6 +166,8 @@ impl Client {
                 receive_maximum: opts.receive_maximum.filter(|_| opts.version.is_v5()),
                 maximum_packet_size: Some(opts.maximum_packet_size)
                     .filter(|_| opts.version.is_v5()),
+                session_expiry_interval: Some(3600)
+                    .filter(|_| opts.persistent && opts.version.is_v5()),
                 ..ConnectProperties::default()
             },
         };

@@ -397,9 +397,10 @@ async fn connect_all(
     let timeout = setup.connect_timeout();
     let futures: Vec<_> = (0..n)
         .map(|i| {
-            let opts = setup.connect_options(role, Some(u16::MAX));
-            let addr = setup.addr;
+            let mut opts = setup.connect_options(role, Some(u16::MAX));
             let filter = topic(i);
+            opts.persistent = filter.is_some() && setup.common.persistent_subscribers;
+            let addr = setup.addr;
             Box::pin(async move {
                 let (mut client, _) = Client::connect(addr, &opts, timeout).await?;
                 if let Some(filter) = filter {

@@ -83,6 +83,7 @@ impl Setup {
             receive_maximum,
             maximum_packet_size: MAX_PACKET,
             tls: self.tls.clone(),
+            persistent: false,
         }
     }
 

@@ -368,7 +368,7 @@ impl Store {
                     FsyncMode::Interval | FsyncMode::Never => false,
                 };
                 if synced {
-                    if let Err(e) = self.db.persist(PersistMode::SyncAll) {
+                    if let Err(e) = self.db.persist(PersistMode::SyncData) {
                         fail(&self.path, "sync", &e);
                     }
                     last_sync = Instant::now();
@@ -379,7 +379,7 @@ impl Store {
             }
             let sync_due = interval.is_some_and(|every| last_sync.elapsed() >= every);
             if unsynced && (sync_due || closing) {
-                if let Err(e) = self.db.persist(PersistMode::SyncAll) {
+                if let Err(e) = self.db.persist(PersistMode::SyncData) {
                     fail(&self.path, "sync", &e);
                 }
                 last_sync = Instant::now();
