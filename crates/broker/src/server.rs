@@ -24,7 +24,7 @@ use crate::listener::{Authenticators, Listener};
 use crate::live::{Applied, Live, Reconfigured};
 use crate::memory::Overload;
 use crate::revocation::RevocationFile;
-use crate::store::Store;
+use crate::store::{Recovered, Store};
 use crate::sys::run_sys_publisher;
 use crate::validate::{ConfigProblem, ConfigProblems, KeyPath};
 
@@ -103,6 +103,7 @@ pub struct Server {
     local_addrs: Vec<SocketAddr>,
     shutdown: watch::Sender<bool>,
     tasks: JoinSet<()>,
+    recovered: Recovered,
 }
 
 impl Server {
@@ -244,17 +245,9 @@ impl Prepared {
             None => None,
         };
         let broker = Broker::with_store(config.clone(), hooks, store);
+        let recovered = broker.restore();
         match broker.store() {
-            Some(store) => {
-                let found = broker.restore();
-                tracing::info!(store = %store.path().display(), fsync = ?store.fsync_mode(), sessions = found.sessions, subscriptions = found.subscriptions, deliveries = found.deliveries, retained = found.retained, expired_sessions = found.expired, wills_published = found.wills_published, damaged_records = found.damaged, dropped_records = found.dropped, elapsed_ms = found.elapsed.as_millis() as u64, "persistence on: state restored");
-                if found.damaged > 0 {
-                    tracing::error!(
-                        damaged_records = found.damaged,
-                        "records of the store were damaged and dropped: what they held is lost"
-                    );
-                }
-            }
+            Some(store) => log_recovered(store, &recovered),
             None => tracing::debug!(
                 "persistence off: sessions and retained messages are kept in memory only"
             ),
@@ -312,7 +305,22 @@ impl Prepared {
             local_addrs,
             shutdown,
             tasks,
+            recovered,
         })
+    }
+}
+
+/// The log lines of a restart: what was restored, and (loudly) what was lost.
+fn log_recovered(store: &Store, found: &Recovered) {
+    tracing::info!(store = %store.path().display(), fsync = ?store.fsync_mode(), sessions = found.sessions, subscriptions = found.subscriptions, deliveries = found.deliveries, retained = found.retained, expired_sessions = found.expired, wills_published = found.wills_published, damaged_records = found.damaged, dropped_records = found.dropped, journal_bytes_cut = found.journal_bytes_cut, elapsed_ms = found.elapsed.as_millis() as u64, "persistence on: state restored");
+    if found.damaged > 0 {
+        tracing::error!(
+            damaged_records = found.damaged,
+            "records of the store were damaged and dropped: what they held is lost"
+        );
+    }
+    if let Some(aside) = &found.moved_aside {
+        tracing::error!(moved_to = %aside.display(), "the store was damaged and moved aside: the broker started empty");
     }
 }
 
@@ -331,6 +339,13 @@ impl Server {
     /// The addresses the listeners are bound to, in configuration order (useful with port 0).
     pub fn local_addrs(&self) -> &[SocketAddr] {
         &self.local_addrs
+    }
+
+    /// What the start found in the store: what was restored and what was dropped (a
+    /// journal tail cut off, damaged records, a store moved aside). Empty without
+    /// persistence.
+    pub fn recovered(&self) -> &Recovered {
+        &self.recovered
     }
 
     /// The shared broker state.

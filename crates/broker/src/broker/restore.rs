@@ -34,6 +34,8 @@ impl Broker {
         let stored = recovery::read(&store);
         let mut found = Recovered {
             damaged: stored.damaged,
+            journal_bytes_cut: store.opened().journal_bytes_cut,
+            moved_aside: store.opened().moved_aside.clone(),
             ..Recovered::default()
         };
         let now = crate::clock::now();

@@ -31,7 +31,7 @@ use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
-use fjall::{Database, Keyspace, KeyspaceCreateOptions, PersistMode};
+use fjall::{Database, Keyspace, PersistMode};
 use parking_lot::{Condvar, Mutex};
 use tokio::sync::watch;
 
@@ -39,9 +39,11 @@ use crate::config::{FsyncMode, PersistenceConfig, DEFAULT_INTERVAL_MS, DEFAULT_M
 use crate::wake::SessionWake;
 
 mod disk;
+mod opening;
 pub mod records;
 pub mod recovery;
 
+pub use opening::{OpenError, Opened};
 pub use recovery::Recovered;
 
 /// The process's exit status when the store fails (a write or sync error).
@@ -130,6 +132,7 @@ pub struct Store {
     db: Database,
     spaces: Vec<Keyspace>,
     path: PathBuf,
+    opened: Opened,
     mode: FsyncMode,
     pending: Mutex<Pending>,
     wake_committer: Condvar,
@@ -152,66 +155,24 @@ impl std::fmt::Debug for Store {
     }
 }
 
-/// Why the store could not be opened.
-#[derive(Debug)]
-pub enum OpenError {
-    /// The directory could not be created or used.
-    Directory(PathBuf, std::io::Error),
-    /// A damaged store could not be moved aside.
-    MoveAside(PathBuf, std::io::Error),
-    /// The store could not be opened, even empty.
-    Open(PathBuf, fjall::Error),
-}
-
-impl std::fmt::Display for OpenError {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        match self {
-            OpenError::Directory(path, e) => {
-                write!(f, "cannot use the store directory {}: {e}", path.display())
-            }
-            OpenError::MoveAside(path, e) => write!(
-                f,
-                "the store at {} is damaged and cannot be moved aside: {e}",
-                path.display()
-            ),
-            OpenError::Open(path, e) => {
-                write!(f, "cannot open the store at {}: {e}", path.display())
-            }
-        }
-    }
-}
-
-impl std::error::Error for OpenError {}
-
 impl Store {
-    /// Opens (or creates) the store `config` names. A store that cannot be opened (damaged
-    /// beyond what its journal recovery repairs) is moved aside, to `<path>.damaged-<unix
-    /// seconds>`, with an error logged, and an empty one is created in its place: the broker
-    /// always starts.
+    /// Opens (or creates) the store `config` names. A journal with a torn or corrupt tail is
+    /// cut off there; a store that cannot be opened (damaged beyond what its journal
+    /// recovery repairs) is moved aside, to `<path>.damaged-<unix seconds>`, and an empty one
+    /// is created in its place: the broker always starts. Both are logged and kept in
+    /// [`Store::opened`].
     pub fn open(config: &PersistenceConfig) -> Result<Arc<Store>, OpenError> {
         let path = config
             .path
             .clone()
             .expect("a store is opened only when persistence is on");
-        std::fs::create_dir_all(&path).map_err(|e| OpenError::Directory(path.clone(), e))?;
-        let (db, spaces) = match open_db(&path) {
-            Ok(opened) => opened,
-            Err(e) if !is_damage(&e) => return Err(OpenError::Open(path, e)),
-            Err(e) => {
-                let aside = damaged_name(&path);
-                tracing::error!(store = %path.display(), moved_to = %aside.display(), error = %e, "the store cannot be opened: it is moved aside and the broker starts with an empty one (sessions and retained messages in it are not restored)");
-                std::fs::rename(&path, &aside)
-                    .map_err(|e| OpenError::MoveAside(path.clone(), e))?;
-                std::fs::create_dir_all(&path)
-                    .map_err(|e| OpenError::Directory(path.clone(), e))?;
-                open_db(&path).map_err(|e| OpenError::Open(path.clone(), e))?
-            }
-        };
+        let (db, spaces, opened) = opening::open_or_move_aside(&path)?;
         let (durable_watch, _) = watch::channel(0);
         let store = Arc::new(Store {
             db,
             spaces,
             path,
+            opened,
             mode: config.fsync,
             pending: Mutex::new(Pending {
                 filling: 1,
@@ -243,6 +204,11 @@ impl Store {
     /// The store's directory.
     pub fn path(&self) -> &Path {
         &self.path
+    }
+
+    /// What opening the store repaired: a journal tail cut off, a store moved aside.
+    pub fn opened(&self) -> &Opened {
+        &self.opened
     }
 
     /// When writes reach the disk.
@@ -320,13 +286,21 @@ impl Store {
             .expect("every space")]
     }
 
-    /// Writes what is pending, waits for it to be durable, and stops the committer. Called
-    /// when the broker stops; later writes are lost.
+    /// Writes what is pending, waits for it to be durable, and stops the committer; then
+    /// writes the in-memory tables out, so that the next start has no journal to replay.
+    /// Called when the broker stops; later writes are lost.
     pub fn close(&self) {
         self.pending.lock().closing = true;
         self.wake_committer.notify_one();
-        if let Some(handle) = self.committer.lock().take() {
-            let _ = handle.join();
+        let Some(handle) = self.committer.lock().take() else {
+            return;
+        };
+        let _ = handle.join();
+        for keyspace in &self.spaces {
+            if let Err(e) = keyspace.rotate_memtable_and_wait() {
+                // Not fatal: the journal still holds what the table would have.
+                tracing::warn!(store = %self.path.display(), error = %e, "the store's tables could not be written out at close: the next start replays the journal");
+            }
         }
     }
 
@@ -460,37 +434,6 @@ impl Store {
             tracing::warn!(store = %self.path.display(), free_bytes = free, "the store's disk has room again: publishes that need storage are accepted");
         }
     }
-}
-
-fn open_db(path: &Path) -> Result<(Database, Vec<Keyspace>), fjall::Error> {
-    let db = Database::builder(path).open()?;
-    let spaces = Space::ALL
-        .iter()
-        .map(|space| db.keyspace(space.name(), KeyspaceCreateOptions::default))
-        .collect::<Result<Vec<_>, _>>()?;
-    Ok((db, spaces))
-}
-
-/// Whether an error opening the store says its files are damaged (rather than locked by
-/// another process, or not accessible): only then is it moved aside.
-fn is_damage(error: &fjall::Error) -> bool {
-    match error {
-        fjall::Error::Locked | fjall::Error::Poisoned => false,
-        fjall::Error::Io(e) => matches!(
-            e.kind(),
-            std::io::ErrorKind::UnexpectedEof | std::io::ErrorKind::InvalidData
-        ),
-        _ => true,
-    }
-}
-
-fn damaged_name(path: &Path) -> PathBuf {
-    let secs = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_secs());
-    let mut name = path.as_os_str().to_owned();
-    name.push(format!(".damaged-{secs}"));
-    PathBuf::from(name)
 }
 
 /// A write or sync failed: nothing more may be acknowledged. The process exits (a

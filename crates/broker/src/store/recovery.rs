@@ -47,6 +47,10 @@ pub struct Recovered {
     pub damaged: usize,
     /// Records that belonged to no session, or did not fit a bound, and were dropped.
     pub dropped: usize,
+    /// Bytes cut off the end of the store's journal (a torn or corrupt write).
+    pub journal_bytes_cut: u64,
+    /// Where a store that could not be opened was moved (the broker started empty).
+    pub moved_aside: Option<std::path::PathBuf>,
     /// How long recovery took.
     pub elapsed: Duration,
 }
@@ -115,7 +119,8 @@ pub fn read(store: &Store) -> StoredState {
     state
 }
 
-/// The records of `space` that could be read; those that could not are counted.
+/// The records of `space` up to the first that cannot be read (a damaged table: what
+/// follows it in key order is not reached, and counted as one damaged record).
 fn records_of(store: &Store, space: Space, damaged: &mut usize) -> Vec<(Vec<u8>, Vec<u8>)> {
     let mut found = Vec::new();
     for entry in store.scan(space) {
@@ -123,7 +128,8 @@ fn records_of(store: &Store, space: Space, damaged: &mut usize) -> Vec<(Vec<u8>,
             Ok((key, value)) => found.push((key.to_vec(), value.to_vec())),
             Err(e) => {
                 *damaged += 1;
-                tracing::error!(space = space.name(), error = %e, "a record of the store cannot be read: skipped");
+                tracing::error!(space = space.name(), records_read = found.len(), error = %e, "the store's {} cannot be read past this point: the rest is lost", space.name());
+                break;
             }
         }
     }
