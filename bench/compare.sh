@@ -5,10 +5,12 @@
 #   bench/compare.sh --quick    smoke run: 1 run each, small sizes (~1 minute)
 #   bench/compare.sh --runs 7   more runs
 #   bench/compare.sh --out F    write the report to F instead of bench/RESULTS.md
+#   bench/compare.sh --only RE  only the scenarios whose name matches RE (grep -E), e.g. durable
 #   TOLLGATE=path/to/tollgate bench/compare.sh   compare that binary instead of building one
 #
 # Both brokers listen on free loopback ports with equivalent settings (anonymous access,
-# TCP_NODELAY, 1024 messages in flight, 100 000 queued per client, no persistence). Each
+# TCP_NODELAY, 1024 messages in flight, 100 000 queued per client, no persistence but in the
+# durable scenarios: Mosquitto `persistence true`, Tollgate `[persistence]` fsync always). Each
 # scenario runs Mosquitto, Tollgate, Mosquitto, Tollgate, …; the broker's CPU time is read from
 # /proc/PID/stat around every run. The report gives medians, the per-run ratio
 # Tollgate/Mosquitto and its median, and broker CPU-seconds per million deliveries.
@@ -18,11 +20,13 @@ ROOT=$(cd "$(dirname "$0")/.." && pwd)
 RUNS=5
 QUICK=0
 OUT="$ROOT/bench/RESULTS.md"
+ONLY=""
 while [ $# -gt 0 ]; do
     case "$1" in
         --quick) QUICK=1; RUNS=1 ;;
         --runs) RUNS=$2; shift ;;
         --out) OUT=$2; shift ;;
+        --only) ONLY=$2; shift ;;
         -h|--help) sed -n '2,15p' "$0"; exit 0 ;;
         *) echo "compare.sh: unknown argument $1" >&2; exit 2 ;;
     esac
@@ -194,7 +198,7 @@ make_tls() {
 BENCH_USER=bench
 BENCH_PASS=bench-secret-1
 
-write_configs() { # mode: anon | passwd | passwd-cached | acl10k | jwt-<alg> | tls
+write_configs() { # mode: anon | passwd | passwd-cached | acl10k | jwt-<alg> | tls | durable
     local mode=${1:-anon}
     M_PORT=$(free_port)
     T_PORT=$(free_port)
@@ -215,12 +219,18 @@ allow_anonymous $anonymous
 set_tcp_nodelay true
 max_inflight_messages $INFLIGHT
 max_queued_messages $QUEUED
-persistence false
 log_dest stderr
 log_type error
 log_type warning
 EOF
     if [ "$(id -u)" = 0 ]; then echo "user root" >>"$WORK/mosquitto.conf"; fi
+    if [ "$mode" = durable ]; then
+        # Mosquitto's persistence: its in-memory state written to mosquitto.db every
+        # autosave_interval (default 1800 s) and at a clean exit.
+        printf 'persistence true\npersistence_location %s/\n' "$WORK/mosquitto-data" >>"$WORK/mosquitto.conf"
+    else
+        echo "persistence false" >>"$WORK/mosquitto.conf"
+    fi
     case "$mode" in
         passwd|passwd-cached) echo "password_file $WORK/passwd" >>"$WORK/mosquitto.conf" ;;
         acl10k) echo "acl_file $WORK/acl10k" >>"$WORK/mosquitto.conf" ;;
@@ -244,11 +254,20 @@ EOF
         fi
         echo
         printf '[limits]\nmax_inflight_messages = %s\nreceive_maximum = %s\nmax_queued_messages = %s\n' "$INFLIGHT" "$INFLIGHT" "$QUEUED"
+        if [ "$mode" = durable ]; then
+            # Room for the restart scenario's million retained messages (Mosquitto has no
+            # bound on them, nor on memory).
+            printf 'max_retained_bytes = 1073741824\nmax_memory = 2147483648\n'
+        fi
         # The connect loops all log in at once, as one user from one address, and Mosquitto has
         # no throttle: Tollgate's is off here. (With it on, a proven key runs its attempts in
         # parallel, docs/authentication.md "Proven keys", but about 1 cycle in 5 000 still got
         # 0x9F with 32 loops: see the note on issue 10.)
         printf '\n[throttle]\nenabled = false\n'
+        if [ "$mode" = durable ]; then
+            # The store: every acknowledgement waits for its fsync.
+            printf '\n[persistence]\npath = "%s"\nfsync = "always"\n' "$WORK/tollgate-data"
+        fi
     } >"$WORK/tollgate.toml"
     # The report shows the first configuration of each mode (the stock-inflight check is last).
     [ -e "$WORK/mosquitto.$mode.conf" ] || cp "$WORK/mosquitto.conf" "$WORK/mosquitto.$mode.conf"
@@ -260,6 +279,10 @@ RESTARTS=0
 start_brokers() { # mode
     CUR_MODE=${1:-anon}
     write_configs "$CUR_MODE"
+    # Every start of the durable mode begins with empty stores (the restart scenario restarts
+    # one broker by hand instead).
+    rm -rf "$WORK/mosquitto-data" "$WORK/tollgate-data"
+    mkdir -p "$WORK/mosquitto-data"
     "$MOSQUITTO" -c "$WORK/mosquitto.conf" 2>>"$WORK/mosquitto.log" &
     M_PID=$!
     PIDS+=("$M_PID")
@@ -299,9 +322,11 @@ restart_brokers() {
 if [ "$QUICK" = 1 ]; then
     TIMING="--warmup 0.5 --duration 1"
     PAIRS=4; FANOUT=100; FANIN=20; IDLE=1000; CLIENTS=16
+    RESTART_SESSIONS=2000; RESTART_RETAINED=20000
 else
     TIMING="--warmup 1 --duration 3"
     PAIRS=10; FANOUT=1000; FANIN=100; IDLE=19960; CLIENTS=32
+    RESTART_SESSIONS=100000; RESTART_RETAINED=1000000
 fi
 NOFILE=$(ulimit -n)
 if [ "$NOFILE" != unlimited ] && [ "$IDLE" -gt $((NOFILE - 40)) ]; then IDLE=$((NOFILE - 40)); fi
@@ -325,6 +350,9 @@ SCENARIOS=(
     "fan-out-qos0|anon|fan-out --subscribers $FANOUT --qos 0 $TIMING"
     "fan-in-qos1|anon|fan-in --publishers $FANIN --qos 1 $TIMING"
     "pairs-qos1-rules|acl10k|pairs --pairs $PAIRS --qos 1 $TIMING"
+    "pairs-qos1-persistent|anon|pairs --pairs $PAIRS --qos 1 --persistent-subscribers $TIMING"
+    "pairs-qos1-durable|durable|pairs --pairs $PAIRS --qos 1 --persistent-subscribers $TIMING"
+    "pairs-qos2-durable|durable|pairs --pairs $PAIRS --qos 2 --persistent-subscribers $TIMING"
 )
 
 : >"$WORK/commands.txt"
@@ -382,9 +410,12 @@ print(int(statistics.median(rates)) if rates else 0)
 PY
 }
 
+wanted() { [ -z "$ONLY" ] || grep -qE -- "$ONLY" <<<"$1"; }
+
 START=$(date +%s)
 for entry in "${SCENARIOS[@]}"; do
     IFS='|' read -r name mode args <<<"$entry"
+    wanted "$name" || continue
     log "scenario $name"
     start_brokers "$mode"
     args=${args//@JWT/$JWT_TOKEN}
@@ -396,30 +427,95 @@ done
 # Latency at half of Mosquitto's maximum rate (its median QoS 1 pairs throughput).
 HALF=$(( $(median_rate pairs-qos1 mosquitto) / 2 ))
 [ "$HALF" -gt 0 ] || HALF=1000
-log "scenario latency-qos1 at $HALF msg/s"
-start_brokers
-run_scenario latency-qos1 "latency --pairs $PAIRS --qos 1 --rate $HALF $TIMING"
-stop_brokers
+if wanted latency-qos1; then
+    log "scenario latency-qos1 at $HALF msg/s"
+    start_brokers
+    run_scenario latency-qos1 "latency --pairs $PAIRS --qos 1 --rate $HALF $TIMING"
+    stop_brokers
+fi
+if wanted latency-qos1-durable; then
+    log "scenario latency-qos1-durable at $HALF msg/s"
+    start_brokers durable
+    run_scenario latency-qos1-durable "latency --pairs $PAIRS --qos 1 --persistent-subscribers --rate $HALF $TIMING"
+    stop_brokers
+fi
+
+# Restart: each broker, alone and on empty stores, is filled with persistent sessions and
+# retained messages and stopped cleanly (Mosquitto writes mosquitto.db as it exits); then it
+# is started again with the probe, which times how long it takes to serve that state.
+# Tollgate is also killed with SIGKILL right after a fill and restarted from its journal
+# (Mosquitto, killed, would come back with what its last autosave held: nothing here).
+wanted restart-durable && log "scenario restart-durable ($RESTART_SESSIONS sessions, $RESTART_RETAINED retained messages)"
+fill_broker() { # broker name
+    local broker=$1 name=$2 port pid
+    if [ "$broker" = mosquitto ]; then port=$M_PORT; pid=$M_PID; else port=$T_PORT; pid=$T_PID; fi
+    "$BENCH" fill --sessions "$RESTART_SESSIONS" --retained "$RESTART_RETAINED" --payload 32 \
+        --port "$port" --broker-pid "$pid" --label "$broker" --json >"$WORK/runs/$name.$broker.1.json" 2>>"$WORK/fill.err" || true
+    echo "$name|$broker|tollgate-bench fill --sessions $RESTART_SESSIONS --retained $RESTART_RETAINED --payload 32 --port \$PORT --broker-pid \$PID --label $broker --json" >>"$WORK/commands.txt"
+}
+probe_restart() { # broker name: starts the broker on the state left, with the probe
+    local broker=$1 name=$2 port pid
+    if [ "$broker" = mosquitto ]; then
+        port=$M_PORT
+        "$MOSQUITTO" -c "$WORK/mosquitto.conf" 2>>"$WORK/mosquitto.log" &
+        M_PID=$!; pid=$M_PID
+    else
+        port=$T_PORT
+        "$TOLLGATE" serve --config "$WORK/tollgate.toml" 2>>"$WORK/tollgate.log" &
+        T_PID=$!; pid=$T_PID
+    fi
+    PIDS+=("$pid")
+    "$BENCH" probe --sessions "$RESTART_SESSIONS" --retained "$RESTART_RETAINED" --port "$port" \
+        --broker-pid "$pid" --label "$broker" --json >"$WORK/runs/$name.$broker.1.json" 2>>"$WORK/probe.err" || true
+    echo "$name|$broker|tollgate-bench probe --sessions $RESTART_SESSIONS --retained $RESTART_RETAINED --port \$PORT --broker-pid \$PID --label $broker --json" >>"$WORK/commands.txt"
+    log "$name $broker: $(python3 -c 'import json,sys; r=json.load(open(sys.argv[1])); s=r.get("state") or {}; print("serving after", s.get("ready_secs"), "s; restored after", s.get("restored_secs"), "s;", "ok" if r.get("ok") else "FAILED: " + "; ".join(r.get("failures", [])))' "$WORK/runs/$name.$broker.1.json")"
+}
+stop_one() { # pid signal
+    kill "-$2" "$1" 2>/dev/null || true
+    wait "$1" 2>/dev/null || true
+}
+if wanted restart-durable; then
+    for broker in mosquitto tollgate; do
+        start_brokers durable
+        # Only this broker runs the scenario.
+        if [ "$broker" = mosquitto ]; then stop_one "$T_PID" TERM; else stop_one "$M_PID" TERM; fi
+        fill_broker "$broker" fill
+        if [ "$broker" = mosquitto ]; then stop_one "$M_PID" TERM; else stop_one "$T_PID" TERM; fi
+        probe_restart "$broker" restart
+        if [ "$broker" = mosquitto ]; then stop_one "$M_PID" TERM; else stop_one "$T_PID" TERM; fi
+    done
+    start_brokers durable
+    stop_one "$M_PID" TERM
+    fill_broker tollgate fill-before-kill
+    stop_one "$T_PID" KILL
+    probe_restart tollgate restart-after-kill
+    stop_one "$T_PID" TERM
+    sleep 1
+fi
 
 # Idle connections: fresh brokers for every run, so the baseline RSS is a new process's.
-log "scenario idle ($IDLE connections)"
-for r in $(seq 1 "$RUNS"); do
-    for broker in mosquitto tollgate; do
-        start_brokers
-        sleep 1
-        run_one idle "idle --connections $IDLE --settle 3" "$broker" "$r"
-        stop_brokers
+if wanted idle; then
+    log "scenario idle ($IDLE connections)"
+    for r in $(seq 1 "$RUNS"); do
+        for broker in mosquitto tollgate; do
+            start_brokers
+            sleep 1
+            run_one idle "idle --connections $IDLE --settle 3" "$broker" "$r"
+            stop_brokers
+        done
     done
-done
+fi
 
 # Debian's Mosquitto with its stock in-flight limit (20) and 3.1.1 QoS 2: one run, for the record.
-log "check: stock Mosquitto max_inflight_messages, 3.1.1 QoS 2, window 64"
-INFLIGHT_SAVED=$INFLIGHT
-INFLIGHT=20
-start_brokers
-run_one stock-inflight-qos2 "pairs --pairs $PAIRS --qos 2 --window 64 $TIMING" mosquitto 1
-stop_brokers
-INFLIGHT=$INFLIGHT_SAVED
+if wanted stock-inflight-qos2; then
+    log "check: stock Mosquitto max_inflight_messages, 3.1.1 QoS 2, window 64"
+    INFLIGHT_SAVED=$INFLIGHT
+    INFLIGHT=20
+    start_brokers
+    run_one stock-inflight-qos2 "pairs --pairs $PAIRS --qos 2 --window 64 $TIMING" mosquitto 1
+    stop_brokers
+    INFLIGHT=$INFLIGHT_SAVED
+fi
 ELAPSED=$(( $(date +%s) - START ))
 
 # --- Report ---------------------------------------------------------------------------------
@@ -435,6 +531,7 @@ ELAPSED=$(( $(date +%s) - START ))
     echo "quick=$QUICK"
     echo "elapsed=$ELAPSED"
     echo "nofile=$NOFILE"
+    echo "store_fs=$(df -T "$WORK" | awk 'NR == 2 {print $2 " on " $1}')"
     echo "restarts=$RESTARTS"
     echo "date=$(date -u +%Y-%m-%dT%H:%MZ)"
 } >"$WORK/meta.txt"

@@ -38,7 +38,16 @@ SCENARIOS = {
     "fan-in-qos1": ("Fan-in N → 1, QoS 1", "deliveries/s", "deliveries"),
     "pairs-qos1-rules": ("Point-to-point QoS 1 with 10 000 rules (policy / Mosquitto acl_file)", "deliveries/s", "deliveries"),
     "pairs-qos1-tls": ("Point-to-point QoS 1 over TLS", "deliveries/s", "deliveries"),
+    "pairs-qos1-persistent": ("Point-to-point QoS 1, persistent-session subscribers, in memory", "deliveries/s", "deliveries"),
+    "pairs-qos1-durable": ("Point-to-point QoS 1, persistent-session subscribers, durable (Mosquitto `persistence true`, Tollgate fsync always)", "deliveries/s", "deliveries"),
+    "pairs-qos2-durable": ("Point-to-point QoS 2, persistent-session subscribers, durable", "deliveries/s", "deliveries"),
     "latency-qos1": ("Latency at half Mosquitto's max rate, QoS 1", "deliveries/s", "deliveries"),
+    "latency-qos1-durable": ("Latency at half Mosquitto's max rate, QoS 1, durable", "deliveries/s", "deliveries"),
+}
+
+LATENCY_TITLES = {
+    "latency-qos1": "QoS 1, in memory",
+    "latency-qos1-durable": "QoS 1, persistent-session subscribers, durable (Tollgate: every PUBACK after its fsync)",
 }
 
 
@@ -227,25 +236,64 @@ def main():
           f"{fmt(t_med)} KiB | {ratio_cell(rs)} | {verdict(rs, higher_is_better=False)} | – | – | – |")
     w("")
 
-    if "latency-qos1" in runs:
-        by = runs["latency-qos1"]
-        offered = None
+    durable_ratio = None
+    if "pairs-qos1-durable" in runs and "pairs-qos1-persistent" in runs:
+        d = med([primary("pairs-qos1-durable", r) for r in runs["pairs-qos1-durable"].get("tollgate", {}).values()])
+        m = med([primary("pairs-qos1-persistent", r) for r in runs["pairs-qos1-persistent"].get("tollgate", {}).values()])
+        if d and m:
+            durable_ratio = d / m
+            w(f"Tollgate durable QoS 1 point-to-point against Tollgate in memory with the same "
+              f"persistent-session subscribers: **{durable_ratio:.2f}×** (goal ≥ 0.5×).")
+            w("")
+
+    latency = [name for name in LATENCY_TITLES if name in runs]
+    if latency:
         w("### Latency")
         w("")
-        for b in BROKERS:
-            for r in by.get(b, {}).values():
-                offered = (r.get("messages") or {}).get("offered_rate") or offered
-        w(f"QoS 1, {fmt_rate(offered)} msg/s offered (half of Mosquitto's median QoS 1 point-to-point "
+        offered = None
+        for name in latency:
+            for b in BROKERS:
+                for r in runs[name].get(b, {}).values():
+                    offered = (r.get("messages") or {}).get("offered_rate") or offered
+        w(f"{fmt_rate(offered)} msg/s offered (half of Mosquitto's median QoS 1 point-to-point "
           "rate), publish → delivery time measured in the load generator, medians over the runs (µs). "
           "Publishers send on a 1 ms timer, so messages leave in small bursts.")
         w("")
-        w("| broker | p50 | p90 | p99 | p99.9 | max | p99 ratio T/M |")
-        w("|---|---:|---:|---:|---:|---:|---:|")
-        p99r = ratios(by, lambda r: (r.get("latency") or {}).get("p99_us"))
-        for b in BROKERS:
-            lat = [r.get("latency") or {} for r in by.get(b, {}).values()]
-            cells = [fmt(med([l.get(k) for l in lat]), 1) for k in ("p50_us", "p90_us", "p99_us", "p999_us", "max_us")]
-            w(f"| {b} | " + " | ".join(cells) + f" | {ratio_cell(p99r) if b == 'tollgate' else ''} |")
+        w("| scenario | broker | p50 | p90 | p99 | p99.9 | max | p99 ratio T/M |")
+        w("|---|---|---:|---:|---:|---:|---:|---:|")
+        for name in latency:
+            by = runs[name]
+            p99r = ratios(by, lambda r: (r.get("latency") or {}).get("p99_us"))
+            for b in BROKERS:
+                lat = [r.get("latency") or {} for r in by.get(b, {}).values()]
+                cells = [fmt(med([l.get(k) for l in lat]), 1) for k in ("p50_us", "p90_us", "p99_us", "p999_us", "max_us")]
+                w(f"| {LATENCY_TITLES[name]} | {b} | " + " | ".join(cells) + f" | {ratio_cell(p99r) if b == 'tollgate' else ''} |")
+        w("")
+
+    restart_rows = [(name, b) for name in ("restart", "restart-after-kill") for b in BROKERS if b in runs.get(name, {})]
+    if restart_rows:
+        w("### Restart")
+        w("")
+        w("Each broker alone, on an empty store: `tollgate-bench fill` leaves persistent sessions "
+          "(3.1.1, clean session 0, one QoS 1 subscription each) and retained messages (32-byte "
+          "payloads), the broker is stopped with SIGTERM (Mosquitto writes `mosquitto.db` as it "
+          "exits; Tollgate writes its tables out), and started again with `tollgate-bench probe`: "
+          "*serving* is the time from the start to a CONNACK that resumes the last session "
+          "(session present), *restored* to the last retained message read. `restart-after-kill`: "
+          "Tollgate killed with SIGKILL right after a fill, restarted from its journal. Mosquitto "
+          f"killed so would restart with what its last autosave held. Store on {meta.get('store_fs', '?')}.")
+        w("")
+        w("| scenario | broker | sessions | retained | fill s (sessions / retained) | serving s | restored s | RSS after KiB | result |")
+        w("|---|---|---:|---:|---:|---:|---:|---:|---|")
+        for name, b in restart_rows:
+            r = runs[name][b].get(1, {})
+            st = r.get("state") or {}
+            fill_name = "fill-before-kill" if name == "restart-after-kill" else "fill"
+            f = (runs.get(fill_name, {}).get(b, {}).get(1, {}) or {}).get("state") or {}
+            result = "ok" if r.get("ok") else "FAILED: " + "; ".join(r.get("failures", []))
+            w(f"| {name} | {b} | {f.get('sessions', '–')} | {f.get('retained', '–')} | "
+              f"{fmt(f.get('sessions_secs'))} / {fmt(f.get('retained_secs'))} | {fmt(st.get('ready_secs'), 3)} | "
+              f"{fmt(st.get('restored_secs'), 3)} | {st.get('rss_kib', '–')} | {result} |")
         w("")
 
     if "idle" in runs:
@@ -327,6 +375,8 @@ def main():
     for name, title in (
         ("mosquitto.anon.conf", "Mosquitto configuration"),
         ("tollgate.anon.toml", "Tollgate configuration"),
+        ("mosquitto.durable.conf", "Mosquitto, durable variant"),
+        ("tollgate.durable.toml", "Tollgate, durable variant"),
         ("mosquitto.passwd.conf", "Mosquitto, password-file variant"),
         ("tollgate.passwd.toml", "Tollgate, password-file variant"),
     ):

@@ -29,6 +29,12 @@ pub enum ScenarioCmd {
     Latency(LatencyArgs),
     /// Idle connections held open; with --broker-pid, the broker's memory per connection.
     Idle(IdleArgs),
+    /// Fills a broker with state to restart it with: persistent sessions (each with one
+    /// subscription) and retained messages.
+    Fill(FillArgs),
+    /// Waits for a (re)starting broker to serve the state `fill` left: from the probe's start
+    /// to a CONNACK resuming the last session, and to the last retained message.
+    Probe(ProbeArgs),
 }
 
 /// Options every scenario takes.
@@ -202,6 +208,47 @@ pub struct IdleArgs {
     /// Keep alive asked for, seconds (0: none, so nothing is sent while idle).
     #[arg(long, default_value_t = 0)]
     pub keep_alive: u16,
+}
+
+/// `fill` options.
+#[derive(Debug, Clone, Args)]
+pub struct FillArgs {
+    #[command(flatten)]
+    #[allow(missing_docs)]
+    pub common: Common,
+    /// Persistent sessions to leave (client ids `fill-s0` …), each subscribed to its own
+    /// topic at QoS 1, then disconnected.
+    #[arg(long, default_value_t = 1000)]
+    pub sessions: usize,
+    /// Retained messages to leave (topics `fill/r/0` …), published at QoS 1.
+    #[arg(long, default_value_t = 1000)]
+    pub retained: usize,
+    /// Payload size of the retained messages, bytes.
+    #[arg(long, default_value_t = 64)]
+    pub payload: usize,
+    /// Connections working at once (session loops, retained publishers).
+    #[arg(long, default_value_t = 16)]
+    pub clients: usize,
+    /// Retained publishes in flight per publisher.
+    #[arg(long, default_value_t = 256)]
+    pub window: usize,
+}
+
+/// `probe` options.
+#[derive(Debug, Clone, Args)]
+pub struct ProbeArgs {
+    #[command(flatten)]
+    #[allow(missing_docs)]
+    pub common: Common,
+    /// The sessions `fill` left: the last one (`fill-s{N-1}`) is resumed.
+    #[arg(long, default_value_t = 1000)]
+    pub sessions: usize,
+    /// The retained messages `fill` left: the last one (`fill/r/{N-1}`) is read.
+    #[arg(long, default_value_t = 1000)]
+    pub retained: usize,
+    /// Seconds to keep trying.
+    #[arg(long, default_value_t = 120.0)]
+    pub timeout: f64,
 }
 
 /// Seconds as a [`Duration`], negative and non-finite values as zero.

@@ -16,6 +16,8 @@ fn main() -> ExitCode {
         ScenarioCmd::FanIn(a) => &a.common,
         ScenarioCmd::Latency(a) => &a.common,
         ScenarioCmd::Idle(a) => &a.common,
+        ScenarioCmd::Fill(a) => &a.common,
+        ScenarioCmd::Probe(a) => &a.common,
     };
     let threads = common
         .threads

@@ -33,6 +33,8 @@ pub struct Report {
     pub connect: Option<ConnectStats>,
     /// Idle scenario.
     pub idle: Option<IdleStats>,
+    /// Fill and probe scenarios.
+    pub state: Option<StateStats>,
     /// Broker CPU over the measured window, when `--broker-pid` was given.
     pub broker_cpu: Option<CpuStats>,
     /// The load generator's own CPU seconds over the measured window: beside the broker's,
@@ -105,6 +107,25 @@ pub struct IdleStats {
     pub kib_per_connection: Option<f64>,
 }
 
+/// What `fill` left, or how long `probe` waited for it.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct StateStats {
+    /// Persistent sessions left (fill).
+    pub sessions: u64,
+    /// Retained messages left (fill).
+    pub retained: u64,
+    /// Seconds to leave the sessions (fill).
+    pub sessions_secs: f64,
+    /// Seconds to leave the retained messages (fill).
+    pub retained_secs: f64,
+    /// Seconds from the probe's start to a CONNACK resuming the last session (probe).
+    pub ready_secs: Option<f64>,
+    /// Seconds from the probe's start to the last retained message (probe).
+    pub restored_secs: Option<f64>,
+    /// Broker RSS once restored, KiB (probe, with --broker-pid).
+    pub rss_kib: Option<u64>,
+}
+
 /// Broker CPU time over the measured window.
 #[derive(Debug, Clone, Serialize)]
 pub struct CpuStats {
@@ -131,6 +152,7 @@ impl Report {
             latency: None,
             connect: None,
             idle: None,
+            state: None,
             broker_cpu: None,
             generator_cpu_seconds: None,
         }
@@ -240,6 +262,26 @@ impl Report {
             }
             if let Some(k) = i.kib_per_connection {
                 row("per connection", format!("{k:.2} KiB"));
+            }
+        }
+        if let Some(st) = &self.state {
+            if st.sessions > 0 || st.retained > 0 {
+                row(
+                    "left",
+                    format!(
+                        "{} sessions in {:.2} s, {} retained in {:.2} s",
+                        st.sessions, st.sessions_secs, st.retained, st.retained_secs
+                    ),
+                );
+            }
+            if let Some(r) = st.ready_secs {
+                row("serving", format!("{r:.3} s"));
+            }
+            if let Some(r) = st.restored_secs {
+                row("restored", format!("{r:.3} s"));
+            }
+            if let Some(k) = st.rss_kib {
+                row("broker RSS", format!("{k} KiB"));
             }
         }
         if let Some(c) = &self.broker_cpu {

@@ -5,6 +5,7 @@ pub mod connect_rate;
 pub mod idle;
 pub mod messaging;
 pub mod publisher;
+pub mod state;
 pub mod subscriber;
 
 use std::net::{SocketAddr, ToSocketAddrs};
@@ -180,6 +181,14 @@ pub async fn run(cmd: ScenarioCmd, threads: usize) -> Result<Report, String> {
         ScenarioCmd::Idle(a) => {
             let setup = Setup::new(a.common.clone(), threads)?;
             Ok(idle::run(&setup, &a).await)
+        }
+        ScenarioCmd::Fill(a) => {
+            let setup = Setup::new(a.common.clone(), threads)?;
+            Ok(state::fill(&setup, &a).await)
+        }
+        ScenarioCmd::Probe(a) => {
+            let setup = Setup::new(a.common.clone(), threads)?;
+            Ok(state::probe(&setup, &a).await)
         }
     }
 }

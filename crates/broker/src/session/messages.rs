@@ -25,8 +25,9 @@ pub struct Delivery {
     /// Its sequence number in the store (0: not stored). A stored delivery's packet
     /// identifier follows from it, so it is the same after a restart.
     pub(crate) stored: u64,
-    /// The store commit it waits for (0: none): it is not sent before that commit is
-    /// durable, so a crash cannot make the broker send a message it then forgets.
+    /// The store commit it waits for (0: none; QoS 2 deliveries only): it is not sent before
+    /// that commit is durable, so a crash cannot make the broker send a QoS 2 message it then
+    /// forgets and takes again from its publisher.
     pub(crate) ready_at: u64,
 }
 
@@ -295,11 +296,19 @@ impl SessionState {
             message.received_unix_ms(),
             &message.stored_encoding(),
         );
-        delivery.ready_at = store.put(
+        let ticket = store.insert_new(
             Space::Deliveries,
             records::delivery_key(self.uid, seq),
             value,
         );
+        // A QoS 2 delivery goes out only once its record is durable: were it sent before and
+        // the broker crashed, the publisher (whose PUBREC waited for that commit) would send
+        // it again and the subscriber would get it twice. A QoS 1 delivery may go out at
+        // once: after such a crash the subscriber gets it again, which QoS 1 allows, and
+        // acknowledged before its commit, its record is never written at all.
+        if delivery.qos == QoS::ExactlyOnce {
+            delivery.ready_at = ticket;
+        }
         delivery.stored = seq;
     }
 

@@ -24,7 +24,6 @@
 //! and value; `recovery.rs` loads the store into a new broker.
 
 use std::cell::Cell;
-use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
@@ -39,10 +38,12 @@ use crate::config::{FsyncMode, PersistenceConfig, DEFAULT_INTERVAL_MS, DEFAULT_M
 use crate::wake::SessionWake;
 
 mod disk;
+mod fold;
 mod opening;
 pub mod records;
 pub mod recovery;
 
+use fold::{Folded, Op};
 pub use opening::{OpenError, Opened};
 pub use recovery::Recovered;
 
@@ -53,7 +54,7 @@ pub const EXIT_STORE_FAILED: i32 = 74;
 const DISK_CHECK_INTERVAL: Duration = Duration::from_secs(5);
 
 /// The parts of the store, one keyspace each.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub enum Space {
     /// Persistent sessions by client identifier.
     Sessions,
@@ -89,14 +90,6 @@ impl Space {
             Space::Retained => "retained",
         }
     }
-}
-
-/// One change waiting for the next commit.
-#[derive(Debug)]
-enum Op {
-    Put(Space, Vec<u8>, Vec<u8>),
-    Delete(Space, Vec<u8>),
-    DeletePrefix(Space, Vec<u8>),
 }
 
 /// Appended operations and how far commits have got.
@@ -247,6 +240,12 @@ impl Store {
         self.append(Op::Put(space, key, value))
     }
 
+    /// [`Store::put`] for a key that has never been in the store (a new delivery's sequence
+    /// number): if it is deleted before the commit that would hold it, neither is written.
+    pub fn insert_new(&self, space: Space, key: Vec<u8>, value: Vec<u8>) -> u64 {
+        self.append(Op::Insert(space, key, value))
+    }
+
     /// Deletes `key` in the next commit.
     pub fn delete(&self, space: Space, key: Vec<u8>) {
         self.append(Op::Delete(space, key));
@@ -365,37 +364,21 @@ impl Store {
         }
     }
 
-    /// Writes `ops` as one atomic batch. Operations on the same key are folded first (the
-    /// last wins): a batch's items share one sequence number, so it must not hold a key twice.
+    /// Writes `ops` as one atomic batch, folded ([`fold::fold`]): a batch's items share
+    /// one sequence number, so it must not hold a key twice.
     fn commit(&self, ops: Vec<Op>) -> Result<(), fjall::Error> {
-        let mut folded: BTreeMap<(Space, Vec<u8>), Option<Vec<u8>>> = BTreeMap::new();
-        for op in ops {
-            match op {
-                Op::Put(space, key, value) => {
-                    folded.insert((space, key), Some(value));
-                }
-                Op::Delete(space, key) => {
-                    folded.insert((space, key), None);
-                }
-                Op::DeletePrefix(space, prefix) => {
-                    for entry in folded.iter_mut() {
-                        if entry.0 .0 == space && entry.0 .1.starts_with(&prefix) {
-                            *entry.1 = None;
-                        }
-                    }
-                    for key in self.keyspace(space).prefix(&prefix) {
-                        let key = key.key()?;
-                        folded.insert((space, key.to_vec()), None);
-                    }
-                }
-            }
-        }
+        let folded = fold::fold(ops, |space, prefix| {
+            self.keyspace(space)
+                .prefix(prefix)
+                .map(|guard| guard.key().map(|key| key.to_vec()))
+                .collect()
+        })?;
         let mut batch = self.db.batch();
         for ((space, key), value) in folded {
             let keyspace = self.keyspace(space);
             match value {
-                Some(value) => batch.insert(keyspace, key, value),
-                None => batch.remove(keyspace, key),
+                Folded::New(value) | Folded::Put(value) => batch.insert(keyspace, key, value),
+                Folded::Delete => batch.remove(keyspace, key),
             }
         }
         batch.commit()
