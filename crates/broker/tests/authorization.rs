@@ -1,6 +1,6 @@
 //! Authorization over real connections: each enforcement rule per protocol version, policy
-//! and Mosquitto ACL sources with %c / %u, wills, queued messages, `$SYS`, and a policy
-//! reload applied to connected clients.
+//! and Mosquitto ACL sources with %c / %u, wills, queued messages (also those restored from the
+//! store), `$SYS`, and a policy reload applied to connected clients.
 
 mod common;
 
@@ -458,6 +458,52 @@ async fn queued_messages_are_delivered_only_if_still_readable() {
     let (mut away, ack) = TestClient::connect_with(addr, connect).await;
     assert!(ack.session_present);
     away.expect_nothing().await;
+}
+
+#[tokio::test]
+async fn messages_restored_after_a_restart_are_checked_against_the_policy_then_in_force() {
+    let files = Files::new("restored");
+    let store = files.path("store");
+    let path = files.policy(POLICY);
+    let persistent = |c: &mut BrokerConfig| {
+        configure(c, &files, policy_authorizer(path.clone()));
+        c.persistence.path = Some(store.clone());
+    };
+    let (server, addr) = start_broker(persistent).await;
+    let mut connect = connect_packet(V5, "away");
+    connect.clean_start = false;
+    connect.properties.session_expiry_interval = Some(600);
+    let (mut away, _) = TestClient::connect_with(addr, connect.clone()).await;
+    away.subscribe(1, "public/#", QoS::AtLeastOnce).await;
+    away.disconnect().await;
+    let mut writer = TestClient::connect(addr, V5, "writer").await;
+    for (i, topic) in ["public/open", "public/secret"].into_iter().enumerate() {
+        writer
+            .publish(topic, b"kept", QoS::AtLeastOnce, true, i as u16 + 1)
+            .await;
+    }
+    drop(writer);
+    server.shutdown().await;
+
+    // While the broker was down, public/secret stopped being readable.
+    files.policy(&format!(
+        "{POLICY}\n[[guards]]\nfilter = \"public/secret\"\nactivity = \"subscribe\"\neffect = \"deny\"\n"
+    ));
+    let (_server, addr) = start_broker(persistent).await;
+    let (mut away, ack) = TestClient::connect_with(addr, connect).await;
+    assert!(ack.session_present);
+    let queued = away.recv_publish().await;
+    assert_eq!(queued.topic, "public/open");
+    away.ack(&queued).await;
+    away.expect_nothing().await;
+    let mut reader = TestClient::connect(addr, V5, "reader").await;
+    reader.subscribe(1, "public/#", QoS::AtMostOnce).await;
+    let retained = reader.recv_publish().await;
+    assert_eq!(
+        (retained.topic.as_str(), retained.retain),
+        ("public/open", true)
+    );
+    reader.expect_nothing().await;
 }
 
 #[tokio::test]

@@ -218,6 +218,58 @@ async fn an_incoming_qos2_message_is_not_routed_twice_when_resent_after_a_restar
 }
 
 #[tokio::test]
+async fn with_the_disk_full_publishes_that_need_storage_are_refused_and_the_rest_served() {
+    let dir = TestDir::new("persist-full");
+    // No file system has this much room left: the store counts as full from the start.
+    let (_server, addr) = start_broker(|config: &mut BrokerConfig| {
+        config.persistence.path = Some(dir.0.clone());
+        config.persistence.min_free_bytes = Some(u64::MAX);
+    })
+    .await;
+    let mut reader = TestClient::connect(addr, ProtocolVersion::V5, "reader").await;
+    reader.subscribe(1, "t/#", QoS::AtLeastOnce).await;
+    let mut sender = TestClient::connect(addr, ProtocolVersion::V5, "sender").await;
+    assert_eq!(
+        sender
+            .publish("t/1", b"q1", QoS::AtLeastOnce, false, 1)
+            .await,
+        ReasonCode::QUOTA_EXCEEDED
+    );
+    assert_eq!(
+        sender
+            .publish("t/2", b"q2", QoS::ExactlyOnce, false, 2)
+            .await,
+        ReasonCode::QUOTA_EXCEEDED
+    );
+    sender
+        .publish("t/0", b"q0", QoS::AtMostOnce, false, 0)
+        .await;
+    let got = reader.recv_publish().await;
+    assert_eq!((got.topic.as_str(), &got.payload[..]), ("t/0", &b"q0"[..]));
+    reader.expect_nothing().await;
+
+    // 3.1.1 has no negative acknowledgement: the publisher is disconnected.
+    let mut old = TestClient::connect(addr, ProtocolVersion::V3_1_1, "old").await;
+    old.send(Packet::Publish(Publish {
+        qos: QoS::AtLeastOnce,
+        topic: "t/3".into(),
+        packet_id: Some(3),
+        payload: "q3".into(),
+        ..Publish::default()
+    }))
+    .await;
+    let before_close = old.expect_close().await;
+    assert!(
+        !before_close.iter().any(|p| matches!(p, Packet::PubAck(_))),
+        "{before_close:?}"
+    );
+    // Others still connect, and QoS 0 still flows.
+    let mut late = TestClient::connect(addr, ProtocolVersion::V3_1_1, "late").await;
+    late.publish("t/4", b"q4", QoS::AtMostOnce, false, 0).await;
+    assert_eq!(&reader.recv_publish().await.payload[..], b"q4");
+}
+
+#[tokio::test]
 async fn clean_sessions_and_sys_topics_are_not_kept() {
     let dir = TestDir::new("persist-clean");
     let (server, addr) = start_broker(persistent(&dir.0)).await;

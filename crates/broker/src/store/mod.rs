@@ -185,6 +185,10 @@ impl Store {
             _ => None,
         };
         let min_free = config.min_free_bytes.unwrap_or(DEFAULT_MIN_FREE_BYTES);
+        // Known before the first publish: the committer looks again every few seconds.
+        if min_free > 0 {
+            store.check_free_space(min_free);
+        }
         let committer = Arc::clone(&store);
         let handle = std::thread::Builder::new()
             .name("tollgate-store".into())
@@ -308,12 +312,12 @@ impl Store {
     /// (`fsync = "interval"`), and checks the free space now and then.
     fn run_committer(&self, interval: Option<Duration>, min_free: u64) {
         let mut last_sync = Instant::now();
-        let mut last_disk_check: Option<Instant> = None;
+        let mut last_disk_check = Instant::now();
         let mut unsynced = false;
         loop {
-            if min_free > 0 && last_disk_check.is_none_or(|t| t.elapsed() >= DISK_CHECK_INTERVAL) {
+            if min_free > 0 && last_disk_check.elapsed() >= DISK_CHECK_INTERVAL {
                 self.check_free_space(min_free);
-                last_disk_check = Some(Instant::now());
+                last_disk_check = Instant::now();
             }
             let (ops, number, closing) = {
                 let mut pending = self.pending.lock();
