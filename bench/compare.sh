@@ -257,7 +257,7 @@ EOF
         if [ "$mode" = durable ]; then
             # Room for the restart scenario's million retained messages (Mosquitto has no
             # bound on them, nor on memory).
-            printf 'max_retained_bytes = 1073741824\nmax_memory = 2147483648\n'
+            printf 'max_retained_messages = 2000000\nmax_retained_bytes = 1073741824\nmax_memory = 2147483648\n'
         fi
         # The connect loops all log in at once, as one user from one address, and Mosquitto has
         # no throttle: Tollgate's is off here. (With it on, a proven key runs its attempts in
