@@ -210,19 +210,27 @@ pub struct IdleArgs {
     pub keep_alive: u16,
 }
 
+/// The state `fill` leaves and `probe` looks for.
+#[derive(Debug, Clone, Args)]
+pub struct StateSize {
+    /// Persistent sessions (client ids `fill-s0` …), each subscribed to its own topic at
+    /// QoS 1; `probe` resumes the last one.
+    #[arg(long, default_value_t = 1000)]
+    pub sessions: usize,
+    /// Retained messages (topics `fill/r/0` …), published at QoS 1; `probe` reads the last.
+    #[arg(long, default_value_t = 1000)]
+    pub retained: usize,
+}
+
 /// `fill` options.
 #[derive(Debug, Clone, Args)]
 pub struct FillArgs {
     #[command(flatten)]
     #[allow(missing_docs)]
     pub common: Common,
-    /// Persistent sessions to leave (client ids `fill-s0` …), each subscribed to its own
-    /// topic at QoS 1, then disconnected.
-    #[arg(long, default_value_t = 1000)]
-    pub sessions: usize,
-    /// Retained messages to leave (topics `fill/r/0` …), published at QoS 1.
-    #[arg(long, default_value_t = 1000)]
-    pub retained: usize,
+    #[command(flatten)]
+    #[allow(missing_docs)]
+    pub state: StateSize,
     /// Payload size of the retained messages, bytes.
     #[arg(long, default_value_t = 64)]
     pub payload: usize,
@@ -240,12 +248,9 @@ pub struct ProbeArgs {
     #[command(flatten)]
     #[allow(missing_docs)]
     pub common: Common,
-    /// The sessions `fill` left: the last one (`fill-s{N-1}`) is resumed.
-    #[arg(long, default_value_t = 1000)]
-    pub sessions: usize,
-    /// The retained messages `fill` left: the last one (`fill/r/{N-1}`) is read.
-    #[arg(long, default_value_t = 1000)]
-    pub retained: usize,
+    #[command(flatten)]
+    #[allow(missing_docs)]
+    pub state: StateSize,
     /// Seconds to keep trying.
     #[arg(long, default_value_t = 120.0)]
     pub timeout: f64,

@@ -14,12 +14,6 @@ use common::*;
 use tollgate_broker::{BrokerConfig, FsyncMode, Server, StartError};
 use tollgate_mqtt::*;
 
-fn persistent(dir: &Path) -> impl FnOnce(&mut BrokerConfig) + '_ {
-    move |config: &mut BrokerConfig| {
-        config.persistence.path = Some(dir.to_owned());
-    }
-}
-
 /// A 5.0 CONNECT resuming `client_id`'s session (clean start 0), expiring an hour after it
 /// leaves.
 fn resume(client_id: &str) -> Connect {

@@ -9,18 +9,12 @@ mod common;
 use std::path::{Path, PathBuf};
 
 use common::*;
-use tollgate_broker::{BrokerConfig, Recovered, Server};
+use tollgate_broker::{Recovered, Server};
 use tollgate_mqtt::*;
 
 /// Retained messages each store is made with, `r/0` … `r/{COUNT-1}`, published (and
 /// acknowledged, each its own commit) in that order.
 const COUNT: usize = 40;
-
-fn persistent(dir: &Path) -> impl FnOnce(&mut BrokerConfig) + '_ {
-    move |config: &mut BrokerConfig| {
-        config.persistence.path = Some(dir.to_owned());
-    }
-}
 
 fn payload(i: usize) -> Vec<u8> {
     format!("message {i} ").repeat(20).into_bytes()

@@ -56,8 +56,8 @@ impl Failures {
 /// Runs `fill`.
 pub async fn fill(setup: &Setup, args: &FillArgs) -> Report {
     let mut report = setup.report("fill");
-    report.param("sessions", args.sessions);
-    report.param("retained", args.retained);
+    report.param("sessions", args.state.sessions);
+    report.param("retained", args.state.retained);
     report.param("payload", args.payload);
     report.param("clients", args.clients);
     let workers = args.clients.max(1);
@@ -71,7 +71,7 @@ pub async fn fill(setup: &Setup, args: &FillArgs) -> Report {
         let (next, failures) = (Arc::clone(&next), Arc::clone(&failures));
         let mut opts = setup.connect_options("fill", None);
         opts.persistent = true;
-        let (addr, total) = (setup.addr, args.sessions);
+        let (addr, total) = (setup.addr, args.state.sessions);
         tasks.push(tokio::spawn(async move {
             loop {
                 let i = next.fetch_add(1, Ordering::Relaxed);
@@ -106,7 +106,7 @@ pub async fn fill(setup: &Setup, args: &FillArgs) -> Report {
     for _ in 0..workers {
         let (next, failures, payload) = (Arc::clone(&next), Arc::clone(&failures), payload.clone());
         let opts = setup.connect_options("fill-pub", None);
-        let (addr, total, window) = (setup.addr, args.retained, args.window.max(1));
+        let (addr, total, window) = (setup.addr, args.state.retained, args.window.max(1));
         tasks.push(tokio::spawn(async move {
             let publish = async {
                 let (mut client, _) = Client::connect(addr, &opts, timeout).await?;
@@ -124,8 +124,8 @@ pub async fn fill(setup: &Setup, args: &FillArgs) -> Report {
     let retained_secs = started.elapsed().as_secs_f64();
     failures.report("retained publishers", &mut report);
     report.state = Some(StateStats {
-        sessions: args.sessions as u64,
-        retained: args.retained as u64,
+        sessions: args.state.sessions as u64,
+        retained: args.state.retained as u64,
         sessions_secs,
         retained_secs,
         ..StateStats::default()
@@ -187,8 +187,8 @@ async fn publish_retained(
 /// Runs `probe`.
 pub async fn probe(setup: &Setup, args: &ProbeArgs) -> Report {
     let mut report = setup.report("probe");
-    report.param("sessions", args.sessions);
-    report.param("retained", args.retained);
+    report.param("sessions", args.state.sessions);
+    report.param("retained", args.state.retained);
     let started = Instant::now();
     let deadline = started + secs(args.timeout);
     let timeout = setup.connect_timeout();
@@ -196,7 +196,7 @@ pub async fn probe(setup: &Setup, args: &ProbeArgs) -> Report {
 
     let mut opts = setup.connect_options("probe", None);
     opts.persistent = true;
-    opts.client_id = session_id(args.sessions.saturating_sub(1));
+    opts.client_id = session_id(args.state.sessions.saturating_sub(1));
     let resumed = loop {
         match Client::connect(setup.addr, &opts, timeout).await {
             Ok(connected) => break Some(connected),
@@ -209,12 +209,12 @@ pub async fn probe(setup: &Setup, args: &ProbeArgs) -> Report {
     };
     if let Some((client, ack)) = resumed {
         stats.ready_secs = Some(started.elapsed().as_secs_f64());
-        if args.sessions > 0 && !ack.session_present {
+        if args.state.sessions > 0 && !ack.session_present {
             report.fail(format!("{} was not restored", opts.client_id));
         }
         let _ = client.disconnect().await;
-        if args.retained > 0 {
-            let topic = retained_topic(args.retained - 1);
+        if args.state.retained > 0 {
+            let topic = retained_topic(args.state.retained - 1);
             match read_retained(setup, &topic, timeout).await {
                 Ok(()) => stats.restored_secs = Some(started.elapsed().as_secs_f64()),
                 Err(e) => report.fail(format!("{topic} was not restored: {e}")),

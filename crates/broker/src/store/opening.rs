@@ -119,10 +119,9 @@ fn damaged_name(path: &Path) -> PathBuf {
     PathBuf::from(name)
 }
 
-/// Where the written part of every journal file (`*.jnl`) directly in `path` ends: just
-/// after its last byte that is not zero. (Journal files are made longer than what is
-/// written in them, and filled with zeros; opening cuts them to their last valid commit.)
-fn journal_written_ends(path: &Path) -> BTreeMap<PathBuf, u64> {
+/// Every journal file (`*.jnl`) directly in `path`, with `measure` of it; files that cannot
+/// be measured are left out.
+fn journals(path: &Path, measure: impl Fn(&Path) -> Option<u64>) -> BTreeMap<PathBuf, u64> {
     let Ok(entries) = std::fs::read_dir(path) else {
         return BTreeMap::new();
     };
@@ -130,8 +129,20 @@ fn journal_written_ends(path: &Path) -> BTreeMap<PathBuf, u64> {
         .flatten()
         .map(|entry| entry.path())
         .filter(|file| file.extension().is_some_and(|ext| ext == "jnl"))
-        .filter_map(|file| Some((file.clone(), written_end(&file).ok()?)))
+        .filter_map(|file| Some((file.clone(), measure(&file)?)))
         .collect()
+}
+
+/// Where the written part of every journal file ends: just after its last byte that is not
+/// zero. (Journal files are made longer than what is written in them, and filled with
+/// zeros; opening cuts them to their last valid commit.)
+fn journal_written_ends(path: &Path) -> BTreeMap<PathBuf, u64> {
+    journals(path, |file| written_end(file).ok())
+}
+
+/// The length of every journal file.
+fn journal_lengths(path: &Path) -> BTreeMap<PathBuf, u64> {
+    journals(path, |file| Some(std::fs::metadata(file).ok()?.len()))
 }
 
 /// The offset just after the last byte of `file` that is not zero (0 for a file of zeros),
@@ -153,18 +164,6 @@ fn written_end(file: &Path) -> std::io::Result<u64> {
         end = start;
     }
     Ok(0)
-}
-
-/// The length of every journal file directly in `path`.
-fn journal_lengths(path: &Path) -> BTreeMap<PathBuf, u64> {
-    let Ok(entries) = std::fs::read_dir(path) else {
-        return BTreeMap::new();
-    };
-    entries
-        .flatten()
-        .filter(|entry| entry.path().extension().is_some_and(|ext| ext == "jnl"))
-        .filter_map(|entry| Some((entry.path(), entry.metadata().ok()?.len())))
-        .collect()
 }
 
 /// How many written bytes the journal files that are still there lost between `before`

@@ -56,6 +56,13 @@ impl Drop for TestDir {
     }
 }
 
+/// A configuration change: persistence on, with its store in `dir`.
+pub fn persistent(dir: &std::path::Path) -> impl FnOnce(&mut BrokerConfig) + '_ {
+    move |config: &mut BrokerConfig| {
+        config.persistence.path = Some(dir.to_owned());
+    }
+}
+
 /// Starts a broker on a free loopback port with `f` applied to [`anonymous_config`].
 pub async fn start_broker(f: impl FnOnce(&mut BrokerConfig)) -> (Server, SocketAddr) {
     let mut config = anonymous_config();
