@@ -23,7 +23,6 @@ use std::time::{Duration, Instant};
 
 use bytes::BytesMut;
 use tokio::net::TcpStream;
-use tokio::sync::watch;
 use tollgate_auth::authentication::{ChainDecision, ConnectRequest, DenyReason};
 use tollgate_auth::log::Escaped;
 use tollgate_mqtt::ReasonCode;
@@ -32,7 +31,7 @@ use crate::broker::Broker;
 use crate::clock::on_tokio;
 use crate::connection::{Close, Connection};
 use crate::listener::Listener;
-use crate::memory::{MemoryBudget, Overload, Pressure};
+use crate::memory::{Overload, Pressure};
 use crate::transport::{ReadStatus, Transport};
 use crate::websocket::WebSocket;
 
@@ -46,6 +45,11 @@ const LARGE_PARTIAL_PACKET: usize = 64 * 1024;
 
 /// A read this much smaller than a chunk means the socket is drained.
 const READ_CHUNK: usize = 16 * 1024;
+
+/// The most one wake-up reads before the connection looks at its other work (and, once its
+/// scheduling budget is spent, lets other tasks run): a client that sends without pause
+/// shares the worker like everyone else.
+const READ_PER_WAKE: usize = 1024 * 1024;
 
 /// How long the last bytes (a DISCONNECT, a refusing CONNACK) may take to leave.
 const FINAL_FLUSH_TIMEOUT: Duration = Duration::from_secs(2);
@@ -88,33 +92,39 @@ impl Wakeups {
     }
 }
 
-/// Runs a connection until it closes.
+/// Runs a connection until it closes; `held` (its slot in the listener's connection limits,
+/// say) is dropped when the task ends.
 ///
 /// The task's future is what every idle connection costs, so its layout is kept tight: the
-/// transport and the state machine are made before the future and live in it once, the loop
-/// that waits is a future of its own (its timer and shutdown signal overlap with the closing
-/// steps), and everything used once (authentication, the final flush, lingering) is boxed.
-pub fn run_connection(
+/// connection's parts are made here, before the future, and spawned as this future itself
+/// (no wrapper), so they live in it once; the loop that waits is a future of its own (its timer
+/// and stop signal overlap with the closing steps), and everything used once
+/// (authentication, the final flush, lingering) is boxed.
+pub(crate) fn run_connection(
     stream: TcpStream,
     peer: SocketAddr,
     broker: Arc<Broker>,
     listener: Arc<Listener>,
-    shutdown: watch::Receiver<bool>,
+    held: impl Send + 'static,
 ) -> impl Future<Output = ()> + Send {
     let mut parts = open(stream, peer, &broker, &listener);
     drop((broker, listener)); // the connection holds its own references
-    let mut shutdown = shutdown;
     async move {
-        let Some((transport, conn)) = parts.as_mut() else {
+        // Captured, so it goes when the task does; never moved, so it needs no drop flag.
+        let _held = &held;
+        let Some(live) = parts.as_mut() else {
             return;
         };
-        let mut read_buf = BytesMut::new();
-        let memory = Arc::clone(&conn.broker().memory);
-        let mut charged = 0usize;
-        memory.adjust(&mut charged, CONNECTION_OVERHEAD);
-        let close = serve(transport, conn, &mut read_buf, &mut shutdown, &mut charged).await;
-        memory.adjust(&mut charged, 0);
-        drop(read_buf);
+        live.conn
+            .broker()
+            .memory
+            .adjust(&mut live.charged, CONNECTION_OVERHEAD);
+        let close = serve(live).await;
+        live.conn.broker().memory.adjust(&mut live.charged, 0);
+        live.read_buf = BytesMut::new();
+        let Parts {
+            transport, conn, ..
+        } = live;
         // Send what is left (a DISCONNECT with its reason, a CONNACK refusal, a TLS
         // close_notify), within a bound.
         let _ = Box::pin(tokio::time::timeout(FINAL_FLUSH_TIMEOUT, async {
@@ -125,7 +135,10 @@ pub fn run_connection(
         }))
         .await;
         conn.closed(close);
-        let Some((transport, conn)) = parts.take() else {
+        let Some(Parts {
+            transport, conn, ..
+        }) = parts.take()
+        else {
             return;
         };
         drop(conn);
@@ -138,6 +151,16 @@ pub fn run_connection(
     }
 }
 
+/// What a connection's task owns: made before the task's future, so they live in it once.
+struct Parts {
+    transport: Transport,
+    conn: Connection,
+    /// Input not yet handled; no allocation while the connection is idle.
+    read_buf: BytesMut,
+    /// What the memory budget holds for this connection now.
+    charged: usize,
+}
+
 /// The transport (TLS and WebSocket layers as the listener has them) and the state machine of
 /// a new connection; `None` if TLS cannot start.
 fn open(
@@ -145,7 +168,7 @@ fn open(
     peer: SocketAddr,
     broker: &Arc<Broker>,
     listener: &Arc<Listener>,
-) -> Option<(Transport, Connection)> {
+) -> Option<Parts> {
     let policy = listener.policy();
     let tls = match &policy.tls {
         None => None,
@@ -169,7 +192,33 @@ fn open(
         None,
         crate::clock::now(),
     );
-    Some((transport, conn))
+    Some(Parts {
+        transport,
+        conn,
+        read_buf: BytesMut::new(),
+        charged: 0,
+    })
+}
+
+/// The output waiting (in bytes, every layer) at which the connection stops reading.
+fn max_output(conn: &Connection) -> usize {
+    conn.broker()
+        .config
+        .limits
+        .max_connection_output_bytes
+        .max(1)
+}
+
+/// How long output may wait with the client taking none of it before the connection closes.
+fn write_timeout(conn: &Connection) -> Duration {
+    Duration::from_secs(conn.broker().config.limits.write_timeout.max(1))
+}
+
+/// When the connection's task must wake next: the state machine's deadline, or the write
+/// timeout while output is `pending`.
+fn deadline_of(conn: &Connection, output_moved: Instant, pending: bool) -> Option<Instant> {
+    let stall = pending.then(|| output_moved + write_timeout(conn));
+    [conn.deadline(), stall].into_iter().flatten().min()
 }
 
 /// Bytes waiting to be written in every layer of the connection.
@@ -188,123 +237,127 @@ fn held_bytes(transport: &Transport, conn: &Connection, read_buf: &BytesMut) -> 
 
 /// Waits for what concerns the connection (readiness, deliveries, its deadline, shutdown)
 /// and hands it to the state machine, until the connection must close.
-async fn serve(
-    transport: &mut Transport,
-    conn: &mut Connection,
-    read_buf: &mut BytesMut,
-    shutdown: &mut watch::Receiver<bool>,
-    charged: &mut usize,
-) -> Close {
-    let limits = &conn.broker().config.limits;
-    let max_output = limits.max_connection_output_bytes.max(1);
-    let write_timeout = Duration::from_secs(limits.write_timeout.max(1));
-    let memory = Arc::clone(&conn.broker().memory);
+async fn serve(live: &mut Parts) -> Close {
     // When the client last took output, or the output was last empty.
     let mut output_moved = crate::clock::now();
-    let deadline_of = |conn: &Connection, output_moved: Instant, pending: bool| {
-        let stall = pending.then(|| output_moved + write_timeout);
-        [conn.deadline(), stall].into_iter().flatten().min()
-    };
-    let timer = tokio::time::sleep_until(on_tokio(conn.deadline().unwrap_or_else(far_future)));
+    let timer = tokio::time::sleep_until(on_tokio(live.conn.deadline().unwrap_or_else(far_future)));
     tokio::pin!(timer);
     // The authentication being decided, if any: polled with everything else, so a connected
     // client whose re-check or re-authentication takes seconds goes on being served.
     let mut authentication: Option<Authentication> = None;
 
     loop {
-        let session = conn.wake();
-        let wants_deliveries = session.is_some() && conn.wants_deliveries();
-        let wants_write = !conn.out.is_empty() || transport.wants_write();
+        let session = live.conn.wake();
+        let wants_deliveries = session.is_some() && live.conn.wants_deliveries();
+        let wants_write = !live.conn.out.is_empty() || live.transport.wants_write();
         // Input that must wait for a decision stays in the socket, not in the read buffer.
-        let wants_read =
-            pending_output(transport, conn) < max_output && !conn.input_waits(read_buf);
-        // Readiness and deliveries are polled in place (see `Wakeups`), with no future of their
-        // own: the shutdown signal is the only waiter node an idle connection's task carries.
-        let mut shutdown_signal = std::pin::pin!(shutdown.changed());
-        let (mut signal, mut deadline, stream) =
-            (shutdown_signal.as_mut(), timer.as_mut(), transport.stream());
-        let mut deciding = authentication.as_mut();
-        // A `move` closure: it holds these references and copies of the flags, nothing more.
-        let woken = std::future::poll_fn(move |cx| {
-            let mut woken = Wakeups::default();
-            if signal.as_mut().poll(cx).is_ready() {
-                woken.shutdown = true;
-                return Poll::Ready(woken);
-            }
-            if wants_write {
-                match stream.poll_write_ready(cx) {
-                    Poll::Ready(Ok(())) => woken.writable = true,
-                    Poll::Ready(Err(_)) => woken.failed = true,
-                    Poll::Pending => {}
+        let wants_read = pending_output(&live.transport, &live.conn) < max_output(&live.conn)
+            && !live.conn.input_waits(&live.read_buf);
+        // The stop signal and what borrows the connection are dropped before it is handled.
+        let woken = {
+            // Readiness and deliveries are polled in place (see `Wakeups`), with no future of their
+            // own: the stop signal is the only waiter node an idle connection's task carries. It
+            // is taken before the flag is looked at, so a stop in between is not missed.
+            let stop = live.conn.broker().stop_signal();
+            let mut stop_signal = std::pin::pin!(stop.notified());
+            let (mut signal, mut deadline, stream) = (
+                stop_signal.as_mut(),
+                timer.as_mut(),
+                live.transport.stream(),
+            );
+            let mut deciding = authentication.as_mut();
+            // A `move` closure: it holds these references and copies of the flags, nothing more.
+            std::future::poll_fn(move |cx| {
+                let mut woken = Wakeups::default();
+                if stop.is_stopped() || signal.as_mut().poll(cx).is_ready() {
+                    woken.shutdown = true;
+                    return Poll::Ready(woken);
                 }
-            }
-            if wants_read {
-                match stream.poll_read_ready(cx) {
-                    Poll::Ready(Ok(())) => woken.readable = true,
-                    Poll::Ready(Err(_)) => woken.failed = true,
-                    Poll::Pending => {}
+                if wants_write {
+                    match stream.poll_write_ready(cx) {
+                        Poll::Ready(Ok(())) => woken.writable = true,
+                        Poll::Ready(Err(_)) => woken.failed = true,
+                        Poll::Pending => {}
+                    }
                 }
-            }
-            if let (true, Some(wake)) = (wants_deliveries, session) {
-                woken.deliveries = wake.poll_notified(cx).is_ready();
-            }
-            woken.timer = deadline.as_mut().poll(cx).is_ready();
-            if let Some(Poll::Ready(decision)) = deciding.as_mut().map(|a| a.as_mut().poll(cx)) {
-                woken.decided = Some(decision);
-            }
-            if woken.any() {
-                Poll::Ready(woken)
-            } else {
-                Poll::Pending
-            }
-        })
-        .await;
+                if wants_read {
+                    match stream.poll_read_ready(cx) {
+                        Poll::Ready(Ok(())) => woken.readable = true,
+                        Poll::Ready(Err(_)) => woken.failed = true,
+                        Poll::Pending => {}
+                    }
+                }
+                if let (true, Some(wake)) = (wants_deliveries, session) {
+                    woken.deliveries = wake.poll_notified(cx).is_ready();
+                }
+                woken.timer = deadline.as_mut().poll(cx).is_ready();
+                if let Some(Poll::Ready(decision)) = deciding.as_mut().map(|a| a.as_mut().poll(cx))
+                {
+                    woken.decided = Some(decision);
+                }
+                if woken.any() {
+                    Poll::Ready(woken)
+                } else {
+                    Poll::Pending
+                }
+            })
+            .await
+        };
         let mut step = if woken.shutdown {
-            Err(conn.shutdown())
+            Err(live.conn.shutdown())
         } else if woken.failed {
             Err(Close::abnormal(ReasonCode::UNSPECIFIED_ERROR))
         } else {
             Ok(())
         };
         if woken.writable {
-            step = step.and_then(|()| write_some(transport, conn, &mut output_moved));
-            step = step.and_then(|()| conn.pull_deliveries(crate::clock::now()));
+            step = step
+                .and_then(|()| write_some(&mut live.transport, &mut live.conn, &mut output_moved));
+            step = step.and_then(|()| live.conn.pull_deliveries(crate::clock::now()));
         }
         if woken.readable {
             step = step.and_then(|()| {
-                read_and_handle(transport, conn, read_buf, max_output, &memory, charged)
+                read_and_handle(
+                    &mut live.transport,
+                    &mut live.conn,
+                    &mut live.read_buf,
+                    &mut live.charged,
+                )
             });
         }
         if woken.deliveries {
-            step = step.and_then(|()| conn.pull_deliveries(crate::clock::now()));
+            step = step.and_then(|()| live.conn.pull_deliveries(crate::clock::now()));
         }
         if let Some(decision) = woken.decided {
             authentication = None;
             step = step.and_then(|()| {
                 let now = crate::clock::now();
-                conn.finish_authentication(decision, now)
-                    .and_then(|()| process_buffered(conn, read_buf, now))
+                live.conn
+                    .finish_authentication(decision, now)
+                    .and_then(|()| process_buffered(&mut live.conn, &mut live.read_buf, now))
             });
         }
         if woken.timer {
             let now = crate::clock::now();
-            if pending_output(transport, conn) > 0 && now >= output_moved + write_timeout {
-                tracing::info!(client_id = ?conn.client_id().unwrap_or(""), "client took no output within the write timeout: closed");
+            if pending_output(&live.transport, &live.conn) > 0
+                && now >= output_moved + write_timeout(&live.conn)
+            {
+                tracing::info!(client_id = ?live.conn.client_id().unwrap_or(""), "client took no output within the write timeout: closed");
                 step = step.and(Err(Close::abnormal(ReasonCode::UNSPECIFIED_ERROR)));
             }
-            step = step.and_then(|()| conn.on_timer(now));
+            step = step.and_then(|()| live.conn.on_timer(now));
         }
         // CONNECT, an AUTH or a re-check asks the chain: start it beside the connection.
         if step.is_ok() && authentication.is_none() {
-            authentication = start_authentication(conn);
+            authentication = start_authentication(&mut live.conn);
         }
         // Keep the timer on the current deadline (a packet arrived, CONNECT was accepted,
         // output started waiting).
-        let pending = pending_output(transport, conn) > 0;
+        let pending = pending_output(&live.transport, &live.conn) > 0;
         if !pending {
             output_moved = crate::clock::now();
         }
-        match deadline_of(conn, output_moved, pending) {
+        match deadline_of(&live.conn, output_moved, pending) {
             Some(deadline) if on_tokio(deadline) != timer.deadline() => {
                 timer.as_mut().reset(on_tokio(deadline))
             }
@@ -315,13 +368,14 @@ async fn serve(
             return close;
         }
         // Write what is ready now; the writable branch finishes what the socket did not take.
-        if !conn.out.is_empty() || transport.wants_write() {
-            if let Err(close) = write_some(transport, conn, &mut output_moved) {
+        if !live.conn.out.is_empty() || live.transport.wants_write() {
+            if let Err(close) = write_some(&mut live.transport, &mut live.conn, &mut output_moved) {
                 return close;
             }
         }
-        memory.adjust(charged, held_bytes(transport, conn, read_buf));
-        conn.flush_counts();
+        let held = held_bytes(&live.transport, &live.conn, &live.read_buf);
+        live.conn.broker().memory.adjust(&mut live.charged, held);
+        live.conn.flush_counts();
     }
 }
 
@@ -356,10 +410,11 @@ fn read_and_handle(
     transport: &mut Transport,
     conn: &mut Connection,
     buf: &mut BytesMut,
-    max_output: usize,
-    memory: &Arc<MemoryBudget>,
     charged: &mut usize,
 ) -> Result<(), Close> {
+    let memory = Arc::clone(&conn.broker().memory);
+    let max_output = max_output(conn);
+    let mut read = 0usize;
     loop {
         let status = transport.read(buf).map_err(|e| {
             tracing::debug!(error = %e, "read failed");
@@ -378,6 +433,7 @@ fn read_and_handle(
             ReadStatus::Closed => return Err(Close::abnormal(ReasonCode::UNSPECIFIED_ERROR)),
         };
         conn.counts.bytes_received += n as u64;
+        read += n;
         if let Some(certificate) = transport.take_certificate() {
             conn.set_certificate(certificate);
         }
@@ -394,6 +450,7 @@ fn read_and_handle(
         }
         if conn.input_waits(buf)
             || n < READ_CHUNK / 4
+            || read >= READ_PER_WAKE
             || pending_output(transport, conn) >= max_output
         {
             return Ok(());

@@ -33,6 +33,7 @@ mod driver;
 mod live;
 mod revocation;
 mod server;
+mod stop;
 mod store;
 mod subscriptions;
 mod tls;

@@ -329,6 +329,7 @@ impl Drop for Server {
     /// and closes it (the committer thread stops, and the store's lock goes with the last
     /// session holding it).
     fn drop(&mut self) {
+        self.broker.stop_signal().stop();
         if let Some(store) = self.broker.store() {
             store.close();
         }
@@ -376,33 +377,10 @@ impl Server {
     /// what the store still has pending and closes it.
     pub async fn shutdown(mut self) {
         let _ = self.shutdown.send(true);
+        self.broker.stop_signal().stop();
         while self.tasks.join_next().await.is_some() {}
         if let Some(store) = self.broker.store().cloned() {
             let _ = tokio::task::spawn_blocking(move || store.close()).await;
-        }
-    }
-}
-
-/// Counts the connection tasks of a listener, so shutdown can wait for them without keeping a
-/// join handle per connection.
-#[derive(Default)]
-struct LiveConnections {
-    count: std::sync::atomic::AtomicUsize,
-    all_gone: tokio::sync::Notify,
-}
-
-/// Held by a connection task; its drop counts the task out.
-struct LiveGuard(Arc<LiveConnections>);
-
-impl Drop for LiveGuard {
-    fn drop(&mut self) {
-        if self
-            .0
-            .count
-            .fetch_sub(1, std::sync::atomic::Ordering::AcqRel)
-            == 1
-        {
-            self.0.all_gone.notify_waiters();
         }
     }
 }
@@ -509,8 +487,6 @@ async fn accept_loop(
     config: Arc<Listener>,
     mut shutdown: watch::Receiver<bool>,
 ) {
-    use std::sync::atomic::Ordering;
-    let live = Arc::new(LiveConnections::default());
     let mut rate = ConnectionRate::new(0, 0);
     loop {
         tokio::select! {
@@ -537,16 +513,15 @@ async fn accept_loop(
                     if policy.config.tcp_nodelay {
                         let _ = stream.set_nodelay(true);
                     }
-                    live.count.fetch_add(1, Ordering::AcqRel);
-                    let guard = LiveGuard(Arc::clone(&live));
-                    let (broker, config, shutdown) = (Arc::clone(&broker), Arc::clone(&config), shutdown.clone());
-                    // The connection's future is made inside the task: made outside and moved
-                    // in, it would be stored twice in every task.
-                    tokio::spawn(async move {
-                        let _guard = guard;
-                        let _held = held;
-                        run_connection(stream, peer, broker, config, shutdown).await;
-                    });
+                    // Spawned as it is, with no async block around it: a wrapper would store
+                    // what it captures a second time in every connection's task.
+                    tokio::spawn(run_connection(
+                        stream,
+                        peer,
+                        Arc::clone(&broker),
+                        Arc::clone(&config),
+                        held,
+                    ));
                 }
                 Err(e) => {
                     // Out of file descriptors and the like: wait a little rather than spin.
@@ -557,14 +532,7 @@ async fn accept_loop(
         }
     }
     drop(listener);
-    // Wait for every connection to finish closing.
-    loop {
-        let gone = live.all_gone.notified();
-        tokio::pin!(gone);
-        gone.as_mut().enable();
-        if live.count.load(Ordering::Acquire) == 0 {
-            return;
-        }
-        gone.await;
-    }
+    // Wait for every connection to finish closing: each task holds its place in the
+    // listener's connection count until it ends.
+    config.connections.none_held().await;
 }

@@ -51,29 +51,28 @@ impl BrokerStats {
     }
 }
 
-/// Per-connection counts, flushed into [`BrokerStats`] in batches.
+/// Per-connection counts, flushed into [`BrokerStats`] after every wake-up of the connection
+/// (so the packet counts, at most what one wake-up handles, fit 32 bits; they are kept small
+/// because every idle connection carries them).
 #[derive(Debug, Default, Clone, Copy)]
 pub struct LocalCounts {
-    /// PUBLISH packets received.
-    pub messages_received: u64,
-    /// PUBLISH packets sent.
-    pub messages_sent: u64,
     /// Bytes read.
     pub bytes_received: u64,
     /// Bytes written.
     pub bytes_sent: u64,
-    /// Messages dropped at full queues.
-    pub messages_dropped: u64,
+    /// PUBLISH packets received.
+    pub messages_received: u32,
+    /// PUBLISH packets sent.
+    pub messages_sent: u32,
 }
 
 impl LocalCounts {
     /// Adds these counts to the broker's and resets them.
     pub fn flush(&mut self, stats: &BrokerStats) {
-        BrokerStats::add(&stats.messages_received, self.messages_received);
-        BrokerStats::add(&stats.messages_sent, self.messages_sent);
+        BrokerStats::add(&stats.messages_received, self.messages_received.into());
+        BrokerStats::add(&stats.messages_sent, self.messages_sent.into());
         BrokerStats::add(&stats.bytes_received, self.bytes_received);
         BrokerStats::add(&stats.bytes_sent, self.bytes_sent);
-        BrokerStats::add(&stats.messages_dropped, self.messages_dropped);
         *self = LocalCounts::default();
     }
 }

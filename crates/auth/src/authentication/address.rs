@@ -45,6 +45,8 @@ pub struct HeldPerAddress {
     per_address: AtomicUsize,
     total: AtomicUsize,
     held: Mutex<(usize, HashMap<AddressKey, usize>)>,
+    /// Woken when the last hold is released.
+    none_held: tokio::sync::Notify,
 }
 
 /// A limit as stored: 0 (none) is the largest count.
@@ -72,6 +74,7 @@ impl HeldPerAddress {
             per_address: AtomicUsize::new(unlimited(per_address)),
             total: AtomicUsize::new(unlimited(total)),
             held: Mutex::new((0, HashMap::new())),
+            none_held: tokio::sync::Notify::new(),
         })
     }
 
@@ -106,6 +109,18 @@ impl HeldPerAddress {
     pub fn total(&self) -> usize {
         self.held.lock().0
     }
+
+    /// Waits until nothing is held (at once if nothing is).
+    pub async fn none_held(&self) {
+        loop {
+            let mut released = std::pin::pin!(self.none_held.notified());
+            released.as_mut().enable();
+            if self.total() == 0 {
+                return;
+            }
+            released.await;
+        }
+    }
 }
 
 /// One held unit; dropping it gives it back.
@@ -119,6 +134,9 @@ impl Drop for Held {
     fn drop(&mut self) {
         let mut held = self.counts.held.lock();
         held.0 -= 1;
+        if held.0 == 0 {
+            self.counts.none_held.notify_waiters();
+        }
         if let Some(count) = held.1.get_mut(&self.key) {
             *count -= 1;
             if *count == 0 {
@@ -160,5 +178,22 @@ mod tests {
         drop(one);
         let _four = counts.try_hold(b).expect("given back");
         assert_eq!(counts.total(), 3);
+    }
+
+    #[test]
+    fn waiting_for_none_held_ends_with_the_last_release() {
+        use std::future::Future;
+        use std::task::{Context, Waker};
+        let counts = HeldPerAddress::new(0, 0);
+        let mut cx = Context::from_waker(Waker::noop());
+        assert!(std::pin::pin!(counts.none_held()).poll(&mut cx).is_ready());
+        let a: IpAddr = "10.0.0.1".parse().unwrap();
+        let (one, two) = (counts.try_hold(a).unwrap(), counts.try_hold(a).unwrap());
+        let mut waiting = std::pin::pin!(counts.none_held());
+        assert!(waiting.as_mut().poll(&mut cx).is_pending());
+        drop(one);
+        assert!(waiting.as_mut().poll(&mut cx).is_pending());
+        drop(two);
+        assert!(waiting.as_mut().poll(&mut cx).is_ready());
     }
 }

@@ -27,6 +27,7 @@ use crate::memory::MemoryBudget;
 use crate::retained::RetainedStore;
 use crate::session::Session;
 use crate::stats::BrokerStats;
+use crate::stop::StopSignal;
 use crate::store::Store;
 use crate::subscriptions::SubscriptionTrie;
 
@@ -66,6 +67,8 @@ pub struct Broker {
     pub hooks: Hooks,
     /// Where persistent sessions and retained messages are kept, when persistence is on.
     store: Option<Arc<Store>>,
+    /// Tells every connection to close when the server stops.
+    stop: StopSignal,
 }
 
 /// What `broker`'s deadline queue does with a deadline that came due.
@@ -118,7 +121,13 @@ impl Broker {
             revocations: RwLock::new(Arc::default()),
             hooks,
             store,
+            stop: StopSignal::default(),
         })
+    }
+
+    /// The signal that tells every connection to close when the server stops.
+    pub(crate) fn stop_signal(&self) -> &StopSignal {
+        &self.stop
     }
 
     /// The store, when persistence is on.

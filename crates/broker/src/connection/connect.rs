@@ -345,10 +345,11 @@ impl<S: Shared> Connection<S> {
             keep_alive = limits.max_keep_alive;
             props.server_keep_alive = Some(keep_alive);
         }
-        self.keep_alive =
-            (keep_alive > 0).then(|| Duration::from_millis(u64::from(keep_alive) * 1500));
-        self.timers
-            .set(Timer::KeepAlive, self.keep_alive.map(|k| now + k));
+        self.keep_alive = keep_alive;
+        self.timers.set(
+            Timer::KeepAlive,
+            self.keep_alive_allowance().map(|allowed| now + allowed),
+        );
 
         opened
             .session

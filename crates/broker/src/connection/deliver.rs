@@ -31,7 +31,7 @@ impl<S: Shared> Connection<S> {
                     }
             });
         }
-        let mut sent = 0u64;
+        let mut sent = 0u32;
         for flight in state.inflight() {
             match flight.state {
                 OutgoingState::AwaitingPubComp => {
@@ -160,7 +160,7 @@ impl<S: Shared> Connection<S> {
             self.send_disconnect(ReasonCode::SESSION_TAKEN_OVER);
             return Err(Close::abnormal(ReasonCode::SESSION_TAKEN_OVER));
         }
-        let mut sent = 0u64;
+        let mut sent = 0u32;
         while self.out.len() < OUT_HIGH_WATER {
             let Some(next) = state.next_queued() else {
                 break;

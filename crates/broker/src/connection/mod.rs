@@ -158,8 +158,9 @@ pub struct Connection<S: Shared = Broker> {
     pub out: BytesMut,
     /// What the connection times (connect timeout, keep alive, expiry, re-check).
     timers: Timers,
-    /// One and a half keep-alive periods, once connected with a keep alive.
-    keep_alive: Option<Duration>,
+    /// The keep alive granted, in seconds (0: none); the client is given one and a half of
+    /// it between packets.
+    keep_alive: u16,
     will: Option<Box<Will>>,
     session_expiry: u32,
     client_receive_maximum: u16,
@@ -233,7 +234,7 @@ impl<S: Shared> Connection<S> {
             version: ProtocolVersion::V3_1_1,
             out: BytesMut::new(),
             timers,
-            keep_alive: None,
+            keep_alive: 0,
             will: None,
             session_expiry: 0,
             client_receive_maximum: u16::MAX,
@@ -254,6 +255,12 @@ impl<S: Shared> Connection<S> {
     /// The broker this connection belongs to.
     pub fn broker(&self) -> &Arc<S> {
         &self.broker
+    }
+
+    /// How long the client may stay silent: one and a half keep-alive periods (MQTT-3.1.2-22),
+    /// once connected with a keep alive.
+    fn keep_alive_allowance(&self) -> Option<Duration> {
+        (self.keep_alive > 0).then(|| Duration::from_millis(u64::from(self.keep_alive) * 1500))
     }
 
     /// Adds this connection's packet and byte counts to the broker's.
@@ -452,8 +459,8 @@ impl<S: Shared> Connection<S> {
             }
             Phase::Connected(attached) => Arc::clone(&attached.session),
         };
-        if let Some(keep_alive) = self.keep_alive {
-            self.timers.set(Timer::KeepAlive, Some(now + keep_alive));
+        if let Some(allowed) = self.keep_alive_allowance() {
+            self.timers.set(Timer::KeepAlive, Some(now + allowed));
         }
         let session = &session;
         match packet {
