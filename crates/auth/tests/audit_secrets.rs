@@ -10,7 +10,7 @@ use serde_json::json;
 use tollgate_auth::authentication::{
     AuthChain, ChainDecision, ChainEntry, ConnectRequest, OnError,
 };
-use tollgate_auth::jwt::{unix_now, JwtAuthenticator, JwtConfig, TokenLocation};
+use tollgate_auth::jwt::{unix_now, JwtAuthenticator, JwtConfig, TokenClaimsConfig, TokenLocation};
 
 #[derive(Clone, Default)]
 struct Captured(Arc<Mutex<Vec<u8>>>);
@@ -38,9 +38,12 @@ async fn a_token_in_the_user_name_is_not_written_to_the_audit_line() {
     let jwt = JwtAuthenticator::new(
         "idp",
         JwtConfig {
-            token_from: TokenLocation::Username,
             algorithms: vec!["HS256".into()],
             secret: Some("k".into()),
+            claims: TokenClaimsConfig {
+                token_from: TokenLocation::Username,
+                ..TokenClaimsConfig::default()
+            },
             ..JwtConfig::default()
         },
     )

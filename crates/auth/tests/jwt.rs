@@ -16,7 +16,7 @@ use parking_lot::Mutex;
 use serde_json::{json, Value};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tollgate_auth::authentication::{AuthOutcome, Authenticator, ConnectRequest, DenyReason};
-use tollgate_auth::jwt::{unix_now, JwtAuthenticator, JwtConfig, TokenLocation};
+use tollgate_auth::jwt::{unix_now, JwtAuthenticator, JwtConfig, TokenClaimsConfig, TokenLocation};
 use tollgate_auth::Secret;
 
 /// A signing key and what verifies it.
@@ -185,7 +185,10 @@ async fn auth0_style_base64_secret_with_jwt_user_name_marker() {
         secret_base64: Some(
             base64::engine::general_purpose::STANDARD.encode("shared-secret-of-32-bytes-length"),
         ),
-        username_marker: Some("JWT".into()),
+        claims: TokenClaimsConfig {
+            username_marker: Some("JWT".into()),
+            ..TokenClaimsConfig::default()
+        },
         ..JwtConfig::default()
     };
     let auth = JwtAuthenticator::new("auth0", c).unwrap();
@@ -476,14 +479,17 @@ async fn claims_map_to_the_identity_and_constrain_the_client() {
     let c = JwtConfig {
         algorithms: vec!["HS256".into()],
         secret: Some("shared-secret-of-32-bytes-length".into()),
-        username_claim: "preferred_username".into(),
-        client_id_claim: Some("azp".into()),
-        roles_claims: vec![
-            "realm_access.roles".into(),
-            "https://example.com/roles".into(),
-        ],
-        groups_claims: vec!["groups".into()],
-        required_claims: [("scope".to_owned(), json!("mqtt"))].into_iter().collect(),
+        claims: TokenClaimsConfig {
+            username_claim: "preferred_username".into(),
+            client_id_claim: Some("azp".into()),
+            roles_claims: vec![
+                "realm_access.roles".into(),
+                "https://example.com/roles".into(),
+            ],
+            groups_claims: vec!["groups".into()],
+            required_claims: [("scope".to_owned(), json!("mqtt"))].into_iter().collect(),
+            ..TokenClaimsConfig::default()
+        },
         ..JwtConfig::default()
     };
     let auth = JwtAuthenticator::new("keycloak", c).unwrap();
@@ -529,7 +535,10 @@ async fn token_in_the_user_name_or_in_mqtt5_authentication_data() {
     let auth = JwtAuthenticator::new(
         "u",
         JwtConfig {
-            token_from: TokenLocation::Username,
+            claims: TokenClaimsConfig {
+                token_from: TokenLocation::Username,
+                ..base.clone().claims.clone()
+            },
             ..base.clone()
         },
     )
@@ -540,8 +549,11 @@ async fn token_in_the_user_name_or_in_mqtt5_authentication_data() {
     let auth = JwtAuthenticator::new(
         "a",
         JwtConfig {
-            token_from: TokenLocation::AuthenticationData,
-            authentication_method: Some("jwt".into()),
+            claims: TokenClaimsConfig {
+                token_from: TokenLocation::AuthenticationData,
+                authentication_method: Some("jwt".into()),
+                ..base.clone().claims.clone()
+            },
             ..base.clone()
         },
     )
@@ -556,7 +568,10 @@ async fn token_in_the_user_name_or_in_mqtt5_authentication_data() {
     let auth = JwtAuthenticator::new(
         "m",
         JwtConfig {
-            username_must_match_claim: true,
+            claims: TokenClaimsConfig {
+                username_must_match_claim: true,
+                ..base.clone().claims.clone()
+            },
             ..base.clone()
         },
     )
@@ -840,9 +855,12 @@ async fn hostile_claim_values_in_a_signed_token_give_a_definite_outcome_never_a_
                 secret: Some("shared-secret-of-32-bytes-length".into()),
                 issuer: Some("https://idp.example/".into()),
                 audience: vec!["mqtt".into()],
-                client_id_claim: Some("azp".into()),
-                roles_claims: vec!["realm_access.roles".into(), "roles".into()],
-                groups_claims: vec!["groups".into()],
+                claims: TokenClaimsConfig {
+                    client_id_claim: Some("azp".into()),
+                    roles_claims: vec!["realm_access.roles".into(), "roles".into()],
+                    groups_claims: vec!["groups".into()],
+                    ..TokenClaimsConfig::default()
+                },
                 ..JwtConfig::default()
             },
         )

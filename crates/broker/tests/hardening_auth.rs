@@ -13,7 +13,7 @@ use tokio::sync::Semaphore;
 use tollgate_auth::authentication::{
     AuthError, AuthOutcome, Authenticator, BoxFuture, ConnectRequest, Identity,
 };
-use tollgate_auth::jwt::JwtConfig;
+use tollgate_auth::jwt::{JwtConfig, TokenClaimsConfig};
 use tollgate_broker::{AuthenticatorConfig, BrokerConfig, Extensions, PasswordFileConfig, Server};
 use tollgate_mqtt::*;
 
@@ -111,7 +111,10 @@ async fn a_shared_marker_user_name_is_never_throttled_so_a_fleet_cannot_be_locke
             jwt: Some(JwtConfig {
                 algorithms: vec!["HS256".into()],
                 secret: Some(SECRET.into()),
-                username_marker: Some("JWT".into()),
+                claims: TokenClaimsConfig {
+                    username_marker: Some("JWT".into()),
+                    ..TokenClaimsConfig::default()
+                },
                 ..JwtConfig::default()
             }),
             ..Default::default()

@@ -15,7 +15,7 @@ use std::sync::Arc;
 use bytes::BytesMut;
 use jsonwebtoken::{encode, Algorithm, EncodingKey, Header};
 use serde_json::json;
-use tollgate_auth::jwt::{unix_now, JwtConfig, TokenLocation};
+use tollgate_auth::jwt::{unix_now, JwtConfig, TokenClaimsConfig, TokenLocation};
 use tollgate_auth::permissions::CompiledPermissions;
 use tollgate_auth::revocation::RevocationList;
 use tollgate_auth::Owner;
@@ -140,9 +140,12 @@ fn with_tokens(c: &mut BrokerConfig) {
         jwt: Some(JwtConfig {
             algorithms: vec!["HS256".into()],
             secret: Some(SECRET.into()),
-            token_from: TokenLocation::AuthenticationData,
-            authentication_method: Some("jwt".into()),
             leeway: 0,
+            claims: TokenClaimsConfig {
+                token_from: TokenLocation::AuthenticationData,
+                authentication_method: Some("jwt".into()),
+                ..TokenClaimsConfig::default()
+            },
             ..JwtConfig::default()
         }),
         ..AuthenticatorConfig::default()

@@ -7,7 +7,7 @@ mod common;
 use common::*;
 use jsonwebtoken::{encode, Algorithm, EncodingKey, Header};
 use serde_json::json;
-use tollgate_auth::jwt::{unix_now, JwtConfig, TokenLocation};
+use tollgate_auth::jwt::{unix_now, JwtConfig, TokenClaimsConfig, TokenLocation};
 use tollgate_auth::policy::ClaimsSettings;
 use tollgate_broker::{AuthenticatorConfig, AuthorizerConfig, BrokerConfig};
 use tollgate_mqtt::*;
@@ -47,7 +47,10 @@ fn jwt_config() -> JwtConfig {
     JwtConfig {
         algorithms: vec!["HS256".into()],
         secret: Some(SECRET.into()),
-        username_marker: Some("JWT".into()),
+        claims: TokenClaimsConfig {
+            username_marker: Some("JWT".into()),
+            ..TokenClaimsConfig::default()
+        },
         ..JwtConfig::default()
     }
 }
@@ -124,9 +127,12 @@ async fn a_token_in_the_password_authenticates_and_its_topics_claim_grants_permi
 #[tokio::test]
 async fn a_token_in_mqtt5_authentication_data_is_answered_with_the_method() {
     let jwt = JwtConfig {
-        token_from: TokenLocation::AuthenticationData,
-        authentication_method: Some("jwt".into()),
-        username_marker: None,
+        claims: TokenClaimsConfig {
+            token_from: TokenLocation::AuthenticationData,
+            authentication_method: Some("jwt".into()),
+            username_marker: None,
+            ..jwt_config().claims.clone()
+        },
         ..jwt_config()
     };
     let (_server, addr) = start_broker(|c| with_jwt(c, jwt)).await;
@@ -170,10 +176,13 @@ async fn the_connection_ends_when_the_token_expires() {
 
 fn auth_data_config() -> JwtConfig {
     JwtConfig {
-        token_from: TokenLocation::AuthenticationData,
-        authentication_method: Some("jwt".into()),
-        username_marker: None,
         leeway: 0,
+        claims: TokenClaimsConfig {
+            token_from: TokenLocation::AuthenticationData,
+            authentication_method: Some("jwt".into()),
+            username_marker: None,
+            ..jwt_config().claims.clone()
+        },
         ..jwt_config()
     }
 }

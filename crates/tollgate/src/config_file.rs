@@ -76,13 +76,20 @@ pub fn load(path: &Path) -> Result<(BrokerConfig, String), ConfigError> {
 /// Parses configuration text; `path` is only used in errors.
 pub fn parse(path: &Path, text: &str) -> Result<BrokerConfig, ConfigError> {
     toml::from_str(text).map_err(|e| {
-        let (line, key) = match e.span() {
-            Some(span) => locate(text, span.start),
-            None => (None, None),
-        };
         let message = e.message().trim().to_owned();
-        // serde names an unknown key in its message; prefer that name.
-        let key = unknown_field(&message).or(key);
+        // serde names an unknown key in its message, and the keys token authenticators share
+        // name theirs; prefer that name. Those errors come with the span of the whole table,
+        // so the line is the one in it where the key is written.
+        let named = unknown_field(&message).or_else(|| named_key(&message));
+        let (line, key) = match (e.span(), &named) {
+            (Some(span), Some(name)) => match line_assigning(text, span.clone(), name) {
+                Some(line) => (Some(line), None),
+                None => locate(text, span.start),
+            },
+            (Some(span), None) => locate(text, span.start),
+            (None, _) => (None, None),
+        };
+        let key = named.or(key);
         ConfigError {
             path: path.to_owned(),
             line,
@@ -228,6 +235,29 @@ fn unknown_field(message: &str) -> Option<String> {
     Some(rest.split('`').next()?.to_owned())
 }
 
+/// The key of a "key `name`: …" message (the keys token authenticators share).
+fn named_key(message: &str) -> Option<String> {
+    let rest = message.strip_prefix("key `")?;
+    Some(rest.split('`').next()?.to_owned())
+}
+
+/// The 1-based line, within `span` of `text`, where `key` is assigned (`key = …`, bare or
+/// quoted, at the start of a line or inside an inline table).
+fn line_assigning(text: &str, span: std::ops::Range<usize>, key: &str) -> Option<usize> {
+    let start = span.start.min(text.len());
+    let end = span.end.clamp(start, text.len());
+    let first_line = text[..start].bytes().filter(|&b| b == b'\n').count() + 1;
+    text.get(start..end)?
+        .lines()
+        .position(|line| {
+            line.split(['{', ',']).any(|part| {
+                part.split_once('=')
+                    .is_some_and(|(k, _)| k.trim().trim_matches('"').trim_matches('\'') == key)
+            })
+        })
+        .map(|i| first_line + i)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -281,6 +311,35 @@ mod tests {
             e.starts_with("tollgate.toml:4: key `max_packet_sise`"),
             "{e}"
         );
+    }
+
+    #[test]
+    fn a_token_key_of_the_wrong_type_names_file_line_and_key() {
+        let e = err("[[authenticator]]\nname = \"idp\"\n\n[authenticator.jwt]\nissuer = \"https://idp.example\"\nusername_must_match_claim = \"yes\"\n");
+        assert!(
+            e.starts_with("tollgate.toml:6: key `username_must_match_claim`"),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn an_unknown_key_in_a_token_authenticator_names_file_line_and_key() {
+        for (table, own_key) in [
+            (
+                "jwt",
+                "issuer = \"https://idp.example\"\naudience = [\"mqtt\"]",
+            ),
+            (
+                "introspection",
+                "endpoint = \"https://idp.example/introspect\"\nclient_id = \"broker\"",
+            ),
+        ] {
+            let e = err(&format!("[[authenticator]]\nname = \"idp\"\n\n[authenticator.{table}]\n{own_key}\nroles_claim = \"roles\"\n"));
+            assert!(
+                e.starts_with("tollgate.toml:7: key `roles_claim`"),
+                "{table}: {e}"
+            );
+        }
     }
 
     #[test]

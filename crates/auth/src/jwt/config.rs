@@ -1,31 +1,18 @@
 //! Settings of a JWT authenticator (the `jwt` table of an `[[authenticator]]`).
 
-use std::collections::BTreeMap;
 use std::path::PathBuf;
 
 use serde::Deserialize;
 
-use crate::token::{ClaimMapping, TokenLocation, TokenSource};
+use crate::token::TokenClaimsConfig;
 
 /// JWT authenticator settings.
 #[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields)]
 pub struct JwtConfig {
-    /// Where the token travels.
-    #[serde(default)]
-    pub token_from: TokenLocation,
-    /// With the token in the password: the user name the client must send for this
-    /// authenticator to try the token (such as `JWT`, as in the Auth0 article). Any user name
-    /// when not set.
-    #[serde(default)]
-    pub username_marker: Option<String>,
-    /// With the token in the password: the user name must equal the token's user name claim
-    /// (`matchUsernameToSubject`).
-    #[serde(default)]
-    pub username_must_match_claim: bool,
-    /// The MQTT 5 authentication method carrying the token (`token_from = "authentication_data"`).
-    #[serde(default)]
-    pub authentication_method: Option<String>,
+    /// Where the token travels and how its claims map to an identity (keys shared with the
+    /// other token authenticators, written in this table; an unknown key is refused there).
+    #[serde(flatten)]
+    pub claims: TokenClaimsConfig,
     /// Algorithms accepted (HS256/384/512, RS256/384/512, PS256/384/512, ES256/384, EdDSA).
     #[serde(default = "default_algorithms")]
     pub algorithms: Vec<String>,
@@ -63,22 +50,6 @@ pub struct JwtConfig {
     /// Required `typ` header (e.g. `at+jwt` for RFC 9068 access tokens).
     #[serde(default)]
     pub required_typ: Option<String>,
-    /// Claims that must be present with these values (a string claim equals the value; an
-    /// array claim contains it).
-    #[serde(default)]
-    pub required_claims: BTreeMap<String, serde_json::Value>,
-    /// The claim naming the user (`sub` by default).
-    #[serde(default = "default_username_claim")]
-    pub username_claim: String,
-    /// The claim the client identifier must equal (`matchClientIdToSubject` when `sub`).
-    #[serde(default)]
-    pub client_id_claim: Option<String>,
-    /// Claim paths listing roles (`realm_access.roles`, `roles`, a namespaced claim).
-    #[serde(default)]
-    pub roles_claims: Vec<String>,
-    /// Claim paths listing groups.
-    #[serde(default)]
-    pub groups_claims: Vec<String>,
     /// Seconds between JWKS refreshes.
     #[serde(default = "default_jwks_refresh")]
     #[serde(deserialize_with = "crate::seconds::deserialize")]
@@ -101,44 +72,12 @@ fn default_leeway() -> u64 {
     30
 }
 
-fn default_username_claim() -> String {
-    "sub".into()
-}
-
 fn default_jwks_refresh() -> u64 {
     300
 }
 
 fn default_jwks_min_refetch() -> u64 {
     10
-}
-
-impl JwtConfig {
-    /// Where the token is looked for.
-    pub fn token_source(&self) -> TokenSource {
-        TokenSource {
-            location: self.token_from,
-            username_marker: self.username_marker.clone(),
-            authentication_method: self.authentication_method.clone(),
-        }
-    }
-
-    /// How the claims map to an identity.
-    pub fn claim_mapping(&self) -> ClaimMapping {
-        ClaimMapping {
-            required_claims: self
-                .required_claims
-                .iter()
-                .map(|(k, v)| (k.clone(), v.clone()))
-                .collect(),
-            username_claim: self.username_claim.clone(),
-            username_must_match_claim: self.username_must_match_claim
-                && self.token_from == TokenLocation::Password,
-            client_id_claim: self.client_id_claim.clone(),
-            roles_claims: self.roles_claims.clone(),
-            groups_claims: self.groups_claims.clone(),
-        }
-    }
 }
 
 impl Default for JwtConfig {

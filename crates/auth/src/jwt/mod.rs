@@ -16,7 +16,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use jsonwebtoken::errors::ErrorKind;
 use jsonwebtoken::{decode, decode_header, Algorithm, DecodingKey, Validation};
 
-pub use crate::token::TokenLocation;
+pub use crate::token::{TokenClaimsConfig, TokenLocation};
 pub use config::JwtConfig;
 pub use keys::{pem_public_key, KeyError, KeyFamily, KeyStore, RemoteSource, VerificationKey};
 
@@ -75,10 +75,10 @@ impl JwtAuthenticator {
         let Some(&first) = algorithms.first() else {
             return Err("algorithms must name at least one algorithm".into());
         };
-        let source = config.token_source();
+        let source = config.claims.token_source();
         source.validate()?;
         check_audience(&name, &config)?;
-        let mapping = config.claim_mapping();
+        let mapping = config.claims.claim_mapping();
         let mut fixed = Vec::new();
         if let Some(secret) = &config.secret {
             fixed.push(VerificationKey {
@@ -263,7 +263,7 @@ impl Authenticator for JwtAuthenticator {
     }
 
     fn depends_on_client_id(&self) -> bool {
-        self.config.client_id_claim.is_some()
+        self.config.claims.client_id_claim.is_some()
     }
 
     fn authenticate<'a>(

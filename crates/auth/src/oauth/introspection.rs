@@ -24,7 +24,9 @@ use crate::authentication::{
 };
 use crate::jwt::unix_now;
 use crate::secret::Secret;
-use crate::token::{numeric_date, ClaimMapping, TokenLocation, TokenSource, MAX_EXPIRY};
+use crate::token::{
+    numeric_date, ClaimMapping, TokenClaimsConfig, TokenLocation, TokenSource, MAX_EXPIRY,
+};
 
 /// Most introspection answers kept; beyond it, expired ones are dropped, then all.
 const MAX_CACHED: usize = 100_000;
@@ -32,7 +34,6 @@ const MAX_CACHED: usize = 100_000;
 /// Settings of an introspection authenticator (the `introspection` table of an
 /// `[[authenticator]]`).
 #[derive(Clone, Deserialize)]
-#[serde(deny_unknown_fields)]
 pub struct IntrospectionConfig {
     /// The introspection endpoint URL.
     pub endpoint: String,
@@ -47,35 +48,13 @@ pub struct IntrospectionConfig {
     /// The `token_type_hint` sent (`access_token`); empty to send none.
     #[serde(default = "default_hint")]
     pub token_type_hint: String,
-    /// Where the token travels (`password`, `username`, `authentication_data`).
-    #[serde(default)]
-    pub token_from: TokenLocation,
-    /// With the token in the password: the user name that marks it.
-    #[serde(default)]
-    pub username_marker: Option<String>,
-    /// The MQTT 5 authentication method carrying the token.
-    #[serde(default)]
-    pub authentication_method: Option<String>,
-    /// The field naming the user (`sub`; `username` and `client_id` are common too).
-    #[serde(default = "default_username_claim")]
-    pub username_claim: String,
-    /// The CONNECT user name must equal the user name field.
-    #[serde(default)]
-    pub username_must_match_claim: bool,
-    /// The field the client identifier must equal.
-    #[serde(default)]
-    pub client_id_claim: Option<String>,
-    /// Fields listing roles (`scope` works: a space-separated string).
-    #[serde(default)]
-    pub roles_claims: Vec<String>,
-    /// Fields listing groups.
-    #[serde(default)]
-    pub groups_claims: Vec<String>,
-    /// Fields that must hold these values (`aud`, `iss`, `scope`…). Requiring an `iss` needs
-    /// an `aud` too (unless `allow_any_audience`): the issuer's tokens for every one of its
-    /// clients would be active.
-    #[serde(default)]
-    pub required_claims: std::collections::BTreeMap<String, Value>,
+    /// Where the token travels and how the answer's fields map to an identity (keys shared
+    /// with the other token authenticators, written in this table; an unknown key is refused
+    /// there). `scope` works as a roles claim: a space-separated string. Requiring an `iss`
+    /// needs an `aud` too (unless `allow_any_audience`): the issuer's tokens for every one of
+    /// its clients would be active.
+    #[serde(flatten)]
+    pub claims: TokenClaimsConfig,
     /// With `iss` in `required_claims`: accept the issuer's tokens whatever their audience
     /// (no `aud` in `required_claims`, on purpose). Off by default; a warning is logged when
     /// the authenticator is built with it.
@@ -113,8 +92,7 @@ impl fmt::Debug for IntrospectionConfig {
             .field("client_id", &self.client_id)
             .field("client_secret", &self.client_secret)
             .field("client_auth", &self.client_auth)
-            .field("token_from", &self.token_from)
-            .field("username_claim", &self.username_claim)
+            .field("claims", &self.claims)
             .field("allow_any_audience", &self.allow_any_audience)
             .field("cache_ttl", &self.cache_ttl)
             .field("recheck_interval", &self.recheck_interval)
@@ -126,10 +104,6 @@ impl fmt::Debug for IntrospectionConfig {
 
 fn default_hint() -> String {
     "access_token".into()
-}
-
-fn default_username_claim() -> String {
-    "sub".into()
 }
 
 fn default_cache_ttl() -> u64 {
@@ -169,11 +143,7 @@ impl IntrospectionAuthenticator {
                 config.endpoint
             ));
         }
-        let source = TokenSource {
-            location: config.token_from,
-            username_marker: config.username_marker.clone(),
-            authentication_method: config.authentication_method.clone(),
-        };
+        let source = config.claims.token_source();
         source.validate()?;
         let name = name.into();
         check_audience(&name, &config)?;
@@ -186,15 +156,7 @@ impl IntrospectionAuthenticator {
                 client_secret: config.client_secret.clone(),
                 method: config.client_auth,
             },
-            mapping: ClaimMapping {
-                required_claims: config.required_claims.clone().into_iter().collect(),
-                username_claim: config.username_claim.clone(),
-                username_must_match_claim: config.username_must_match_claim
-                    && config.token_from == TokenLocation::Password,
-                client_id_claim: config.client_id_claim.clone(),
-                roles_claims: config.roles_claims.clone(),
-                groups_claims: config.groups_claims.clone(),
-            },
+            mapping: config.claims.claim_mapping(),
             source,
             cache_ttl: Duration::from_secs(config.cache_ttl),
             recheck: (config.recheck_interval > 0)
@@ -333,8 +295,8 @@ fn answer_times(claims: &Value) -> Result<(Option<u64>, Option<u64>), String> {
 /// The rule of a `jwt` table, where the issuer is checked through `required_claims`: an
 /// `iss` needs an `aud`, unless `allow_any_audience` says the operator means it.
 fn check_audience(name: &str, config: &IntrospectionConfig) -> Result<(), String> {
-    let checks_issuer = config.required_claims.contains_key("iss");
-    let checks_audience = config.required_claims.contains_key("aud");
+    let checks_issuer = config.claims.required_claims.contains_key("iss");
+    let checks_audience = config.claims.required_claims.contains_key("aud");
     if config.allow_any_audience && checks_audience {
         return Err(
             "allow_any_audience = true and required_claims.aud contradict each other: \
