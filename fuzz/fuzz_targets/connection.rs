@@ -110,7 +110,7 @@ fn config() -> BrokerConfig {
             allow_anonymous: true,
             ..ListenerConfig::default()
         }],
-        sys_interval: 0,
+        sys_interval: std::time::Duration::ZERO,
         ..BrokerConfig::default()
     };
     let l = &mut config.limits;

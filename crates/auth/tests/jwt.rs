@@ -8,6 +8,7 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
+use std::time::Duration;
 
 use common::http_service::{padded, HttpService, Reply};
 use jsonwebtoken::jwk::{Jwk, JwkSet};
@@ -219,7 +220,7 @@ async fn refused_tokens() {
         public_key: Some(pem.clone()),
         issuer: Some("https://idp.example".into()),
         audience: vec!["mqtt".into()],
-        leeway: 5,
+        leeway: Duration::from_secs(5),
         ..JwtConfig::default()
     };
     let auth = JwtAuthenticator::new("jwt", c).unwrap();
@@ -372,7 +373,7 @@ async fn jwks_rotation_is_picked_up_and_cached_keys_survive_a_provider_outage() 
     let c = JwtConfig {
         algorithms: vec!["RS256".into(), "ES256".into()],
         jwks_url: Some(format!("http://{}/jwks", idp.addr)),
-        jwks_min_refetch: 0,
+        jwks_min_refetch: Duration::from_secs(0),
         ..JwtConfig::default()
     };
     let auth = JwtAuthenticator::new("jwks", c).unwrap();
@@ -411,7 +412,7 @@ async fn unknown_key_ids_do_not_make_a_fetch_each() {
     let idp = provider(vec![known.jwk()]).await;
     let c = JwtConfig {
         jwks_url: Some(format!("http://{}/jwks", idp.addr)),
-        jwks_min_refetch: 3600,
+        jwks_min_refetch: Duration::from_secs(3600),
         ..JwtConfig::default()
     };
     let auth = JwtAuthenticator::new("jwks", c).unwrap();
@@ -970,10 +971,10 @@ async fn hostile_claim_values_in_a_signed_token_give_a_definite_outcome_never_a_
 
 #[test]
 fn a_leeway_beyond_a_day_does_not_build() {
-    let config = |leeway| JwtConfig {
+    let config = |secs| JwtConfig {
         algorithms: vec!["HS256".into()],
         secret: Some("shared-secret-of-32-bytes-length".into()),
-        leeway,
+        leeway: Duration::from_secs(secs),
         ..JwtConfig::default()
     };
     assert!(JwtAuthenticator::new("jwt", config(86_400)).is_ok());

@@ -6,6 +6,7 @@ mod common;
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
+use std::time::Duration;
 
 use base64::Engine;
 use common::held::{a_dropped_call_frees_its_permit, at_most_at_once, Held};
@@ -238,7 +239,7 @@ async fn an_answer_larger_than_max_response_bytes_is_a_backend_error() {
             service.url("/oauth/token")
         ))
         .unwrap();
-        config.timeout = 30;
+        config.timeout = Duration::from_secs(30);
         PasswordGrantAuthenticator::new("pg", config).unwrap()
     };
     let granted = json!({"access_token": jwt("auth0|alice", SIGNING), "token_type": "Bearer"});

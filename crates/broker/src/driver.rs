@@ -211,7 +211,11 @@ fn max_output(conn: &Connection) -> usize {
 
 /// How long output may wait with the client taking none of it before the connection closes.
 fn write_timeout(conn: &Connection) -> Duration {
-    Duration::from_secs(conn.broker().config.limits.write_timeout.max(1))
+    conn.broker()
+        .config
+        .limits
+        .write_timeout
+        .max(Duration::from_secs(1))
 }
 
 /// When the connection's task must wake next: the state machine's deadline, or the write
@@ -483,9 +487,9 @@ fn start_authentication(conn: &mut Connection) -> Option<Authentication> {
     let connected = conn.is_reauthenticating();
     let request = conn.take_auth_request()?;
     let listener = Arc::clone(conn.listener());
-    let timeout_secs = conn.broker().config.auth_timeout;
+    let limit = conn.broker().config.auth_timeout;
     Some(Box::pin(async move {
-        authenticate(&listener, &request, connected, timeout_secs).await
+        authenticate(&listener, &request, connected, limit).await
     }))
 }
 
@@ -496,9 +500,9 @@ async fn authenticate(
     listener: &Listener,
     request: &ConnectRequest,
     connected: bool,
-    timeout_secs: u64,
+    limit: Duration,
 ) -> ChainDecision {
-    let limit = Duration::from_secs(timeout_secs.max(1));
+    let limit = limit.max(Duration::from_secs(1));
     let policy = listener.policy();
     let decision: Pin<Box<dyn Future<Output = ChainDecision> + Send + '_>> = if connected {
         Box::pin(policy.chain.recheck(request))

@@ -3,7 +3,6 @@
 
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::time::Duration;
 
 use tollgate_auth::authentication::{
     AuthCache, AuthChain, Authenticator, ChainEntry, HeldPerAddress, LoginThrottle, OnError,
@@ -232,12 +231,8 @@ impl Authenticators {
         for (index, a) in config.authenticators.iter().enumerate() {
             match build_one(index, a, &mut password_files, &mut introspections) {
                 Ok(authenticator) => {
-                    let cache = (a.cache_ttl > 0).then(|| {
-                        Arc::new(AuthCache::new(
-                            Duration::from_secs(a.cache_ttl),
-                            AUTH_CACHE_CAPACITY,
-                        ))
-                    });
+                    let cache = (!a.cache_ttl.is_zero())
+                        .then(|| Arc::new(AuthCache::new(a.cache_ttl, AUTH_CACHE_CAPACITY)));
                     named.push((
                         index,
                         Named {
@@ -374,8 +369,8 @@ fn build_one(
                 PasswordFile::open(&a.name, &settings.path, settings.max_parallel_hashes)
                     .map_err(|e| ConfigProblem::at(table.clone().key("path"), e.to_string()))?,
             );
-            if settings.reload_interval > 0 {
-                file.watch(Duration::from_secs(settings.reload_interval));
+            if !settings.reload_interval.is_zero() {
+                file.watch(settings.reload_interval);
             }
             password_files.push(Arc::clone(&file));
             file

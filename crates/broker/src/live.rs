@@ -279,8 +279,8 @@ impl Live {
 
     /// One look at the watched files whose interval has passed at `now`.
     fn poll(&self, watched: &mut Watched, now: Instant) {
-        let due = |last: &mut Instant, seconds: u64| {
-            let due = seconds > 0 && now.duration_since(*last) >= Duration::from_secs(seconds);
+        let due = |last: &mut Instant, interval: Duration| {
+            let due = !interval.is_zero() && now.duration_since(*last) >= interval;
             if due {
                 *last = now;
             }

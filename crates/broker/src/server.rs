@@ -290,9 +290,9 @@ impl Prepared {
             },
         ));
         tasks.spawn(Arc::clone(&live).watch_files(shutdown.subscribe()));
-        if broker.config.sys_interval > 0 {
+        if !broker.config.sys_interval.is_zero() {
             crate::sys::publish_counters(&broker);
-            let interval = Duration::from_secs(broker.config.sys_interval);
+            let interval = broker.config.sys_interval;
             tasks.spawn(run_sys_publisher(
                 Arc::clone(&broker),
                 interval,

@@ -6,6 +6,7 @@ mod common;
 
 use std::path::PathBuf;
 use std::sync::Arc;
+use std::time::Duration;
 
 use common::*;
 use tollgate_auth::authentication::{
@@ -50,10 +51,10 @@ fn with_password_file(config: &mut BrokerConfig, path: PathBuf) {
     config.authenticators = vec![AuthenticatorConfig {
         name: "users".into(),
         on_error: Default::default(),
-        cache_ttl: 0,
+        cache_ttl: Duration::from_secs(0),
         password_file: Some(PasswordFileConfig {
             path,
-            reload_interval: 0,
+            reload_interval: Duration::from_secs(0),
             max_parallel_hashes: 2,
         }),
         jwt: None,
@@ -153,7 +154,7 @@ async fn failed_logins_are_throttled_then_banned() {
         c.throttle = ThrottleConfig {
             enabled: true,
             free_failures: 2,
-            initial_backoff_ms: 60_000,
+            initial_backoff_ms: Duration::from_millis(60_000),
             ban_after: 4,
             ..ThrottleConfig::default()
         };
@@ -380,7 +381,7 @@ async fn an_authenticator_supplied_in_code_joins_the_chain_and_fails_closed() {
     let mut config = BrokerConfig::default();
     config.listeners[0].bind = "127.0.0.1:0".parse().unwrap();
     config.listeners[0].allow_anonymous = false;
-    config.sys_interval = 0;
+    config.sys_interval = Duration::from_secs(0);
     let server = Server::start_with(
         config,
         Extensions {

@@ -5,6 +5,7 @@
 mod common;
 
 use std::path::PathBuf;
+use std::time::Duration;
 
 use common::*;
 use tollgate_auth::password_file::PasswordFileEditor;
@@ -80,17 +81,17 @@ fn configure(c: &mut BrokerConfig, files: &Files, authorizer: AuthorizerConfig) 
     c.authenticators = vec![AuthenticatorConfig {
         name: "users".into(),
         on_error: Default::default(),
-        cache_ttl: 0,
+        cache_ttl: Duration::from_secs(0),
         password_file: Some(PasswordFileConfig {
             path: files.path("passwd"),
-            reload_interval: 0,
+            reload_interval: Duration::from_secs(0),
             max_parallel_hashes: 2,
         }),
         jwt: None,
         ..Default::default()
     }];
     c.authorizers = vec![authorizer];
-    c.authorization.reload_interval = 0;
+    c.authorization.reload_interval = Duration::from_secs(0);
     c.throttle.enabled = false;
 }
 
@@ -685,9 +686,9 @@ async fn roles_placeholder_expands_to_one_rule_per_role_and_role_sections_apply(
     let mut config = BrokerConfig::default();
     config.listeners[0].bind = "127.0.0.1:0".parse().unwrap();
     config.listeners[0].allow_anonymous = false;
-    config.sys_interval = 0;
+    config.sys_interval = Duration::from_secs(0);
     config.authorizers = vec![policy_authorizer(path)];
-    config.authorization.reload_interval = 0;
+    config.authorization.reload_interval = Duration::from_secs(0);
     let server = tollgate_broker::Server::start_with(
         config,
         tollgate_broker::Extensions {

@@ -5,6 +5,7 @@
 mod common;
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use common::*;
 use jsonwebtoken::{encode, Algorithm, EncodingKey, Header};
@@ -35,7 +36,7 @@ fn with_password_file(config: &mut BrokerConfig, path: std::path::PathBuf) {
         name: "users".into(),
         password_file: Some(PasswordFileConfig {
             path,
-            reload_interval: 0,
+            reload_interval: Duration::from_secs(0),
             max_parallel_hashes: 2,
         }),
         ..Default::default()
@@ -187,7 +188,7 @@ async fn authentications_waiting_are_bounded_per_address_and_per_listener() {
             max_pending_authentications: 3,
             ..Default::default()
         }],
-        sys_interval: 0,
+        sys_interval: Duration::from_secs(0),
         ..BrokerConfig::default()
     };
     config.throttle.enabled = false;

@@ -131,7 +131,8 @@ async fn retained_store_is_bounded_but_replacing_is_allowed() {
 
 #[tokio::test]
 async fn sys_topics_report_counters_and_version() {
-    let (server, addr) = start_broker(|c| c.sys_interval = 3600).await;
+    let (server, addr) =
+        start_broker(|c| c.sys_interval = std::time::Duration::from_secs(3600)).await;
     let mut c = TestClient::connect(addr, V311, "c").await;
     // The interval is long: publish the counters now rather than wait for it.
     tollgate_broker::sys::publish_counters(server.broker());

@@ -6,6 +6,7 @@ mod common;
 
 use std::io::Write;
 use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
 use common::*;
 use tollgate_broker::{AuthenticatorConfig, BrokerConfig, PasswordFileConfig};
@@ -27,7 +28,7 @@ fn with_password_file(config: &mut BrokerConfig, path: std::path::PathBuf) {
         name: "users".into(),
         password_file: Some(PasswordFileConfig {
             path,
-            reload_interval: 0,
+            reload_interval: Duration::from_secs(0),
             max_parallel_hashes: 2,
         }),
         ..Default::default()

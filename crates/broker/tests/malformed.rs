@@ -139,7 +139,8 @@ async fn garbage_before_connect_closes_without_an_answer() {
 
 #[tokio::test]
 async fn a_connection_that_never_sends_connect_is_closed_after_the_timeout() {
-    let (_server, addr) = start_broker(|c| c.limits.connect_timeout = 1).await;
+    let (_server, addr) =
+        start_broker(|c| c.limits.connect_timeout = std::time::Duration::from_secs(1)).await;
     let mut c = TestClient::open(addr, ProtocolVersion::V3_1_1).await;
     assert!(c.expect_close().await.is_empty());
 }

@@ -7,6 +7,7 @@
 mod common;
 
 use common::core::{connect, Core};
+use std::time::Duration;
 
 use std::net::SocketAddr;
 use std::ops::ControlFlow;
@@ -65,7 +66,7 @@ async fn keep_alive_zero_never_times_out() {
 
 #[tokio::test]
 async fn no_connect_within_the_connect_timeout_ends_the_connection_without_a_word() {
-    let core = Core::new(|c| c.limits.connect_timeout = 5);
+    let core = Core::new(|c| c.limits.connect_timeout = Duration::from_secs(5));
     let mut c = core.accept();
     assert_eq!(c.conn.deadline(), Some(core.at(5.0)));
     assert!(c.conn.on_timer(core.at(4.9)).is_ok());
@@ -140,7 +141,7 @@ fn with_tokens(c: &mut BrokerConfig) {
         jwt: Some(JwtConfig {
             algorithms: vec!["HS256".into()],
             secret: Some(SECRET.into()),
-            leeway: 0,
+            leeway: Duration::from_secs(0),
             claims: TokenClaimsConfig {
                 token_from: TokenLocation::AuthenticationData,
                 authentication_method: Some("jwt".into()),

@@ -6,6 +6,7 @@
 mod common;
 
 use common::*;
+use std::time::Duration;
 use tollgate_auth::password_file::PasswordFileEditor;
 use tollgate_broker::{
     AuthenticatorConfig, AuthorizerConfig, BrokerConfig, PasswordFileConfig, PolicyFileSource,
@@ -38,7 +39,7 @@ fn with_passwords(mut config: BrokerConfig, files: &TestDir) -> BrokerConfig {
         name: "users".into(),
         password_file: Some(PasswordFileConfig {
             path: files.0.join("passwd"),
-            reload_interval: 0,
+            reload_interval: Duration::from_secs(0),
             max_parallel_hashes: 2,
         }),
         ..Default::default()
@@ -138,7 +139,7 @@ async fn a_new_revocation_file_disconnects_the_clients_it_names() {
     let mut config = anonymous_config();
     config.revocation = Some(RevocationConfig {
         path: list,
-        reload_interval: 0,
+        reload_interval: Duration::from_secs(0),
     });
     server.reconfigure(config).expect("applied");
 

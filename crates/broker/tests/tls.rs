@@ -7,6 +7,7 @@ mod common;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
+use std::time::Duration;
 
 use common::*;
 use rcgen::{
@@ -110,7 +111,7 @@ impl Pki {
             crl: vec![self.path("crl.pem")],
             identity: CertIdentityField::Cn,
             identity_as: CertIdentityUse::Client,
-            reload_interval: 0,
+            reload_interval: Duration::from_secs(0),
         }
     }
 
@@ -342,10 +343,10 @@ async fn certificate_and_password_give_a_principal_with_both_identities() {
         c.authenticators = vec![AuthenticatorConfig {
             name: "users".into(),
             on_error: Default::default(),
-            cache_ttl: 0,
+            cache_ttl: Duration::from_secs(0),
             password_file: Some(PasswordFileConfig {
                 path: passwd.clone(),
-                reload_interval: 0,
+                reload_interval: Duration::from_secs(0),
                 max_parallel_hashes: 1,
             }),
             jwt: None,
@@ -485,7 +486,7 @@ async fn cert_cn_placeholder_binds_permissions_to_the_certificate() {
             acl_file: None,
             claims: None,
         }];
-        c.authorization.reload_interval = 0;
+        c.authorization.reload_interval = Duration::from_secs(0);
     })
     .await;
     let device = pki.client_cert("sensor-42", 42);

@@ -10,6 +10,7 @@ use common::*;
 use http_service::{HttpService, Reply};
 use jsonwebtoken::{encode, Algorithm, EncodingKey, Header};
 use serde_json::json;
+use std::time::Duration;
 use tollgate_auth::jwt::{unix_now, JwtConfig};
 use tollgate_broker::{AuthenticatorConfig, BrokerConfig, RevocationConfig};
 use tollgate_mqtt::*;
@@ -254,13 +255,13 @@ async fn revocation_disconnects_at_once_and_the_token_gets_no_session_back() {
         only(
             c,
             AuthenticatorConfig {
-                cache_ttl: 600,
+                cache_ttl: Duration::from_secs(600),
                 ..hs256_authenticator()
             },
         );
         c.revocation = Some(RevocationConfig {
             path: revocation_path,
-            reload_interval: 0,
+            reload_interval: Duration::from_secs(0),
         });
     })
     .await;
@@ -314,7 +315,7 @@ async fn a_revocation_file_with_an_error_stops_the_start_with_its_line() {
     let config = BrokerConfig {
         revocation: Some(RevocationConfig {
             path: list.clone(),
-            reload_interval: 0,
+            reload_interval: Duration::from_secs(0),
         }),
         listeners: vec![tollgate_broker::ListenerConfig {
             bind: "127.0.0.1:0".parse().unwrap(),
@@ -338,7 +339,7 @@ async fn the_revocation_file_is_watched() {
         only(c, hs256_authenticator());
         c.revocation = Some(RevocationConfig {
             path: revocation_path,
-            reload_interval: 1,
+            reload_interval: Duration::from_secs(1),
         });
     })
     .await;

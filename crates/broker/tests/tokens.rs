@@ -7,6 +7,7 @@ mod common;
 use common::*;
 use jsonwebtoken::{encode, Algorithm, EncodingKey, Header};
 use serde_json::json;
+use std::time::Duration;
 use tollgate_auth::jwt::{unix_now, JwtConfig, TokenClaimsConfig, TokenLocation};
 use tollgate_auth::policy::ClaimsSettings;
 use tollgate_broker::{AuthenticatorConfig, AuthorizerConfig, BrokerConfig};
@@ -28,7 +29,7 @@ fn with_jwt(c: &mut BrokerConfig, jwt: JwtConfig) {
     c.authenticators = vec![AuthenticatorConfig {
         name: "idp".into(),
         on_error: Default::default(),
-        cache_ttl: 0,
+        cache_ttl: Duration::from_secs(0),
         password_file: None,
         jwt: Some(jwt),
         ..Default::default()
@@ -39,7 +40,7 @@ fn with_jwt(c: &mut BrokerConfig, jwt: JwtConfig) {
         acl_file: None,
         claims: Some(ClaimsSettings::default()),
     }];
-    c.authorization.reload_interval = 0;
+    c.authorization.reload_interval = Duration::from_secs(0);
     c.throttle.enabled = false;
 }
 
@@ -157,7 +158,7 @@ async fn the_connection_ends_when_the_token_expires() {
         with_jwt(
             c,
             JwtConfig {
-                leeway: 0,
+                leeway: Duration::from_secs(0),
                 ..jwt_config()
             },
         )
@@ -176,7 +177,7 @@ async fn the_connection_ends_when_the_token_expires() {
 
 fn auth_data_config() -> JwtConfig {
     JwtConfig {
-        leeway: 0,
+        leeway: Duration::from_secs(0),
         claims: TokenClaimsConfig {
             token_from: TokenLocation::AuthenticationData,
             authentication_method: Some("jwt".into()),

@@ -5,6 +5,7 @@ mod common;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
+use std::time::Duration;
 
 use bytes::{Bytes, BytesMut};
 use common::*;
@@ -249,7 +250,7 @@ async fn mqtt_over_secure_websocket() {
         crl: vec![],
         identity: Default::default(),
         identity_as: Default::default(),
-        reload_interval: 0,
+        reload_interval: Duration::from_secs(0),
     };
     let (_server, addr) = start_broker(|c| {
         c.listeners[0].websocket = Some(WebSocketConfig {

@@ -359,6 +359,7 @@ mod tests {
     use crate::authentication::{AuthError, BoxFuture};
     use crate::secret::Secret;
     use std::sync::atomic::{AtomicUsize, Ordering};
+    use std::time::Duration;
 
     /// Answers with a fixed outcome and counts its calls.
     struct Fixed {
@@ -570,7 +571,7 @@ mod tests {
         let throttle = Arc::new(LoginThrottle::new(ThrottleConfig {
             free_failures: 0,
             address_free_failures: 0,
-            initial_backoff_ms: 60_000,
+            initial_backoff_ms: Duration::from_secs(60),
             ..ThrottleConfig::default()
         }));
         throttle
@@ -629,7 +630,7 @@ mod tests {
         );
         let throttle = Arc::new(LoginThrottle::new(ThrottleConfig {
             free_failures: 1,
-            initial_backoff_ms: 60_000,
+            initial_backoff_ms: Duration::from_secs(60),
             ..ThrottleConfig::default()
         }));
         let chain = AuthChain::new(
@@ -661,7 +662,7 @@ mod tests {
         let throttle = Arc::new(LoginThrottle::new(ThrottleConfig {
             free_failures: 0,
             address_free_failures: 0,
-            initial_backoff_ms: 600_000,
+            initial_backoff_ms: Duration::from_secs(600),
             ..ThrottleConfig::default()
         }));
         let request = with_password();
@@ -724,7 +725,7 @@ mod tests {
         let throttle = Arc::new(LoginThrottle::new(ThrottleConfig {
             free_failures: 0,
             address_free_failures: 100,
-            initial_backoff_ms: 600_000,
+            initial_backoff_ms: Duration::from_secs(600),
             ..ThrottleConfig::default()
         }));
         let chain = AuthChain::new(

@@ -51,15 +51,15 @@ pub struct ThrottleConfig {
     pub address_free_failures: u32,
     /// First wait after the free failures, in milliseconds; doubles with each failure.
     #[serde(deserialize_with = "crate::seconds::deserialize_ms")]
-    pub initial_backoff_ms: u64,
+    pub initial_backoff_ms: Duration,
     /// Longest wait, in milliseconds.
     #[serde(deserialize_with = "crate::seconds::deserialize_ms")]
-    pub max_backoff_ms: u64,
+    pub max_backoff_ms: Duration,
     /// Failures in a row that ban the address or user name.
     pub ban_after: u32,
     /// How long a ban lasts, in seconds.
     #[serde(deserialize_with = "crate::seconds::deserialize")]
-    pub ban_seconds: u64,
+    pub ban_seconds: Duration,
     /// Most addresses and user names tracked at once (old records are dropped first).
     pub max_tracked: usize,
 }
@@ -70,10 +70,10 @@ impl Default for ThrottleConfig {
             enabled: true,
             free_failures: 3,
             address_free_failures: 10,
-            initial_backoff_ms: 500,
-            max_backoff_ms: 30_000,
+            initial_backoff_ms: Duration::from_millis(500),
+            max_backoff_ms: Duration::from_secs(30),
             ban_after: 20,
-            ban_seconds: 300,
+            ban_seconds: Duration::from_secs(300),
             max_tracked: 100_000,
         }
     }
@@ -229,7 +229,7 @@ impl LoginThrottle {
         }
         let mut guard = self.state.lock();
         let (addresses, names) = &mut *guard;
-        let stale = Duration::from_secs(self.config.ban_seconds);
+        let stale = self.config.ban_seconds;
         let address_record = addresses
             .map
             .get(&key)
@@ -298,7 +298,7 @@ fn is_stale(record: &Record, now: Instant, stale: Duration) -> bool {
 /// Adds a pending attempt to `key`'s record, making room in the map if it is full.
 fn reserve<K: Hash + Eq>(config: &ThrottleConfig, records: &mut Records<K>, key: K, now: Instant) {
     if !records.map.contains_key(&key) && records.map.len() >= config.max_tracked {
-        let stale = Duration::from_secs(config.ban_seconds);
+        let stale = config.ban_seconds;
         records.map.retain(|_, r| !is_stale(r, now, stale));
         if records.map.len() >= config.max_tracked {
             // Everything is fresh: forget the records that neither ban nor wait on anything
@@ -312,7 +312,7 @@ fn reserve<K: Hash + Eq>(config: &ThrottleConfig, records: &mut Records<K>, key:
             return;
         }
     }
-    let stale = Duration::from_secs(config.ban_seconds);
+    let stale = config.ban_seconds;
     let record = records.map.entry(key).or_insert_with(|| Record::new(now));
     if is_stale(record, now, stale) {
         *record = Record::new(now);
@@ -363,7 +363,7 @@ fn settle<K, Q>(
         record.failures += 1;
         record.last_failure = now;
         if record.failures >= config.ban_after {
-            record.banned_until = Some(now + Duration::from_secs(config.ban_seconds));
+            record.banned_until = Some(now + config.ban_seconds);
             record.failures = 0;
         }
         if record.failures > free_failures {
@@ -372,7 +372,7 @@ fn settle<K, Q>(
                 .initial_backoff_ms
                 .saturating_mul(1 << exponent)
                 .min(config.max_backoff_ms);
-            record.next_allowed = now + Duration::from_millis(wait);
+            record.next_allowed = now + wait;
         }
     }
     if record.is_clean() && !record.proven {
@@ -388,10 +388,10 @@ mod tests {
         Arc::new(LoginThrottle::new(ThrottleConfig {
             free_failures: 2,
             address_free_failures: 2,
-            initial_backoff_ms: 100,
-            max_backoff_ms: 400,
+            initial_backoff_ms: Duration::from_millis(100),
+            max_backoff_ms: Duration::from_millis(400),
             ban_after: 6,
-            ban_seconds: 60,
+            ban_seconds: Duration::from_secs(60),
             ..ThrottleConfig::default()
         }))
     }

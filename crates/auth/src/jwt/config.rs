@@ -1,6 +1,7 @@
 //! Settings of a JWT authenticator (the `jwt` table of an `[[authenticator]]`).
 
 use std::path::PathBuf;
+use std::time::Duration;
 
 use serde::Deserialize;
 
@@ -46,18 +47,18 @@ pub struct JwtConfig {
     /// a day).
     #[serde(default = "default_leeway")]
     #[serde(deserialize_with = "crate::seconds::deserialize")]
-    pub leeway: u64,
+    pub leeway: Duration,
     /// Required `typ` header (e.g. `at+jwt` for RFC 9068 access tokens).
     #[serde(default)]
     pub required_typ: Option<String>,
     /// Seconds between JWKS refreshes.
     #[serde(default = "default_jwks_refresh")]
     #[serde(deserialize_with = "crate::seconds::deserialize")]
-    pub jwks_refresh: u64,
+    pub jwks_refresh: Duration,
     /// Least seconds between two JWKS fetches caused by unknown key ids.
     #[serde(default = "default_jwks_min_refetch")]
     #[serde(deserialize_with = "crate::seconds::deserialize")]
-    pub jwks_min_refetch: u64,
+    pub jwks_min_refetch: Duration,
     /// The most bytes read from the JWKS or the discovery document (1 MiB by default); a
     /// larger answer is a failed fetch.
     #[serde(default = "crate::oauth::default_max_response_bytes")]
@@ -68,16 +69,16 @@ fn default_algorithms() -> Vec<String> {
     vec!["RS256".into()]
 }
 
-fn default_leeway() -> u64 {
-    30
+fn default_leeway() -> Duration {
+    Duration::from_secs(30)
 }
 
-fn default_jwks_refresh() -> u64 {
-    300
+fn default_jwks_refresh() -> Duration {
+    Duration::from_secs(300)
 }
 
-fn default_jwks_min_refetch() -> u64 {
-    10
+fn default_jwks_min_refetch() -> Duration {
+    Duration::from_secs(10)
 }
 
 impl Default for JwtConfig {

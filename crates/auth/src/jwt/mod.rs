@@ -27,7 +27,7 @@ use crate::token::{ClaimMapping, TokenSource};
 
 /// The largest `leeway` accepted (a day): clock skew is seconds, and the validation's
 /// arithmetic must stay within the clock.
-pub const MAX_LEEWAY: u64 = 86_400;
+pub const MAX_LEEWAY: Duration = Duration::from_secs(86_400);
 
 /// The JWT authenticator.
 pub struct JwtAuthenticator {
@@ -101,7 +101,7 @@ impl JwtAuthenticator {
             fixed.push(pem_public_key(&pem).map_err(|e| format!("{}: {e}", path.display()))?);
         }
         crate::oauth::check_max_response_bytes(config.max_response_bytes)?;
-        let min_refetch = Duration::from_secs(config.jwks_min_refetch);
+        let min_refetch = config.jwks_min_refetch;
         let limit = config.max_response_bytes;
         let keys = match (&config.jwks_url, &config.issuer, fixed.is_empty()) {
             (Some(url), _, true) => Arc::new(KeyStore::remote(RemoteSource::Jwks(url.clone()), min_refetch, limit)?),
@@ -128,13 +128,14 @@ impl JwtAuthenticator {
         if config.leeway > MAX_LEEWAY {
             // jsonwebtoken computes `now - leeway`: a leeway past the clock would overflow.
             return Err(format!(
-                "leeway must be at most {MAX_LEEWAY} seconds, not {}",
-                config.leeway
+                "leeway must be at most {} seconds, not {}",
+                MAX_LEEWAY.as_secs(),
+                config.leeway.as_secs()
             ));
         }
         let mut validation = Validation::new(first);
         validation.algorithms = algorithms;
-        validation.leeway = config.leeway;
+        validation.leeway = config.leeway.as_secs();
         validation.validate_nbf = true;
         let mut required = vec!["exp"];
         if let Some(issuer) = &config.issuer {
@@ -156,7 +157,7 @@ impl JwtAuthenticator {
                 && config.public_key.is_none())
         {
             if let Ok(handle) = tokio::runtime::Handle::try_current() {
-                let interval = Duration::from_secs(config.jwks_refresh.max(1));
+                let interval = config.jwks_refresh.max(Duration::from_secs(1));
                 handle.spawn(async move { keys_for_refresh.refresh_every(interval) });
             }
         }

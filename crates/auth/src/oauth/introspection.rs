@@ -64,17 +64,17 @@ pub struct IntrospectionConfig {
     /// time.
     #[serde(default = "default_cache_ttl")]
     #[serde(deserialize_with = "crate::seconds::deserialize")]
-    pub cache_ttl: u64,
+    pub cache_ttl: Duration,
     /// Seconds the endpoint has to answer.
     #[serde(default = "default_timeout")]
     #[serde(deserialize_with = "crate::seconds::deserialize")]
-    pub timeout: u64,
+    pub timeout: Duration,
     /// Seconds between checks of a connected client's token (0, the default: only at CONNECT
     /// and re-authentication). The endpoint is asked again once the cached answer is older
     /// than `cache_ttl`; an inactive answer disconnects the client (5.0: 0x87).
     #[serde(default)]
     #[serde(deserialize_with = "crate::seconds::deserialize")]
-    pub recheck_interval: u64,
+    pub recheck_interval: Duration,
     /// The most bytes read from the endpoint's answer (1 MiB by default); a larger answer is a
     /// backend failure.
     #[serde(default = "super::client::default_max_response_bytes")]
@@ -106,12 +106,12 @@ fn default_hint() -> String {
     "access_token".into()
 }
 
-fn default_cache_ttl() -> u64 {
-    60
+fn default_cache_ttl() -> Duration {
+    Duration::from_secs(60)
 }
 
-fn default_timeout() -> u64 {
-    5
+fn default_timeout() -> Duration {
+    Duration::from_secs(5)
 }
 
 /// An active answer, and until when it may be reused.
@@ -158,11 +158,10 @@ impl IntrospectionAuthenticator {
             },
             mapping: config.claims.claim_mapping(),
             source,
-            cache_ttl: Duration::from_secs(config.cache_ttl),
-            recheck: (config.recheck_interval > 0)
-                .then(|| Duration::from_secs(config.recheck_interval)),
+            cache_ttl: config.cache_ttl,
+            recheck: (!config.recheck_interval.is_zero()).then_some(config.recheck_interval),
             http: HttpCaller::new(
-                Duration::from_secs(config.timeout.max(1)),
+                config.timeout.max(Duration::from_secs(1)),
                 config.max_concurrent_requests,
                 config.max_response_bytes,
             )?,

@@ -50,7 +50,7 @@ pub struct PasswordGrantConfig {
     /// Seconds the endpoint has to answer.
     #[serde(default = "default_timeout")]
     #[serde(deserialize_with = "crate::seconds::deserialize")]
-    pub timeout: u64,
+    pub timeout: Duration,
     /// The most bytes read from the endpoint's answer (1 MiB by default); a larger answer is a
     /// backend failure.
     #[serde(default = "super::client::default_max_response_bytes")]
@@ -80,8 +80,8 @@ impl fmt::Debug for PasswordGrantConfig {
     }
 }
 
-fn default_timeout() -> u64 {
-    5
+fn default_timeout() -> Duration {
+    Duration::from_secs(5)
 }
 
 /// The password-grant authenticator.
@@ -143,7 +143,7 @@ impl PasswordGrantAuthenticator {
             },
             params,
             http: HttpCaller::new(
-                Duration::from_secs(config.timeout.max(1)),
+                config.timeout.max(Duration::from_secs(1)),
                 config.max_concurrent_requests,
                 config.max_response_bytes,
             )?,

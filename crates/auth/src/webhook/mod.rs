@@ -43,7 +43,7 @@ pub struct WebhookConfig {
     /// Seconds the service has to answer.
     #[serde(default = "default_timeout")]
     #[serde(deserialize_with = "crate::seconds::deserialize")]
-    pub timeout: u64,
+    pub timeout: Duration,
     /// Headers sent with every request (e.g. `Authorization = "Bearer …"`); their values are
     /// never logged.
     #[serde(default)]
@@ -56,7 +56,7 @@ pub struct WebhookConfig {
     /// re-authentication); an answer other than allow disconnects it (5.0: 0x87).
     #[serde(default)]
     #[serde(deserialize_with = "crate::seconds::deserialize")]
-    pub recheck_interval: u64,
+    pub recheck_interval: Duration,
     /// The most bytes read from the service's answer (1 MiB by default); a larger answer is a
     /// backend failure.
     #[serde(default = "crate::oauth::default_max_response_bytes")]
@@ -81,8 +81,8 @@ impl fmt::Debug for WebhookConfig {
     }
 }
 
-fn default_timeout() -> u64 {
-    5
+fn default_timeout() -> Duration {
+    Duration::from_secs(5)
 }
 
 fn default_true() -> bool {
@@ -124,10 +124,9 @@ impl WebhookAuthenticator {
             url: config.url,
             headers,
             send_password: config.send_password,
-            recheck: (config.recheck_interval > 0)
-                .then(|| Duration::from_secs(config.recheck_interval)),
+            recheck: (!config.recheck_interval.is_zero()).then_some(config.recheck_interval),
             http: HttpCaller::new(
-                Duration::from_secs(config.timeout.max(1)),
+                config.timeout.max(Duration::from_secs(1)),
                 config.max_concurrent_requests,
                 config.max_response_bytes,
             )?,

@@ -111,7 +111,7 @@ mod tests {
             .contains("exactly one kind table"));
         config.password_file = Some(PasswordFileConfig {
             path: "p".into(),
-            reload_interval: 0,
+            reload_interval: std::time::Duration::ZERO,
             max_parallel_hashes: 1,
         });
         assert_eq!(config.kind().unwrap().table(), "password_file");

@@ -13,7 +13,7 @@ pub struct Limits {
     pub max_packet_size: u32,
     /// Seconds a new connection has to send CONNECT.
     #[serde(deserialize_with = "tollgate_auth::seconds::deserialize")]
-    pub connect_timeout: u64,
+    pub connect_timeout: Duration,
     /// Largest keep alive the broker accepts; a 5.0 client asking for more (or for 0) is told
     /// this value as the server keep alive.
     pub max_keep_alive: u16,
@@ -70,14 +70,14 @@ pub struct Limits {
     /// Seconds a connection may keep output waiting without the client taking any of it;
     /// then it is closed.
     #[serde(deserialize_with = "tollgate_auth::seconds::deserialize")]
-    pub write_timeout: u64,
+    pub write_timeout: Duration,
 }
 
 impl Default for Limits {
     fn default() -> Self {
         Limits {
             max_packet_size: 1024 * 1024,
-            connect_timeout: 10,
+            connect_timeout: Duration::from_secs(10),
             max_keep_alive: 65535,
             max_inflight_messages: 1024,
             receive_maximum: 1024,
@@ -97,7 +97,7 @@ impl Default for Limits {
             max_memory: 128 * 1024 * 1024,
             max_filters_per_subscribe: 256,
             max_connection_output_bytes: 256 * 1024,
-            write_timeout: 30,
+            write_timeout: Duration::from_secs(30),
         }
     }
 }
@@ -105,6 +105,6 @@ impl Default for Limits {
 impl Limits {
     /// The connect timeout as a duration.
     pub fn connect_timeout(&self) -> Duration {
-        Duration::from_secs(self.connect_timeout.max(1))
+        self.connect_timeout.max(Duration::from_secs(1))
     }
 }

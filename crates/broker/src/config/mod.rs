@@ -5,6 +5,7 @@
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
+use std::time::Duration;
 
 use serde::Deserialize;
 use tollgate_auth::authentication::{OnError, ThrottleConfig};
@@ -40,7 +41,7 @@ pub struct BrokerConfig {
     pub authorization: AuthorizationConfig,
     /// Seconds an authentication may take before it counts as a backend failure.
     #[serde(deserialize_with = "tollgate_auth::seconds::deserialize")]
-    pub auth_timeout: u64,
+    pub auth_timeout: Duration,
     /// Whether a client disconnected because its credentials expired (a token's `exp`) or
     /// were revoked has its will published.
     pub will_on_expiry: bool,
@@ -53,7 +54,7 @@ pub struct BrokerConfig {
     pub persistence: PersistenceConfig,
     /// Seconds between updates of the `$SYS/broker/...` topics; 0 turns them off.
     #[serde(deserialize_with = "tollgate_auth::seconds::deserialize")]
-    pub sys_interval: u64,
+    pub sys_interval: Duration,
     /// Log filter (`error`, `warn`, `info`, `debug`, `trace`, or a `tracing` directive list);
     /// `RUST_LOG` overrides it. Read by the binary that sets up logging.
     pub log_level: String,
@@ -74,12 +75,12 @@ impl Default for BrokerConfig {
             throttle: ThrottleConfig::default(),
             authorizers: Vec::new(),
             authorization: AuthorizationConfig::default(),
-            auth_timeout: 10,
+            auth_timeout: Duration::from_secs(10),
             will_on_expiry: false,
             revocation: None,
             limits: Limits::default(),
             persistence: PersistenceConfig::default(),
-            sys_interval: 10,
+            sys_interval: Duration::from_secs(10),
             log_level: "info".to_owned(),
             worker_threads: 0,
         }
@@ -182,11 +183,11 @@ pub struct TlsConfig {
     /// Seconds between checks of the certificate and key files for changes; 0 turns it off.
     #[serde(default = "default_tls_reload_interval")]
     #[serde(deserialize_with = "tollgate_auth::seconds::deserialize")]
-    pub reload_interval: u64,
+    pub reload_interval: Duration,
 }
 
-fn default_tls_reload_interval() -> u64 {
-    60
+fn default_tls_reload_interval() -> Duration {
+    Duration::from_secs(60)
 }
 
 /// Whether a listener asks for client certificates.
@@ -266,11 +267,11 @@ pub struct RevocationConfig {
     /// Seconds between checks for a changed file; 0 turns watching off (SIGHUP still reloads).
     #[serde(default = "default_revocation_interval")]
     #[serde(deserialize_with = "tollgate_auth::seconds::deserialize")]
-    pub reload_interval: u64,
+    pub reload_interval: Duration,
 }
 
-fn default_revocation_interval() -> u64 {
-    1
+fn default_revocation_interval() -> Duration {
+    Duration::from_secs(1)
 }
 
 /// One authenticator, referred to by listeners by its name. Exactly one kind table
@@ -286,7 +287,7 @@ pub struct AuthenticatorConfig {
     /// Seconds a successful authentication is remembered; 0 (the default) turns caching off.
     #[serde(default)]
     #[serde(deserialize_with = "tollgate_auth::seconds::deserialize")]
-    pub cache_ttl: u64,
+    pub cache_ttl: Duration,
     /// A password file (Mosquitto's format, or argon2id lines from `tollgate passwd`).
     pub password_file: Option<PasswordFileConfig>,
     /// JWT access tokens (see docs/authentication.md).
@@ -308,7 +309,7 @@ pub struct PasswordFileConfig {
     /// Seconds between checks for a changed file; 0 turns watching off (SIGHUP still reloads).
     #[serde(default = "default_reload_interval")]
     #[serde(deserialize_with = "tollgate_auth::seconds::deserialize")]
-    pub reload_interval: u64,
+    pub reload_interval: Duration,
     /// Most password hashes checked at once; the rest wait.
     #[serde(default = "default_parallel_hashes")]
     pub max_parallel_hashes: usize,
@@ -368,7 +369,7 @@ pub struct AuthorizationConfig {
     pub denied_subscribe_code_v5: DeniedSubscribeCode,
     /// Seconds between checks of policy and ACL files for changes; 0 turns it off.
     #[serde(deserialize_with = "tollgate_auth::seconds::deserialize")]
-    pub reload_interval: u64,
+    pub reload_interval: Duration,
 }
 
 impl Default for AuthorizationConfig {
@@ -377,7 +378,7 @@ impl Default for AuthorizationConfig {
             denied_publish_v311: DeniedPublish::Disconnect,
             disconnect_on_denied_publish_v5: false,
             denied_subscribe_code_v5: DeniedSubscribeCode::NotAuthorized,
-            reload_interval: 5,
+            reload_interval: Duration::from_secs(5),
         }
     }
 }
@@ -402,8 +403,8 @@ pub enum DeniedSubscribeCode {
     UnspecifiedError,
 }
 
-fn default_reload_interval() -> u64 {
-    5
+fn default_reload_interval() -> Duration {
+    Duration::from_secs(5)
 }
 
 fn default_parallel_hashes() -> usize {

@@ -25,7 +25,7 @@ pub fn anonymous_config() -> BrokerConfig {
             allow_anonymous: true,
             ..ListenerConfig::default()
         }],
-        sys_interval: 0,
+        sys_interval: Duration::from_secs(0),
         ..BrokerConfig::default()
     }
 }
