@@ -18,8 +18,10 @@ mod principal;
 pub mod revocation;
 pub mod seconds;
 mod secret;
+mod setup_error;
 pub mod token;
 pub mod webhook;
 
 pub use principal::{Attribute, CertificateInfo, NameOrigin, Owner, Principal, Source};
 pub use secret::{constant_time_eq, Secret};
+pub use setup_error::SetupError;

@@ -244,9 +244,11 @@ fn a_required_issuer_needs_a_required_audience() {
     let Err(error) = build("required_claims = { iss = \"https://idp.example/\" }") else {
         panic!("a required issuer without an audience built")
     };
+    assert_eq!(error.key_path(), ["required_claims", "aud"]);
+    let message = error.to_string();
     assert!(
-        error.contains("has an issuer") && error.contains("allow_any_audience = true"),
-        "{error}"
+        message.contains("has an issuer") && message.contains("allow_any_audience = true"),
+        "{message}"
     );
     assert!(build("required_claims = { iss = \"https://idp.example/\", aud = \"mqtt\" }").is_ok());
     assert!(build(

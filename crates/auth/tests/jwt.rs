@@ -18,7 +18,7 @@ use serde_json::{json, Value};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tollgate_auth::authentication::{AuthOutcome, Authenticator, ConnectRequest, DenyReason};
 use tollgate_auth::jwt::{unix_now, JwtAuthenticator, JwtConfig, TokenClaimsConfig, TokenLocation};
-use tollgate_auth::Secret;
+use tollgate_auth::{Secret, SetupError};
 
 /// A signing key and what verifies it.
 struct Signer {
@@ -618,10 +618,16 @@ fn an_issuer_without_an_audience_does_not_build_unless_any_audience_is_allowed()
         panic!("an issuer without an audience built")
     };
     assert!(
-        error.contains("has an issuer but no audience")
-            && error.contains("ID tokens included")
-            && error.contains("allow_any_audience = true"),
-        "{error}"
+        matches!(error, SetupError::IssuerWithoutAudience { .. }),
+        "{error:?}"
+    );
+    assert_eq!(error.key_path(), ["audience"]);
+    let message = error.to_string();
+    assert!(
+        message.contains("has an issuer but no audience")
+            && message.contains("ID tokens included")
+            && message.contains("allow_any_audience = true"),
+        "{message}"
     );
     // An audience, or no issuer at all, builds as before.
     assert!(JwtAuthenticator::new(

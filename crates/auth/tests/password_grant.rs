@@ -207,10 +207,12 @@ fn verify_with_an_issuer_needs_an_audience() {
     let Err(error) = PasswordGrantAuthenticator::new("pg", config("")) else {
         panic!("verify with an issuer and no audience built")
     };
+    assert_eq!(error.key_path(), ["verify", "audience"]);
+    let message = error.to_string();
     assert!(
-        error.contains("has an issuer but no audience")
-            && error.contains("verify.audience = [\"https://mqtt.example/\"]"),
-        "{error}"
+        message.contains("has an issuer but no audience")
+            && message.contains("audience = [\"https://mqtt.example/\"]"),
+        "{message}"
     );
     // Without a requested audience the `jwt` table's own rule says the same.
     let mut no_request = config("");
@@ -218,9 +220,11 @@ fn verify_with_an_issuer_needs_an_audience() {
     let Err(error) = PasswordGrantAuthenticator::new("pg", no_request) else {
         panic!("verify with an issuer and no audience built")
     };
+    assert_eq!(error.key_path(), ["verify", "audience"]);
+    let message = error.to_string();
     assert!(
-        error.starts_with("verify: ") && error.contains("has an issuer but no audience"),
-        "{error}"
+        message.starts_with("verify: ") && message.contains("has an issuer but no audience"),
+        "{message}"
     );
     assert!(PasswordGrantAuthenticator::new("pg", config("allow_any_audience = true")).is_ok());
     assert!(PasswordGrantAuthenticator::new(

@@ -14,7 +14,7 @@ use tollgate_auth::webhook::WebhookAuthenticator;
 
 use parking_lot::RwLock;
 use tollgate_auth::permissions::AuthorizerChain;
-use tollgate_auth::CertificateInfo;
+use tollgate_auth::{CertificateInfo, SetupError};
 
 use crate::authorization::Authorizers;
 use crate::config::{
@@ -361,8 +361,11 @@ fn build_one(
         .kind()
         .map_err(|m| ConfigProblem::at(at().key("name"), m))?;
     let table = at().key(kind.table());
-    let invalid =
-        |e: String| ConfigProblem::at(table.clone(), format!("authenticator `{}`: {e}", a.name));
+    // At the key the cause names, within the kind's table.
+    let invalid = |e: SetupError| {
+        let key = e.key_path().into_iter().fold(table.clone(), KeyPath::key);
+        ConfigProblem::at(key, format!("authenticator `{}`: {e}", a.name))
+    };
     Ok(match kind {
         AuthenticatorKind::PasswordFile(settings) => {
             let file = Arc::new(

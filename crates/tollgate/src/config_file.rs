@@ -343,6 +343,15 @@ mod tests {
     }
 
     #[test]
+    fn an_authenticator_refused_at_build_names_the_key_at_fault() {
+        let e = err("[[authenticator]]\nname = \"idp\"\n\n[authenticator.jwt]\nalgorithms = [\"HS256\"]\nsecret = \"shared-secret-of-32-bytes-length\"\nleeway = 100000\n");
+        assert!(
+            e.starts_with("tollgate.toml:7: key `authenticator[0].jwt.leeway`"),
+            "{e}"
+        );
+    }
+
+    #[test]
     fn bad_value_names_file_line_and_key() {
         let e = err("[[listener]]\nbind = \"not an address\"\n");
         assert!(e.starts_with("tollgate.toml:2: key `bind`"), "{e}");

@@ -15,6 +15,7 @@ use jsonwebtoken::{Algorithm, DecodingKey};
 use parking_lot::{Mutex, RwLock};
 
 use crate::oauth::{http_client, read_body};
+use crate::SetupError;
 
 /// Which algorithms a key serves.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -108,9 +109,9 @@ impl KeyStore {
         source: RemoteSource,
         min_refetch: Duration,
         max_response_bytes: usize,
-    ) -> Result<KeyStore, String> {
+    ) -> Result<KeyStore, SetupError> {
         // No redirects, as for every provider the broker calls: a 3xx is a failed fetch.
-        let client = http_client(Duration::from_secs(10))?;
+        let client = http_client(Duration::from_secs(10)).map_err(SetupError::HttpClient)?;
         Ok(KeyStore {
             fixed: Vec::new(),
             remote: Some(Remote {

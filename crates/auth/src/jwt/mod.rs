@@ -24,6 +24,7 @@ use crate::authentication::{
     AuthError, AuthOutcome, Authenticator, BoxFuture, ConnectRequest, DenyReason,
 };
 use crate::token::{ClaimMapping, TokenSource};
+use crate::SetupError;
 
 /// The largest `leeway` accepted (a day): clock skew is seconds, and the validation's
 /// arithmetic must stay within the clock.
@@ -39,7 +40,7 @@ pub struct JwtAuthenticator {
     mapping: ClaimMapping,
 }
 
-fn parse_algorithm(name: &str) -> Result<Algorithm, String> {
+fn parse_algorithm(name: &str) -> Result<Algorithm, SetupError> {
     let alg = match name {
         "HS256" => Algorithm::HS256,
         "HS384" => Algorithm::HS384,
@@ -53,11 +54,7 @@ fn parse_algorithm(name: &str) -> Result<Algorithm, String> {
         "ES256" => Algorithm::ES256,
         "ES384" => Algorithm::ES384,
         "EdDSA" => Algorithm::EdDSA,
-        other => {
-            return Err(format!(
-                "unknown or unsupported algorithm `{other}` (`none` is never accepted)"
-            ))
-        }
+        other => return Err(SetupError::UnknownAlgorithm(other.to_owned())),
     };
     Ok(alg)
 }
@@ -65,7 +62,7 @@ fn parse_algorithm(name: &str) -> Result<Algorithm, String> {
 impl JwtAuthenticator {
     /// Builds the authenticator: reads fixed keys, sets up fetching. Must run inside a tokio
     /// runtime when keys are fetched (they are refreshed in the background).
-    pub fn new(name: impl Into<String>, config: JwtConfig) -> Result<JwtAuthenticator, String> {
+    pub fn new(name: impl Into<String>, config: JwtConfig) -> Result<JwtAuthenticator, SetupError> {
         let name = name.into();
         let algorithms = config
             .algorithms
@@ -73,7 +70,7 @@ impl JwtAuthenticator {
             .map(|a| parse_algorithm(a))
             .collect::<Result<Vec<_>, _>>()?;
         let Some(&first) = algorithms.first() else {
-            return Err("algorithms must name at least one algorithm".into());
+            return Err(SetupError::NoAlgorithm);
         };
         let source = config.claims.token_source();
         source.validate()?;
@@ -89,7 +86,7 @@ impl JwtAuthenticator {
         }
         if let Some(secret) = &config.secret_base64 {
             let key = DecodingKey::from_base64_secret(secret)
-                .map_err(|e| format!("secret_base64: {e}"))?;
+                .map_err(|e| SetupError::SecretNotBase64(e.to_string()))?;
             fixed.push(VerificationKey {
                 kid: None,
                 family: KeyFamily::Hmac,
@@ -97,17 +94,29 @@ impl JwtAuthenticator {
             });
         }
         if let Some(path) = &config.public_key {
-            let pem = std::fs::read(path).map_err(|e| format!("{}: {e}", path.display()))?;
-            fixed.push(pem_public_key(&pem).map_err(|e| format!("{}: {e}", path.display()))?);
+            let refused = |reason: String| SetupError::PublicKey {
+                path: path.clone(),
+                reason,
+            };
+            let pem = std::fs::read(path).map_err(|e| refused(e.to_string()))?;
+            fixed.push(pem_public_key(&pem).map_err(refused)?);
         }
         crate::oauth::check_max_response_bytes(config.max_response_bytes)?;
         let min_refetch = config.jwks_min_refetch;
         let limit = config.max_response_bytes;
         let keys = match (&config.jwks_url, &config.issuer, fixed.is_empty()) {
-            (Some(url), _, true) => Arc::new(KeyStore::remote(RemoteSource::Jwks(url.clone()), min_refetch, limit)?),
-            (None, Some(issuer), true) => Arc::new(KeyStore::remote(RemoteSource::Issuer(issuer.clone()), min_refetch, limit)?),
-            (None, None, true) => return Err("a JWT authenticator needs a key: secret, secret_base64, public_key, jwks_url or issuer".into()),
-            (Some(_), _, false) => return Err("give either fixed keys (secret, public_key) or jwks_url, not both".into()),
+            (Some(url), _, true) => Arc::new(KeyStore::remote(
+                RemoteSource::Jwks(url.clone()),
+                min_refetch,
+                limit,
+            )?),
+            (None, Some(issuer), true) => Arc::new(KeyStore::remote(
+                RemoteSource::Issuer(issuer.clone()),
+                min_refetch,
+                limit,
+            )?),
+            (None, None, true) => return Err(SetupError::NoKey),
+            (Some(_), _, false) => return Err(SetupError::FixedKeysAndJwks),
             (None, _, false) => Arc::new(KeyStore::fixed(fixed)),
         };
         let hmac_allowed = algorithms
@@ -121,17 +130,11 @@ impl JwtAuthenticator {
                     && config.secret_base64.is_none())
         {
             // An HMAC algorithm next to public keys invites algorithm confusion.
-            return Err(
-                "HS* algorithms are only accepted with a secret, not with public keys".into(),
-            );
+            return Err(SetupError::HmacBesidePublicKeys);
         }
         if config.leeway > MAX_LEEWAY {
             // jsonwebtoken computes `now - leeway`: a leeway past the clock would overflow.
-            return Err(format!(
-                "leeway must be at most {} seconds, not {}",
-                MAX_LEEWAY.as_secs(),
-                config.leeway.as_secs()
-            ));
+            return Err(SetupError::LeewayTooLong(config.leeway));
         }
         let mut validation = Validation::new(first);
         validation.algorithms = algorithms;
@@ -283,13 +286,11 @@ impl Authenticator for JwtAuthenticator {
 /// An issuer signs tokens for every client it has (ID tokens too, whose `aud` is the client
 /// they were issued to): with an issuer and no audience, any of them would be accepted. So an
 /// issuer needs an audience, unless `allow_any_audience` says the operator means it.
-fn check_audience(name: &str, config: &JwtConfig) -> Result<(), String> {
+fn check_audience(name: &str, config: &JwtConfig) -> Result<(), SetupError> {
     if config.allow_any_audience && !config.audience.is_empty() {
-        return Err(
-            "allow_any_audience = true and an audience contradict each other: \
-             remove one"
-                .into(),
-        );
+        return Err(SetupError::AudienceContradiction {
+            audience_key: "audience",
+        });
     }
     let Some(issuer) = &config.issuer else {
         return Ok(());
@@ -298,12 +299,10 @@ fn check_audience(name: &str, config: &JwtConfig) -> Result<(), String> {
         return Ok(());
     }
     if !config.allow_any_audience {
-        return Err(
-            "this authenticator has an issuer but no audience: tokens issued for any \
-             client of that issuer (ID tokens included) would be accepted; set audience = [...] \
-             or allow_any_audience = true"
-                .into(),
-        );
+        return Err(SetupError::IssuerWithoutAudience {
+            audience_key: "audience",
+            requested: None,
+        });
     }
     tracing::warn!(
         authenticator = name,

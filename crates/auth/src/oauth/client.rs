@@ -8,6 +8,7 @@ use std::time::Duration;
 use serde::Deserialize;
 
 use crate::secret::Secret;
+use crate::SetupError;
 
 /// How the broker authenticates to the provider's endpoint (RFC 6749 §2.3.1).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
@@ -86,7 +87,7 @@ pub fn http_client(timeout: Duration) -> Result<reqwest::Client, String> {
         .connect_timeout(timeout)
         .redirect(reqwest::redirect::Policy::none())
         .build()
-        .map_err(|e| format!("HTTP client: {e}"))
+        .map_err(|e| e.to_string())
 }
 
 /// The default of `max_response_bytes`: the most bytes read from one answer of an identity
@@ -99,9 +100,9 @@ pub(crate) fn default_max_response_bytes() -> usize {
 }
 
 /// Checks a `max_response_bytes` setting (at least one byte).
-pub(crate) fn check_max_response_bytes(limit: usize) -> Result<(), String> {
+pub(crate) fn check_max_response_bytes(limit: usize) -> Result<(), SetupError> {
     if limit == 0 {
-        return Err("max_response_bytes must be at least 1".into());
+        return Err(SetupError::NoResponseBytes);
     }
     Ok(())
 }
@@ -130,16 +131,17 @@ impl HttpCaller {
         timeout: Duration,
         max_concurrent_requests: usize,
         max_response_bytes: usize,
-    ) -> Result<HttpCaller, String> {
+    ) -> Result<HttpCaller, SetupError> {
         check_max_response_bytes(max_response_bytes)?;
         let most = tokio::sync::Semaphore::MAX_PERMITS;
         if !(1..=most).contains(&max_concurrent_requests) {
-            return Err(format!(
-                "max_concurrent_requests must be between 1 and {most}, not {max_concurrent_requests}"
-            ));
+            return Err(SetupError::ConcurrentRequestsOutOfRange {
+                given: max_concurrent_requests,
+                most,
+            });
         }
         Ok(HttpCaller {
-            client: http_client(timeout)?,
+            client: http_client(timeout).map_err(SetupError::HttpClient)?,
             permits: tokio::sync::Semaphore::new(max_concurrent_requests),
             max_response_bytes,
         })

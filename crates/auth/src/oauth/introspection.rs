@@ -27,6 +27,7 @@ use crate::secret::Secret;
 use crate::token::{
     numeric_date, ClaimMapping, TokenClaimsConfig, TokenLocation, TokenSource, MAX_EXPIRY,
 };
+use crate::SetupError;
 
 /// Most introspection answers kept; beyond it, expired ones are dropped, then all.
 const MAX_CACHED: usize = 100_000;
@@ -136,12 +137,12 @@ impl IntrospectionAuthenticator {
     pub fn new(
         name: impl Into<String>,
         config: IntrospectionConfig,
-    ) -> Result<IntrospectionAuthenticator, String> {
+    ) -> Result<IntrospectionAuthenticator, SetupError> {
         if !(config.endpoint.starts_with("https://") || config.endpoint.starts_with("http://")) {
-            return Err(format!(
-                "endpoint `{}` is not an http(s) URL",
-                config.endpoint
-            ));
+            return Err(SetupError::NotHttpUrl {
+                key: "endpoint",
+                url: config.endpoint.clone(),
+            });
         }
         let source = config.claims.token_source();
         source.validate()?;
@@ -293,26 +294,22 @@ fn answer_times(claims: &Value) -> Result<(Option<u64>, Option<u64>), String> {
 
 /// The rule of a `jwt` table, where the issuer is checked through `required_claims`: an
 /// `iss` needs an `aud`, unless `allow_any_audience` says the operator means it.
-fn check_audience(name: &str, config: &IntrospectionConfig) -> Result<(), String> {
+fn check_audience(name: &str, config: &IntrospectionConfig) -> Result<(), SetupError> {
     let checks_issuer = config.claims.required_claims.contains_key("iss");
     let checks_audience = config.claims.required_claims.contains_key("aud");
     if config.allow_any_audience && checks_audience {
-        return Err(
-            "allow_any_audience = true and required_claims.aud contradict each other: \
-             remove one"
-                .into(),
-        );
+        return Err(SetupError::AudienceContradiction {
+            audience_key: "required_claims.aud",
+        });
     }
     if !checks_issuer || checks_audience {
         return Ok(());
     }
     if !config.allow_any_audience {
-        return Err(
-            "this authenticator has an issuer (required_claims.iss) but no audience: tokens \
-             issued for any client of that issuer would be accepted; set required_claims.aud = \
-             \"...\" or allow_any_audience = true"
-                .into(),
-        );
+        return Err(SetupError::IssuerWithoutAudience {
+            audience_key: "required_claims.aud",
+            requested: None,
+        });
     }
     tracing::warn!(
         authenticator = name,

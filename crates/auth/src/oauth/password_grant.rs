@@ -22,6 +22,7 @@ use crate::authentication::{
 };
 use crate::jwt::{JwtAuthenticator, JwtConfig};
 use crate::secret::Secret;
+use crate::SetupError;
 
 /// Settings of a password-grant authenticator (the `password_grant` table of an
 /// `[[authenticator]]`).
@@ -99,15 +100,15 @@ impl PasswordGrantAuthenticator {
     pub fn new(
         name: impl Into<String>,
         config: PasswordGrantConfig,
-    ) -> Result<PasswordGrantAuthenticator, String> {
+    ) -> Result<PasswordGrantAuthenticator, SetupError> {
         let name = name.into();
         if !(config.token_endpoint.starts_with("https://")
             || config.token_endpoint.starts_with("http://"))
         {
-            return Err(format!(
-                "token_endpoint `{}` is not an http(s) URL",
-                config.token_endpoint
-            ));
+            return Err(SetupError::NotHttpUrl {
+                key: "token_endpoint",
+                url: config.token_endpoint.clone(),
+            });
         }
         let mut params = vec![("grant_type".to_owned(), "password".to_owned())];
         if let Some(scope) = &config.scope {
@@ -125,14 +126,15 @@ impl PasswordGrantAuthenticator {
             verify.allow_any_audience,
         ) {
             // The same rule as a `jwt` table's, with the audience asked for as the hint.
-            return Err(format!(
-                "verify has an issuer but no audience: tokens issued for any client of that \
-                 issuer (ID tokens included) would be accepted; set verify.audience = \
-                 [\"{requested}\"] (the audience requested) or verify.allow_any_audience = true"
-            ));
+            return Err(SetupError::Verify(Box::new(
+                SetupError::IssuerWithoutAudience {
+                    audience_key: "audience",
+                    requested: Some(requested.clone()),
+                },
+            )));
         }
         let verifier = JwtAuthenticator::new(name.clone(), config.verify)
-            .map_err(|e| format!("verify: {e}"))?;
+            .map_err(|e| SetupError::Verify(Box::new(e)))?;
         Ok(PasswordGrantAuthenticator {
             name,
             endpoint: config.token_endpoint,

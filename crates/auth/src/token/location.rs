@@ -3,6 +3,7 @@
 use serde::Deserialize;
 
 use crate::authentication::ConnectRequest;
+use crate::SetupError;
 
 /// Where the token travels in CONNECT.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
@@ -31,11 +32,11 @@ pub struct TokenSource {
 
 impl TokenSource {
     /// Checks the settings fit together.
-    pub fn validate(&self) -> Result<(), String> {
+    pub fn validate(&self) -> Result<(), SetupError> {
         if self.location == TokenLocation::AuthenticationData
             && self.authentication_method.is_none()
         {
-            return Err("token_from = \"authentication_data\" needs authentication_method".into());
+            return Err(SetupError::AuthenticationMethodMissing);
         }
         Ok(())
     }

@@ -33,6 +33,7 @@ use crate::authentication::{AuthError, AuthOutcome, Authenticator, BoxFuture, Co
 use crate::oauth::HttpCaller;
 use crate::policy::{ClaimsAuthorizer, ClaimsSettings};
 use crate::secret::Secret;
+use crate::SetupError;
 
 /// Settings of a webhook authenticator (the `webhook` table of an `[[authenticator]]`).
 #[derive(Clone, Deserialize)]
@@ -106,16 +107,19 @@ impl WebhookAuthenticator {
     pub fn new(
         name: impl Into<String>,
         config: WebhookConfig,
-    ) -> Result<WebhookAuthenticator, String> {
+    ) -> Result<WebhookAuthenticator, SetupError> {
         if !(config.url.starts_with("https://") || config.url.starts_with("http://")) {
-            return Err(format!("url `{}` is not an http(s) URL", config.url));
+            return Err(SetupError::NotHttpUrl {
+                key: "url",
+                url: config.url.clone(),
+            });
         }
         let mut headers = reqwest::header::HeaderMap::new();
         for (name, value) in &config.headers {
             let header = reqwest::header::HeaderName::from_bytes(name.as_bytes())
-                .map_err(|_| format!("headers: `{name}` is not a header name"))?;
+                .map_err(|_| SetupError::HeaderName(name.clone()))?;
             let mut value = reqwest::header::HeaderValue::from_bytes(value.expose())
-                .map_err(|_| format!("headers: the value of `{name}` is not a header value"))?;
+                .map_err(|_| SetupError::HeaderValue(name.clone()))?;
             value.set_sensitive(true);
             headers.insert(header, value);
         }
@@ -130,8 +134,9 @@ impl WebhookAuthenticator {
                 config.max_concurrent_requests,
                 config.max_response_bytes,
             )?,
+            // The default settings have no scope templates, the one thing `new` can refuse.
             permissions_parser: ClaimsAuthorizer::new(ClaimsSettings::default())
-                .map_err(|e| e.to_string())?,
+                .expect("the default claims settings are valid"),
         })
     }
 
