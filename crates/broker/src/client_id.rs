@@ -72,3 +72,33 @@ fn glob_matches(tokens: &[GlobToken<'_>], text: &str) -> bool {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn client_id_patterns_substitute_the_user_name() {
+        let patterns = vec!["%u".to_owned(), "%u-*".to_owned()];
+        assert!(client_id_allowed(&patterns, "alice", Some("alice")));
+        assert!(client_id_allowed(&patterns, "alice-phone", Some("alice")));
+        assert!(!client_id_allowed(&patterns, "bob-phone", Some("alice")));
+        assert!(!client_id_allowed(&patterns, "alice", None));
+        let stars = |p: &str, t: &str| client_id_allowed(&[p.to_owned()], t, None);
+        assert!(stars("a*b*c", "axxbyyc"));
+        assert!(stars("*", ""));
+        assert!(stars("a**", "a"));
+        assert!(!stars("a*b", "ab-"));
+        assert!(stars("*b", "abab"));
+    }
+
+    #[test]
+    fn a_star_in_the_user_name_is_not_a_wildcard() {
+        let patterns = vec!["%u".to_owned(), "%u-*".to_owned()];
+        assert!(!client_id_allowed(&patterns, "anything", Some("*")));
+        assert!(!client_id_allowed(&patterns, "bob-phone", Some("*")));
+        assert!(client_id_allowed(&patterns, "*", Some("*")));
+        assert!(client_id_allowed(&patterns, "*-x", Some("*")));
+        assert!(!client_id_allowed(&patterns, "a-b", Some("a*")));
+    }
+}

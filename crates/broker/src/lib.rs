@@ -23,6 +23,7 @@
 pub mod events;
 pub mod verdict;
 
+mod accept;
 mod admission;
 mod authorization;
 mod client_id;

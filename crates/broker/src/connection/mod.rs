@@ -1,7 +1,7 @@
 //! The protocol state machine of one client connection, without I/O.
 //!
 //! Packets go in ([`Connection::handle`]), bytes to send accumulate in [`Connection::out`],
-//! and time is passed in by the caller: the driver in `driver.rs` owns the socket and the
+//! and time is passed in by the caller: the driver in `driver/` owns the socket and the
 //! clock, this module owns the protocol. Every way a connection can end is a [`Close`], which
 //! says what to tell the client and whether the will goes out.
 //!
@@ -66,7 +66,7 @@ use crate::stats::{BrokerStats, LocalCounts};
 use crate::wake::SessionWake;
 use aliases::TopicAliases;
 use answers::DeniedPublishAnswer;
-use timers::{Timer, Timers};
+use timers::{deadline_of, later, Timer, Timers};
 
 /// Above this many bytes waiting to be written, the connection stops taking messages from its
 /// session's queue (they wait there, under the queue's bound) until the socket drains.
@@ -485,68 +485,7 @@ impl<S: Shared> Connection<S> {
     }
 }
 
-/// The instant credentials valid until `expiry` (wall clock) end, on the clock of `now`;
-/// `None` when they have already ended. A date too far ahead to represent is capped (at
-/// about 136 years), never a panic.
-fn deadline_of(expiry: std::time::SystemTime, now: Instant) -> Option<Instant> {
-    let left = expiry
-        .duration_since(std::time::SystemTime::now())
-        .unwrap_or_default();
-    if left.is_zero() {
-        return None;
-    }
-    Some(later(now, left))
-}
-
-/// `after` from `now`, capped (at about 136 years) rather than overflowing the clock.
-fn later(now: Instant, after: Duration) -> Instant {
-    let capped = after.min(Duration::from_secs(u64::from(u32::MAX)));
-    now.checked_add(capped)
-        .unwrap_or(now + Duration::from_secs(86_400 * 365))
-}
-
 /// How many levels a topic name or filter has.
 fn topic_levels(topic: &str) -> usize {
     topic.bytes().filter(|&b| b == b'/').count() + 1
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use crate::client_id::client_id_allowed;
-
-    #[test]
-    fn client_id_patterns_substitute_the_user_name() {
-        let patterns = vec!["%u".to_owned(), "%u-*".to_owned()];
-        assert!(client_id_allowed(&patterns, "alice", Some("alice")));
-        assert!(client_id_allowed(&patterns, "alice-phone", Some("alice")));
-        assert!(!client_id_allowed(&patterns, "bob-phone", Some("alice")));
-        assert!(!client_id_allowed(&patterns, "alice", None));
-        let stars = |p: &str, t: &str| client_id_allowed(&[p.to_owned()], t, None);
-        assert!(stars("a*b*c", "axxbyyc"));
-        assert!(stars("*", ""));
-        assert!(stars("a**", "a"));
-        assert!(!stars("a*b", "ab-"));
-        assert!(stars("*b", "abab"));
-    }
-
-    #[test]
-    fn a_star_in_the_user_name_is_not_a_wildcard() {
-        let patterns = vec!["%u".to_owned(), "%u-*".to_owned()];
-        assert!(!client_id_allowed(&patterns, "anything", Some("*")));
-        assert!(!client_id_allowed(&patterns, "bob-phone", Some("*")));
-        assert!(client_id_allowed(&patterns, "*", Some("*")));
-        assert!(client_id_allowed(&patterns, "*-x", Some("*")));
-        assert!(!client_id_allowed(&patterns, "a-b", Some("a*")));
-    }
-
-    #[test]
-    fn deadlines_far_ahead_are_capped_not_a_panic() {
-        let now = Instant::now();
-        let far = std::time::SystemTime::UNIX_EPOCH
-            .checked_add(Duration::from_secs(u64::from(u32::MAX) * 1000))
-            .unwrap();
-        assert!(deadline_of(far, now).is_some());
-        assert!(deadline_of(std::time::SystemTime::UNIX_EPOCH, now).is_none());
-    }
 }

@@ -1,9 +1,10 @@
 //! A connection's timers, as one table: each [`Timer`] is armed at an instant or not, the
 //! earliest armed one is the connection's deadline, and the first due in the table's order is
-//! the one handled (an expiry before a re-check before the keep alive). Nothing here reads a
-//! clock: every instant is passed in.
+//! the one handled (an expiry before a re-check before the keep alive). Instants are passed
+//! in; the one clock read here is the wall clock in [`deadline_of`], which places a
+//! credential's expiry date on the connection's clock.
 
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 /// What a connection times.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -65,10 +66,29 @@ impl Timers {
     }
 }
 
+/// The instant credentials valid until `expiry` (wall clock) end, on the clock of `now`;
+/// `None` when they have already ended. A date too far ahead to represent is capped (at
+/// about 136 years), never a panic.
+pub(super) fn deadline_of(expiry: std::time::SystemTime, now: Instant) -> Option<Instant> {
+    let left = expiry
+        .duration_since(std::time::SystemTime::now())
+        .unwrap_or_default();
+    if left.is_zero() {
+        return None;
+    }
+    Some(later(now, left))
+}
+
+/// `after` from `now`, capped (at about 136 years) rather than overflowing the clock.
+pub(super) fn later(now: Instant, after: Duration) -> Instant {
+    let capped = after.min(Duration::from_secs(u64::from(u32::MAX)));
+    now.checked_add(capped)
+        .unwrap_or(now + Duration::from_secs(86_400 * 365))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::time::Duration;
 
     #[test]
     fn the_deadline_is_the_earliest_armed_timer() {
@@ -101,5 +121,15 @@ mod tests {
         timers.set(Timer::Recheck, None);
         timers.set(Timer::CredentialsExpiry, None);
         assert_eq!(timers.due(now), Some(Timer::KeepAlive));
+    }
+
+    #[test]
+    fn deadlines_far_ahead_are_capped_not_a_panic() {
+        let now = Instant::now();
+        let far = std::time::SystemTime::UNIX_EPOCH
+            .checked_add(Duration::from_secs(u64::from(u32::MAX) * 1000))
+            .unwrap();
+        assert!(deadline_of(far, now).is_some());
+        assert!(deadline_of(std::time::SystemTime::UNIX_EPOCH, now).is_none());
     }
 }

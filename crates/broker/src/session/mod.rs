@@ -13,8 +13,9 @@
 //! session over never shares (or steals) the old one's.
 //!
 //! This file holds the session and its life (open, resume, attach, detach, will, end, QoS 2
-//! receipts, subscriptions); `messages.rs` holds what it keeps for its client (the queue, the
-//! in-flight window, packet identifiers).
+//! receipts); `messages.rs` holds what it keeps for its client (the queue, the in-flight
+//! window, packet identifiers), `subscriptions.rs` its subscriptions and `restore.rs` how it
+//! is rebuilt from the store.
 
 use std::collections::{HashMap, HashSet, VecDeque};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -22,7 +23,7 @@ use std::sync::Arc;
 
 use parking_lot::Mutex;
 use tollgate_auth::Principal;
-use tollgate_mqtt::{SubscriptionOptions, Will};
+use tollgate_mqtt::Will;
 
 use crate::memory::MemoryBudget;
 use crate::store::{records, Space, Store};
@@ -31,17 +32,10 @@ use crate::wake::SessionWake;
 
 mod messages;
 mod restore;
+mod subscriptions;
 
 pub use messages::{Delivery, EnqueueOutcome, InFlight, OutgoingState, QueueLimits};
-
-/// A subscription as the session records it (the trie holds the routing copy).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct SessionSubscription {
-    /// Options subscribed with.
-    pub options: SubscriptionOptions,
-    /// 5.0 subscription identifier.
-    pub identifier: Option<u32>,
-}
+pub use subscriptions::SessionSubscription;
 
 /// A will waiting for its delay to pass (or for the session to end).
 #[derive(Debug, Clone)]
@@ -384,62 +378,6 @@ impl SessionState {
         }
     }
 
-    /// The subscriptions, by full filter.
-    pub fn subscriptions(&self) -> &HashMap<String, SessionSubscription> {
-        &self.subscriptions
-    }
-
-    /// Bytes the subscriptions' filters hold.
-    pub fn subscription_bytes(&self) -> usize {
-        self.subscription_bytes
-    }
-
-    /// Records a subscription (replacing one to the same filter); its bytes are charged to
-    /// the memory budget (twice: the session's copy and the trie's).
-    pub fn add_subscription(&mut self, filter: &str, subscription: SessionSubscription) {
-        if self
-            .subscriptions
-            .insert(filter.to_owned(), subscription)
-            .is_none()
-        {
-            self.subscription_bytes += filter.len();
-            self.budget.charge(subscription_cost(filter));
-        }
-        if let Some(store) = self.persisting() {
-            store.put(
-                Space::Subscriptions,
-                records::subscription_key(self.uid, filter),
-                records::encode_subscription(subscription.options, subscription.identifier),
-            );
-        }
-    }
-
-    /// Forgets a subscription. Returns whether it existed.
-    pub fn remove_subscription(&mut self, filter: &str) -> bool {
-        let existed = self.subscriptions.remove(filter).is_some();
-        if existed {
-            self.subscription_bytes -= filter.len();
-            self.budget.release(subscription_cost(filter));
-            if let Some(store) = self.store.as_deref().filter(|_| self.in_store) {
-                store.delete(
-                    Space::Subscriptions,
-                    records::subscription_key(self.uid, filter),
-                );
-            }
-        }
-        existed
-    }
-
-    /// Takes every subscription's filter (the session ends).
-    pub fn take_subscriptions(&mut self) -> Vec<String> {
-        let filters: Vec<String> = self.subscriptions.drain().map(|(f, _)| f).collect();
-        for filter in &filters {
-            self.budget.release(subscription_cost(filter));
-        }
-        self.subscription_bytes = 0;
-        filters
-    }
-
     /// Wakes the attached connection, if any (its rules changed, say).
     pub fn notify_attached(&self) {
         if self.attached {
@@ -460,12 +398,6 @@ pub(crate) fn unix_now() -> u64 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |d| d.as_secs())
-}
-
-/// What one subscription costs in memory: its filter twice (the session's record and the
-/// trie's entry) and their bookkeeping.
-fn subscription_cost(filter: &str) -> usize {
-    2 * filter.len() + 128
 }
 
 /// A session, shared between the connection attached to it and every publisher that delivers

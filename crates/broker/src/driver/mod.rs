@@ -1,5 +1,6 @@
 //! The task that runs one connection: it owns the socket (through its [`Transport`]: plain or
-//! TLS) and the clock, and feeds the protocol state machine in `connection.rs`.
+//! TLS) and the clock, and feeds the protocol state machine in `connection/`. Its output
+//! side (writes, the last flush, the linger) is `output.rs`.
 //!
 //! Reads wait for readiness before taking a buffer, so an idle connection holds no read
 //! buffer; everything the state machine wrote since the last write goes out in one `write`
@@ -14,7 +15,6 @@
 //! the budget refuses publishes is closed (5.0: DISCONNECT 0x97).
 
 use std::future::Future;
-use std::io;
 use std::net::SocketAddr;
 use std::pin::Pin;
 use std::sync::Arc;
@@ -35,6 +35,10 @@ use crate::memory::{Overload, Pressure};
 use crate::transport::{ReadStatus, Transport};
 use crate::websocket::WebSocket;
 
+mod output;
+
+use output::{flush_all, linger, max_output, pending_output, write_some, write_timeout};
+
 /// What a connection costs besides its buffers (its task, socket registration, session and
 /// principal), as charged to the memory budget.
 const CONNECTION_OVERHEAD: usize = 2048;
@@ -53,12 +57,6 @@ const READ_PER_WAKE: usize = 1024 * 1024;
 
 /// How long the last bytes (a DISCONNECT, a refusing CONNACK) may take to leave.
 const FINAL_FLUSH_TIMEOUT: Duration = Duration::from_secs(2);
-
-/// How long a closing connection waits for the client to close its side.
-const LINGER_TIMEOUT: Duration = Duration::from_secs(2);
-
-/// How much a closing connection reads and discards at most while it lingers.
-const LINGER_MAX_BYTES: usize = 256 * 1024;
 
 /// A deadline that never comes, for a timer with nothing to time.
 fn far_future() -> Instant {
@@ -200,34 +198,11 @@ fn open(
     })
 }
 
-/// The output waiting (in bytes, every layer) at which the connection stops reading.
-fn max_output(conn: &Connection) -> usize {
-    conn.broker()
-        .config
-        .limits
-        .max_connection_output_bytes
-        .max(1)
-}
-
-/// How long output may wait with the client taking none of it before the connection closes.
-fn write_timeout(conn: &Connection) -> Duration {
-    conn.broker()
-        .config
-        .limits
-        .write_timeout
-        .max(Duration::from_secs(1))
-}
-
 /// When the connection's task must wake next: the state machine's deadline, or the write
 /// timeout while output is `pending`.
 fn deadline_of(conn: &Connection, output_moved: Instant, pending: bool) -> Option<Instant> {
     let stall = pending.then(|| output_moved + write_timeout(conn));
     [conn.deadline(), stall].into_iter().flatten().min()
-}
-
-/// Bytes waiting to be written in every layer of the connection.
-fn pending_output(transport: &Transport, conn: &Connection) -> usize {
-    conn.out.len() + transport.pending_output()
 }
 
 /// The connection's buffers and per-connection state, as charged to the memory budget.
@@ -383,31 +358,6 @@ async fn serve(live: &mut Parts) -> Close {
     }
 }
 
-/// Closes the socket gracefully: FIN after the last packet, then reads and discards what the
-/// client still sends (PUBRELs in flight, say) until it closes too, for a bounded time and
-/// amount. Closing with unread input would make the kernel answer with a reset, which can
-/// destroy the DISCONNECT just sent before the client reads it.
-async fn linger(mut stream: TcpStream) {
-    use tokio::io::AsyncWriteExt;
-    if stream.shutdown().await.is_err() {
-        return;
-    }
-    let deadline = crate::clock::now() + LINGER_TIMEOUT;
-    let mut discarded = 0usize;
-    let mut sink = [0u8; 1024];
-    while discarded < LINGER_MAX_BYTES {
-        match tokio::time::timeout_at(on_tokio(deadline), stream.readable()).await {
-            Ok(Ok(())) => match stream.try_read(&mut sink) {
-                Ok(0) => return,
-                Ok(n) => discarded += n,
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => continue,
-                Err(_) => return,
-            },
-            _ => return,
-        }
-    }
-}
-
 /// Reads what the socket has and hands every whole packet to the state machine, until the
 /// socket is drained or the output waiting reaches `max_output`.
 fn read_and_handle(
@@ -520,40 +470,4 @@ async fn authenticate(
             }
         }
     }
-}
-
-/// Writes as much of the pending output as the socket takes without blocking; notes when
-/// the client took any (`output_moved`).
-fn write_some(
-    transport: &mut Transport,
-    conn: &mut Connection,
-    output_moved: &mut Instant,
-) -> Result<(), Close> {
-    match transport.write(&mut conn.out) {
-        Ok(n) => {
-            if n > 0 {
-                *output_moved = crate::clock::now();
-            }
-            conn.counts.bytes_sent += n as u64
-        }
-        Err(e) => {
-            tracing::debug!(error = %e, "write failed");
-            return Err(Close::abnormal(ReasonCode::UNSPECIFIED_ERROR));
-        }
-    }
-    if conn.out.is_empty() && conn.out.capacity() > 0 {
-        // Idle connections hold no write buffer either.
-        conn.out = BytesMut::new();
-    }
-    Ok(())
-}
-
-async fn flush_all(transport: &mut Transport, conn: &mut Connection) -> io::Result<()> {
-    while !conn.out.is_empty() || transport.wants_write() {
-        transport.stream().writable().await?;
-        if write_some(transport, conn, &mut crate::clock::now()).is_err() {
-            return Err(io::ErrorKind::BrokenPipe.into());
-        }
-    }
-    Ok(())
 }
