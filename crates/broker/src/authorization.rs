@@ -13,6 +13,7 @@ use tollgate_auth::policy::{AclFile, ClaimsAuthorizer, PolicyFile};
 use tollgate_auth::Principal;
 
 use crate::config::{AuthorizerConfig, AuthorizerKind};
+use crate::config_cause::{ConfigCause, NamedTable};
 use crate::validate::{ConfigProblem, KeyPath};
 
 /// A named authorizer and, for file-based ones, the file it came from.
@@ -60,12 +61,12 @@ pub(crate) fn modified(path: &Path) -> Option<SystemTime> {
     std::fs::metadata(path).and_then(|m| m.modified()).ok()
 }
 
-fn load(config: &AuthorizerConfig) -> Result<Loaded, String> {
+fn load(config: &AuthorizerConfig) -> Result<Loaded, ConfigCause> {
     let (authorizer, file): (Arc<dyn Authorizer>, _) = match config.kind()? {
         AuthorizerKind::PolicyFile(p) => (
             named(
                 &config.name,
-                PolicyFile::load(&p.path).map_err(|e| e.to_string())?,
+                PolicyFile::load(&p.path).map_err(ConfigCause::Source)?,
             ),
             Some(p.path.clone()),
         ),
@@ -73,7 +74,7 @@ fn load(config: &AuthorizerConfig) -> Result<Loaded, String> {
             named(
                 &config.name,
                 AclFile::load(&a.path)
-                    .map_err(|e| e.to_string())?
+                    .map_err(ConfigCause::Source)?
                     .with_default(a.default),
             ),
             Some(a.path.clone()),
@@ -81,7 +82,7 @@ fn load(config: &AuthorizerConfig) -> Result<Loaded, String> {
         AuthorizerKind::Claims(settings) => (
             named(
                 &config.name,
-                ClaimsAuthorizer::new(settings.clone()).map_err(|e| e.to_string())?,
+                ClaimsAuthorizer::new(settings.clone()).map_err(ConfigCause::Source)?,
             ),
             None,
         ),
@@ -109,7 +110,10 @@ impl Authorizers {
             if loaded.iter().any(|l| l.name == config.name) || broken.contains(&config.name) {
                 problems.push(ConfigProblem::at(
                     at.key("name"),
-                    format!("two authorizers are named `{}`", config.name),
+                    ConfigCause::DuplicateName {
+                        table: NamedTable::Authorizer,
+                        name: config.name.clone(),
+                    },
                 ));
                 continue;
             }
@@ -151,7 +155,7 @@ impl Authorizers {
         &self,
         listener: &str,
         names: Option<&[String]>,
-    ) -> Result<Option<Arc<AuthorizerChain>>, String> {
+    ) -> Result<Option<Arc<AuthorizerChain>>, ConfigCause> {
         if self.configs.is_empty() && self.broken.is_empty() && names.is_none_or(|n| n.is_empty()) {
             return Ok(None);
         }
@@ -165,7 +169,13 @@ impl Authorizers {
             }
             Some(names) => {
                 for name in names.iter().filter(|n| !self.broken.contains(n)) {
-                    let l = loaded.iter().find(|l| &l.name == name).ok_or_else(|| format!("listener `{listener}` names authorizer `{name}`, which is not configured"))?;
+                    let l = loaded.iter().find(|l| &l.name == name).ok_or_else(|| {
+                        ConfigCause::NotConfigured {
+                            listener: listener.to_owned(),
+                            table: NamedTable::Authorizer,
+                            name: name.clone(),
+                        }
+                    })?;
                     chain.push(Arc::clone(&l.authorizer));
                 }
             }

@@ -29,6 +29,7 @@ mod authorization;
 mod client_id;
 mod clock;
 mod config;
+mod config_cause;
 mod deadlines;
 mod driver;
 mod live;
@@ -38,6 +39,7 @@ mod stop;
 mod store;
 mod subscriptions;
 mod tls;
+mod tls_error;
 mod transport;
 mod validate;
 mod wake;
@@ -72,8 +74,10 @@ pub use config::{
     DeniedPublish, DeniedSubscribeCode, FsyncMode, Limits, ListenerConfig, PasswordFileConfig,
     PersistenceConfig, PolicyFileSource, RevocationConfig, TlsConfig, WebSocketConfig,
 };
+pub use config_cause::{ConfigCause, NamedTable};
 pub use events::{Event, EventHook};
 pub use live::Reconfigured;
 pub use server::{Extensions, Prepared, Server, StartError};
 pub use store::{OpenError as StoreOpenError, Recovered};
+pub use tls_error::{TlsError, TlsMaterial};
 pub use validate::{ConfigProblem, ConfigProblems, KeyPart, KeyPath};

@@ -21,6 +21,7 @@ use crate::config::{
     AuthenticatorConfig, AuthenticatorKind, BrokerConfig, CertIdentityField, CertIdentityUse,
     ClientCertMode, ListenerConfig,
 };
+use crate::config_cause::{ConfigCause, NamedTable};
 use crate::tls::TlsAcceptor;
 use crate::validate::{ConfigProblem, KeyPath};
 
@@ -95,10 +96,13 @@ impl ListenerPolicy {
         let tls = match &config.tls {
             Some(settings) => match TlsAcceptor::new(settings) {
                 Ok(tls) => Some(Some(Arc::new(tls))),
-                Err((key, message)) => {
+                Err(error) => {
                     problems.push(ConfigProblem::at(
-                        at().key("tls").key(key),
-                        format!("listener `{name}`: {message}"),
+                        at().key("tls").key(error.key()),
+                        ConfigCause::Tls {
+                            listener: name.to_string(),
+                            error,
+                        },
                     ));
                     None
                 }
@@ -243,7 +247,7 @@ impl Authenticators {
                     ));
                 }
                 Err(problem) => {
-                    problems.push(problem);
+                    problems.push(*problem);
                     broken.push(a.name.clone());
                 }
             }
@@ -268,7 +272,10 @@ impl Authenticators {
                         .key("authenticator")
                         .index(*index)
                         .key("name"),
-                    format!("two authenticators are named `{name}`"),
+                    ConfigCause::DuplicateName {
+                        table: NamedTable::Authenticator,
+                        name: name.to_owned(),
+                    },
                 ));
             }
             seen.push(name);
@@ -286,16 +293,21 @@ impl Authenticators {
         &self,
         listener: &ListenerConfig,
         throttle: Option<Arc<LoginThrottle>>,
-    ) -> Result<AuthChain, String> {
+    ) -> Result<AuthChain, ConfigCause> {
         let picked: Vec<&Named> = match &listener.authenticators {
             None => self.named.iter().collect(),
             Some(names) => names
                 .iter()
                 .filter(|name| !self.broken.contains(name))
                 .map(|name| {
-                    self.named.iter().find(|n| n.authenticator.name() == name).ok_or_else(|| {
-                        format!("listener `{}` names authenticator `{name}`, which is not configured", listener.display_name())
-                    })
+                    self.named
+                        .iter()
+                        .find(|n| n.authenticator.name() == name)
+                        .ok_or_else(|| ConfigCause::NotConfigured {
+                            listener: listener.display_name().to_string(),
+                            table: NamedTable::Authenticator,
+                            name: name.clone(),
+                        })
                 })
                 .collect::<Result<_, _>>()?,
         };
@@ -355,7 +367,7 @@ fn build_one(
     a: &AuthenticatorConfig,
     password_files: &mut Vec<Arc<PasswordFile>>,
     introspections: &mut Vec<Arc<IntrospectionAuthenticator>>,
-) -> Result<Arc<dyn Authenticator>, ConfigProblem> {
+) -> Result<Arc<dyn Authenticator>, Box<ConfigProblem>> {
     let at = || KeyPath::root().key("authenticator").index(index);
     let kind = a
         .kind()
@@ -364,13 +376,25 @@ fn build_one(
     // At the key the cause names, within the kind's table.
     let invalid = |e: SetupError| {
         let key = e.key_path().into_iter().fold(table.clone(), KeyPath::key);
-        ConfigProblem::at(key, format!("authenticator `{}`: {e}", a.name))
+        Box::new(ConfigProblem::at(
+            key,
+            ConfigCause::Authenticator {
+                name: a.name.clone(),
+                error: e,
+            },
+        ))
     };
     Ok(match kind {
         AuthenticatorKind::PasswordFile(settings) => {
             let file = Arc::new(
-                PasswordFile::open(&a.name, &settings.path, settings.max_parallel_hashes)
-                    .map_err(|e| ConfigProblem::at(table.clone().key("path"), e.to_string()))?,
+                PasswordFile::open(&a.name, &settings.path, settings.max_parallel_hashes).map_err(
+                    |e| {
+                        Box::new(ConfigProblem::at(
+                            table.clone().key("path"),
+                            ConfigCause::PasswordFile(e),
+                        ))
+                    },
+                )?,
             );
             if !settings.reload_interval.is_zero() {
                 file.watch(settings.reload_interval);

@@ -22,6 +22,7 @@ use tollgate_auth::revocation::RevocationList;
 use crate::authorization::Authorizers;
 use crate::broker::Broker;
 use crate::config::BrokerConfig;
+use crate::config_cause::ConfigCause;
 use crate::listener::{authorization_for, Authenticators, Listener, ListenerPolicy};
 use crate::revocation::RevocationFile;
 use crate::validate::{ConfigProblem, ConfigProblems, KeyPath};
@@ -157,7 +158,7 @@ impl Live {
                     Err(m) => {
                         problems.push(ConfigProblem::at(
                             KeyPath::root().key("revocation").key("path"),
-                            m,
+                            ConfigCause::Source(m),
                         ));
                         None
                     }

@@ -8,6 +8,7 @@ use std::time::SystemTime;
 
 use parking_lot::Mutex;
 use tollgate_auth::audit::AuditEvent;
+use tollgate_auth::policy::SourceError;
 use tollgate_auth::revocation::RevocationList;
 
 use crate::authorization::modified;
@@ -22,7 +23,7 @@ pub struct RevocationFile {
 
 impl RevocationFile {
     /// Reads the file for the first time.
-    pub fn open(path: &Path) -> Result<(RevocationFile, RevocationList), String> {
+    pub fn open(path: &Path) -> Result<(RevocationFile, RevocationList), SourceError> {
         let file = RevocationFile {
             path: path.to_owned(),
             stamp: Mutex::new(modified(path)),
@@ -36,10 +37,11 @@ impl RevocationFile {
         &self.path
     }
 
-    fn read(&self) -> Result<RevocationList, String> {
+    fn read(&self) -> Result<RevocationList, SourceError> {
         let label = self.path.display().to_string();
-        let text = std::fs::read_to_string(&self.path).map_err(|e| format!("{label}: {e}"))?;
-        RevocationList::parse(&label, &text).map_err(|e| e.to_string())
+        let text = std::fs::read_to_string(&self.path)
+            .map_err(|e| SourceError::at(&label, None, None, e.to_string()))?;
+        RevocationList::parse(&label, &text)
     }
 
     /// Reads the file again (only if it changed, with `only_changed`) and applies it: the new

@@ -16,6 +16,7 @@ use crate::accept::{accept_loop, listen};
 use crate::authorization::Authorizers;
 use crate::broker::Broker;
 use crate::config::BrokerConfig;
+use crate::config_cause::ConfigCause;
 use crate::events::{EventHook, Hooks};
 use crate::listener::{Authenticators, Listener};
 use crate::live::{Applied, Live, Reconfigured};
@@ -163,7 +164,7 @@ impl Server {
                     Err(m) => {
                         problems.push(ConfigProblem::at(
                             KeyPath::root().key("revocation").key("path"),
-                            m,
+                            ConfigCause::Source(m),
                         ));
                         None
                     }

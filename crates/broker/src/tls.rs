@@ -22,13 +22,10 @@ use sha2::{Digest, Sha256};
 use tollgate_auth::CertificateInfo;
 
 use crate::config::{ClientCertMode, TlsConfig};
+use crate::tls_error::{TlsError, TlsMaterial};
 
 /// Most plaintext bytes rustls holds for sending before the driver waits for the socket.
 pub(crate) const TLS_SEND_BUFFER: usize = 64 * 1024;
-
-/// A TLS setting that could not be used: the key of the listener's `tls` table at fault, and
-/// what is wrong.
-pub type TlsProblem = (&'static str, String);
 
 /// Serial numbers the listener's CRLs revoke, by issuer.
 #[derive(Debug, Default)]
@@ -56,7 +53,7 @@ pub struct TlsAcceptor {
 
 impl TlsAcceptor {
     /// Loads the certificate, key, CA bundle and CRLs named in `settings`.
-    pub fn new(settings: &TlsConfig) -> Result<TlsAcceptor, TlsProblem> {
+    pub fn new(settings: &TlsConfig) -> Result<TlsAcceptor, TlsError> {
         let certificate = Arc::new(ReloadingCertificate::load(
             settings.cert.clone(),
             settings.key.clone(),
@@ -72,9 +69,9 @@ impl TlsAcceptor {
     }
 
     /// A new server-side TLS session for an accepted socket.
-    pub fn accept(&self) -> Result<ServerConnection, String> {
+    pub fn accept(&self) -> Result<ServerConnection, rustls::Error> {
         let config = Arc::clone(&self.config.read());
-        let mut connection = ServerConnection::new(config).map_err(|e| e.to_string())?;
+        let mut connection = ServerConnection::new(config)?;
         connection.set_buffer_limit(Some(TLS_SEND_BUFFER));
         Ok(connection)
     }
@@ -88,7 +85,7 @@ impl TlsAcceptor {
     /// them; connected clients are checked against the new CRLs by the caller). What fails
     /// to load leaves the previous files in force. Returns whether the CA bundle or CRLs were
     /// read again.
-    pub fn reload(&self) -> Result<bool, String> {
+    pub fn reload(&self) -> Result<bool, TlsError> {
         let certificate = self.certificate.reload();
         let trust = self.reload_trust();
         certificate?;
@@ -96,7 +93,7 @@ impl TlsAcceptor {
     }
 
     /// Reloads whatever changed on disk since it was read; see [`TlsAcceptor::reload`].
-    pub fn reload_if_changed(&self) -> Result<bool, String> {
+    pub fn reload_if_changed(&self) -> Result<bool, TlsError> {
         let mut trust_changed = false;
         if self.certificate.changed() {
             self.certificate.reload()?;
@@ -108,14 +105,13 @@ impl TlsAcceptor {
         Ok(trust_changed)
     }
 
-    fn reload_trust(&self) -> Result<bool, String> {
+    fn reload_trust(&self) -> Result<bool, TlsError> {
         if self.settings.client_ca.is_none() {
             return Ok(false);
         }
         let stamp = trust_stamp(&self.settings);
         *self.trust_stamp.lock() = stamp;
-        let (config, revoked) = server_config(&self.settings, &self.certificate)
-            .map_err(|(key, e)| format!("tls.{key}: {e}"))?;
+        let (config, revoked) = server_config(&self.settings, &self.certificate)?;
         *self.config.write() = config;
         *self.revoked.write() = Arc::new(revoked);
         tracing::info!(
@@ -140,36 +136,35 @@ fn trust_stamp(settings: &TlsConfig) -> Vec<Option<SystemTime>> {
 fn server_config(
     settings: &TlsConfig,
     certificate: &Arc<ReloadingCertificate>,
-) -> Result<(Arc<ServerConfig>, RevokedSerials), TlsProblem> {
+) -> Result<(Arc<ServerConfig>, RevokedSerials), TlsError> {
     let provider = Arc::new(aws_lc_rs::default_provider());
     let mut revoked = RevokedSerials::default();
     let verifier = match (&settings.client_certs, &settings.client_ca) {
         (ClientCertMode::None, None) => WebPkiClientVerifier::no_client_auth(),
-        (ClientCertMode::None, Some(_)) => {
-            return Err((
-                "client_ca",
-                "tls.client_ca is set but tls.client_certs is \"none\"".into(),
-            ))
-        }
-        (_, None) => {
-            return Err((
-                "client_certs",
-                "client certificates need tls.client_ca".into(),
-            ))
-        }
+        (ClientCertMode::None, Some(_)) => return Err(TlsError::CaWithoutClientCerts),
+        (_, None) => return Err(TlsError::ClientCertsWithoutCa),
         (mode, Some(ca)) => {
             let mut roots = RootCertStore::empty();
-            for cert in read_certificates(ca).map_err(|e| ("client_ca", e))? {
-                roots
-                    .add(cert)
-                    .map_err(|e| ("client_ca", format!("{}: {e}", ca.display())))?;
+            for cert in read_certificates("client_ca", ca)? {
+                roots.add(cert).map_err(|e| TlsError::BadCaCertificate {
+                    path: ca.clone(),
+                    error: e.to_string(),
+                })?;
             }
             let mut crls = Vec::new();
             for path in &settings.crl {
-                let crl = CertificateRevocationListDer::from_pem_file(path)
-                    .map_err(|e| ("crl", format!("{}: cannot read CRL: {e}", path.display())))?;
-                revoked_serials(&crl, &mut revoked)
-                    .map_err(|e| ("crl", format!("{}: {e}", path.display())))?;
+                let crl = CertificateRevocationListDer::from_pem_file(path).map_err(|e| {
+                    TlsError::Unreadable {
+                        key: "crl",
+                        path: path.clone(),
+                        material: TlsMaterial::Crl,
+                        error: e.to_string(),
+                    }
+                })?;
+                revoked_serials(&crl, &mut revoked).map_err(|error| TlsError::BadCrl {
+                    path: path.clone(),
+                    error,
+                })?;
                 crls.push(crl);
             }
             let builder =
@@ -182,12 +177,12 @@ fn server_config(
             };
             builder
                 .build()
-                .map_err(|e| ("client_ca", format!("client certificate verifier: {e}")))?
+                .map_err(|e| TlsError::Verifier(e.to_string()))?
         }
     };
     let config = ServerConfig::builder_with_provider(provider)
         .with_safe_default_protocol_versions()
-        .map_err(|e| ("cert", e.to_string()))?
+        .map_err(|e| TlsError::ServerConfig(e.to_string()))?
         .with_client_cert_verifier(verifier)
         .with_cert_resolver(certificate.clone());
     Ok((Arc::new(config), revoked))
@@ -198,8 +193,7 @@ fn revoked_serials(
     der: &CertificateRevocationListDer<'_>,
     into: &mut RevokedSerials,
 ) -> Result<(), String> {
-    let (_, crl) =
-        x509_parser::parse_x509_crl(der.as_ref()).map_err(|e| format!("bad CRL: {e}"))?;
+    let (_, crl) = x509_parser::parse_x509_crl(der.as_ref()).map_err(|e| e.to_string())?;
     let issuer = crl.issuer().to_string();
     for entry in crl.iter_revoked_certificates() {
         into.0.insert((issuer.clone(), hex(entry.raw_serial())));
@@ -220,7 +214,7 @@ struct ReloadingCertificate {
 }
 
 impl ReloadingCertificate {
-    fn load(cert_path: PathBuf, key_path: PathBuf) -> Result<Self, TlsProblem> {
+    fn load(cert_path: PathBuf, key_path: PathBuf) -> Result<Self, TlsError> {
         let key = load_certified_key(&cert_path, &key_path)?;
         let stamp = modified(&cert_path).max(modified(&key_path));
         Ok(ReloadingCertificate {
@@ -230,9 +224,9 @@ impl ReloadingCertificate {
         })
     }
 
-    fn reload(&self) -> Result<(), String> {
+    fn reload(&self) -> Result<(), TlsError> {
         let stamp = modified(&self.cert_path).max(modified(&self.key_path));
-        let key = load_certified_key(&self.cert_path, &self.key_path).map_err(|(_, e)| e)?;
+        let key = load_certified_key(&self.cert_path, &self.key_path)?;
         *self.current.write() = (Arc::new(key), stamp);
         Ok(())
     }
@@ -253,42 +247,52 @@ fn modified(path: &Path) -> Option<SystemTime> {
     std::fs::metadata(path).and_then(|m| m.modified()).ok()
 }
 
-fn read_certificates(path: &Path) -> Result<Vec<CertificateDer<'static>>, String> {
+/// The certificates in the PEM file `path`, named by `key` in the listener's `tls` table.
+fn read_certificates(
+    key: &'static str,
+    path: &Path,
+) -> Result<Vec<CertificateDer<'static>>, TlsError> {
+    let unreadable = |error: String| TlsError::Unreadable {
+        key,
+        path: path.to_owned(),
+        material: TlsMaterial::Certificates,
+        error,
+    };
     let certs = CertificateDer::pem_file_iter(path)
-        .map_err(|e| format!("{}: cannot read certificates: {e}", path.display()))?
+        .map_err(|e| unreadable(e.to_string()))?
         .collect::<Result<Vec<_>, _>>()
-        .map_err(|e| format!("{}: bad PEM: {e}", path.display()))?;
+        .map_err(|e| unreadable(format!("bad PEM: {e}")))?;
     if certs.is_empty() {
-        return Err(format!("{}: no certificate found", path.display()));
+        return Err(TlsError::NoCertificate {
+            key,
+            path: path.to_owned(),
+        });
     }
     Ok(certs)
 }
 
-fn load_certified_key(cert_path: &Path, key_path: &Path) -> Result<CertifiedKey, TlsProblem> {
-    let certs = read_certificates(cert_path).map_err(|e| ("cert", e))?;
-    let key = PrivateKeyDer::from_pem_file(key_path).map_err(|e| {
-        (
-            "key",
-            format!("{}: cannot read private key: {e}", key_path.display()),
-        )
+fn load_certified_key(cert_path: &Path, key_path: &Path) -> Result<CertifiedKey, TlsError> {
+    let certs = read_certificates("cert", cert_path)?;
+    let key = PrivateKeyDer::from_pem_file(key_path).map_err(|e| TlsError::Unreadable {
+        key: "key",
+        path: key_path.to_owned(),
+        material: TlsMaterial::PrivateKey,
+        error: e.to_string(),
     })?;
     let provider = aws_lc_rs::default_provider();
-    let signing_key = provider.key_provider.load_private_key(key).map_err(|e| {
-        (
-            "key",
-            format!("{}: unusable private key: {e}", key_path.display()),
-        )
-    })?;
+    let signing_key =
+        provider
+            .key_provider
+            .load_private_key(key)
+            .map_err(|e| TlsError::UnusableKey {
+                path: key_path.to_owned(),
+                error: e.to_string(),
+            })?;
     let certified = CertifiedKey::new(certs, signing_key);
-    certified.keys_match().map_err(|e| {
-        (
-            "key",
-            format!(
-                "{} and {} do not belong together: {e}",
-                cert_path.display(),
-                key_path.display()
-            ),
-        )
+    certified.keys_match().map_err(|e| TlsError::KeyMismatch {
+        cert: cert_path.to_owned(),
+        key: key_path.to_owned(),
+        error: e.to_string(),
     })?;
     Ok(certified)
 }

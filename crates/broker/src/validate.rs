@@ -9,6 +9,7 @@
 use std::fmt;
 
 use crate::config::{BrokerConfig, FsyncMode};
+use crate::config_cause::ConfigCause;
 
 /// One step of a key path: a table key or an array index.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -69,25 +70,22 @@ pub struct ConfigProblem {
     /// The key.
     pub key: KeyPath,
     /// What is wrong.
-    pub message: String,
+    pub cause: ConfigCause,
 }
 
 impl ConfigProblem {
     /// A problem with `key`.
-    pub fn at(key: KeyPath, message: impl Into<String>) -> ConfigProblem {
-        ConfigProblem {
-            key,
-            message: message.into(),
-        }
+    pub fn at(key: KeyPath, cause: ConfigCause) -> ConfigProblem {
+        ConfigProblem { key, cause }
     }
 }
 
 impl fmt::Display for ConfigProblem {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         if self.key.0.is_empty() {
-            f.write_str(&self.message)
+            write!(f, "{}", self.cause)
         } else {
-            write!(f, "key `{}`: {}", self.key, self.message)
+            write!(f, "key `{}`: {}", self.key, self.cause)
         }
     }
 }
@@ -158,7 +156,7 @@ impl BrokerConfig {
         if self.listeners.is_empty() {
             problems.push(ConfigProblem::at(
                 KeyPath::root().key("listener"),
-                "at least one [[listener]] is needed",
+                ConfigCause::NoListener,
             ));
         }
         for (i, listener) in self.listeners.iter().enumerate() {
@@ -168,7 +166,7 @@ impl BrokerConfig {
                         .key("listener")
                         .index(i)
                         .key("listen_backlog"),
-                    "must be at least 1",
+                    ConfigCause::AtLeast(1),
                 ));
             }
         }
@@ -182,41 +180,42 @@ impl BrokerConfig {
             .as_ref()
             .is_some_and(|path| path.as_os_str().is_empty())
         {
-            problems.push(ConfigProblem::at(at("path"), "must not be empty"));
+            problems.push(ConfigProblem::at(at("path"), ConfigCause::Empty));
         }
         match (p.fsync, p.interval_ms) {
-            (FsyncMode::Interval, Some(0)) => {
-                problems.push(ConfigProblem::at(at("interval_ms"), "must be at least 1"))
-            }
+            (FsyncMode::Interval, Some(0)) => problems.push(ConfigProblem::at(
+                at("interval_ms"),
+                ConfigCause::AtLeast(1),
+            )),
             (FsyncMode::Always | FsyncMode::Never, Some(_)) => problems.push(ConfigProblem::at(
                 at("interval_ms"),
-                "is only used with fsync = \"interval\"",
+                ConfigCause::OnlyWith("fsync = \"interval\""),
             )),
             _ => {}
         }
         if !p.enabled() && (p.fsync != FsyncMode::default() || p.min_free_bytes.is_some()) {
             problems.push(ConfigProblem::at(
                 at("path"),
-                "is needed: persistence is on only when a path is set",
+                ConfigCause::PersistenceWithoutPath,
             ));
         }
     }
 
     fn check_limits(&self, problems: &mut Vec<ConfigProblem>) {
         let l = &self.limits;
-        let mut wrong = |wrong: bool, key: &str, message: String| {
+        let mut wrong = |wrong: bool, key: &str, cause: ConfigCause| {
             if wrong {
                 problems.push(ConfigProblem::at(
                     KeyPath::root().key("limits").key(key),
-                    message,
+                    cause,
                 ));
             }
         };
-        let at_least_1 = || "must be at least 1".to_owned();
+        let at_least_1 = || ConfigCause::AtLeast(1);
         wrong(
             l.max_qos > 2,
             "max_qos",
-            format!("must be 0, 1 or 2, not {}", l.max_qos),
+            ConfigCause::NotAQos(u64::from(l.max_qos)),
         );
         wrong(l.receive_maximum == 0, "receive_maximum", at_least_1());
         wrong(
@@ -227,10 +226,11 @@ impl BrokerConfig {
         wrong(
             l.max_packet_size < 64 || l.max_packet_size > 268_435_460,
             "max_packet_size",
-            format!(
-                "must be between 64 and 268435460 bytes, not {}",
-                l.max_packet_size
-            ),
+            ConfigCause::BytesBetween {
+                low: 64,
+                high: 268_435_460,
+                value: u64::from(l.max_packet_size),
+            },
         );
         wrong(
             l.max_queued_messages == 0,
@@ -246,12 +246,12 @@ impl BrokerConfig {
         wrong(
             l.max_connection_output_bytes < 1024,
             "max_connection_output_bytes",
-            "must be at least 1024 bytes".into(),
+            ConfigCause::AtLeastBytes(1024),
         );
         wrong(
             l.max_memory != 0 && l.max_memory < 1024 * 1024,
             "max_memory",
-            "must be 0 (no budget) or at least 1 MiB".into(),
+            ConfigCause::MemoryBudgetTooSmall,
         );
     }
 }
@@ -277,6 +277,11 @@ mod tests {
         config.limits.max_qos = 3;
         let problem = config.validate().unwrap_err();
         assert_eq!(problem.first().key.to_string(), "limits.max_qos");
+        assert_eq!(problem.first().cause, ConfigCause::NotAQos(3));
+        assert_eq!(
+            problem.first().to_string(),
+            "key `limits.max_qos`: must be 0, 1 or 2, not 3"
+        );
     }
 
     #[test]
@@ -285,18 +290,18 @@ mod tests {
         config.limits.max_qos = 3;
         config.limits.max_topic_levels = 0;
         config.listeners[0].listen_backlog = 0;
-        let keys: Vec<String> = config
+        let found: Vec<(String, ConfigCause)> = config
             .validate()
             .unwrap_err()
             .iter()
-            .map(|p| p.key.to_string())
+            .map(|p| (p.key.to_string(), p.cause.clone()))
             .collect();
         assert_eq!(
-            keys,
+            found,
             [
-                "limits.max_qos",
-                "limits.max_topic_levels",
-                "listener[0].listen_backlog"
+                ("limits.max_qos".into(), ConfigCause::NotAQos(3)),
+                ("limits.max_topic_levels".into(), ConfigCause::AtLeast(1)),
+                ("listener[0].listen_backlog".into(), ConfigCause::AtLeast(1)),
             ]
         );
     }

@@ -4,7 +4,7 @@
 mod common;
 
 use common::*;
-use tollgate_broker::{Server, StartError};
+use tollgate_broker::{ConfigCause, NamedTable, Server, StartError};
 
 #[tokio::test]
 async fn a_listener_whose_address_is_taken_is_a_bind_error_naming_it() {
@@ -35,15 +35,41 @@ async fn configuration_problems_are_all_given_before_any_socket_is_bound() {
     let mut config = anonymous_config();
     config.listeners[0].authorizers = Some(vec!["missing".into()]);
     config.limits.max_packet_size = 0;
+    let listener = config.listeners[0].display_name();
     match Server::start(config)
         .await
         .err()
         .expect("the file is wrong")
     {
         StartError::Config(problems) => {
+            let found: Vec<(String, ConfigCause)> = problems
+                .iter()
+                .map(|p| (p.key.to_string(), p.cause.clone()))
+                .collect();
+            assert!(
+                found.contains(&(
+                    "limits.max_packet_size".into(),
+                    ConfigCause::BytesBetween {
+                        low: 64,
+                        high: 268_435_460,
+                        value: 0
+                    }
+                )),
+                "{found:?}"
+            );
+            assert!(
+                found.contains(&(
+                    "listener[0].authorizers".into(),
+                    ConfigCause::NotConfigured {
+                        listener: listener.clone(),
+                        table: NamedTable::Authorizer,
+                        name: "missing".into()
+                    }
+                )),
+                "{found:?}"
+            );
             let text = problems.to_string();
-            assert!(text.contains("missing"), "{text}");
-            assert!(text.contains("max_packet_size"), "{text}");
+            assert!(text.contains("names authorizer `missing`"), "{text}");
         }
         other => panic!("expected configuration problems, got {other}"),
     }

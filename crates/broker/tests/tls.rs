@@ -466,6 +466,25 @@ async fn a_listener_with_missing_certificate_files_does_not_start() {
         .err()
         .expect("does not start");
     assert!(err.to_string().contains("/nonexistent/server.key"), "{err}");
+    let tollgate_broker::StartError::Config(problems) = err else {
+        panic!("expected a configuration problem, got {err}");
+    };
+    let problem = problems.first();
+    assert_eq!(problem.key.to_string(), "listener[0].tls.key");
+    assert!(
+        matches!(
+            &problem.cause,
+            tollgate_broker::ConfigCause::Tls {
+                error: tollgate_broker::TlsError::Unreadable {
+                    key: "key",
+                    material: tollgate_broker::TlsMaterial::PrivateKey,
+                    ..
+                },
+                ..
+            }
+        ),
+        "{problem:?}"
+    );
 }
 
 #[tokio::test]

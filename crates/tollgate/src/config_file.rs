@@ -128,7 +128,7 @@ fn problem_in_file(path: &Path, text: &str, problem: ConfigProblem) -> ConfigErr
         path: path.to_owned(),
         line: line_of(text, &problem.key),
         key: (!problem.key.0.is_empty()).then(|| problem.key.to_string()),
-        message: problem.message,
+        message: problem.cause.to_string(),
     }
 }
 

@@ -7,6 +7,8 @@ use tollgate_auth::oauth::{IntrospectionConfig, PasswordGrantConfig};
 use tollgate_auth::policy::ClaimsSettings;
 use tollgate_auth::webhook::WebhookConfig;
 
+use crate::config_cause::{ConfigCause, NamedTable};
+
 use super::{
     AclFileSource, AuthenticatorConfig, AuthorizerConfig, PasswordFileConfig, PolicyFileSource,
 };
@@ -61,36 +63,38 @@ fn exactly_one<T>(present: impl IntoIterator<Item = Option<T>>) -> Option<T> {
 
 impl AuthenticatorConfig {
     /// Its kind: exactly one kind table must be given.
-    pub fn kind(&self) -> Result<AuthenticatorKind<'_>, String> {
+    pub fn kind(&self) -> Result<AuthenticatorKind<'_>, ConfigCause> {
         exactly_one([
-            self.password_file.as_ref().map(AuthenticatorKind::PasswordFile),
+            self.password_file
+                .as_ref()
+                .map(AuthenticatorKind::PasswordFile),
             self.jwt.as_ref().map(AuthenticatorKind::Jwt),
-            self.introspection.as_ref().map(AuthenticatorKind::Introspection),
-            self.password_grant.as_ref().map(AuthenticatorKind::PasswordGrant),
+            self.introspection
+                .as_ref()
+                .map(AuthenticatorKind::Introspection),
+            self.password_grant
+                .as_ref()
+                .map(AuthenticatorKind::PasswordGrant),
             self.webhook.as_ref().map(AuthenticatorKind::Webhook),
         ])
-        .ok_or_else(|| {
-            format!(
-                "authenticator `{}` needs exactly one kind table: password_file, jwt, introspection, password_grant or webhook",
-                self.name
-            )
+        .ok_or_else(|| ConfigCause::KindTable {
+            table: NamedTable::Authenticator,
+            name: self.name.clone(),
         })
     }
 }
 
 impl AuthorizerConfig {
     /// Its kind: exactly one kind table must be given.
-    pub fn kind(&self) -> Result<AuthorizerKind<'_>, String> {
+    pub fn kind(&self) -> Result<AuthorizerKind<'_>, ConfigCause> {
         exactly_one([
             self.policy_file.as_ref().map(AuthorizerKind::PolicyFile),
             self.acl_file.as_ref().map(AuthorizerKind::AclFile),
             self.claims.as_ref().map(AuthorizerKind::Claims),
         ])
-        .ok_or_else(|| {
-            format!(
-                "authorizer `{}` needs exactly one kind table: policy_file, acl_file or claims",
-                self.name
-            )
+        .ok_or_else(|| ConfigCause::KindTable {
+            table: NamedTable::Authorizer,
+            name: self.name.clone(),
         })
     }
 }
@@ -105,10 +109,11 @@ mod tests {
             name: "a".into(),
             ..AuthenticatorConfig::default()
         };
-        assert!(config
-            .kind()
-            .unwrap_err()
-            .contains("exactly one kind table"));
+        let none = ConfigCause::KindTable {
+            table: NamedTable::Authenticator,
+            name: "a".into(),
+        };
+        assert_eq!(config.kind().unwrap_err(), none);
         config.password_file = Some(PasswordFileConfig {
             path: "p".into(),
             reload_interval: std::time::Duration::ZERO,
@@ -116,6 +121,6 @@ mod tests {
         });
         assert_eq!(config.kind().unwrap().table(), "password_file");
         config.jwt = Some(JwtConfig::default());
-        assert!(config.kind().is_err());
+        assert_eq!(config.kind().unwrap_err(), none);
     }
 }
