@@ -80,7 +80,7 @@ pub fn parse(path: &Path, text: &str) -> Result<BrokerConfig, ConfigError> {
         // serde names an unknown key in its message, and the keys token authenticators share
         // name theirs; prefer that name. Those errors come with the span of the whole table,
         // so the line is the one in it where the key is written.
-        let named = unknown_field(&message).or_else(|| named_key(&message));
+        let named = key_in_message(&message);
         let (line, key) = match (e.span(), &named) {
             (Some(span), Some(name)) => match line_assigning(text, span.clone(), name) {
                 Some(line) => (Some(line), None),
@@ -230,14 +230,12 @@ fn locate(text: &str, offset: usize) -> (Option<usize>, Option<String>) {
     (Some(line_no), key)
 }
 
-fn unknown_field(message: &str) -> Option<String> {
-    let rest = message.strip_prefix("unknown field `")?;
-    Some(rest.split('`').next()?.to_owned())
-}
-
-/// The key of a "key `name`: …" message (the keys token authenticators share).
-fn named_key(message: &str) -> Option<String> {
-    let rest = message.strip_prefix("key `")?;
+/// The key a serde message names: "unknown field `name`, …" or "key `name`: …" (the form
+/// the keys token authenticators share use).
+fn key_in_message(message: &str) -> Option<String> {
+    let rest = ["unknown field `", "key `"]
+        .into_iter()
+        .find_map(|prefix| message.strip_prefix(prefix))?;
     Some(rest.split('`').next()?.to_owned())
 }
 
