@@ -311,24 +311,6 @@ async fn dollar_topics_are_not_matched_by_leading_wildcards_and_sys_is_read_only
 }
 
 #[tokio::test]
-async fn keep_alive_timeout_closes_and_publishes_the_will() {
-    let (_server, addr) = start_broker(|_| {}).await;
-    let mut watcher = TestClient::connect(addr, V311, "watcher").await;
-    watcher.subscribe(1, "w", QoS::AtMostOnce).await;
-    let mut connect = connect_packet(V311, "sleepy");
-    connect.keep_alive = 1;
-    connect.will = Some(Will {
-        topic: "w".into(),
-        payload: "timeout".into(),
-        ..Will::default()
-    });
-    let (mut sleepy, _) = TestClient::connect_with(addr, connect).await;
-    // Silent for 1.5 × 1 s: the broker closes the connection.
-    assert!(sleepy.expect_close().await.is_empty());
-    assert_eq!(&watcher.recv_publish().await.payload[..], b"timeout");
-}
-
-#[tokio::test]
 async fn mqtt31_clients_connect_with_mqisdp_and_short_client_ids_only() {
     let (_server, addr) = start_broker(|_| {}).await;
     let v31 = ProtocolVersion::V3_1;

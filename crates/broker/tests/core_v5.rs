@@ -4,11 +4,8 @@
 
 mod common;
 
-use std::time::Duration;
-
 use bytes::Bytes;
 use common::*;
-use tokio::time::Instant;
 use tollgate_mqtt::*;
 
 const V5: ProtocolVersion = ProtocolVersion::V5;
@@ -163,47 +160,6 @@ async fn packet_over_the_brokers_maximum_is_refused_with_0x95() {
         [Packet::Disconnect(d)] => assert_eq!(d.reason_code, ReasonCode::PACKET_TOO_LARGE),
         other => panic!("expected DISCONNECT 0x95, got {other:?}"),
     }
-}
-
-fn delayed_will_connect(client_id: &str, delay: u32) -> Connect {
-    let mut connect = connect_packet(V5, client_id);
-    connect.clean_start = false;
-    connect.properties.session_expiry_interval = Some(100);
-    connect.will = Some(Will {
-        topic: format!("wd/{client_id}"),
-        payload: "late".into(),
-        properties: WillProperties {
-            will_delay_interval: Some(delay),
-            ..Default::default()
-        },
-        ..Will::default()
-    });
-    connect
-}
-
-async fn disconnect_sending_will(mut c: TestClient) {
-    c.send(Packet::Disconnect(Disconnect {
-        reason_code: ReasonCode::DISCONNECT_WITH_WILL,
-        ..Default::default()
-    }))
-    .await;
-    assert!(c.expect_close().await.is_empty());
-}
-
-#[tokio::test]
-async fn will_is_published_after_its_delay() {
-    let (_server, addr) = start_broker(|_| {}).await;
-    let mut watcher = TestClient::connect(addr, V5, "watcher").await;
-    watcher.subscribe(1, "wd/#", QoS::AtMostOnce).await;
-    let (c, _) = TestClient::connect_with(addr, delayed_will_connect("delayed", 1)).await;
-    disconnect_sending_will(c).await;
-    let closed_at = Instant::now();
-    assert_eq!(&watcher.recv_publish().await.payload[..], b"late");
-    assert!(
-        closed_at.elapsed() >= Duration::from_secs(1),
-        "sent after {:?}",
-        closed_at.elapsed()
-    );
 }
 
 #[tokio::test]

@@ -58,6 +58,35 @@ async fn keep_alive_ends_the_connection_at_one_and_a_half_periods_after_the_last
 }
 
 #[tokio::test]
+async fn a_3_1_1_keep_alive_timeout_closes_without_a_word_and_publishes_the_will() {
+    let core = Core::new(|_| {});
+    let mut watcher = core.connected(connect("watcher", 0), core.t0).await;
+    watcher.subscribe("w", core.t0).await;
+    let mut sleepy = connect("sleepy", 1);
+    sleepy.protocol = ProtocolVersion::V3_1_1;
+    sleepy.will = Some(Will {
+        topic: "w".into(),
+        payload: "timeout".into(),
+        ..Will::default()
+    });
+    let mut c = core.connected(sleepy, core.t0).await;
+    assert!(c.conn.on_timer(core.at(1.49)).is_ok());
+    let close = c.conn.on_timer(core.at(1.5)).unwrap_err();
+    assert_eq!(close.reason, ReasonCode::KEEP_ALIVE_TIMEOUT);
+    assert!(
+        c.received().is_empty(),
+        "3.1.1 has no DISCONNECT from the server"
+    );
+    c.close(close);
+    match watcher.deliveries(core.at(1.5)).as_slice() {
+        [Packet::Publish(p)] => {
+            assert_eq!((p.topic.as_str(), &p.payload[..]), ("w", &b"timeout"[..]))
+        }
+        other => panic!("expected the will, got {other:?}"),
+    }
+}
+
+#[tokio::test]
 async fn keep_alive_zero_never_times_out() {
     let core = Core::new(|_| {});
     let c = core.connected(connect("c", 0), core.t0).await;

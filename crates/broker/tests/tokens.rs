@@ -1,6 +1,6 @@
 //! JWT access tokens over real connections: in the password field and in MQTT 5
-//! authentication data, permissions from the token's claims, and the end of the principal's
-//! rights when the token expires.
+//! authentication data, permissions from the token's claims, and re-authentication. (A
+//! token's expiry ending the connection runs on the protocol core, in `protocol.rs`.)
 
 mod common;
 
@@ -150,29 +150,6 @@ async fn a_token_in_mqtt5_authentication_data_is_answered_with_the_method() {
     let (_c, ack) = TestClient::connect_with(addr, connect).await;
     assert_eq!(ack.reason_code, ReasonCode::SUCCESS);
     assert_eq!(ack.properties.authentication_method.as_deref(), Some("jwt"));
-}
-
-#[tokio::test]
-async fn the_connection_ends_when_the_token_expires() {
-    let (_server, addr) = start_broker(|c| {
-        with_jwt(
-            c,
-            JwtConfig {
-                leeway: Duration::from_secs(0),
-                ..jwt_config()
-            },
-        )
-    })
-    .await;
-    let t = token(json!({ "sub": "short", "exp": unix_now() + 2, "topics": ["x/#"] }));
-    let (mut c, ack) =
-        TestClient::connect_with(addr, password_connect(ProtocolVersion::V5, "short", &t)).await;
-    assert_eq!(ack.reason_code, ReasonCode::SUCCESS);
-    // Keep alive is 60 s: only the token's expiry can end the connection this soon.
-    match c.expect_close().await.as_slice() {
-        [Packet::Disconnect(d)] => assert_eq!(d.reason_code, ReasonCode::NOT_AUTHORIZED),
-        other => panic!("expected DISCONNECT 0x87 at expiry, got {other:?}"),
-    }
 }
 
 fn auth_data_config() -> JwtConfig {

@@ -52,6 +52,7 @@ impl Core {
                 self.t0,
             ),
             listener: Arc::clone(&self.listener),
+            version: V5,
         }
     }
 
@@ -74,12 +75,17 @@ impl Core {
 pub struct Client {
     pub conn: Connection,
     pub listener: Arc<Listener>,
+    /// The protocol version its CONNECT asked for (5.0 until one is sent).
+    pub version: ProtocolVersion,
 }
 
 impl Client {
     /// Hands `packet` to the connection at `now`, then runs the authentication it asks for
     /// (as the driver does, beside the connection) and hands it the decision.
     pub async fn send(&mut self, packet: Packet, now: Instant) -> Result<(), Close> {
+        if let Packet::Connect(connect) = &packet {
+            self.version = connect.protocol;
+        }
         self.conn.handle(packet, now)?;
         if let Some(request) = self.conn.take_auth_request() {
             let chain = &self.listener.policy().chain;
@@ -97,7 +103,7 @@ impl Client {
     pub fn received(&mut self) -> Vec<Packet> {
         let decoder = Decoder {
             role: Role::Client,
-            version: V5,
+            version: self.version,
             maximum_packet_size: u32::MAX,
         };
         let mut out = BytesMut::from(&self.conn.out[..]);
