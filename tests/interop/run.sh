@@ -918,12 +918,13 @@ start_service() {
     SERVICE_PIDS+=("$SERVICE_PID")
 }
 
-# wait_for NAME PID LOG TEST...: polls TEST every 0.1 s until it succeeds, for at most 15 s
-# and only while PID runs.
+# wait_for NAME PID LOG TEST...: polls TEST every 0.1 s until it succeeds, for at most
+# WAIT_SECONDS (15 unless set) and only while PID runs.
 wait_for() {
     local name=$1 pid=$2 out=$3
     shift 3
-    for _ in $(seq 150); do
+    local seconds=${WAIT_SECONDS:-15}
+    for _ in $(seq $((seconds * 10))); do
         if "$@"; then return 0; fi
         if ! kill -0 "$pid" 2>/dev/null; then
             local rc=0
@@ -933,7 +934,7 @@ wait_for() {
         fi
         sleep 0.1
     done
-    bad "$name not ready within 15s: $(tail -n 3 "$out" | tr '\n' ' ')"
+    bad "$name not ready within ${seconds}s: $(tail -n 3 "$out" | tr '\n' ' ')"
     return 1
 }
 has_ready_line() { grep -q '^READY ' "$1" 2>/dev/null; }
@@ -975,7 +976,9 @@ oidc_start_providers() {
     done
     local i=0
     for name in trusted untrusted impostor; do
-        wait_for "the $name OpenID provider" "${pids[$i]}" "$WORK/oidc-$name.log" \
+        # A first start after `npm ci` reads oidc-provider's files from a cold cache, three
+        # providers at once: once on a loaded machine the first took more than 15 s.
+        WAIT_SECONDS=60 wait_for "the $name OpenID provider" "${pids[$i]}" "$WORK/oidc-$name.log" \
             has_ready_line "$WORK/oidc-$name.log" || return 1
         i=$((i + 1))
     done
