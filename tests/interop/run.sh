@@ -85,6 +85,13 @@ if ! paho_ok; then
         || die "pip install paho-mqtt failed"
     paho_ok || die "paho-mqtt 2.x not importable after installing it into $PYDEPS"
 fi
+# prometheus-client: its OpenMetrics parser reads the admin listener's /metrics.
+if ! python3 -c 'import prometheus_client.openmetrics.parser' 2>/dev/null; then
+    log "pip install prometheus-client into $PYDEPS"
+    PIP_ROOT_USER_ACTION=ignore python3 -m pip install -q --disable-pip-version-check --no-input \
+        --upgrade --target "$PYDEPS" 'prometheus-client>=0.20,<1' \
+        || die "pip install prometheus-client failed"
+fi
 
 # MQTT.js 5 and oidc-provider go into tests/interop/node_modules, from package.json and
 # package-lock.json (npm ci: exactly the locked versions; git ignores node_modules). After
@@ -176,7 +183,7 @@ print(" ".join(str(s.getsockname()[1]) for s in socks))
 }
 # The broker's five listeners. (The OpenID checks pick theirs when they start, so that no
 # client connection of the checks before them can have taken one of them meanwhile.)
-read -r PORT PW_PORT TLS_PORT WS_PORT WSS_PORT < <(free_ports 5) || die "could not pick free ports"
+read -r PORT PW_PORT TLS_PORT WS_PORT WSS_PORT ADMIN_PORT < <(free_ports 6) || die "could not pick free ports"
 for p in "$PORT" "$PW_PORT" "$TLS_PORT" "$WS_PORT" "$WSS_PORT"; do
     case "$p" in 1883 | 28831 | '') die "refusing to use port '$p'" ;; esac
 done
@@ -291,6 +298,13 @@ grep -q '^bob:[$]7[$]' "$PASSWD" || die "no \$7\$ line for bob in $PASSWD"
 case "$BROKER" in
 tollgate)
     CONF=$WORK/tollgate.toml
+    # The admin API's tokens, made by the broker's own tool (the token on stdout, its hash in
+    # the file).
+    ADMIN_TOKENS=$WORK/admin.tokens
+    ADMIN_TOKEN=$("$TOLLGATE_BIN" admin-token ops --role admin --file "$ADMIN_TOKENS") ||
+        die "$TOLLGATE_BIN admin-token ops failed"
+    READ_TOKEN=$("$TOLLGATE_BIN" admin-token dash --role read --file "$ADMIN_TOKENS") ||
+        die "$TOLLGATE_BIN admin-token dash failed"
     # The checks make several failed logins in a row from 127.0.0.1, and the throttle would
     # then refuse the next logins from that address for a while (CONNACK 3 / 0x9F); the
     # throttle itself is covered by the integration tests.
@@ -330,6 +344,10 @@ bind = "$HOST:$WSS_PORT"
 allow_anonymous = true
 websocket = { path = "$WS_PATH" }
 tls = { cert = "$TLS/server.pem", key = "$TLS/server.key" }
+
+[admin]
+bind = "$HOST:$ADMIN_PORT"
+token_file = "$ADMIN_TOKENS"
 EOF2
     DEFAULT_CMD='exec "{bin}" serve --config "{conf}"'
     ;;
@@ -859,6 +877,15 @@ paho_args=(--host "$HOST" --port "$PORT" --budget "$BUDGET")
 if [ -n "$ONLY" ]; then paho_args+=(--only "$ONLY"); fi
 run_suite paho_checks.py "$WORK/paho.out" \
     timeout -k 5 $((BUDGET + 30)) python3 "$HERE/paho_checks.py" "${paho_args[@]}"
+
+# e2. the admin API and /metrics (Tollgate only): paho clients listed and kicked, metrics
+#     read by prometheus-client's OpenMetrics parser
+if [ "$TOLLGATE_ONLY" = 1 ] && [ -n "${ADMIN_TOKEN:-}" ]; then
+    echo "# admin API checks"
+    run_suite admin_checks.py "$WORK/admin.out" \
+        timeout -k 5 120 env ADMIN_TOKEN="$ADMIN_TOKEN" READ_TOKEN="$READ_TOKEN" \
+        python3 "$HERE/admin_checks.py" --host "$HOST" --port "$PORT" --admin-port "$ADMIN_PORT"
+fi
 
 # f. MQTT.js checks over WebSocket and secure WebSocket (and plain TCP, for delivery between
 #    transports)

@@ -118,6 +118,8 @@ pub enum DisconnectCause<'a> {
     RecheckRefused(&'a DenyReason),
     /// Its re-authentication was refused.
     ReauthenticationRefused(ReauthRefusal<'a>),
+    /// An operator closed it (the admin API); the holder of the admin token that did.
+    Kicked(&'a str),
 }
 
 /// Why a re-authentication was refused.
@@ -232,6 +234,10 @@ impl AuditEvent<'_> {
                     ),
                     DisconnectCause::Revoked(why) => tracing::info!(
                         target: TARGET, client_id = %client_id, "disconnected: {}", Escaped(why)
+                    ),
+                    DisconnectCause::Kicked(by) => tracing::info!(
+                        target: TARGET, client_id = %client_id, by = %Escaped(by),
+                        "kicked by an operator: disconnected"
                     ),
                     DisconnectCause::RecheckRefused(reason) => tracing::info!(
                         target: TARGET, client_id = %client_id, reason = %reason,

@@ -98,6 +98,8 @@ pub enum ConfigCause {
         /// Why.
         error: SetupError,
     },
+    /// A setting that has no default is missing.
+    Required,
     /// A password file cannot be read or has an error.
     PasswordFile(PasswordFileError),
     /// A policy file, ACL file, claims template or revocation file cannot be read or has an
@@ -149,6 +151,7 @@ impl fmt::Display for ConfigCause {
             ConfigCause::Authenticator { name, error } => {
                 write!(f, "authenticator `{name}`: {error}")
             }
+            ConfigCause::Required => f.write_str("must be set"),
             ConfigCause::PasswordFile(error) => write!(f, "{error}"),
             ConfigCause::Source(error) => write!(f, "{error}"),
             ConfigCause::Tls { listener, error } => write!(f, "listener `{listener}`: {error}"),

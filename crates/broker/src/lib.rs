@@ -12,7 +12,8 @@
 //! connection's protocol state machine, free of I/O; `broker` is the state all connections
 //! share (`session`s, the subscription trie, the `retained` store); `store` keeps what must
 //! survive a restart on disk (persistent sessions, retained messages); `live` applies a new
-//! configuration while running; `sys` publishes the `$SYS` counters kept in `stats`.
+//! configuration while running; `sys` publishes the `$SYS` counters kept in `stats`;
+//! `admin` serves the admin HTTP API and `/metrics`.
 //!
 //! The modules marked hidden (`connection`, `broker`, `listener`, `session`, `shared`, ...)
 //! are public only so that the crate's protocol tests and the fuzz target can drive the
@@ -24,6 +25,7 @@ pub mod events;
 pub mod verdict;
 
 mod accept;
+mod admin;
 mod admission;
 mod authorization;
 mod client_id;
@@ -66,13 +68,15 @@ pub mod stats;
 #[doc(hidden)]
 pub mod sys;
 
+pub use admin::tokens::{file_line as admin_token_line, AdminTokens, Role as AdminRole};
 pub use admission::{Admitted, Permissions, Refusal};
 pub use broker::Broker;
 pub use config::{
-    AclFileSource, AuthenticatorConfig, AuthenticatorKind, AuthorizationConfig, AuthorizerConfig,
-    AuthorizerKind, BrokerConfig, CertIdentityField, CertIdentityUse, ClientCertMode,
-    DeniedPublish, DeniedSubscribeCode, FsyncMode, Limits, ListenerConfig, PasswordFileConfig,
-    PersistenceConfig, PolicyFileSource, RevocationConfig, TlsConfig, WebSocketConfig,
+    AclFileSource, AdminConfig, AuthenticatorConfig, AuthenticatorKind, AuthorizationConfig,
+    AuthorizerConfig, AuthorizerKind, BrokerConfig, CertIdentityField, CertIdentityUse,
+    ClientCertMode, DeniedPublish, DeniedSubscribeCode, FsyncMode, Limits, ListenerConfig,
+    PasswordFileConfig, PersistenceConfig, PolicyFileSource, RevocationConfig, TlsConfig,
+    WebSocketConfig,
 };
 pub use config_cause::{ConfigCause, NamedTable};
 pub use events::{Event, EventHook};

@@ -222,6 +222,7 @@ impl Live {
         }
         differs("limits", running.limits != config.limits);
         differs("persistence", running.persistence != config.persistence);
+        differs("admin", running.admin != config.admin);
         let (old, new) = (&running.authorization, &config.authorization);
         differs(
             "authorization",

@@ -13,6 +13,8 @@ use tollgate_auth::authentication::{Authenticator, LoginThrottle};
 use tollgate_auth::revocation::RevocationList;
 
 use crate::accept::{accept_loop, listen};
+use crate::admin::tokens::AdminTokens;
+use crate::admin::AdminState;
 use crate::authorization::Authorizers;
 use crate::broker::Broker;
 use crate::config::BrokerConfig;
@@ -96,6 +98,8 @@ impl From<StartError> for io::Error {
 /// A running broker.
 pub struct Server {
     broker: Arc<Broker>,
+    /// The admin listener's address and state, when `[admin]` is configured.
+    admin: Option<(SocketAddr, Arc<AdminState>)>,
     live: Arc<Live>,
     local_addrs: Vec<SocketAddr>,
     shutdown: watch::Sender<bool>,
@@ -170,9 +174,23 @@ impl Server {
                     }
                 }
             });
+        let admin_tokens = config.admin.as_ref().and_then(|admin| {
+            let path = admin.token_file.as_ref()?;
+            match AdminTokens::load(path) {
+                Ok(tokens) => Some(tokens),
+                Err(e) => {
+                    problems.push(ConfigProblem::at(
+                        KeyPath::root().key("admin").key("token_file"),
+                        ConfigCause::Source(e),
+                    ));
+                    None
+                }
+            }
+        });
         ConfigProblems::check(problems)?;
         Ok(Prepared {
             config,
+            admin_tokens,
             authenticators,
             authorizers,
             listeners,
@@ -187,6 +205,7 @@ impl Server {
 /// A broker ready to start: what [`Server::prepare`] built.
 pub struct Prepared {
     config: BrokerConfig,
+    admin_tokens: Option<AdminTokens>,
     authenticators: Arc<Authenticators>,
     authorizers: Arc<Authorizers>,
     listeners: Vec<Arc<Listener>>,
@@ -229,6 +248,7 @@ impl Prepared {
     pub async fn start(self) -> Result<Server, StartError> {
         let Prepared {
             config,
+            admin_tokens,
             authenticators,
             authorizers,
             listeners,
@@ -287,6 +307,32 @@ impl Prepared {
             },
         ));
         tasks.spawn(Arc::clone(&live).watch_files(shutdown.subscribe()));
+        let mut admin = None;
+        if let (Some(settings), Some(tokens)) = (&broker.config.admin, admin_tokens) {
+            let bind_error = |source| StartError::Bind {
+                listener: "admin".to_owned(),
+                address: settings.bind,
+                source,
+            };
+            let socket = listen(settings.bind, 128).map_err(bind_error)?;
+            let addr = socket.local_addr().map_err(bind_error)?;
+            if tokens.is_empty() {
+                tracing::warn!(file = ?settings.token_file, "the admin token file lists no token: every admin request is refused");
+            }
+            tracing::info!(address = %addr, tokens = tokens.len(), "admin API listening");
+            let state = Arc::new(AdminState::new(
+                Arc::clone(&broker),
+                Arc::clone(&live),
+                settings.clone(),
+                tokens,
+            ));
+            tasks.spawn(crate::admin::serve(
+                socket,
+                Arc::clone(&state),
+                shutdown.subscribe(),
+            ));
+            admin = Some((addr, state));
+        }
         if !broker.config.sys_interval.is_zero() {
             crate::sys::publish_counters(&broker);
             let interval = broker.config.sys_interval;
@@ -298,6 +344,7 @@ impl Prepared {
         }
         Ok(Server {
             broker,
+            admin,
             live,
             local_addrs,
             shutdown,
@@ -351,11 +398,24 @@ impl Server {
         &self.broker
     }
 
+    /// The address the admin listener is bound to, when `[admin]` is configured.
+    pub fn admin_addr(&self) -> Option<SocketAddr> {
+        self.admin.as_ref().map(|(addr, _)| *addr)
+    }
+
+    /// Reads the admin token file again (on reload and SIGHUP).
+    fn reload_admin_tokens(&self) {
+        if let Some((_, state)) = &self.admin {
+            state.reload_tokens();
+        }
+    }
+
     /// Re-reads what can change in place (password files, policy and ACL files, the
     /// revocation list, TLS certificates, keys and CRLs) and forgets cached authentications.
     /// Connected clients stay connected.
     pub fn reload(&self) {
         self.live.reload();
+        self.reload_admin_tokens();
     }
 
     /// Applies a new configuration to the running broker (the binary does on SIGHUP, after
@@ -367,7 +427,9 @@ impl Server {
     /// listener's address, the broker-wide limits, ...) keeps its running value and is listed
     /// in the answer.
     pub fn reconfigure(&self, config: BrokerConfig) -> Result<Reconfigured, ConfigProblems> {
-        self.live.reconfigure(config)
+        let reconfigured = self.live.reconfigure(config)?;
+        self.reload_admin_tokens();
+        Ok(reconfigured)
     }
 
     /// Stops accepting, tells every connection to close, and waits for them; then writes

@@ -153,6 +153,7 @@ impl BrokerConfig {
         let mut problems = Vec::new();
         self.check_limits(&mut problems);
         self.check_persistence(&mut problems);
+        self.check_admin(&mut problems);
         if self.listeners.is_empty() {
             problems.push(ConfigProblem::at(
                 KeyPath::root().key("listener"),
@@ -198,6 +199,36 @@ impl BrokerConfig {
                 at("path"),
                 ConfigCause::PersistenceWithoutPath,
             ));
+        }
+    }
+
+    fn check_admin(&self, problems: &mut Vec<ConfigProblem>) {
+        let Some(admin) = &self.admin else {
+            return;
+        };
+        let at = |key: &str| KeyPath::root().key("admin").key(key);
+        match &admin.token_file {
+            None => problems.push(ConfigProblem::at(at("token_file"), ConfigCause::Required)),
+            Some(path) if path.as_os_str().is_empty() => {
+                problems.push(ConfigProblem::at(at("token_file"), ConfigCause::Empty))
+            }
+            Some(_) => {}
+        }
+        if admin.max_request_bytes < 1024 {
+            problems.push(ConfigProblem::at(
+                at("max_request_bytes"),
+                ConfigCause::AtLeastBytes(1024),
+            ));
+        }
+        for (key, value) in [
+            ("max_connections", admin.max_connections as u64),
+            ("max_failures", u64::from(admin.max_failures)),
+            ("max_page_size", admin.max_page_size as u64),
+            ("request_timeout", admin.request_timeout.as_secs()),
+        ] {
+            if value == 0 {
+                problems.push(ConfigProblem::at(at(key), ConfigCause::AtLeast(1)));
+            }
         }
     }
 

@@ -1,7 +1,8 @@
 //! MQTT 5.0 behaviours of one connection, driven on the protocol core with no socket (see
 //! `common/core.rs`): what CONNACK advertises, the server keep alive, topic aliases both
 //! ways, the client's Maximum Packet Size and Receive Maximum, the broker's Receive Maximum,
-//! UNSUBACK reasons and PUBACK 0x10. What needs a socket stays in `core_v5.rs`.
+//! UNSUBACK reasons, PUBACK 0x10 and an operator's kick (0x98). What needs a socket stays in
+//! `core_v5.rs`.
 
 mod common;
 
@@ -245,4 +246,41 @@ async fn qos1_publish_without_subscribers_is_acknowledged_with_0x10() {
         }
         other => panic!("expected PUBACK, got {other:?}"),
     }
+}
+
+#[tokio::test]
+async fn a_kick_closes_the_connection_with_0x98_and_publishes_its_will() {
+    let core = Core::new(|_| {});
+    let mut watcher = core.connected(connect("watcher", 0), core.t0).await;
+    watcher.subscribe("wills/#", core.t0).await;
+    let mut with_will = connect("kicked", 0);
+    with_will.will = Some(Will {
+        topic: "wills/kicked".into(),
+        payload: "gone".into(),
+        qos: QoS::AtMostOnce,
+        ..Will::default()
+    });
+    let mut kicked = core.connected(with_will, core.t0).await;
+    assert!(
+        core.broker.kick("kicked", "ops"),
+        "a connected client is kicked"
+    );
+    assert!(!core.broker.kick("nobody", "ops"), "no one to kick");
+    let close = kicked
+        .conn
+        .pull_deliveries(core.at(1.0))
+        .expect_err("a kicked connection closes");
+    assert_eq!(close.reason, ReasonCode::ADMINISTRATIVE_ACTION);
+    match kicked.received().as_slice() {
+        [Packet::Disconnect(d)] => assert_eq!(d.reason_code, ReasonCode::ADMINISTRATIVE_ACTION),
+        other => panic!("expected DISCONNECT 0x98, got {other:?}"),
+    }
+    kicked.close(close);
+    let wills = publishes(watcher.deliveries(core.at(1.0)));
+    assert_eq!(wills.len(), 1);
+    assert_eq!(wills[0].topic, "wills/kicked");
+    assert!(
+        !core.broker.kick("kicked", "ops"),
+        "the kicked connection is gone"
+    );
 }

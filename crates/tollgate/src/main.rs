@@ -1,5 +1,6 @@
 //! The `tollgate` command: runs the broker (`serve`) and, later, its tools.
 
+mod admin_token;
 mod check;
 mod config_file;
 mod passwd;
@@ -40,6 +41,9 @@ enum Command {
     /// Manage a password file (like mosquitto_passwd; writes argon2id, reads Mosquitto's
     /// $6$ and $7$ lines too).
     Passwd(passwd::PasswdArgs),
+    /// Make a token for the admin API: the token on standard output (once), its hash in the
+    /// token file (`[admin] token_file`).
+    AdminToken(admin_token::AdminTokenArgs),
     /// Explain an authorization decision (exit 0: allowed, 1: denied), or run the policy
     /// files' tests (--tests).
     Check(Box<check::CheckArgs>),
@@ -71,6 +75,7 @@ fn main() -> ExitCode {
             serve(config, file)
         }
         Command::Passwd(args) => passwd::run(args),
+        Command::AdminToken(args) => admin_token::run(args),
         Command::Check(args) => check::run(*args),
         Command::CheckConfig { config: path } => {
             let checked = config_file::load(&path)

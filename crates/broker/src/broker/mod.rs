@@ -8,7 +8,8 @@
 //!
 //! This file holds the state and the policy it applies (revocations, the policy generation);
 //! `sessions.rs` opens, closes and ends sessions and runs their deadlines; `routing.rs`
-//! subscribes, retains and routes messages to sessions.
+//! subscribes, retains and routes messages to sessions; `clients.rs` is what the admin API
+//! reads of connected clients and the kick.
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -31,10 +32,12 @@ use crate::stop::StopSignal;
 use crate::store::Store;
 use crate::subscriptions::SubscriptionTrie;
 
+mod clients;
 mod restore;
 mod routing;
 mod sessions;
 
+pub use clients::{ConnectedClient, EndSession, OfflineSession, Subscriptions};
 pub use routing::{RouteOutcome, RouteTarget};
 pub use sessions::{ClosingWill, OpenedSession, SessionOwnedByAnother};
 

@@ -128,6 +128,27 @@ impl Broker {
         stored
     }
 
+    /// Removes the retained message of `topic` (an operator's delete); whether there was one.
+    pub fn clear_retained(&self, topic: &str) -> bool {
+        let mut retained = self.retained.write();
+        if !retained.contains(topic) {
+            return false;
+        }
+        retained.clear(topic);
+        if let Some(store) = self.store.as_ref() {
+            if !tollgate_mqtt::topic::is_sys(topic) {
+                store.delete(Space::Retained, records::retained_key(topic));
+            }
+        }
+        self.stats
+            .retained_messages
+            .store(retained.len() as u64, Ordering::Relaxed);
+        self.stats
+            .retained_bytes
+            .store(retained.bytes() as u64, Ordering::Relaxed);
+        true
+    }
+
     /// Routes `message` to every session subscribed to its topic: one delivery per session,
     /// at the highest QoS of its matching subscriptions, with all their identifiers.
     /// `scratch` is a buffer the caller keeps so routing does not allocate per message.

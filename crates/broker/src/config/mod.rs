@@ -12,9 +12,12 @@ use tollgate_auth::authentication::{OnError, ThrottleConfig};
 use tollgate_auth::permissions::DefaultBehaviour;
 use tollgate_auth::policy::ClaimsSettings;
 
+mod admin;
 mod kinds;
 mod limits;
 mod persistence;
+
+pub use admin::AdminConfig;
 
 pub use kinds::{AuthenticatorKind, AuthorizerKind};
 pub use persistence::{FsyncMode, PersistenceConfig, DEFAULT_INTERVAL_MS, DEFAULT_MIN_FREE_BYTES};
@@ -52,6 +55,8 @@ pub struct BrokerConfig {
     /// Where persistent sessions and retained messages are kept across restarts (in memory
     /// only unless `path` is set).
     pub persistence: PersistenceConfig,
+    /// The admin HTTP listener (API, metrics): off unless the `[admin]` table is present.
+    pub admin: Option<AdminConfig>,
     /// Seconds between updates of the `$SYS/broker/...` topics; 0 turns them off.
     #[serde(deserialize_with = "tollgate_auth::seconds::deserialize")]
     pub sys_interval: Duration,
@@ -80,6 +85,7 @@ impl Default for BrokerConfig {
             revocation: None,
             limits: Limits::default(),
             persistence: PersistenceConfig::default(),
+            admin: None,
             sys_interval: Duration::from_secs(10),
             log_level: "info".to_owned(),
             worker_threads: 0,

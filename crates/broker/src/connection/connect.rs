@@ -351,11 +351,16 @@ impl<S: Shared> Connection<S> {
             self.keep_alive_allowance().map(|allowed| now + allowed),
         );
 
-        opened
-            .session
-            .state
-            .lock()
-            .set_principal(Arc::clone(&principal));
+        {
+            let mut state = opened.session.state.lock();
+            state.set_principal(Arc::clone(&principal));
+            state.set_connection(AttachedConnection {
+                listener: Arc::clone(&self.listener.name),
+                peer: self.peer,
+                version: self.version,
+                connected_at: now,
+            });
+        }
         self.will = connect.will.map(Box::new);
         self.phase = Phase::Connected(Attached {
             session: opened.session,

@@ -160,6 +160,10 @@ impl<S: Shared> Connection<S> {
             self.send_disconnect(ReasonCode::SESSION_TAKEN_OVER);
             return Err(Close::abnormal(ReasonCode::SESSION_TAKEN_OVER));
         }
+        if let Some(by) = state.kicked_by(generation) {
+            drop(state);
+            return Err(self.kicked(&by));
+        }
         let mut sent = 0u32;
         while self.out.len() < OUT_HIGH_WATER {
             let Some(next) = state.next_queued() else {

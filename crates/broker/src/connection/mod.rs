@@ -60,7 +60,9 @@ use crate::events::Event;
 use crate::listener::Listener;
 use crate::memory::{Overload, Pressure};
 use crate::message::Message;
-use crate::session::{Delivery, EnqueueOutcome, OutgoingState, Qos2Arrival, Session};
+use crate::session::{
+    AttachedConnection, Delivery, EnqueueOutcome, OutgoingState, Qos2Arrival, Session,
+};
 use crate::shared::Shared;
 use crate::stats::{BrokerStats, LocalCounts};
 use crate::wake::SessionWake;

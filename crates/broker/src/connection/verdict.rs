@@ -29,6 +29,17 @@ impl<S: Shared> Connection<S> {
         })
     }
 
+    /// An operator closed the connection (`by`: the admin token's name): DISCONNECT 0x98 to
+    /// a 5.0 client, and the will, as for any close the client did not ask for.
+    pub(super) fn kicked(&mut self, by: &str) -> Close {
+        self.audit(AuditEvent::Disconnected {
+            client_id: self.client_id().unwrap_or(""),
+            cause: DisconnectCause::Kicked(by),
+        });
+        self.send_disconnect(ReasonCode::ADMINISTRATIVE_ACTION);
+        Close::abnormal(ReasonCode::ADMINISTRATIVE_ACTION)
+    }
+
     /// Compiles the principal's permissions from the listener's current authorizer chain.
     pub(super) fn compile_permissions(&mut self) {
         self.permissions_generation = self.broker.policy_generation();

@@ -30,10 +30,12 @@ use crate::store::{records, Space, Store};
 use crate::subscriptions::Subscriber;
 use crate::wake::SessionWake;
 
+mod attachment;
 mod messages;
 mod restore;
 mod subscriptions;
 
+pub use attachment::AttachedConnection;
 pub use messages::{Delivery, EnqueueOutcome, InFlight, OutgoingState, QueueLimits};
 pub use subscriptions::SessionSubscription;
 
@@ -83,6 +85,10 @@ pub struct SessionState {
     owner: Option<tollgate_auth::Owner>,
     /// The principal of the connection attached now (or last attached).
     principal: Option<Arc<Principal>>,
+    /// Where the connection attached now (or last attached) came from.
+    connection: Option<Arc<AttachedConnection>>,
+    /// The generation of a connection an operator asked to close, and who asked.
+    kick: Option<(u64, Arc<str>)>,
     /// Wakes the connection attached now; replaced when another connection attaches.
     wake: Arc<SessionWake>,
     budget: Arc<MemoryBudget>,
@@ -155,6 +161,8 @@ impl SessionState {
             ended: false,
             owner: None,
             principal: None,
+            connection: None,
+            kick: None,
             wake: Arc::new(SessionWake::default()),
             budget,
             store,

@@ -1,0 +1,207 @@
+//! `/api/v1/clients`: the connected clients, listed, shown and kicked.
+
+use std::net::IpAddr;
+use std::sync::Arc;
+
+use axum::extract::rejection::QueryRejection;
+use axum::extract::{Path, Query, State};
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use axum::{Extension, Json};
+use serde::Deserialize;
+use serde_json::json;
+use tollgate_auth::log::Escaped;
+
+use super::routes::refuse;
+use super::tokens::TokenHolder;
+use super::{views, AdminState};
+use crate::broker::ConnectedClient;
+
+/// The filters and page of `GET /api/v1/clients`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct ClientQuery {
+    /// Client identifiers containing this.
+    client_id: Option<String>,
+    /// This user name exactly.
+    user: Option<String>,
+    /// This listener.
+    listener: Option<String>,
+    /// This address (`192.0.2.7`) or network (`192.0.2.0/24`).
+    address: Option<String>,
+    /// `3.1`, `3.1.1` or `5.0`.
+    protocol: Option<String>,
+    /// Most clients in the page (100 unless set; at most `max_page_size`).
+    limit: Option<usize>,
+    /// The page starts after this client identifier (the last page's `next`).
+    after: Option<String>,
+}
+
+pub(super) async fn list(
+    State(state): State<Arc<AdminState>>,
+    query: Result<Query<ClientQuery>, QueryRejection>,
+) -> Response {
+    let Query(query) = match query {
+        Ok(query) => query,
+        Err(e) => return refuse(StatusCode::BAD_REQUEST, &e.body_text()),
+    };
+    let network = match query.address.as_deref().map(Network::parse) {
+        Some(Ok(network)) => Some(network),
+        Some(Err(message)) => return refuse(StatusCode::BAD_REQUEST, &message),
+        None => None,
+    };
+    if let Some(protocol) = &query.protocol {
+        if !["3.1", "3.1.1", "5.0", "5"].contains(&protocol.as_str()) {
+            return refuse(
+                StatusCode::BAD_REQUEST,
+                "protocol must be 3.1, 3.1.1 or 5.0",
+            );
+        }
+    }
+    let limit = match views::page_size(query.limit, state.config.max_page_size) {
+        Ok(limit) => limit,
+        Err(message) => return refuse(StatusCode::BAD_REQUEST, message),
+    };
+    let now = crate::clock::now();
+    let wanted = |c: &ConnectedClient| {
+        query
+            .client_id
+            .as_ref()
+            .is_none_or(|part| c.client_id.contains(part.as_str()))
+            && query
+                .user
+                .as_ref()
+                .is_none_or(|user| c.principal.username.as_deref() == Some(user.as_str()))
+            && query
+                .listener
+                .as_ref()
+                .is_none_or(|l| *c.connection.listener == **l)
+            && network
+                .as_ref()
+                .is_none_or(|n| n.contains(c.connection.peer.ip()))
+            && query.protocol.as_ref().is_none_or(|p| {
+                let name = views::version_name(c.connection.version);
+                name == p || (p == "5" && name == "5.0")
+            })
+    };
+    let matching: Vec<_> = state
+        .broker
+        .connected_clients()
+        .into_iter()
+        .filter(|c| wanted(c))
+        .collect();
+    let (page, next) = views::page(&matching, |c| &*c.client_id, query.after.as_deref(), limit);
+    Json(json!({
+        "data": page.iter().map(|c| views::client_summary(c, now)).collect::<Vec<_>>(),
+        "total": matching.len(),
+        "next": next,
+    }))
+    .into_response()
+}
+
+pub(super) async fn show(
+    State(state): State<Arc<AdminState>>,
+    Path(client_id): Path<String>,
+) -> Response {
+    match state.broker.connected_client(&client_id) {
+        Some((client, subscriptions)) => Json(views::client_detail(
+            &client,
+            &subscriptions,
+            crate::clock::now(),
+        ))
+        .into_response(),
+        None => refuse(
+            StatusCode::NOT_FOUND,
+            "no client is connected with this identifier",
+        ),
+    }
+}
+
+pub(super) async fn kick(
+    State(state): State<Arc<AdminState>>,
+    Extension(holder): Extension<TokenHolder>,
+    Path(client_id): Path<String>,
+) -> Response {
+    if !state.broker.kick(&client_id, &holder.name) {
+        return refuse(
+            StatusCode::NOT_FOUND,
+            "no client is connected with this identifier",
+        );
+    }
+    tracing::info!(target: "tollgate::audit", client_id = %Escaped(&client_id), by = %Escaped(&holder.name), "admin: kick");
+    StatusCode::NO_CONTENT.into_response()
+}
+
+/// An address or a network, for `?address=`.
+#[derive(Debug, Clone, Copy)]
+struct Network {
+    base: IpAddr,
+    prefix: u8,
+}
+
+impl Network {
+    fn parse(text: &str) -> Result<Network, String> {
+        let bad = || {
+            format!(
+                "address must be an IP address or a network (a.b.c.d/n), not `{}`",
+                Escaped(text)
+            )
+        };
+        let (address, prefix) = match text.split_once('/') {
+            Some((address, prefix)) => (address, Some(prefix)),
+            None => (text, None),
+        };
+        let base: IpAddr = address.parse().map_err(|_| bad())?;
+        let most = if base.is_ipv4() { 32 } else { 128 };
+        let prefix = match prefix {
+            Some(p) => p
+                .parse::<u8>()
+                .ok()
+                .filter(|p| *p <= most)
+                .ok_or_else(bad)?,
+            None => most,
+        };
+        Ok(Network { base, prefix })
+    }
+
+    fn contains(&self, address: IpAddr) -> bool {
+        let bits = |a: IpAddr| match a {
+            IpAddr::V4(v4) => (u128::from(u32::from(v4)), 32u32),
+            IpAddr::V6(v6) => (u128::from(v6), 128u32),
+        };
+        let address = match (self.base, address) {
+            (IpAddr::V4(_), IpAddr::V6(v6)) => match v6.to_ipv4_mapped() {
+                Some(v4) => IpAddr::V4(v4),
+                None => return false,
+            },
+            _ => address,
+        };
+        let ((base, width), (candidate, other)) = (bits(self.base), bits(address));
+        if width != other {
+            return false;
+        }
+        let shift = width - u32::from(self.prefix);
+        shift >= width || (base >> shift) == (candidate >> shift)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn networks_contain_their_addresses_and_no_others() {
+        let net = Network::parse("192.0.2.0/24").unwrap();
+        assert!(net.contains("192.0.2.200".parse().unwrap()));
+        assert!(net.contains("::ffff:192.0.2.9".parse().unwrap()));
+        assert!(!net.contains("192.0.3.1".parse().unwrap()));
+        let one = Network::parse("2001:db8::1").unwrap();
+        assert!(one.contains("2001:db8::1".parse().unwrap()));
+        assert!(!one.contains("2001:db8::2".parse().unwrap()));
+        assert!(Network::parse("0.0.0.0/0")
+            .unwrap()
+            .contains("10.1.2.3".parse().unwrap()));
+        assert!(Network::parse("192.0.2.0/33").is_err());
+        assert!(Network::parse("nowhere").is_err());
+    }
+}

@@ -1,0 +1,120 @@
+//! `/metrics`: the broker's counters in the OpenMetrics text format (prometheus-client).
+//!
+//! The counters live where the broker keeps them already (`BrokerStats`, the memory budget,
+//! the session registry); a scrape reads them into a registry made for that scrape, so
+//! serving metrics adds nothing to the path of a message.
+
+use std::sync::atomic::AtomicU64;
+
+use prometheus_client::encoding::text::encode as encode_text;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::registry::{Registry, Unit};
+
+use crate::broker::Broker;
+use crate::stats::BrokerStats;
+
+/// The metrics of `broker` now, as OpenMetrics text.
+pub fn encode(broker: &Broker) -> String {
+    let s = &broker.stats;
+    let mut registry = Registry::default();
+    let mut counter = |name: &str, help: &str, unit: Option<Unit>, value: &AtomicU64| {
+        let metric: Counter = Counter::default();
+        metric.inc_by(BrokerStats::get(value));
+        match unit {
+            Some(unit) => registry.register_with_unit(name, help, unit, metric),
+            None => registry.register(name, help, metric),
+        }
+    };
+    counter(
+        "tollgate_connections_accepted",
+        "MQTT connections accepted since the broker started",
+        None,
+        &s.connections_total,
+    );
+    counter(
+        "tollgate_messages_received",
+        "PUBLISH packets received from clients",
+        None,
+        &s.messages_received,
+    );
+    counter(
+        "tollgate_messages_sent",
+        "PUBLISH packets sent to clients",
+        None,
+        &s.messages_sent,
+    );
+    counter(
+        "tollgate_received",
+        "Bytes read from MQTT clients",
+        Some(Unit::Bytes),
+        &s.bytes_received,
+    );
+    counter(
+        "tollgate_sent",
+        "Bytes written to MQTT clients",
+        Some(Unit::Bytes),
+        &s.bytes_sent,
+    );
+    counter(
+        "tollgate_messages_dropped",
+        "Messages dropped because a session's queue was full",
+        None,
+        &s.messages_dropped,
+    );
+    let mut gauge = |name: &str, help: &str, unit: Option<Unit>, value: u64| {
+        let metric: Gauge = Gauge::default();
+        metric.set(i64::try_from(value).unwrap_or(i64::MAX));
+        match unit {
+            Some(unit) => registry.register_with_unit(name, help, unit, metric),
+            None => registry.register(name, help, metric),
+        }
+    };
+    gauge(
+        "tollgate_connections",
+        "MQTT clients connected now",
+        None,
+        BrokerStats::get(&s.clients_connected),
+    );
+    gauge(
+        "tollgate_sessions",
+        "Sessions, connected or not",
+        None,
+        broker.session_count() as u64,
+    );
+    gauge(
+        "tollgate_subscriptions",
+        "Subscriptions now",
+        None,
+        BrokerStats::get(&s.subscriptions),
+    );
+    gauge(
+        "tollgate_retained_messages",
+        "Retained messages stored now",
+        None,
+        BrokerStats::get(&s.retained_messages),
+    );
+    gauge(
+        "tollgate_retained",
+        "Bytes the retained messages hold",
+        Some(Unit::Bytes),
+        BrokerStats::get(&s.retained_bytes),
+    );
+    gauge(
+        "tollgate_memory_used",
+        "Bytes charged to the memory budget (messages, deliveries, buffers)",
+        Some(Unit::Bytes),
+        broker.memory.used() as u64,
+    );
+    gauge(
+        "tollgate_uptime",
+        "Seconds since the broker started",
+        Some(Unit::Seconds),
+        crate::clock::now()
+            .saturating_duration_since(broker.started_at)
+            .as_secs(),
+    );
+    let mut out = String::new();
+    encode_text(&mut out, &registry).expect("writing to a String does not fail");
+    out
+}

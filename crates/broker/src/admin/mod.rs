@@ -1,0 +1,152 @@
+//! The admin HTTP listener: a JSON API under `/api/v1/`, Prometheus metrics at `/metrics`,
+//! and `/healthz` and `/readyz`, for operators (docs/operations.md).
+//!
+//! Every request is authenticated with a bearer token from the `[admin] token_file`
+//! (`tokens.rs`); failures are counted per address and an address that fails too often is
+//! refused for a while (`throttle.rs`). `read` tokens may `GET`; `admin` tokens may do
+//! everything. The listener serves at most `max_connections` connections at once, one
+//! request per connection, each within `request_timeout` and `max_request_bytes`.
+//!
+//! This file accepts connections; `routes.rs` holds the routes and the authentication in
+//! front of them, `clients.rs`, `sessions.rs` and `retained.rs` the endpoints of each
+//! collection, `views.rs` the JSON and paging, `metrics.rs` the OpenMetrics text.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use hyper::body::Incoming;
+use hyper::server::conn::http1;
+use hyper_util::rt::{TokioIo, TokioTimer};
+use parking_lot::RwLock;
+use tokio::net::TcpListener;
+use tokio::sync::{watch, Semaphore};
+use tower::ServiceExt;
+
+use crate::broker::Broker;
+use crate::config::AdminConfig;
+use crate::live::Live;
+
+mod clients;
+mod metrics;
+mod retained;
+mod routes;
+mod sessions;
+pub mod throttle;
+pub mod tokens;
+mod views;
+
+use throttle::AdminThrottle;
+use tokens::AdminTokens;
+
+/// What the admin routes share.
+pub struct AdminState {
+    broker: Arc<Broker>,
+    live: Arc<Live>,
+    config: AdminConfig,
+    tokens: RwLock<Arc<AdminTokens>>,
+    throttle: AdminThrottle,
+}
+
+impl AdminState {
+    /// The admin API of `broker` (and what changes while it runs, `live`), letting in the
+    /// holders of `tokens`.
+    pub fn new(
+        broker: Arc<Broker>,
+        live: Arc<Live>,
+        config: AdminConfig,
+        tokens: AdminTokens,
+    ) -> AdminState {
+        AdminState {
+            throttle: AdminThrottle::new(config.max_failures, config.ban),
+            broker,
+            live,
+            config,
+            tokens: RwLock::new(Arc::new(tokens)),
+        }
+    }
+
+    /// Reads the token file again; a file with an error changes nothing and is logged with
+    /// its line.
+    pub fn reload_tokens(&self) {
+        let Some(path) = &self.config.token_file else {
+            return;
+        };
+        match AdminTokens::load(path) {
+            Ok(tokens) => {
+                tracing::info!(file = %path.display(), tokens = tokens.len(), "admin tokens loaded");
+                *self.tokens.write() = Arc::new(tokens);
+            }
+            Err(e) => tracing::error!("admin tokens kept as they were: {e}"),
+        }
+    }
+}
+
+/// Waits until what this thread just wrote to the store is durable, so that an operator's
+/// change is answered once it is kept. Called right after the change, before any other
+/// await: the store's tickets are per thread.
+async fn durable(broker: &Broker) {
+    let Some(ticket) = crate::store::take_ticket() else {
+        return;
+    };
+    let Some(store) = broker.store() else {
+        return;
+    };
+    let mut watch = store.watch_durable();
+    let _ = watch.wait_for(|durable| *durable >= ticket).await;
+}
+
+/// The client's address, as a request extension.
+#[derive(Debug, Clone, Copy)]
+struct Peer(SocketAddr);
+
+/// Serves the admin API on `listener` until `shutdown` says stop.
+pub async fn serve(
+    listener: TcpListener,
+    state: Arc<AdminState>,
+    mut shutdown: watch::Receiver<bool>,
+) {
+    let router = routes::router(Arc::clone(&state));
+    let permits = Arc::new(Semaphore::new(state.config.max_connections));
+    loop {
+        let permit = tokio::select! {
+            permit = Arc::clone(&permits).acquire_owned() => match permit {
+                Ok(permit) => permit,
+                Err(_) => return,
+            },
+            _ = shutdown.changed() => return,
+        };
+        let (stream, peer) = tokio::select! {
+            accepted = listener.accept() => match accepted {
+                Ok(accepted) => accepted,
+                Err(e) => {
+                    tracing::warn!(error = %e, "admin listener: accept failed");
+                    continue;
+                }
+            },
+            _ = shutdown.changed() => return,
+        };
+        let _ = stream.set_nodelay(true);
+        let router = router.clone();
+        let timeout = state.config.request_timeout;
+        let buffer = state.config.max_request_bytes.max(8192);
+        tokio::spawn(async move {
+            let service =
+                hyper::service::service_fn(move |mut request: hyper::Request<Incoming>| {
+                    request.extensions_mut().insert(Peer(peer));
+                    router.clone().oneshot(request)
+                });
+            let connection = http1::Builder::new()
+                .timer(TokioTimer::new())
+                .header_read_timeout(timeout)
+                .max_buf_size(buffer)
+                .keep_alive(false)
+                .serve_connection(TokioIo::new(stream), service);
+            match tokio::time::timeout(timeout, connection).await {
+                Ok(Ok(())) => {}
+                Ok(Err(e)) => tracing::debug!(peer = %peer, error = %e, "admin connection failed"),
+                Err(_) => tracing::debug!(peer = %peer, "admin request took too long: closed"),
+            }
+            drop(permit);
+        });
+    }
+}

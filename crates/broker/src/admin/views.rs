@@ -1,0 +1,180 @@
+//! The JSON the admin API answers with: clients, principals, errors.
+
+use std::time::{Instant, SystemTime, UNIX_EPOCH};
+
+use serde_json::{json, Value};
+use tollgate_auth::{Attribute, NameOrigin, Principal, Source};
+use tollgate_mqtt::ProtocolVersion;
+
+use crate::broker::{ConnectedClient, OfflineSession, Subscriptions};
+use crate::message::Message;
+
+/// A protocol version as the API writes it (and as `?protocol=` takes it).
+pub fn version_name(version: ProtocolVersion) -> &'static str {
+    match version {
+        ProtocolVersion::V3_1 => "3.1",
+        ProtocolVersion::V3_1_1 => "3.1.1",
+        ProtocolVersion::V5 => "5.0",
+    }
+}
+
+/// A client in a listing.
+pub fn client_summary(client: &ConnectedClient, now: Instant) -> Value {
+    let c = &client.connection;
+    json!({
+        "client_id": &*client.client_id,
+        "username": client.principal.username,
+        "listener": &*c.listener,
+        "address": c.peer.to_string(),
+        "protocol": version_name(c.version),
+        "connected_at": unix_seconds_at(c.connected_at, now),
+        "persistent": client.persistent,
+        "queued": client.queued,
+        "inflight": client.inflight,
+    })
+}
+
+/// The largest payload shown in full (as text, when it is UTF-8).
+const SHOWN_PAYLOAD_BYTES: usize = 1024;
+
+/// A retained message: its topic, QoS, size and, when short UTF-8, its payload.
+pub fn retained(message: &Message) -> Value {
+    let p = &message.publish;
+    let text = (p.payload.len() <= SHOWN_PAYLOAD_BYTES)
+        .then(|| std::str::from_utf8(&p.payload).ok())
+        .flatten();
+    json!({
+        "topic": p.topic,
+        "qos": p.qos as u8,
+        "payload_bytes": p.payload.len(),
+        "payload": text,
+        "content_type": p.properties.content_type,
+        "message_expiry_interval": p.properties.message_expiry_interval,
+    })
+}
+
+/// An offline session with its subscriptions.
+pub fn offline_session(session: &OfflineSession, subs: &Subscriptions) -> Value {
+    json!({
+        "client_id": &*session.client_id,
+        "owner": session.owner.as_ref().map(|o| json!({
+            "name": o.name,
+            "origin": origin(o.origin),
+        })),
+        "expiry_interval": (session.expiry_interval != u32::MAX).then_some(session.expiry_interval),
+        "queued": session.queued,
+        "inflight": session.inflight,
+        "subscriptions": subscriptions(subs),
+    })
+}
+
+/// A client with its principal and subscriptions.
+pub fn client_detail(client: &ConnectedClient, subs: &Subscriptions, now: Instant) -> Value {
+    let mut detail = client_summary(client, now);
+    detail["principal"] = principal(&client.principal);
+    detail["subscriptions"] = subscriptions(subs);
+    detail
+}
+
+fn subscriptions(subs: &Subscriptions) -> Value {
+    subs.iter()
+        .map(|(filter, s)| {
+            json!({
+                "filter": filter,
+                "qos": s.options.qos as u8,
+                "no_local": s.options.no_local,
+                "retain_as_published": s.options.retain_as_published,
+                "identifier": s.identifier,
+            })
+        })
+        .collect()
+}
+
+/// Who a principal is and where each part of it came from. Its token is not kept, so it
+/// cannot be shown; its claims are.
+pub fn principal(p: &Principal) -> Value {
+    json!({
+        "client_id": p.client_id,
+        "username": p.username,
+        "username_origin": origin(p.username_origin),
+        "client_identity": p.client_identity,
+        "client_identity_origin": origin(p.client_identity_origin),
+        "authenticated_by": p.authenticated_by.as_str(),
+        "roles": attributes(&p.roles),
+        "groups": attributes(&p.groups),
+        "expires_at": p.expires_at.map(unix_seconds),
+        "claims": p.claims.as_deref(),
+        "certificate": p.certificate.as_ref().map(|c| json!({
+            "common_name": c.common_name,
+            "subject_alt_names": c.subject_alt_names,
+            "fingerprint_sha256": c.fingerprint_sha256,
+            "issuer": c.issuer,
+            "serial": c.serial_hex,
+        })),
+    })
+}
+
+/// The page size a listing's `limit` asks for: 100 unless set, at most `most`.
+pub fn page_size(limit: Option<usize>, most: usize) -> Result<usize, &'static str> {
+    match limit {
+        Some(0) => Err("limit must be at least 1"),
+        Some(limit) => Ok(limit.min(most)),
+        None => Ok(100.min(most)),
+    }
+}
+
+/// The page of `items` (sorted by `key`) that starts after `after`, at most `limit` long, and
+/// the cursor of the next page (`None` on the last).
+pub fn page<'a, T>(
+    items: &'a [T],
+    key: impl Fn(&T) -> &str,
+    after: Option<&str>,
+    limit: usize,
+) -> (&'a [T], Option<String>) {
+    let start = after.map_or(0, |after| items.partition_point(|item| key(item) <= after));
+    let page = &items[start..(start + limit).min(items.len())];
+    let next = (start + page.len() < items.len())
+        .then(|| page.last().map(|item| key(item).to_owned()))
+        .flatten();
+    (page, next)
+}
+
+/// An error answer's body.
+pub fn error(message: &str) -> Value {
+    json!({ "error": message })
+}
+
+fn origin(origin: NameOrigin) -> &'static str {
+    match origin {
+        NameOrigin::Authenticated => "authenticated",
+        NameOrigin::Certificate => "certificate",
+        NameOrigin::Unverified => "unverified",
+    }
+}
+
+fn attributes(attributes: &[Attribute]) -> Value {
+    attributes
+        .iter()
+        .map(|a| json!({ "value": a.value, "source": source(&a.source) }))
+        .collect()
+}
+
+fn source(source: &Source) -> String {
+    match source {
+        Source::Connect => "connect".to_owned(),
+        Source::Authenticator(name) => format!("authenticator:{name}"),
+        Source::Certificate => "certificate".to_owned(),
+        Source::Claim(path) => format!("claim:{path}"),
+        Source::PolicyFile(path) => format!("policy_file:{path}"),
+    }
+}
+
+fn unix_seconds(at: SystemTime) -> u64 {
+    at.duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs())
+}
+
+/// The wall-clock second of `at`, a time on the broker's clock, given that `now` is now.
+fn unix_seconds_at(at: Instant, now: Instant) -> u64 {
+    let age = now.saturating_duration_since(at);
+    unix_seconds(SystemTime::now().checked_sub(age).unwrap_or(UNIX_EPOCH))
+}

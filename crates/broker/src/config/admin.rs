@@ -1,0 +1,51 @@
+//! The admin HTTP listener (the `[admin]` table): off unless the table is present.
+
+use std::net::{Ipv4Addr, SocketAddr};
+use std::path::PathBuf;
+use std::time::Duration;
+
+use serde::Deserialize;
+
+/// Where the admin listener binds when `bind` is not set.
+pub const DEFAULT_ADMIN_BIND: SocketAddr =
+    SocketAddr::new(std::net::IpAddr::V4(Ipv4Addr::LOCALHOST), 18083);
+
+/// The `[admin]` table.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct AdminConfig {
+    /// Address of the admin HTTP listener (`127.0.0.1:18083` by default).
+    pub bind: SocketAddr,
+    /// The file of admin tokens (one `name:role:sha256-hex` per line, written by
+    /// `tollgate admin-token`). Required: there is no anonymous access.
+    pub token_file: Option<PathBuf>,
+    /// Largest request (headers and body) a client may send, bytes (64 KiB by default).
+    pub max_request_bytes: usize,
+    /// Admin connections served at once (32 by default); more wait in the listen queue.
+    pub max_connections: usize,
+    /// Seconds a request may take to arrive, headers and body (10 by default).
+    #[serde(deserialize_with = "tollgate_auth::seconds::deserialize")]
+    pub request_timeout: Duration,
+    /// Failed authentications from one address before it is refused for `ban` (5).
+    pub max_failures: u32,
+    /// Seconds an address is refused (429) after `max_failures` failures (60).
+    #[serde(deserialize_with = "tollgate_auth::seconds::deserialize")]
+    pub ban: Duration,
+    /// Most items one page of a listing holds, whatever `limit` asks (1000).
+    pub max_page_size: usize,
+}
+
+impl Default for AdminConfig {
+    fn default() -> Self {
+        AdminConfig {
+            bind: DEFAULT_ADMIN_BIND,
+            token_file: None,
+            max_request_bytes: 64 * 1024,
+            max_connections: 32,
+            request_timeout: Duration::from_secs(10),
+            max_failures: 5,
+            ban: Duration::from_secs(60),
+            max_page_size: 1000,
+        }
+    }
+}

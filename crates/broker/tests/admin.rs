@@ -1,0 +1,571 @@
+//! The admin HTTP API over real HTTP: authentication (no token, a wrong token, a read-only
+//! token writing, the throttle), the client listing and details, the kick, `/metrics`, and
+//! bad input.
+
+mod common;
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use common::*;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+use tollgate_broker::{admin_token_line, AdminConfig, AdminRole, Server};
+use tollgate_mqtt::*;
+
+const ADMIN_TOKEN: &str = "admin-secret-0123456789abcdef";
+const READ_TOKEN: &str = "read-secret-0123456789abcdef";
+
+/// An HTTP answer: status, headers (names lowercased) and body.
+struct Answer {
+    status: u16,
+    headers: Vec<(String, String)>,
+    body: String,
+}
+
+impl Answer {
+    fn header(&self, name: &str) -> Option<&str> {
+        self.headers
+            .iter()
+            .find(|(n, _)| n == name)
+            .map(|(_, v)| v.as_str())
+    }
+
+    fn json(&self) -> serde_json::Value {
+        serde_json::from_str(&self.body).unwrap_or_else(|e| panic!("{e}: {}", self.body))
+    }
+}
+
+/// Sends one HTTP/1.1 request and reads the answer to the end (the admin listener closes
+/// after each).
+async fn request(addr: SocketAddr, method: &str, path: &str, token: Option<&str>) -> Answer {
+    let mut stream = TcpStream::connect(addr).await.expect("connects");
+    let auth = token.map_or(String::new(), |t| format!("Authorization: Bearer {t}\r\n"));
+    let text =
+        format!("{method} {path} HTTP/1.1\r\nHost: admin\r\n{auth}Connection: close\r\n\r\n");
+    stream.write_all(text.as_bytes()).await.unwrap();
+    let mut raw = Vec::new();
+    tokio::time::timeout(PACKET_TIMEOUT, stream.read_to_end(&mut raw))
+        .await
+        .expect("an answer within the timeout")
+        .unwrap();
+    let raw = String::from_utf8(raw).expect("a text answer");
+    let (head, body) = raw.split_once("\r\n\r\n").expect("a head and a body");
+    let mut lines = head.lines();
+    let status = lines
+        .next()
+        .unwrap()
+        .split(' ')
+        .nth(1)
+        .unwrap()
+        .parse()
+        .unwrap();
+    let headers: Vec<(String, String)> = lines
+        .filter_map(|l| l.split_once(':'))
+        .map(|(n, v)| (n.trim().to_ascii_lowercase(), v.trim().to_owned()))
+        .collect();
+    let chunked = headers
+        .iter()
+        .any(|(n, v)| n == "transfer-encoding" && v.contains("chunked"));
+    let body = if chunked {
+        dechunk(body)
+    } else {
+        body.to_owned()
+    };
+    Answer {
+        status,
+        headers,
+        body,
+    }
+}
+
+fn dechunk(mut body: &str) -> String {
+    let mut out = String::new();
+    while let Some((size, rest)) = body.split_once("\r\n") {
+        let size = usize::from_str_radix(size.trim(), 16).unwrap();
+        if size == 0 {
+            break;
+        }
+        out.push_str(&rest[..size]);
+        body = &rest[size + 2..];
+    }
+    out
+}
+
+/// A broker with an admin listener on a free port, and an admin and a read token.
+async fn start_with_admin(
+    dir: &TestDir,
+    tune: impl FnOnce(&mut AdminConfig),
+) -> (Server, SocketAddr, SocketAddr) {
+    let tokens = dir.write(
+        "admin.tokens",
+        &format!(
+            "# test tokens\n{}\n{}\n",
+            admin_token_line("ops", AdminRole::Admin, ADMIN_TOKEN),
+            admin_token_line("dash", AdminRole::Read, READ_TOKEN)
+        ),
+    );
+    let (server, mqtt) = start_broker(|config| {
+        let mut admin = AdminConfig {
+            bind: "127.0.0.1:0".parse().unwrap(),
+            token_file: Some(tokens),
+            ..AdminConfig::default()
+        };
+        tune(&mut admin);
+        config.admin = Some(admin);
+    })
+    .await;
+    let admin = server.admin_addr().expect("the admin listener is bound");
+    (server, mqtt, admin)
+}
+
+#[tokio::test]
+async fn every_request_needs_a_valid_token_and_writes_need_the_admin_role() {
+    let dir = TestDir::new("admin-auth");
+    let (server, mqtt, admin) = start_with_admin(&dir, |_| {}).await;
+    let _client = TestClient::connect(mqtt, ProtocolVersion::V5, "device-1").await;
+
+    let none = request(admin, "GET", "/api/v1/clients", None).await;
+    assert_eq!(none.status, 401);
+    assert!(none
+        .header("www-authenticate")
+        .unwrap()
+        .starts_with("Bearer"));
+    assert!(none.json()["error"]
+        .as_str()
+        .unwrap()
+        .contains("bearer token"));
+    for path in ["/healthz", "/metrics", "/readyz"] {
+        assert_eq!(
+            request(admin, "GET", path, None).await.status,
+            401,
+            "{path}"
+        );
+    }
+    let wrong = request(admin, "GET", "/api/v1/clients", Some("not-a-token")).await;
+    assert_eq!(wrong.status, 401);
+
+    let read = request(admin, "GET", "/api/v1/clients", Some(READ_TOKEN)).await;
+    assert_eq!(read.status, 200, "{}", read.body);
+    let kick = request(
+        admin,
+        "DELETE",
+        "/api/v1/clients/device-1",
+        Some(READ_TOKEN),
+    )
+    .await;
+    assert_eq!(kick.status, 403);
+    assert!(kick.json()["error"].as_str().unwrap().contains("read-only"));
+    assert!(
+        server.broker().connected_principal("device-1").is_some(),
+        "a refused kick leaves the client connected"
+    );
+
+    assert_eq!(
+        request(admin, "GET", "/healthz", Some(READ_TOKEN))
+            .await
+            .json()["status"],
+        "ok"
+    );
+    assert_eq!(
+        request(admin, "GET", "/readyz", Some(READ_TOKEN))
+            .await
+            .json()["ready"],
+        true
+    );
+    let missing = request(admin, "GET", "/api/v1/nothing", Some(READ_TOKEN)).await;
+    assert_eq!(missing.status, 404);
+    server.shutdown().await;
+}
+
+#[tokio::test]
+async fn an_address_failing_too_often_is_refused_even_with_a_good_token() {
+    let dir = TestDir::new("admin-throttle");
+    let (server, _, admin) = start_with_admin(&dir, |a| {
+        a.max_failures = 3;
+        a.ban = Duration::from_secs(600);
+    })
+    .await;
+    for _ in 0..3 {
+        assert_eq!(
+            request(admin, "GET", "/healthz", Some("guess"))
+                .await
+                .status,
+            401
+        );
+    }
+    let refused = request(admin, "GET", "/healthz", Some(ADMIN_TOKEN)).await;
+    assert_eq!(refused.status, 429);
+    let retry: u64 = refused.header("retry-after").unwrap().parse().unwrap();
+    assert!(retry > 0 && retry <= 600, "{retry}");
+    server.shutdown().await;
+}
+
+#[tokio::test]
+async fn clients_are_listed_filtered_and_paged_and_one_is_shown_with_its_principal() {
+    let dir = TestDir::new("admin-clients");
+    let (server, mqtt, admin) = start_with_admin(&dir, |_| {}).await;
+    let mut a = TestClient::connect(mqtt, ProtocolVersion::V5, "sensor-a").await;
+    a.subscribe(1, "cmd/sensor-a/#", QoS::AtLeastOnce).await;
+    let _b = TestClient::connect(mqtt, ProtocolVersion::V3_1_1, "sensor-b").await;
+    let _c = TestClient::connect(mqtt, ProtocolVersion::V5, "gateway").await;
+
+    let all = request(admin, "GET", "/api/v1/clients", Some(READ_TOKEN))
+        .await
+        .json();
+    let ids: Vec<&str> = all["data"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| c["client_id"].as_str().unwrap())
+        .collect();
+    assert_eq!(ids, ["gateway", "sensor-a", "sensor-b"]);
+    assert_eq!(all["total"], 3);
+    assert!(all["next"].is_null());
+
+    let sensors = request(
+        admin,
+        "GET",
+        "/api/v1/clients?client_id=sensor&protocol=5.0",
+        Some(READ_TOKEN),
+    )
+    .await
+    .json();
+    assert_eq!(sensors["total"], 1);
+    assert_eq!(sensors["data"][0]["client_id"], "sensor-a");
+    assert_eq!(sensors["data"][0]["protocol"], "5.0");
+    let local = request(
+        admin,
+        "GET",
+        "/api/v1/clients?address=127.0.0.0/8&limit=2",
+        Some(READ_TOKEN),
+    )
+    .await
+    .json();
+    assert_eq!(local["data"].as_array().unwrap().len(), 2);
+    assert_eq!(local["next"], "sensor-a");
+    let rest = request(
+        admin,
+        "GET",
+        "/api/v1/clients?address=127.0.0.0/8&limit=2&after=sensor-a",
+        Some(READ_TOKEN),
+    )
+    .await
+    .json();
+    assert_eq!(rest["data"][0]["client_id"], "sensor-b");
+    assert!(rest["next"].is_null());
+    let elsewhere = request(
+        admin,
+        "GET",
+        "/api/v1/clients?address=192.0.2.0/24",
+        Some(READ_TOKEN),
+    )
+    .await
+    .json();
+    assert_eq!(elsewhere["total"], 0);
+
+    let shown = request(admin, "GET", "/api/v1/clients/sensor-a", Some(READ_TOKEN)).await;
+    assert_eq!(shown.status, 200);
+    let shown = shown.json();
+    assert_eq!(shown["principal"]["authenticated_by"], "anonymous");
+    assert_eq!(shown["subscriptions"][0]["filter"], "cmd/sensor-a/#");
+    assert_eq!(shown["subscriptions"][0]["qos"], 1);
+    assert!(shown["connected_at"].as_u64().unwrap() > 1_700_000_000);
+    assert_eq!(
+        request(admin, "GET", "/api/v1/clients/nobody", Some(READ_TOKEN))
+            .await
+            .status,
+        404
+    );
+    server.shutdown().await;
+}
+
+#[tokio::test]
+async fn bad_query_input_gets_400_with_a_message() {
+    let dir = TestDir::new("admin-bad-input");
+    let (server, _, admin) = start_with_admin(&dir, |_| {}).await;
+    for (path, says) in [
+        ("/api/v1/clients?address=not-an-address", "address must be"),
+        ("/api/v1/clients?protocol=4", "protocol must be"),
+        ("/api/v1/clients?limit=0", "limit must be"),
+        ("/api/v1/clients?limit=many", "limit"),
+        ("/api/v1/clients?colour=red", "colour"),
+    ] {
+        let answer = request(admin, "GET", path, Some(READ_TOKEN)).await;
+        assert_eq!(answer.status, 400, "{path}: {}", answer.body);
+        assert!(
+            answer.json()["error"].as_str().unwrap().contains(says),
+            "{path}: {}",
+            answer.body
+        );
+    }
+    server.shutdown().await;
+}
+
+#[tokio::test]
+async fn a_kicked_5_0_client_gets_disconnect_0x98_and_its_session_stays() {
+    let dir = TestDir::new("admin-kick");
+    let (server, mqtt, admin) = start_with_admin(&dir, |_| {}).await;
+    let mut connect = connect_packet(ProtocolVersion::V5, "to-kick");
+    connect.clean_start = false;
+    connect.properties.session_expiry_interval = Some(300);
+    let (mut client, _) = TestClient::connect_with(mqtt, connect).await;
+    let kick = request(
+        admin,
+        "DELETE",
+        "/api/v1/clients/to-kick",
+        Some(ADMIN_TOKEN),
+    )
+    .await;
+    assert_eq!(kick.status, 204, "{}", kick.body);
+    let before = client.expect_close().await;
+    match before.as_slice() {
+        [Packet::Disconnect(d)] => assert_eq!(d.reason_code, ReasonCode::ADMINISTRATIVE_ACTION),
+        other => panic!("expected DISCONNECT 0x98, got {other:?}"),
+    }
+    assert_eq!(
+        server.broker().session_count(),
+        1,
+        "the persistent session outlives the kick"
+    );
+    let again = request(
+        admin,
+        "DELETE",
+        "/api/v1/clients/to-kick",
+        Some(ADMIN_TOKEN),
+    )
+    .await;
+    assert_eq!(again.status, 404, "nobody is connected as to-kick any more");
+    server.shutdown().await;
+}
+
+#[tokio::test]
+async fn metrics_are_openmetrics_text_with_the_broker_counters() {
+    let dir = TestDir::new("admin-metrics");
+    let (server, mqtt, admin) = start_with_admin(&dir, |_| {}).await;
+    let mut client = TestClient::connect(mqtt, ProtocolVersion::V5, "counted").await;
+    client.subscribe(1, "m/#", QoS::AtMostOnce).await;
+    client.publish("m/1", b"x", QoS::AtMostOnce, false, 0).await;
+    let _ = client.recv_publish().await;
+    let answer = request(admin, "GET", "/metrics", Some(READ_TOKEN)).await;
+    assert_eq!(answer.status, 200);
+    assert!(answer
+        .header("content-type")
+        .unwrap()
+        .starts_with("application/openmetrics-text"));
+    let text = answer.body;
+    assert!(text.ends_with("# EOF\n"), "{text}");
+    for line in [
+        "# TYPE tollgate_connections gauge",
+        "tollgate_connections 1",
+        "tollgate_sessions 1",
+        "tollgate_subscriptions 1",
+        "# TYPE tollgate_connections_accepted counter",
+        "tollgate_connections_accepted_total 1",
+        "# UNIT tollgate_received_bytes bytes",
+    ] {
+        assert!(
+            text.lines().any(|l| l == line),
+            "no line `{line}` in\n{text}"
+        );
+    }
+    server.shutdown().await;
+}
+
+#[tokio::test]
+async fn an_admin_table_without_a_token_file_or_with_a_bad_one_is_refused_at_its_key() {
+    let dir = TestDir::new("admin-config");
+    let mut config = anonymous_config();
+    config.admin = Some(AdminConfig::default());
+    let problems = Server::prepare(config, Default::default())
+        .err()
+        .expect("refused");
+    assert!(
+        problems.to_string().contains("admin.token_file"),
+        "{problems}"
+    );
+    let bad = dir.write("bad.tokens", "ops:root:00\n");
+    let mut config = anonymous_config();
+    config.admin = Some(AdminConfig {
+        token_file: Some(bad),
+        ..AdminConfig::default()
+    });
+    let problems = Server::prepare(config, Default::default())
+        .err()
+        .expect("refused");
+    let text = problems.to_string();
+    assert!(
+        text.contains("admin.token_file") && text.contains("bad.tokens:1: role must be"),
+        "{text}"
+    );
+}
+
+#[tokio::test]
+async fn an_offline_session_is_listed_shown_and_ended_but_not_under_a_connected_client() {
+    let dir = TestDir::new("admin-sessions");
+    let (server, mqtt, admin) = start_with_admin(&dir, |_| {}).await;
+    let mut connect = connect_packet(ProtocolVersion::V5, "away");
+    connect.clean_start = false;
+    connect.properties.session_expiry_interval = Some(3600);
+    let (mut away, _) = TestClient::connect_with(mqtt, connect).await;
+    away.subscribe(1, "news/#", QoS::AtLeastOnce).await;
+    away.disconnect().await;
+    let _here = TestClient::connect(mqtt, ProtocolVersion::V5, "here").await;
+    // The broker closes the socket after DISCONNECT once the session is detached.
+    let listed = request(admin, "GET", "/api/v1/sessions", Some(READ_TOKEN))
+        .await
+        .json();
+    assert_eq!(listed["total"], 1, "{listed}");
+    assert_eq!(listed["data"][0]["client_id"], "away");
+    assert_eq!(listed["data"][0]["expiry_interval"], 3600);
+    assert_eq!(listed["data"][0]["subscriptions"][0]["filter"], "news/#");
+    let shown = request(admin, "GET", "/api/v1/sessions/away", Some(READ_TOKEN)).await;
+    assert_eq!(shown.status, 200);
+    assert_eq!(
+        request(admin, "GET", "/api/v1/sessions/here", Some(READ_TOKEN))
+            .await
+            .status,
+        404,
+        "a connected client's session is not offline"
+    );
+    assert_eq!(
+        request(admin, "DELETE", "/api/v1/sessions/away", Some(READ_TOKEN))
+            .await
+            .status,
+        403
+    );
+    let busy = request(admin, "DELETE", "/api/v1/sessions/here", Some(ADMIN_TOKEN)).await;
+    assert_eq!(busy.status, 409, "{}", busy.body);
+    assert_eq!(
+        request(admin, "DELETE", "/api/v1/sessions/away", Some(ADMIN_TOKEN))
+            .await
+            .status,
+        204
+    );
+    assert_eq!(
+        request(admin, "GET", "/api/v1/sessions/away", Some(READ_TOKEN))
+            .await
+            .status,
+        404
+    );
+    assert_eq!(
+        request(admin, "DELETE", "/api/v1/sessions/away", Some(ADMIN_TOKEN))
+            .await
+            .status,
+        404
+    );
+    assert_eq!(
+        server.broker().session_count(),
+        1,
+        "only the connected client's session is left"
+    );
+    server.shutdown().await;
+}
+
+#[tokio::test]
+async fn retained_messages_are_listed_by_filter_and_deleted_by_topic() {
+    let dir = TestDir::new("admin-retained");
+    let (server, mqtt, admin) = start_with_admin(&dir, |_| {}).await;
+    let mut publisher = TestClient::connect(mqtt, ProtocolVersion::V5, "pub").await;
+    publisher
+        .publish("state/a", b"on", QoS::AtLeastOnce, true, 1)
+        .await;
+    publisher
+        .publish("state/b/c", b"off", QoS::AtLeastOnce, true, 2)
+        .await;
+    publisher
+        .publish("other", b"x", QoS::AtLeastOnce, true, 3)
+        .await;
+    let listed = request(
+        admin,
+        "GET",
+        "/api/v1/retained?filter=state/%23",
+        Some(READ_TOKEN),
+    )
+    .await
+    .json();
+    let topics: Vec<&str> = listed["data"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| m["topic"].as_str().unwrap())
+        .collect();
+    assert_eq!(topics, ["state/a", "state/b/c"]);
+    assert_eq!(listed["data"][0]["payload"], "on");
+    assert_eq!(listed["data"][0]["payload_bytes"], 2);
+    let bad = request(
+        admin,
+        "GET",
+        "/api/v1/retained?filter=state/%23/more",
+        Some(READ_TOKEN),
+    )
+    .await;
+    assert_eq!(bad.status, 400, "{}", bad.body);
+    assert_eq!(
+        request(
+            admin,
+            "DELETE",
+            "/api/v1/retained/state/b/c",
+            Some(READ_TOKEN)
+        )
+        .await
+        .status,
+        403
+    );
+    assert_eq!(
+        request(
+            admin,
+            "DELETE",
+            "/api/v1/retained/state/b/c",
+            Some(ADMIN_TOKEN)
+        )
+        .await
+        .status,
+        204
+    );
+    assert_eq!(
+        request(
+            admin,
+            "DELETE",
+            "/api/v1/retained/state/b/c",
+            Some(ADMIN_TOKEN)
+        )
+        .await
+        .status,
+        404
+    );
+    let mut reader = TestClient::connect(mqtt, ProtocolVersion::V5, "reader").await;
+    reader.subscribe(1, "state/#", QoS::AtMostOnce).await;
+    assert_eq!(reader.recv_publish().await.topic, "state/a");
+    reader.expect_nothing().await;
+    server.shutdown().await;
+}
+
+#[tokio::test]
+async fn a_reload_needs_the_admin_role_and_reads_the_token_file_again() {
+    let dir = TestDir::new("admin-reload");
+    let (server, _, admin) = start_with_admin(&dir, |_| {}).await;
+    assert_eq!(
+        request(admin, "POST", "/api/v1/reload", Some(READ_TOKEN))
+            .await
+            .status,
+        403
+    );
+    let later = "added-later-0123456789abcdef";
+    assert_eq!(
+        request(admin, "GET", "/healthz", Some(later)).await.status,
+        401
+    );
+    let file = dir.0.join("admin.tokens");
+    let mut text = std::fs::read_to_string(&file).unwrap();
+    text.push_str(&admin_token_line("later", AdminRole::Read, later));
+    text.push('\n');
+    std::fs::write(&file, text).unwrap();
+    let reloaded = request(admin, "POST", "/api/v1/reload", Some(ADMIN_TOKEN)).await;
+    assert_eq!(reloaded.status, 200, "{}", reloaded.body);
+    assert_eq!(
+        request(admin, "GET", "/healthz", Some(later)).await.status,
+        200
+    );
+    server.shutdown().await;
+}
