@@ -107,11 +107,15 @@ def main() -> int:
             ("tollgate_received_bytes", "counter"),
             ("tollgate_sessions", "gauge"),
             ("tollgate_uptime_seconds", "gauge"),
+            ("tollgate_authentications", "counter"),
         ]:
             expect(name in families, f"no family {name} in {sorted(families)}")
             expect(families[name].type == kind, f"{name} is a {families[name].type}")
         accepted = families["tollgate_connections_accepted"].samples[0].value
         expect(accepted >= 1, f"connections accepted {accepted}")
+        allowed = sum(s.value for s in families["tollgate_authentications"].samples
+                      if s.name.endswith("_total") and s.labels.get("outcome") == "allow")
+        expect(allowed >= 1, f"allowed authentications counted: {allowed}")
 
     def listed_shown_and_kicked(version, label):
         def run():

@@ -13,6 +13,8 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 
 use tollgate_auth::audit::AuditEvent;
+
+use crate::audit_counts::AuditCounts;
 use tollgate_mqtt::{ProtocolVersion, QoS, ReasonCode};
 
 /// One thing that happened.
@@ -74,24 +76,35 @@ pub trait EventHook: Send + Sync + 'static {
     fn on_event(&self, event: &Event<'_>);
 }
 
-/// The hooks registered, shared by every connection.
+/// The hooks registered, shared by every connection, and the counts of audited decisions.
 #[derive(Clone, Default)]
-pub struct Hooks(Arc<[Arc<dyn EventHook>]>);
+pub struct Hooks {
+    hooks: Arc<[Arc<dyn EventHook>]>,
+    counts: Arc<AuditCounts>,
+}
 
 impl Hooks {
     /// The hooks of `hooks`, in that order.
     pub fn new(hooks: Vec<Arc<dyn EventHook>>) -> Hooks {
-        Hooks(hooks.into())
+        Hooks {
+            hooks: hooks.into(),
+            counts: Arc::default(),
+        }
     }
 
     /// Whether no hook is registered (events need not be built).
     pub fn is_empty(&self) -> bool {
-        self.0.is_empty()
+        self.hooks.is_empty()
+    }
+
+    /// The counts of audited decisions (for `/metrics`).
+    pub(crate) fn counts(&self) -> &AuditCounts {
+        &self.counts
     }
 
     /// Tells every hook of `event`.
     pub fn emit(&self, event: &Event<'_>) {
-        for hook in self.0.iter() {
+        for hook in self.hooks.iter() {
             let told = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
                 hook.on_event(event);
             }));
@@ -104,6 +117,7 @@ impl Hooks {
     /// Writes the audit line of `event`, and tells every hook.
     pub fn audit(&self, event: AuditEvent<'_>) {
         event.record();
+        self.counts.count(&event);
         if !self.is_empty() {
             self.emit(&Event::Audit(&event));
         }
@@ -112,6 +126,6 @@ impl Hooks {
 
 impl fmt::Debug for Hooks {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "Hooks({})", self.0.len())
+        write!(f, "Hooks({})", self.hooks.len())
     }
 }

@@ -27,6 +27,7 @@ pub mod verdict;
 mod accept;
 mod admin;
 mod admission;
+mod audit_counts;
 mod authorization;
 mod client_id;
 mod clock;

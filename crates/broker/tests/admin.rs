@@ -328,6 +328,15 @@ async fn a_kicked_5_0_client_gets_disconnect_0x98_and_its_session_stays() {
         1,
         "the persistent session outlives the kick"
     );
+    let metrics = request(admin, "GET", "/metrics", Some(READ_TOKEN))
+        .await
+        .body;
+    assert!(
+        metrics
+            .lines()
+            .any(|l| l == "tollgate_identity_disconnects_total{cause=\"kicked\"} 1"),
+        "{metrics}"
+    );
     let again = request(
         admin,
         "DELETE",
@@ -355,7 +364,16 @@ async fn metrics_are_openmetrics_text_with_the_broker_counters() {
         .starts_with("application/openmetrics-text"));
     let text = answer.body;
     assert!(text.ends_with("# EOF\n"), "{text}");
+    assert!(
+        text.lines()
+            .any(|l| l.starts_with("tollgate_authentications_total{")
+                && l.contains("authenticator=\"anonymous\"")
+                && l.contains("outcome=\"allow\"")
+                && l.ends_with(" 1")),
+        "no count of the anonymous allow in\n{text}"
+    );
     for line in [
+        "# TYPE tollgate_authentications counter",
         "# TYPE tollgate_connections gauge",
         "tollgate_connections 1",
         "tollgate_sessions 1",

@@ -1,8 +1,9 @@
 //! `/metrics`: the broker's counters in the OpenMetrics text format (prometheus-client).
 //!
 //! The counters live where the broker keeps them already (`BrokerStats`, the memory budget,
-//! the session registry); a scrape reads them into a registry made for that scrape, so
-//! serving metrics adds nothing to the path of a message.
+//! the session registry, the counts of audited decisions in `audit_counts.rs`); a scrape reads
+//! them into a registry made for that scrape, so serving metrics adds nothing to the path of
+//! a message.
 
 use std::sync::atomic::AtomicU64;
 
@@ -113,6 +114,32 @@ pub fn encode(broker: &Broker) -> String {
         crate::clock::now()
             .saturating_duration_since(broker.started_at)
             .as_secs(),
+    );
+    let counts = broker.hooks.counts();
+    registry.register(
+        "tollgate_authentications",
+        "Authentications decided (CONNECT, re-authentication, re-check), by listener, authenticator (- when none decided) and outcome",
+        counts.authentications.clone(),
+    );
+    registry.register(
+        "tollgate_connections_refused",
+        "Authenticated CONNECTs refused all the same (revoked, client identifier, session owned by another), by reason",
+        counts.connections_refused.clone(),
+    );
+    registry.register(
+        "tollgate_authorization_denials",
+        "Actions the permissions denied, by action",
+        counts.denials.clone(),
+    );
+    registry.register(
+        "tollgate_identity_disconnects",
+        "Connections closed by a decision about their identity or by an operator, by cause",
+        counts.disconnects.clone(),
+    );
+    registry.register(
+        "tollgate_reauthentications",
+        "MQTT 5 re-authentications that succeeded",
+        counts.reauthentications.clone(),
     );
     let mut out = String::new();
     encode_text(&mut out, &registry).expect("writing to a String does not fail");

@@ -152,6 +152,10 @@ impl<S: Shared> Connection<S> {
         decision: ChainDecision,
         now: Instant,
     ) -> Result<(), Close> {
+        self.broker
+            .hooks()
+            .counts()
+            .chain_decision(&self.listener.name, &decision);
         let step = if self.is_reauthenticating() {
             self.finish_reauth(decision, now)
         } else {
