@@ -12,9 +12,9 @@ use serde::Deserialize;
 use serde_json::json;
 use tollgate_auth::log::Escaped;
 
-use super::routes::refuse;
 use super::tokens::TokenHolder;
-use super::{views, AdminState};
+use super::views::{self, refuse, Listing};
+use super::AdminState;
 use crate::broker::ConnectedClient;
 
 /// The filters and page of `GET /api/v1/clients`.
@@ -37,13 +37,19 @@ pub(super) struct ClientQuery {
     after: Option<String>,
 }
 
+impl Listing for ClientQuery {
+    fn limit(&self) -> Option<usize> {
+        self.limit
+    }
+}
+
 pub(super) async fn list(
     State(state): State<Arc<AdminState>>,
     query: Result<Query<ClientQuery>, QueryRejection>,
 ) -> Response {
-    let Query(query) = match query {
-        Ok(query) => query,
-        Err(e) => return refuse(StatusCode::BAD_REQUEST, &e.body_text()),
+    let (query, limit) = match views::listing(query, state.config.max_page_size) {
+        Ok(found) => found,
+        Err(refused) => return *refused,
     };
     let network = match query.address.as_deref().map(Network::parse) {
         Some(Ok(network)) => Some(network),
@@ -58,10 +64,6 @@ pub(super) async fn list(
             );
         }
     }
-    let limit = match views::page_size(query.limit, state.config.max_page_size) {
-        Ok(limit) => limit,
-        Err(message) => return refuse(StatusCode::BAD_REQUEST, message),
-    };
     let now = crate::clock::now();
     let wanted = |c: &ConnectedClient| {
         query

@@ -12,9 +12,9 @@ use serde::Deserialize;
 use serde_json::json;
 use tollgate_auth::log::Escaped;
 
-use super::routes::refuse;
 use super::tokens::TokenHolder;
-use super::{durable, views, AdminState};
+use super::views::{self, refuse, Listing};
+use super::{durable, AdminState};
 
 /// The filter and page of `GET /api/v1/retained`.
 #[derive(Debug, Deserialize)]
@@ -28,17 +28,19 @@ pub(super) struct RetainedQuery {
     after: Option<String>,
 }
 
+impl Listing for RetainedQuery {
+    fn limit(&self) -> Option<usize> {
+        self.limit
+    }
+}
+
 pub(super) async fn list(
     State(state): State<Arc<AdminState>>,
     query: Result<Query<RetainedQuery>, QueryRejection>,
 ) -> Response {
-    let Query(query) = match query {
-        Ok(query) => query,
-        Err(e) => return refuse(StatusCode::BAD_REQUEST, &e.body_text()),
-    };
-    let limit = match views::page_size(query.limit, state.config.max_page_size) {
-        Ok(limit) => limit,
-        Err(message) => return refuse(StatusCode::BAD_REQUEST, message),
+    let (query, limit) = match views::listing(query, state.config.max_page_size) {
+        Ok(found) => found,
+        Err(refused) => return *refused,
     };
     let filter = query.filter.as_deref().unwrap_or("#");
     if !tollgate_mqtt::topic::is_valid_plain_filter(filter) {

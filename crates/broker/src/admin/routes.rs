@@ -13,7 +13,8 @@ use serde_json::json;
 use tollgate_auth::log::Escaped;
 
 use super::tokens::{Role, TokenHolder};
-use super::{clients, metrics, retained, sessions, views, AdminState, Peer};
+use super::views::refuse;
+use super::{clients, metrics, retained, sessions, AdminState, Peer};
 
 /// Every route, behind the authentication.
 pub(super) fn router(state: Arc<AdminState>) -> Router {
@@ -40,11 +41,6 @@ pub(super) fn router(state: Arc<AdminState>) -> Router {
             authenticate,
         ))
         .with_state(state)
-}
-
-/// An answer with a JSON error body.
-pub(super) fn refuse(status: StatusCode, message: &str) -> Response {
-    (status, Json(views::error(message))).into_response()
 }
 
 /// Lets a request through only with a valid bearer token, and a write only with an `admin`

@@ -12,9 +12,9 @@ use serde::Deserialize;
 use serde_json::json;
 use tollgate_auth::log::Escaped;
 
-use super::routes::refuse;
 use super::tokens::TokenHolder;
-use super::{durable, views, AdminState};
+use super::views::{self, refuse, Listing};
+use super::{durable, AdminState};
 use crate::broker::EndSession;
 
 /// The page of `GET /api/v1/sessions`.
@@ -29,17 +29,19 @@ pub(super) struct SessionQuery {
     after: Option<String>,
 }
 
+impl Listing for SessionQuery {
+    fn limit(&self) -> Option<usize> {
+        self.limit
+    }
+}
+
 pub(super) async fn list(
     State(state): State<Arc<AdminState>>,
     query: Result<Query<SessionQuery>, QueryRejection>,
 ) -> Response {
-    let Query(query) = match query {
-        Ok(query) => query,
-        Err(e) => return refuse(StatusCode::BAD_REQUEST, &e.body_text()),
-    };
-    let limit = match views::page_size(query.limit, state.config.max_page_size) {
-        Ok(limit) => limit,
-        Err(message) => return refuse(StatusCode::BAD_REQUEST, message),
+    let (query, limit) = match views::listing(query, state.config.max_page_size) {
+        Ok(found) => found,
+        Err(refused) => return *refused,
     };
     let matching: Vec<_> = state
         .broker

@@ -1,7 +1,13 @@
-//! The JSON the admin API answers with: clients, principals, errors.
+//! The JSON the admin API answers with (clients, sessions, retained messages, principals,
+//! errors), and the paging of its listings.
 
 use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
+use axum::extract::rejection::QueryRejection;
+use axum::extract::Query;
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use axum::Json;
 use serde_json::{json, Value};
 use tollgate_auth::{Attribute, NameOrigin, Principal, Source};
 use tollgate_mqtt::ProtocolVersion;
@@ -114,13 +120,31 @@ pub fn principal(p: &Principal) -> Value {
     })
 }
 
-/// The page size a listing's `limit` asks for: 100 unless set, at most `most`.
-pub fn page_size(limit: Option<usize>, most: usize) -> Result<usize, &'static str> {
-    match limit {
-        Some(0) => Err("limit must be at least 1"),
-        Some(limit) => Ok(limit.min(most)),
-        None => Ok(100.min(most)),
-    }
+/// An answer with a JSON error body.
+pub fn refuse(status: StatusCode, message: &str) -> Response {
+    (status, Json(error(message))).into_response()
+}
+
+/// The query of a listing: what page size it asks for.
+pub trait Listing {
+    /// The `limit` of the query, if it has one.
+    fn limit(&self) -> Option<usize>;
+}
+
+/// A listing's query and its page size (100 unless `limit` is set, at most `most`), or the
+/// 400 saying what is wrong with them.
+pub fn listing<T: Listing>(
+    query: Result<Query<T>, QueryRejection>,
+    most: usize,
+) -> Result<(T, usize), Box<Response>> {
+    let bad = |message: &str| Box::new(refuse(StatusCode::BAD_REQUEST, message));
+    let Query(query) = query.map_err(|e| bad(&e.body_text()))?;
+    let limit = match query.limit() {
+        Some(0) => return Err(bad("limit must be at least 1")),
+        Some(limit) => limit.min(most),
+        None => 100.min(most),
+    };
+    Ok((query, limit))
 }
 
 /// The page of `items` (sorted by `key`) that starts after `after`, at most `limit` long, and

@@ -6,7 +6,7 @@ use std::sync::Arc;
 use tollgate_auth::Principal;
 
 use super::Broker;
-use crate::session::{AttachedConnection, Session, SessionSubscription};
+use crate::session::{AttachedConnection, Session, SessionState, SessionSubscription};
 
 /// A connected client, as an operator sees it.
 #[derive(Debug, Clone)]
@@ -118,12 +118,7 @@ fn connected(session: &Session) -> Option<(ConnectedClient, Subscriptions)> {
     let state = session.state.lock();
     let principal = state.attached_principal()?;
     let connection = state.attached_connection()?;
-    let mut subscriptions: Subscriptions = state
-        .subscriptions()
-        .iter()
-        .map(|(filter, subscription)| (filter.clone(), *subscription))
-        .collect();
-    subscriptions.sort_by(|a, b| a.0.cmp(&b.0));
+    let subscriptions = sorted_subscriptions(&state);
     let client = ConnectedClient {
         client_id: Arc::clone(&session.client_id),
         principal,
@@ -140,12 +135,7 @@ fn offline(session: &Session) -> Option<(OfflineSession, Subscriptions)> {
     if state.is_attached() || state.has_ended() {
         return None;
     }
-    let mut subscriptions: Subscriptions = state
-        .subscriptions()
-        .iter()
-        .map(|(filter, subscription)| (filter.clone(), *subscription))
-        .collect();
-    subscriptions.sort_by(|a, b| a.0.cmp(&b.0));
+    let subscriptions = sorted_subscriptions(&state);
     let offline = OfflineSession {
         client_id: Arc::clone(&session.client_id),
         owner: state.owner().cloned(),
@@ -154,4 +144,14 @@ fn offline(session: &Session) -> Option<(OfflineSession, Subscriptions)> {
         inflight: state.inflight_len(),
     };
     Some((offline, subscriptions))
+}
+
+fn sorted_subscriptions(state: &SessionState) -> Subscriptions {
+    let mut subscriptions: Subscriptions = state
+        .subscriptions()
+        .iter()
+        .map(|(filter, subscription)| (filter.clone(), *subscription))
+        .collect();
+    subscriptions.sort_by(|a, b| a.0.cmp(&b.0));
+    subscriptions
 }

@@ -70,12 +70,7 @@ impl Broker {
                     Err(_) => found.dropped += 1,
                 }
             }
-            self.stats
-                .retained_messages
-                .store(retained.len() as u64, Ordering::Relaxed);
-            self.stats
-                .retained_bytes
-                .store(retained.bytes() as u64, Ordering::Relaxed);
+            self.count_retained(&retained);
         }
 
         let queue_limits = QueueLimits {

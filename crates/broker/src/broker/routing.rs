@@ -11,7 +11,7 @@ use tollgate_mqtt::{Publish, PublishProperties, QoS, SubscriptionOptions, Will};
 use super::Broker;
 use crate::memory::Overload;
 use crate::message::Message;
-use crate::retained::{RetainRefused, RetainedLimits};
+use crate::retained::{RetainRefused, RetainedLimits, RetainedStore};
 use crate::session::{Delivery, EnqueueOutcome, Session, SessionSubscription};
 use crate::stats::BrokerStats;
 use crate::store::{records, Space};
@@ -115,12 +115,7 @@ impl Broker {
                 );
             }
         }
-        self.stats
-            .retained_messages
-            .store(retained.len() as u64, Ordering::Relaxed);
-        self.stats
-            .retained_bytes
-            .store(retained.bytes() as u64, Ordering::Relaxed);
+        self.count_retained(&retained);
         drop(retained);
         if stored.is_err() {
             self.memory.record(Overload::RetainedFull);
@@ -140,13 +135,18 @@ impl Broker {
                 store.delete(Space::Retained, records::retained_key(topic));
             }
         }
+        self.count_retained(&retained);
+        true
+    }
+
+    /// Publishes the retained store's size to the `$SYS` and metrics counters.
+    pub(super) fn count_retained(&self, retained: &RetainedStore) {
         self.stats
             .retained_messages
             .store(retained.len() as u64, Ordering::Relaxed);
         self.stats
             .retained_bytes
             .store(retained.bytes() as u64, Ordering::Relaxed);
-        true
     }
 
     /// Routes `message` to every session subscribed to its topic: one delivery per session,
