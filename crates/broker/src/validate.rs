@@ -8,7 +8,7 @@
 
 use std::fmt;
 
-use crate::config::{BrokerConfig, FsyncMode};
+use crate::config::{BrokerConfig, FsyncMode, MIN_ADMIN_REQUEST_BYTES};
 use crate::config_cause::ConfigCause;
 
 /// One step of a key path: a table key or an array index.
@@ -214,10 +214,10 @@ impl BrokerConfig {
             }
             Some(_) => {}
         }
-        if admin.max_request_bytes < 1024 {
+        if admin.max_request_bytes < MIN_ADMIN_REQUEST_BYTES {
             problems.push(ConfigProblem::at(
                 at("max_request_bytes"),
-                ConfigCause::AtLeastBytes(1024),
+                ConfigCause::AtLeastBytes(MIN_ADMIN_REQUEST_BYTES as u64),
             ));
         }
         for (key, value) in [

@@ -1,6 +1,7 @@
 //! The admin HTTP API over real HTTP: authentication (no token, a wrong token, a read-only
-//! token writing, the throttle), the client listing and details, the kick, `/metrics`, and
-//! bad input.
+//! token writing, the throttle), the client listing and details, the kick, sessions, retained
+//! messages, reload, `/metrics`, bad input, and the bounds on pages, request heads and slow
+//! requests.
 
 mod common;
 
@@ -402,6 +403,21 @@ async fn an_admin_table_without_a_token_file_or_with_a_bad_one_is_refused_at_its
         problems.to_string().contains("admin.token_file"),
         "{problems}"
     );
+    let mut config = anonymous_config();
+    config.admin = Some(AdminConfig {
+        token_file: Some(dir.write("ok.tokens", "")),
+        max_request_bytes: 100,
+        ..AdminConfig::default()
+    });
+    let problems = Server::prepare(config, Default::default())
+        .err()
+        .expect("refused");
+    assert!(
+        problems
+            .to_string()
+            .contains("admin.max_request_bytes`: must be at least 8192 bytes"),
+        "{problems}"
+    );
     let bad = dir.write("bad.tokens", "ops:root:00\n");
     let mut config = anonymous_config();
     config.admin = Some(AdminConfig {
@@ -584,6 +600,81 @@ async fn a_reload_needs_the_admin_role_and_reads_the_token_file_again() {
     assert_eq!(
         request(admin, "GET", "/healthz", Some(later)).await.status,
         200
+    );
+    server.shutdown().await;
+}
+
+#[tokio::test]
+async fn a_page_is_never_longer_than_max_page_size_whatever_limit_asks() {
+    let dir = TestDir::new("admin-page-bound");
+    let (server, mqtt, admin) = start_with_admin(&dir, |a| a.max_page_size = 2).await;
+    let _a = TestClient::connect(mqtt, ProtocolVersion::V5, "a").await;
+    let _b = TestClient::connect(mqtt, ProtocolVersion::V5, "b").await;
+    let _c = TestClient::connect(mqtt, ProtocolVersion::V5, "c").await;
+    let page = request(
+        admin,
+        "GET",
+        "/api/v1/clients?limit=1000000",
+        Some(READ_TOKEN),
+    )
+    .await
+    .json();
+    assert_eq!(page["data"].as_array().unwrap().len(), 2);
+    assert_eq!(page["total"], 3);
+    assert_eq!(page["next"], "b");
+    server.shutdown().await;
+}
+
+/// Sends `bytes` on a new admin connection and reads until the broker closes it; the status
+/// of its answer, if it gave one.
+async fn raw_exchange(admin: SocketAddr, bytes: &[u8]) -> Option<u16> {
+    let mut stream = TcpStream::connect(admin).await.unwrap();
+    // The broker may close before reading all of it: a failed write is an answer too.
+    let _ = stream.write_all(bytes).await;
+    let mut answer = Vec::new();
+    let _ = tokio::time::timeout(PACKET_TIMEOUT, stream.read_to_end(&mut answer))
+        .await
+        .expect("the broker closes the connection within the timeout");
+    let text = String::from_utf8_lossy(&answer);
+    text.split(' ').nth(1).and_then(|s| s.parse().ok())
+}
+
+#[tokio::test]
+async fn a_request_head_over_max_request_bytes_is_refused_with_431() {
+    let dir = TestDir::new("admin-head-bound");
+    let (server, _, admin) = start_with_admin(&dir, |a| a.max_request_bytes = 8192).await;
+    let huge = format!(
+        "GET /healthz HTTP/1.1\r\nHost: admin\r\nAuthorization: Bearer {READ_TOKEN}\r\nX-Padding: {}\r\n\r\n",
+        "p".repeat(20_000)
+    );
+    assert_eq!(raw_exchange(admin, huge.as_bytes()).await, Some(431));
+    assert_eq!(
+        request(admin, "GET", "/healthz", Some(READ_TOKEN))
+            .await
+            .status,
+        200,
+        "the listener serves the next request"
+    );
+    server.shutdown().await;
+}
+
+#[tokio::test]
+async fn a_request_that_does_not_arrive_within_request_timeout_is_closed() {
+    let dir = TestDir::new("admin-slow");
+    let (server, _, admin) = start_with_admin(&dir, |a| {
+        a.request_timeout = Duration::from_secs(1);
+        a.max_connections = 1;
+    })
+    .await;
+    // Half a request head, never finished, on the only connection the listener serves.
+    let answered = raw_exchange(admin, b"GET /healthz HTTP/1.1\r\nHost: adm").await;
+    assert!(answered.is_none() || answered == Some(408), "{answered:?}");
+    assert_eq!(
+        request(admin, "GET", "/healthz", Some(READ_TOKEN))
+            .await
+            .status,
+        200,
+        "the connection slot is free again"
     );
     server.shutdown().await;
 }

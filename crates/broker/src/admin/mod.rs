@@ -5,7 +5,8 @@
 //! (`tokens.rs`); failures are counted per address and an address that fails too often is
 //! refused for a while (`throttle.rs`). `read` tokens may `GET`; `admin` tokens may do
 //! everything. The listener serves at most `max_connections` connections at once, one
-//! request per connection, each within `request_timeout` and `max_request_bytes`.
+//! request per connection, each within `request_timeout`, its head within
+//! `max_request_bytes` (bodies are never read).
 //!
 //! This file accepts connections; `routes.rs` holds the routes and the authentication in
 //! front of them, `clients.rs`, `sessions.rs` and `retained.rs` the endpoints of each
@@ -128,7 +129,7 @@ pub async fn serve(
         let _ = stream.set_nodelay(true);
         let router = router.clone();
         let timeout = state.config.request_timeout;
-        let buffer = state.config.max_request_bytes.max(8192);
+        let buffer = state.config.max_request_bytes;
         tokio::spawn(async move {
             let service =
                 hyper::service::service_fn(move |mut request: hyper::Request<Incoming>| {

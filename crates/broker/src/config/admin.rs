@@ -10,6 +10,9 @@ use serde::Deserialize;
 pub const DEFAULT_ADMIN_BIND: SocketAddr =
     SocketAddr::new(std::net::IpAddr::V4(Ipv4Addr::LOCALHOST), 18083);
 
+/// The least `max_request_bytes` may be: the HTTP parser's smallest read buffer.
+pub const MIN_ADMIN_REQUEST_BYTES: usize = 8192;
+
 /// The `[admin]` table.
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
 #[serde(deny_unknown_fields, default)]
@@ -19,7 +22,8 @@ pub struct AdminConfig {
     /// The file of admin tokens (one `name:role:sha256-hex` per line, written by
     /// `tollgate admin-token`). Required: there is no anonymous access.
     pub token_file: Option<PathBuf>,
-    /// Largest request (headers and body) a client may send, bytes (64 KiB by default).
+    /// Largest request head a client may send, bytes (64 KiB by default, at least 8 KiB); a
+    /// larger one gets 431. Request bodies are never read (no endpoint takes one).
     pub max_request_bytes: usize,
     /// Admin connections served at once (32 by default); more wait in the listen queue.
     pub max_connections: usize,

@@ -17,7 +17,7 @@ mod kinds;
 mod limits;
 mod persistence;
 
-pub use admin::AdminConfig;
+pub use admin::{AdminConfig, MIN_ADMIN_REQUEST_BYTES};
 
 pub use kinds::{AuthenticatorKind, AuthorizerKind};
 pub use persistence::{FsyncMode, PersistenceConfig, DEFAULT_INTERVAL_MS, DEFAULT_MIN_FREE_BYTES};
