@@ -169,6 +169,9 @@ fn serve(config: BrokerConfig, file: Option<(PathBuf, String)>) -> ExitCode {
                 return ExitCode::from(2);
             }
         };
+        // Installed before the listeners open: a SIGHUP sent once the broker logs that it is
+        // listening must not find the default action (which ends the process).
+        let signals = Signals::install();
         let server = match prepared.start().await {
             Ok(server) => server,
             Err(e) => {
@@ -176,33 +179,59 @@ fn serve(config: BrokerConfig, file: Option<(PathBuf, String)>) -> ExitCode {
                 return ExitCode::FAILURE;
             }
         };
-        wait_for_shutdown(&server, file.as_ref().map(|(path, _)| path.as_path())).await;
+        signals
+            .wait_for_shutdown(&server, file.as_ref().map(|(path, _)| path.as_path()))
+            .await;
         tracing::info!("shutting down");
         server.shutdown().await;
         ExitCode::SUCCESS
     })
 }
 
-/// Waits for SIGINT or SIGTERM; on SIGHUP meanwhile, reads the configuration file again and
-/// applies it (without one, re-reads the files it names in place).
-async fn wait_for_shutdown(server: &Server, file: Option<&Path>) {
+/// The signals `serve` answers: SIGINT and SIGTERM end it, SIGHUP reloads.
+struct Signals {
     #[cfg(unix)]
-    {
-        use tokio::signal::unix::{signal, SignalKind};
-        let mut term = signal(SignalKind::terminate()).expect("SIGTERM handler");
-        let mut hangup = signal(SignalKind::hangup()).expect("SIGHUP handler");
-        loop {
-            tokio::select! {
-                _ = tokio::signal::ctrl_c() => return,
-                _ = term.recv() => return,
-                _ = hangup.recv() => reconfigure(server, file),
+    interrupt: tokio::signal::unix::Signal,
+    #[cfg(unix)]
+    term: tokio::signal::unix::Signal,
+    #[cfg(unix)]
+    hangup: tokio::signal::unix::Signal,
+}
+
+impl Signals {
+    /// Installs the handlers (from here on, none of these signals has its default action).
+    fn install() -> Signals {
+        #[cfg(unix)]
+        {
+            use tokio::signal::unix::{signal, SignalKind};
+            Signals {
+                interrupt: signal(SignalKind::interrupt()).expect("SIGINT handler"),
+                term: signal(SignalKind::terminate()).expect("SIGTERM handler"),
+                hangup: signal(SignalKind::hangup()).expect("SIGHUP handler"),
             }
         }
+        #[cfg(not(unix))]
+        Signals {}
     }
-    #[cfg(not(unix))]
-    {
-        let _ = (server, file);
-        let _ = tokio::signal::ctrl_c().await;
+
+    /// Waits for SIGINT or SIGTERM; on SIGHUP meanwhile, reads the configuration file again
+    /// and applies it (without one, re-reads the files it names in place).
+    async fn wait_for_shutdown(mut self, server: &Server, file: Option<&Path>) {
+        #[cfg(unix)]
+        {
+            loop {
+                tokio::select! {
+                    _ = self.interrupt.recv() => return,
+                    _ = self.term.recv() => return,
+                    _ = self.hangup.recv() => reconfigure(server, file),
+                }
+            }
+        }
+        #[cfg(not(unix))]
+        {
+            let _ = (server, file, &mut self);
+            let _ = tokio::signal::ctrl_c().await;
+        }
     }
 }
 
