@@ -1,6 +1,7 @@
 #!/usr/bin/env python3
 """Checks of Tollgate's admin API with real clients: paho-mqtt connects, plain HTTP (urllib)
-lists and kicks it, and prometheus-client's OpenMetrics parser reads /metrics.
+lists, kicks, bans and revokes it and asks why it may publish, and prometheus-client's
+OpenMetrics parser reads /metrics.
 
 Usage: ADMIN_TOKEN=... READ_TOKEN=... python3 admin_checks.py --port MQTT_PORT --admin-port PORT
 
@@ -41,9 +42,12 @@ def expect(cond: bool, msg: str) -> None:
         raise CheckFailed(msg)
 
 
-def http(base: str, method: str, path: str, token: str | None):
-    """(status, headers (case-insensitive), body text) of one request."""
-    request = urllib.request.Request(base + path, method=method)
+def http(base: str, method: str, path: str, token: str | None, body=None):
+    """(status, headers (case-insensitive), body text) of one request; `body` is sent as JSON."""
+    data = None if body is None else json.dumps(body).encode()
+    request = urllib.request.Request(base + path, method=method, data=data)
+    if data is not None:
+        request.add_header("Content-Type", "application/json")
     if token is not None:
         request.add_header("Authorization", f"Bearer {token}")
     try:
@@ -51,6 +55,21 @@ def http(base: str, method: str, path: str, token: str | None):
             return answer.status, answer.headers, answer.read().decode()
     except urllib.error.HTTPError as error:
         return error.code, error.headers, error.read().decode()
+
+
+def connack(host: str, port: int, client_id: str, version):
+    """The CONNACK reason code (5.0) or return code (3.1.1) a paho client gets."""
+    connected: queue.Queue = queue.Queue()
+    client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=client_id, protocol=version)
+    client.on_connect = lambda c, u, f, rc, p=None: connected.put(rc)
+    client.reconnect_delay_set(min_delay=60, max_delay=120)
+    client.connect(host, port, keepalive=30)
+    client.loop_start()
+    try:
+        return connected.get(timeout=WAIT).value
+    finally:
+        client.disconnect()
+        client.loop_stop()
 
 
 def connect(host: str, port: int, client_id: str, version):
@@ -141,7 +160,64 @@ def main() -> int:
                 client.loop_stop()
         return run
 
+    def banned_disconnected_refused_and_lifted():
+        client_id = f"ban-{RUN}"
+        client, gone = connect(args.host, args.port, client_id, mqtt.MQTTv5)
+        try:
+            status, _, body = http(base, "POST", "/api/v1/bans", admin,
+                                   {"kind": "client", "value": client_id, "reason": "interop"})
+            expect(status == 201, f"ban: {status} {body}")
+            expect(json.loads(body)["disconnected"] == 1, body)
+            rc = gone.get(timeout=WAIT)
+            expect(rc.value == 0x98, f"disconnect reason 0x{rc.value:02x}, not 0x98")
+        finally:
+            client.loop_stop()
+        rc = connack(args.host, args.port, client_id, mqtt.MQTTv5)
+        expect(rc == 0x8A, f"a banned 5.0 client got CONNACK 0x{rc:02x}, not 0x8A")
+        rc = connack(args.host, args.port, client_id, mqtt.MQTTv311)
+        expect(rc == 5, f"a banned 3.1.1 client got return code {rc}, not 5")
+        status, _, body = http(base, "GET", "/api/v1/bans?kind=client", read)
+        expect(status == 200 and client_id in body, f"listing: {status} {body}")
+        status, _, body = http(base, "DELETE", f"/api/v1/bans/client/{client_id}", admin)
+        expect(status == 204, f"lift: {status} {body}")
+        rc = connack(args.host, args.port, client_id, mqtt.MQTTv5)
+        expect(rc == 0, f"CONNACK 0x{rc:02x} after the ban was lifted")
+
+    def revoked_disconnected_and_withdrawn():
+        client_id = f"rev-{RUN}"
+        client, gone = connect(args.host, args.port, client_id, mqtt.MQTTv5)
+        try:
+            status, _, body = http(base, "POST", "/api/v1/revocations", admin,
+                                   {"kind": "client", "value": client_id, "expires_in": 600})
+            expect(status == 201, f"revoke: {status} {body}")
+            rc = gone.get(timeout=WAIT)
+            expect(rc.value == 0x87, f"disconnect reason 0x{rc.value:02x}, not 0x87")
+        finally:
+            client.loop_stop()
+        rc = connack(args.host, args.port, client_id, mqtt.MQTTv5)
+        expect(rc == 0x87, f"a revoked client got CONNACK 0x{rc:02x}")
+        status, _, body = http(base, "DELETE", f"/api/v1/revocations/client/{client_id}", admin)
+        expect(status == 204, f"withdraw: {status} {body}")
+
+    def authorize_explains_a_connected_client():
+        client_id = f"why-{RUN}"
+        client, _ = connect(args.host, args.port, client_id, mqtt.MQTTv5)
+        try:
+            status, _, body = http(base, "POST", "/api/v1/authorize", read,
+                                   {"client_id": client_id, "action": "publish", "topic": "x/y"})
+            expect(status == 200, f"authorize: {status} {body}")
+            answer = json.loads(body)
+            expect(answer["source"] == "connected" and isinstance(answer["allowed"], bool), body)
+        finally:
+            client.disconnect()
+            client.loop_stop()
+
     check("admin API refuses requests without a valid token (401)", refused_without_a_valid_token)
+    check("admin API bans a paho client: DISCONNECT 0x98, CONNACK 0x8A (5.0) / 5 (3.1.1), lifted",
+          banned_disconnected_refused_and_lifted)
+    check("admin API revokes a paho client: DISCONNECT 0x87, refused, withdrawn",
+          revoked_disconnected_and_withdrawn)
+    check("admin API explains a connected paho client's publish", authorize_explains_a_connected_client)
     check("admin /metrics parsed by prometheus-client's OpenMetrics parser", metrics_parse_as_openmetrics)
     check("admin API lists, shows and kicks a paho MQTT 5 client (DISCONNECT 0x98)",
           listed_shown_and_kicked(mqtt.MQTTv5, "v5"))

@@ -100,6 +100,14 @@ pub enum ConnectRefusal<'a> {
     Revoked(&'a str),
     /// The client identifier does not match the listener's patterns.
     ClientIdentifier,
+    /// An operator's ban names it (the ban's kind, `client`, `user` or `address`, and what
+    /// it names).
+    Banned {
+        /// `client`, `user` or `address`.
+        kind: &'a str,
+        /// The client identifier, user name or network banned.
+        target: &'a str,
+    },
     /// The session of that client identifier belongs to another principal.
     SessionOwnedByAnother {
         /// The owner of the session, as it is written.
@@ -202,6 +210,11 @@ impl AuditEvent<'_> {
                     ConnectRefusal::Revoked(why) => tracing::info!(
                         target: TARGET, client_id = %client_id, username = %username,
                         outcome = "deny", "connection refused: {}", Escaped(why)
+                    ),
+                    ConnectRefusal::Banned { kind, target } => tracing::info!(
+                        target: TARGET, client_id = %client_id, username = %username,
+                        outcome = "deny", ban = %kind, banned = %Escaped(target),
+                        "connection refused: banned"
                     ),
                     ConnectRefusal::ClientIdentifier => tracing::info!(
                         target: TARGET, client_id = %client_id, username = %username,

@@ -88,6 +88,24 @@ impl Refusal {
     }
 }
 
+impl std::fmt::Display for Refusal {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Refusal::Authentication { reason, by, detail } => write!(
+                f,
+                "authentication refused by {}: {reason} ({detail})",
+                by.as_deref().unwrap_or("the end of the chain")
+            ),
+            Refusal::Revoked(why) => f.write_str(why),
+            Refusal::ClientIdentifier => f.write_str(
+                "the client identifier matches none of the listener's client_id_patterns",
+            ),
+            Refusal::Expired => f.write_str("the credentials have expired"),
+            Refusal::Will { explanation } => write!(f, "will topic denied: {explanation}"),
+        }
+    }
+}
+
 /// The CONNACK reason code for a refusal of the authentication chain.
 pub fn deny_reason_code(reason: DenyReason) -> ReasonCode {
     match reason {
@@ -159,7 +177,13 @@ pub fn admit_principal(
     candidate: Candidate<'_>,
     now: SystemTime,
 ) -> Result<Admitted, Refusal> {
-    if let Some(why) = revocation(listener, revocations, &principal, candidate.certificate) {
+    if let Some(why) = revocation(
+        listener,
+        revocations,
+        &principal,
+        candidate.certificate,
+        now,
+    ) {
         return Err(Refusal::Revoked(why));
     }
     let patterns = &listener.policy().config.client_id_patterns;
@@ -199,17 +223,18 @@ pub fn permissions_for(listener: &Listener, principal: &Principal) -> Permission
     }
 }
 
-/// Why `principal` (with its client `certificate`) is revoked, if the revocation list or the
-/// listener's CRLs say it is: at CONNECT, and again whenever a connected client is told the
-/// list changed.
+/// Why `principal` (with its client `certificate`) is revoked at `now`, if the revocation
+/// list or the listener's CRLs say it is: at CONNECT, and again whenever a connected client
+/// is told the list changed.
 pub fn revocation(
     listener: &Listener,
     revocations: &RevocationList,
     principal: &Principal,
     certificate: Option<&CertificateInfo>,
+    now: SystemTime,
 ) -> Option<String> {
     revocations
-        .revoked(principal)
+        .revoked(principal, now)
         .or_else(|| certificate.and_then(|c| certificate_revoked(listener, c)))
 }
 

@@ -49,6 +49,7 @@ impl AuditCounts {
                 let reason = match cause {
                     ConnectRefusal::Revoked(_) => "revoked",
                     ConnectRefusal::ClientIdentifier => "client_identifier",
+                    ConnectRefusal::Banned { .. } => "banned",
                     ConnectRefusal::SessionOwnedByAnother { .. } => "session_owned_by_another",
                 };
                 self.connections_refused

@@ -36,6 +36,7 @@ mod config_cause;
 mod deadlines;
 mod driver;
 mod live;
+mod network;
 mod revocation;
 mod server;
 mod stop;
@@ -58,6 +59,8 @@ pub mod listener;
 pub mod memory;
 #[doc(hidden)]
 pub mod message;
+#[doc(hidden)]
+pub mod operator;
 #[doc(hidden)]
 pub mod retained;
 #[doc(hidden)]

@@ -80,6 +80,24 @@ impl Live {
         }
     }
 
+    /// The listener named `name` (its name or bind address), or the first one.
+    pub(crate) fn listener(&self, name: Option<&str>) -> Option<Arc<Listener>> {
+        match name {
+            None => self.listeners.first().cloned(),
+            Some(name) => self
+                .listeners
+                .iter()
+                .find(|l| *l.name == *name || l.socket.0.to_string() == name)
+                .cloned(),
+        }
+    }
+
+    /// Forgets cached authentications and introspection answers (the admin API's
+    /// `DELETE /authentication/cache`, and after a revocation).
+    pub(crate) fn forget_cached(&self) {
+        self.applied.lock().authenticators.forget_cached();
+    }
+
     /// Re-reads what can change in place (password files, policy and ACL files, the revocation
     /// list, TLS certificates, keys, CAs and CRLs) and forgets cached authentications.
     /// Connected clients stay connected; their permissions are compiled again.

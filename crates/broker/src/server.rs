@@ -356,7 +356,7 @@ impl Prepared {
 
 /// The log lines of a restart: what was restored, and (loudly) what was lost.
 fn log_recovered(store: &Store, found: &Recovered) {
-    tracing::info!(store = %store.path().display(), fsync = ?store.fsync_mode(), sessions = found.sessions, subscriptions = found.subscriptions, deliveries = found.deliveries, retained = found.retained, expired_sessions = found.expired, wills_published = found.wills_published, damaged_records = found.damaged, dropped_records = found.dropped, journal_bytes_cut = found.journal_bytes_cut, elapsed_ms = found.elapsed.as_millis() as u64, "persistence on: state restored");
+    tracing::info!(store = %store.path().display(), fsync = ?store.fsync_mode(), sessions = found.sessions, subscriptions = found.subscriptions, deliveries = found.deliveries, retained = found.retained, bans = found.bans, revocations = found.revocations, expired_sessions = found.expired, wills_published = found.wills_published, damaged_records = found.damaged, dropped_records = found.dropped, journal_bytes_cut = found.journal_bytes_cut, elapsed_ms = found.elapsed.as_millis() as u64, "persistence on: state restored");
     if found.damaged > 0 {
         tracing::error!(
             damaged_records = found.damaged,

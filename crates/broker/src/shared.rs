@@ -3,6 +3,7 @@
 //! broker implements it ([`Broker`]), and a test can put a fake in its place to see or steer
 //! exactly what a connection asks of the rest of the broker.
 
+use std::net::IpAddr;
 use std::ops::ControlFlow;
 use std::sync::Arc;
 
@@ -18,6 +19,7 @@ use crate::config::BrokerConfig;
 use crate::events::Hooks;
 use crate::memory::MemoryBudget;
 use crate::message::Message;
+use crate::operator::bans::Ban;
 use crate::retained::RetainRefused;
 use crate::session::Session;
 use crate::stats::BrokerStats;
@@ -93,6 +95,13 @@ pub trait Shared: Send + Sync + 'static {
 
     /// The revocation list in force.
     fn revocation_list(&self) -> Arc<RevocationList>;
+
+    /// The operator's ban a client falls under (its client identifier, user names, address),
+    /// if one does. Without bans (the default): none.
+    fn ban_of(&self, client_id: &str, users: [Option<&str>; 2], address: IpAddr) -> Option<Ban> {
+        let _ = (client_id, users, address);
+        None
+    }
 
     /// The store commit the writes made on this thread since the last call go into, if they
     /// made any (see [`crate::store::take_ticket`]): what the acknowledgement of the packet
@@ -198,6 +207,10 @@ impl Shared for Broker {
 
     fn revocation_list(&self) -> Arc<RevocationList> {
         Broker::revocation_list(self)
+    }
+
+    fn ban_of(&self, client_id: &str, users: [Option<&str>; 2], address: IpAddr) -> Option<Ban> {
+        Broker::ban_of(self, client_id, users, Some(address))
     }
 
     fn take_store_ticket(&self) -> Option<u64> {

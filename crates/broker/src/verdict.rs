@@ -12,6 +12,7 @@ use std::time::SystemTime;
 
 use tollgate_auth::authentication::ConnectRequest;
 use tollgate_auth::policy::{run_policy_tests, PolicyFile, TestReport};
+use tollgate_auth::revocation::RevocationList;
 use tollgate_auth::{CertificateInfo, Principal, Secret};
 
 use crate::admission::{self, Admitted, Candidate, Refusal};
@@ -106,51 +107,14 @@ impl Prepared {
     }
 
     /// The verdict on `query` at the listener `listener` (its name or bind address; the
-    /// first one with `None`): the certificate-as-user-name rule, else the listener's chain
-    /// when credentials are given, else the stated principal; then the revocation list and
-    /// CRLs, client identifier patterns, the credentials' expiry and the listener's
-    /// authorizers, as for a CONNECT.
+    /// first one with `None`): see [`decide`].
     pub async fn verdict(
         &self,
         listener: Option<&str>,
         query: Query,
     ) -> Result<Verdict, CheckError> {
         let listener = self.chosen_listener(listener)?;
-        let revocations = self.revocation_list();
-        let candidate = Candidate {
-            client_id: &query.client_id,
-            username: query.username.as_deref(),
-            certificate: query.certificate.as_ref(),
-            will: None,
-        };
-        let decision = match (
-            admission::certificate_decision(listener, query.certificate.as_ref()),
-            &query.credentials,
-        ) {
-            (Some(decision), _) => Some(decision),
-            (None, Some(credentials)) => {
-                let request = connect_request(listener, &query, credentials);
-                Some(listener.policy().chain.authenticate(&request).await)
-            }
-            (None, None) => None,
-        };
-        let authenticated = decision.is_some();
-        let now = SystemTime::now();
-        let outcome = match decision {
-            Some(decision) => admission::admit(listener, &revocations, decision, candidate, now),
-            None => admission::admit_principal(
-                listener,
-                &revocations,
-                query.stated.clone(),
-                candidate,
-                now,
-            ),
-        };
-        Ok(Verdict {
-            listener: Arc::clone(&listener.name),
-            authenticated,
-            outcome,
-        })
+        Ok(decide(listener, &self.revocation_list(), query).await)
     }
 
     /// Runs every `[[test]]` of the configured policy files against the authorizers of the
@@ -174,6 +138,44 @@ impl Prepared {
             runs.push(PolicyTestRun { path, report });
         }
         Ok(Some(runs))
+    }
+}
+
+/// The verdict on `query` at `listener`, with `revocations` in force: the
+/// certificate-as-user-name rule, else the listener's chain when credentials are given, else
+/// the stated principal; then the revocation list and CRLs, client identifier patterns, the
+/// credentials' expiry and the listener's authorizers, as for a CONNECT. `tollgate check`
+/// and the admin API's `POST /authorize` both decide here.
+pub async fn decide(listener: &Listener, revocations: &RevocationList, query: Query) -> Verdict {
+    let candidate = Candidate {
+        client_id: &query.client_id,
+        username: query.username.as_deref(),
+        certificate: query.certificate.as_ref(),
+        will: None,
+    };
+    let decision = match (
+        admission::certificate_decision(listener, query.certificate.as_ref()),
+        &query.credentials,
+    ) {
+        (Some(decision), _) => Some(decision),
+        (None, Some(credentials)) => {
+            let request = connect_request(listener, &query, credentials);
+            Some(listener.policy().chain.authenticate(&request).await)
+        }
+        (None, None) => None,
+    };
+    let authenticated = decision.is_some();
+    let now = SystemTime::now();
+    let outcome = match decision {
+        Some(decision) => admission::admit(listener, revocations, decision, candidate, now),
+        None => {
+            admission::admit_principal(listener, revocations, query.stated.clone(), candidate, now)
+        }
+    };
+    Verdict {
+        listener: Arc::clone(&listener.name),
+        authenticated,
+        outcome,
     }
 }
 

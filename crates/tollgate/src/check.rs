@@ -25,7 +25,7 @@ use tollgate_auth::permissions::Request;
 use tollgate_auth::policy::TestIdentity;
 use tollgate_auth::{CertificateInfo, Principal, Secret};
 use tollgate_broker::verdict::{Credentials, Query};
-use tollgate_broker::{Admitted, Extensions, Permissions, Prepared, Refusal, Server};
+use tollgate_broker::{Admitted, Extensions, Permissions, Prepared, Server};
 use tollgate_mqtt::QoS;
 
 use crate::config_file;
@@ -192,7 +192,7 @@ async fn decide(args: &CheckArgs, prepared: &Prepared) -> Result<bool, String> {
             println!(
                 "connection refused ({:?}): {}",
                 refusal.reason_code(),
-                describe(&refusal)
+                refusal
             );
             return Ok(false);
         }
@@ -250,22 +250,6 @@ fn credentials(args: &CheckArgs) -> Result<Option<Credentials>, String> {
             authentication,
         }),
     )
-}
-
-/// Why a client was not admitted, in words.
-fn describe(refusal: &Refusal) -> String {
-    match refusal {
-        Refusal::Authentication { reason, by, detail } => format!(
-            "authentication refused by {}: {reason} ({detail})",
-            by.as_deref().unwrap_or("the end of the chain")
-        ),
-        Refusal::Revoked(why) => why.clone(),
-        Refusal::ClientIdentifier => {
-            "the client identifier matches none of the listener's client_id_patterns".to_owned()
-        }
-        Refusal::Expired => "the credentials have expired".to_owned(),
-        Refusal::Will { explanation, .. } => format!("will topic denied: {explanation}"),
-    }
 }
 
 /// A QoS as the command line writes it: 0, 1 or 2.

@@ -5,12 +5,13 @@
 //! (`tokens.rs`); failures are counted per address and an address that fails too often is
 //! refused for a while (`throttle.rs`). `read` tokens may `GET`; `admin` tokens may do
 //! everything. The listener serves at most `max_connections` connections at once, one
-//! request per connection, each within `request_timeout`, its head within
-//! `max_request_bytes` (bodies are never read).
+//! request per connection, each within `request_timeout`, its head and its body (only bans
+//! and revocations take one) each within `max_request_bytes`.
 //!
 //! This file accepts connections; `routes.rs` holds the routes and the authentication in
-//! front of them, `clients.rs`, `sessions.rs` and `retained.rs` the endpoints of each
-//! collection, `views.rs` the JSON and paging, `metrics.rs` the OpenMetrics text.
+//! front of them, `clients.rs`, `sessions.rs`, `retained.rs`, `bans.rs` and
+//! `revocations.rs` the endpoints of each collection (`entries.rs` what the last two share),
+//! `views.rs` the JSON and paging, `metrics.rs` the OpenMetrics text.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -27,9 +28,13 @@ use crate::broker::Broker;
 use crate::config::AdminConfig;
 use crate::live::Live;
 
+mod authorize;
+mod bans;
 mod clients;
+mod entries;
 mod metrics;
 mod retained;
+mod revocations;
 mod routes;
 mod sessions;
 pub mod throttle;

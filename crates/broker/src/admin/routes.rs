@@ -3,7 +3,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use axum::extract::{Request, State};
+use axum::extract::{DefaultBodyLimit, Request, State};
 use axum::http::{header, HeaderMap, HeaderValue, Method, StatusCode};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
@@ -14,7 +14,7 @@ use tollgate_auth::log::Escaped;
 
 use super::tokens::{Role, TokenHolder};
 use super::views::refuse;
-use super::{clients, metrics, retained, sessions, AdminState, Peer};
+use super::{authorize, bans, clients, metrics, retained, revocations, sessions, AdminState, Peer};
 
 /// Every route, behind the authentication.
 pub(super) fn router(state: Arc<AdminState>) -> Router {
@@ -34,8 +34,21 @@ pub(super) fn router(state: Arc<AdminState>) -> Router {
         )
         .route("/api/v1/retained", get(retained::list))
         .route("/api/v1/retained/{*topic}", delete(retained::clear))
+        .route("/api/v1/bans", get(bans::list).post(bans::create))
+        .route("/api/v1/bans/{kind}/{*value}", delete(bans::remove))
+        .route(
+            "/api/v1/revocations",
+            get(revocations::list).post(revocations::create),
+        )
+        .route(
+            "/api/v1/revocations/{kind}/{*value}",
+            delete(revocations::remove),
+        )
+        .route("/api/v1/authentication/cache", delete(forget_cache))
+        .route("/api/v1/authorize", post(authorize::authorize))
         .route("/api/v1/reload", post(reload))
         .fallback(not_found)
+        .layer(DefaultBodyLimit::max(state.config.max_request_bytes))
         .layer(middleware::from_fn_with_state(
             Arc::clone(&state),
             authenticate,
@@ -70,7 +83,9 @@ async fn authenticate(
     if let Some(address) = address {
         state.throttle.succeeded(address);
     }
-    let reads = matches!(*request.method(), Method::GET | Method::HEAD);
+    // Asking for an explanation changes nothing, whatever its method.
+    let reads = matches!(*request.method(), Method::GET | Method::HEAD)
+        || request.uri().path() == "/api/v1/authorize";
     if !reads && holder.role < Role::Admin {
         tracing::warn!(token = %Escaped(&holder.name), method = %request.method(), path = %Escaped(request.uri().path()), "admin request refused: read-only token");
         return refuse(StatusCode::FORBIDDEN, "this token is read-only");
@@ -136,6 +151,17 @@ async fn reload(
     state.live.reload();
     state.reload_tokens();
     Json(json!({ "reloaded": true })).into_response()
+}
+
+/// Forgets every cached authentication and introspection answer: the next CONNECT of each
+/// client asks its authenticator again.
+async fn forget_cache(
+    State(state): State<Arc<AdminState>>,
+    Extension(holder): Extension<TokenHolder>,
+) -> Response {
+    state.live.forget_cached();
+    tracing::info!(target: "tollgate::audit", by = %Escaped(&holder.name), "admin: authentication cache forgotten");
+    StatusCode::NO_CONTENT.into_response()
 }
 
 async fn metrics_text(State(state): State<Arc<AdminState>>) -> Response {

@@ -193,7 +193,8 @@ fn source(source: &Source) -> String {
     }
 }
 
-fn unix_seconds(at: SystemTime) -> u64 {
+/// Seconds since the Unix epoch.
+pub fn unix_seconds(at: SystemTime) -> u64 {
     at.duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs())
 }
 

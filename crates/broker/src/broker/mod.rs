@@ -25,6 +25,8 @@ use crate::config::BrokerConfig;
 use crate::deadlines::{OnDue, SessionDeadlines};
 use crate::events::Hooks;
 use crate::memory::MemoryBudget;
+use crate::operator::bans::BanList;
+use crate::operator::revocations::OperatorRevocations;
 use crate::retained::RetainedStore;
 use crate::session::Session;
 use crate::stats::BrokerStats;
@@ -33,11 +35,13 @@ use crate::store::Store;
 use crate::subscriptions::SubscriptionTrie;
 
 mod clients;
+mod operator;
 mod restore;
 mod routing;
 mod sessions;
 
 pub use clients::{ConnectedClient, EndSession, OfflineSession, Subscriptions};
+pub use operator::{Banned, ListFull};
 pub use routing::{RouteOutcome, RouteTarget};
 pub use sessions::{ClosingWill, OpenedSession, SessionOwnedByAnother};
 
@@ -63,7 +67,14 @@ pub struct Broker {
     next_session_id: AtomicU64,
     assigned_ids: AtomicU64,
     policy_generation: AtomicU64,
+    /// The revocation list in force: the file's entries and the API's.
     revocations: RwLock<Arc<RevocationList>>,
+    /// The revocation file's entries.
+    file_revocations: RwLock<Arc<RevocationList>>,
+    /// Revocations made through the admin API.
+    operator_revocations: Mutex<OperatorRevocations>,
+    /// Bans made through the admin API.
+    bans: RwLock<BanList>,
     /// Will delays and expiries of sessions without a connection.
     deadlines: Arc<SessionDeadlines>,
     /// The embedder's event hooks.
@@ -122,6 +133,9 @@ impl Broker {
             assigned_ids: AtomicU64::new(0),
             policy_generation: AtomicU64::new(0),
             revocations: RwLock::new(Arc::default()),
+            file_revocations: RwLock::new(Arc::default()),
+            operator_revocations: Mutex::new(OperatorRevocations::default()),
+            bans: RwLock::new(BanList::default()),
             hooks,
             store,
             stop: StopSignal::default(),
@@ -148,12 +162,6 @@ impl Broker {
     /// The revocation list in force now.
     pub fn revocation_list(&self) -> Arc<RevocationList> {
         Arc::clone(&self.revocations.read())
-    }
-
-    /// Replaces the revocation list. Connected clients check it when told
-    /// ([`Broker::permissions_changed`]).
-    pub fn set_revocations(&self, list: Arc<RevocationList>) {
-        *self.revocations.write() = list;
     }
 
     /// Bumped whenever authorization rules change; connections compare it with the one

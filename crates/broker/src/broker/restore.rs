@@ -1,5 +1,6 @@
 //! A new broker filled from its store at start: retained messages, then persistent sessions
-//! with their subscriptions, queued and in-flight deliveries and QoS 2 state.
+//! with their subscriptions, queued and in-flight deliveries and QoS 2 state, then the bans
+//! and revocations operators made.
 //!
 //! Time passed while the broker was down: a session whose expiry ran out since its client
 //! left is ended (and its will, if one waited, published); a will whose delay ran out is
@@ -220,6 +221,7 @@ impl Broker {
             self.publish_will(will, 0);
             found.wills_published += 1;
         }
+        (found.bans, found.revocations) = self.restore_operator(stored.operator);
         found.elapsed = started.elapsed();
         found
     }

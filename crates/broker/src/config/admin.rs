@@ -22,8 +22,9 @@ pub struct AdminConfig {
     /// The file of admin tokens (one `name:role:sha256-hex` per line, written by
     /// `tollgate admin-token`). Required: there is no anonymous access.
     pub token_file: Option<PathBuf>,
-    /// Largest request head a client may send, bytes (64 KiB by default, at least 8 KiB); a
-    /// larger one gets 431. Request bodies are never read (no endpoint takes one).
+    /// Largest request head a client may send, and largest body (the JSON of a ban or a
+    /// revocation, an explain request), bytes (64 KiB by default, at least 8 KiB); a larger
+    /// head gets 431, a larger body 413.
     pub max_request_bytes: usize,
     /// Admin connections served at once (32 by default); more wait in the listen queue.
     pub max_connections: usize,
@@ -37,6 +38,11 @@ pub struct AdminConfig {
     pub ban: Duration,
     /// Most items one page of a listing holds, whatever `limit` asks (1000).
     pub max_page_size: usize,
+    /// Most bans in force at once (10 000); one more is refused with 409.
+    pub max_bans: usize,
+    /// Most revocations made through the API in force at once (10 000; the revocation file's
+    /// entries are not counted).
+    pub max_revocations: usize,
 }
 
 impl Default for AdminConfig {
@@ -50,6 +56,8 @@ impl Default for AdminConfig {
             max_failures: 5,
             ban: Duration::from_secs(60),
             max_page_size: 1000,
+            max_bans: 10_000,
+            max_revocations: 10_000,
         }
     }
 }

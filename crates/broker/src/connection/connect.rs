@@ -20,6 +20,20 @@ impl<S: Shared> Connection<S> {
         }
     }
 
+    /// Refuses CONNECT because `ban` names the client (0x8A; 3.x: return code 5).
+    fn refuse_banned(&mut self, client_id: &str, username: Option<&str>, ban: &Ban) -> Close {
+        let target = ban.target.to_string();
+        self.audit(AuditEvent::ConnectionRefused {
+            client_id,
+            username: username.unwrap_or(""),
+            cause: ConnectRefusal::Banned {
+                kind: ban.target.kind(),
+                target: &target,
+            },
+        });
+        self.refuse(ReasonCode::BANNED)
+    }
+
     pub(super) fn handle_connect(&mut self, connect: Connect, now: Instant) -> Result<(), Close> {
         self.version = connect.protocol;
         if self.version.is_v5() {
@@ -50,6 +64,15 @@ impl<S: Shared> Connection<S> {
                     return Err(self.refuse(ReasonCode::CLIENT_IDENTIFIER_NOT_VALID));
                 }
             }
+        }
+
+        // An operator's ban refuses before any authenticator is asked.
+        if let Some(ban) = self.broker.ban_of(
+            &client_id,
+            [connect.username.as_deref(), None],
+            self.peer.ip(),
+        ) {
+            return Err(self.refuse_banned(&client_id, connect.username.as_deref(), &ban));
         }
 
         if self.broker.memory().pressure() >= Pressure::RefuseConnections {
@@ -260,6 +283,14 @@ impl<S: Shared> Connection<S> {
                 return Err(self.refuse(refusal.reason_code()));
             }
         };
+        // The name its authenticator gave may be banned too.
+        if let Some(ban) = self.broker.ban_of(
+            &client_id,
+            [principal.username.as_deref(), connect.username.as_deref()],
+            self.peer.ip(),
+        ) {
+            return Err(self.refuse_banned(&client_id, principal.username.as_deref(), &ban));
+        }
         if let Some(expiry) = principal.expires_at {
             match deadline_of(expiry, now) {
                 Some(deadline) => self.timers.set(Timer::CredentialsExpiry, Some(deadline)),

@@ -60,6 +60,7 @@ use crate::events::Event;
 use crate::listener::Listener;
 use crate::memory::{Overload, Pressure};
 use crate::message::Message;
+use crate::operator::bans::Ban;
 use crate::session::{
     AttachedConnection, Delivery, EnqueueOutcome, OutgoingState, Qos2Arrival, Session,
 };

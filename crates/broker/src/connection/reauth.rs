@@ -107,9 +107,13 @@ impl<S: Shared> Connection<S> {
         principal.authenticated_by = by;
         let revocations = self.broker.revocation_list();
         let certificate = self.certificate.as_deref();
-        if let Some(why) =
-            admission::revocation(&self.listener, &revocations, &principal, certificate)
-        {
+        if let Some(why) = admission::revocation(
+            &self.listener,
+            &revocations,
+            &principal,
+            certificate,
+            SystemTime::now(),
+        ) {
             self.audit(AuditEvent::Disconnected {
                 client_id: &old.client_id,
                 cause: DisconnectCause::ReauthenticationRefused(ReauthRefusal::Revoked(&why)),

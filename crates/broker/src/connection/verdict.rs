@@ -13,6 +13,7 @@ impl<S: Shared> Connection<S> {
                 &self.broker.revocation_list(),
                 principal,
                 self.certificate.as_deref(),
+                SystemTime::now(),
             )
         }) else {
             return Ok(());

@@ -2,7 +2,8 @@
 //!
 //! What is written: persistent sessions (their record, subscriptions, QoS 1/2 deliveries
 //! queued or in flight, the QoS 2 deliveries past PUBREC, and the incoming QoS 2 packet
-//! identifiers waiting for PUBREL) and retained messages. What is not: sessions that end with
+//! identifiers waiting for PUBREL), retained messages, and the bans and revocations made
+//! through the admin API. What is not: sessions that end with
 //! their connection, QoS 0 deliveries, `$SYS` topics.
 //!
 //! **Group commit.** Writers (connections, the deadline queue) append operations to a
@@ -68,16 +69,19 @@ pub enum Space {
     IncomingQos2,
     /// Retained messages by topic.
     Retained,
+    /// Bans and revocations made through the admin API (`operator/records.rs`).
+    Operator,
 }
 
 impl Space {
-    const ALL: [Space; 6] = [
+    const ALL: [Space; 7] = [
         Space::Sessions,
         Space::Subscriptions,
         Space::Deliveries,
         Space::Released,
         Space::IncomingQos2,
         Space::Retained,
+        Space::Operator,
     ];
 
     fn name(self) -> &'static str {
@@ -88,6 +92,7 @@ impl Space {
             Space::Released => "released",
             Space::IncomingQos2 => "incoming_qos2",
             Space::Retained => "retained",
+            Space::Operator => "operator",
         }
     }
 }

@@ -7,6 +7,7 @@ use std::time::Duration;
 
 use super::records::{self, DeliveryRecord, RetainedRecord, SessionRecord};
 use super::{Space, Store};
+use crate::operator::records::{self as operator, OperatorRecord};
 use tollgate_mqtt::SubscriptionOptions;
 
 /// Everything a store holds, decoded.
@@ -24,6 +25,8 @@ pub struct StoredState {
     pub incoming_qos2: Vec<(u64, u16)>,
     /// Retained messages.
     pub retained: Vec<RetainedRecord>,
+    /// Bans and revocations operators made.
+    pub operator: Vec<OperatorRecord>,
     /// Records that did not decode (deleted from the store).
     pub damaged: usize,
 }
@@ -41,6 +44,10 @@ pub struct Recovered {
     pub deliveries: usize,
     /// Retained messages restored.
     pub retained: usize,
+    /// Bans made through the admin API and still in force.
+    pub bans: usize,
+    /// Revocations made through the admin API and still in force.
+    pub revocations: usize,
     /// Wills whose delay passed while the broker was down, published at start.
     pub wills_published: usize,
     /// Records that did not decode, and were dropped.
@@ -114,6 +121,12 @@ pub fn read(store: &Store) -> StoredState {
                 state.retained.push(retained)
             }
             _ => damaged(store, Space::Retained, &key, &mut state.damaged),
+        }
+    }
+    for (key, value) in records_of(store, Space::Operator, &mut state.damaged) {
+        match operator::decode(&value) {
+            Some(record) => state.operator.push(record),
+            None => damaged(store, Space::Operator, &key, &mut state.damaged),
         }
     }
     state

@@ -2,6 +2,7 @@
 //! client libraries cannot (MQTT 3.1, AUTH, malformed packets) or to see every packet.
 #![allow(dead_code)]
 
+pub mod admin;
 pub mod core;
 
 use std::net::SocketAddr;
