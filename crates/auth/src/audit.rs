@@ -172,6 +172,13 @@ impl fmt::Display for Action {
     }
 }
 
+/// Code told of every audit event its owner records (besides the log line): the broker's
+/// event stream and audit file observe the authentication chain's decisions this way.
+pub trait AuditObserver: Send + Sync {
+    /// Called with each event as it is recorded: quick, never blocking.
+    fn observe(&self, event: &AuditEvent<'_>);
+}
+
 /// The tracing target of audit lines.
 pub const TARGET: &str = "tollgate::audit";
 

@@ -58,6 +58,15 @@ pub enum ConfigCause {
         /// The value given.
         value: u64,
     },
+    /// A number outside its range.
+    Between {
+        /// The least allowed.
+        low: u64,
+        /// The most allowed.
+        high: u64,
+        /// The value given.
+        value: u64,
+    },
     /// A QoS other than 0, 1 or 2.
     NotAQos(u64),
     /// A memory budget that is neither 0 (none) nor at least 1 MiB.
@@ -120,6 +129,9 @@ impl fmt::Display for ConfigCause {
             ConfigCause::NoListener => f.write_str("at least one [[listener]] is needed"),
             ConfigCause::AtLeast(least) => write!(f, "must be at least {least}"),
             ConfigCause::AtLeastBytes(least) => write!(f, "must be at least {least} bytes"),
+            ConfigCause::Between { low, high, value } => {
+                write!(f, "must be between {low} and {high}, not {value}")
+            }
             ConfigCause::BytesBetween { low, high, value } => {
                 write!(f, "must be between {low} and {high} bytes, not {value}")
             }

@@ -15,6 +15,8 @@ use std::sync::Arc;
 use tollgate_auth::audit::AuditEvent;
 
 use crate::audit_counts::AuditCounts;
+use crate::audit_feed::{self, AuditFeed};
+use tollgate_auth::audit::AuditObserver;
 use tollgate_mqtt::{ProtocolVersion, QoS, ReasonCode};
 
 /// One thing that happened.
@@ -81,6 +83,7 @@ pub trait EventHook: Send + Sync + 'static {
 pub struct Hooks {
     hooks: Arc<[Arc<dyn EventHook>]>,
     counts: Arc<AuditCounts>,
+    feed: Arc<AuditFeed>,
 }
 
 impl Hooks {
@@ -89,6 +92,7 @@ impl Hooks {
         Hooks {
             hooks: hooks.into(),
             counts: Arc::default(),
+            feed: Arc::default(),
         }
     }
 
@@ -97,13 +101,29 @@ impl Hooks {
         self.hooks.is_empty()
     }
 
+    /// Whether a connect or disconnect event needs to be built: a hook is registered or the
+    /// audit feed has a listener.
+    pub fn observes_connections(&self) -> bool {
+        !self.is_empty() || self.feed.wanted()
+    }
+
+    /// The audit feed (the event stream's and the audit file's source).
+    pub(crate) fn feed(&self) -> Arc<AuditFeed> {
+        Arc::clone(&self.feed)
+    }
+
     /// The counts of audited decisions (for `/metrics`).
     pub(crate) fn counts(&self) -> &AuditCounts {
         &self.counts
     }
 
-    /// Tells every hook of `event`.
+    /// Tells every hook of `event` (and the audit feed of connects and disconnects).
     pub fn emit(&self, event: &Event<'_>) {
+        if self.feed.wanted() {
+            if let Some(fed) = audit_feed::json::connection_event(event) {
+                self.feed.publish(fed);
+            }
+        }
         for hook in self.hooks.iter() {
             let told = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
                 hook.on_event(event);
@@ -118,6 +138,7 @@ impl Hooks {
     pub fn audit(&self, event: AuditEvent<'_>) {
         event.record();
         self.counts.count(&event);
+        self.feed.observe(&event);
         if !self.is_empty() {
             self.emit(&Event::Audit(&event));
         }

@@ -28,6 +28,7 @@ mod accept;
 mod admin;
 mod admission;
 mod audit_counts;
+mod audit_feed;
 mod authorization;
 mod client_id;
 mod clock;
@@ -76,11 +77,11 @@ pub use admin::tokens::{file_line as admin_token_line, AdminTokens, Role as Admi
 pub use admission::{Admitted, Permissions, Refusal};
 pub use broker::Broker;
 pub use config::{
-    AclFileSource, AdminConfig, AuthenticatorConfig, AuthenticatorKind, AuthorizationConfig,
-    AuthorizerConfig, AuthorizerKind, BrokerConfig, CertIdentityField, CertIdentityUse,
-    ClientCertMode, DeniedPublish, DeniedSubscribeCode, FsyncMode, Limits, ListenerConfig,
-    PasswordFileConfig, PersistenceConfig, PolicyFileSource, RevocationConfig, TlsConfig,
-    WebSocketConfig,
+    AclFileSource, AdminConfig, AuditConfig, AuthenticatorConfig, AuthenticatorKind,
+    AuthorizationConfig, AuthorizerConfig, AuthorizerKind, BrokerConfig, CertIdentityField,
+    CertIdentityUse, ClientCertMode, DeniedPublish, DeniedSubscribeCode, FsyncMode, Limits,
+    ListenerConfig, PasswordFileConfig, PersistenceConfig, PolicyFileSource, RevocationConfig,
+    TlsConfig, WebSocketConfig,
 };
 pub use config_cause::{ConfigCause, NamedTable};
 pub use events::{Event, EventHook};

@@ -4,6 +4,7 @@
 use std::net::SocketAddr;
 use std::sync::Arc;
 
+use tollgate_auth::audit::AuditObserver;
 use tollgate_auth::authentication::{
     AuthCache, AuthChain, Authenticator, ChainEntry, HeldPerAddress, LoginThrottle, OnError,
 };
@@ -216,6 +217,8 @@ pub struct Authenticators {
     broken: Vec<String>,
     password_files: Vec<Arc<PasswordFile>>,
     introspections: Vec<Arc<IntrospectionAuthenticator>>,
+    /// Told of every chain decision's audit event (the audit feed).
+    observer: Arc<dyn AuditObserver>,
 }
 
 impl Authenticators {
@@ -226,6 +229,7 @@ impl Authenticators {
     pub fn build(
         config: &BrokerConfig,
         custom: Vec<Arc<dyn Authenticator>>,
+        observer: Arc<dyn AuditObserver>,
         problems: &mut Vec<ConfigProblem>,
     ) -> Authenticators {
         let mut named = Vec::new();
@@ -285,6 +289,7 @@ impl Authenticators {
             broken,
             password_files,
             introspections,
+            observer,
         }
     }
 
@@ -329,6 +334,7 @@ impl Authenticators {
             accepts_certificates,
             throttle,
         )
+        .with_observer(Some(Arc::clone(&self.observer)))
         .with_pending_limits(
             listener.max_pending_authentications_per_address,
             listener.max_pending_authentications,

@@ -151,6 +151,7 @@ impl Live {
         let authenticators = Arc::new(Authenticators::build(
             &config,
             self.custom.clone(),
+            self.broker.hooks.feed(),
             &mut problems,
         ));
         let authorizers = Arc::new(Authorizers::build(&config.authorizers, &mut problems));

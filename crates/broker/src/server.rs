@@ -10,11 +10,13 @@ use tokio::sync::watch;
 use tokio::task::JoinSet;
 
 use tollgate_auth::authentication::{Authenticator, LoginThrottle};
+use tollgate_auth::policy::SourceError;
 use tollgate_auth::revocation::RevocationList;
 
 use crate::accept::{accept_loop, listen};
 use crate::admin::tokens::AdminTokens;
 use crate::admin::AdminState;
+use crate::audit_feed::file::AuditFile;
 use crate::authorization::Authorizers;
 use crate::broker::Broker;
 use crate::config::BrokerConfig;
@@ -55,6 +57,8 @@ pub enum StartError {
         /// What the system said.
         source: io::Error,
     },
+    /// The audit file's writer thread could not be started.
+    AuditFile(io::Error),
 }
 
 impl std::fmt::Display for StartError {
@@ -70,6 +74,7 @@ impl std::fmt::Display for StartError {
                 f,
                 "listener `{listener}`: cannot listen on {address}: {source}"
             ),
+            StartError::AuditFile(e) => write!(f, "audit file: cannot start its writer: {e}"),
         }
     }
 }
@@ -79,7 +84,7 @@ impl std::error::Error for StartError {
         match self {
             StartError::Config(_) => None,
             StartError::Store(error) => Some(error),
-            StartError::Bind { source, .. } => Some(source),
+            StartError::Bind { source, .. } | StartError::AuditFile(source) => Some(source),
         }
     }
 }
@@ -89,7 +94,7 @@ impl From<StartError> for io::Error {
         let kind = match &error {
             StartError::Config(_) => io::ErrorKind::InvalidInput,
             StartError::Store(_) => io::ErrorKind::Other,
-            StartError::Bind { source, .. } => source.kind(),
+            StartError::Bind { source, .. } | StartError::AuditFile(source) => source.kind(),
         };
         io::Error::new(kind, error.to_string())
     }
@@ -105,6 +110,8 @@ pub struct Server {
     shutdown: watch::Sender<bool>,
     tasks: JoinSet<()>,
     recovered: Recovered,
+    /// The audit file's writer, when `[audit] file` is set.
+    audit_writer: Option<std::thread::JoinHandle<()>>,
 }
 
 impl Server {
@@ -141,6 +148,7 @@ impl Server {
         let authenticators = Arc::new(Authenticators::build(
             &config,
             custom.clone(),
+            hooks.feed(),
             &mut problems,
         ));
         let authorizers = Arc::new(Authorizers::build(&config.authorizers, &mut problems));
@@ -187,6 +195,23 @@ impl Server {
                 }
             }
         });
+        let audit_file = config.audit.file.as_ref().and_then(|path| {
+            match AuditFile::open(&config.audit, path) {
+                Ok(file) => Some(file),
+                Err(e) => {
+                    problems.push(ConfigProblem::at(
+                        KeyPath::root().key("audit").key("file"),
+                        ConfigCause::Source(SourceError::at(
+                            &path.display().to_string(),
+                            None,
+                            None,
+                            e.to_string(),
+                        )),
+                    ));
+                    None
+                }
+            }
+        });
         ConfigProblems::check(problems)?;
         Ok(Prepared {
             config,
@@ -198,6 +223,7 @@ impl Server {
             throttle,
             custom,
             hooks,
+            audit_file,
         })
     }
 }
@@ -213,6 +239,7 @@ pub struct Prepared {
     throttle: Option<Arc<LoginThrottle>>,
     custom: Vec<Arc<dyn Authenticator>>,
     hooks: Hooks,
+    audit_file: Option<AuditFile>,
 }
 
 impl Prepared {
@@ -256,7 +283,12 @@ impl Prepared {
             throttle,
             custom,
             hooks,
+            audit_file,
         } = self;
+        let audit_writer = match audit_file {
+            Some(file) => Some(file.start(&hooks.feed()).map_err(StartError::AuditFile)?),
+            None => None,
+        };
         let store = match config.persistence.path {
             Some(_) => Some(Store::open(&config.persistence).map_err(StartError::Store)?),
             None => None,
@@ -350,6 +382,7 @@ impl Prepared {
             shutdown,
             tasks,
             recovered,
+            audit_writer,
         })
     }
 }
@@ -440,6 +473,11 @@ impl Server {
         while self.tasks.join_next().await.is_some() {}
         if let Some(store) = self.broker.store().cloned() {
             let _ = tokio::task::spawn_blocking(move || store.close()).await;
+        }
+        // Event streams end; the audit file gets every event before this point.
+        self.broker.hooks.feed().close();
+        if let Some(writer) = self.audit_writer.take() {
+            let _ = tokio::task::spawn_blocking(move || writer.join()).await;
         }
     }
 }

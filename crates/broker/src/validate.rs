@@ -8,7 +8,9 @@
 
 use std::fmt;
 
-use crate::config::{BrokerConfig, FsyncMode, MIN_ADMIN_REQUEST_BYTES};
+use crate::config::{
+    BrokerConfig, FsyncMode, MAX_AUDIT_KEEP_FILES, MIN_ADMIN_REQUEST_BYTES, MIN_AUDIT_FILE_BYTES,
+};
 use crate::config_cause::ConfigCause;
 
 /// One step of a key path: a table key or an array index.
@@ -154,6 +156,7 @@ impl BrokerConfig {
         self.check_limits(&mut problems);
         self.check_persistence(&mut problems);
         self.check_admin(&mut problems);
+        self.check_audit(&mut problems);
         if self.listeners.is_empty() {
             problems.push(ConfigProblem::at(
                 KeyPath::root().key("listener"),
@@ -229,6 +232,34 @@ impl BrokerConfig {
             if value == 0 {
                 problems.push(ConfigProblem::at(at(key), ConfigCause::AtLeast(1)));
             }
+        }
+    }
+
+    fn check_audit(&self, problems: &mut Vec<ConfigProblem>) {
+        let audit = &self.audit;
+        let at = |key: &str| KeyPath::root().key("audit").key(key);
+        if audit
+            .file
+            .as_ref()
+            .is_some_and(|f| f.as_os_str().is_empty())
+        {
+            problems.push(ConfigProblem::at(at("file"), ConfigCause::Empty));
+        }
+        if audit.max_file_bytes < MIN_AUDIT_FILE_BYTES {
+            problems.push(ConfigProblem::at(
+                at("max_file_bytes"),
+                ConfigCause::AtLeastBytes(MIN_AUDIT_FILE_BYTES),
+            ));
+        }
+        if !(1..=MAX_AUDIT_KEEP_FILES).contains(&audit.keep_files) {
+            problems.push(ConfigProblem::at(
+                at("keep_files"),
+                ConfigCause::Between {
+                    low: 1,
+                    high: MAX_AUDIT_KEEP_FILES,
+                    value: audit.keep_files,
+                },
+            ));
         }
     }
 

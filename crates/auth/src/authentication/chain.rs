@@ -27,7 +27,7 @@ use super::cache::AuthCache;
 use super::outcome::{AuthOutcome, DenyReason, Identity};
 use super::request::ConnectRequest;
 use super::throttle::{AttemptEnd, LoginThrottle};
-use crate::audit::{AuditEvent, Outcome as AuditOutcome};
+use crate::audit::{AuditEvent, AuditObserver, Outcome as AuditOutcome};
 use crate::log::Escaped;
 
 /// What the chain does when an authenticator's backend fails.
@@ -84,6 +84,8 @@ pub struct AuthChain {
     rechecks: bool,
     /// Authentications under way, limited per address and in all.
     pending: Arc<HeldPerAddress>,
+    /// Told of each decision's audit event.
+    observer: Option<Arc<dyn AuditObserver>>,
 }
 
 impl AuthChain {
@@ -107,7 +109,14 @@ impl AuthChain {
             username_is_secret,
             rechecks,
             pending: HeldPerAddress::new(0, 0),
+            observer: None,
         }
+    }
+
+    /// Tells `observer` of the audit event of every decision, as its line is written.
+    pub fn with_observer(mut self, observer: Option<Arc<dyn AuditObserver>>) -> Self {
+        self.observer = observer;
+        self
     }
 
     /// Limits the authentications under way at once: `per_address` from one address (IPv6:
@@ -197,7 +206,12 @@ impl AuthChain {
             _ => None,
         };
         let decision = self.decide(request, true).await;
-        audit(request, &decision, self.username_is_secret);
+        audit(
+            request,
+            &decision,
+            self.username_is_secret,
+            self.observer.as_deref(),
+        );
         if let Some(attempt) = attempt {
             let end = match &decision {
                 ChainDecision::Refused {
@@ -220,7 +234,12 @@ impl AuthChain {
     /// throttled or limited, never answered from the cache.
     pub async fn recheck(&self, request: &ConnectRequest) -> ChainDecision {
         let decision = self.decide(request, false).await;
-        audit(request, &decision, self.username_is_secret);
+        audit(
+            request,
+            &decision,
+            self.username_is_secret,
+            self.observer.as_deref(),
+        );
         decision
     }
 
@@ -324,7 +343,12 @@ impl AuthChain {
 /// Writes the audit line of one decision. Where an authenticator of the chain reads a token
 /// from the user name field, the user name sent is not written (it may be a token); an allow
 /// writes the user name the authenticator mapped instead, when it mapped one.
-fn audit(request: &ConnectRequest, decision: &ChainDecision, username_is_secret: bool) {
+fn audit(
+    request: &ConnectRequest,
+    decision: &ChainDecision,
+    username_is_secret: bool,
+    observer: Option<&dyn AuditObserver>,
+) {
     let sent = match (&request.username, username_is_secret) {
         (Some(_), true) => "<redacted>",
         (Some(name), false) => name.as_str(),
@@ -342,15 +366,18 @@ fn audit(request: &ConnectRequest, decision: &ChainDecision, username_is_secret:
             AuditOutcome::Refused { reason, detail },
         ),
     };
-    AuditEvent::Authentication {
+    let event = AuditEvent::Authentication {
         listener: &request.listener,
         peer: request.peer,
         client_id: &request.client_id,
         username,
         authenticator,
         outcome,
+    };
+    event.record();
+    if let Some(observer) = observer {
+        observer.observe(&event);
     }
-    .record();
 }
 
 #[cfg(test)]

@@ -16,7 +16,7 @@ use tollgate_auth::log::Escaped;
 use super::entries::{entry_json, NewEntry};
 use super::tokens::TokenHolder;
 use super::views::{self, refuse, Listing};
-use super::{durable, AdminState};
+use super::{announce, durable, AdminState};
 use crate::operator::bans::{Ban, BanTarget};
 
 /// The filter and page of `GET /api/v1/bans`.
@@ -98,6 +98,11 @@ pub(super) async fn create(
         }
     };
     tracing::info!(target: "tollgate::audit", kind = ban.target.kind(), banned = %Escaped(&ban.target.to_string()), reason = %Escaped(&ban.entry.reason), expires_in = ?new.expires_in, disconnected = banned.disconnected, by = %Escaped(&holder.name), "admin: ban");
+    announce(&state.broker, "ban", &holder.name, || {
+        let mut shown = ban_json(&ban);
+        shown["disconnected"] = json!(banned.disconnected);
+        shown
+    });
     let mut answer = ban_json(&ban);
     answer["replaced"] = json!(banned.replaced);
     answer["disconnected"] = json!(banned.disconnected);
@@ -120,5 +125,11 @@ pub(super) async fn remove(
         return refuse(StatusCode::NOT_FOUND, "no such ban");
     }
     tracing::info!(target: "tollgate::audit", kind = target.kind(), banned = %Escaped(&target.to_string()), by = %Escaped(&holder.name), "admin: ban lifted");
+    announce(
+        &state.broker,
+        "ban_lifted",
+        &holder.name,
+        || json!({ "kind": target.kind(), "value": target.to_string() }),
+    );
     StatusCode::NO_CONTENT.into_response()
 }

@@ -14,6 +14,7 @@
 //! `views.rs` the JSON and paging, `metrics.rs` the OpenMetrics text.
 
 use std::net::SocketAddr;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
 use hyper::body::Incoming;
@@ -32,6 +33,7 @@ mod authorize;
 mod bans;
 mod clients;
 mod entries;
+mod events;
 mod metrics;
 mod retained;
 mod revocations;
@@ -51,6 +53,8 @@ pub struct AdminState {
     config: AdminConfig,
     tokens: RwLock<Arc<AdminTokens>>,
     throttle: AdminThrottle,
+    /// Event streams open (at most `max_event_streams`).
+    event_streams: Arc<Semaphore>,
 }
 
 impl AdminState {
@@ -64,6 +68,7 @@ impl AdminState {
     ) -> AdminState {
         AdminState {
             throttle: AdminThrottle::new(config.max_failures, config.ban),
+            event_streams: Arc::new(Semaphore::new(config.max_event_streams)),
             broker,
             live,
             config,
@@ -101,9 +106,30 @@ async fn durable(broker: &Broker) {
     let _ = watch.wait_for(|durable| *durable >= ticket).await;
 }
 
+/// Tells the audit feed (event streams, the audit file) of an operator's action, `by` the
+/// named admin token.
+fn announce(
+    broker: &Broker,
+    kind: &'static str,
+    by: &str,
+    body: impl FnOnce() -> serde_json::Value,
+) {
+    let feed = broker.hooks.feed();
+    if feed.wanted() {
+        let mut body = body();
+        body["by"] = serde_json::json!(by);
+        feed.publish(crate::audit_feed::json::operator_event(kind, body));
+    }
+}
+
 /// The client's address, as a request extension.
 #[derive(Debug, Clone, Copy)]
 struct Peer(SocketAddr);
+
+/// Set by a handler whose answer streams (the event stream): its connection may last
+/// `max_event_stream` instead of `request_timeout`. A request extension.
+#[derive(Debug, Clone, Default)]
+struct LongLived(Arc<AtomicBool>);
 
 /// Serves the admin API on `listener` until `shutdown` says stop.
 pub async fn serve(
@@ -134,11 +160,15 @@ pub async fn serve(
         let _ = stream.set_nodelay(true);
         let router = router.clone();
         let timeout = state.config.request_timeout;
+        let stream_timeout = state.config.max_event_stream;
         let buffer = state.config.max_request_bytes;
+        let long_lived = LongLived::default();
+        let flag = Arc::clone(&long_lived.0);
         tokio::spawn(async move {
             let service =
                 hyper::service::service_fn(move |mut request: hyper::Request<Incoming>| {
                     request.extensions_mut().insert(Peer(peer));
+                    request.extensions_mut().insert(long_lived.clone());
                     router.clone().oneshot(request)
                 });
             let connection = http1::Builder::new()
@@ -147,7 +177,13 @@ pub async fn serve(
                 .max_buf_size(buffer)
                 .keep_alive(false)
                 .serve_connection(TokioIo::new(stream), service);
-            match tokio::time::timeout(timeout, connection).await {
+            tokio::pin!(connection);
+            let mut ended = tokio::time::timeout(timeout, &mut connection).await;
+            if ended.is_err() && flag.load(Ordering::Relaxed) {
+                let rest = stream_timeout.saturating_sub(timeout);
+                ended = tokio::time::timeout(rest, &mut connection).await;
+            }
+            match ended {
                 Ok(Ok(())) => {}
                 Ok(Err(e)) => tracing::debug!(peer = %peer, error = %e, "admin connection failed"),
                 Err(_) => tracing::debug!(peer = %peer, "admin request took too long: closed"),

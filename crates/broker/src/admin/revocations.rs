@@ -19,7 +19,7 @@ use tollgate_auth::revocation::RevocationKind;
 use super::entries::{entry_json, NewEntry};
 use super::tokens::TokenHolder;
 use super::views::{self, refuse, unix_seconds, Listing};
-use super::{durable, AdminState};
+use super::{announce, durable, AdminState};
 use crate::operator::revocations::OperatorRevocation;
 use crate::operator::MAX_VALUE_BYTES;
 
@@ -135,6 +135,9 @@ pub(super) async fn create(
     };
     state.live.forget_cached();
     tracing::info!(target: "tollgate::audit", kind = kind.as_str(), revoked = %Escaped(&new.value), reason = %Escaped(&new.reason), expires_in = ?new.expires_in, by = %Escaped(&holder.name), "admin: revocation");
+    announce(&state.broker, "revocation", &holder.name, || {
+        entry_json(kind.as_str(), &revocation.value, &revocation.entry)
+    });
     let mut answer = entry_json(kind.as_str(), &revocation.value, &revocation.entry);
     answer["source"] = json!("api");
     answer["replaced"] = json!(replaced);
@@ -169,5 +172,11 @@ pub(super) async fn remove(
         };
     }
     tracing::info!(target: "tollgate::audit", kind = kind.as_str(), revoked = %Escaped(&value), by = %Escaped(&holder.name), "admin: revocation withdrawn");
+    announce(
+        &state.broker,
+        "revocation_withdrawn",
+        &holder.name,
+        || json!({ "kind": kind.as_str(), "value": value }),
+    );
     StatusCode::NO_CONTENT.into_response()
 }

@@ -14,7 +14,9 @@ use tollgate_auth::log::Escaped;
 
 use super::tokens::{Role, TokenHolder};
 use super::views::refuse;
-use super::{authorize, bans, clients, metrics, retained, revocations, sessions, AdminState, Peer};
+use super::{
+    authorize, bans, clients, events, metrics, retained, revocations, sessions, AdminState, Peer,
+};
 
 /// Every route, behind the authentication.
 pub(super) fn router(state: Arc<AdminState>) -> Router {
@@ -46,6 +48,7 @@ pub(super) fn router(state: Arc<AdminState>) -> Router {
         )
         .route("/api/v1/authentication/cache", delete(forget_cache))
         .route("/api/v1/authorize", post(authorize::authorize))
+        .route("/api/v1/events", get(events::stream))
         .route("/api/v1/reload", post(reload))
         .fallback(not_found)
         .layer(DefaultBodyLimit::max(state.config.max_request_bytes))

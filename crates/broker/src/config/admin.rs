@@ -38,6 +38,12 @@ pub struct AdminConfig {
     pub ban: Duration,
     /// Most items one page of a listing holds, whatever `limit` asks (1000).
     pub max_page_size: usize,
+    /// Event streams (`GET /api/v1/events`) open at once (8); one more gets 503. Each holds
+    /// one of the `max_connections`.
+    pub max_event_streams: usize,
+    /// Seconds an event stream lasts before the broker ends it (3600; the client reconnects).
+    #[serde(deserialize_with = "tollgate_auth::seconds::deserialize")]
+    pub max_event_stream: Duration,
     /// Most bans in force at once (10 000); one more is refused with 409.
     pub max_bans: usize,
     /// Most revocations made through the API in force at once (10 000; the revocation file's
@@ -56,6 +62,8 @@ impl Default for AdminConfig {
             max_failures: 5,
             ban: Duration::from_secs(60),
             max_page_size: 1000,
+            max_event_streams: 8,
+            max_event_stream: Duration::from_secs(3600),
             max_bans: 10_000,
             max_revocations: 10_000,
         }

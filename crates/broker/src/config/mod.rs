@@ -13,11 +13,13 @@ use tollgate_auth::permissions::DefaultBehaviour;
 use tollgate_auth::policy::ClaimsSettings;
 
 mod admin;
+mod audit;
 mod kinds;
 mod limits;
 mod persistence;
 
 pub use admin::{AdminConfig, MIN_ADMIN_REQUEST_BYTES};
+pub use audit::{AuditConfig, MAX_AUDIT_KEEP_FILES, MIN_AUDIT_FILE_BYTES};
 
 pub use kinds::{AuthenticatorKind, AuthorizerKind};
 pub use persistence::{FsyncMode, PersistenceConfig, DEFAULT_INTERVAL_MS, DEFAULT_MIN_FREE_BYTES};
@@ -57,6 +59,8 @@ pub struct BrokerConfig {
     pub persistence: PersistenceConfig,
     /// The admin HTTP listener (API, metrics): off unless the `[admin]` table is present.
     pub admin: Option<AdminConfig>,
+    /// Audit events as JSON lines in a file (`[audit]`; off unless `file` is set).
+    pub audit: AuditConfig,
     /// Seconds between updates of the `$SYS/broker/...` topics; 0 turns them off.
     #[serde(deserialize_with = "tollgate_auth::seconds::deserialize")]
     pub sys_interval: Duration,
@@ -86,6 +90,7 @@ impl Default for BrokerConfig {
             limits: Limits::default(),
             persistence: PersistenceConfig::default(),
             admin: None,
+            audit: AuditConfig::default(),
             sys_interval: Duration::from_secs(10),
             log_level: "info".to_owned(),
             worker_threads: 0,

@@ -408,7 +408,7 @@ impl<S: Shared> Connection<S> {
         BrokerStats::add(&self.broker.stats().connections_total, 1);
         tracing::info!(peer = %self.peer, client_id = %Escaped(&client_id), version = ?self.version, session_present = opened.present, "client connected");
         let hooks = self.broker.hooks();
-        if !hooks.is_empty() {
+        if hooks.observes_connections() {
             hooks.emit(&Event::Connected {
                 listener: &self.listener.name,
                 peer: self.peer,

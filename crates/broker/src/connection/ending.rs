@@ -128,7 +128,7 @@ impl<S: Shared> Connection<S> {
         } = attached;
         tracing::info!(client_id = ?session.client_id, reason = close.reason.0, will = will.is_some(), "client disconnected");
         let hooks = self.broker.hooks();
-        if !hooks.is_empty() {
+        if hooks.observes_connections() {
             hooks.emit(&Event::Disconnected {
                 client_id: &session.client_id,
                 reason: close.reason,
