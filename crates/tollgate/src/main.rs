@@ -1,8 +1,10 @@
-//! The `tollgate` command: runs the broker (`serve`) and, later, its tools.
+//! The `tollgate` command: runs the broker (`serve`) and its tools (`passwd`, `admin-token`,
+//! `check`, `check-config`, `ctl`).
 
 mod admin_token;
 mod check;
 mod config_file;
+mod ctl;
 mod passwd;
 
 use std::path::{Path, PathBuf};
@@ -47,6 +49,9 @@ enum Command {
     /// Explain an authorization decision (exit 0: allowed, 1: denied), or run the policy
     /// files' tests (--tests).
     Check(Box<check::CheckArgs>),
+    /// The admin API from the command line: clients, kick, ban, revoke, explain, metrics
+    /// (the token from TOLLGATE_ADMIN_TOKEN or --token-file).
+    Ctl(Box<ctl::CtlArgs>),
 }
 
 fn main() -> ExitCode {
@@ -77,6 +82,7 @@ fn main() -> ExitCode {
         Command::Passwd(args) => passwd::run(args),
         Command::AdminToken(args) => admin_token::run(args),
         Command::Check(args) => check::run(*args),
+        Command::Ctl(args) => ctl::run(*args),
         Command::CheckConfig { config: path } => {
             let checked = config_file::load(&path)
                 .map_err(ConfigErrors::from)

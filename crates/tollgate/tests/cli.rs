@@ -1,5 +1,6 @@
 //! The `tollgate` command as an operator runs it: `check`, `check --tests`, `check-config`,
-//! `passwd`, and `serve` reading its configuration file again on SIGHUP.
+//! `passwd`, `serve` reading its configuration file again on SIGHUP, and `ctl` against a
+//! running broker's admin API.
 
 use std::path::PathBuf;
 use std::process::{Command, Output};
@@ -434,4 +435,111 @@ fn serve_reads_its_configuration_file_again_on_sighup() {
         "{refused}"
     );
     assert_eq!(anonymous_connack(&address), 5, "still not authorized");
+}
+
+/// `tollgate ctl` with the token in the environment, against the admin API at `url`.
+fn ctl(url: &str, token: &str, args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_tollgate"))
+        .args(["ctl", "--url", url])
+        .args(args)
+        .env("TOLLGATE_ADMIN_TOKEN", token)
+        .output()
+        .expect("runs")
+}
+
+#[test]
+fn ctl_lists_explains_bans_and_lifts_against_a_running_broker() {
+    let dir = Dir::new("ctl");
+    let tokens = dir.0.join("admin.tokens");
+    let made = tollgate(&[
+        "admin-token",
+        "ops",
+        "--role",
+        "admin",
+        "--file",
+        tokens.to_str().unwrap(),
+    ]);
+    assert!(made.status.success());
+    let token = stdout(&made).trim().to_owned();
+    let config = dir.write(
+        "tollgate.toml",
+        &format!(
+            "[[listener]]\nbind = \"127.0.0.1:0\"\nallow_anonymous = true\n\n[admin]\nbind = \"127.0.0.1:0\"\ntoken_file = \"{}\"\n",
+            tokens.display()
+        ),
+    );
+    let serving = Serving::start(&config);
+    let address_in = |line: String| {
+        line.split_whitespace()
+            .find_map(|w| w.strip_prefix("address="))
+            .expect("the address is logged")
+            .to_owned()
+    };
+    let mqtt = address_in(serving.line_with("listening"));
+    let url = format!(
+        "http://{}",
+        address_in(serving.line_with("admin API listening"))
+    );
+
+    use std::io::{Read, Write};
+    let mut device = std::net::TcpStream::connect(&mqtt).unwrap();
+    device
+        .set_read_timeout(Some(std::time::Duration::from_secs(10)))
+        .unwrap();
+    device
+        .write_all(b"\x10\x0e\x00\x04MQTT\x04\x02\x00\x3c\x00\x02d1")
+        .unwrap();
+    let mut connack = [0u8; 4];
+    device.read_exact(&mut connack).unwrap();
+    assert_eq!(connack, [0x20, 0x02, 0x00, 0x00]);
+
+    let listed = ctl(&url, &token, &["--json", "clients"]);
+    assert!(listed.status.success(), "{listed:?}");
+    let listed: serde_json::Value = serde_json::from_slice(&listed.stdout).unwrap();
+    assert_eq!(listed["data"][0]["client_id"], "d1");
+    let table = ctl(&url, &token, &["clients"]);
+    assert!(stdout(&table).contains("d1"), "{}", stdout(&table));
+
+    let explained = ctl(&url, &token, &["explain", "d1", "publish", "a/b"]);
+    assert_eq!(explained.status.code(), Some(0), "{explained:?}");
+    let sys = ctl(&url, &token, &["explain", "d1", "publish", "$SYS/x"]);
+    assert_eq!(sys.status.code(), Some(1), "denied: exit 1");
+
+    let banned = ctl(&url, &token, &["ban", "client", "d1", "--reason", "test"]);
+    assert!(banned.status.success(), "{banned:?}");
+    assert!(
+        stdout(&banned).contains("banned client d1 (1 disconnected)"),
+        "{}",
+        stdout(&banned)
+    );
+    let mut rest = Vec::new();
+    assert_eq!(
+        device.read_to_end(&mut rest).unwrap(),
+        0,
+        "closed by the ban"
+    );
+    assert!(stdout(&ctl(&url, &token, &["bans"])).contains("d1"));
+    assert!(ctl(&url, &token, &["unban", "client", "d1"])
+        .status
+        .success());
+
+    let missing = ctl(&url, &token, &["kick", "nobody"]);
+    assert_eq!(missing.status.code(), Some(2));
+    assert!(
+        String::from_utf8_lossy(&missing.stderr).contains("404"),
+        "{missing:?}"
+    );
+    let wrong = ctl(&url, "not-the-token", &["clients"]);
+    assert_eq!(wrong.status.code(), Some(2));
+    assert!(
+        String::from_utf8_lossy(&wrong.stderr).contains("401"),
+        "{wrong:?}"
+    );
+    let no_token = Command::new(env!("CARGO_BIN_EXE_tollgate"))
+        .args(["ctl", "--url", &url, "clients"])
+        .env_remove("TOLLGATE_ADMIN_TOKEN")
+        .output()
+        .unwrap();
+    assert_eq!(no_token.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&no_token.stderr).contains("TOLLGATE_ADMIN_TOKEN"));
 }
