@@ -50,6 +50,7 @@ pub(super) fn router(state: Arc<AdminState>) -> Router {
         .route("/api/v1/authorize", post(authorize::authorize))
         .route("/api/v1/events", get(events::stream))
         .route("/api/v1/reload", post(reload))
+        .route("/api/v1/openapi.json", get(openapi))
         .fallback(not_found)
         .layer(DefaultBodyLimit::max(state.config.max_request_bytes))
         .layer(middleware::from_fn_with_state(
@@ -126,6 +127,16 @@ fn too_many_failures(wait: Duration) -> Response {
         .headers_mut()
         .insert(header::RETRY_AFTER, HeaderValue::from(seconds));
     response
+}
+
+/// The OpenAPI 3.1 document of every route here (`openapi.json`, kept beside this file; a
+/// test checks that each path it names is routed).
+async fn openapi() -> Response {
+    (
+        [(header::CONTENT_TYPE, "application/json")],
+        include_str!("openapi.json"),
+    )
+        .into_response()
 }
 
 async fn not_found() -> Response {
