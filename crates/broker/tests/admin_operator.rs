@@ -522,6 +522,20 @@ async fn authorize_explains_decisions_for_a_connected_client_and_a_stated_princi
     );
     assert_eq!(own["principal"]["client_id"], "d1");
 
+    // The client's detail shows the same permissions, rule by rule, with their origins.
+    let detail = request(admin, "GET", "/api/v1/clients/d1", Some(READ_TOKEN))
+        .await
+        .json();
+    let rules = detail["permissions"]["rules"].as_array().unwrap();
+    let templates: Vec<&str> = rules
+        .iter()
+        .map(|r| r["template"].as_str().unwrap())
+        .collect();
+    assert_eq!(templates, ["devices/%c/#"], "{detail}");
+    assert_eq!(rules[0]["filter"], "devices/d1/#");
+    assert!(rules[0]["origin"].as_str().unwrap().contains("policy.toml"));
+    assert_eq!(detail["permissions"]["default"]["allowed"], false);
+
     let other = ask(json!({"client_id": "d1", "action": "publish", "topic": "devices/d2/temp"}))
         .await
         .json();

@@ -111,12 +111,15 @@ pub(super) async fn show(
     Path(client_id): Path<String>,
 ) -> Response {
     match state.broker.connected_client(&client_id) {
-        Some((client, subscriptions)) => Json(views::client_detail(
-            &client,
-            &subscriptions,
-            crate::clock::now(),
-        ))
-        .into_response(),
+        Some((client, subscriptions)) => {
+            let mut detail = views::client_detail(&client, &subscriptions, crate::clock::now());
+            // Compiled as the connection compiles them when the policy changes.
+            if let Some(listener) = state.live.listener(Some(&client.connection.listener)) {
+                let permissions = crate::admission::permissions_for(&listener, &client.principal);
+                detail["permissions"] = views::permissions(&permissions);
+            }
+            Json(detail).into_response()
+        }
         None => refuse(
             StatusCode::NOT_FOUND,
             "no client is connected with this identifier",

@@ -12,6 +12,7 @@ use serde_json::{json, Value};
 use tollgate_auth::{Attribute, NameOrigin, Principal, Source};
 use tollgate_mqtt::ProtocolVersion;
 
+use crate::admission::Permissions;
 use crate::broker::{ConnectedClient, OfflineSession, Subscriptions};
 use crate::message::Message;
 
@@ -80,6 +81,51 @@ pub fn client_detail(client: &ConnectedClient, subs: &Subscriptions, now: Instan
     detail["principal"] = principal(&client.principal);
     detail["subscriptions"] = subscriptions(subs);
     detail
+}
+
+/// A principal's compiled permissions, in the order they are checked (first match wins),
+/// each rule with where it came from, and the default.
+pub fn permissions(permissions: &Permissions) -> Value {
+    let compiled = match permissions {
+        Permissions::Unrestricted => {
+            return json!({
+                "unrestricted": true,
+                "rules": [],
+                "default": { "allowed": true, "reason": "no authorizer is configured" },
+            })
+        }
+        Permissions::Compiled(compiled) => compiled,
+    };
+    let rules: Vec<Value> = compiled
+        .rules()
+        .iter()
+        .enumerate()
+        .map(|(index, r)| {
+            json!({
+                "index": index,
+                "effect": r.effect.to_string(),
+                "activity": r.activity.to_string(),
+                "filter": &*r.filter,
+                "template": &*r.template,
+                "qos": r.qos.to_string(),
+                "retain": r.retain.to_string(),
+                "shared_subscriptions": r.shared_subscriptions,
+                "origin": r.origin.to_string(),
+                "authorizer": compiled.authorizer_name(r.authorizer),
+            })
+        })
+        .collect();
+    let default = compiled.default_decision();
+    json!({
+        "unrestricted": false,
+        "rules": rules,
+        "default": {
+            "allowed": default.allowed,
+            "reason": default.reason.describe(),
+            "authorizer": default.authorizer.and_then(|i| compiled.authorizer_name(i)),
+        },
+        "notes": compiled.notes().iter().map(|n| n.to_string()).collect::<Vec<_>>(),
+    })
 }
 
 fn subscriptions(subs: &Subscriptions) -> Value {
