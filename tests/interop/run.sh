@@ -92,6 +92,19 @@ if ! python3 -c 'import prometheus_client.openmetrics.parser' 2>/dev/null; then
         --upgrade --target "$PYDEPS" 'prometheus-client>=0.20,<1' \
         || die "pip install prometheus-client failed"
 fi
+# Chromium, its WebDriver (Debian's chromium and chromium-driver) and Selenium's Python
+# bindings: the console check drives the admin listener's web console in a headless browser.
+if [ "$BROKER" = tollgate ]; then
+    if ! command -v chromium >/dev/null 2>&1 || ! command -v chromedriver >/dev/null 2>&1; then
+        apt_install chromium chromium-driver || die "could not install chromium and chromium-driver with apt-get"
+    fi
+    if ! python3 -c 'import selenium.webdriver' 2>/dev/null; then
+        log "pip install selenium into $PYDEPS"
+        PIP_ROOT_USER_ACTION=ignore python3 -m pip install -q --disable-pip-version-check --no-input \
+            --upgrade --target "$PYDEPS" 'selenium>=4.20,<5' \
+            || die "pip install selenium failed"
+    fi
+fi
 
 # MQTT.js 5 and oidc-provider go into tests/interop/node_modules, from package.json and
 # package-lock.json (npm ci: exactly the locked versions; git ignores node_modules). After
@@ -885,6 +898,14 @@ if [ "$TOLLGATE_ONLY" = 1 ] && [ -n "${ADMIN_TOKEN:-}" ]; then
     run_suite admin_checks.py "$WORK/admin.out" \
         timeout -k 5 120 env ADMIN_TOKEN="$ADMIN_TOKEN" READ_TOKEN="$READ_TOKEN" \
         python3 "$HERE/admin_checks.py" --host "$HOST" --port "$PORT" --admin-port "$ADMIN_PORT"
+    # e3. the web console in headless Chromium: sign in, a mosquitto_sub client listed with
+    #     its permissions, kicked, banned, the live decisions, an explanation; screenshots
+    #     in $WORK/shots (KEEP_WORK=1 keeps them)
+    echo "# console checks (headless Chromium)"
+    run_suite console_checks.py "$WORK/console.out" \
+        timeout -k 5 180 env ADMIN_TOKEN="$ADMIN_TOKEN" \
+        python3 "$HERE/console_checks.py" --host "$HOST" --port "$PORT" --admin-port "$ADMIN_PORT" \
+        --shots "$WORK/shots"
 fi
 
 # f. MQTT.js checks over WebSocket and secure WebSocket (and plain TCP, for delivery between

@@ -624,3 +624,37 @@ async fn the_openapi_document_names_every_route_and_each_one_it_names_is_routed(
     assert!(operations >= 20, "{operations}");
     server.shutdown().await;
 }
+
+#[tokio::test]
+async fn the_console_is_served_without_a_token_and_forbids_framing_and_inline_script() {
+    let dir = TestDir::new("admin-console");
+    let (server, _mqtt, admin) = start_with_admin(&dir, |_| {}).await;
+    for (path, kind) in [
+        ("/", "text/html"),
+        ("/console/app.js", "text/javascript"),
+        ("/console/style.css", "text/css"),
+    ] {
+        let answer = request(admin, "GET", path, None).await;
+        assert_eq!(answer.status, 200, "{path}");
+        assert!(answer.header("content-type").unwrap().starts_with(kind));
+        let policy = answer.header("content-security-policy").unwrap();
+        assert!(policy.contains("frame-ancestors 'none'"), "{policy}");
+        assert!(policy.contains("script-src 'self'") && !policy.contains("unsafe-inline"));
+        assert_eq!(answer.header("x-content-type-options"), Some("nosniff"));
+    }
+    let page = request(admin, "GET", "/", None).await.body;
+    assert!(page.contains("<script src=\"/console/app.js\" defer></script>"));
+    assert!(!page.contains("<script>"), "no inline script");
+    assert_eq!(
+        request(admin, "GET", "/api/v1/clients", None).await.status,
+        401,
+        "the API still needs a token"
+    );
+    assert_eq!(
+        request(admin, "GET", "/console/other.js", None)
+            .await
+            .status,
+        401
+    );
+    server.shutdown().await;
+}

@@ -32,6 +32,7 @@ use crate::live::Live;
 mod authorize;
 mod bans;
 mod clients;
+mod console;
 mod entries;
 mod events;
 mod metrics;

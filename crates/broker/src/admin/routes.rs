@@ -1,4 +1,5 @@
-//! The admin API's routes, and the authentication every request passes first.
+//! The admin API's routes, and the authentication every request passes first (all but the
+//! console's page, script and style sheet, which hold no data).
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -15,7 +16,8 @@ use tollgate_auth::log::Escaped;
 use super::tokens::{Role, TokenHolder};
 use super::views::refuse;
 use super::{
-    authorize, bans, clients, events, metrics, retained, revocations, sessions, AdminState, Peer,
+    authorize, bans, clients, console, events, metrics, retained, revocations, sessions,
+    AdminState, Peer,
 };
 
 /// Every route, behind the authentication.
@@ -57,6 +59,7 @@ pub(super) fn router(state: Arc<AdminState>) -> Router {
             Arc::clone(&state),
             authenticate,
         ))
+        .merge(console::routes())
         .with_state(state)
 }
 
