@@ -27,6 +27,7 @@ use crate::live::{Applied, Live, Reconfigured};
 use crate::revocation::RevocationFile;
 use crate::store::{Recovered, Store};
 use crate::sys::run_sys_publisher;
+use crate::tls::TlsAcceptor;
 use crate::validate::{ConfigProblem, ConfigProblems, KeyPath};
 
 /// Things an embedder adds to a broker in code.
@@ -212,6 +213,23 @@ impl Server {
                 }
             }
         });
+        let admin_tls = config
+            .admin
+            .as_ref()
+            .and_then(|admin| admin.tls.as_ref())
+            .and_then(|settings| match TlsAcceptor::new(settings) {
+                Ok(tls) => Some(Arc::new(tls)),
+                Err(error) => {
+                    problems.push(ConfigProblem::at(
+                        KeyPath::root().key("admin").key("tls").key(error.key()),
+                        ConfigCause::Tls {
+                            listener: "admin".to_owned(),
+                            error,
+                        },
+                    ));
+                    None
+                }
+            });
         ConfigProblems::check(problems)?;
         Ok(Prepared {
             config,
@@ -224,6 +242,7 @@ impl Server {
             custom,
             hooks,
             audit_file,
+            admin_tls,
         })
     }
 }
@@ -240,6 +259,8 @@ pub struct Prepared {
     custom: Vec<Arc<dyn Authenticator>>,
     hooks: Hooks,
     audit_file: Option<AuditFile>,
+    /// The admin listener's TLS, when `[admin] tls` is set.
+    admin_tls: Option<Arc<TlsAcceptor>>,
 }
 
 impl Prepared {
@@ -284,6 +305,7 @@ impl Prepared {
             custom,
             hooks,
             audit_file,
+            admin_tls,
         } = self;
         let audit_writer = match audit_file {
             Some(file) => Some(file.start(&hooks.feed()).map_err(StartError::AuditFile)?),
@@ -351,12 +373,13 @@ impl Prepared {
             if tokens.is_empty() {
                 tracing::warn!(file = ?settings.token_file, "the admin token file lists no token: every admin request is refused");
             }
-            tracing::info!(address = %addr, tokens = tokens.len(), "admin API listening");
+            tracing::info!(address = %addr, tokens = tokens.len(), tls = admin_tls.is_some(), "admin API listening");
             let state = Arc::new(AdminState::new(
                 Arc::clone(&broker),
                 Arc::clone(&live),
                 settings.clone(),
                 tokens,
+                admin_tls,
             ));
             tasks.spawn(crate::admin::serve(
                 socket,

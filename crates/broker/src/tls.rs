@@ -76,6 +76,12 @@ impl TlsAcceptor {
         Ok(connection)
     }
 
+    /// The rustls configuration in force (for a listener that runs TLS over tokio streams,
+    /// the admin listener).
+    pub fn server_config(&self) -> Arc<ServerConfig> {
+        Arc::clone(&self.config.read())
+    }
+
     /// Whether the CRLs in force revoke `certificate`.
     pub fn is_revoked(&self, certificate: &CertificateInfo) -> bool {
         self.revoked.read().contains(certificate)

@@ -569,3 +569,58 @@ async fn a_reloaded_crl_closes_connections_whose_certificate_it_revokes() {
         "the new CRL refuses the certificate at the handshake"
     );
 }
+
+#[tokio::test]
+async fn the_admin_listener_speaks_tls_with_the_listener_tls_table_and_refuses_plain_http() {
+    use common::admin::{raw_exchange, start_admin_broker, ADMIN_TOKEN};
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let pki = Pki::new("admin");
+    let dir = TestDir::new("admin-tls");
+    let tls = pki.tls_config(ClientCertMode::None);
+    let (server, _mqtt, admin) = start_admin_broker(&dir, |c| {
+        c.admin.as_mut().unwrap().tls = Some(tls);
+    })
+    .await;
+    let (mut stream, chain) = pki.connect(admin, None).await.expect("a TLS session");
+    assert!(!chain.is_empty(), "the server presented its certificate");
+    let head = format!(
+        "GET /api/v1/clients HTTP/1.1\r\nHost: admin\r\nAuthorization: Bearer {ADMIN_TOKEN}\r\nConnection: close\r\n\r\n"
+    );
+    stream.write_all(head.as_bytes()).await.unwrap();
+    let mut answer = Vec::new();
+    tokio::time::timeout(PACKET_TIMEOUT, stream.read_to_end(&mut answer))
+        .await
+        .expect("an answer")
+        .ok();
+    let answer = String::from_utf8_lossy(&answer);
+    assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
+    assert!(answer.contains("\"total\":0"), "{answer}");
+    let plain = raw_exchange(admin, b"GET /healthz HTTP/1.1\r\nHost: admin\r\n\r\n").await;
+    assert_eq!(plain, None, "plain HTTP gets no HTTP answer");
+    server.shutdown().await;
+}
+
+#[tokio::test]
+async fn admin_tls_files_that_cannot_be_read_are_refused_at_their_key() {
+    let dir = TestDir::new("admin-tls-bad");
+    let mut config = anonymous_config();
+    config.admin = Some(tollgate_broker::AdminConfig {
+        token_file: Some(dir.write("admin.tokens", "")),
+        tls: Some(TlsConfig {
+            cert: dir.0.join("missing.pem"),
+            key: dir.0.join("missing.key"),
+            client_ca: None,
+            client_certs: ClientCertMode::None,
+            crl: Vec::new(),
+            identity: CertIdentityField::Cn,
+            identity_as: CertIdentityUse::Client,
+            reload_interval: Duration::from_secs(0),
+        }),
+        ..tollgate_broker::AdminConfig::default()
+    });
+    let problems = tollgate_broker::Server::prepare(config, Default::default())
+        .err()
+        .expect("refused")
+        .to_string();
+    assert!(problems.contains("admin.tls."), "{problems}");
+}

@@ -28,6 +28,7 @@ use tower::ServiceExt;
 use crate::broker::Broker;
 use crate::config::AdminConfig;
 use crate::live::Live;
+use crate::tls::TlsAcceptor;
 
 mod authorize;
 mod bans;
@@ -56,6 +57,8 @@ pub struct AdminState {
     throttle: AdminThrottle,
     /// Event streams open (at most `max_event_streams`).
     event_streams: Arc<Semaphore>,
+    /// TLS, when `[admin] tls` is set.
+    tls: Option<Arc<TlsAcceptor>>,
 }
 
 impl AdminState {
@@ -66,10 +69,12 @@ impl AdminState {
         live: Arc<Live>,
         config: AdminConfig,
         tokens: AdminTokens,
+        tls: Option<Arc<TlsAcceptor>>,
     ) -> AdminState {
         AdminState {
             throttle: AdminThrottle::new(config.max_failures, config.ban),
             event_streams: Arc::new(Semaphore::new(config.max_event_streams)),
+            tls,
             broker,
             live,
             config,
@@ -77,9 +82,14 @@ impl AdminState {
         }
     }
 
-    /// Reads the token file again; a file with an error changes nothing and is logged with
-    /// its line.
+    /// Reads the token file again (and the TLS certificate, key, CA bundle and CRLs, when
+    /// TLS is on); a file with an error changes nothing and is logged with its line.
     pub fn reload_tokens(&self) {
+        if let Some(tls) = &self.tls {
+            if let Err(e) = tls.reload() {
+                tracing::error!("admin TLS files kept as they were: {e}");
+            }
+        }
         let Some(path) = &self.config.token_file else {
             return;
         };
@@ -165,6 +175,7 @@ pub async fn serve(
         let buffer = state.config.max_request_bytes;
         let long_lived = LongLived::default();
         let flag = Arc::clone(&long_lived.0);
+        let tls = state.tls.as_ref().map(|tls| tls.server_config());
         tokio::spawn(async move {
             let service =
                 hyper::service::service_fn(move |mut request: hyper::Request<Incoming>| {
@@ -172,24 +183,69 @@ pub async fn serve(
                     request.extensions_mut().insert(long_lived.clone());
                     router.clone().oneshot(request)
                 });
-            let connection = http1::Builder::new()
-                .timer(TokioTimer::new())
-                .header_read_timeout(timeout)
-                .max_buf_size(buffer)
-                .keep_alive(false)
-                .serve_connection(TokioIo::new(stream), service);
-            tokio::pin!(connection);
-            let mut ended = tokio::time::timeout(timeout, &mut connection).await;
-            if ended.is_err() && flag.load(Ordering::Relaxed) {
-                let rest = stream_timeout.saturating_sub(timeout);
-                ended = tokio::time::timeout(rest, &mut connection).await;
-            }
-            match ended {
-                Ok(Ok(())) => {}
-                Ok(Err(e)) => tracing::debug!(peer = %peer, error = %e, "admin connection failed"),
-                Err(_) => tracing::debug!(peer = %peer, "admin request took too long: closed"),
+            let limits = ConnectionLimits {
+                timeout,
+                stream_timeout,
+                buffer,
+                flag,
+            };
+            match tls {
+                None => serve_one(TokioIo::new(stream), service, &limits, peer).await,
+                Some(config) => {
+                    let acceptor = tokio_rustls::TlsAcceptor::from(config);
+                    match tokio::time::timeout(timeout, acceptor.accept(stream)).await {
+                        Ok(Ok(tls_stream)) => {
+                            serve_one(TokioIo::new(tls_stream), service, &limits, peer).await
+                        }
+                        Ok(Err(e)) => {
+                            tracing::debug!(peer = %peer, error = %e, "admin TLS handshake failed")
+                        }
+                        Err(_) => {
+                            tracing::debug!(peer = %peer, "admin TLS handshake took too long")
+                        }
+                    }
+                }
             }
             drop(permit);
         });
+    }
+}
+
+/// How long one admin connection may take, and its buffer.
+struct ConnectionLimits {
+    timeout: std::time::Duration,
+    stream_timeout: std::time::Duration,
+    buffer: usize,
+    /// Set once the request turns out to be an event stream.
+    flag: Arc<AtomicBool>,
+}
+
+/// Serves the one request of a connection (plain or TLS) within its limits.
+async fn serve_one<I, S>(io: I, service: S, limits: &ConnectionLimits, peer: SocketAddr)
+where
+    I: hyper::rt::Read + hyper::rt::Write + Unpin + Send + 'static,
+    S: hyper::service::HttpService<Incoming> + Send,
+    S::Future: Send + 'static,
+    S::ResBody: Send + 'static,
+    <S::ResBody as hyper::body::Body>::Data: Send,
+    <S::ResBody as hyper::body::Body>::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+    S::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+{
+    let connection = http1::Builder::new()
+        .timer(TokioTimer::new())
+        .header_read_timeout(limits.timeout)
+        .max_buf_size(limits.buffer)
+        .keep_alive(false)
+        .serve_connection(io, service);
+    tokio::pin!(connection);
+    let mut ended = tokio::time::timeout(limits.timeout, &mut connection).await;
+    if ended.is_err() && limits.flag.load(Ordering::Relaxed) {
+        let rest = limits.stream_timeout.saturating_sub(limits.timeout);
+        ended = tokio::time::timeout(rest, &mut connection).await;
+    }
+    match ended {
+        Ok(Ok(())) => {}
+        Ok(Err(e)) => tracing::debug!(peer = %peer, error = %e, "admin connection failed"),
+        Err(_) => tracing::debug!(peer = %peer, "admin request took too long: closed"),
     }
 }

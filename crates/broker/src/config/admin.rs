@@ -6,6 +6,8 @@ use std::time::Duration;
 
 use serde::Deserialize;
 
+use super::TlsConfig;
+
 /// Where the admin listener binds when `bind` is not set.
 pub const DEFAULT_ADMIN_BIND: SocketAddr =
     SocketAddr::new(std::net::IpAddr::V4(Ipv4Addr::LOCALHOST), 18083);
@@ -19,6 +21,10 @@ pub const MIN_ADMIN_REQUEST_BYTES: usize = 8192;
 pub struct AdminConfig {
     /// Address of the admin HTTP listener (`127.0.0.1:18083` by default).
     pub bind: SocketAddr,
+    /// TLS for the admin listener: the same table as a listener's `tls` (certificate, key,
+    /// and optionally client certificates checked against a CA bundle and CRLs). Plain HTTP
+    /// without it.
+    pub tls: Option<TlsConfig>,
     /// The file of admin tokens (one `name:role:sha256-hex` per line, written by
     /// `tollgate admin-token`). Required: there is no anonymous access.
     pub token_file: Option<PathBuf>,
@@ -55,6 +61,7 @@ impl Default for AdminConfig {
     fn default() -> Self {
         AdminConfig {
             bind: DEFAULT_ADMIN_BIND,
+            tls: None,
             token_file: None,
             max_request_bytes: 64 * 1024,
             max_connections: 32,

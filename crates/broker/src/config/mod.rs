@@ -166,7 +166,7 @@ pub struct WebSocketConfig {
 }
 
 /// TLS settings of a listener.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct TlsConfig {
     /// Server certificate chain (PEM).
