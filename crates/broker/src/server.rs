@@ -14,6 +14,7 @@ use tollgate_auth::policy::SourceError;
 use tollgate_auth::revocation::RevocationList;
 
 use crate::accept::{accept_loop, listen};
+use crate::admin::jwt::AdminJwt;
 use crate::admin::tokens::AdminTokens;
 use crate::admin::AdminState;
 use crate::audit_feed::file::AuditFile;
@@ -230,6 +231,23 @@ impl Server {
                     None
                 }
             });
+        let admin_jwt = config.admin.as_ref().and_then(|admin| {
+            let settings = admin.jwt.clone()?;
+            let read = Some(admin.jwt_read_role.clone()).filter(|r| !r.is_empty());
+            match AdminJwt::new(settings, admin.jwt_admin_role.clone(), read) {
+                Ok(jwt) => Some(Arc::new(jwt)),
+                Err(error) => {
+                    problems.push(ConfigProblem::at(
+                        KeyPath::root().key("admin").key("jwt"),
+                        ConfigCause::Authenticator {
+                            name: "admin.jwt".to_owned(),
+                            error,
+                        },
+                    ));
+                    None
+                }
+            }
+        });
         ConfigProblems::check(problems)?;
         Ok(Prepared {
             config,
@@ -243,6 +261,7 @@ impl Server {
             hooks,
             audit_file,
             admin_tls,
+            admin_jwt,
         })
     }
 }
@@ -261,6 +280,8 @@ pub struct Prepared {
     audit_file: Option<AuditFile>,
     /// The admin listener's TLS, when `[admin] tls` is set.
     admin_tls: Option<Arc<TlsAcceptor>>,
+    /// JWT admin tokens, when `[admin] jwt` is set.
+    admin_jwt: Option<Arc<AdminJwt>>,
 }
 
 impl Prepared {
@@ -306,6 +327,7 @@ impl Prepared {
             hooks,
             audit_file,
             admin_tls,
+            admin_jwt,
         } = self;
         let audit_writer = match audit_file {
             Some(file) => Some(file.start(&hooks.feed()).map_err(StartError::AuditFile)?),
@@ -380,6 +402,7 @@ impl Prepared {
                 settings.clone(),
                 tokens,
                 admin_tls,
+                admin_jwt,
             ));
             tasks.spawn(crate::admin::serve(
                 socket,

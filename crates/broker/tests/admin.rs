@@ -658,3 +658,121 @@ async fn the_console_is_served_without_a_token_and_forbids_framing_and_inline_sc
     );
     server.shutdown().await;
 }
+
+#[tokio::test]
+async fn a_jwt_from_the_configured_issuer_is_an_admin_or_read_token_by_its_role() {
+    use jsonwebtoken::{encode, Algorithm, EncodingKey, Header};
+    use tollgate_auth::jwt::{unix_now, JwtConfig};
+    const SECRET: &str = "admin-issuer-secret-0123456789abcdef";
+    let dir = TestDir::new("admin-jwt");
+    let (server, _mqtt, admin) = start_with_admin(&dir, |admin| {
+        let mut jwt: JwtConfig = toml::from_str(
+            "algorithms = [\"HS256\"]\nissuer = \"https://idp.example\"\naudience = [\"tollgate-admin-api\"]\nroles_claims = [\"roles\"]\n",
+        )
+        .unwrap();
+        jwt.secret = Some(SECRET.into());
+        admin.jwt = Some(jwt);
+        admin.max_failures = 100;
+    })
+    .await;
+    let token_for = |aud: &str, roles: &[&str], secret: &str, exp: u64| {
+        encode(
+            &Header::new(Algorithm::HS256),
+            &serde_json::json!({"sub": "alice", "iss": "https://idp.example", "aud": aud, "exp": exp, "roles": roles}),
+            &EncodingKey::from_secret(secret.as_bytes()),
+        )
+        .unwrap()
+    };
+    let token = |roles: &[&str], secret: &str, exp: u64| {
+        token_for("tollgate-admin-api", roles, secret, exp)
+    };
+    let later = unix_now() + 600;
+    let admin_jwt = token(&["tollgate-admin"], SECRET, later);
+    let read_jwt = token(&["tollgate-read"], SECRET, later);
+    let no_role = token(&["other"], SECRET, later);
+    let forged = token(&["tollgate-admin"], "guess", later);
+    let expired = token(&["tollgate-admin"], SECRET, unix_now() - 3600);
+    let for_mqtt = token_for("mqtt-broker", &["tollgate-admin"], SECRET, later);
+
+    assert_eq!(
+        request(admin, "GET", "/api/v1/clients", Some(&read_jwt))
+            .await
+            .status,
+        200
+    );
+    assert_eq!(
+        request(
+            admin,
+            "DELETE",
+            "/api/v1/authentication/cache",
+            Some(&read_jwt)
+        )
+        .await
+        .status,
+        403,
+        "a read token may not write"
+    );
+    assert_eq!(
+        request(
+            admin,
+            "DELETE",
+            "/api/v1/authentication/cache",
+            Some(&admin_jwt)
+        )
+        .await
+        .status,
+        204
+    );
+    assert_eq!(
+        request(admin, "GET", "/api/v1/clients", Some(&no_role))
+            .await
+            .status,
+        403
+    );
+    for bad in [&forged, &expired, &for_mqtt] {
+        assert_eq!(
+            request(admin, "GET", "/api/v1/clients", Some(bad))
+                .await
+                .status,
+            401
+        );
+    }
+    server.shutdown().await;
+}
+
+#[tokio::test]
+async fn a_jwt_whose_issuer_keys_cannot_be_fetched_is_refused_with_503() {
+    let dir = TestDir::new("admin-jwt-down");
+    // A port nothing listens on: the issuer's keys cannot be had.
+    let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let jwks = format!("http://{}/jwks", closed.local_addr().unwrap());
+    drop(closed);
+    let (server, _mqtt, admin) = start_with_admin(&dir, |admin| {
+        admin.jwt = Some(
+            toml::from_str(&format!(
+                "algorithms = [\"RS256\"]\njwks_url = \"{jwks}\"\nissuer = \"https://idp.example\"\naudience = [\"api\"]\n"
+            ))
+            .unwrap(),
+        );
+    })
+    .await;
+    // An RS256 token naming a key: the signature is never checked, the keys cannot be
+    // fetched first.
+    use base64::Engine;
+    let part = |json: &str| base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(json);
+    let token = format!(
+        "{}.{}.c2ln",
+        part(r#"{"alg":"RS256","kid":"k1","typ":"JWT"}"#),
+        part(r#"{"sub":"alice"}"#)
+    );
+    let answer = request(admin, "GET", "/api/v1/clients", Some(&token)).await;
+    assert_eq!(answer.status, 503, "{}", answer.body);
+    assert_eq!(
+        request(admin, "GET", "/api/v1/clients", Some(ADMIN_TOKEN))
+            .await
+            .status,
+        200,
+        "file tokens still work"
+    );
+    server.shutdown().await;
+}

@@ -8,7 +8,7 @@ use serde::Deserialize;
 use crate::token::TokenClaimsConfig;
 
 /// JWT authenticator settings.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize)]
 pub struct JwtConfig {
     /// Where the token travels and how its claims map to an identity (keys shared with the
     /// other token authenticators, written in this table; an unknown key is refused there).

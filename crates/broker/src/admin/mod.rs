@@ -36,6 +36,7 @@ mod clients;
 mod console;
 mod entries;
 mod events;
+pub mod jwt;
 mod metrics;
 mod retained;
 mod revocations;
@@ -45,6 +46,7 @@ pub mod throttle;
 pub mod tokens;
 mod views;
 
+use jwt::AdminJwt;
 use throttle::AdminThrottle;
 use tokens::AdminTokens;
 
@@ -59,6 +61,8 @@ pub struct AdminState {
     event_streams: Arc<Semaphore>,
     /// TLS, when `[admin] tls` is set.
     tls: Option<Arc<TlsAcceptor>>,
+    /// JWT admin tokens, when `[admin] jwt` is set.
+    jwt: Option<Arc<AdminJwt>>,
 }
 
 impl AdminState {
@@ -70,11 +74,13 @@ impl AdminState {
         config: AdminConfig,
         tokens: AdminTokens,
         tls: Option<Arc<TlsAcceptor>>,
+        jwt: Option<Arc<AdminJwt>>,
     ) -> AdminState {
         AdminState {
             throttle: AdminThrottle::new(config.max_failures, config.ban),
             event_streams: Arc::new(Semaphore::new(config.max_event_streams)),
             tls,
+            jwt,
             broker,
             live,
             config,

@@ -13,6 +13,7 @@ use axum::{Extension, Json, Router};
 use serde_json::json;
 use tollgate_auth::log::Escaped;
 
+use super::jwt::JwtVerdict;
 use super::tokens::{Role, TokenHolder};
 use super::views::refuse;
 use super::{
@@ -80,6 +81,34 @@ async fn authenticate(
         return unauthorized("a bearer token is needed (Authorization: Bearer <token>)");
     };
     let holder = state.tokens.read().holder_of(token).cloned();
+    let holder = match (holder, &state.jwt, request.extensions().get::<Peer>()) {
+        (Some(holder), _, _) => Some(holder),
+        // Not in the file: a JWT from the configured issuer, perhaps.
+        (None, Some(jwt), Some(peer)) if token.matches('.').count() == 2 => {
+            match jwt.verify(token, peer.0).await {
+                JwtVerdict::Holder(holder) => Some(holder),
+                JwtVerdict::Refused(why) => {
+                    tracing::warn!(peer = %peer.0, why = %Escaped(&why), "admin request refused: JWT not accepted");
+                    None
+                }
+                JwtVerdict::NoRole { name } => {
+                    if let Some(address) = address {
+                        state.throttle.succeeded(address);
+                    }
+                    tracing::warn!(token = %Escaped(&name), "admin request refused: the JWT has no admin API role");
+                    return refuse(StatusCode::FORBIDDEN, "the token has no admin API role");
+                }
+                JwtVerdict::Unavailable(why) => {
+                    tracing::error!(why = %Escaped(&why), "admin request refused: the JWT issuer's keys cannot be had");
+                    return refuse(
+                        StatusCode::SERVICE_UNAVAILABLE,
+                        "the token issuer cannot be reached: try again later",
+                    );
+                }
+            }
+        }
+        (None, _, _) => None,
+    };
     let Some(holder) = holder else {
         if let Some(address) = address {
             state.throttle.failed(address, now);

@@ -16,7 +16,7 @@ pub const DEFAULT_ADMIN_BIND: SocketAddr =
 pub const MIN_ADMIN_REQUEST_BYTES: usize = 8192;
 
 /// The `[admin]` table.
-#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct AdminConfig {
     /// Address of the admin HTTP listener (`127.0.0.1:18083` by default).
@@ -25,6 +25,14 @@ pub struct AdminConfig {
     /// and optionally client certificates checked against a CA bundle and CRLs). Plain HTTP
     /// without it.
     pub tls: Option<TlsConfig>,
+    /// Admin tokens that are JWTs from an identity provider: the keys of a JWT
+    /// authenticator's `jwt` table (`issuer`, `audience`, `jwks_url` or a key,
+    /// `roles_claims`, ...). Off without it.
+    pub jwt: Option<tollgate_auth::jwt::JwtConfig>,
+    /// The role a JWT must carry to be an `admin` token (`tollgate-admin`).
+    pub jwt_admin_role: String,
+    /// The role a JWT must carry to be a `read` token (`tollgate-read`).
+    pub jwt_read_role: String,
     /// The file of admin tokens (one `name:role:sha256-hex` per line, written by
     /// `tollgate admin-token`). Required: there is no anonymous access.
     pub token_file: Option<PathBuf>,
@@ -62,6 +70,9 @@ impl Default for AdminConfig {
         AdminConfig {
             bind: DEFAULT_ADMIN_BIND,
             tls: None,
+            jwt: None,
+            jwt_admin_role: "tollgate-admin".to_owned(),
+            jwt_read_role: "tollgate-read".to_owned(),
             token_file: None,
             max_request_bytes: 64 * 1024,
             max_connections: 32,
