@@ -127,6 +127,10 @@ def main() -> int:
             ("tollgate_sessions", "gauge"),
             ("tollgate_uptime_seconds", "gauge"),
             ("tollgate_authentications", "counter"),
+            ("tollgate_authentication_seconds", "histogram"),
+            ("tollgate_listener_connections", "gauge"),
+            ("tollgate_queued_deliveries", "gauge"),
+            ("tollgate_overload", "counter"),
         ]:
             expect(name in families, f"no family {name} in {sorted(families)}")
             expect(families[name].type == kind, f"{name} is a {families[name].type}")

@@ -7,14 +7,20 @@
 
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::histogram::Histogram;
 use tollgate_auth::audit::{AuditEvent, ConnectRefusal, DisconnectCause, Outcome};
 use tollgate_auth::authentication::{ChainDecision, DenyReason};
 
 /// The labels of one count.
 pub type Labels = Vec<(&'static str, String)>;
 
+/// A histogram of authentication times.
+fn latency_histogram() -> Histogram {
+    Histogram::new(crate::store::LATENCY_BUCKETS)
+}
+
 /// The counts, shared by every connection.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub struct AuditCounts {
     /// Authentications decided (CONNECT, re-authentication, re-check) by listener,
     /// authenticator and outcome.
@@ -27,6 +33,21 @@ pub struct AuditCounts {
     pub disconnects: Family<Labels, Counter>,
     /// Re-authentications that succeeded.
     pub reauthentications: Counter,
+    /// How long the chain took to decide, by listener and deciding authenticator.
+    pub authentication_seconds: Family<Labels, Histogram, fn() -> Histogram>,
+}
+
+impl Default for AuditCounts {
+    fn default() -> Self {
+        AuditCounts {
+            authentications: Family::default(),
+            connections_refused: Family::default(),
+            denials: Family::default(),
+            disconnects: Family::default(),
+            reauthentications: Counter::default(),
+            authentication_seconds: Family::new_with_constructor(latency_histogram),
+        }
+    }
 }
 
 impl AuditCounts {
@@ -92,6 +113,20 @@ impl AuditCounts {
             }
         };
         self.count_authentication(listener, authenticator, outcome);
+    }
+
+    /// Records how long the chain of `listener` took to reach `decision`.
+    pub fn chain_latency(&self, listener: &str, decision: &ChainDecision, seconds: f64) {
+        let authenticator = match decision {
+            ChainDecision::Allowed { by, .. } => by.as_str(),
+            ChainDecision::Refused { by, .. } => by.as_deref().unwrap_or("-"),
+        };
+        self.authentication_seconds
+            .get_or_create(&vec![
+                ("listener", listener.to_owned()),
+                ("authenticator", authenticator.to_owned()),
+            ])
+            .observe(seconds);
     }
 
     fn count_authentication(&self, listener: &str, authenticator: &str, outcome: &str) {

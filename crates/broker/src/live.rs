@@ -80,6 +80,11 @@ impl Live {
         }
     }
 
+    /// Every listener.
+    pub(crate) fn listeners(&self) -> &[Arc<Listener>] {
+        &self.listeners
+    }
+
     /// The listener named `name` (its name or bind address), or the first one.
     pub(crate) fn listener(&self, name: Option<&str>) -> Option<Arc<Listener>> {
         match name {

@@ -70,8 +70,34 @@ pub enum Overload {
 const KINDS: usize = 8;
 
 impl Overload {
+    /// Every kind.
+    pub const ALL: [Overload; KINDS] = [
+        Overload::ShedQos0,
+        Overload::PublishRefused,
+        Overload::ConnectionRefused,
+        Overload::QueueFull,
+        Overload::RetainedFull,
+        Overload::ConnectionLimited,
+        Overload::AuthenticationsBusy,
+        Overload::Throttled,
+    ];
+
     fn index(self) -> usize {
         self as usize
+    }
+
+    /// The kind as a metric label.
+    pub fn label(self) -> &'static str {
+        match self {
+            Overload::ShedQos0 => "qos0_shed",
+            Overload::PublishRefused => "publish_refused_memory",
+            Overload::ConnectionRefused => "connection_refused_memory",
+            Overload::QueueFull => "queue_full",
+            Overload::RetainedFull => "retained_full",
+            Overload::ConnectionLimited => "connection_limited",
+            Overload::AuthenticationsBusy => "authentications_busy",
+            Overload::Throttled => "throttled",
+        }
     }
 
     fn describe(self) -> &'static str {

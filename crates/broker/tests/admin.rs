@@ -274,6 +274,12 @@ async fn metrics_are_openmetrics_text_with_the_broker_counters() {
         "# TYPE tollgate_connections_accepted counter",
         "tollgate_connections_accepted_total 1",
         "# UNIT tollgate_received_bytes bytes",
+        "tollgate_queued_deliveries 0",
+        "tollgate_inflight_deliveries 0",
+        "tollgate_listener_connections{listener=\"127.0.0.1:0\"} 1",
+        "tollgate_overload_total{kind=\"throttled\"} 0",
+        "# TYPE tollgate_authentication_seconds histogram",
+        "tollgate_authentication_seconds_count{listener=\"127.0.0.1:0\",authenticator=\"anonymous\"} 1",
     ] {
         assert!(
             text.lines().any(|l| l == line),

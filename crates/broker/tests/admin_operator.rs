@@ -374,6 +374,17 @@ async fn bans_and_revocations_are_kept_across_a_restart() {
         .await;
         assert_eq!(made.status, 201, "{}", made.body);
     }
+    // Each answer waited for its commit: the store's commit times are in /metrics.
+    let metrics = request(admin, "GET", "/metrics", Some(READ_TOKEN))
+        .await
+        .body;
+    let commits: u64 = metrics
+        .lines()
+        .find_map(|l| l.strip_prefix("tollgate_store_commit_seconds_count "))
+        .unwrap_or_else(|| panic!("no commit count in\n{metrics}"))
+        .parse()
+        .unwrap();
+    assert!(commits >= 2, "{commits} commits");
     server.shutdown().await;
 
     let (server, mqtt, admin) = start_admin_broker(&dir, persistent(&store)).await;

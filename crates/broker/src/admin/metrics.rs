@@ -9,14 +9,18 @@ use std::sync::atomic::AtomicU64;
 
 use prometheus_client::encoding::text::encode as encode_text;
 use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::registry::{Registry, Unit};
 
+use crate::audit_counts::Labels;
 use crate::broker::Broker;
+use crate::live::Live;
+use crate::memory::Overload;
 use crate::stats::BrokerStats;
 
-/// The metrics of `broker` now, as OpenMetrics text.
-pub fn encode(broker: &Broker) -> String {
+/// The metrics of `broker` (and its listeners, in `live`) now, as OpenMetrics text.
+pub fn encode(broker: &Broker, live: &Live) -> String {
     let s = &broker.stats;
     let mut registry = Registry::default();
     let mut counter = |name: &str, help: &str, unit: Option<Unit>, value: &AtomicU64| {
@@ -115,7 +119,56 @@ pub fn encode(broker: &Broker) -> String {
             .saturating_duration_since(broker.started_at)
             .as_secs(),
     );
+    let (queued, inflight) = broker.delivery_depths();
+    gauge(
+        "tollgate_queued_deliveries",
+        "Deliveries waiting in session queues (connected or not)",
+        None,
+        queued,
+    );
+    gauge(
+        "tollgate_inflight_deliveries",
+        "QoS 1 and 2 deliveries sent and not yet acknowledged",
+        None,
+        inflight,
+    );
+    let by_listener: Family<Labels, Gauge> = Family::default();
+    for listener in live.listeners() {
+        by_listener
+            .get_or_create(&vec![("listener", listener.name.to_string())])
+            .set(i64::try_from(listener.connections.total()).unwrap_or(i64::MAX));
+    }
+    registry.register(
+        "tollgate_listener_connections",
+        "Connections open now, by listener (before and after CONNECT)",
+        by_listener,
+    );
+    let overload: Family<Labels, Counter> = Family::default();
+    for kind in Overload::ALL {
+        overload
+            .get_or_create(&vec![("kind", kind.label().to_owned())])
+            .inc_by(broker.memory.count(kind));
+    }
+    registry.register(
+        "tollgate_overload",
+        "Work refused or dropped to stay within a bound, by kind: qos0_shed, publish_refused_memory and connection_refused_memory (the memory budget), queue_full (a session's queue), retained_full, connection_limited (connection limits and rate), authentications_busy, throttled (the failed-login throttle)",
+        overload,
+    );
+    if let Some(store) = broker.store() {
+        registry.register_with_unit(
+            "tollgate_store_commit",
+            "Time each store commit took, its sync included",
+            Unit::Seconds,
+            store.commit_seconds().clone(),
+        );
+    }
     let counts = broker.hooks.counts();
+    registry.register_with_unit(
+        "tollgate_authentication",
+        "Time the authentication chain took to decide, by listener and deciding authenticator (- when none decided)",
+        Unit::Seconds,
+        counts.authentication_seconds.clone(),
+    );
     registry.register(
         "tollgate_authentications",
         "Authentications decided (CONNECT, re-authentication, re-check), by listener, authenticator (- when none decided) and outcome",

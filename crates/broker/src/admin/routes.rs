@@ -211,7 +211,7 @@ async fn forget_cache(
 }
 
 async fn metrics_text(State(state): State<Arc<AdminState>>) -> Response {
-    let text = metrics::encode(&state.broker);
+    let text = metrics::encode(&state.broker, &state.live);
     (
         [(
             header::CONTENT_TYPE,

@@ -109,6 +109,19 @@ impl Broker {
         EndSession::Ended
     }
 
+    /// Deliveries waiting in every session's queue, and those sent and not yet acknowledged
+    /// (for `/metrics`; visits every session).
+    pub fn delivery_depths(&self) -> (u64, u64) {
+        let mut queued = 0u64;
+        let mut inflight = 0u64;
+        for session in self.all_sessions() {
+            let state = session.state.lock();
+            queued += state.queued() as u64;
+            inflight += state.inflight_len() as u64;
+        }
+        (queued, inflight)
+    }
+
     fn all_sessions(&self) -> Vec<Arc<Session>> {
         self.sessions.lock().values().cloned().collect()
     }

@@ -437,9 +437,17 @@ fn start_authentication(conn: &mut Connection) -> Option<Authentication> {
     let connected = conn.is_reauthenticating();
     let request = conn.take_auth_request()?;
     let listener = Arc::clone(conn.listener());
-    let limit = conn.broker().config.auth_timeout;
+    let broker = Arc::clone(conn.broker());
+    let limit = broker.config.auth_timeout;
     Some(Box::pin(async move {
-        authenticate(&listener, &request, connected, limit).await
+        let started = std::time::Instant::now();
+        let decision = authenticate(&listener, &request, connected, limit).await;
+        broker.hooks.counts().chain_latency(
+            &listener.name,
+            &decision,
+            started.elapsed().as_secs_f64(),
+        );
+        decision
     }))
 }
 

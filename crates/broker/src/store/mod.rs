@@ -33,6 +33,7 @@ use std::time::{Duration, Instant};
 
 use fjall::{Database, Keyspace, PersistMode};
 use parking_lot::{Condvar, Mutex};
+use prometheus_client::metrics::histogram::Histogram;
 use tokio::sync::watch;
 
 use crate::config::{FsyncMode, PersistenceConfig, DEFAULT_INTERVAL_MS, DEFAULT_MIN_FREE_BYTES};
@@ -50,6 +51,12 @@ pub use recovery::Recovered;
 
 /// The process's exit status when the store fails (a write or sync error).
 pub const EXIT_STORE_FAILED: i32 = 74;
+
+/// The buckets of latency histograms, seconds: 100 µs to 10 s.
+pub const LATENCY_BUCKETS: [f64; 15] = [
+    0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5,
+    10.0,
+];
 
 /// How often the committer looks at the free space of the store's file system.
 const DISK_CHECK_INTERVAL: Duration = Duration::from_secs(5);
@@ -141,6 +148,8 @@ pub struct Store {
     /// The file system has less free space than `min_free_bytes`.
     full: AtomicBool,
     committer: Mutex<Option<JoinHandle<()>>>,
+    /// How long each commit took, its sync included (`/metrics`).
+    commit_seconds: Histogram,
 }
 
 impl std::fmt::Debug for Store {
@@ -182,6 +191,7 @@ impl Store {
             waiters: Mutex::new(Vec::new()),
             full: AtomicBool::new(false),
             committer: Mutex::new(None),
+            commit_seconds: Histogram::new(LATENCY_BUCKETS),
         });
         let interval = match config.fsync {
             FsyncMode::Interval => Some(Duration::from_millis(
@@ -237,6 +247,11 @@ impl Store {
     /// Follows [`Store::durable`].
     pub fn watch_durable(&self) -> watch::Receiver<u64> {
         self.durable_watch.subscribe()
+    }
+
+    /// How long commits take, their sync included (a histogram for `/metrics`).
+    pub fn commit_seconds(&self) -> &Histogram {
+        &self.commit_seconds
     }
 
     /// Whether the file system is short of space: writes that can be refused are.
@@ -342,6 +357,7 @@ impl Store {
                 (std::mem::take(&mut pending.ops), number, pending.closing)
             };
             if !ops.is_empty() {
+                let started = Instant::now();
                 if let Err(e) = self.commit(ops) {
                     fail(&self.path, "commit", &e);
                 }
@@ -357,6 +373,7 @@ impl Store {
                 } else {
                     unsynced = true;
                 }
+                self.commit_seconds.observe(started.elapsed().as_secs_f64());
                 self.publish_durable(number);
             }
             let sync_due = interval.is_some_and(|every| last_sync.elapsed() >= every);
