@@ -100,6 +100,11 @@ async fn clients_are_listed_filtered_and_paged_and_one_is_shown_with_its_princip
     let (server, mqtt, admin) = start_with_admin(&dir, |_| {}).await;
     let mut a = TestClient::connect(mqtt, ProtocolVersion::V5, "sensor-a").await;
     a.subscribe(1, "cmd/sensor-a/#", QoS::AtLeastOnce).await;
+    a.publish("cmd/sensor-a/x", &[7u8; 100], QoS::AtMostOnce, false, 0)
+        .await;
+    let _ = a.recv_publish().await;
+    // A later round trip: the counts of the rounds before it are in.
+    a.expect_nothing().await;
     let _b = TestClient::connect(mqtt, ProtocolVersion::V3_1_1, "sensor-b").await;
     let _c = TestClient::connect(mqtt, ProtocolVersion::V5, "gateway").await;
 
@@ -114,6 +119,12 @@ async fn clients_are_listed_filtered_and_paged_and_one_is_shown_with_its_princip
         .collect();
     assert_eq!(ids, ["gateway", "sensor-a", "sensor-b"]);
     assert_eq!(all["total"], 3);
+    let counted = &all["data"][1];
+    assert_eq!(counted["messages_in"], 1, "{counted}");
+    assert_eq!(counted["messages_out"], 1, "{counted}");
+    assert!(counted["bytes_in"].as_u64().unwrap() > 100, "{counted}");
+    assert!(counted["bytes_out"].as_u64().unwrap() > 100, "{counted}");
+    assert_eq!(all["data"][2]["messages_in"], 0);
     assert!(all["next"].is_null());
 
     let sensors = request(

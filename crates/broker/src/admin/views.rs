@@ -28,6 +28,7 @@ pub fn version_name(version: ProtocolVersion) -> &'static str {
 /// A client in a listing.
 pub fn client_summary(client: &ConnectedClient, now: Instant) -> Value {
     let c = &client.connection;
+    let traffic = c.traffic.read();
     json!({
         "client_id": &*client.client_id,
         "username": client.principal.username,
@@ -38,6 +39,10 @@ pub fn client_summary(client: &ConnectedClient, now: Instant) -> Value {
         "persistent": client.persistent,
         "queued": client.queued,
         "inflight": client.inflight,
+        "bytes_in": traffic.bytes_received,
+        "bytes_out": traffic.bytes_sent,
+        "messages_in": traffic.messages_received,
+        "messages_out": traffic.messages_sent,
     })
 }
 

@@ -389,11 +389,14 @@ impl<S: Shared> Connection<S> {
         {
             let mut state = opened.session.state.lock();
             state.set_principal(Arc::clone(&principal));
+            let traffic = Arc::new(ConnectionTraffic::default());
+            self.traffic = Some(Arc::clone(&traffic));
             state.set_connection(AttachedConnection {
                 listener: Arc::clone(&self.listener.name),
                 peer: self.peer,
                 version: self.version,
                 connected_at: now,
+                traffic,
             });
         }
         self.will = connect.will.map(Box::new);

@@ -62,7 +62,8 @@ use crate::memory::{Overload, Pressure};
 use crate::message::Message;
 use crate::operator::bans::Ban;
 use crate::session::{
-    AttachedConnection, Delivery, EnqueueOutcome, OutgoingState, Qos2Arrival, Session,
+    AttachedConnection, ConnectionTraffic, Delivery, EnqueueOutcome, OutgoingState, Qos2Arrival,
+    Session,
 };
 use crate::shared::Shared;
 use crate::stats::{BrokerStats, LocalCounts};
@@ -190,6 +191,8 @@ pub struct Connection<S: Shared = Broker> {
     commit_wait: Option<Box<commits::CommitWait>>,
     /// Packet and byte counts not yet added to the broker's.
     pub counts: LocalCounts,
+    /// This connection's own counts, once CONNECT is accepted (the admin API reads them).
+    traffic: Option<Arc<ConnectionTraffic>>,
 }
 
 /// A connection's periodic re-check: its credentials and how often.
@@ -252,6 +255,7 @@ impl<S: Shared> Connection<S> {
             oversized: false,
             commit_wait: None,
             counts: LocalCounts::default(),
+            traffic: None,
         }
     }
 
@@ -268,6 +272,9 @@ impl<S: Shared> Connection<S> {
 
     /// Adds this connection's packet and byte counts to the broker's.
     pub fn flush_counts(&mut self) {
+        if let Some(traffic) = &self.traffic {
+            traffic.add(&self.counts);
+        }
         self.counts.flush(self.broker.stats());
     }
 

@@ -1,16 +1,67 @@
-//! What a session shows operators: where the connection attached to it came from, whether
+//! What a session shows operators: where the connection attached to it came from and what
+//! it has moved, whether
 //! an operator asked for that connection to be closed (a kick), and its expiry.
 
 use std::net::SocketAddr;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Instant;
 
 use tollgate_mqtt::ProtocolVersion;
 
 use super::SessionState;
+use crate::stats::LocalCounts;
+
+/// What a connection has moved so far: added to by its own task after each round of work
+/// (uncontended atomics), read by the admin API.
+#[derive(Debug, Default)]
+pub struct ConnectionTraffic {
+    bytes_received: AtomicU64,
+    bytes_sent: AtomicU64,
+    messages_received: AtomicU64,
+    messages_sent: AtomicU64,
+}
+
+/// A [`ConnectionTraffic`] read at one moment.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct TrafficCounts {
+    /// Bytes read from the client.
+    pub bytes_received: u64,
+    /// Bytes written to the client.
+    pub bytes_sent: u64,
+    /// PUBLISH packets from the client.
+    pub messages_received: u64,
+    /// PUBLISH packets to the client.
+    pub messages_sent: u64,
+}
+
+impl ConnectionTraffic {
+    /// Adds one round's counts.
+    pub fn add(&self, counts: &LocalCounts) {
+        let add = |to: &AtomicU64, n: u64| {
+            if n > 0 {
+                to.fetch_add(n, Ordering::Relaxed);
+            }
+        };
+        add(&self.bytes_received, counts.bytes_received);
+        add(&self.bytes_sent, counts.bytes_sent);
+        add(&self.messages_received, counts.messages_received.into());
+        add(&self.messages_sent, counts.messages_sent.into());
+    }
+
+    /// The counts now.
+    pub fn read(&self) -> TrafficCounts {
+        TrafficCounts {
+            bytes_received: self.bytes_received.load(Ordering::Relaxed),
+            bytes_sent: self.bytes_sent.load(Ordering::Relaxed),
+            messages_received: self.messages_received.load(Ordering::Relaxed),
+            messages_sent: self.messages_sent.load(Ordering::Relaxed),
+        }
+    }
+}
 
 /// The connection attached to a session, as the admin API shows it.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone)]
 pub struct AttachedConnection {
     /// The listener it came in on.
     pub listener: Arc<str>,
@@ -20,6 +71,8 @@ pub struct AttachedConnection {
     pub version: ProtocolVersion,
     /// When its CONNECT was accepted (the protocol core's clock: see `crate::clock`).
     pub connected_at: Instant,
+    /// What it has moved since.
+    pub traffic: Arc<ConnectionTraffic>,
 }
 
 impl SessionState {

@@ -35,7 +35,7 @@ mod messages;
 mod restore;
 mod subscriptions;
 
-pub use attachment::AttachedConnection;
+pub use attachment::{AttachedConnection, ConnectionTraffic, TrafficCounts};
 pub use messages::{Delivery, EnqueueOutcome, InFlight, OutgoingState, QueueLimits};
 pub use subscriptions::SessionSubscription;
 
