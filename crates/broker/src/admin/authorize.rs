@@ -70,15 +70,9 @@ pub(super) async fn authorize(
     State(state): State<Arc<AdminState>>,
     body: Result<Json<AuthorizeRequest>, JsonRejection>,
 ) -> Response {
-    let asked = match body {
-        Ok(Json(asked)) => asked,
-        Err(e) => {
-            let status = match e.status() {
-                StatusCode::PAYLOAD_TOO_LARGE => StatusCode::PAYLOAD_TOO_LARGE,
-                _ => StatusCode::BAD_REQUEST,
-            };
-            return refuse(status, &e.body_text());
-        }
+    let asked = match views::json_body(body) {
+        Ok(asked) => asked,
+        Err(refused) => return *refused,
     };
     let Some(qos) = QoS::from_u8(asked.qos) else {
         return refuse(StatusCode::BAD_REQUEST, "qos must be 0, 1 or 2");

@@ -57,13 +57,13 @@ pub(super) async fn list(
         .map(|b| (format!("{}:{}", b.target.kind(), b.target), b))
         .collect();
     bans.sort_by(|a, b| a.0.cmp(&b.0));
-    let (page, next) = views::page(&bans, |(key, _)| key, query.after.as_deref(), limit);
-    Json(json!({
-        "data": page.iter().map(|(_, b)| ban_json(b)).collect::<Vec<_>>(),
-        "total": bans.len(),
-        "next": next,
-    }))
-    .into_response()
+    views::paged(
+        &bans,
+        |(key, _)| key,
+        query.after.as_deref(),
+        limit,
+        |(_, b)| ban_json(b),
+    )
 }
 
 /// Makes a ban (answered once it is in the store, if there is one).

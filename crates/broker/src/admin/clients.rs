@@ -8,7 +8,6 @@ use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::{Extension, Json};
 use serde::Deserialize;
-use serde_json::json;
 use tollgate_auth::log::Escaped;
 
 use super::tokens::TokenHolder;
@@ -97,13 +96,13 @@ pub(super) async fn list(
         .into_iter()
         .filter(|c| wanted(c))
         .collect();
-    let (page, next) = views::page(&matching, |c| &*c.client_id, query.after.as_deref(), limit);
-    Json(json!({
-        "data": page.iter().map(|c| views::client_summary(c, now)).collect::<Vec<_>>(),
-        "total": matching.len(),
-        "next": next,
-    }))
-    .into_response()
+    views::paged(
+        &matching,
+        |c| &*c.client_id,
+        query.after.as_deref(),
+        limit,
+        |c| views::client_summary(c, now),
+    )
 }
 
 pub(super) async fn show(

@@ -10,7 +10,7 @@ use axum::Json;
 use serde::Deserialize;
 use serde_json::{json, Value};
 
-use super::views::{refuse, unix_seconds};
+use super::views::{json_body, refuse, unix_seconds};
 use crate::operator::{OperatorEntry, MAX_REASON_BYTES};
 
 /// The longest a ban or revocation may last: ten years, seconds (longer is "for good": leave
@@ -36,13 +36,7 @@ impl NewEntry {
     /// The body of a request, or the answer saying what is wrong with it (400; 413 when it
     /// is larger than `max_request_bytes`).
     pub fn read(body: Result<Json<NewEntry>, JsonRejection>) -> Result<NewEntry, Box<Response>> {
-        let Json(entry) = body.map_err(|e| {
-            let status = match e.status() {
-                StatusCode::PAYLOAD_TOO_LARGE => StatusCode::PAYLOAD_TOO_LARGE,
-                _ => StatusCode::BAD_REQUEST,
-            };
-            Box::new(refuse(status, &e.body_text()))
-        })?;
+        let entry = json_body(body)?;
         let bad = |message: &str| Box::new(refuse(StatusCode::BAD_REQUEST, message));
         if entry.reason.len() > MAX_REASON_BYTES {
             return Err(bad("reason is longer than 1024 bytes"));

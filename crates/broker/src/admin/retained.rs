@@ -7,9 +7,8 @@ use axum::extract::rejection::QueryRejection;
 use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
-use axum::{Extension, Json};
+use axum::Extension;
 use serde::Deserialize;
-use serde_json::json;
 use tollgate_auth::log::Escaped;
 
 use super::tokens::TokenHolder;
@@ -55,18 +54,13 @@ pub(super) async fn list(
         ControlFlow::Continue(())
     });
     matching.sort_by(|a, b| a.publish.topic.cmp(&b.publish.topic));
-    let (page, next) = views::page(
+    views::paged(
         &matching,
         |m| m.publish.topic.as_str(),
         query.after.as_deref(),
         limit,
-    );
-    Json(json!({
-        "data": page.iter().map(|m| views::retained(m)).collect::<Vec<_>>(),
-        "total": matching.len(),
-        "next": next,
-    }))
-    .into_response()
+        |m| views::retained(m),
+    )
 }
 
 /// Deletes the retained message of a topic; answered once the store (if any) has forgotten

@@ -83,13 +83,13 @@ pub(super) async fn list(
         },
     ));
     entries.sort_by(|a, b| a.0.cmp(&b.0));
-    let (page, next) = views::page(&entries, |(key, _)| key, query.after.as_deref(), limit);
-    Json(json!({
-        "data": page.iter().map(|(_, shown)| shown).collect::<Vec<_>>(),
-        "total": entries.len(),
-        "next": next,
-    }))
-    .into_response()
+    views::paged(
+        &entries,
+        |(key, _)| key,
+        query.after.as_deref(),
+        limit,
+        |(_, shown)| shown.clone(),
+    )
 }
 
 /// Revokes at once (answered once it is in the store, if there is one).

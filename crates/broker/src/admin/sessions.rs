@@ -9,7 +9,6 @@ use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::{Extension, Json};
 use serde::Deserialize;
-use serde_json::json;
 use tollgate_auth::log::Escaped;
 
 use super::tokens::TokenHolder;
@@ -54,18 +53,13 @@ pub(super) async fn list(
                 .is_none_or(|part| s.client_id.contains(part.as_str()))
         })
         .collect();
-    let (page, next) = views::page(
+    views::paged(
         &matching,
         |(s, _)| &*s.client_id,
         query.after.as_deref(),
         limit,
-    );
-    Json(json!({
-        "data": page.iter().map(|(s, subs)| views::offline_session(s, subs)).collect::<Vec<_>>(),
-        "total": matching.len(),
-        "next": next,
-    }))
-    .into_response()
+        |(s, subs)| views::offline_session(s, subs),
+    )
 }
 
 pub(super) async fn show(

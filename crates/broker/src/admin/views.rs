@@ -3,7 +3,7 @@
 
 use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
-use axum::extract::rejection::QueryRejection;
+use axum::extract::rejection::{JsonRejection, QueryRejection};
 use axum::extract::Query;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
@@ -176,6 +176,19 @@ pub fn refuse(status: StatusCode, message: &str) -> Response {
     (status, Json(error(message))).into_response()
 }
 
+/// A request's JSON body, or the answer saying what is wrong with it: 413 when it is larger
+/// than `max_request_bytes`, 400 otherwise (not JSON, a missing or unknown field, no
+/// `Content-Type: application/json`).
+pub fn json_body<T>(body: Result<Json<T>, JsonRejection>) -> Result<T, Box<Response>> {
+    body.map(|Json(value)| value).map_err(|e| {
+        let status = match e.status() {
+            StatusCode::PAYLOAD_TOO_LARGE => StatusCode::PAYLOAD_TOO_LARGE,
+            _ => StatusCode::BAD_REQUEST,
+        };
+        Box::new(refuse(status, &e.body_text()))
+    })
+}
+
 /// The query of a listing: what page size it asks for.
 pub trait Listing {
     /// The `limit` of the query, if it has one.
@@ -212,6 +225,24 @@ pub fn page<'a, T>(
         .then(|| page.last().map(|item| key(item).to_owned()))
         .flatten();
     (page, next)
+}
+
+/// The answer of a listing: the page of `items` (sorted by `key`) after `after`, at most
+/// `limit` long, each shown by `show`: `{"data": [...], "total": N, "next": key | null}`.
+pub fn paged<T>(
+    items: &[T],
+    key: impl Fn(&T) -> &str,
+    after: Option<&str>,
+    limit: usize,
+    show: impl Fn(&T) -> Value,
+) -> Response {
+    let (page, next) = page(items, key, after, limit);
+    Json(json!({
+        "data": page.iter().map(show).collect::<Vec<_>>(),
+        "total": items.len(),
+        "next": next,
+    }))
+    .into_response()
 }
 
 /// An error answer's body.

@@ -111,22 +111,22 @@ pub struct FeedListener {
 impl FeedListener {
     /// The next event (waits for one).
     pub async fn next(&mut self) -> Received {
-        match self.receiver.recv().await {
-            Ok(event) if event.kind == CLOSING => Received::Closed,
-            Ok(event) => Received::Event(event),
-            Err(broadcast::error::RecvError::Lagged(lost)) => Received::Lagged(lost),
-            Err(broadcast::error::RecvError::Closed) => Received::Closed,
-        }
+        received(self.receiver.recv().await)
     }
 
     /// The next event, from a thread that is not the runtime's (the audit file's writer).
     pub fn next_blocking(&mut self) -> Received {
-        match self.receiver.blocking_recv() {
-            Ok(event) if event.kind == CLOSING => Received::Closed,
-            Ok(event) => Received::Event(event),
-            Err(broadcast::error::RecvError::Lagged(lost)) => Received::Lagged(lost),
-            Err(broadcast::error::RecvError::Closed) => Received::Closed,
-        }
+        received(self.receiver.blocking_recv())
+    }
+}
+
+/// What a receive from the channel means to a listener.
+fn received(result: Result<Arc<FeedEvent>, broadcast::error::RecvError>) -> Received {
+    match result {
+        Ok(event) if event.kind == CLOSING => Received::Closed,
+        Ok(event) => Received::Event(event),
+        Err(broadcast::error::RecvError::Lagged(lost)) => Received::Lagged(lost),
+        Err(broadcast::error::RecvError::Closed) => Received::Closed,
     }
 }
 
