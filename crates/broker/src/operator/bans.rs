@@ -3,7 +3,7 @@
 //! when the ban is made. Looking a client up costs one hash lookup per kind, and one per
 //! distinct network prefix length banned.
 
-use std::collections::{BTreeSet, HashMap};
+use std::collections::{BTreeMap, HashMap};
 use std::fmt;
 use std::net::IpAddr;
 use std::time::SystemTime;
@@ -97,8 +97,8 @@ pub struct BanList {
     clients: HashMap<String, OperatorEntry>,
     users: HashMap<String, OperatorEntry>,
     networks: HashMap<Network, OperatorEntry>,
-    /// The (IPv4?, prefix length) pairs `networks` holds.
-    prefixes: BTreeSet<(bool, u8)>,
+    /// How many of `networks` have each (IPv4?, prefix length).
+    prefixes: BTreeMap<(bool, u8), usize>,
 }
 
 impl BanList {
@@ -127,30 +127,35 @@ impl BanList {
             BanTarget::Client(id) => self.clients.insert(id, ban.entry).is_some(),
             BanTarget::User(user) => self.users.insert(user, ban.entry).is_some(),
             BanTarget::Address(network) => {
-                self.prefixes.insert((network.is_ipv4(), network.prefix()));
-                self.networks.insert(network, ban.entry).is_some()
+                let replaced = self.networks.insert(network, ban.entry).is_some();
+                if !replaced {
+                    *self
+                        .prefixes
+                        .entry((network.is_ipv4(), network.prefix()))
+                        .or_default() += 1;
+                }
+                replaced
             }
         }
     }
 
     /// Removes the ban of `target`, if there is one.
     pub fn remove(&mut self, target: &BanTarget) -> Option<OperatorEntry> {
-        let removed = match target {
+        match target {
             BanTarget::Client(id) => self.clients.remove(id),
             BanTarget::User(user) => self.users.remove(user),
-            BanTarget::Address(network) => self.networks.remove(network),
-        };
-        if let BanTarget::Address(network) = target {
-            let key = (network.is_ipv4(), network.prefix());
-            if !self
-                .networks
-                .keys()
-                .any(|n| (n.is_ipv4(), n.prefix()) == key)
-            {
-                self.prefixes.remove(&key);
+            BanTarget::Address(network) => {
+                let removed = self.networks.remove(network)?;
+                let key = (network.is_ipv4(), network.prefix());
+                if let Some(count) = self.prefixes.get_mut(&key) {
+                    *count -= 1;
+                    if *count == 0 {
+                        self.prefixes.remove(&key);
+                    }
+                }
+                Some(removed)
             }
         }
-        removed
     }
 
     /// The ban in force at `now` that `subject` falls under, if any: its client identifier
@@ -169,7 +174,7 @@ impl BanList {
             }
         }
         let address = subject.address?;
-        for &(ipv4, prefix) in &self.prefixes {
+        for &(ipv4, prefix) in self.prefixes.keys() {
             let Some(network) = Network::enclosing(address, prefix, ipv4) else {
                 continue;
             };
@@ -203,16 +208,30 @@ impl BanList {
 
     /// Removes the bans that ended before `now`; their targets.
     pub fn remove_ended(&mut self, now: SystemTime) -> Vec<BanTarget> {
-        let ended: Vec<BanTarget> = self
-            .all()
-            .into_iter()
-            .filter(|b| !b.entry.in_force(now))
-            .map(|b| b.target)
-            .collect();
-        for target in &ended {
+        let ended = |entry: &OperatorEntry| !entry.in_force(now);
+        let mut gone: Vec<BanTarget> = Vec::new();
+        gone.extend(
+            self.clients
+                .iter()
+                .filter(|(_, e)| ended(e))
+                .map(|(id, _)| BanTarget::Client(id.clone())),
+        );
+        gone.extend(
+            self.users
+                .iter()
+                .filter(|(_, e)| ended(e))
+                .map(|(u, _)| BanTarget::User(u.clone())),
+        );
+        gone.extend(
+            self.networks
+                .iter()
+                .filter(|(_, e)| ended(e))
+                .map(|(n, _)| BanTarget::Address(*n)),
+        );
+        for target in &gone {
             self.remove(target);
         }
-        ended
+        gone
     }
 }
 
