@@ -5,6 +5,31 @@
 
 use std::sync::atomic::{AtomicU64, Ordering};
 
+use tollgate_mqtt::QoS;
+
+/// PUBLISH packets and their payload bytes, by QoS (0, 1, 2), shared by all connections.
+#[derive(Debug, Default)]
+pub struct PublishCounts {
+    /// PUBLISH packets, by QoS.
+    pub messages: [AtomicU64; 3],
+    /// Their payload bytes, by QoS.
+    pub payload_bytes: [AtomicU64; 3],
+}
+
+impl PublishCounts {
+    /// PUBLISH packets of every QoS.
+    pub fn messages_total(&self) -> u64 {
+        self.messages.iter().map(BrokerStats::get).sum()
+    }
+
+    fn add(&self, local: &LocalPublishCounts) {
+        for qos in 0..3 {
+            BrokerStats::add(&self.messages[qos], local.messages[qos].into());
+            BrokerStats::add(&self.payload_bytes[qos], local.payload_bytes[qos]);
+        }
+    }
+}
+
 /// Counters shared by all connections.
 #[derive(Debug, Default)]
 pub struct BrokerStats {
@@ -12,10 +37,10 @@ pub struct BrokerStats {
     pub clients_connected: AtomicU64,
     /// Connections accepted since start.
     pub connections_total: AtomicU64,
-    /// PUBLISH packets received from clients.
-    pub messages_received: AtomicU64,
-    /// PUBLISH packets sent to clients.
-    pub messages_sent: AtomicU64,
+    /// PUBLISH packets received from clients, by QoS.
+    pub received: PublishCounts,
+    /// PUBLISH packets sent to clients, by QoS.
+    pub sent: PublishCounts,
     /// Bytes read from clients.
     pub bytes_received: AtomicU64,
     /// Bytes written to clients.
@@ -51,6 +76,29 @@ impl BrokerStats {
     }
 }
 
+/// PUBLISH packets and payload bytes of one connection, by QoS, not yet added to the broker's.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct LocalPublishCounts {
+    /// PUBLISH packets, by QoS (at most what one wake-up handles).
+    pub messages: [u32; 3],
+    /// Their payload bytes, by QoS.
+    pub payload_bytes: [u64; 3],
+}
+
+impl LocalPublishCounts {
+    /// Counts one PUBLISH of `qos` carrying `payload` bytes.
+    pub fn count(&mut self, qos: QoS, payload: usize) {
+        let qos = qos as usize;
+        self.messages[qos] += 1;
+        self.payload_bytes[qos] += payload as u64;
+    }
+
+    /// PUBLISH packets of every QoS.
+    pub fn messages_total(&self) -> u64 {
+        self.messages.iter().map(|&n| u64::from(n)).sum()
+    }
+}
+
 /// Per-connection counts, flushed into [`BrokerStats`] after every wake-up of the connection
 /// (so the packet counts, at most what one wake-up handles, fit 32 bits; they are kept small
 /// because every idle connection carries them).
@@ -61,16 +109,16 @@ pub struct LocalCounts {
     /// Bytes written.
     pub bytes_sent: u64,
     /// PUBLISH packets received.
-    pub messages_received: u32,
+    pub received: LocalPublishCounts,
     /// PUBLISH packets sent.
-    pub messages_sent: u32,
+    pub sent: LocalPublishCounts,
 }
 
 impl LocalCounts {
     /// Adds these counts to the broker's and resets them.
     pub fn flush(&mut self, stats: &BrokerStats) {
-        BrokerStats::add(&stats.messages_received, self.messages_received.into());
-        BrokerStats::add(&stats.messages_sent, self.messages_sent.into());
+        stats.received.add(&self.received);
+        stats.sent.add(&self.sent);
         BrokerStats::add(&stats.bytes_received, self.bytes_received);
         BrokerStats::add(&stats.bytes_sent, self.bytes_sent);
         *self = LocalCounts::default();

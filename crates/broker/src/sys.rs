@@ -49,11 +49,11 @@ pub fn publish_counters(broker: &Broker) {
         ),
         (
             "$SYS/broker/messages/received",
-            BrokerStats::get(&s.messages_received).to_string(),
+            s.received.messages_total().to_string(),
         ),
         (
             "$SYS/broker/messages/sent",
-            BrokerStats::get(&s.messages_sent).to_string(),
+            s.sent.messages_total().to_string(),
         ),
         (
             "$SYS/broker/messages/dropped",

@@ -257,9 +257,28 @@ async fn metrics_are_openmetrics_text_with_the_broker_counters() {
     let dir = TestDir::new("admin-metrics");
     let (server, mqtt, admin) = start_with_admin(&dir, |_| {}).await;
     let mut client = TestClient::connect(mqtt, ProtocolVersion::V5, "counted").await;
-    client.subscribe(1, "m/#", QoS::AtMostOnce).await;
-    client.publish("m/1", b"x", QoS::AtMostOnce, false, 0).await;
-    let _ = client.recv_publish().await;
+    client.subscribe(1, "m/#", QoS::AtLeastOnce).await;
+    client
+        .send(Packet::Publish(Publish {
+            qos: QoS::AtLeastOnce,
+            topic: "m/1".into(),
+            packet_id: Some(7),
+            payload: b"abc".as_slice().to_vec().into(),
+            ..Publish::default()
+        }))
+        .await;
+    // Its PUBACK and its delivery back to it, in either order.
+    for _ in 0..2 {
+        match client.recv().await {
+            Packet::PubAck(ack) => assert_eq!(ack.packet_id, 7),
+            Packet::Publish(delivered) => client.ack(&delivered).await,
+            other => panic!("expected PUBACK or PUBLISH, got {other:?}"),
+        }
+    }
+    // The connection adds its counts to the broker's after each round of work: the answer
+    // to a later PINGREQ comes after the rounds that received and sent the message.
+    client.send(Packet::PingReq).await;
+    assert!(matches!(client.recv().await, Packet::PingResp));
     let answer = request(admin, "GET", "/metrics", Some(READ_TOKEN)).await;
     assert_eq!(answer.status, 200);
     assert!(answer
@@ -284,6 +303,12 @@ async fn metrics_are_openmetrics_text_with_the_broker_counters() {
         "tollgate_subscriptions 1",
         "# TYPE tollgate_connections_accepted counter",
         "tollgate_connections_accepted_total 1",
+        "tollgate_messages_received_total{qos=\"0\"} 0",
+        "tollgate_messages_received_total{qos=\"1\"} 1",
+        "tollgate_messages_sent_total{qos=\"1\"} 1",
+        "# UNIT tollgate_payload_received_bytes bytes",
+        "tollgate_payload_received_bytes_total{qos=\"1\"} 3",
+        "tollgate_payload_sent_bytes_total{qos=\"1\"} 3",
         "# UNIT tollgate_received_bytes bytes",
         "tollgate_queued_deliveries 0",
         "tollgate_inflight_deliveries 0",

@@ -38,18 +38,6 @@ pub fn encode(broker: &Broker, live: &Live) -> String {
         &s.connections_total,
     );
     counter(
-        "tollgate_messages_received",
-        "PUBLISH packets received from clients",
-        None,
-        &s.messages_received,
-    );
-    counter(
-        "tollgate_messages_sent",
-        "PUBLISH packets sent to clients",
-        None,
-        &s.messages_sent,
-    );
-    counter(
         "tollgate_received",
         "Bytes read from MQTT clients",
         Some(Unit::Bytes),
@@ -67,6 +55,33 @@ pub fn encode(broker: &Broker, live: &Live) -> String {
         None,
         &s.messages_dropped,
     );
+    for (direction, counts) in [("received", &s.received), ("sent", &s.sent)] {
+        let messages: Family<Labels, Counter> = Family::default();
+        let payload: Family<Labels, Counter> = Family::default();
+        for qos in 0..3 {
+            let labels = vec![("qos", qos.to_string())];
+            messages
+                .get_or_create(&labels)
+                .inc_by(BrokerStats::get(&counts.messages[qos]));
+            payload
+                .get_or_create(&labels)
+                .inc_by(BrokerStats::get(&counts.payload_bytes[qos]));
+        }
+        let to_or_from = if direction == "sent" { "to" } else { "from" };
+        registry.register(
+            format!("tollgate_messages_{direction}"),
+            format!("PUBLISH packets {direction} {to_or_from} clients, by QoS"),
+            messages,
+        );
+        registry.register_with_unit(
+            format!("tollgate_payload_{direction}"),
+            format!(
+                "Payload bytes of the PUBLISH packets {direction} {to_or_from} clients, by QoS"
+            ),
+            Unit::Bytes,
+            payload,
+        );
+    }
     let mut gauge = |name: &str, help: &str, unit: Option<Unit>, value: u64| {
         let metric: Gauge = Gauge::default();
         metric.set(i64::try_from(value).unwrap_or(i64::MAX));

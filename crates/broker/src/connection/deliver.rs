@@ -31,7 +31,6 @@ impl<S: Shared> Connection<S> {
                     }
             });
         }
-        let mut sent = 0u32;
         for flight in state.inflight() {
             match flight.state {
                 OutgoingState::AwaitingPubComp => {
@@ -42,19 +41,16 @@ impl<S: Shared> Connection<S> {
                 }
                 OutgoingState::AwaitingPubAck | OutgoingState::AwaitingPubRec => {
                     let expiry = flight.delivery.message.remaining_expiry(now).flatten();
-                    if self.encode_delivery(&flight.delivery, Some(flight.packet_id), true, expiry)
-                    {
-                        sent += 1;
-                    }
+                    self.encode_delivery(&flight.delivery, Some(flight.packet_id), true, expiry);
                 }
             }
         }
         drop(state);
-        self.counts.messages_sent += sent;
     }
 
-    /// Encodes one delivery, assigning a topic alias when the client accepts them. Returns
-    /// false (and writes nothing) when it is larger than the client's maximum packet size.
+    /// Encodes one delivery, assigning a topic alias when the client accepts them, and counts
+    /// it as sent. Returns false (and writes nothing) when it is larger than the client's
+    /// maximum packet size.
     pub(super) fn encode_delivery(
         &mut self,
         delivery: &Delivery,
@@ -111,6 +107,7 @@ impl<S: Shared> Connection<S> {
         }
         match encode_publish_with(message, &overrides, self.version, &mut self.out) {
             Ok(()) => {
+                self.counts.sent.count(delivery.qos, message.payload.len());
                 let hooks = self.broker.hooks();
                 if !hooks.is_empty() {
                     hooks.emit(&Event::Delivered {
@@ -164,7 +161,6 @@ impl<S: Shared> Connection<S> {
             drop(state);
             return Err(self.kicked(&by));
         }
-        let mut sent = 0u32;
         while self.out.len() < OUT_HIGH_WATER {
             let Some(next) = state.next_queued() else {
                 break;
@@ -218,12 +214,8 @@ impl<S: Shared> Connection<S> {
                     state.pop_queued();
                 }
             }
-            if sendable {
-                sent += 1;
-            }
         }
         drop(state);
-        self.counts.messages_sent += sent;
         if let Some(ticket) = waits_for_commit {
             self.wake_at_commit(ticket);
         }

@@ -11,7 +11,9 @@ impl<S: Shared> Connection<S> {
         now: Instant,
     ) -> Result<(), Close> {
         let limits = &self.broker.config().limits;
-        self.counts.messages_received += 1;
+        self.counts
+            .received
+            .count(publish.qos, publish.payload.len());
         if publish.qos as u8 > limits.max_qos {
             return Err(self.protocol_error(ReasonCode::QOS_NOT_SUPPORTED));
         }

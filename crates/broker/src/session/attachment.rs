@@ -45,8 +45,8 @@ impl ConnectionTraffic {
         };
         add(&self.bytes_received, counts.bytes_received);
         add(&self.bytes_sent, counts.bytes_sent);
-        add(&self.messages_received, counts.messages_received.into());
-        add(&self.messages_sent, counts.messages_sent.into());
+        add(&self.messages_received, counts.received.messages_total());
+        add(&self.messages_sent, counts.sent.messages_total());
     }
 
     /// The counts now.
