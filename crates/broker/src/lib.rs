@@ -55,6 +55,8 @@ pub mod broker;
 #[doc(hidden)]
 pub mod connection;
 #[doc(hidden)]
+pub mod decision_counts;
+#[doc(hidden)]
 pub mod listener;
 #[doc(hidden)]
 pub mod memory;
@@ -68,7 +70,6 @@ pub mod retained;
 pub mod session;
 #[doc(hidden)]
 pub mod shared;
-#[doc(hidden)]
 pub mod stats;
 #[doc(hidden)]
 pub mod sys;

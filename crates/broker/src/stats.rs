@@ -7,6 +7,8 @@ use std::sync::atomic::{AtomicU64, Ordering};
 
 use tollgate_mqtt::QoS;
 
+use crate::decision_counts::DecisionCounts;
+
 /// PUBLISH packets and their payload bytes, by QoS (0, 1, 2), shared by all connections.
 #[derive(Debug, Default)]
 pub struct PublishCounts {
@@ -53,6 +55,8 @@ pub struct BrokerStats {
     pub retained_bytes: AtomicU64,
     /// Subscriptions now.
     pub subscriptions: AtomicU64,
+    /// Authorization decisions, by authorizer.
+    pub decisions: DecisionCounts,
 }
 
 impl BrokerStats {

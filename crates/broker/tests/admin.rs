@@ -9,7 +9,9 @@ use std::time::Duration;
 
 use common::admin::*;
 use common::*;
-use tollgate_broker::{admin_token_line, AdminConfig, AdminRole, Server};
+use tollgate_broker::{
+    admin_token_line, AdminConfig, AdminRole, AuthorizerConfig, PolicyFileSource, Server,
+};
 use tollgate_mqtt::*;
 
 #[tokio::test]
@@ -322,6 +324,63 @@ async fn metrics_are_openmetrics_text_with_the_broker_counters() {
             "no line `{line}` in\n{text}"
         );
     }
+    server.shutdown().await;
+}
+
+#[tokio::test]
+async fn metrics_count_authorization_decisions_by_action_result_and_authorizer() {
+    let dir = TestDir::new("admin-metrics-decisions");
+    let policy = dir.write(
+        "policy.toml",
+        "default = \"deny\"\n[[patterns]]\nfilter = \"devices/%c/#\"\n",
+    );
+    let (server, mqtt, admin) = start_admin_broker(&dir, |config| {
+        config.authorizers = vec![AuthorizerConfig {
+            name: "fleet-policy".into(),
+            policy_file: Some(PolicyFileSource { path: policy }),
+            acl_file: None,
+            claims: None,
+        }];
+    })
+    .await;
+    let mut client = TestClient::connect(mqtt, ProtocolVersion::V5, "d1").await;
+    let ack = client.subscribe(1, "devices/d1/#", QoS::AtMostOnce).await;
+    assert_eq!(ack.reason_codes, [ReasonCode::SUCCESS]);
+    let refused = client.subscribe(2, "elsewhere/#", QoS::AtMostOnce).await;
+    assert!(refused.reason_codes[0].is_error());
+    client
+        .publish("devices/d1/t", b"1", QoS::AtMostOnce, false, 0)
+        .await;
+    assert_eq!(client.recv_publish().await.topic, "devices/d1/t");
+    assert!(client
+        .publish("devices/d2/t", b"1", QoS::AtLeastOnce, false, 3)
+        .await
+        .is_error());
+    client.send(Packet::PingReq).await;
+    assert!(matches!(client.recv().await, Packet::PingResp));
+
+    let text = request(admin, "GET", "/metrics", Some(READ_TOKEN))
+        .await
+        .body;
+    let line = |action: &str, result: &str, by: &str, n: u64| {
+        format!("tollgate_authorization_decisions_total{{action=\"{action}\",result=\"{result}\",authorizer=\"fleet-policy\",decided_by=\"{by}\"}} {n}")
+    };
+    for expected in [
+        line("subscribe", "allow", "rule", 1),
+        line("subscribe", "deny", "default", 1),
+        line("publish", "allow", "rule", 1),
+        line("publish", "deny", "default", 1),
+        line("receive", "allow", "rule", 1),
+    ] {
+        assert!(
+            text.lines().any(|l| l == expected),
+            "no line `{expected}` in\n{text}"
+        );
+    }
+    assert!(
+        !text.contains("action=\"receive\",result=\"deny\""),
+        "nothing was withheld: {text}"
+    );
     server.shutdown().await;
 }
 

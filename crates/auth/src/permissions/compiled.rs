@@ -345,6 +345,22 @@ impl CompiledPermissions {
         self.authorizers.get(index).map(String::as_str)
     }
 
+    /// How many authorizers the permissions were compiled from (the indexes
+    /// [`authorizer_name`](Self::authorizer_name) takes).
+    pub fn authorizer_count(&self) -> usize {
+        self.authorizers.len()
+    }
+
+    /// The index of the authorizer whose rule or default made `decision`; `None` when nothing
+    /// did (the end of the chain, or an invalid request).
+    pub fn deciding_authorizer(&self, decision: &Decision) -> Option<usize> {
+        match decision.decided_by {
+            DecidedBy::Rule(index) => self.rules.get(index).map(|rule| rule.authorizer),
+            DecidedBy::Default if decision.reason == Reason::InvalidRequest => None,
+            DecidedBy::Default => self.default.authorizer,
+        }
+    }
+
     /// What compiling noticed, for the log.
     pub fn notes(&self) -> &[CompileNote] {
         &self.notes

@@ -194,6 +194,28 @@ pub fn encode(broker: &Broker, live: &Live) -> String {
         "Authenticated CONNECTs refused all the same (revoked, client identifier, session owned by another), by reason",
         counts.connections_refused.clone(),
     );
+    let decisions: Family<Labels, Counter> = Family::default();
+    s.decisions.for_each(|d| {
+        decisions
+            .get_or_create(&vec![
+                ("action", d.action.label().to_owned()),
+                (
+                    "result",
+                    if d.allowed { "allow" } else { "deny" }.to_owned(),
+                ),
+                ("authorizer", d.authorizer.to_owned()),
+                (
+                    "decided_by",
+                    if d.by_rule { "rule" } else { "default" }.to_owned(),
+                ),
+            ])
+            .inc_by(d.count);
+    });
+    registry.register(
+        "tollgate_authorization_decisions",
+        "Decisions of the permissions, allowing and denying: by action (publish, subscribe, receive: a message about to be sent), result, the authorizer whose rule or default decided (- when none did) and whether a rule or a default decided",
+        decisions,
+    );
     registry.register(
         "tollgate_authorization_denials",
         "Actions the permissions denied, by action",

@@ -15,16 +15,21 @@ impl<S: Shared> Connection<S> {
         let mut state = session.state.lock();
         if !self.unrestricted {
             let permissions = Arc::clone(&self.permissions);
+            let decisions = &mut self.decisions;
             let client_id = session.client_id.clone();
             state.retain_inflight(|flight| {
                 flight.state == OutgoingState::AwaitingPubComp
-                    || permissions
-                        .check_receive(
+                    || {
+                        let decision = permissions.check_receive(
                             &flight.delivery.message.publish.topic,
                             flight.delivery.qos,
                             false,
-                        )
-                        .allowed
+                        );
+                        if let Some(decisions) = decisions.as_mut() {
+                            decisions.count(&permissions, DecidedAction::Receive, &decision);
+                        }
+                        decision.allowed
+                    }
                     || {
                         tracing::debug!(client_id = ?client_id, topic = ?flight.delivery.message.publish.topic, "in-flight message withheld on resume: topic no longer readable");
                         false
@@ -189,13 +194,7 @@ impl<S: Shared> Connection<S> {
             let sendable = match delivery.message.remaining_expiry(now) {
                 None => false,
                 // A queued message goes out only if the client may still read its topic now.
-                Some(_)
-                    if !self.unrestricted
-                        && !self
-                            .permissions
-                            .check_receive(&delivery.message.publish.topic, delivery.qos, false)
-                            .allowed =>
-                {
+                Some(_) if !self.may_receive(&delivery.message.publish.topic, delivery.qos) => {
                     tracing::debug!(client_id = ?session.client_id, topic = ?delivery.message.publish.topic, "delivery withheld: topic no longer readable");
                     false
                 }

@@ -113,6 +113,7 @@ impl<S: Shared> Connection<S> {
                 self.compile_permissions();
             }
             let decision = self.permissions.check_publish(&w.topic, w.qos, w.retain);
+            self.count_decision(DecidedAction::Publish, &decision);
             if !self.unrestricted && !decision.allowed {
                 self.audit_denial(Action::Will, &w.topic, &decision);
                 will = None;

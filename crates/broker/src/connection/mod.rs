@@ -45,6 +45,8 @@ use tollgate_auth::audit::{
 use tollgate_auth::authentication::{AuthenticatedBy, ChainDecision, ConnectRequest, DenyReason};
 use tollgate_auth::log::Escaped;
 use tollgate_auth::permissions::{CompiledPermissions, Decision};
+
+use crate::decision_counts::{DecidedAction, LocalDecisions};
 use tollgate_auth::{CertificateInfo, Principal, Secret};
 use tollgate_mqtt::{
     encode, encode_publish_with, publish_encoded_len, Ack, AckProperties, ConnAck,
@@ -177,6 +179,9 @@ pub struct Connection<S: Shared = Broker> {
     permissions: Arc<CompiledPermissions>,
     /// Whether no authorizer applies (checks are skipped).
     unrestricted: bool,
+    /// The decisions of `permissions` not yet added to the broker's counts (none while
+    /// unrestricted).
+    decisions: Option<Box<LocalDecisions>>,
     /// The broker's policy generation the permissions were compiled at.
     permissions_generation: u64,
     /// What re-authentication needs, for a client that authenticated with an MQTT 5
@@ -249,6 +254,7 @@ impl<S: Shared> Connection<S> {
             aliases: None,
             permissions: Arc::clone(&broker_allow_all),
             unrestricted: true,
+            decisions: None,
             permissions_generation: 0,
             reauth_basis: None,
             recheck: None,
@@ -276,6 +282,9 @@ impl<S: Shared> Connection<S> {
             traffic.add(&self.counts);
         }
         self.counts.flush(self.broker.stats());
+        if let Some(decisions) = &mut self.decisions {
+            decisions.flush();
+        }
     }
 
     /// The listener it came in on.

@@ -80,6 +80,7 @@ impl<S: Shared> Connection<S> {
             let decision = self
                 .permissions
                 .check_publish(&publish.topic, qos, publish.retain);
+            self.count_decision(DecidedAction::Publish, &decision);
             if !decision.allowed {
                 self.audit_denial(Action::Publish, &publish.topic, &decision);
             }

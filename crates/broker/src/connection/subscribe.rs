@@ -125,6 +125,7 @@ impl<S: Shared> Connection<S> {
                 decision = lower;
             }
         }
+        self.count_decision(DecidedAction::Subscribe, &decision);
         if !decision.allowed {
             self.audit_denial(Action::Subscribe, &subscription.filter, &decision);
             let reason = answers::denied_subscription_reason(&self.broker.config().authorization);
@@ -141,19 +142,23 @@ impl<S: Shared> Connection<S> {
     /// Queues the retained messages `filter` matches and the principal may read, as the
     /// store is walked; breaks when the session's queue takes no more.
     pub(super) fn queue_retained(
-        &self,
+        &mut self,
         session: &Arc<Session>,
         filter: &str,
         options: SubscriptionOptions,
         identifier: Option<u32>,
     ) -> ControlFlow<()> {
         let permissions = (!self.unrestricted).then(|| Arc::clone(&self.permissions));
+        let decisions = &mut self.decisions;
         self.broker.for_each_retained(filter, |message| {
             if let Some(p) = &permissions {
-                if !p
-                    .check_receive(&message.publish.topic, options.qos, false)
-                    .allowed
-                {
+                let decision = p.check_receive(&message.publish.topic, options.qos, false);
+                // Counted when withheld here; one let through is decided (and counted) again
+                // as it is sent.
+                if !decision.allowed {
+                    if let Some(decisions) = decisions.as_mut() {
+                        decisions.count(p, DecidedAction::Receive, &decision);
+                    }
                     return ControlFlow::Continue(());
                 }
             }

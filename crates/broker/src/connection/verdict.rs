@@ -60,11 +60,16 @@ impl<S: Shared> Connection<S> {
                 for note in compiled.notes() {
                     tracing::warn!(client_id = %Escaped(client_id), authorizer = %Escaped(&note.authorizer), "permissions: {}", Escaped(&note.message));
                 }
+                self.decisions = Some(Box::new(LocalDecisions::new(
+                    &self.broker.stats().decisions,
+                    &compiled,
+                )));
                 self.permissions = Arc::new(compiled);
                 self.unrestricted = false;
             }
             Permissions::Unrestricted => {
                 self.permissions = Arc::clone(self.broker.allow_all());
+                self.decisions = None;
                 self.unrestricted = true;
             }
         }
@@ -99,6 +104,24 @@ impl<S: Shared> Connection<S> {
                 self.broker.unsubscribe(&session, &filter);
             }
         }
+    }
+
+    /// Counts `decision` of the permissions, for `/metrics`.
+    pub(super) fn count_decision(&mut self, action: DecidedAction, decision: &Decision) {
+        if let Some(decisions) = &mut self.decisions {
+            decisions.count(&self.permissions, action, decision);
+        }
+    }
+
+    /// May the client be sent a message on `topic` at `qos` (counted)? Always when
+    /// unrestricted.
+    pub(super) fn may_receive(&mut self, topic: &str, qos: QoS) -> bool {
+        if self.unrestricted {
+            return true;
+        }
+        let decision = self.permissions.check_receive(topic, qos, false);
+        self.count_decision(DecidedAction::Receive, &decision);
+        decision.allowed
     }
 
     /// Audits a denied action.
