@@ -8,7 +8,7 @@ use tollgate_auth::audit::AuditObserver;
 use tollgate_auth::authentication::{
     AuthCache, AuthChain, Authenticator, ChainEntry, HeldPerAddress, LoginThrottle, OnError,
 };
-use tollgate_auth::jwt::JwtAuthenticator;
+use tollgate_auth::jwt::{JwtAuthenticator, KeyFetches};
 use tollgate_auth::oauth::{IntrospectionAuthenticator, PasswordGrantAuthenticator};
 use tollgate_auth::password_file::PasswordFile;
 use tollgate_auth::webhook::WebhookAuthenticator;
@@ -350,6 +350,18 @@ impl Authenticators {
             }
         }
         self.forget_cached();
+    }
+
+    /// The key-set fetches of every authenticator that fetches one (a JWKS), by name, since
+    /// it was built (at start or by a reconfiguration).
+    pub fn key_fetches(&self) -> Vec<(&str, KeyFetches)> {
+        self.named
+            .iter()
+            .filter_map(|n| {
+                let a = &n.authenticator;
+                a.key_fetches().map(|fetches| (a.name(), fetches))
+            })
+            .collect()
     }
 
     /// Forgets cached authentications and introspection answers (a revocation must not be

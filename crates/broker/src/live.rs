@@ -97,6 +97,11 @@ impl Live {
         }
     }
 
+    /// The authenticators in force.
+    pub(crate) fn authenticators(&self) -> Arc<Authenticators> {
+        Arc::clone(&self.applied.lock().authenticators)
+    }
+
     /// Forgets cached authentications and introspection answers (the admin API's
     /// `DELETE /authentication/cache`, and after a revocation).
     pub(crate) fn forget_cached(&self) {

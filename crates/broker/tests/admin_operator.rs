@@ -627,3 +627,90 @@ async fn authorize_explains_decisions_for_a_connected_client_and_a_stated_princi
     }
     server.shutdown().await;
 }
+
+#[tokio::test]
+async fn metrics_count_jwks_fetches_and_their_failures_per_authenticator() {
+    let up = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let provider = {
+        let up = Arc::clone(&up);
+        HttpService::start(move |_| {
+            if up.load(Ordering::SeqCst) {
+                Reply::Json(200, json!({"keys": []}))
+            } else {
+                Reply::Raw(503, String::new())
+            }
+        })
+        .await
+    };
+    let jwks = provider.url("/jwks");
+    let dir = TestDir::new("admin-jwks-metrics");
+    let (server, mqtt, admin) = start_admin_broker(&dir, |config| {
+        config.listeners[0].allow_anonymous = false;
+        config.throttle.enabled = false;
+        config.authenticators = vec![AuthenticatorConfig {
+            name: "idp".into(),
+            jwt: Some(
+                toml::from_str(&format!(
+                    "algorithms = [\"RS256\"]\njwks_url = \"{jwks}\"\njwks_refresh = 3600\njwks_min_refetch = 0\n"
+                ))
+                .unwrap(),
+            ),
+            ..Default::default()
+        }];
+    })
+    .await;
+    // A token naming a key: the broker must fetch the key set to judge it (its signature is
+    // never reached: no key is ever found).
+    use base64::Engine;
+    let part = |json: &str| base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(json);
+    let token = format!(
+        "{}.{}.c2ln",
+        part(r#"{"alg":"RS256","kid":"k1","typ":"JWT"}"#),
+        part(r#"{"sub":"alice"}"#)
+    );
+    let login = || {
+        let mut c = connect_packet(ProtocolVersion::V5, "device");
+        c.username = Some("device".into());
+        c.password = Some(token.clone().into_bytes().into());
+        c
+    };
+    let fetches = || async {
+        let text = request(admin, "GET", "/metrics", Some(READ_TOKEN))
+            .await
+            .body;
+        let value = |family: &str| -> u64 {
+            let prefix = format!("{family}_total{{authenticator=\"idp\"}} ");
+            text.lines()
+                .find_map(|l| l.strip_prefix(prefix.as_str()))
+                .unwrap_or_else(|| panic!("no {prefix} in\n{text}"))
+                .parse()
+                .unwrap()
+        };
+        (
+            value("tollgate_jwks_fetches"),
+            value("tollgate_jwks_fetch_failures"),
+        )
+    };
+
+    // The provider is down: the CONNECT is refused once its fetch failed. (The periodic
+    // refresh fetches at start too, at a moment of its own: the counts below hold whenever
+    // it runs.)
+    let (_c, ack) = TestClient::connect_with(mqtt, login()).await;
+    assert_eq!(ack.reason_code, ReasonCode::SERVER_UNAVAILABLE);
+    let (fetched, failed) = fetches().await;
+    assert!(fetched >= 1, "{fetched}");
+    assert_eq!(failed, fetched, "every fetch so far failed");
+
+    // Up again: the next CONNECT fetches (no keys are held), and that fetch works.
+    up.store(true, Ordering::SeqCst);
+    let (_c, ack) = TestClient::connect_with(mqtt, login()).await;
+    assert!(ack.reason_code.is_error(), "no key for the token");
+    let (fetched_now, failed_now) = fetches().await;
+    assert!(failed_now >= failed, "{failed_now} >= {failed}");
+    assert!(
+        fetched_now > failed_now,
+        "the fetch behind the second CONNECT worked: {fetched_now} fetches, {failed_now} failed"
+    );
+    assert!(provider.count() as u64 >= fetched_now);
+    server.shutdown().await;
+}

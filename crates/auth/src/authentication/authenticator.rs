@@ -83,4 +83,10 @@ pub trait Authenticator: Send + Sync {
     fn depends_on_peer(&self) -> bool {
         false
     }
+
+    /// How often the authenticator fetched the key set it verifies tokens with (a JWKS), and
+    /// how often that failed; `None` when it fetches none.
+    fn key_fetches(&self) -> Option<crate::jwt::KeyFetches> {
+        None
+    }
 }

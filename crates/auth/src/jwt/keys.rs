@@ -7,6 +7,7 @@
 //! provider is down, and unknown keys are refused. Redirects are not followed (a 3xx answer
 //! is a failed fetch), and an answer is read up to `max_response_bytes`.
 
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -68,6 +69,16 @@ pub enum KeyError {
     Unavailable(String),
 }
 
+/// How often a fetched key set was fetched (the discovery document and the JWKS, as one
+/// fetch) since the authenticator was built, and how many of those fetches failed.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct KeyFetches {
+    /// Fetches tried.
+    pub fetched: u64,
+    /// Of those, the ones that failed (the previous keys stayed in force).
+    pub failed: u64,
+}
+
 /// Where fetched keys come from.
 #[derive(Debug, Clone)]
 pub enum RemoteSource {
@@ -85,6 +96,8 @@ struct Remote {
     fetching: tokio::sync::Mutex<()>,
     min_refetch: Duration,
     max_response_bytes: usize,
+    succeeded: AtomicU64,
+    failed: AtomicU64,
 }
 
 /// The keys of one authenticator.
@@ -122,7 +135,21 @@ impl KeyStore {
                 fetching: tokio::sync::Mutex::new(()),
                 min_refetch,
                 max_response_bytes,
+                succeeded: AtomicU64::new(0),
+                failed: AtomicU64::new(0),
             }),
+        })
+    }
+
+    /// How often the key set was fetched and failed to be; `None` for fixed keys.
+    pub fn fetches(&self) -> Option<KeyFetches> {
+        self.remote.as_ref().map(|remote| {
+            // Each fetch adds to one of the two, so the failures never outnumber the fetches.
+            let failed = remote.failed.load(Ordering::Relaxed);
+            KeyFetches {
+                fetched: failed + remote.succeeded.load(Ordering::Relaxed),
+                failed,
+            }
         })
     }
 
@@ -204,6 +231,11 @@ impl KeyStore {
         }
         *remote.last_fetch.lock() = Some(Instant::now());
         let result = fetch(&remote.client, &remote.source, remote.max_response_bytes).await;
+        match &result {
+            Ok(_) => &remote.succeeded,
+            Err(_) => &remote.failed,
+        }
+        .fetch_add(1, Ordering::Relaxed);
         match result {
             Ok(keys) => {
                 tracing::info!(source = ?remote.source, keys = keys.len(), "JWKS fetched");

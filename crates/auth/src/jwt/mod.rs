@@ -18,7 +18,9 @@ use jsonwebtoken::{decode, decode_header, Algorithm, DecodingKey, Validation};
 
 pub use crate::token::{TokenClaimsConfig, TokenLocation};
 pub use config::JwtConfig;
-pub use keys::{pem_public_key, KeyError, KeyFamily, KeyStore, RemoteSource, VerificationKey};
+pub use keys::{
+    pem_public_key, KeyError, KeyFamily, KeyFetches, KeyStore, RemoteSource, VerificationKey,
+};
 
 use crate::authentication::{
     AuthError, AuthOutcome, Authenticator, BoxFuture, ConnectRequest, DenyReason,
@@ -268,6 +270,10 @@ impl Authenticator for JwtAuthenticator {
 
     fn depends_on_client_id(&self) -> bool {
         self.config.claims.client_id_claim.is_some()
+    }
+
+    fn key_fetches(&self) -> Option<KeyFetches> {
+        self.keys.fetches()
     }
 
     fn authenticate<'a>(

@@ -231,6 +231,10 @@ impl Authenticator for PasswordGrantAuthenticator {
         self.verifier.depends_on_client_id()
     }
 
+    fn key_fetches(&self) -> Option<crate::jwt::KeyFetches> {
+        self.verifier.key_fetches()
+    }
+
     fn authenticate<'a>(
         &'a self,
         request: &'a ConnectRequest,

@@ -231,6 +231,23 @@ pub fn encode(broker: &Broker, live: &Live) -> String {
         "MQTT 5 re-authentications that succeeded",
         counts.reauthentications.clone(),
     );
+    let fetched: Family<Labels, Counter> = Family::default();
+    let failed: Family<Labels, Counter> = Family::default();
+    for (name, fetches) in live.authenticators().key_fetches() {
+        let labels = vec![("authenticator", name.to_owned())];
+        fetched.get_or_create(&labels).inc_by(fetches.fetched);
+        failed.get_or_create(&labels).inc_by(fetches.failed);
+    }
+    registry.register(
+        "tollgate_jwks_fetches",
+        "Fetches of a JWT authenticator's key set (discovery document and JWKS), by authenticator, since it was built",
+        fetched,
+    );
+    registry.register(
+        "tollgate_jwks_fetch_failures",
+        "Of those, the fetches that failed (the previous keys stayed in force), by authenticator",
+        failed,
+    );
     let mut out = String::new();
     encode_text(&mut out, &registry).expect("writing to a String does not fail");
     out
