@@ -124,6 +124,7 @@ def main() -> int:
             ("tollgate_connections_accepted", "counter"),
             ("tollgate_messages_received", "counter"),
             ("tollgate_received_bytes", "counter"),
+            ("tollgate_payload_received_bytes", "counter"),
             ("tollgate_sessions", "gauge"),
             ("tollgate_uptime_seconds", "gauge"),
             ("tollgate_authentications", "counter"),
@@ -139,6 +140,9 @@ def main() -> int:
         allowed = sum(s.value for s in families["tollgate_authentications"].samples
                       if s.name.endswith("_total") and s.labels.get("outcome") == "allow")
         expect(allowed >= 1, f"allowed authentications counted: {allowed}")
+        by_qos = sorted(s.labels.get("qos") for s in families["tollgate_messages_received"].samples
+                        if s.name.endswith("_total"))
+        expect(by_qos == ["0", "1", "2"], f"messages received by QoS: {by_qos}")
 
     def listed_shown_and_kicked(version, label):
         def run():

@@ -112,6 +112,12 @@ def main() -> int:
         driver.find_element(By.CSS_SELECTOR, "#signin-form button").click()
         visible("page-overview")
         wait.until(lambda d: d.find_elements(By.CSS_SELECTOR, "#overview-now dd"))
+        # The charts draw a line once two samples (5 s apart) give an interval.
+        wait.until(lambda d: d.find_elements(By.CSS_SELECTOR, "#chart-in polyline"))
+        caption = driver.find_element(By.CSS_SELECTOR, "#chart-connections + figcaption").text
+        expect(caption.startswith("Connections: "), f"connections chart caption: {caption!r}")
+        label = driver.find_element(By.ID, "chart-in").get_attribute("aria-label") or ""
+        expect("Messages in per second" in label, f"chart label: {label!r}")
         shot("overview")
 
     def sees_the_client_and_its_permissions():

@@ -27,7 +27,7 @@ impl PublishCounts {
     fn add(&self, local: &LocalPublishCounts) {
         for qos in 0..3 {
             BrokerStats::add(&self.messages[qos], local.messages[qos].into());
-            BrokerStats::add(&self.payload_bytes[qos], local.payload_bytes[qos]);
+            BrokerStats::add(&self.payload_bytes[qos], local.payload_bytes[qos].into());
         }
     }
 }
@@ -81,20 +81,36 @@ impl BrokerStats {
 }
 
 /// PUBLISH packets and payload bytes of one connection, by QoS, not yet added to the broker's.
+/// 32 bits each, as every idle connection carries them: a wake-up handles far fewer than 2³²
+/// packets, and payload bytes that would not fit are added to the broker's at once.
 #[derive(Debug, Default, Clone, Copy)]
 pub struct LocalPublishCounts {
-    /// PUBLISH packets, by QoS (at most what one wake-up handles).
+    /// PUBLISH packets, by QoS.
     pub messages: [u32; 3],
     /// Their payload bytes, by QoS.
-    pub payload_bytes: [u64; 3],
+    pub payload_bytes: [u32; 3],
 }
 
 impl LocalPublishCounts {
-    /// Counts one PUBLISH of `qos` carrying `payload` bytes.
-    pub fn count(&mut self, qos: QoS, payload: usize) {
+    /// Counts one PUBLISH of `qos` carrying `payload` bytes (`shared`: the broker's counts of
+    /// the same direction, for bytes that would overflow).
+    pub fn count(&mut self, qos: QoS, payload: usize, shared: &PublishCounts) {
         let qos = qos as usize;
-        self.messages[qos] += 1;
-        self.payload_bytes[qos] += payload as u64;
+        self.messages[qos] = self.messages[qos].saturating_add(1);
+        let held = &mut self.payload_bytes[qos];
+        match u32::try_from(payload)
+            .ok()
+            .and_then(|p| held.checked_add(p))
+        {
+            Some(sum) => *held = sum,
+            None => {
+                BrokerStats::add(
+                    &shared.payload_bytes[qos],
+                    u64::from(*held) + payload as u64,
+                );
+                *held = 0;
+            }
+        }
     }
 
     /// PUBLISH packets of every QoS.
@@ -126,5 +142,36 @@ impl LocalCounts {
         BrokerStats::add(&stats.bytes_received, self.bytes_received);
         BrokerStats::add(&stats.bytes_sent, self.bytes_sent);
         *self = LocalCounts::default();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn publish_counts_are_kept_by_qos_and_payload_bytes_past_32_bits_are_not_lost() {
+        let stats = BrokerStats::default();
+        let mut local = LocalCounts::default();
+        local.received.count(QoS::AtLeastOnce, 10, &stats.received);
+        local.received.count(QoS::AtLeastOnce, 5, &stats.received);
+        local.sent.count(QoS::ExactlyOnce, 7, &stats.sent);
+        // Three packets of 2³¹ bytes each (more than one round could ever carry): the sum
+        // passes 32 bits and what does not fit goes to the broker's counts at once.
+        let big = 1usize << 31;
+        for _ in 0..3 {
+            local.received.count(QoS::AtMostOnce, big, &stats.received);
+        }
+        local.flush(&stats);
+        let get = |c: &AtomicU64| BrokerStats::get(c);
+        assert_eq!(get(&stats.received.messages[1]), 2);
+        assert_eq!(get(&stats.received.payload_bytes[1]), 15);
+        assert_eq!(get(&stats.received.messages[0]), 3);
+        assert_eq!(get(&stats.received.payload_bytes[0]), 3 * (1u64 << 31));
+        assert_eq!(get(&stats.sent.messages[2]), 1);
+        assert_eq!(get(&stats.sent.payload_bytes[2]), 7);
+        assert_eq!(stats.received.messages_total(), 5);
+        assert_eq!(stats.sent.messages_total(), 1);
+        assert_eq!(local.received.messages_total(), 0, "flushed");
     }
 }

@@ -112,7 +112,11 @@ impl<S: Shared> Connection<S> {
         }
         match encode_publish_with(message, &overrides, self.version, &mut self.out) {
             Ok(()) => {
-                self.counts.sent.count(delivery.qos, message.payload.len());
+                self.counts.sent.count(
+                    delivery.qos,
+                    message.payload.len(),
+                    &self.broker.stats().sent,
+                );
                 let hooks = self.broker.hooks();
                 if !hooks.is_empty() {
                     hooks.emit(&Event::Delivered {

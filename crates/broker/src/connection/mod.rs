@@ -45,8 +45,6 @@ use tollgate_auth::audit::{
 use tollgate_auth::authentication::{AuthenticatedBy, ChainDecision, ConnectRequest, DenyReason};
 use tollgate_auth::log::Escaped;
 use tollgate_auth::permissions::{CompiledPermissions, Decision};
-
-use crate::decision_counts::{DecidedAction, LocalDecisions};
 use tollgate_auth::{CertificateInfo, Principal, Secret};
 use tollgate_mqtt::{
     encode, encode_publish_with, publish_encoded_len, Ack, AckProperties, ConnAck,
@@ -58,6 +56,7 @@ use tollgate_mqtt::{
 use crate::admission::{self, Admitted, Candidate, Permissions, Refusal};
 use crate::broker::SessionOwnedByAnother;
 use crate::broker::{Broker, ClosingWill, RouteTarget, NEVER_EXPIRES};
+use crate::decision_counts::{DecidedAction, LocalDecisions};
 use crate::events::Event;
 use crate::listener::Listener;
 use crate::memory::{Overload, Pressure};

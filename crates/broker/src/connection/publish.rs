@@ -11,9 +11,11 @@ impl<S: Shared> Connection<S> {
         now: Instant,
     ) -> Result<(), Close> {
         let limits = &self.broker.config().limits;
-        self.counts
-            .received
-            .count(publish.qos, publish.payload.len());
+        self.counts.received.count(
+            publish.qos,
+            publish.payload.len(),
+            &self.broker.stats().received,
+        );
         if publish.qos as u8 > limits.max_qos {
             return Err(self.protocol_error(ReasonCode::QOS_NOT_SUPPORTED));
         }

@@ -113,8 +113,8 @@ function parseMetrics(text) {
     const name = series.split("{")[0];
     if (name === "tollgate_connections") sums.connections = value;
     else if (name === "tollgate_sessions") sums.sessions = value;
-    else if (name === "tollgate_messages_received_total") sums.received = value;
-    else if (name === "tollgate_messages_sent_total") sums.sent = value;
+    else if (name === "tollgate_messages_received_total") sums.received += value;
+    else if (name === "tollgate_messages_sent_total") sums.sent += value;
     else if (name === "tollgate_authorization_denials_total") sums.denials += value;
     else if (name === "tollgate_authentications_total" && !series.includes('outcome="allow"')) sums.failures += value;
   }
@@ -140,6 +140,7 @@ async function sample() {
     box.append(dt, dd);
     figures.appendChild(box);
   }
+  drawCharts();
   const body = $("overview-history").tBodies[0];
   clear(body);
   for (let i = samples.length - 1; i > 0; i--) {
@@ -152,6 +153,48 @@ async function sample() {
     cell(row, ((b.sent - a.sent) / seconds).toFixed(1));
     cell(row, b.failures - a.failures);
     cell(row, b.denials - a.denials);
+  }
+}
+
+// One series per chart: a value per sample (connections) or per interval (rates, counts).
+const CHARTS = [
+  ["chart-connections", "Connections", (a, b) => b.connections],
+  ["chart-in", "Messages in per second", (a, b, s) => (b.received - a.received) / s],
+  ["chart-out", "Messages out per second", (a, b, s) => (b.sent - a.sent) / s],
+  ["chart-failures", "Login failures per interval", (a, b) => b.failures - a.failures],
+  ["chart-denials", "Denials per interval", (a, b) => b.denials - a.denials],
+];
+const SVG = "http://www.w3.org/2000/svg";
+const CHART_W = 300, CHART_H = 60;
+
+function drawCharts() {
+  for (const [id, label, of] of CHARTS) {
+    const values = [];
+    for (let i = 1; i < samples.length; i++) {
+      const seconds = (samples[i].at - samples[i - 1].at) / 1000 || 1;
+      values.push(Math.max(0, of(samples[i - 1], samples[i], seconds)));
+    }
+    const svg = $(id);
+    clear(svg);
+    const top = Math.max(1, ...values);
+    const last = values.length ? values[values.length - 1] : 0;
+    const shown = Number.isInteger(last) ? String(last) : last.toFixed(1);
+    svg.setAttribute("aria-label", `${label}: ${shown} now, at most ${Number.isInteger(top) ? top : top.toFixed(1)} over the last ${values.length} samples`);
+    const step = CHART_W / Math.max(1, HISTORY - 1);
+    const points = values.map((v, i) => `${(i * step).toFixed(1)},${(CHART_H - 4 - (v / top) * (CHART_H - 8)).toFixed(1)}`);
+    const base = document.createElementNS(SVG, "line");
+    for (const [k, v] of [["x1", 0], ["y1", CHART_H - 4], ["x2", CHART_W], ["y2", CHART_H - 4], ["stroke", "#d5d5d5"]]) base.setAttribute(k, v);
+    svg.appendChild(base);
+    if (points.length) {
+      const line = document.createElementNS(SVG, "polyline");
+      line.setAttribute("points", points.join(" "));
+      line.setAttribute("fill", "none");
+      line.setAttribute("stroke", "#1f3a5f");
+      line.setAttribute("stroke-width", "2");
+      svg.appendChild(line);
+    }
+    const caption = svg.parentElement.querySelector("figcaption");
+    caption.textContent = `${label}: ${shown}`;
   }
 }
 
