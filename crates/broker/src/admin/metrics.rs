@@ -134,7 +134,14 @@ pub fn encode(broker: &Broker, live: &Live) -> String {
             .saturating_duration_since(broker.started_at)
             .as_secs(),
     );
-    let (queued, inflight) = broker.delivery_depths();
+    let census = broker.session_census();
+    let (queued, inflight) = (census.queued, census.inflight);
+    gauge(
+        "tollgate_offline_sessions",
+        "Sessions with no connection attached (kept for their client)",
+        None,
+        census.offline,
+    );
     gauge(
         "tollgate_queued_deliveries",
         "Deliveries waiting in session queues (connected or not)",
@@ -153,6 +160,22 @@ pub fn encode(broker: &Broker, live: &Live) -> String {
             .get_or_create(&vec![("listener", listener.name.to_string())])
             .set(i64::try_from(listener.connections.total()).unwrap_or(i64::MAX));
     }
+    let sessions_by_listener: Family<Labels, Gauge> = Family::default();
+    for listener in live.listeners() {
+        sessions_by_listener
+            .get_or_create(&vec![("listener", listener.name.to_string())])
+            .set(0);
+    }
+    for (listener, n) in &census.connected_by_listener {
+        sessions_by_listener
+            .get_or_create(&vec![("listener", listener.to_string())])
+            .set(i64::try_from(*n).unwrap_or(i64::MAX));
+    }
+    registry.register(
+        "tollgate_listener_sessions",
+        "Sessions with a connection attached, by the listener it came in on",
+        sessions_by_listener,
+    );
     registry.register(
         "tollgate_listener_connections",
         "Connections open now, by listener (before and after CONNECT)",

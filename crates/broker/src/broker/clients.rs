@@ -109,17 +109,26 @@ impl Broker {
         EndSession::Ended
     }
 
-    /// Deliveries waiting in every session's queue, and those sent and not yet acknowledged
-    /// (for `/metrics`; visits every session).
-    pub fn delivery_depths(&self) -> (u64, u64) {
-        let mut queued = 0u64;
-        let mut inflight = 0u64;
+    /// What every session holds and where its connection came from (for `/metrics`; visits
+    /// every session, a lock each).
+    pub fn session_census(&self) -> SessionCensus {
+        let mut census = SessionCensus::default();
         for session in self.all_sessions() {
             let state = session.state.lock();
-            queued += state.queued() as u64;
-            inflight += state.inflight_len() as u64;
+            census.queued += state.queued() as u64;
+            census.inflight += state.inflight_len() as u64;
+            match state.attached_connection() {
+                Some(connection) => {
+                    let by = &mut census.connected_by_listener;
+                    match by.iter_mut().find(|(l, _)| *l == connection.listener) {
+                        Some((_, n)) => *n += 1,
+                        None => by.push((Arc::clone(&connection.listener), 1)),
+                    }
+                }
+                None => census.offline += 1,
+            }
         }
-        (queued, inflight)
+        census
     }
 
     fn all_sessions(&self) -> Vec<Arc<Session>> {
@@ -167,4 +176,17 @@ fn sorted_subscriptions(state: &SessionState) -> Subscriptions {
         .collect();
     subscriptions.sort_by(|a, b| a.0.cmp(&b.0));
     subscriptions
+}
+
+/// The sessions counted at one moment ([`Broker::session_census`]).
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct SessionCensus {
+    /// Deliveries waiting in session queues, connected or not.
+    pub queued: u64,
+    /// QoS 1 and 2 deliveries sent and not yet acknowledged.
+    pub inflight: u64,
+    /// Sessions with no connection attached (persistent sessions kept for their client).
+    pub offline: u64,
+    /// Sessions with a connection attached, by the listener it came in on.
+    pub connected_by_listener: Vec<(Arc<str>, u64)>,
 }

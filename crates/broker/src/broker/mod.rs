@@ -40,7 +40,7 @@ mod restore;
 mod routing;
 mod sessions;
 
-pub use clients::{ConnectedClient, EndSession, OfflineSession, Subscriptions};
+pub use clients::{ConnectedClient, EndSession, OfflineSession, SessionCensus, Subscriptions};
 pub use operator::{Banned, ListFull};
 pub use routing::{RouteOutcome, RouteTarget};
 pub use sessions::{ClosingWill, OpenedSession, SessionOwnedByAnother};
