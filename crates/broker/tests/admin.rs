@@ -448,12 +448,17 @@ async fn an_offline_session_is_listed_shown_and_ended_but_not_under_a_connected_
     assert_eq!(listed["data"][0]["client_id"], "away");
     assert_eq!(listed["data"][0]["expiry_interval"], 3600);
     assert_eq!(listed["data"][0]["subscriptions"][0]["filter"], "news/#");
-    let metrics = request(admin, "GET", "/metrics", Some(READ_TOKEN)).await.body;
+    let metrics = request(admin, "GET", "/metrics", Some(READ_TOKEN))
+        .await
+        .body;
     for line in [
         "tollgate_offline_sessions 1",
         "tollgate_listener_sessions{listener=\"127.0.0.1:0\"} 1",
     ] {
-        assert!(metrics.lines().any(|l| l == line), "no `{line}` in\n{metrics}");
+        assert!(
+            metrics.lines().any(|l| l == line),
+            "no `{line}` in\n{metrics}"
+        );
     }
     let shown = request(admin, "GET", "/api/v1/sessions/away", Some(READ_TOKEN)).await;
     assert_eq!(shown.status, 200);
