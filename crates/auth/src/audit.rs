@@ -67,6 +67,18 @@ pub enum AuditEvent<'a> {
         /// The client identifier.
         client_id: &'a str,
     },
+    /// A client asked a token issuer for a token over MQTT (the token itself is never in
+    /// the event).
+    TokenRequest {
+        /// The client identifier.
+        client_id: &'a str,
+        /// The principal's user name.
+        username: &'a str,
+        /// The issuer asked.
+        issuer: &'a str,
+        /// Issued or refused.
+        outcome: TokenOutcome<'a>,
+    },
     /// The revocation list was (re)loaded.
     RevocationListLoaded {
         /// Its file.
@@ -89,6 +101,25 @@ pub enum Outcome<'a> {
         /// The reason.
         reason: &'a DenyReason,
         /// The detail.
+        detail: &'a str,
+    },
+}
+
+/// How a token request ended.
+#[derive(Debug, Clone, Copy)]
+pub enum TokenOutcome<'a> {
+    /// A token was handed: its `jti` when the broker signed it, and the seconds it lives.
+    Issued {
+        /// The `jti` of a broker-signed token.
+        jti: Option<&'a str>,
+        /// Seconds it lives.
+        expires_in: u64,
+    },
+    /// Refused.
+    Refused {
+        /// Why, as a label (`rate_limited`, `not_authorized`, `revoked`, …).
+        reason: &'a str,
+        /// What the client was told.
         detail: &'a str,
     },
 }
@@ -282,6 +313,25 @@ impl AuditEvent<'_> {
             AuditEvent::Reauthenticated { client_id } => {
                 tracing::info!(target: TARGET, client_id = %Escaped(client_id), "re-authenticated")
             }
+            AuditEvent::TokenRequest {
+                client_id,
+                username,
+                issuer,
+                outcome,
+            } => match outcome {
+                TokenOutcome::Issued { jti, expires_in } => tracing::info!(
+                    target: TARGET,
+                    client_id = %Escaped(client_id), username = %Escaped(username),
+                    issuer = %Escaped(issuer), jti = jti.unwrap_or("-"), expires_in,
+                    outcome = "issued", "token request"
+                ),
+                TokenOutcome::Refused { reason, detail } => tracing::info!(
+                    target: TARGET,
+                    client_id = %Escaped(client_id), username = %Escaped(username),
+                    issuer = %Escaped(issuer), outcome = "refused", reason,
+                    detail = %Escaped(detail), "token request"
+                ),
+            },
             AuditEvent::RevocationListLoaded { file } => tracing::info!(
                 target: TARGET, file = %Escaped(&file.display().to_string()), "revocation list loaded"
             ),

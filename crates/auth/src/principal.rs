@@ -133,6 +133,9 @@ pub struct Principal {
     /// Permissions its authenticator granted (a webhook's answer); they come before the
     /// listener's authorizers.
     pub granted: Option<Arc<GrantedRules>>,
+    /// The identity provider's tokens from the sign-in (the password grant), for a
+    /// `provider` token issuer.
+    pub provider_tokens: Option<Arc<crate::authentication::ProviderTokens>>,
 }
 
 impl Principal {
@@ -181,6 +184,7 @@ impl Principal {
             authenticated_by: by,
             expires_at: identity.expires_at,
             granted: identity.granted,
+            provider_tokens: identity.provider_tokens,
         }
     }
 

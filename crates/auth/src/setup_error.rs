@@ -72,6 +72,11 @@ pub enum SetupError {
     HeaderValue(String),
     /// The password grant's `verify` table was refused.
     Verify(Box<SetupError>),
+    /// `token_issuer` beside keys, an issuer or an audience of the table's own.
+    TokenIssuerBesideKeys(&'static str),
+    /// `token_issuer` given where it cannot be resolved (a JWT authenticator built without
+    /// the broker's token issuers).
+    TokenIssuerUnresolved(String),
 }
 
 impl SetupError {
@@ -96,6 +101,9 @@ impl SetupError {
             SetupError::NoResponseBytes => vec!["max_response_bytes"],
             SetupError::ConcurrentRequestsOutOfRange { .. } => vec!["max_concurrent_requests"],
             SetupError::HeaderName(_) | SetupError::HeaderValue(_) => vec!["headers"],
+            SetupError::TokenIssuerBesideKeys(_) | SetupError::TokenIssuerUnresolved(_) => {
+                vec!["token_issuer"]
+            }
             SetupError::Verify(inner) => {
                 let mut path = vec!["verify"];
                 path.extend(inner.key_path());
@@ -167,6 +175,13 @@ impl fmt::Display for SetupError {
                 write!(f, "headers: the value of `{name}` is not a header value")
             }
             SetupError::Verify(inner) => write!(f, "verify: {inner}"),
+            SetupError::TokenIssuerBesideKeys(key) => write!(
+                f,
+                "token_issuer takes the issuer's key, issuer and audience: remove {key}"
+            ),
+            SetupError::TokenIssuerUnresolved(name) => {
+                write!(f, "token_issuer `{name}`: no such [[token_issuer]]")
+            }
         }
     }
 }

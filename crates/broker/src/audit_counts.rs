@@ -8,7 +8,7 @@
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::histogram::Histogram;
-use tollgate_auth::audit::{AuditEvent, ConnectRefusal, DisconnectCause, Outcome};
+use tollgate_auth::audit::{AuditEvent, ConnectRefusal, DisconnectCause, Outcome, TokenOutcome};
 use tollgate_auth::authentication::{ChainDecision, DenyReason};
 
 /// The labels of one count.
@@ -33,6 +33,8 @@ pub struct AuditCounts {
     pub disconnects: Family<Labels, Counter>,
     /// Re-authentications that succeeded.
     pub reauthentications: Counter,
+    /// Token requests over MQTT, by issuer and outcome (`issued` or the refusal's reason).
+    pub token_requests: Family<Labels, Counter>,
     /// How long the chain took to decide, by listener and deciding authenticator.
     pub authentication_seconds: Family<Labels, Histogram, fn() -> Histogram>,
 }
@@ -45,6 +47,7 @@ impl Default for AuditCounts {
             denials: Family::default(),
             disconnects: Family::default(),
             reauthentications: Counter::default(),
+            token_requests: Family::default(),
             authentication_seconds: Family::new_with_constructor(latency_histogram),
         }
     }
@@ -96,6 +99,20 @@ impl AuditCounts {
             }
             AuditEvent::Reauthenticated { .. } => {
                 self.reauthentications.inc();
+            }
+            AuditEvent::TokenRequest {
+                issuer, outcome, ..
+            } => {
+                let outcome = match outcome {
+                    TokenOutcome::Issued { .. } => "issued",
+                    TokenOutcome::Refused { reason, .. } => reason,
+                };
+                self.token_requests
+                    .get_or_create(&vec![
+                        ("issuer", (*issuer).to_owned()),
+                        ("outcome", outcome.to_owned()),
+                    ])
+                    .inc();
             }
             AuditEvent::RevocationListLoaded { .. } | AuditEvent::ConfigurationReloaded { .. } => {}
         }

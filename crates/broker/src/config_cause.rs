@@ -16,6 +16,8 @@ pub enum NamedTable {
     Authenticator,
     /// An `[[authorizer]]`.
     Authorizer,
+    /// A `[[token_issuer]]`.
+    TokenIssuer,
 }
 
 impl NamedTable {
@@ -26,6 +28,7 @@ impl NamedTable {
                 "password_file, jwt, introspection, password_grant or webhook"
             }
             NamedTable::Authorizer => "policy_file, acl_file or claims",
+            NamedTable::TokenIssuer => "none",
         }
     }
 }
@@ -35,6 +38,7 @@ impl fmt::Display for NamedTable {
         f.write_str(match self {
             NamedTable::Authenticator => "authenticator",
             NamedTable::Authorizer => "authorizer",
+            NamedTable::TokenIssuer => "token issuer",
         })
     }
 }
@@ -114,6 +118,13 @@ pub enum ConfigCause {
     /// A policy file, ACL file, claims template or revocation file cannot be read or has an
     /// error (with its own file, line and key).
     Source(SourceError),
+    /// A token issuer cannot be built (its signing key, its algorithm, a topic).
+    TokenIssuer {
+        /// The issuer's name.
+        name: String,
+        /// Why.
+        reason: String,
+    },
     /// A listener's TLS material cannot be used.
     Tls {
         /// The listener's name.
@@ -167,6 +178,9 @@ impl fmt::Display for ConfigCause {
             ConfigCause::PasswordFile(error) => write!(f, "{error}"),
             ConfigCause::Source(error) => write!(f, "{error}"),
             ConfigCause::Tls { listener, error } => write!(f, "listener `{listener}`: {error}"),
+            ConfigCause::TokenIssuer { name, reason } => {
+                write!(f, "token issuer `{name}`: {reason}")
+            }
         }
     }
 }

@@ -45,6 +45,7 @@ mod store;
 mod subscriptions;
 mod tls;
 mod tls_error;
+mod token_issuer;
 mod transport;
 mod validate;
 mod wake;
@@ -80,9 +81,9 @@ pub use broker::Broker;
 pub use config::{
     AclFileSource, AdminConfig, AuditConfig, AuthenticatorConfig, AuthenticatorKind,
     AuthorizationConfig, AuthorizerConfig, AuthorizerKind, BrokerConfig, CertIdentityField,
-    CertIdentityUse, ClientCertMode, DeniedPublish, DeniedSubscribeCode, FsyncMode, Limits,
-    ListenerConfig, PasswordFileConfig, PersistenceConfig, PolicyFileSource, RevocationConfig,
-    TlsConfig, WebSocketConfig,
+    CertIdentityUse, ClientCertMode, DeniedPublish, DeniedSubscribeCode, FsyncMode,
+    IssuedTokenSource, Limits, ListenerConfig, PasswordFileConfig, PersistenceConfig,
+    PolicyFileSource, RevocationConfig, TlsConfig, TokenIssuerConfig, WebSocketConfig,
 };
 pub use config_cause::{ConfigCause, NamedTable};
 pub use events::{Event, EventHook};

@@ -24,6 +24,7 @@ use crate::config::{
 };
 use crate::config_cause::{ConfigCause, NamedTable};
 use crate::tls::TlsAcceptor;
+use crate::token_issuer::{TokenIssuer, TokenIssuers};
 use crate::validate::{ConfigProblem, KeyPath};
 
 /// How many cached authentications an authenticator keeps at most.
@@ -79,6 +80,8 @@ pub struct ListenerPolicy {
     pub chain: AuthChain,
     /// TLS, when the listener has it.
     pub tls: Option<Arc<TlsAcceptor>>,
+    /// The token issuer its clients may ask, when it names one.
+    pub token_issuer: Option<Arc<TokenIssuer>>,
 }
 
 impl ListenerPolicy {
@@ -89,6 +92,7 @@ impl ListenerPolicy {
         index: usize,
         config: &ListenerConfig,
         authenticators: &Authenticators,
+        issuers: &TokenIssuers,
         throttle: Option<Arc<LoginThrottle>>,
         problems: &mut Vec<ConfigProblem>,
     ) -> Option<ListenerPolicy> {
@@ -114,10 +118,30 @@ impl ListenerPolicy {
             .chain_for(config, throttle)
             .map_err(|m| problems.push(ConfigProblem::at(at().key("authenticators"), m)))
             .ok();
+        let token_issuer = match &config.token_issuer {
+            None => Some(None),
+            Some(issuer) => match issuers.get(issuer) {
+                Some(found) => Some(Some(Arc::clone(found))),
+                None => {
+                    if !issuers.is_broken(issuer) {
+                        problems.push(ConfigProblem::at(
+                            at().key("token_issuer"),
+                            ConfigCause::NotConfigured {
+                                listener: name.to_string(),
+                                table: NamedTable::TokenIssuer,
+                                name: issuer.clone(),
+                            },
+                        ));
+                    }
+                    None
+                }
+            },
+        };
         Some(ListenerPolicy {
             config: config.clone(),
             chain: chain?,
             tls: tls?,
+            token_issuer: token_issuer?,
         })
     }
 
@@ -158,11 +182,13 @@ impl Listener {
         index: usize,
         config: &ListenerConfig,
         authenticators: &Authenticators,
+        issuers: &TokenIssuers,
         authorizers: &Authorizers,
         throttle: Option<Arc<LoginThrottle>>,
         problems: &mut Vec<ConfigProblem>,
     ) -> Option<Listener> {
-        let policy = ListenerPolicy::build(index, config, authenticators, throttle, problems);
+        let policy =
+            ListenerPolicy::build(index, config, authenticators, issuers, throttle, problems);
         let name: Arc<str> = config.display_name().into();
         let authorization = authorization_for(index, &name, config, authorizers, problems);
         Some(Listener {
@@ -229,6 +255,7 @@ impl Authenticators {
     pub fn build(
         config: &BrokerConfig,
         custom: Vec<Arc<dyn Authenticator>>,
+        issuers: &TokenIssuers,
         observer: Arc<dyn AuditObserver>,
         problems: &mut Vec<ConfigProblem>,
     ) -> Authenticators {
@@ -237,7 +264,7 @@ impl Authenticators {
         let mut introspections = Vec::new();
         let mut broken = Vec::new();
         for (index, a) in config.authenticators.iter().enumerate() {
-            match build_one(index, a, &mut password_files, &mut introspections) {
+            match build_one(index, a, issuers, &mut password_files, &mut introspections) {
                 Ok(authenticator) => {
                     let cache = (!a.cache_ttl.is_zero())
                         .then(|| Arc::new(AuthCache::new(a.cache_ttl, AUTH_CACHE_CAPACITY)));
@@ -383,6 +410,7 @@ impl Authenticators {
 fn build_one(
     index: usize,
     a: &AuthenticatorConfig,
+    issuers: &TokenIssuers,
     password_files: &mut Vec<Arc<PasswordFile>>,
     introspections: &mut Vec<Arc<IntrospectionAuthenticator>>,
 ) -> Result<Arc<dyn Authenticator>, Box<ConfigProblem>> {
@@ -420,9 +448,19 @@ fn build_one(
             password_files.push(Arc::clone(&file));
             file
         }
-        AuthenticatorKind::Jwt(settings) => {
-            Arc::new(JwtAuthenticator::new(&a.name, settings.clone()).map_err(invalid)?)
-        }
+        AuthenticatorKind::Jwt(settings) => match &settings.token_issuer {
+            None => Arc::new(JwtAuthenticator::new(&a.name, settings.clone()).map_err(invalid)?),
+            Some(issuer) => {
+                let trusted = issuers
+                    .get(issuer)
+                    .and_then(|i| i.trusted())
+                    .ok_or_else(|| invalid(SetupError::TokenIssuerUnresolved(issuer.clone())))?;
+                Arc::new(
+                    JwtAuthenticator::trusting(&a.name, settings.clone(), trusted)
+                        .map_err(invalid)?,
+                )
+            }
+        },
         AuthenticatorKind::Introspection(settings) => {
             let introspection = Arc::new(
                 IntrospectionAuthenticator::new(&a.name, settings.clone()).map_err(invalid)?,

@@ -25,6 +25,7 @@ use crate::config::BrokerConfig;
 use crate::config_cause::ConfigCause;
 use crate::listener::{authorization_for, Authenticators, Listener, ListenerPolicy};
 use crate::revocation::RevocationFile;
+use crate::token_issuer::TokenIssuers;
 use crate::validate::{ConfigProblem, ConfigProblems, KeyPath};
 
 /// How often the watcher looks at the files' reload intervals.
@@ -53,6 +54,7 @@ pub(crate) struct Applied {
     pub config: BrokerConfig,
     pub authenticators: Arc<Authenticators>,
     pub authorizers: Arc<Authorizers>,
+    pub token_issuers: Arc<TokenIssuers>,
     pub throttle: Option<Arc<LoginThrottle>>,
     pub revocation: Option<Arc<RevocationFile>>,
 }
@@ -100,6 +102,11 @@ impl Live {
     /// The authenticators in force.
     pub(crate) fn authenticators(&self) -> Arc<Authenticators> {
         Arc::clone(&self.applied.lock().authenticators)
+    }
+
+    /// The token issuers in force.
+    pub(crate) fn token_issuers(&self) -> Arc<TokenIssuers> {
+        Arc::clone(&self.applied.lock().token_issuers)
     }
 
     /// Forgets cached authentications and introspection answers (the admin API's
@@ -158,9 +165,11 @@ impl Live {
                 .enabled
                 .then(|| Arc::new(LoginThrottle::new(config.throttle.clone()))),
         };
+        let token_issuers = Arc::new(TokenIssuers::build(&config.token_issuers, &mut problems));
         let authenticators = Arc::new(Authenticators::build(
             &config,
             self.custom.clone(),
+            &token_issuers,
             self.broker.hooks.feed(),
             &mut problems,
         ));
@@ -174,6 +183,7 @@ impl Live {
                 index,
                 settings,
                 &authenticators,
+                &token_issuers,
                 throttle.clone(),
                 &mut problems,
             ));
@@ -209,6 +219,7 @@ impl Live {
             config,
             authenticators,
             authorizers,
+            token_issuers,
             throttle,
             revocation,
         };

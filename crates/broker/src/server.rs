@@ -29,6 +29,7 @@ use crate::revocation::RevocationFile;
 use crate::store::{Recovered, Store};
 use crate::sys::run_sys_publisher;
 use crate::tls::TlsAcceptor;
+use crate::token_issuer::TokenIssuers;
 use crate::validate::{ConfigProblem, ConfigProblems, KeyPath};
 
 /// Things an embedder adds to a broker in code.
@@ -147,9 +148,11 @@ impl Server {
         };
         let custom = extensions.authenticators;
         let hooks = Hooks::new(extensions.hooks);
+        let token_issuers = Arc::new(TokenIssuers::build(&config.token_issuers, &mut problems));
         let authenticators = Arc::new(Authenticators::build(
             &config,
             custom.clone(),
+            &token_issuers,
             hooks.feed(),
             &mut problems,
         ));
@@ -164,6 +167,7 @@ impl Server {
                 index,
                 listener_config,
                 &authenticators,
+                &token_issuers,
                 &authorizers,
                 throttle.clone(),
                 &mut problems,
@@ -254,6 +258,7 @@ impl Server {
             admin_tokens,
             authenticators,
             authorizers,
+            token_issuers,
             listeners,
             revocation,
             throttle,
@@ -272,6 +277,7 @@ pub struct Prepared {
     admin_tokens: Option<AdminTokens>,
     authenticators: Arc<Authenticators>,
     authorizers: Arc<Authorizers>,
+    token_issuers: Arc<TokenIssuers>,
     listeners: Vec<Arc<Listener>>,
     revocation: Option<(Arc<RevocationFile>, Arc<RevocationList>)>,
     throttle: Option<Arc<LoginThrottle>>,
@@ -320,6 +326,7 @@ impl Prepared {
             admin_tokens,
             authenticators,
             authorizers,
+            token_issuers,
             listeners,
             revocation,
             throttle,
@@ -378,6 +385,7 @@ impl Prepared {
                 config,
                 authenticators,
                 authorizers,
+                token_issuers,
                 throttle,
                 revocation: revocation.map(|(file, _)| file),
             },

@@ -18,6 +18,6 @@ pub use authenticator::{Authenticator, BoxFuture};
 pub use by::AuthenticatedBy;
 pub use cache::AuthCache;
 pub use chain::{AuthChain, ChainDecision, ChainEntry, OnError};
-pub use outcome::{AuthError, AuthOutcome, DenyReason, Identity};
+pub use outcome::{AuthError, AuthOutcome, DenyReason, Identity, ProviderTokens};
 pub use request::ConnectRequest;
 pub use throttle::{Attempt, AttemptEnd, LoginThrottle, ThrottleConfig};

@@ -6,6 +6,7 @@ use std::time::SystemTime;
 
 use crate::permissions::GrantedRules;
 use crate::principal::Attribute;
+use crate::secret::Secret;
 
 /// The identity an authenticator vouches for when it allows a connection.
 #[derive(Debug, Clone, PartialEq, Default)]
@@ -26,6 +27,20 @@ pub struct Identity {
     /// Permissions granted with the allow (a webhook's answer), applied before the
     /// listener's authorizers.
     pub granted: Option<Arc<GrantedRules>>,
+    /// The identity provider's tokens, when the authenticator obtained them for the client
+    /// (the password grant): what a `provider` token issuer hands the client.
+    pub provider_tokens: Option<Arc<ProviderTokens>>,
+}
+
+/// Tokens an identity provider issued for a client's sign-in. Secrets: never logged.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ProviderTokens {
+    /// The access token.
+    pub access_token: Secret,
+    /// The refresh token, if the provider returned one.
+    pub refresh_token: Option<Secret>,
+    /// When the access token expires (its `exp`, or `expires_in` of the answer).
+    pub expires_at: Option<SystemTime>,
 }
 
 /// Why a connection is refused. The broker maps each to a CONNACK code per protocol version.

@@ -26,6 +26,14 @@ pub struct JwtConfig {
     /// A PEM public key (RSA, EC or Ed25519).
     #[serde(default)]
     pub public_key: Option<PathBuf>,
+    /// Trust the broker's own `[[token_issuer]]` of this name: its public key, `iss`, `aud`
+    /// and algorithm, with no HTTP; none of `secret`, `secret_base64`, `public_key`,
+    /// `jwks_url`, `issuer`, `audience` may be given beside it. The token's `acl` claim
+    /// becomes permissions granted with the allow (before the listener's authorizers), and
+    /// its `client_id`, `client_identity`, `roles` and `groups` claims are read unless other
+    /// claims are named.
+    #[serde(default)]
+    pub token_issuer: Option<String>,
     /// A JWKS URL.
     #[serde(default)]
     pub jwks_url: Option<String>,

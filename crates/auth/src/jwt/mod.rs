@@ -25,7 +25,9 @@ pub use keys::{
 use crate::authentication::{
     AuthError, AuthOutcome, Authenticator, BoxFuture, ConnectRequest, DenyReason,
 };
-use crate::token::{ClaimMapping, TokenSource};
+use crate::permissions::{DefaultBehaviour, GrantedRules};
+use crate::policy::{ClaimsAuthorizer, ClaimsSettings};
+use crate::token::{ClaimMapping, TokenSource, TrustedIssuer};
 use crate::SetupError;
 
 /// The largest `leeway` accepted (a day): clock skew is seconds, and the validation's
@@ -40,6 +42,9 @@ pub struct JwtAuthenticator {
     validation: Validation,
     source: TokenSource,
     mapping: ClaimMapping,
+    /// For an authenticator trusting the broker's own issuer: reads the `acl` claim into
+    /// permissions granted with the allow.
+    acl_grants: Option<ClaimsAuthorizer>,
 }
 
 fn parse_algorithm(name: &str) -> Result<Algorithm, SetupError> {
@@ -65,7 +70,60 @@ impl JwtAuthenticator {
     /// Builds the authenticator: reads fixed keys, sets up fetching. Must run inside a tokio
     /// runtime when keys are fetched (they are refreshed in the background).
     pub fn new(name: impl Into<String>, config: JwtConfig) -> Result<JwtAuthenticator, SetupError> {
-        let name = name.into();
+        if let Some(issuer) = &config.token_issuer {
+            return Err(SetupError::TokenIssuerUnresolved(issuer.clone()));
+        }
+        JwtAuthenticator::build(name.into(), config, None)
+    }
+
+    /// An authenticator for the tokens of the broker's own `issuer` (`token_issuer` in the
+    /// table): its key, `iss`, `aud` and algorithm; the `acl` claim granted as permissions;
+    /// the issuer's identity claims read unless the table names others.
+    pub fn trusting(
+        name: impl Into<String>,
+        mut config: JwtConfig,
+        issuer: TrustedIssuer,
+    ) -> Result<JwtAuthenticator, SetupError> {
+        let beside = [
+            ("secret", config.secret.is_some()),
+            ("secret_base64", config.secret_base64.is_some()),
+            ("public_key", config.public_key.is_some()),
+            ("jwks_url", config.jwks_url.is_some()),
+            ("issuer", config.issuer.is_some()),
+            ("audience", !config.audience.is_empty()),
+            ("allow_any_audience", config.allow_any_audience),
+        ];
+        if let Some((key, _)) = beside.iter().find(|(_, given)| *given) {
+            return Err(SetupError::TokenIssuerBesideKeys(key));
+        }
+        config.token_issuer = None;
+        config.issuer = Some(issuer.issuer);
+        config.audience = vec![issuer.audience];
+        config.algorithms = vec![format!("{:?}", issuer.algorithm)];
+        let claims = &mut config.claims;
+        if claims.roles_claims.is_empty() {
+            claims.roles_claims = vec!["roles".into()];
+        }
+        if claims.groups_claims.is_empty() {
+            claims.groups_claims = vec!["groups".into()];
+        }
+        claims
+            .client_id_claim
+            .get_or_insert_with(|| "client_id".into());
+        claims
+            .client_identity_claim
+            .get_or_insert_with(|| "client_identity".into());
+        JwtAuthenticator::build(name.into(), config, Some(issuer.key))
+    }
+
+    fn build(
+        name: String,
+        config: JwtConfig,
+        trusted_key: Option<VerificationKey>,
+    ) -> Result<JwtAuthenticator, SetupError> {
+        let acl_grants = trusted_key.is_some().then(|| {
+            ClaimsAuthorizer::new(ClaimsSettings::default()).expect("the default templates parse")
+        });
         let algorithms = config
             .algorithms
             .iter()
@@ -78,7 +136,7 @@ impl JwtAuthenticator {
         source.validate()?;
         check_audience(&name, &config)?;
         let mapping = config.claims.claim_mapping();
-        let mut fixed = Vec::new();
+        let mut fixed: Vec<VerificationKey> = trusted_key.into_iter().collect();
         if let Some(secret) = &config.secret {
             fixed.push(VerificationKey {
                 kid: None,
@@ -173,6 +231,7 @@ impl JwtAuthenticator {
             validation,
             source,
             mapping,
+            acl_grants,
         })
     }
 
@@ -247,8 +306,28 @@ impl JwtAuthenticator {
             };
             return deny(why);
         };
+        let granted = match (&self.acl_grants, claims.get("acl")) {
+            (Some(reader), Some(acl)) => match reader.acl_permissions("acl", acl) {
+                Ok(permissions) => Some(Arc::new(GrantedRules {
+                    authenticator: self.name.clone(),
+                    permissions,
+                    // The issuer's snapshot is whole when it says what decided without a
+                    // rule; otherwise the listener's authorizers go on.
+                    default: match claims.get("acl_default").and_then(|d| d.as_str()) {
+                        Some("accept") => DefaultBehaviour::Accept,
+                        Some("deny") => DefaultBehaviour::Deny,
+                        _ => DefaultBehaviour::Next,
+                    },
+                })),
+                Err(e) => return deny(format!("malformed acl claim: {e}")),
+            },
+            _ => None,
+        };
         match self.mapping.identity(claims, request) {
-            Ok(identity) => Ok(AuthOutcome::Allow(identity)),
+            Ok(mut identity) => {
+                identity.granted = granted;
+                Ok(AuthOutcome::Allow(identity))
+            }
             Err(why) => deny(why),
         }
     }

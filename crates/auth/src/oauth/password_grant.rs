@@ -11,6 +11,7 @@
 
 use std::collections::BTreeMap;
 use std::fmt;
+use std::sync::Arc;
 use std::time::Duration;
 
 use serde::Deserialize;
@@ -18,7 +19,7 @@ use serde_json::Value;
 
 use super::client::{ClientAuthMethod, ClientCredentials, HttpCaller};
 use crate::authentication::{
-    AuthError, AuthOutcome, Authenticator, BoxFuture, ConnectRequest, DenyReason,
+    AuthError, AuthOutcome, Authenticator, BoxFuture, ConnectRequest, DenyReason, ProviderTokens,
 };
 use crate::jwt::{JwtAuthenticator, JwtConfig};
 use crate::secret::Secret;
@@ -157,7 +158,7 @@ impl PasswordGrantAuthenticator {
         &self,
         username: &str,
         password: &str,
-    ) -> Result<Result<String, String>, AuthError> {
+    ) -> Result<Result<Granted, String>, AuthError> {
         let mut form: Vec<(&str, &str)> = self
             .params
             .iter()
@@ -211,15 +212,26 @@ impl PasswordGrantAuthenticator {
         if !status.is_success() {
             return Err(fail(format!("HTTP status {status}")));
         }
-        match body
-            .as_ref()
-            .and_then(|b| b.get("access_token"))
-            .and_then(Value::as_str)
-        {
-            Some(token) => Ok(Ok(token.to_owned())),
+        let field = |name: &str| {
+            body.as_ref()
+                .and_then(|b| b.get(name))
+                .and_then(Value::as_str)
+                .map(str::to_owned)
+        };
+        match field("access_token") {
+            Some(access_token) => Ok(Ok(Granted {
+                access_token,
+                refresh_token: field("refresh_token"),
+            })),
             None => Err(fail("answer has no access_token".into())),
         }
     }
+}
+
+/// What the token endpoint granted.
+struct Granted {
+    access_token: String,
+    refresh_token: Option<String>,
 }
 
 impl Authenticator for PasswordGrantAuthenticator {
@@ -251,12 +263,21 @@ impl Authenticator for PasswordGrantAuthenticator {
             };
             match self.grant(username, password).await? {
                 Err(why) => Ok(AuthOutcome::deny(DenyReason::BadCredentials, why)),
-                Ok(token) => match self.verifier.verify(request, &token).await? {
+                Ok(granted) => match self.verifier.verify(request, &granted.access_token).await? {
                     AuthOutcome::Deny { reason, detail } => Ok(AuthOutcome::Deny {
                         reason,
                         detail: format!("the provider's token: {detail}"),
                     }),
-                    other => Ok(other),
+                    AuthOutcome::Allow(mut identity) => {
+                        // Kept for a `provider` token issuer, which hands them to the client.
+                        identity.provider_tokens = Some(Arc::new(ProviderTokens {
+                            access_token: Secret::new(granted.access_token),
+                            refresh_token: granted.refresh_token.map(Secret::new),
+                            expires_at: identity.expires_at,
+                        }));
+                        Ok(AuthOutcome::Allow(identity))
+                    }
+                    AuthOutcome::Next => Ok(AuthOutcome::Next),
                 },
             }
         })

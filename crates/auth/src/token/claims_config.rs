@@ -38,6 +38,9 @@ pub struct TokenClaimsConfig {
     pub username_claim: String,
     /// The claim the client identifier must equal (`matchClientIdToSubject` when `sub`).
     pub client_id_claim: Option<String>,
+    /// The claim naming the client's (device's) own identity beside the user's
+    /// (`%c` / `${client_identity}` in permissions).
+    pub client_identity_claim: Option<String>,
     /// Claim paths listing roles (`realm_access.roles`, `roles`, `scope`, a namespaced claim).
     pub roles_claims: Vec<String>,
     /// Claim paths listing groups.
@@ -54,6 +57,7 @@ impl Default for TokenClaimsConfig {
             required_claims: BTreeMap::new(),
             username_claim: "sub".into(),
             client_id_claim: None,
+            client_identity_claim: None,
             roles_claims: Vec::new(),
             groups_claims: Vec::new(),
         }
@@ -83,6 +87,7 @@ impl TokenClaimsConfig {
             username_must_match_claim: self.username_must_match_claim
                 && self.token_from == TokenLocation::Password,
             client_id_claim: self.client_id_claim.clone(),
+            client_identity_claim: self.client_identity_claim.clone(),
             roles_claims: self.roles_claims.clone(),
             groups_claims: self.groups_claims.clone(),
         }
@@ -123,6 +128,9 @@ impl<'de> Visitor<'de> for KeysVisitor {
                 "required_claims" => config.required_claims = map.next_value().map_err(named)?,
                 "username_claim" => config.username_claim = map.next_value().map_err(named)?,
                 "client_id_claim" => config.client_id_claim = map.next_value().map_err(named)?,
+                "client_identity_claim" => {
+                    config.client_identity_claim = map.next_value().map_err(named)?
+                }
                 "roles_claims" => config.roles_claims = map.next_value().map_err(named)?,
                 "groups_claims" => config.groups_claims = map.next_value().map_err(named)?,
                 // Not `unknown_field`: its list would name only the shared keys, not the

@@ -24,6 +24,8 @@ pub struct ClaimMapping {
     pub username_must_match_claim: bool,
     /// The claim the client identifier must equal.
     pub client_id_claim: Option<String>,
+    /// The claim naming the client's (device's) own identity, beside the user's.
+    pub client_identity_claim: Option<String>,
     /// Claim paths listing roles.
     pub roles_claims: Vec<String>,
     /// Claim paths listing groups.
@@ -67,6 +69,14 @@ impl ClaimMapping {
                 })
                 .collect()
         };
+        let client_identity = match self.client_identity_claim.as_deref() {
+            None => None,
+            Some(claim) => match lookup(&claims, claim) {
+                None | Some(Value::Null) => None,
+                Some(Value::String(name)) => Some(name.clone()),
+                Some(_) => return Err(format!("the {claim} claim is not a string")),
+            },
+        };
         let roles = collect(&self.roles_claims);
         let groups = collect(&self.groups_claims);
         let expires_at = match numeric_date(claims.get("exp")) {
@@ -75,12 +85,13 @@ impl ClaimMapping {
         };
         Ok(Identity {
             username: Some(username),
-            client_identity: None,
+            client_identity,
             roles,
             groups,
             claims: Some(Arc::new(claims)),
             expires_at,
             granted: None,
+            provider_tokens: None,
         })
     }
 }

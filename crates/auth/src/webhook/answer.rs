@@ -149,6 +149,7 @@ impl WebhookAnswer {
             claims: self.claims.map(|c| Arc::new(Value::Object(c))),
             expires_at,
             granted,
+            provider_tokens: None,
         }))
     }
 }

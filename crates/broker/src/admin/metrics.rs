@@ -254,6 +254,11 @@ pub fn encode(broker: &Broker, live: &Live) -> String {
         "MQTT 5 re-authentications that succeeded",
         counts.reauthentications.clone(),
     );
+    registry.register(
+        "tollgate_token_requests",
+        "Token requests over MQTT, by token issuer and outcome (issued, or why refused: not_authorized, rate_limited, revoked, expired, not_authenticated, too_many_rules, no_provider_token, no_response_topic, failed)",
+        counts.token_requests.clone(),
+    );
     let fetched: Family<Labels, Counter> = Family::default();
     let failed: Family<Labels, Counter> = Family::default();
     for (name, fetches) in live.authenticators().key_fetches() {

@@ -61,7 +61,22 @@ pub(super) fn router(state: Arc<AdminState>) -> Router {
             authenticate,
         ))
         .merge(console::routes())
+        .route("/.well-known/jwks.json", get(jwks))
         .with_state(state)
+}
+
+/// The public keys of the broker's own token issuers (`[[token_issuer]]` with
+/// `source = "broker"`), as a JWKS: what another broker or a service verifies their tokens
+/// with. Public keys, so no token is asked.
+async fn jwks(State(state): State<Arc<AdminState>>) -> Response {
+    let issuers = state.live.token_issuers();
+    let mut keys: Vec<_> = issuers.iter().filter_map(|issuer| issuer.jwk()).collect();
+    keys.sort_by(|a, b| a["kid"].as_str().cmp(&b["kid"].as_str()));
+    (
+        [(header::CACHE_CONTROL, "max-age=300")],
+        Json(json!({ "keys": keys })),
+    )
+        .into_response()
 }
 
 /// Lets a request through only with a valid bearer token, and a write only with an `admin`

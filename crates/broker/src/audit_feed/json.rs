@@ -4,7 +4,9 @@
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use serde_json::{json, Value};
-use tollgate_auth::audit::{AuditEvent, ConnectRefusal, DisconnectCause, Outcome, ReauthRefusal};
+use tollgate_auth::audit::{
+    AuditEvent, ConnectRefusal, DisconnectCause, Outcome, ReauthRefusal, TokenOutcome,
+};
 
 use super::FeedEvent;
 use crate::events::Event;
@@ -105,6 +107,27 @@ pub fn audit_event(event: &AuditEvent<'_>) -> FeedEvent {
         }
         AuditEvent::Reauthenticated { client_id } => {
             ("reauthenticated", Some(client_id), json!({}))
+        }
+        AuditEvent::TokenRequest {
+            client_id,
+            username,
+            issuer,
+            outcome,
+        } => {
+            let mut body = json!({ "username": username, "issuer": issuer });
+            match outcome {
+                TokenOutcome::Issued { jti, expires_in } => {
+                    body["outcome"] = json!("issued");
+                    body["jti"] = json!(jti);
+                    body["expires_in"] = json!(expires_in);
+                }
+                TokenOutcome::Refused { reason, detail } => {
+                    body["outcome"] = json!("refused");
+                    body["reason"] = json!(reason);
+                    body["detail"] = json!(detail);
+                }
+            }
+            ("token_request", Some(client_id), body)
         }
         AuditEvent::RevocationListLoaded { file } => (
             "revocation_list_loaded",

@@ -17,6 +17,7 @@ mod audit;
 mod kinds;
 mod limits;
 mod persistence;
+mod token_issuer;
 
 pub use admin::{AdminConfig, MIN_ADMIN_REQUEST_BYTES};
 pub use audit::{AuditConfig, MAX_AUDIT_KEEP_FILES, MIN_AUDIT_FILE_BYTES};
@@ -25,6 +26,7 @@ pub use kinds::{AuthenticatorKind, AuthorizerKind};
 pub use persistence::{FsyncMode, PersistenceConfig, DEFAULT_INTERVAL_MS, DEFAULT_MIN_FREE_BYTES};
 
 pub use limits::Limits;
+pub use token_issuer::{IssuedTokenSource, TokenIssuerConfig, MAX_TOKEN_LIFETIME, MAX_TOKEN_RULES};
 
 /// Settings for the whole broker.
 #[derive(Debug, Clone, Deserialize)]
@@ -44,6 +46,10 @@ pub struct BrokerConfig {
     pub authorizers: Vec<AuthorizerConfig>,
     /// How denials are enforced per protocol version.
     pub authorization: AuthorizationConfig,
+    /// Token issuers listeners can offer, by name: tokens handed to authenticated clients
+    /// over MQTT.
+    #[serde(rename = "token_issuer")]
+    pub token_issuers: Vec<TokenIssuerConfig>,
     /// Seconds an authentication may take before it counts as a backend failure.
     #[serde(deserialize_with = "tollgate_auth::seconds::deserialize")]
     pub auth_timeout: Duration,
@@ -84,6 +90,7 @@ impl Default for BrokerConfig {
             throttle: ThrottleConfig::default(),
             authorizers: Vec::new(),
             authorization: AuthorizationConfig::default(),
+            token_issuers: Vec::new(),
             auth_timeout: Duration::from_secs(10),
             will_on_expiry: false,
             revocation: None,
@@ -114,6 +121,9 @@ pub struct ListenerConfig {
     pub authenticators: Option<Vec<String>>,
     /// The authorizers asked, in order, by name; all configured ones in file order when not set.
     pub authorizers: Option<Vec<String>>,
+    /// The `[[token_issuer]]` whose tokens clients of this listener may ask for over MQTT
+    /// (none when not set: the issuer's topics are then like any `$tollgate/` topic, refused).
+    pub token_issuer: Option<String>,
     /// Patterns the client identifier must match, if any are given: `%u` stands for the user
     /// name and `*` for any run of characters (e.g. `["%u", "%u-*"]`). A client identifier
     /// matching none is refused (5.0: 0x85, 3.x: 2).
@@ -246,6 +256,7 @@ impl Default for ListenerConfig {
             allow_anonymous: false,
             authenticators: None,
             authorizers: None,
+            token_issuer: None,
             client_id_patterns: Vec::new(),
             tcp_nodelay: true,
             max_session_expiry: None,

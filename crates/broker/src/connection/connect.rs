@@ -406,6 +406,7 @@ impl<S: Shared> Connection<S> {
             generation: opened.generation,
             principal: Arc::clone(&principal),
             deciding: None,
+            token_issuer: self.listener.policy().token_issuer.clone(),
         });
         BrokerStats::add(&self.broker.stats().clients_connected, 1);
         BrokerStats::add(&self.broker.stats().connections_total, 1);

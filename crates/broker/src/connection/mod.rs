@@ -29,6 +29,7 @@ mod publish;
 mod reauth;
 mod subscribe;
 mod timers;
+mod token_request;
 mod verdict;
 
 use std::collections::HashMap;
@@ -37,7 +38,7 @@ use std::ops::ControlFlow;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
-use bytes::BytesMut;
+use bytes::{Bytes, BytesMut};
 use std::time::Instant;
 use tollgate_auth::audit::{
     Action, AuditEvent, ConnectRefusal, DisconnectCause, Outcome as AuditOutcome, ReauthRefusal,
@@ -49,8 +50,9 @@ use tollgate_auth::{CertificateInfo, Principal, Secret};
 use tollgate_mqtt::{
     encode, encode_publish_with, publish_encoded_len, Ack, AckProperties, ConnAck,
     ConnAckProperties, Connect, ConnectReturnCode, DecodeError, Decoder, Disconnect,
-    DisconnectProperties, Packet, ProtocolVersion, Publish, PublishOverrides, QoS, ReasonCode,
-    RetainHandling, Role, SubAck, Subscribe, SubscriptionOptions, UnsubAck, Unsubscribe, Will,
+    DisconnectProperties, Packet, ProtocolVersion, Publish, PublishOverrides, PublishProperties,
+    QoS, ReasonCode, RetainHandling, Role, SubAck, Subscribe, SubscriptionOptions, UnsubAck,
+    Unsubscribe, Will,
 };
 
 use crate::admission::{self, Admitted, Candidate, Permissions, Refusal};
@@ -141,6 +143,8 @@ struct Attached {
     principal: Arc<Principal>,
     /// A re-authentication or re-check being decided.
     deciding: Option<Deciding>,
+    /// The token issuer its listener offered at CONNECT.
+    token_issuer: Option<Arc<crate::token_issuer::TokenIssuer>>,
 }
 
 /// A connected client's credentials put to the chain again.

@@ -67,6 +67,12 @@ impl<S: Shared> Connection<S> {
             }
         }
 
+        // `$tollgate/` is the broker's too: token requests, and nothing else.
+        if (publish.topic.starts_with('$') || self.token_issuer().is_some())
+            && self.is_token_topic(&publish.topic)
+        {
+            return self.handle_token_publish(session, publish, now);
+        }
         // `$SYS` is the broker's (read-only for everyone); anything else is as the principal's
         // permissions say.
         let denied = if tollgate_mqtt::topic::is_sys(&publish.topic) {
@@ -144,26 +150,39 @@ impl<S: Shared> Connection<S> {
                 ReasonCode::SUCCESS
             }
         };
-        let reason = answers::publish_ack_reason(self.version, reason);
-        if let Some(packet_id) = packet_id {
-            let ack = Ack {
-                packet_id,
-                reason_code: reason,
-                properties: AckProperties::default(),
-            };
-            if qos == QoS::ExactlyOnce {
-                if reason.is_error() {
-                    // A refused QoS 2 message is not held for PUBREL.
-                    session.state.lock().release_qos2(packet_id);
-                }
-                self.acknowledge(Packet::PubRec(ack));
-            } else {
-                self.acknowledge(Packet::PubAck(ack));
-            }
-        }
+        self.acknowledge_publish(session, packet_id, qos, reason);
         if denied_answer == Some(DeniedPublishAnswer::AcknowledgeAndClose) {
             return Err(self.protocol_error(ReasonCode::NOT_AUTHORIZED));
         }
         Ok(())
+    }
+
+    /// Acknowledges a QoS 1 or 2 PUBLISH with `reason` (as the version can say it); a QoS 0
+    /// one (no packet id) needs nothing.
+    pub(super) fn acknowledge_publish(
+        &mut self,
+        session: &Session,
+        packet_id: Option<u16>,
+        qos: QoS,
+        reason: ReasonCode,
+    ) {
+        let reason = answers::publish_ack_reason(self.version, reason);
+        let Some(packet_id) = packet_id else {
+            return;
+        };
+        let ack = Ack {
+            packet_id,
+            reason_code: reason,
+            properties: AckProperties::default(),
+        };
+        if qos == QoS::ExactlyOnce {
+            if reason.is_error() {
+                // A refused QoS 2 message is not held for PUBREL.
+                session.state.lock().release_qos2(packet_id);
+            }
+            self.acknowledge(Packet::PubRec(ack));
+        } else {
+            self.acknowledge(Packet::PubAck(ack));
+        }
     }
 }

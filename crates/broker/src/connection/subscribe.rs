@@ -28,16 +28,28 @@ impl<S: Shared> Connection<S> {
         }
         let mut codes = vec![ReasonCode::SUCCESS; subscribe.subscriptions.len()];
         let mut granted: Vec<(usize, SubscriptionOptions)> = Vec::new();
+        let mut token_asked = false;
         for (i, subscription) in subscribe.subscriptions.iter().enumerate() {
             if last[subscription.filter.as_str()] != i {
                 continue;
             }
+            let asks_token = self.is_token_subscription(&subscription.filter);
             match self.grant(session, subscription)? {
+                // A token request: answered once SUBACK is out, never kept.
+                Ok(_) if asks_token => {
+                    codes[i] = ReasonCode::GRANTED_QOS_0;
+                    token_asked = true;
+                }
                 Ok(options) => {
                     codes[i] = ReasonCode(options.qos as u8);
                     granted.push((i, options));
                 }
-                Err(code) => codes[i] = code,
+                Err(code) => {
+                    if asks_token {
+                        self.token_subscription_denied();
+                    }
+                    codes[i] = code;
+                }
             }
         }
         for (i, subscription) in subscribe.subscriptions.iter().enumerate() {
@@ -61,6 +73,9 @@ impl<S: Shared> Connection<S> {
             properties: AckProperties::default(),
             reason_codes: codes,
         }));
+        if token_asked {
+            self.answer_token_subscription(now);
+        }
         for (i, options) in send_retained {
             let filter = &subscribe.subscriptions[i].filter;
             if self

@@ -1,0 +1,246 @@
+//! Token requests over MQTT (see `token_issuer/`): a PUBLISH to the listener's issuer's
+//! request topic (MQTT 5, answered on its Response Topic with its Correlation Data), or a
+//! SUBSCRIBE to the issuer's subscribe topic (any version, answered on the token topic).
+//!
+//! Asking is a publish or a subscribe like any other: the principal's permissions decide.
+//! The answer is written to this connection only (QoS 0, never retained, never routed, never
+//! queued in the session, so neither another subscriber nor the store ever sees it), and
+//! every request is audited without the token. `$tollgate/` is the broker's: a publish
+//! there that is not a request is refused, and a subscription there is only ever answered.
+
+use tollgate_auth::audit::TokenOutcome;
+
+use crate::token_issuer::{Refusal, TokenAnswer, TokenIssuer};
+
+use super::*;
+
+/// Topics under this prefix are the broker's own.
+pub(super) const TOKEN_TOPICS: &str = "$tollgate/";
+
+/// How a token request came.
+enum Asked<'a> {
+    /// A MQTT 5 request: answered on the response topic with the correlation data.
+    Request {
+        response_topic: &'a str,
+        correlation_data: Option<Bytes>,
+    },
+    /// A subscription to the issuer's subscribe topic.
+    Subscription,
+}
+
+impl<S: Shared> Connection<S> {
+    /// The issuer this connection may ask (its listener's, as of CONNECT).
+    pub(super) fn token_issuer(&self) -> Option<&Arc<TokenIssuer>> {
+        self.attached().and_then(|a| a.token_issuer.as_ref())
+    }
+
+    /// Whether `topic` is a token request of this connection's issuer, or else one of the
+    /// broker's own topics (both handled by [`Self::handle_token_publish`]).
+    pub(super) fn is_token_topic(&self, topic: &str) -> bool {
+        topic.starts_with(TOKEN_TOPICS)
+            || self
+                .token_issuer()
+                .is_some_and(|issuer| issuer.request_topic() == topic)
+    }
+
+    /// A PUBLISH to a `$tollgate/` topic or the issuer's request topic.
+    pub(super) fn handle_token_publish(
+        &mut self,
+        session: &Arc<Session>,
+        publish: Publish,
+        now: Instant,
+    ) -> Result<(), Close> {
+        let (packet_id, qos) = (publish.packet_id, publish.qos);
+        let issuer = self
+            .token_issuer()
+            .filter(|issuer| issuer.request_topic() == publish.topic)
+            .cloned();
+        let Some(issuer) = issuer else {
+            self.audit(AuditEvent::Denied {
+                client_id: &session.client_id,
+                username: self.username(),
+                action: Action::Publish,
+                topic: &publish.topic,
+                decision: "$tollgate/ is the broker's",
+            });
+            return self.refuse_token_publish(session, packet_id, qos);
+        };
+        if !self.unrestricted {
+            let decision = self
+                .permissions
+                .check_publish(&publish.topic, qos, publish.retain);
+            self.count_decision(DecidedAction::Publish, &decision);
+            if !decision.allowed {
+                self.audit_denial(Action::Publish, &publish.topic, &decision);
+                self.audit_token_refusal(&issuer, Refusal::NotAuthorized, "not authorized");
+                return self.refuse_token_publish(session, packet_id, qos);
+            }
+        }
+        let response_topic = publish
+            .properties
+            .response_topic
+            .as_deref()
+            .filter(|t| tollgate_mqtt::topic::is_valid_topic_name(t) && !t.is_empty());
+        let Some(response_topic) = response_topic else {
+            self.audit_token_refusal(&issuer, Refusal::NoResponseTopic, "no response topic");
+            self.acknowledge_publish(
+                session,
+                packet_id,
+                qos,
+                ReasonCode::IMPLEMENTATION_SPECIFIC_ERROR,
+            );
+            return Ok(());
+        };
+        let answer = self.token_answer(&issuer, now);
+        let reason = match answer.outcome {
+            Ok(_) => ReasonCode::SUCCESS,
+            Err(Refusal::RateLimited) => ReasonCode::QUOTA_EXCEEDED,
+            Err(Refusal::TooManyRules | Refusal::NoResponseTopic) => {
+                ReasonCode::IMPLEMENTATION_SPECIFIC_ERROR
+            }
+            Err(Refusal::Failed) => ReasonCode::UNSPECIFIED_ERROR,
+            Err(_) => ReasonCode::NOT_AUTHORIZED,
+        };
+        self.acknowledge_publish(session, packet_id, qos, reason);
+        self.send_token_answer(
+            answer,
+            Asked::Request {
+                response_topic,
+                correlation_data: publish.properties.correlation_data.clone(),
+            },
+        );
+        Ok(())
+    }
+
+    /// A request refused as a denied PUBLISH is (5.0: 0x87; 3.x as configured).
+    fn refuse_token_publish(
+        &mut self,
+        session: &Arc<Session>,
+        packet_id: Option<u16>,
+        qos: QoS,
+    ) -> Result<(), Close> {
+        let answer = answers::denied_publish(self.version, &self.broker.config().authorization);
+        if answer == DeniedPublishAnswer::Close {
+            return Err(Close::abnormal(ReasonCode::NOT_AUTHORIZED));
+        }
+        self.acknowledge_publish(session, packet_id, qos, ReasonCode::NOT_AUTHORIZED);
+        if answer == DeniedPublishAnswer::AcknowledgeAndClose {
+            return Err(self.protocol_error(ReasonCode::NOT_AUTHORIZED));
+        }
+        Ok(())
+    }
+
+    /// Whether `filter` asks this connection's issuer for a token.
+    pub(super) fn is_token_subscription(&self, filter: &str) -> bool {
+        self.token_issuer()
+            .is_some_and(|issuer| issuer.subscribe_topic() == filter)
+    }
+
+    /// Answers a granted subscription to the issuer's subscribe topic (after SUBACK).
+    pub(super) fn answer_token_subscription(&mut self, now: Instant) {
+        let Some(issuer) = self.token_issuer().cloned() else {
+            return;
+        };
+        let answer = self.token_answer(&issuer, now);
+        self.send_token_answer(answer, Asked::Subscription);
+    }
+
+    /// A subscription refused because asking was (its permissions were checked as any
+    /// subscription's): audited as a token request too.
+    pub(super) fn token_subscription_denied(&mut self) {
+        if let Some(issuer) = self.token_issuer().cloned() {
+            self.audit_token_refusal(&issuer, Refusal::NotAuthorized, "not authorized");
+        }
+    }
+
+    /// The issuer's answer for this connection's principal now, audited.
+    fn token_answer(&mut self, issuer: &TokenIssuer, now: Instant) -> TokenAnswer {
+        let Some(principal) = self.principal().cloned() else {
+            return TokenAnswer::refused(Refusal::NotAuthenticated, "not connected");
+        };
+        let wall = SystemTime::now();
+        let revoked = admission::revocation(
+            &self.listener,
+            &self.broker.revocation_list(),
+            &principal,
+            self.certificate.as_deref(),
+            wall,
+        );
+        let permissions = (!self.unrestricted).then(|| Arc::clone(&self.permissions));
+        let answer = issuer.answer(
+            &principal,
+            permissions.as_deref(),
+            revoked.as_deref(),
+            now,
+            wall,
+        );
+        let outcome = match &answer.outcome {
+            Ok((jti, expires_in)) => TokenOutcome::Issued {
+                jti: jti.as_deref(),
+                expires_in: *expires_in,
+            },
+            Err(refusal) => TokenOutcome::Refused {
+                reason: refusal.label(),
+                detail: &answer.description,
+            },
+        };
+        self.audit(AuditEvent::TokenRequest {
+            client_id: &principal.client_id,
+            username: principal.username.as_deref().unwrap_or(""),
+            issuer: issuer.name(),
+            outcome,
+        });
+        answer
+    }
+
+    fn audit_token_refusal(&self, issuer: &TokenIssuer, refusal: Refusal, detail: &str) {
+        self.audit(AuditEvent::TokenRequest {
+            client_id: self.client_id().unwrap_or(""),
+            username: self.username(),
+            issuer: issuer.name(),
+            outcome: TokenOutcome::Refused {
+                reason: refusal.label(),
+                detail,
+            },
+        });
+    }
+
+    /// Writes the answer to this connection only, as a QoS 0 PUBLISH that is not retained.
+    fn send_token_answer(&mut self, answer: TokenAnswer, asked: Asked<'_>) {
+        let mut properties = PublishProperties::default();
+        let topic = match asked {
+            Asked::Request {
+                response_topic,
+                correlation_data,
+            } => {
+                properties.correlation_data = correlation_data;
+                response_topic.to_owned()
+            }
+            Asked::Subscription => match self.token_issuer() {
+                Some(issuer) => issuer.token_topic().to_owned(),
+                None => return,
+            },
+        };
+        if self.version.is_v5() {
+            properties.content_type = Some("application/json".to_owned());
+            properties.payload_format_indicator = Some(true);
+        }
+        let packet = Packet::Publish(Publish {
+            dup: false,
+            qos: QoS::AtMostOnce,
+            retain: false,
+            topic,
+            packet_id: None,
+            properties,
+            payload: Bytes::from(answer.payload),
+        });
+        // A PUBLISH larger than the client takes is dropped, not sent (MQTT-3.1.2-25).
+        let fits = tollgate_mqtt::encoded_len(&packet, self.version)
+            .is_ok_and(|len| len as u64 <= u64::from(self.client_maximum_packet_size));
+        if !fits {
+            tracing::info!(client_id = ?self.client_id().map(Escaped), max = self.client_maximum_packet_size, "token answer larger than the client's maximum packet size: not sent");
+            return;
+        }
+        self.send(&packet);
+    }
+}
