@@ -5,14 +5,19 @@
 //! that nobody else ever sees a token.
 
 mod common;
+#[path = "../../auth/tests/common/http_service.rs"]
+mod http_service;
 
 use std::path::PathBuf;
 use std::time::Duration;
 
 use bytes::Bytes;
+use common::admin::{request as admin_request, ADMIN_TOKEN};
 use common::*;
-use serde_json::Value;
+use http_service::{HttpService, Reply};
+use serde_json::{json, Value};
 use tollgate_auth::password_file::PasswordFileEditor;
+use tollgate_broker::{admin_token_line, AdminConfig, AdminRole, AuditConfig};
 use tollgate_broker::{BrokerConfig, Server};
 use tollgate_mqtt::*;
 
@@ -465,5 +470,128 @@ async fn the_issuer_misconfigured_is_refused_at_its_key() {
     assert!(
         problems.contains("token_issuer[0].subscribe_topic"),
         "{problems}"
+    );
+}
+
+#[tokio::test]
+async fn the_jwks_is_public_and_every_request_is_counted_and_audited_without_the_token() {
+    let setup = Setup::new("token-admin", &rcgen::PKCS_ECDSA_P256_SHA256);
+    let mut config = setup.config("ES256", "max_requests_per_minute = 1");
+    let tokens = setup.dir.write(
+        "admin.tokens",
+        &format!(
+            "{}\n",
+            admin_token_line("ops", AdminRole::Admin, ADMIN_TOKEN)
+        ),
+    );
+    config.admin = Some(AdminConfig {
+        bind: "127.0.0.1:0".parse().unwrap(),
+        token_file: Some(tokens),
+        ..AdminConfig::default()
+    });
+    let audit = setup.dir.0.join("audit.jsonl");
+    config.audit = AuditConfig {
+        file: Some(audit.clone()),
+        ..AuditConfig::default()
+    };
+    let (server, addr, _) = start(config).await;
+    let admin = server.admin_addr().unwrap();
+
+    let jwks = admin_request(admin, "GET", "/.well-known/jwks.json", None).await;
+    assert_eq!(jwks.status, 200);
+    let keys = jwks.json()["keys"].as_array().unwrap().clone();
+    assert_eq!(keys.len(), 1);
+    assert_eq!(keys[0]["kid"], "tollgate-test-1");
+    assert_eq!(keys[0]["kty"], "EC");
+    assert_eq!(keys[0]["crv"], "P-256");
+    assert!(keys[0].get("d").is_none(), "no private part: {}", keys[0]);
+
+    let mut alice = connected(addr, V5, "alice-1", "alice", b"pw").await;
+    let (_, issued, _) = ask(&mut alice, 1).await;
+    let token = issued["access_token"].as_str().unwrap().to_owned();
+    let (_, refused, _) = ask(&mut alice, 2).await;
+    assert_eq!(refused["error"], "slow_down");
+    let mut bob = connected(addr, V5, "bob-1", "bob", b"pw").await;
+    assert_eq!(
+        bob.publish_packet(request(1, Some("reply/me"))).await,
+        ReasonCode::NOT_AUTHORIZED
+    );
+
+    let metrics = admin_request(admin, "GET", "/metrics", Some(ADMIN_TOKEN)).await;
+    for line in [
+        r#"tollgate_token_requests_total{issuer="broker",outcome="issued"} 1"#,
+        r#"tollgate_token_requests_total{issuer="broker",outcome="rate_limited"} 1"#,
+        r#"tollgate_token_requests_total{issuer="broker",outcome="not_authorized"} 1"#,
+    ] {
+        assert!(metrics.body.contains(line), "{line} in {}", metrics.body);
+    }
+    server.shutdown().await;
+    let text = std::fs::read_to_string(&audit).unwrap();
+    let requests: Vec<Value> = text
+        .lines()
+        .map(|l| serde_json::from_str::<Value>(l).unwrap())
+        .filter(|l| l["type"] == "token_request")
+        .collect();
+    assert_eq!(requests.len(), 3, "{text}");
+    let jti = claims_of(&token)["jti"].clone();
+    assert!(requests
+        .iter()
+        .any(|r| r["outcome"] == "issued" && r["jti"] == jti));
+    let signature = token.rsplit('.').next().unwrap();
+    assert!(
+        !text.contains(signature),
+        "the token is never in the audit trail"
+    );
+}
+
+#[tokio::test]
+async fn a_provider_issuer_hands_the_token_the_password_grant_obtained() {
+    let setup = Setup::new("token-provider", &rcgen::PKCS_ECDSA_P256_SHA256);
+    let signing = "the-provider-signs-with-this-secret";
+    let idp = HttpService::start(move |r| {
+        let form = r.form();
+        if form.get("password").map(String::as_str) == Some("correct horse") {
+            let claims = json!({"sub": "alice", "exp": tollgate_auth::jwt::unix_now() + 300});
+            let token = jsonwebtoken::encode(
+                &jsonwebtoken::Header::new(jsonwebtoken::Algorithm::HS256),
+                &claims,
+                &jsonwebtoken::EncodingKey::from_secret(signing.as_bytes()),
+            )
+            .unwrap();
+            Reply::Json(
+                200,
+                json!({"access_token": token, "refresh_token": "refresh-1", "token_type": "Bearer"}),
+            )
+        } else {
+            Reply::Json(400, json!({"error": "invalid_grant"}))
+        }
+    })
+    .await;
+    let mut config = setup.config("ES256", "");
+    let endpoint = idp.url("/oauth/token");
+    config.authenticators.push(toml::from_str(&format!(
+        "name = \"idp\"\n[password_grant]\ntoken_endpoint = \"{endpoint}\"\nclient_id = \"broker\"\nclient_secret = \"s\"\n[password_grant.verify]\nalgorithms = [\"HS256\"]\nsecret = \"{signing}\""
+    ))
+    .unwrap());
+    config.listeners[0].authenticators = Some(vec!["idp".into()]);
+    config.listeners[0].token_issuer = Some("provider".into());
+    config.token_issuers.push(
+        toml::from_str("name = \"provider\"\nsource = \"provider\"\ninclude_refresh_token = true")
+            .unwrap(),
+    );
+    let (_server, addr, _) = start(config).await;
+    let mut alice = connected(addr, V5, "alice-1", "alice", b"correct horse").await;
+    let (reason, json, _) = ask(&mut alice, 1).await;
+    assert_eq!(reason, ReasonCode::SUCCESS, "{json}");
+    assert_eq!(
+        claims_of(json["access_token"].as_str().unwrap())["sub"],
+        "alice"
+    );
+    assert_eq!(json["refresh_token"], "refresh-1");
+    let expires_in = json["expires_in"].as_u64().unwrap();
+    assert!((290..=300).contains(&expires_in), "{json}");
+    assert_eq!(
+        json["issued_token_type"],
+        "urn:ietf:params:oauth:token-type:access_token"
     );
 }

@@ -304,3 +304,139 @@ impl TokenIssuers {
         self.by_name.values()
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use tollgate_auth::authentication::{AuthenticatedBy, ProviderTokens};
+    use tollgate_auth::Secret;
+
+    use super::*;
+
+    fn provider_issuer(per_minute: u32) -> TokenIssuer {
+        TokenIssuer::new(TokenIssuerConfig {
+            name: "idp".into(),
+            source: IssuedTokenSource::Provider,
+            max_requests_per_minute: per_minute,
+            ..TokenIssuerConfig::default()
+        })
+        .unwrap()
+    }
+
+    fn signed_in(expires_at: SystemTime) -> Principal {
+        Principal {
+            username: Some("alice".into()),
+            authenticated_by: AuthenticatedBy::Authenticator("idp".into()),
+            expires_at: Some(expires_at),
+            provider_tokens: Some(Arc::new(ProviderTokens {
+                access_token: Secret::new("at"),
+                refresh_token: Some(Secret::new("rt")),
+                expires_at: Some(expires_at),
+            })),
+            ..Principal::anonymous("alice-1")
+        }
+    }
+
+    fn refusal(answer: TokenAnswer) -> Option<Refusal> {
+        answer.outcome.err()
+    }
+
+    #[test]
+    fn a_revoked_or_expired_principal_is_refused_before_anything_else() {
+        let issuer = provider_issuer(6);
+        let (now, wall) = (Instant::now(), SystemTime::now());
+        let principal = signed_in(wall + Duration::from_secs(60));
+        assert_eq!(
+            refusal(issuer.answer(&principal, None, Some("user alice"), now, wall)),
+            Some(Refusal::Revoked)
+        );
+        let expired = signed_in(wall - Duration::from_secs(1));
+        let answer = issuer.answer(&expired, None, None, now, wall);
+        assert_eq!(answer.outcome.as_ref().err(), Some(&Refusal::Expired));
+        let json: serde_json::Value = serde_json::from_slice(&answer.payload).unwrap();
+        assert_eq!(json["error"], "invalid_grant");
+        assert!(json.get("access_token").is_none());
+    }
+
+    #[test]
+    fn the_provider_token_without_its_refresh_token_unless_configured() {
+        let issuer = provider_issuer(6);
+        let (now, wall) = (Instant::now(), SystemTime::now());
+        let answer = issuer.answer(
+            &signed_in(wall + Duration::from_secs(60)),
+            None,
+            None,
+            now,
+            wall,
+        );
+        let json: serde_json::Value = serde_json::from_slice(&answer.payload).unwrap();
+        assert_eq!(json["access_token"], "at");
+        assert!(json.get("refresh_token").is_none(), "{json}");
+        let password_user = Principal {
+            provider_tokens: None,
+            ..signed_in(wall + Duration::from_secs(60))
+        };
+        assert_eq!(
+            refusal(issuer.answer(&password_user, None, None, now, wall)),
+            Some(Refusal::NoProviderToken)
+        );
+    }
+
+    #[test]
+    fn settings_out_of_range_name_their_key() {
+        let key = |config: TokenIssuerConfig| TokenIssuer::new(config).err().map(|(k, _)| k);
+        let provider = TokenIssuerConfig {
+            name: "idp".into(),
+            source: IssuedTokenSource::Provider,
+            ..TokenIssuerConfig::default()
+        };
+        for (config, wanted) in [
+            (
+                TokenIssuerConfig {
+                    request_topic: "a/#".into(),
+                    ..provider.clone()
+                },
+                "request_topic",
+            ),
+            (
+                TokenIssuerConfig {
+                    request_topic: "$SYS/token".into(),
+                    ..provider.clone()
+                },
+                "request_topic",
+            ),
+            (
+                TokenIssuerConfig {
+                    subscribe_topic: "a/#/b".into(),
+                    ..provider.clone()
+                },
+                "subscribe_topic",
+            ),
+            (
+                TokenIssuerConfig {
+                    lifetime: Duration::from_secs(86_401),
+                    ..provider.clone()
+                },
+                "lifetime",
+            ),
+            (
+                TokenIssuerConfig {
+                    max_permission_rules: MAX_TOKEN_RULES + 1,
+                    ..provider.clone()
+                },
+                "max_permission_rules",
+            ),
+            (
+                TokenIssuerConfig {
+                    source: IssuedTokenSource::Broker,
+                    ..provider.clone()
+                },
+                "signing_key",
+            ),
+        ] {
+            assert_eq!(key(config), Some(wanted));
+        }
+        assert_eq!(key(provider), None);
+    }
+}
