@@ -321,13 +321,26 @@ tollgate)
     # The checks make several failed logins in a row from 127.0.0.1, and the throttle would
     # then refuse the next logins from that address for a while (CONNACK 3 / 0x9F); the
     # throttle itself is covered by the integration tests.
+    # The token issuer's signing key (seed 001: tokens over MQTT on the password listener).
+    openssl genpkey -algorithm EC -pkeyopt ec_paramgen_curve:P-256 -out "$WORK/issuer.pem" \
+        2>>"$WORK/openssl.log" || die "openssl genpkey for the token issuer failed"
     cat >"$CONF" <<EOF2
 [throttle]
 enabled = false
 
 [[authenticator]]
+name = "self"
+jwt = { token_issuer = "seed" }
+
+[[authenticator]]
 name = "users"
 password_file = { path = "$PASSWD" }
+
+[[token_issuer]]
+name = "seed"
+signing_key = "$WORK/issuer.pem"
+subscribe_topic = "access_token/#"
+max_requests_per_minute = 60
 
 [[listener]]
 name = "plain"
@@ -337,7 +350,8 @@ allow_anonymous = true
 [[listener]]
 name = "password"
 bind = "$HOST:$PW_PORT"
-authenticators = ["users"]
+authenticators = ["self", "users"]
+token_issuer = "seed"
 
 [[listener]]
 name = "tls"
@@ -686,6 +700,74 @@ will() { # PROTOCOL(31|311|5) SUB_VERSION MODE(abrupt|clean)
     fi
 }
 
+# token_field JSON FIELD: a field of a token answer (python3's json), or fails.
+token_field() {
+    python3 -c 'import json, sys; print(json.loads(sys.argv[1])[sys.argv[2]])' "$1" "$2" 2>/dev/null
+}
+# jwt_claim TOKEN CLAIM: a claim of a JWT's payload (unverified: the broker verifies it).
+jwt_claim() {
+    python3 -c '
+import base64, json, sys
+part = sys.argv[1].split(".")[1]
+print(json.loads(base64.urlsafe_b64decode(part + "=" * (-len(part) % 4)))[sys.argv[2]])' "$1" "$2" 2>/dev/null
+}
+
+# Seed 001 with mosquitto_sub: alice subscribes to access_token/# with her password and gets
+# one message, the token; a subscriber of # on the same listener never sees it; alice then
+# publishes with the token in place of her password (bound to her client identifier: another
+# one is refused).
+token_seed_flow() {
+    local cid="seed${RUN_ID}"
+    local -a CONN=("${BOB[@]}")
+    start_sub mqttv311 0 0 10 '#' || return 1
+    local spy_out=$SUB_OUT
+    local out rc=0
+    out=$(timeout -k 2 10 mosquitto_sub "${ALICE[@]}" -V mqttv311 -i "$cid" -t 'access_token/#' \
+        -C 1 -W 5 2>&1 </dev/null) || rc=$?
+    [ "$rc" -eq 0 ] || { bad "mosquitto_sub -t access_token/# failed (status $rc): $out"; return 1; }
+    local token
+    token=$(token_field "$out" access_token) || { bad "no access_token in the answer: ${out:0:200}"; return 1; }
+    [ "$(jwt_claim "$token" sub)" = alice ] || { bad "the token's sub is not alice: $(jwt_claim "$token" sub)"; return 1; }
+    next_topic seed
+    start_sub mqttv311 1 1 8 "$TOPIC" || return 1
+    out=$(timeout -k 2 10 mosquitto_pub -h "$HOST" -p "$PW_PORT" -V mqttv311 -i "$cid" -u alice \
+        -P "$token" -q 1 -t "$TOPIC" -m with-the-token 2>&1 </dev/null) || rc=$?
+    [ "$rc" -eq 0 ] || { bad "mosquitto_pub with the token as password failed (status $rc): $out"; return 1; }
+    finish_sub
+    [[ "$SUB_MSGS" == *"|$TOPIC|with-the-token"* ]] || { bad "the message published with the token did not arrive: $SUB_MSGS"; return 1; }
+    local _
+    for _ in $(seq 50); do
+        grep -q "with-the-token" "$spy_out" && break
+        sleep 0.1
+    done
+    grep -q "with-the-token" "$spy_out" || { bad "the # subscriber saw nothing at all: $(tail -n 3 "$spy_out" | tr '\n' ' ')"; return 1; }
+    if grep -q "access_token\|$token" "$spy_out"; then
+        bad "the # subscriber saw the token"
+        return 1
+    fi
+    TOKEN_ALICE=(-h "$HOST" -p "$PW_PORT" -u alice -P "$token")
+}
+
+# MQTT 5 request/response with mosquitto_rr: the answer on the response topic.
+token_request_v5() {
+    local cid="rr${RUN_ID}"
+    local out rc=0
+    out=$(timeout -k 2 10 mosquitto_rr "${ALICE[@]}" -V mqttv5 -i "$cid" -t '$tollgate/token/request' \
+        -e "reply/$cid" -m '{}' -W 5 2>&1 </dev/null) || rc=$?
+    [ "$rc" -eq 0 ] || { bad "mosquitto_rr failed (status $rc): $out"; return 1; }
+    local token
+    token=$(token_field "$out" access_token) || { bad "no access_token in the answer: ${out:0:200}"; return 1; }
+    [ "$(jwt_claim "$token" client_id)" = "$cid" ] || { bad "the token is not bound to $cid"; return 1; }
+    [ "$(token_field "$out" token_type)" = Bearer ] || { bad "token_type is not Bearer: $out"; return 1; }
+}
+
+# bob has no token yet; a token for another client identifier is refused.
+token_other_client() {
+    [ "${#TOKEN_ALICE[@]}" -gt 0 ] || { bad "no token from the seed flow"; return 1; }
+    connect_refused mqttv311 4 'bad user ?name or password' TOKEN_ALICE
+}
+TOKEN_ALICE=()
+
 # d. authentication and TLS, with mosquitto_pub/mosquitto_sub options for each way in
 #    (arrays named in the checks below, and read through namerefs).
 # shellcheck disable=SC2034
@@ -859,6 +941,12 @@ tollgate_check "mosquitto TLS client certificate from an untrusted CA refused ev
     tls_refused TLS_UNTRUSTED_ALICE
 check "mosquitto plain MQTT to the TLS listener gets no CONNACK" \
     no_connack PLAIN_TO_TLS
+tollgate_check "seed 001: mosquitto_sub on access_token/# with a password gets a token, publishes with it; a # subscriber never sees it" \
+    token_seed_flow
+tollgate_check "token over MQTT: mosquitto_rr (MQTT 5 request/response) on \$tollgate/token/request" \
+    token_request_v5
+tollgate_check "token over MQTT: the token is refused for another client identifier (CONNACK 4)" \
+    token_other_client
 echo "# authentication and TLS checks: $((PASS - SHELL_PASS)) passed, $((FAIL - SHELL_FAIL)) failed"
 
 # run_suite NAME OUTPUT COMMAND...: runs a client program that prints its own check lines and a

@@ -713,6 +713,7 @@ async fn the_openapi_document_names_every_route_and_each_one_it_names_is_routed(
         "/healthz",
         "/readyz",
         "/metrics",
+        "/.well-known/jwks.json",
         "/api/v1/openapi.json",
         "/api/v1/clients",
         "/api/v1/clients/{client_id}",

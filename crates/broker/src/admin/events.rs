@@ -25,7 +25,7 @@ use super::{AdminState, LongLived};
 use crate::audit_feed::{FeedListener, Received};
 
 /// Every event type the feed sends.
-pub const EVENT_TYPES: [&str; 14] = [
+pub const EVENT_TYPES: [&str; 15] = [
     "authentication",
     "connection_refused",
     "connected",
@@ -34,6 +34,7 @@ pub const EVENT_TYPES: [&str; 14] = [
     "kicked",
     "identity_disconnect",
     "reauthenticated",
+    "token_request",
     "revocation_list_loaded",
     "configuration_reloaded",
     "ban",
