@@ -30,6 +30,9 @@ pub enum AuditEvent<'a> {
         username: &'a str,
         /// The authenticator that decided (`-` when none did).
         authenticator: &'a str,
+        /// With two identities on one CONNECT: the client's own identity and the client
+        /// authenticator that vouched for it.
+        client: Option<(&'a str, &'a str)>,
         /// Allowed, or refused and why.
         outcome: Outcome<'a>,
     },
@@ -223,7 +226,24 @@ impl AuditEvent<'_> {
                 client_id,
                 username,
                 authenticator,
+                client: Some((client_identity, client_authenticator)),
+                outcome: Outcome::Allowed,
+            } => tracing::info!(
+                target: TARGET,
+                listener = %Escaped(listener), peer = %peer, client_id = %Escaped(client_id),
+                username = %Escaped(username), authenticator = %Escaped(authenticator),
+                client_identity = %Escaped(client_identity),
+                client_authenticator = %Escaped(client_authenticator),
+                outcome = "allow", "authentication"
+            ),
+            AuditEvent::Authentication {
+                listener,
+                peer,
+                client_id,
+                username,
+                authenticator,
                 outcome,
+                ..
             } => match outcome {
                 Outcome::Allowed => tracing::info!(
                     target: TARGET,

@@ -117,6 +117,9 @@ pub struct Principal {
     pub client_identity: Option<String>,
     /// Where the client identity came from (a certificate, or an authenticator).
     pub client_identity_origin: NameOrigin,
+    /// The client authenticator that vouched for the client identity, when one did beside
+    /// the user's (two identities on one CONNECT).
+    pub client_identity_by: Option<String>,
     /// Roles, each with where it came from.
     pub roles: Vec<Attribute>,
     /// Groups, each with where it came from.
@@ -177,6 +180,7 @@ impl Principal {
             username_origin,
             client_identity,
             client_identity_origin,
+            client_identity_by: identity.client_identity_by,
             roles: identity.roles,
             groups: identity.groups,
             certificate,

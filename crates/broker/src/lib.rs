@@ -82,7 +82,7 @@ pub use config::{
     AclFileSource, AdminConfig, AuditConfig, AuthenticatorConfig, AuthenticatorKind,
     AuthorizationConfig, AuthorizerConfig, AuthorizerKind, BrokerConfig, CertIdentityField,
     CertIdentityUse, ClientCertMode, DeniedPublish, DeniedSubscribeCode, FsyncMode,
-    IssuedTokenSource, Limits, ListenerConfig, PasswordFileConfig, PersistenceConfig,
+    IssuedTokenSource, Limits, ListenerConfig, PasswordFileConfig, PasswordKey, PersistenceConfig,
     PolicyFileSource, RevocationConfig, TlsConfig, TokenIssuerConfig, WebSocketConfig,
 };
 pub use config_cause::{ConfigCause, NamedTable};

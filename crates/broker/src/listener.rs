@@ -20,7 +20,7 @@ use tollgate_auth::{CertificateInfo, SetupError};
 use crate::authorization::Authorizers;
 use crate::config::{
     AuthenticatorConfig, AuthenticatorKind, BrokerConfig, CertIdentityField, CertIdentityUse,
-    ClientCertMode, ListenerConfig,
+    ClientCertMode, ListenerConfig, PasswordKey,
 };
 use crate::config_cause::{ConfigCause, NamedTable};
 use crate::tls::TlsAcceptor;
@@ -235,6 +235,16 @@ struct Named {
     cache: Option<Arc<AuthCache>>,
 }
 
+impl Named {
+    fn entry(&self) -> ChainEntry {
+        ChainEntry {
+            authenticator: Arc::clone(&self.authenticator),
+            on_error: self.on_error,
+            cache: self.cache.clone(),
+        }
+    }
+}
+
 /// Every authenticator of the broker, by name, shared by the listeners' chains.
 pub struct Authenticators {
     named: Vec<Named>,
@@ -326,31 +336,22 @@ impl Authenticators {
         listener: &ListenerConfig,
         throttle: Option<Arc<LoginThrottle>>,
     ) -> Result<AuthChain, ConfigCause> {
-        let picked: Vec<&Named> = match &listener.authenticators {
-            None => self.named.iter().collect(),
-            Some(names) => names
+        let clients = self.named_entries(listener, &listener.client_authenticators)?;
+        let entries = match &listener.authenticators {
+            // All of them, but those that authenticate the client itself.
+            None => self
+                .named
                 .iter()
-                .filter(|name| !self.broken.contains(name))
-                .map(|name| {
-                    self.named
+                .filter(|n| {
+                    !listener
+                        .client_authenticators
                         .iter()
-                        .find(|n| n.authenticator.name() == name)
-                        .ok_or_else(|| ConfigCause::NotConfigured {
-                            listener: listener.display_name().to_string(),
-                            table: NamedTable::Authenticator,
-                            name: name.clone(),
-                        })
+                        .any(|c| c == n.authenticator.name())
                 })
-                .collect::<Result<_, _>>()?,
+                .map(Named::entry)
+                .collect(),
+            Some(names) => self.named_entries(listener, names)?,
         };
-        let entries = picked
-            .into_iter()
-            .map(|n| ChainEntry {
-                authenticator: Arc::clone(&n.authenticator),
-                on_error: n.on_error,
-                cache: n.cache.clone(),
-            })
-            .collect();
         let accepts_certificates = listener
             .tls
             .as_ref()
@@ -361,11 +362,36 @@ impl Authenticators {
             accepts_certificates,
             throttle,
         )
+        .with_client_authenticators(clients)
         .with_observer(Some(Arc::clone(&self.observer)))
         .with_pending_limits(
             listener.max_pending_authentications_per_address,
             listener.max_pending_authentications,
         ))
+    }
+
+    /// The chain entries of the authenticators `names` (those that could not be built are
+    /// left out: their problem is reported already).
+    fn named_entries(
+        &self,
+        listener: &ListenerConfig,
+        names: &[String],
+    ) -> Result<Vec<ChainEntry>, ConfigCause> {
+        names
+            .iter()
+            .filter(|name| !self.broken.contains(name))
+            .map(|name| {
+                self.named
+                    .iter()
+                    .find(|n| n.authenticator.name() == name)
+                    .map(Named::entry)
+                    .ok_or_else(|| ConfigCause::NotConfigured {
+                        listener: listener.display_name().to_string(),
+                        table: NamedTable::Authenticator,
+                        name: name.clone(),
+                    })
+            })
+            .collect()
     }
 
     /// Reads every password file again (SIGHUP) and forgets cached authentications and
@@ -432,16 +458,17 @@ fn build_one(
     };
     Ok(match kind {
         AuthenticatorKind::PasswordFile(settings) => {
-            let file = Arc::new(
-                PasswordFile::open(&a.name, &settings.path, settings.max_parallel_hashes).map_err(
-                    |e| {
-                        Box::new(ConfigProblem::at(
-                            table.clone().key("path"),
-                            ConfigCause::PasswordFile(e),
-                        ))
-                    },
-                )?,
-            );
+            let file = PasswordFile::open(&a.name, &settings.path, settings.max_parallel_hashes)
+                .map_err(|e| {
+                    Box::new(ConfigProblem::at(
+                        table.clone().key("path"),
+                        ConfigCause::PasswordFile(e),
+                    ))
+                })?;
+            let file = Arc::new(match settings.key {
+                PasswordKey::Username => file,
+                PasswordKey::ClientId => file.keyed_by_client_id(),
+            });
             if !settings.reload_interval.is_zero() {
                 file.watch(settings.reload_interval);
             }

@@ -56,6 +56,7 @@ fn with_password_file(config: &mut BrokerConfig, path: PathBuf) {
             path,
             reload_interval: Duration::from_secs(0),
             max_parallel_hashes: 2,
+            key: Default::default(),
         }),
         jwt: None,
         ..Default::default()

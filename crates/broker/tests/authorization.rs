@@ -86,6 +86,7 @@ fn configure(c: &mut BrokerConfig, files: &Files, authorizer: AuthorizerConfig) 
             path: files.path("passwd"),
             reload_interval: Duration::from_secs(0),
             max_parallel_hashes: 2,
+            key: Default::default(),
         }),
         jwt: None,
         ..Default::default()

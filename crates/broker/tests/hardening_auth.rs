@@ -38,6 +38,7 @@ fn with_password_file(config: &mut BrokerConfig, path: std::path::PathBuf) {
             path,
             reload_interval: Duration::from_secs(0),
             max_parallel_hashes: 2,
+            key: Default::default(),
         }),
         ..Default::default()
     }];

@@ -41,6 +41,7 @@ fn with_passwords(mut config: BrokerConfig, files: &TestDir) -> BrokerConfig {
             path: files.0.join("passwd"),
             reload_interval: Duration::from_secs(0),
             max_parallel_hashes: 2,
+            key: Default::default(),
         }),
         ..Default::default()
     }];

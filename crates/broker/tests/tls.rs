@@ -348,6 +348,7 @@ async fn certificate_and_password_give_a_principal_with_both_identities() {
                 path: passwd.clone(),
                 reload_interval: Duration::from_secs(0),
                 max_parallel_hashes: 1,
+                key: Default::default(),
             }),
             jwt: None,
             ..Default::default()

@@ -284,6 +284,15 @@ fn print_principal(principal: &Principal) {
             .collect::<Vec<_>>()
             .join(", ")
     };
+    if let Some(client) = &principal.client_identity {
+        match &principal.client_identity_by {
+            Some(by) => println!("  client identity: {client} (allowed by authenticator `{by}`)"),
+            None => println!(
+                "  client identity: {client} ({:?})",
+                principal.client_identity_origin
+            ),
+        }
+    }
     if !principal.roles.is_empty() {
         println!("  roles: {}", list(&principal.roles));
     }

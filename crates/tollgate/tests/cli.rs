@@ -543,3 +543,81 @@ fn ctl_lists_explains_bans_and_lifts_against_a_running_broker() {
     assert_eq!(no_token.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&no_token.stderr).contains("TOLLGATE_ADMIN_TOKEN"));
 }
+
+#[test]
+fn check_shows_both_identities_of_a_device_secret_beside_a_user_token() {
+    let dir = Dir::new("two-ids");
+    let secrets = dir.0.join("devices.secrets").to_string_lossy().into_owned();
+    let made = tollgate(&["passwd", "-c", "-b", &secrets, "sensor-7", "device-secret"]);
+    assert!(
+        made.status.success(),
+        "{}",
+        String::from_utf8_lossy(&made.stderr)
+    );
+    let policy = dir.write(
+        "policy.toml",
+        "default = \"deny\"\n[[patterns]]\nfilter = \"devices/%c/users/%u/#\"\n",
+    );
+    let cfg = dir.write(
+        "tollgate.toml",
+        &format!(
+            r#"
+[[listener]]
+bind = "127.0.0.1:0"
+client_authenticators = ["devices"]
+authenticators = ["users"]
+
+[[authenticator]]
+name = "devices"
+password_file = {{ path = "{secrets}", key = "client_id" }}
+
+[[authenticator]]
+name = "users"
+jwt = {{ algorithms = ["HS256"], secret = "user-secret", token_from = "authentication_data", authentication_method = "jwt" }}
+
+[[authorizer]]
+name = "policy"
+policy_file = {{ path = "{policy}" }}
+"#
+        ),
+    );
+    let exp = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs()
+        + 600;
+    let token = hs256(
+        serde_json::json!({"sub": "alice", "exp": exp}),
+        "user-secret",
+    );
+    let check = |secret: &str, topic: &str| {
+        tollgate(&[
+            "check",
+            "--config",
+            &cfg,
+            "--client-id",
+            "sensor-7",
+            "--password",
+            secret,
+            "--auth-method",
+            "jwt",
+            "--auth-data",
+            &token,
+            "publish",
+            topic,
+        ])
+    };
+    let out = check("device-secret", "devices/sensor-7/users/alice/state");
+    let text = stdout(&out);
+    assert!(out.status.success(), "{text}");
+    assert!(text.contains("allowed by users as alice"), "{text}");
+    assert!(
+        text.contains("client identity: sensor-7 (allowed by authenticator `devices`)"),
+        "{text}"
+    );
+    let out = check("device-secret", "devices/sensor-7/users/bob/state");
+    assert_eq!(out.status.code(), Some(1), "{}", stdout(&out));
+    let out = check("wrong", "devices/sensor-7/users/alice/state");
+    assert_eq!(out.status.code(), Some(1), "{}", stdout(&out));
+    assert!(stdout(&out).contains("refused"), "{}", stdout(&out));
+}

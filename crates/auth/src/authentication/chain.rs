@@ -75,6 +75,9 @@ pub enum ChainDecision {
 /// The authenticators of one listener, in order.
 pub struct AuthChain {
     entries: Vec<ChainEntry>,
+    /// The authenticators of the client's own identity (a device's secret in the password),
+    /// asked first when there are any; the user's credentials then go to `entries`.
+    clients: Vec<ChainEntry>,
     allow_anonymous: bool,
     accept_certificate: bool,
     throttle: Option<Arc<LoginThrottle>>,
@@ -103,6 +106,7 @@ impl AuthChain {
             .any(|e| e.authenticator.recheck_interval().is_some());
         AuthChain {
             entries,
+            clients: Vec::new(),
             allow_anonymous,
             accept_certificate,
             throttle,
@@ -111,6 +115,27 @@ impl AuthChain {
             pending: HeldPerAddress::new(0, 0),
             observer: None,
         }
+    }
+
+    /// Authenticates the client itself first with `clients` (a device's identifier and its
+    /// secret in the password): one of them must allow, and the name it gives (else the
+    /// client identifier) is the principal's client identity. The user's credentials (the
+    /// user name, the authentication data; the password went to the client) then go to the
+    /// chain's authenticators; a client presenting none is the device alone, named after it.
+    pub fn with_client_authenticators(mut self, clients: Vec<ChainEntry>) -> Self {
+        self.rechecks |= clients
+            .iter()
+            .any(|e| e.authenticator.recheck_interval().is_some());
+        self.clients = clients;
+        self
+    }
+
+    /// Names of the client authenticators, in order.
+    pub fn client_names(&self) -> Vec<&str> {
+        self.clients
+            .iter()
+            .map(|e| e.authenticator.name())
+            .collect()
     }
 
     /// Tells `observer` of the audit event of every decision, as its line is written.
@@ -142,6 +167,7 @@ impl AuthChain {
         let name = by.authenticator_name()?;
         self.entries
             .iter()
+            .chain(&self.clients)
             .find(|e| e.authenticator.name() == name)
             .and_then(|e| e.authenticator.recheck_interval())
     }
@@ -161,7 +187,7 @@ impl AuthChain {
 
     /// Forgets every cached allow of every authenticator.
     pub fn flush_caches(&self) {
-        for entry in &self.entries {
+        for entry in self.entries.iter().chain(&self.clients) {
             if let Some(cache) = &entry.cache {
                 cache.flush();
             }
@@ -244,7 +270,95 @@ impl AuthChain {
     }
 
     async fn decide(&self, request: &ConnectRequest, use_cache: bool) -> ChainDecision {
-        for entry in &self.entries {
+        if self.clients.is_empty() || !use_cache && request.password.is_none() {
+            // One identity; or a re-authentication, which presents the user's new token and
+            // not the client's secret again: the client identity the connection has stays.
+            return match self.ask(&self.entries, request, use_cache).await {
+                Some(decision) => decision,
+                None => self.end_of_chain(request),
+            };
+        }
+        self.decide_client_and_user(request, use_cache).await
+    }
+
+    /// Two identities on one CONNECT: the client's, by the client authenticators (from the
+    /// client identifier and the password), then the user's, by the others (from what is
+    /// left: the user name, the authentication data).
+    async fn decide_client_and_user(
+        &self,
+        request: &ConnectRequest,
+        use_cache: bool,
+    ) -> ChainDecision {
+        let (client, client_by) = match self.ask(&self.clients, request, use_cache).await {
+            Some(ChainDecision::Allowed { identity, by }) => (identity, by),
+            Some(ChainDecision::Refused { reason, by, detail }) => {
+                return ChainDecision::Refused {
+                    reason,
+                    by,
+                    detail: format!("the client: {detail}"),
+                }
+            }
+            None => {
+                return ChainDecision::Refused {
+                    reason: if request.password.is_some() {
+                        DenyReason::BadCredentials
+                    } else {
+                        DenyReason::NotAuthorized
+                    },
+                    by: None,
+                    detail: "no client authenticator accepted the client".into(),
+                }
+            }
+        };
+        let client_name = client
+            .username
+            .clone()
+            .unwrap_or_else(|| request.client_id.clone());
+        let user_request = ConnectRequest {
+            password: None,
+            ..request.clone()
+        };
+        let user = match self.ask(&self.entries, &user_request, use_cache).await {
+            Some(decision) => decision,
+            None if user_request.authentication_method.is_none()
+                && user_request.authentication_data.is_none() =>
+            {
+                // No user credentials: the device alone (a user name beside them names
+                // nobody anyone checked, and is not taken).
+                ChainDecision::Allowed {
+                    identity: Identity {
+                        username: Some(client_name.clone()),
+                        ..Identity::default()
+                    },
+                    by: client_by.clone(),
+                }
+            }
+            None => self.end_of_chain(&user_request),
+        };
+        match user {
+            ChainDecision::Allowed { mut identity, by } => {
+                identity.client_identity = Some(client_name);
+                identity.client_identity_by = client_by.authenticator_name().map(str::to_owned);
+                identity.roles.extend(client.roles);
+                identity.groups.extend(client.groups);
+                identity.expires_at = match (identity.expires_at, client.expires_at) {
+                    (Some(a), Some(b)) => Some(a.min(b)),
+                    (a, b) => a.or(b),
+                };
+                ChainDecision::Allowed { identity, by }
+            }
+            refused => refused,
+        }
+    }
+
+    /// Asks `entries` in order: the first allow or deny, or `None` when all pass.
+    async fn ask(
+        &self,
+        entries: &[ChainEntry],
+        request: &ConnectRequest,
+        use_cache: bool,
+    ) -> Option<ChainDecision> {
+        for entry in entries {
             let authenticator = &entry.authenticator;
             let name = authenticator.name();
             let key = entry.cache.as_ref().map(|_| {
@@ -256,10 +370,10 @@ impl AuthChain {
             });
             if let (Some(cache), Some(key), true) = (&entry.cache, key.as_ref(), use_cache) {
                 if let Some(identity) = cache.get(key, authenticator.revision(), Instant::now()) {
-                    return ChainDecision::Allowed {
+                    return Some(ChainDecision::Allowed {
                         identity,
                         by: AuthenticatedBy::authenticator(name),
-                    };
+                    });
                 }
             }
             let revision = authenticator.revision();
@@ -268,32 +382,32 @@ impl AuthChain {
                     if let (Some(cache), Some(key)) = (&entry.cache, key) {
                         cache.put(key, identity.clone(), revision, Instant::now());
                     }
-                    return ChainDecision::Allowed {
+                    return Some(ChainDecision::Allowed {
                         identity,
                         by: AuthenticatedBy::authenticator(name),
-                    };
+                    });
                 }
                 Ok(AuthOutcome::Deny { reason, detail }) => {
-                    return ChainDecision::Refused {
+                    return Some(ChainDecision::Refused {
                         reason,
                         by: Some(name.to_owned()),
                         detail,
-                    };
+                    });
                 }
                 Ok(AuthOutcome::Next) => {}
                 Err(error) => {
                     tracing::warn!(authenticator = name, error = %Escaped(&error.message), on_error = ?entry.on_error, "authentication backend failed");
                     if entry.on_error == OnError::Deny {
-                        return ChainDecision::Refused {
+                        return Some(ChainDecision::Refused {
                             reason: DenyReason::BackendUnavailable,
                             by: Some(name.to_owned()),
                             detail: error.message,
-                        };
+                        });
                     }
                 }
             }
         }
-        self.end_of_chain(request)
+        None
     }
 
     fn end_of_chain(&self, request: &ConnectRequest) -> ChainDecision {
@@ -366,12 +480,20 @@ fn audit(
             AuditOutcome::Refused { reason, detail },
         ),
     };
+    let client = match decision {
+        ChainDecision::Allowed { identity, .. } => identity
+            .client_identity
+            .as_deref()
+            .zip(identity.client_identity_by.as_deref()),
+        ChainDecision::Refused { .. } => None,
+    };
     let event = AuditEvent::Authentication {
         listener: &request.listener,
         peer: request.peer,
         client_id: &request.client_id,
         username,
         authenticator,
+        client,
         outcome,
     };
     event.record();

@@ -16,6 +16,9 @@ pub struct Identity {
     pub username: Option<String>,
     /// The client's own identity, when it differs from the user (a certificate's CN).
     pub client_identity: Option<String>,
+    /// The client authenticator that vouched for `client_identity`, when one did (two
+    /// identities on one CONNECT: a device's secret beside a user's token).
+    pub client_identity_by: Option<String>,
     /// Roles granted.
     pub roles: Vec<Attribute>,
     /// Groups the user belongs to.

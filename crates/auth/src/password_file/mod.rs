@@ -104,9 +104,21 @@ pub struct PasswordFile {
     revision: AtomicU64,
     stamp: Mutex<Option<FileStamp>>,
     hashing: HashingPool,
+    /// Whether entries are client identifiers with their client secrets (the password), not
+    /// user names.
+    by_client_id: bool,
 }
 
 impl PasswordFile {
+    /// The file's entries are client identifiers with their client secrets: the CONNECT's
+    /// client identifier is looked up, its password checked, and the identity allowed is
+    /// named after the client (a device's own secret, beside a user's credentials when the
+    /// listener lists this authenticator in `client_authenticators`).
+    pub fn keyed_by_client_id(mut self) -> PasswordFile {
+        self.by_client_id = true;
+        self
+    }
+
     /// Reads the file at `path`. `max_parallel_hashes` is how many hashing threads check
     /// passwords (the rest wait their turn).
     pub fn open(
@@ -128,6 +140,7 @@ impl PasswordFile {
             revision: AtomicU64::new(0),
             stamp: Mutex::new(None),
             hashing,
+            by_client_id: false,
             path,
         };
         file.reload()?;
@@ -205,7 +218,12 @@ impl Authenticator for PasswordFile {
     }
 
     fn depends_on_client_id(&self) -> bool {
-        false
+        self.by_client_id
+    }
+
+    fn username_names_user(&self, _request: &ConnectRequest) -> bool {
+        // Keyed by client identifier, the user name names nobody this file checks.
+        !self.by_client_id
     }
 
     fn authenticate<'a>(
@@ -213,7 +231,12 @@ impl Authenticator for PasswordFile {
         request: &'a ConnectRequest,
     ) -> BoxFuture<'a, Result<AuthOutcome, AuthError>> {
         Box::pin(async move {
-            let Some(username) = request.username.as_deref() else {
+            let key = if self.by_client_id {
+                Some(request.client_id.as_str()).filter(|id| !id.is_empty())
+            } else {
+                request.username.as_deref()
+            };
+            let Some(username) = key else {
                 return Ok(AuthOutcome::Next);
             };
             let Some(hash) = self.users.read().get(username).cloned() else {
@@ -237,7 +260,10 @@ impl Authenticator for PasswordFile {
                 .await
                 .ok_or_else(|| AuthError::new("hashing threads stopped"))?;
             Ok(if matches {
-                AuthOutcome::Allow(Identity::default())
+                AuthOutcome::Allow(Identity {
+                    username: self.by_client_id.then(|| username.to_owned()),
+                    ..Identity::default()
+                })
             } else {
                 AuthOutcome::deny(DenyReason::BadCredentials, "wrong password")
             })

@@ -86,6 +86,7 @@ impl ClaimMapping {
         Ok(Identity {
             username: Some(username),
             client_identity,
+            client_identity_by: None,
             roles,
             groups,
             claims: Some(Arc::new(claims)),

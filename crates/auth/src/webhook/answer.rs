@@ -136,6 +136,7 @@ impl WebhookAnswer {
         Ok(AuthOutcome::Allow(Identity {
             username: self.username,
             client_identity: self.client_identity,
+            client_identity_by: None,
             roles: self
                 .roles
                 .into_iter()

@@ -20,6 +20,7 @@ pub fn audit_event(event: &AuditEvent<'_>) -> FeedEvent {
             client_id,
             username,
             authenticator,
+            client,
             outcome,
         } => {
             let mut body = json!({
@@ -28,6 +29,10 @@ pub fn audit_event(event: &AuditEvent<'_>) -> FeedEvent {
                 "username": username,
                 "authenticator": authenticator,
             });
+            if let Some((identity, by)) = client {
+                body["client_identity"] = json!(identity);
+                body["client_authenticator"] = json!(by);
+            }
             match outcome {
                 Outcome::Allowed => body["outcome"] = json!("allow"),
                 Outcome::Refused { reason, detail } => {

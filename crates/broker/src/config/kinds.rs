@@ -118,6 +118,7 @@ mod tests {
             path: "p".into(),
             reload_interval: std::time::Duration::ZERO,
             max_parallel_hashes: 1,
+            key: Default::default(),
         });
         assert_eq!(config.kind().unwrap().table(), "password_file");
         config.jwt = Some(JwtConfig::default());

@@ -121,6 +121,11 @@ pub struct ListenerConfig {
     pub authenticators: Option<Vec<String>>,
     /// The authorizers asked, in order, by name; all configured ones in file order when not set.
     pub authorizers: Option<Vec<String>>,
+    /// Authenticators of the client's own identity, asked first (a device's identifier and
+    /// its secret in the password, e.g. a `password_file` with `key = "client_id"`): one must
+    /// allow, and the user's credentials (user name, MQTT 5 authentication data) then go to
+    /// `authenticators`, giving one principal with both identities. Empty: one identity.
+    pub client_authenticators: Vec<String>,
     /// The `[[token_issuer]]` whose tokens clients of this listener may ask for over MQTT
     /// (none when not set: the issuer's topics are then like any `$tollgate/` topic, refused).
     pub token_issuer: Option<String>,
@@ -256,6 +261,7 @@ impl Default for ListenerConfig {
             allow_anonymous: false,
             authenticators: None,
             authorizers: None,
+            client_authenticators: Vec::new(),
             token_issuer: None,
             client_id_patterns: Vec::new(),
             tcp_nodelay: true,
@@ -335,6 +341,22 @@ pub struct PasswordFileConfig {
     /// Most password hashes checked at once; the rest wait.
     #[serde(default = "default_parallel_hashes")]
     pub max_parallel_hashes: usize,
+    /// What the file's names are: `username` (the default), or `client_id`: client
+    /// identifiers with their client secrets (the CONNECT's password), for a listener's
+    /// `client_authenticators`.
+    #[serde(default)]
+    pub key: PasswordKey,
+}
+
+/// What a password file's names are.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum PasswordKey {
+    /// User names (the password is the user's).
+    #[default]
+    Username,
+    /// Client identifiers (the password is the client's secret).
+    ClientId,
 }
 
 /// One authorizer, referred to by listeners by its name. Exactly one kind table

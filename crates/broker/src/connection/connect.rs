@@ -129,6 +129,7 @@ impl<S: Shared> Connection<S> {
                 client_id: &request.client_id,
                 username: name.unwrap_or(""),
                 authenticator: AuthenticatedBy::Certificate.as_str(),
+                client: None,
                 outcome: AuditOutcome::Allowed,
             });
             self.phase = Phase::Authenticating(Box::new(PendingConnect {
