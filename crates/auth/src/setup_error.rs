@@ -72,6 +72,8 @@ pub enum SetupError {
     HeaderValue(String),
     /// The password grant's `verify` table was refused.
     Verify(Box<SetupError>),
+    /// A device grant with neither an `issuer` nor both endpoints.
+    NoEndpoint,
     /// `token_issuer` beside keys, an issuer or an audience of the table's own.
     TokenIssuerBesideKeys(&'static str),
     /// `token_issuer` given where it cannot be resolved (a JWT authenticator built without
@@ -101,6 +103,7 @@ impl SetupError {
             SetupError::NoResponseBytes => vec!["max_response_bytes"],
             SetupError::ConcurrentRequestsOutOfRange { .. } => vec!["max_concurrent_requests"],
             SetupError::HeaderName(_) | SetupError::HeaderValue(_) => vec!["headers"],
+            SetupError::NoEndpoint => vec!["issuer"],
             SetupError::TokenIssuerBesideKeys(_) | SetupError::TokenIssuerUnresolved(_) => {
                 vec!["token_issuer"]
             }
@@ -175,6 +178,10 @@ impl fmt::Display for SetupError {
                 write!(f, "headers: the value of `{name}` is not a header value")
             }
             SetupError::Verify(inner) => write!(f, "verify: {inner}"),
+            SetupError::NoEndpoint => f.write_str(
+                "give the provider's issuer (its discovery document names the endpoints), or \
+                 both device_authorization_endpoint and token_endpoint",
+            ),
             SetupError::TokenIssuerBesideKeys(key) => write!(
                 f,
                 "token_issuer takes the issuer's key, issuer and audience: remove {key}"

@@ -18,6 +18,8 @@ pub enum NamedTable {
     Authorizer,
     /// A `[[token_issuer]]`.
     TokenIssuer,
+    /// A `[[device_grant]]`.
+    DeviceGrant,
 }
 
 impl NamedTable {
@@ -28,7 +30,7 @@ impl NamedTable {
                 "password_file, jwt, introspection, password_grant or webhook"
             }
             NamedTable::Authorizer => "policy_file, acl_file or claims",
-            NamedTable::TokenIssuer => "none",
+            NamedTable::TokenIssuer | NamedTable::DeviceGrant => "none",
         }
     }
 }
@@ -39,6 +41,7 @@ impl fmt::Display for NamedTable {
             NamedTable::Authenticator => "authenticator",
             NamedTable::Authorizer => "authorizer",
             NamedTable::TokenIssuer => "token issuer",
+            NamedTable::DeviceGrant => "device grant",
         })
     }
 }
@@ -118,9 +121,11 @@ pub enum ConfigCause {
     /// A policy file, ACL file, claims template or revocation file cannot be read or has an
     /// error (with its own file, line and key).
     Source(SourceError),
-    /// A token issuer cannot be built (its signing key, its algorithm, a topic).
-    TokenIssuer {
-        /// The issuer's name.
+    /// A token issuer or a device grant cannot be built (its signing key, a topic, a bound).
+    Table {
+        /// Which kind of table.
+        table: NamedTable,
+        /// Its name.
         name: String,
         /// Why.
         reason: String,
@@ -178,9 +183,11 @@ impl fmt::Display for ConfigCause {
             ConfigCause::PasswordFile(error) => write!(f, "{error}"),
             ConfigCause::Source(error) => write!(f, "{error}"),
             ConfigCause::Tls { listener, error } => write!(f, "listener `{listener}`: {error}"),
-            ConfigCause::TokenIssuer { name, reason } => {
-                write!(f, "token issuer `{name}`: {reason}")
-            }
+            ConfigCause::Table {
+                table,
+                name,
+                reason,
+            } => write!(f, "{table} `{name}`: {reason}"),
         }
     }
 }

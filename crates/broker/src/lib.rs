@@ -35,6 +35,7 @@ mod clock;
 mod config;
 mod config_cause;
 mod deadlines;
+mod device_grant;
 mod driver;
 mod live;
 mod network;

@@ -23,6 +23,7 @@ use crate::config::{
     ClientCertMode, ListenerConfig, PasswordKey,
 };
 use crate::config_cause::{ConfigCause, NamedTable};
+use crate::device_grant::{DeviceGrant, DeviceGrants};
 use crate::tls::TlsAcceptor;
 use crate::token_issuer::{TokenIssuer, TokenIssuers};
 use crate::validate::{ConfigProblem, KeyPath};
@@ -82,6 +83,8 @@ pub struct ListenerPolicy {
     pub tls: Option<Arc<TlsAcceptor>>,
     /// The token issuer its clients may ask, when it names one.
     pub token_issuer: Option<Arc<TokenIssuer>>,
+    /// The device grant its clients may start, when it names one.
+    pub device_grant: Option<Arc<DeviceGrant>>,
 }
 
 impl ListenerPolicy {
@@ -93,6 +96,7 @@ impl ListenerPolicy {
         config: &ListenerConfig,
         authenticators: &Authenticators,
         issuers: &TokenIssuers,
+        grants: &DeviceGrants,
         throttle: Option<Arc<LoginThrottle>>,
         problems: &mut Vec<ConfigProblem>,
     ) -> Option<ListenerPolicy> {
@@ -137,11 +141,31 @@ impl ListenerPolicy {
                 }
             },
         };
+        let device_grant = match &config.device_grant {
+            None => Some(None),
+            Some(grant) => match grants.get(grant) {
+                Some(found) => Some(Some(Arc::clone(found))),
+                None => {
+                    if !grants.is_broken(grant) {
+                        problems.push(ConfigProblem::at(
+                            at().key("device_grant"),
+                            ConfigCause::NotConfigured {
+                                listener: name.to_string(),
+                                table: NamedTable::DeviceGrant,
+                                name: grant.clone(),
+                            },
+                        ));
+                    }
+                    None
+                }
+            },
+        };
         Some(ListenerPolicy {
             config: config.clone(),
             chain: chain?,
             tls: tls?,
             token_issuer: token_issuer?,
+            device_grant: device_grant?,
         })
     }
 
@@ -181,14 +205,22 @@ impl Listener {
     pub fn build(
         index: usize,
         config: &ListenerConfig,
+        offers: (&TokenIssuers, &DeviceGrants),
         authenticators: &Authenticators,
-        issuers: &TokenIssuers,
         authorizers: &Authorizers,
         throttle: Option<Arc<LoginThrottle>>,
         problems: &mut Vec<ConfigProblem>,
     ) -> Option<Listener> {
-        let policy =
-            ListenerPolicy::build(index, config, authenticators, issuers, throttle, problems);
+        let (issuers, grants) = offers;
+        let policy = ListenerPolicy::build(
+            index,
+            config,
+            authenticators,
+            issuers,
+            grants,
+            throttle,
+            problems,
+        );
         let name: Arc<str> = config.display_name().into();
         let authorization = authorization_for(index, &name, config, authorizers, problems);
         Some(Listener {

@@ -23,6 +23,7 @@ use crate::authorization::Authorizers;
 use crate::broker::Broker;
 use crate::config::BrokerConfig;
 use crate::config_cause::ConfigCause;
+use crate::device_grant::DeviceGrants;
 use crate::listener::{authorization_for, Authenticators, Listener, ListenerPolicy};
 use crate::revocation::RevocationFile;
 use crate::token_issuer::TokenIssuers;
@@ -166,6 +167,7 @@ impl Live {
                 .then(|| Arc::new(LoginThrottle::new(config.throttle.clone()))),
         };
         let token_issuers = Arc::new(TokenIssuers::build(&config.token_issuers, &mut problems));
+        let device_grants = DeviceGrants::build(&config.device_grants, &mut problems);
         let authenticators = Arc::new(Authenticators::build(
             &config,
             self.custom.clone(),
@@ -184,6 +186,7 @@ impl Live {
                 settings,
                 &authenticators,
                 &token_issuers,
+                &device_grants,
                 throttle.clone(),
                 &mut problems,
             ));

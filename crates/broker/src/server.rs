@@ -22,6 +22,7 @@ use crate::authorization::Authorizers;
 use crate::broker::Broker;
 use crate::config::BrokerConfig;
 use crate::config_cause::ConfigCause;
+use crate::device_grant::DeviceGrants;
 use crate::events::{EventHook, Hooks};
 use crate::listener::{Authenticators, Listener};
 use crate::live::{Applied, Live, Reconfigured};
@@ -149,6 +150,7 @@ impl Server {
         let custom = extensions.authenticators;
         let hooks = Hooks::new(extensions.hooks);
         let token_issuers = Arc::new(TokenIssuers::build(&config.token_issuers, &mut problems));
+        let device_grants = DeviceGrants::build(&config.device_grants, &mut problems);
         let authenticators = Arc::new(Authenticators::build(
             &config,
             custom.clone(),
@@ -166,8 +168,8 @@ impl Server {
             if let Some(listener) = Listener::build(
                 index,
                 listener_config,
+                (&token_issuers, &device_grants),
                 &authenticators,
-                &token_issuers,
                 &authorizers,
                 throttle.clone(),
                 &mut problems,

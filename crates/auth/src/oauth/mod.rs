@@ -1,7 +1,9 @@
 //! OAuth 2.0 services the broker calls as a client: token introspection (RFC 7662) for
-//! opaque tokens, and the password grant forwarded to the provider's token endpoint.
+//! opaque tokens, the password grant forwarded to the provider's token endpoint, and the
+//! device authorization grant relayed for devices that speak only MQTT.
 
 mod client;
+mod device_grant;
 mod introspection;
 mod password_grant;
 
@@ -12,6 +14,9 @@ pub(crate) use client::{
 pub use client::{
     http_client, ClientAuthMethod, ClientCredentials, DEFAULT_MAX_CONCURRENT_REQUESTS,
     DEFAULT_MAX_RESPONSE_BYTES,
+};
+pub use device_grant::{
+    DeviceAuthorization, DeviceGrantClient, DeviceGrantConfig, GrantedTokens, TokenAnswer,
 };
 pub use introspection::{IntrospectionAuthenticator, IntrospectionConfig};
 pub use password_grant::{PasswordGrantAuthenticator, PasswordGrantConfig};

@@ -14,6 +14,7 @@ use tollgate_auth::policy::ClaimsSettings;
 
 mod admin;
 mod audit;
+mod device_grant;
 mod kinds;
 mod limits;
 mod persistence;
@@ -22,6 +23,7 @@ mod token_issuer;
 pub use admin::{AdminConfig, MIN_ADMIN_REQUEST_BYTES};
 pub use audit::{AuditConfig, MAX_AUDIT_KEEP_FILES, MIN_AUDIT_FILE_BYTES};
 
+pub use device_grant::{DeviceGrantSettings, UpgradeMode};
 pub use kinds::{AuthenticatorKind, AuthorizerKind};
 pub use persistence::{FsyncMode, PersistenceConfig, DEFAULT_INTERVAL_MS, DEFAULT_MIN_FREE_BYTES};
 
@@ -50,6 +52,10 @@ pub struct BrokerConfig {
     /// over MQTT.
     #[serde(rename = "token_issuer")]
     pub token_issuers: Vec<TokenIssuerConfig>,
+    /// Device authorization grants listeners can offer, by name: the OAuth 2.0 device flow
+    /// relayed over MQTT for devices with no HTTP.
+    #[serde(rename = "device_grant")]
+    pub device_grants: Vec<DeviceGrantSettings>,
     /// Seconds an authentication may take before it counts as a backend failure.
     #[serde(deserialize_with = "tollgate_auth::seconds::deserialize")]
     pub auth_timeout: Duration,
@@ -91,6 +97,7 @@ impl Default for BrokerConfig {
             authorizers: Vec::new(),
             authorization: AuthorizationConfig::default(),
             token_issuers: Vec::new(),
+            device_grants: Vec::new(),
             auth_timeout: Duration::from_secs(10),
             will_on_expiry: false,
             revocation: None,
@@ -129,6 +136,8 @@ pub struct ListenerConfig {
     /// The `[[token_issuer]]` whose tokens clients of this listener may ask for over MQTT
     /// (none when not set: the issuer's topics are then like any `$tollgate/` topic, refused).
     pub token_issuer: Option<String>,
+    /// The `[[device_grant]]` its clients may start over MQTT (none when not set).
+    pub device_grant: Option<String>,
     /// Patterns the client identifier must match, if any are given: `%u` stands for the user
     /// name and `*` for any run of characters (e.g. `["%u", "%u-*"]`). A client identifier
     /// matching none is refused (5.0: 0x85, 3.x: 2).
@@ -263,6 +272,7 @@ impl Default for ListenerConfig {
             authorizers: None,
             client_authenticators: Vec::new(),
             token_issuer: None,
+            device_grant: None,
             client_id_patterns: Vec::new(),
             tcp_nodelay: true,
             max_session_expiry: None,

@@ -408,6 +408,7 @@ impl<S: Shared> Connection<S> {
             principal: Arc::clone(&principal),
             deciding: None,
             token_issuer: self.listener.policy().token_issuer.clone(),
+            device_grant: self.listener.policy().device_grant.clone(),
         });
         BrokerStats::add(&self.broker.stats().clients_connected, 1);
         BrokerStats::add(&self.broker.stats().connections_total, 1);

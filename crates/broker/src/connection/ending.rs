@@ -71,6 +71,7 @@ impl<S: Shared> Connection<S> {
                     }
                     Ok(())
                 }
+                Timer::DeviceGrant => self.grant_timer(now),
                 Timer::KeepAlive => {
                     tracing::info!(
                         client_id = self.client_id().unwrap_or(""),

@@ -24,6 +24,7 @@ mod answers;
 mod commits;
 mod connect;
 mod deliver;
+mod device_grant;
 mod ending;
 mod publish;
 mod reauth;
@@ -73,6 +74,7 @@ use crate::stats::{BrokerStats, LocalCounts};
 use crate::wake::SessionWake;
 use aliases::TopicAliases;
 use answers::DeniedPublishAnswer;
+pub use device_grant::{GrantResult, GrantWork};
 use timers::{deadline_of, later, Timer, Timers};
 
 /// Above this many bytes waiting to be written, the connection stops taking messages from its
@@ -145,6 +147,8 @@ struct Attached {
     deciding: Option<Deciding>,
     /// The token issuer its listener offered at CONNECT.
     token_issuer: Option<Arc<crate::token_issuer::TokenIssuer>>,
+    /// The device grant its listener offered at CONNECT.
+    device_grant: Option<Arc<crate::device_grant::DeviceGrant>>,
 }
 
 /// A connected client's credentials put to the chain again.
@@ -201,6 +205,8 @@ pub struct Connection<S: Shared = Broker> {
     pub counts: LocalCounts,
     /// This connection's own counts, once CONNECT is accepted (the admin API reads them).
     traffic: Option<Arc<ConnectionTraffic>>,
+    /// A device authorization grant under way (boxed: most connections have none).
+    grant_flow: Option<Box<device_grant::GrantFlow>>,
 }
 
 /// A connection's periodic re-check: its credentials and how often.
@@ -265,6 +271,7 @@ impl<S: Shared> Connection<S> {
             commit_wait: None,
             counts: LocalCounts::default(),
             traffic: None,
+            grant_flow: None,
         }
     }
 

@@ -68,7 +68,7 @@ impl<S: Shared> Connection<S> {
         }
 
         // `$tollgate/` is the broker's too: token requests, and nothing else.
-        if (publish.topic.starts_with('$') || self.token_issuer().is_some())
+        if (publish.topic.starts_with('$') || self.offers_tokens())
             && self.is_token_topic(&publish.topic)
         {
             return self.handle_token_publish(session, publish, now);

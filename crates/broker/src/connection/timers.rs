@@ -17,15 +17,18 @@ pub(super) enum Timer {
     Recheck,
     /// One and a half keep-alive periods after the last packet: the client is gone.
     KeepAlive,
+    /// A device grant's next poll of the token endpoint, or its token's renewal.
+    DeviceGrant,
 }
 
 impl Timer {
     /// Every timer, in the order the due ones are handled.
-    const ALL: [Timer; 4] = [
+    const ALL: [Timer; 5] = [
         Timer::Connect,
         Timer::CredentialsExpiry,
         Timer::Recheck,
         Timer::KeepAlive,
+        Timer::DeviceGrant,
     ];
 
     fn index(self) -> usize {
@@ -35,7 +38,7 @@ impl Timer {
 
 /// When each timer fires, if it is armed.
 #[derive(Debug, Default)]
-pub(super) struct Timers([Option<Instant>; 4]);
+pub(super) struct Timers([Option<Instant>; 5]);
 
 impl Timers {
     /// Arms `timer` at `at`, or disarms it with `None`.
@@ -50,7 +53,7 @@ impl Timers {
 
     /// Disarms every timer.
     pub(super) fn clear(&mut self) {
-        self.0 = [None; 4];
+        self.0 = [None; 5];
     }
 
     /// The earliest instant any timer fires.

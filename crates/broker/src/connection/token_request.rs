@@ -41,6 +41,14 @@ impl<S: Shared> Connection<S> {
             || self
                 .token_issuer()
                 .is_some_and(|issuer| issuer.request_topic() == topic)
+            || self.is_device_grant_request(topic)
+    }
+
+    /// Whether the connection's listener offers tokens or a device grant (whose topics a
+    /// publish may then be for, `$` or not).
+    pub(super) fn offers_tokens(&self) -> bool {
+        self.attached()
+            .is_some_and(|a| a.token_issuer.is_some() || a.device_grant.is_some())
     }
 
     /// A PUBLISH to a `$tollgate/` topic or the issuer's request topic.
@@ -50,6 +58,9 @@ impl<S: Shared> Connection<S> {
         publish: Publish,
         now: Instant,
     ) -> Result<(), Close> {
+        if self.is_device_grant_request(&publish.topic) {
+            return self.handle_device_grant_publish(session, publish, now);
+        }
         let (packet_id, qos) = (publish.packet_id, publish.qos);
         let issuer = self
             .token_issuer()
@@ -113,7 +124,7 @@ impl<S: Shared> Connection<S> {
     }
 
     /// A request refused as a denied PUBLISH is (5.0: 0x87; 3.x as configured).
-    fn refuse_token_publish(
+    pub(super) fn refuse_token_publish(
         &mut self,
         session: &Arc<Session>,
         packet_id: Option<u16>,
@@ -207,19 +218,30 @@ impl<S: Shared> Connection<S> {
 
     /// Writes the answer to this connection only, as a QoS 0 PUBLISH that is not retained.
     fn send_token_answer(&mut self, answer: TokenAnswer, asked: Asked<'_>) {
-        let mut properties = PublishProperties::default();
-        let topic = match asked {
+        let (topic, correlation) = match asked {
             Asked::Request {
                 response_topic,
                 correlation_data,
-            } => {
-                properties.correlation_data = correlation_data;
-                response_topic.to_owned()
-            }
+            } => (response_topic.to_owned(), correlation_data),
             Asked::Subscription => match self.token_issuer() {
-                Some(issuer) => issuer.token_topic().to_owned(),
+                Some(issuer) => (issuer.token_topic().to_owned(), None),
                 None => return,
             },
+        };
+        self.send_direct_answer(&topic, correlation, answer.payload);
+    }
+
+    /// Writes a JSON `payload` for this connection only on `topic` (with `correlation`):
+    /// one QoS 0 PUBLISH, not retained, never routed, queued or stored.
+    pub(super) fn send_direct_answer(
+        &mut self,
+        topic: &str,
+        correlation: Option<Bytes>,
+        payload: Vec<u8>,
+    ) {
+        let mut properties = PublishProperties {
+            correlation_data: correlation,
+            ..PublishProperties::default()
         };
         if self.version.is_v5() {
             properties.content_type = Some("application/json".to_owned());
@@ -229,16 +251,16 @@ impl<S: Shared> Connection<S> {
             dup: false,
             qos: QoS::AtMostOnce,
             retain: false,
-            topic,
+            topic: topic.to_owned(),
             packet_id: None,
             properties,
-            payload: Bytes::from(answer.payload),
+            payload: Bytes::from(payload),
         });
         // A PUBLISH larger than the client takes is dropped, not sent (MQTT-3.1.2-25).
         let fits = tollgate_mqtt::encoded_len(&packet, self.version)
             .is_ok_and(|len| len as u64 <= u64::from(self.client_maximum_packet_size));
         if !fits {
-            tracing::info!(client_id = ?self.client_id().map(Escaped), max = self.client_maximum_packet_size, "token answer larger than the client's maximum packet size: not sent");
+            tracing::info!(client_id = ?self.client_id().map(Escaped), max = self.client_maximum_packet_size, "answer larger than the client's maximum packet size: not sent");
             return;
         }
         self.send(&packet);

@@ -29,7 +29,7 @@ use tollgate_mqtt::ReasonCode;
 
 use crate::broker::Broker;
 use crate::clock::on_tokio;
-use crate::connection::{Close, Connection};
+use crate::connection::{Close, Connection, GrantResult};
 use crate::listener::Listener;
 use crate::memory::{Overload, Pressure};
 use crate::transport::{ReadStatus, Transport};
@@ -66,6 +66,9 @@ fn far_future() -> Instant {
 /// An authentication under way, beside the connection: the chain's decision once it comes.
 type Authentication = Pin<Box<dyn Future<Output = ChainDecision> + Send>>;
 
+/// A device grant's call to the identity provider, run beside the connection.
+type GrantCall = Pin<Box<dyn Future<Output = GrantResult> + Send>>;
+
 /// What woke a connection's task (several at once, possibly).
 #[derive(Default)]
 struct Wakeups {
@@ -76,6 +79,7 @@ struct Wakeups {
     deliveries: bool,
     timer: bool,
     decided: Option<ChainDecision>,
+    granted: Option<GrantResult>,
 }
 
 impl Wakeups {
@@ -87,6 +91,7 @@ impl Wakeups {
             || self.deliveries
             || self.timer
             || self.decided.is_some()
+            || self.granted.is_some()
     }
 }
 
@@ -224,6 +229,8 @@ async fn serve(live: &mut Parts) -> Close {
     // The authentication being decided, if any: polled with everything else, so a connected
     // client whose re-check or re-authentication takes seconds goes on being served.
     let mut authentication: Option<Authentication> = None;
+    // A device grant's call to the provider under way, if any.
+    let mut grant_call: Option<GrantCall> = None;
 
     loop {
         let session = live.conn.wake();
@@ -245,6 +252,7 @@ async fn serve(live: &mut Parts) -> Close {
                 live.transport.stream(),
             );
             let mut deciding = authentication.as_mut();
+            let mut calling = grant_call.as_mut();
             // A `move` closure: it holds these references and copies of the flags, nothing more.
             std::future::poll_fn(move |cx| {
                 let mut woken = Wakeups::default();
@@ -273,6 +281,9 @@ async fn serve(live: &mut Parts) -> Close {
                 if let Some(Poll::Ready(decision)) = deciding.as_mut().map(|a| a.as_mut().poll(cx))
                 {
                     woken.decided = Some(decision);
+                }
+                if let Some(Poll::Ready(result)) = calling.as_mut().map(|c| c.as_mut().poll(cx)) {
+                    woken.granted = Some(result);
                 }
                 if woken.any() {
                     Poll::Ready(woken)
@@ -316,6 +327,10 @@ async fn serve(live: &mut Parts) -> Close {
                     .and_then(|()| process_buffered(&mut live.conn, &mut live.read_buf, now))
             });
         }
+        if let Some(result) = woken.granted {
+            grant_call = None;
+            step = step.and_then(|()| live.conn.finish_grant_call(result, crate::clock::now()));
+        }
         if woken.timer {
             let now = crate::clock::now();
             if pending_output(&live.transport, &live.conn) > 0
@@ -329,6 +344,13 @@ async fn serve(live: &mut Parts) -> Close {
         // CONNECT, an AUTH or a re-check asks the chain: start it beside the connection.
         if step.is_ok() && authentication.is_none() {
             authentication = start_authentication(&mut live.conn);
+        }
+        // A device grant's next call to the provider, likewise.
+        if step.is_ok() && grant_call.is_none() {
+            grant_call = live
+                .conn
+                .take_grant_call()
+                .map(|work| Box::pin(work.run()) as GrantCall);
         }
         // Keep the timer on the current deadline (a packet arrived, CONNECT was accepted,
         // output started waiting).

@@ -278,7 +278,8 @@ impl TokenIssuers {
                     broken.push(config.name.clone());
                     problems.push(ConfigProblem::at(
                         at(key),
-                        ConfigCause::TokenIssuer {
+                        ConfigCause::Table {
+                            table: NamedTable::TokenIssuer,
                             name: config.name.clone(),
                             reason: why,
                         },

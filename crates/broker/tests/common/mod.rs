@@ -171,6 +171,12 @@ impl TestClient {
 
     /// The next packet, or `None` when the broker closed the connection.
     pub async fn try_recv(&mut self) -> Option<Packet> {
+        self.try_recv_within(PACKET_TIMEOUT).await
+    }
+
+    /// [`Self::try_recv`], waiting up to `limit` for each read (for what the broker sends
+    /// on a timer of its own, such as a device grant's poll interval).
+    pub async fn try_recv_within(&mut self, limit: Duration) -> Option<Packet> {
         let decoder = Decoder {
             role: Role::Client,
             version: self.version,
@@ -183,7 +189,7 @@ impl TestClient {
             {
                 return Some(packet);
             }
-            let n = tokio::time::timeout(PACKET_TIMEOUT, self.stream.read_buf(&mut self.buf))
+            let n = tokio::time::timeout(limit, self.stream.read_buf(&mut self.buf))
                 .await
                 .expect("a packet or a close within the timeout")
                 .unwrap_or(0);
