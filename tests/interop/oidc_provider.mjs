@@ -19,8 +19,13 @@
 //   - a request without a resource gets an opaque access token, which only introspection can
 //     tell about;
 //   - clients: device-1 and device-2 (client_secret_basic, client_credentials only, secret
-//     --device-secret) and tollgate (client_secret_basic, no grants: the broker's identity at
-//     the introspection endpoint, secret --tollgate-secret).
+//     --device-secret) and tollgate (client_secret_basic, secret --tollgate-secret: the
+//     broker's identity at the introspection endpoint, and the client that relays the device
+//     authorization grant, RFC 8628, for devices that speak only MQTT);
+//   - the device flow: /device/auth for the codes, /device for the user (its pages, then the
+//     development login and consent pages, which take any login and password: the login
+//     becomes the token's sub). A device code grant of tollgate's gets a JWT for
+//     urn:tollgate, as a client credentials grant with that resource does.
 //
 // Its signing keys (RSA 2048 for RS256, P-256 for ES256) are generated at start, so two
 // instances never share keys: a token of one does not verify with the JWKS of the other. Their
@@ -109,9 +114,10 @@ async function serve() {
         client_id: 'tollgate',
         client_secret: args['tollgate-secret'],
         token_endpoint_auth_method: 'client_secret_basic',
-        grant_types: [],
+        grant_types: ['urn:ietf:params:oauth:grant-type:device_code'],
         response_types: [],
         redirect_uris: [],
+        scope: `openid ${SCOPE}`,
       },
     ],
     jwks: { keys: [signingKey('RS256', args['kid-prefix']), signingKey('ES256', args['kid-prefix'])] },
@@ -119,8 +125,9 @@ async function serve() {
     cookies: { keys: [randomBytes(32).toString('base64url')] },
     ttl: { ClientCredentials: 600, AccessToken: 600 },
     features: {
-      // no login pages: this provider only issues tokens to clients
-      devInteractions: { enabled: false },
+      // the development login and consent pages, for the device flow's user
+      devInteractions: { enabled: true },
+      deviceFlow: { enabled: true },
       clientCredentials: { enabled: true },
       introspection: {
         enabled: true,
@@ -131,7 +138,9 @@ async function serve() {
         enabled: true,
         // no resource parameter: no resource server, so an opaque token
         defaultResource: (ctx, client, oneOf) => oneOf,
-        useGrantedResource: () => false,
+        // a device code grant (the broker relaying it) gets the resource asked for at the
+        // device authorization request
+        useGrantedResource: (ctx) => ctx.oidc.params?.grant_type === 'urn:ietf:params:oauth:grant-type:device_code',
         getResourceServerInfo: (ctx, resourceIndicator, client) => {
           if (resourceIndicator !== RESOURCE) throw new errors.InvalidTarget();
           return {

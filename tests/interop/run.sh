@@ -1030,6 +1030,7 @@ run_suite mqttjs_checks.mjs "$WORK/mqttjs.out" \
     OIDC_STATE= # "" until the providers are started, then "up" or why they could not be
     JWT_STATE=
     OPAQUE_STATE=
+    DEVICE_STATE=
 }
 OIDC_RESOURCE=urn:tollgate
 
@@ -1077,10 +1078,10 @@ has_ready_line() { grep -q '^READY ' "$1" 2>/dev/null; }
 accepts() { (exec 3<>"/dev/tcp/$HOST/$1") 2>/dev/null; }
 
 oidc_start_providers() {
-    read -r OIDC_PORT OIDC_UNTRUSTED_PORT OIDC_IMPOSTOR_PORT JWT_PORT OPAQUE_PORT < <(free_ports 5) ||
+    read -r OIDC_PORT OIDC_UNTRUSTED_PORT OIDC_IMPOSTOR_PORT JWT_PORT OPAQUE_PORT DEVICE_PORT < <(free_ports 6) ||
         { bad "could not pick free ports"; return 1; }
     local p
-    for p in "$OIDC_PORT" "$OIDC_UNTRUSTED_PORT" "$OIDC_IMPOSTOR_PORT" "$JWT_PORT" "$OPAQUE_PORT"; do
+    for p in "$OIDC_PORT" "$OIDC_UNTRUSTED_PORT" "$OIDC_IMPOSTOR_PORT" "$JWT_PORT" "$OPAQUE_PORT" "$DEVICE_PORT"; do
         case "$p" in 1883 | 28831 | '') bad "refusing to use port '$p'"; return 1 ;; esac
     done
     if ! OIDC_DEVICE_SECRET=$(openssl rand -hex 24) || ! OIDC_TOLLGATE_SECRET=$(openssl rand -hex 24); then
@@ -1276,6 +1277,68 @@ oidc_opaque_refused() { # VERSION CODE
     connect_refused "$ver" "$code" "$BAD_PW_TEXT" OPAQUE_REFUSED
 }
 
+# The device grant broker: a bootstrap listener (anonymous devices may only ask for a device
+# authorization grant) relaying RFC 8628 to the trusted provider as its client `tollgate`;
+# the access token (a JWT for urn:tollgate, its sub the login the user signed in with) makes
+# the device's connection alice's, whose policy gives her devices/alice/#.
+oidc_start_device_broker() {
+    cat >"$WORK/device-policy.toml" <<'EOF2'
+default = "deny"
+
+[anonymous]
+permissions = [{ filter = "$tollgate/device/authorize/#", activity = "publish" }]
+
+[users.alice]
+permissions = [{ filter = "devices/alice/#" }]
+EOF2
+    cat >"$WORK/device.toml" <<EOF2
+[throttle]
+enabled = false
+
+[[authorizer]]
+name = "policy"
+policy_file = { path = "$WORK/device-policy.toml" }
+
+[[listener]]
+name = "bootstrap"
+bind = "$HOST:$DEVICE_PORT"
+allow_anonymous = true
+authenticators = []
+max_session_expiry = 0
+device_grant = "oidc"
+
+[[device_grant]]
+name = "oidc"
+
+[device_grant.provider]
+issuer = "$OIDC_ISSUER"
+client_id = "tollgate"
+client_secret = "$OIDC_TOLLGATE_SECRET"
+scope = "openid mqtt"
+extra_params = { resource = "$OIDC_RESOURCE" }
+
+[device_grant.provider.verify]
+issuer = "$OIDC_ISSUER"
+audience = ["$OIDC_RESOURCE"]
+algorithms = ["RS256", "ES256"]
+required_typ = "at+jwt"
+EOF2
+    aux_broker device "$WORK/device.toml" "$DEVICE_PORT"
+}
+
+# seed 004: a paho-mqtt device that speaks only MQTT gets its user code, a scripted user
+# approves it in the provider's pages, the device gets its token and uses alice's permissions
+# on the same connection (tests/interop/device_flow.py prints its own check lines)
+oidc_device_flow() {
+    once OIDC_STATE oidc_start_providers || return 1
+    once DEVICE_STATE oidc_start_device_broker || return 1
+    local out rc=0
+    out=$(timeout -k 5 90 python3 "$HERE/device_flow.py" --host "$HOST" --port "$DEVICE_PORT" \
+        --user alice 2>&1 </dev/null) || rc=$?
+    printf '%s\n' "$out" | sed 's/^/#   /'
+    [ "$rc" -eq 0 ] || { bad "device_flow.py failed (status $rc): $(printf '%s' "$out" | grep -m1 '^FAIL' || printf '%s' "$out" | tail -n 1)"; return 1; }
+}
+
 T_CHECKS=$SECONDS
 OIDC_PASS0=$PASS
 OIDC_FAIL0=$FAIL
@@ -1299,6 +1362,8 @@ tollgate_check "oidc introspection: mosquitto mqttv311 opaque token from the tru
     oidc_opaque_pubsub mqttv311 1
 tollgate_check "oidc introspection: mosquitto mqttv5 made-up opaque token refused (CONNACK 134)" \
     oidc_opaque_refused mqttv5 134
+tollgate_check "oidc device flow (RFC 8628 over MQTT): a paho-mqtt device gets its user code and token over MQTT, a scripted user approves in the provider's pages, the connection becomes alice's" \
+    oidc_device_flow
 echo "# OpenID checks: $((PASS - OIDC_PASS0)) passed, $((FAIL - OIDC_FAIL0)) failed"
 if [ "$FAIL" -gt "$OIDC_FAIL0" ]; then
     for f in "$WORK/jwt-broker.log" "$WORK/opaque-broker.log"; do
