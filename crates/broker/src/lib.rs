@@ -39,6 +39,7 @@ mod device_grant;
 mod driver;
 mod live;
 mod network;
+mod request_rate;
 mod revocation;
 mod server;
 mod stop;

@@ -485,3 +485,38 @@ async fn grants_under_way_are_bounded_and_a_device_asks_for_itself_only() {
     let code = answer_on(&mut second, "$tollgate/device/dev-2").await;
     assert!(code["user_code"].is_string(), "{code}");
 }
+
+#[tokio::test]
+async fn an_address_starts_at_most_its_grants_per_minute() {
+    let idp = provider(Provider::Denies).await;
+    let dir = TestDir::new("device-grant-rate");
+    let (_server, addr) = start(config(&dir, &idp, "max_requests_per_minute = 1")).await;
+    let mut device = TestClient::connect(addr, V311, "dev-rate").await;
+    device
+        .publish(
+            "$tollgate/device/authorize/dev-rate",
+            b"",
+            QoS::AtLeastOnce,
+            false,
+            1,
+        )
+        .await;
+    let code = answer_on(&mut device, "$tollgate/device/dev-rate").await;
+    assert!(code["user_code"].is_string());
+    let denied = answer_on(&mut device, "$tollgate/device/dev-rate").await;
+    assert_eq!(denied["error"], "access_denied");
+    // The grant is over; starting another within the minute costs the provider nothing.
+    let before = idp.service.count();
+    device
+        .publish(
+            "$tollgate/device/authorize/dev-rate",
+            b"",
+            QoS::AtLeastOnce,
+            false,
+            2,
+        )
+        .await;
+    let slow = answer_on(&mut device, "$tollgate/device/dev-rate").await;
+    assert_eq!(slow["error"], "slow_down");
+    assert_eq!(idp.service.count(), before, "no call to the provider");
+}

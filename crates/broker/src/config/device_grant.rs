@@ -62,6 +62,10 @@ pub struct DeviceGrantSettings {
     /// Grants under way at once from one address (IPv6: one /64) (4).
     #[serde(default = "default_max_pending_per_address")]
     pub max_pending_per_address: usize,
+    /// Grants one address (IPv6: one /64) may start per minute (6, a burst of as many): each
+    /// costs a call to the provider. More are answered `slow_down`. 0 refuses every one.
+    #[serde(default = "default_max_requests_per_minute")]
+    pub max_requests_per_minute: u32,
     /// Failed calls to the provider in a row before a grant gives up
     /// (`temporarily_unavailable`) (3).
     #[serde(default = "default_max_failures")]
@@ -94,6 +98,10 @@ fn default_max_pending() -> usize {
 
 fn default_max_pending_per_address() -> usize {
     4
+}
+
+fn default_max_requests_per_minute() -> u32 {
+    6
 }
 
 fn default_max_failures() -> u32 {

@@ -171,6 +171,19 @@ impl<S: Shared> Connection<S> {
             );
             return Ok(());
         }
+        if !grant.may_start(self.peer.ip(), now) {
+            self.acknowledge_publish(session, packet_id, qos, ReasonCode::QUOTA_EXCEEDED);
+            self.send_grant_answer_to(
+                &answer_topic,
+                correlation,
+                &json_error(
+                    "slow_down",
+                    "too many device authorizations started from this address: try again later",
+                ),
+            );
+            self.audit_grant_refusal(&grant, "rate_limited", "too many grants started");
+            return Ok(());
+        }
         let Some(held) = grant.hold(self.peer.ip()) else {
             self.acknowledge_publish(session, packet_id, qos, ReasonCode::QUOTA_EXCEEDED);
             self.send_grant_answer_to(

@@ -13,11 +13,14 @@ use std::collections::HashMap;
 use std::net::IpAddr;
 use std::sync::Arc;
 
-use tollgate_auth::authentication::{Held, HeldPerAddress};
+use std::time::Instant;
+
+use tollgate_auth::authentication::{AddressKey, Held, HeldPerAddress};
 use tollgate_auth::oauth::DeviceGrantClient;
 
 use crate::config::DeviceGrantSettings;
 use crate::config_cause::{ConfigCause, NamedTable};
+use crate::request_rate::RequestRate;
 use crate::{ConfigProblem, KeyPath};
 
 /// One `[[device_grant]]`, ready.
@@ -27,6 +30,8 @@ pub struct DeviceGrant {
     /// The broker as the provider's client.
     pub client: DeviceGrantClient,
     pending: Arc<HeldPerAddress>,
+    /// Grants started per address, per minute.
+    rate: parking_lot::Mutex<RequestRate>,
 }
 
 impl std::fmt::Debug for DeviceGrant {
@@ -47,6 +52,12 @@ impl DeviceGrant {
     /// the bounds allow (from that address, or in all).
     pub fn hold(&self, address: IpAddr) -> Option<Held> {
         self.pending.try_hold(address).ok()
+    }
+
+    /// Whether `address` may start one more grant at `now` (taking it if so).
+    pub fn may_start(&self, address: IpAddr, now: Instant) -> bool {
+        let key = format!("{:?}", AddressKey::of(address));
+        self.rate.lock().take(&key, now)
     }
 
     /// Whether `topic` is this grant's request topic for the client `client_id` (the bare
@@ -128,6 +139,10 @@ impl DeviceGrants {
             match DeviceGrantClient::new(&settings.name, settings.provider.clone()) {
                 Ok(client) => {
                     let grant = DeviceGrant {
+                        rate: parking_lot::Mutex::new(RequestRate::new(
+                            settings.max_requests_per_minute,
+                            100_000,
+                        )),
                         pending: HeldPerAddress::new(
                             settings.max_pending_per_address,
                             settings.max_pending,

@@ -9,7 +9,6 @@
 //! never logged.
 
 mod answer;
-mod rate;
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -24,8 +23,8 @@ use crate::config::{IssuedTokenSource, TokenIssuerConfig, MAX_TOKEN_LIFETIME, MA
 use crate::config_cause::{ConfigCause, NamedTable};
 use crate::{ConfigProblem, KeyPath};
 
+use crate::request_rate::RequestRate;
 pub use answer::{Refusal, TokenAnswer};
-use rate::RequestRate;
 
 /// One `[[token_issuer]]`, ready to answer.
 pub struct TokenIssuer {

@@ -1,5 +1,6 @@
-//! How often one principal may ask for a token: a bucket per principal, refilled
-//! continuously (`max_requests_per_minute`, a burst of as many), its entries bounded.
+//! How often one principal (a token request) or one address (a device grant) may ask: a
+//! bucket per key, refilled continuously (`max_requests_per_minute`, a burst of as many),
+//! the keys followed bounded.
 
 use std::collections::HashMap;
 use std::time::{Duration, Instant};
