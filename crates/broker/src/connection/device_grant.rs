@@ -126,15 +126,8 @@ impl<S: Shared> Connection<S> {
             });
             return self.refuse_token_publish(session, packet_id, qos);
         }
-        if !self.unrestricted {
-            let decision = self
-                .permissions
-                .check_publish(&publish.topic, qos, publish.retain);
-            self.count_decision(DecidedAction::Publish, &decision);
-            if !decision.allowed {
-                self.audit_denial(Action::Publish, &publish.topic, &decision);
-                return self.refuse_token_publish(session, packet_id, qos);
-            }
+        if !self.publish_allowed(&publish) {
+            return self.refuse_token_publish(session, packet_id, qos);
         }
         let (answer_topic, correlation) = match (form, publish.properties.response_topic) {
             (Some(RequestForm::Bare), Some(topic))
@@ -474,33 +467,18 @@ impl<S: Shared> Connection<S> {
             });
             return Err(self.protocol_error(ReasonCode::NOT_AUTHORIZED));
         }
-        let expires = match principal.expires_at {
-            Some(expiry) => match deadline_of(expiry, now) {
-                Some(deadline) => Some(deadline),
-                None => return Err(self.protocol_error(ReasonCode::NOT_AUTHORIZED)),
-            },
-            None => None,
-        };
-        self.timers.set(Timer::CredentialsExpiry, expires);
-        self.audit(AuditEvent::Authentication {
-            listener: &self.listener.name,
-            peer: self.peer,
-            client_id: &principal.client_id,
-            username: principal.username.as_deref().unwrap_or(""),
-            authenticator: grant.name(),
-            client: None,
-            outcome: AuditOutcome::Allowed,
-        });
-        let principal = Arc::new(principal);
-        if let Some(attached) = self.attached_mut() {
-            attached
-                .session
-                .state
-                .lock()
-                .set_principal(Arc::clone(&principal));
-            attached.principal = principal;
+        self.install_principal(principal, now)?;
+        if let Some(principal) = self.principal().cloned() {
+            self.audit(AuditEvent::Authentication {
+                listener: &self.listener.name,
+                peer: self.peer,
+                client_id: &principal.client_id,
+                username: principal.username.as_deref().unwrap_or(""),
+                authenticator: grant.name(),
+                client: None,
+                outcome: AuditOutcome::Allowed,
+            });
         }
-        self.refresh_permissions();
         Ok(())
     }
 

@@ -120,24 +120,7 @@ impl<S: Shared> Connection<S> {
             });
             return Err(self.protocol_error(ReasonCode::NOT_AUTHORIZED));
         }
-        let expires = match principal.expires_at {
-            Some(expiry) => match deadline_of(expiry, now) {
-                Some(deadline) => Some(deadline),
-                None => return Err(self.protocol_error(ReasonCode::NOT_AUTHORIZED)),
-            },
-            None => None,
-        };
-        self.timers.set(Timer::CredentialsExpiry, expires);
-        let principal = Arc::new(principal);
-        if let Some(attached) = self.attached_mut() {
-            attached
-                .session
-                .state
-                .lock()
-                .set_principal(Arc::clone(&principal));
-            attached.principal = principal;
-        }
-        self.refresh_permissions();
+        self.install_principal(principal, now)?;
         self.schedule_recheck(recheck_interval, now);
         if rechecking {
             tracing::debug!(
@@ -156,6 +139,35 @@ impl<S: Shared> Connection<S> {
         self.audit(AuditEvent::Reauthenticated {
             client_id: self.client_id().unwrap_or(""),
         });
+        Ok(())
+    }
+
+    /// Makes `principal` the connection's (a re-authentication, a device grant's upgrade):
+    /// its expiry timed, the session told, the permissions compiled again (dropping the
+    /// subscriptions they no longer allow). Credentials already expired close (5.0: 0x87).
+    pub(super) fn install_principal(
+        &mut self,
+        principal: Principal,
+        now: Instant,
+    ) -> Result<(), Close> {
+        let expires = match principal.expires_at {
+            Some(expiry) => match deadline_of(expiry, now) {
+                Some(deadline) => Some(deadline),
+                None => return Err(self.protocol_error(ReasonCode::NOT_AUTHORIZED)),
+            },
+            None => None,
+        };
+        self.timers.set(Timer::CredentialsExpiry, expires);
+        let principal = Arc::new(principal);
+        if let Some(attached) = self.attached_mut() {
+            attached
+                .session
+                .state
+                .lock()
+                .set_principal(Arc::clone(&principal));
+            attached.principal = principal;
+        }
+        self.refresh_permissions();
         Ok(())
     }
 

@@ -76,16 +76,9 @@ impl<S: Shared> Connection<S> {
             });
             return self.refuse_token_publish(session, packet_id, qos);
         };
-        if !self.unrestricted {
-            let decision = self
-                .permissions
-                .check_publish(&publish.topic, qos, publish.retain);
-            self.count_decision(DecidedAction::Publish, &decision);
-            if !decision.allowed {
-                self.audit_denial(Action::Publish, &publish.topic, &decision);
-                self.audit_token_refusal(&issuer, Refusal::NotAuthorized, "not authorized");
-                return self.refuse_token_publish(session, packet_id, qos);
-            }
+        if !self.publish_allowed(&publish) {
+            self.audit_token_refusal(&issuer, Refusal::NotAuthorized, "not authorized");
+            return self.refuse_token_publish(session, packet_id, qos);
         }
         let response_topic = publish
             .properties
@@ -121,6 +114,22 @@ impl<S: Shared> Connection<S> {
             },
         );
         Ok(())
+    }
+
+    /// Whether the principal's permissions allow `publish` (counted, and audited when
+    /// denied), as for any PUBLISH.
+    pub(super) fn publish_allowed(&mut self, publish: &Publish) -> bool {
+        if self.unrestricted {
+            return true;
+        }
+        let decision = self
+            .permissions
+            .check_publish(&publish.topic, publish.qos, publish.retain);
+        self.count_decision(DecidedAction::Publish, &decision);
+        if !decision.allowed {
+            self.audit_denial(Action::Publish, &publish.topic, &decision);
+        }
+        decision.allowed
     }
 
     /// A request refused as a denied PUBLISH is (5.0: 0x87; 3.x as configured).
