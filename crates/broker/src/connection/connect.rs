@@ -401,14 +401,15 @@ impl<S: Shared> Connection<S> {
             });
         }
         self.will = connect.will.map(Box::new);
+        let policy = self.listener.policy();
         self.phase = Phase::Connected(Attached {
             session: opened.session,
             wake: opened.wake,
             generation: opened.generation,
             principal: Arc::clone(&principal),
             deciding: None,
-            token_issuer: self.listener.policy().token_issuer.clone(),
-            device_grant: self.listener.policy().device_grant.clone(),
+            token_issuer: policy.token_issuer.clone(),
+            device_grant: policy.device_grant.clone(),
         });
         BrokerStats::add(&self.broker.stats().clients_connected, 1);
         BrokerStats::add(&self.broker.stats().connections_total, 1);

@@ -208,6 +208,8 @@ impl<S: Shared> Connection<S> {
 
     /// The call the driver should run next, if one is waiting.
     pub fn take_grant_call(&mut self) -> Option<GrantWork> {
+        // Asked after every step of every connection: nothing is made unless a call waits.
+        self.grant_flow.as_ref()?.call.as_ref()?;
         let request = ConnectRequest {
             listener: Arc::clone(&self.listener.name),
             peer: self.peer,
