@@ -595,3 +595,92 @@ async fn a_provider_issuer_hands_the_token_the_password_grant_obtained() {
         "urn:ietf:params:oauth:token-type:access_token"
     );
 }
+
+#[tokio::test]
+async fn a_provider_token_about_to_expire_is_renewed_before_it_is_handed() {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    use std::sync::Arc;
+    let setup = Setup::new("token-provider-refresh", &rcgen::PKCS_ECDSA_P256_SHA256);
+    let signing = "the-provider-signs-with-this-secret";
+    let token_for = move |lifetime: u64| {
+        jsonwebtoken::encode(
+            &jsonwebtoken::Header::new(jsonwebtoken::Algorithm::HS256),
+            &json!({"sub": "alice", "exp": tollgate_auth::jwt::unix_now() + lifetime}),
+            &jsonwebtoken::EncodingKey::from_secret(signing.as_bytes()),
+        )
+        .unwrap()
+    };
+    let refreshes = Arc::new(AtomicUsize::new(0));
+    // 0: renewals succeed; 1: the provider refuses them
+    let refuse = Arc::new(AtomicUsize::new(0));
+    let (counted, refusing) = (Arc::clone(&refreshes), Arc::clone(&refuse));
+    let idp = HttpService::start(move |r| {
+        let form = r.form();
+        match form.get("grant_type").map(String::as_str) {
+            Some("password") => Reply::Json(
+                200,
+                json!({"access_token": token_for(30), "refresh_token": "refresh-1"}),
+            ),
+            Some("refresh_token") => {
+                counted.fetch_add(1, Ordering::SeqCst);
+                assert_eq!(
+                    form.get("refresh_token").map(String::as_str),
+                    Some("refresh-1")
+                );
+                if refusing.load(Ordering::SeqCst) == 1 {
+                    Reply::Json(400, json!({"error": "invalid_grant"}))
+                } else {
+                    Reply::Json(
+                        200,
+                        json!({"access_token": token_for(600), "refresh_token": "refresh-2"}),
+                    )
+                }
+            }
+            _ => Reply::Json(400, json!({"error": "unsupported_grant_type"})),
+        }
+    })
+    .await;
+    let mut config = setup.config("ES256", "");
+    let endpoint = idp.url("/oauth/token");
+    config.authenticators.push(toml::from_str(&format!(
+        "name = \"idp\"\n[password_grant]\ntoken_endpoint = \"{endpoint}\"\nclient_id = \"broker\"\nclient_secret = \"s\"\n[password_grant.verify]\nalgorithms = [\"HS256\"]\nsecret = \"{signing}\""
+    ))
+    .unwrap());
+    config.listeners[0].authenticators = Some(vec!["idp".into()]);
+    config.listeners[0].token_issuer = Some("provider".into());
+    config.token_issuers.push(
+        toml::from_str("name = \"provider\"\nsource = \"provider\"\nrefresh_before = 60").unwrap(),
+    );
+    let (server, addr, _) = start(config).await;
+    let mut alice = connected(addr, V5, "alice-1", "alice", b"pw").await;
+    let before = server
+        .broker()
+        .connected_principal("alice-1")
+        .unwrap()
+        .expires_at
+        .unwrap();
+    // 30 s left, within refresh_before: renewed first.
+    let (reason, json, _) = ask(&mut alice, 1).await;
+    assert_eq!(reason, ReasonCode::SUCCESS, "{json}");
+    assert_eq!(refreshes.load(Ordering::SeqCst), 1);
+    let expires_in = json["expires_in"].as_u64().unwrap();
+    assert!(expires_in > 500, "the renewed token: {json}");
+    let after = server
+        .broker()
+        .connected_principal("alice-1")
+        .unwrap()
+        .expires_at
+        .unwrap();
+    assert!(after > before, "the connection lives on with the new token");
+    // Now far from its expiry: handed as it is, no renewal.
+    let (_, again, _) = ask(&mut alice, 2).await;
+    assert_eq!(again["access_token"], json["access_token"]);
+    assert_eq!(refreshes.load(Ordering::SeqCst), 1);
+
+    // A renewal the provider refuses is answered as a refusal.
+    refuse.store(1, Ordering::SeqCst);
+    let mut second = connected(addr, V5, "alice-2", "alice", b"pw").await;
+    let (_, refused, _) = ask(&mut second, 1).await;
+    assert_eq!(refused["error"], "invalid_grant", "{refused}");
+    assert_eq!(refreshes.load(Ordering::SeqCst), 2);
+}

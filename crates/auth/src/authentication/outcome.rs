@@ -36,7 +36,7 @@ pub struct Identity {
 }
 
 /// Tokens an identity provider issued for a client's sign-in. Secrets: never logged.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone)]
 pub struct ProviderTokens {
     /// The access token.
     pub access_token: Secret,
@@ -44,6 +44,17 @@ pub struct ProviderTokens {
     pub refresh_token: Option<Secret>,
     /// When the access token expires (its `exp`, or `expires_in` of the answer).
     pub expires_at: Option<SystemTime>,
+    /// Who renews them with the refresh token (the token endpoint that issued them).
+    pub refresher: Option<Arc<crate::oauth::TokenRefresher>>,
+}
+
+impl PartialEq for ProviderTokens {
+    /// The same tokens (whoever would renew them).
+    fn eq(&self, other: &ProviderTokens) -> bool {
+        self.access_token == other.access_token
+            && self.refresh_token == other.refresh_token
+            && self.expires_at == other.expires_at
+    }
 }
 
 /// Why a connection is refused. The broker maps each to a CONNACK code per protocol version.

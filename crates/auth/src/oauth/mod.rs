@@ -6,6 +6,7 @@ mod client;
 mod device_grant;
 mod introspection;
 mod password_grant;
+mod refresh;
 
 pub(crate) use client::{
     check_max_response_bytes, default_max_concurrent_requests, default_max_response_bytes,
@@ -20,3 +21,4 @@ pub use device_grant::{
 };
 pub use introspection::{IntrospectionAuthenticator, IntrospectionConfig};
 pub use password_grant::{PasswordGrantAuthenticator, PasswordGrantConfig};
+pub use refresh::TokenRefresher;

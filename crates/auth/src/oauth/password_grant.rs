@@ -18,6 +18,7 @@ use serde::Deserialize;
 use serde_json::Value;
 
 use super::client::{ClientAuthMethod, ClientCredentials, HttpCaller};
+use super::refresh::TokenRefresher;
 use crate::authentication::{
     AuthError, AuthOutcome, Authenticator, BoxFuture, ConnectRequest, DenyReason, ProviderTokens,
 };
@@ -93,7 +94,9 @@ pub struct PasswordGrantAuthenticator {
     credentials: ClientCredentials,
     params: Vec<(String, String)>,
     http: HttpCaller,
-    verifier: JwtAuthenticator,
+    verifier: Arc<JwtAuthenticator>,
+    /// Renews the tokens it obtained (handed with them to a `provider` token issuer).
+    refresher: Arc<TokenRefresher>,
 }
 
 impl PasswordGrantAuthenticator {
@@ -134,16 +137,27 @@ impl PasswordGrantAuthenticator {
                 },
             )));
         }
-        let verifier = JwtAuthenticator::new(name.clone(), config.verify)
-            .map_err(|e| SetupError::Verify(Box::new(e)))?;
+        let verifier = Arc::new(
+            JwtAuthenticator::new(name.clone(), config.verify)
+                .map_err(|e| SetupError::Verify(Box::new(e)))?,
+        );
+        let credentials = ClientCredentials {
+            client_id: config.client_id,
+            client_secret: config.client_secret,
+            method: config.client_auth,
+        };
+        let refresher = Arc::new(TokenRefresher::new(
+            config.token_endpoint.clone(),
+            credentials.clone(),
+            config.timeout.max(Duration::from_secs(1)),
+            config.max_response_bytes,
+            Arc::clone(&verifier),
+        )?);
         Ok(PasswordGrantAuthenticator {
             name,
             endpoint: config.token_endpoint,
-            credentials: ClientCredentials {
-                client_id: config.client_id,
-                client_secret: config.client_secret,
-                method: config.client_auth,
-            },
+            credentials,
+            refresher,
             params,
             http: HttpCaller::new(
                 config.timeout.max(Duration::from_secs(1)),
@@ -274,6 +288,7 @@ impl Authenticator for PasswordGrantAuthenticator {
                             access_token: Secret::new(granted.access_token),
                             refresh_token: granted.refresh_token.map(Secret::new),
                             expires_at: identity.expires_at,
+                            refresher: Some(Arc::clone(&self.refresher)),
                         }));
                         Ok(AuthOutcome::Allow(identity))
                     }

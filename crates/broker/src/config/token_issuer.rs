@@ -71,6 +71,11 @@ pub struct TokenIssuerConfig {
     pub max_tracked_principals: usize,
     /// With `source = "provider"`: hand the provider's refresh token too (off).
     pub include_refresh_token: bool,
+    /// With `source = "provider"`: a request within this many seconds of the provider
+    /// token's expiry renews it first with its refresh token (60), and the connection's
+    /// principal with it.
+    #[serde(deserialize_with = "tollgate_auth::seconds::deserialize")]
+    pub refresh_before: Duration,
 }
 
 impl Default for TokenIssuerConfig {
@@ -91,6 +96,7 @@ impl Default for TokenIssuerConfig {
             max_requests_per_minute: 6,
             max_tracked_principals: 100_000,
             include_refresh_token: false,
+            refresh_before: Duration::from_secs(60),
         }
     }
 }

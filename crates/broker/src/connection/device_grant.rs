@@ -12,7 +12,7 @@
 
 use tollgate_auth::audit::TokenOutcome;
 use tollgate_auth::authentication::{Held, Identity};
-use tollgate_auth::oauth::{DeviceAuthorization, GrantedTokens, TokenAnswer};
+use tollgate_auth::oauth::{DeviceAuthorization, GrantedTokens, TokenAnswer, TokenRefresher};
 
 use crate::config::UpgradeMode;
 use crate::device_grant::{DeviceGrant, RequestForm};
@@ -62,11 +62,16 @@ pub enum GrantCall {
     Refresh(Secret),
 }
 
-/// A call for the driver to run.
+/// A call to the identity provider for the driver to run: a device grant's, or the
+/// renewal of a provider's token a token request waits for.
 pub struct GrantWork {
-    grant: Arc<DeviceGrant>,
-    call: GrantCall,
+    call: Work,
     request: ConnectRequest,
+}
+
+enum Work {
+    Device(Arc<DeviceGrant>, GrantCall),
+    ProviderRefresh(Arc<TokenRefresher>, Secret),
 }
 
 /// What a call answered.
@@ -75,17 +80,28 @@ pub enum GrantResult {
     Authorized(Result<DeviceAuthorization, String>),
     /// A poll's or a refresh's answer.
     Token(Result<TokenAnswer, String>),
+    /// A provider token's renewal (for a token request).
+    Renewed(Result<Result<Identity, String>, String>),
 }
 
 impl GrantWork {
     /// Makes the call.
     pub async fn run(self) -> GrantResult {
-        let client = &self.grant.client;
         match self.call {
-            GrantCall::Authorize => GrantResult::Authorized(client.authorize().await),
-            GrantCall::Poll(code) => GrantResult::Token(client.poll(&code, &self.request).await),
-            GrantCall::Refresh(token) => {
-                GrantResult::Token(client.refresh(&token, &self.request).await)
+            Work::Device(grant, call) => {
+                let client = &grant.client;
+                match call {
+                    GrantCall::Authorize => GrantResult::Authorized(client.authorize().await),
+                    GrantCall::Poll(code) => {
+                        GrantResult::Token(client.poll(&code, &self.request).await)
+                    }
+                    GrantCall::Refresh(token) => {
+                        GrantResult::Token(client.refresh(&token, &self.request).await)
+                    }
+                }
+            }
+            Work::ProviderRefresh(refresher, token) => {
+                GrantResult::Renewed(refresher.refresh(&token, &self.request).await)
             }
         }
     }
@@ -209,7 +225,14 @@ impl<S: Shared> Connection<S> {
     /// The call the driver should run next, if one is waiting.
     pub fn take_grant_call(&mut self) -> Option<GrantWork> {
         // Asked after every step of every connection: nothing is made unless a call waits.
-        self.grant_flow.as_ref()?.call.as_ref()?;
+        let device_call = self.grant_flow.as_ref().is_some_and(|f| f.call.is_some());
+        let refresh_call = self
+            .token_refresh
+            .as_ref()
+            .is_some_and(|r| r.waits_for_driver());
+        if !device_call && !refresh_call {
+            return None;
+        }
         let request = ConnectRequest {
             listener: Arc::clone(&self.listener.name),
             peer: self.peer,
@@ -221,12 +244,18 @@ impl<S: Shared> Connection<S> {
             authentication_method: None,
             authentication_data: None,
         };
+        if !device_call {
+            let (refresher, token) = self.take_token_refresh()?;
+            return Some(GrantWork {
+                call: Work::ProviderRefresh(refresher, token),
+                request,
+            });
+        }
         let flow = self.grant_flow.as_mut()?;
         let call = flow.call.take()?;
         flow.calling = true;
         Some(GrantWork {
-            grant: Arc::clone(&flow.grant),
-            call,
+            call: Work::Device(Arc::clone(&flow.grant), call),
             request,
         })
     }
@@ -258,6 +287,9 @@ impl<S: Shared> Connection<S> {
 
     /// The result of the call the driver ran.
     pub fn finish_grant_call(&mut self, result: GrantResult, now: Instant) -> Result<(), Close> {
+        if let GrantResult::Renewed(renewed) = result {
+            return self.finish_token_refresh(renewed, now);
+        }
         let Some(flow) = self.grant_flow.as_mut() else {
             return Ok(());
         };
@@ -312,6 +344,7 @@ impl<S: Shared> Connection<S> {
                 self.timers.set(Timer::DeviceGrant, Some(later(now, wait)));
                 Ok(())
             }
+            GrantResult::Renewed(_) => Ok(()),
             GrantResult::Token(Ok(answer)) => {
                 flow.failures = 0;
                 match answer {

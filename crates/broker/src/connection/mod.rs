@@ -207,6 +207,8 @@ pub struct Connection<S: Shared = Broker> {
     traffic: Option<Arc<ConnectionTraffic>>,
     /// A device authorization grant under way (boxed: most connections have none).
     grant_flow: Option<Box<device_grant::GrantFlow>>,
+    /// A token request waiting for the provider's token to be renewed.
+    token_refresh: Option<Box<token_request::TokenRefresh>>,
 }
 
 /// A connection's periodic re-check: its credentials and how often.
@@ -272,6 +274,7 @@ impl<S: Shared> Connection<S> {
             counts: LocalCounts::default(),
             traffic: None,
             grant_flow: None,
+            token_refresh: None,
         }
     }
 

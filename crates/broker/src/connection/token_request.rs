@@ -10,12 +10,32 @@
 
 use tollgate_auth::audit::TokenOutcome;
 
-use crate::token_issuer::{Refusal, TokenAnswer, TokenIssuer};
+use tollgate_auth::authentication::Identity;
+use tollgate_auth::oauth::TokenRefresher;
+
+use crate::token_issuer::{IssuerStep, Refusal, TokenAnswer, TokenIssuer};
 
 use super::*;
 
 /// Topics under this prefix are the broker's own.
 pub(super) const TOKEN_TOPICS: &str = "$tollgate/";
+
+/// A request waiting for the provider's token to be renewed.
+pub(super) struct TokenRefresh {
+    issuer: Arc<TokenIssuer>,
+    topic: String,
+    correlation: Option<Bytes>,
+    /// Until the driver takes the call.
+    refresher: Option<Arc<TokenRefresher>>,
+    refresh_token: Secret,
+}
+
+impl TokenRefresh {
+    /// Whether its call waits for the driver to take it.
+    pub(super) fn waits_for_driver(&self) -> bool {
+        self.refresher.is_some()
+    }
+}
 
 /// How a token request came.
 enum Asked<'a> {
@@ -95,7 +115,13 @@ impl<S: Shared> Connection<S> {
             );
             return Ok(());
         };
-        let answer = self.token_answer(&issuer, now);
+        let correlation = publish.properties.correlation_data.clone();
+        let Some(answer) = self.token_answer(&issuer, now, (response_topic, correlation.clone()))
+        else {
+            // Answered once the provider's token is renewed.
+            self.acknowledge_publish(session, packet_id, qos, ReasonCode::SUCCESS);
+            return Ok(());
+        };
         let reason = match answer.outcome {
             Ok(_) => ReasonCode::SUCCESS,
             Err(Refusal::RateLimited) => ReasonCode::QUOTA_EXCEEDED,
@@ -110,7 +136,7 @@ impl<S: Shared> Connection<S> {
             answer,
             Asked::Request {
                 response_topic,
-                correlation_data: publish.properties.correlation_data.clone(),
+                correlation_data: correlation,
             },
         );
         Ok(())
@@ -161,8 +187,10 @@ impl<S: Shared> Connection<S> {
         let Some(issuer) = self.token_issuer().cloned() else {
             return;
         };
-        let answer = self.token_answer(&issuer, now);
-        self.send_token_answer(answer, Asked::Subscription);
+        let topic = issuer.token_topic().to_owned();
+        if let Some(answer) = self.token_answer(&issuer, now, (&topic, None)) {
+            self.send_token_answer(answer, Asked::Subscription);
+        }
     }
 
     /// A subscription refused because asking was (its permissions were checked as any
@@ -173,10 +201,19 @@ impl<S: Shared> Connection<S> {
         }
     }
 
-    /// The issuer's answer for this connection's principal now, audited.
-    fn token_answer(&mut self, issuer: &TokenIssuer, now: Instant) -> TokenAnswer {
+    /// The issuer's answer for this connection's principal now, audited; `None` when the
+    /// provider's token is renewed first (the answer then goes to `to` once it is).
+    fn token_answer(
+        &mut self,
+        issuer: &Arc<TokenIssuer>,
+        now: Instant,
+        to: (&str, Option<Bytes>),
+    ) -> Option<TokenAnswer> {
         let Some(principal) = self.principal().cloned() else {
-            return TokenAnswer::refused(Refusal::NotAuthenticated, "not connected");
+            return Some(TokenAnswer::refused(
+                Refusal::NotAuthenticated,
+                "not connected",
+            ));
         };
         let wall = SystemTime::now();
         let revoked = admission::revocation(
@@ -187,13 +224,43 @@ impl<S: Shared> Connection<S> {
             wall,
         );
         let permissions = (!self.unrestricted).then(|| Arc::clone(&self.permissions));
-        let answer = issuer.answer(
+        let step = issuer.answer(
             &principal,
             permissions.as_deref(),
             revoked.as_deref(),
             now,
             wall,
         );
+        let answer = match step {
+            IssuerStep::Answer(answer) => answer,
+            IssuerStep::RefreshFirst {
+                refresher,
+                refresh_token,
+            } => match (&self.token_refresh, &principal.provider_tokens) {
+                // A renewal is under way: the token held is still good.
+                (Some(_), Some(tokens)) => issuer.provider_answer(tokens, wall),
+                _ => {
+                    self.token_refresh = Some(Box::new(TokenRefresh {
+                        issuer: Arc::clone(issuer),
+                        topic: to.0.to_owned(),
+                        correlation: to.1,
+                        refresher: Some(refresher),
+                        refresh_token,
+                    }));
+                    return None;
+                }
+            },
+        };
+        self.audit_token_answer(issuer, &principal, &answer);
+        Some(answer)
+    }
+
+    fn audit_token_answer(
+        &self,
+        issuer: &TokenIssuer,
+        principal: &Principal,
+        answer: &TokenAnswer,
+    ) {
         let outcome = match &answer.outcome {
             Ok((jti, expires_in)) => TokenOutcome::Issued {
                 jti: jti.as_deref(),
@@ -210,7 +277,72 @@ impl<S: Shared> Connection<S> {
             issuer: issuer.name(),
             outcome,
         });
-        answer
+    }
+
+    /// The renewal of the provider's token to take to the driver, if one waits.
+    pub(super) fn take_token_refresh(&mut self) -> Option<(Arc<TokenRefresher>, Secret)> {
+        let pending = self.token_refresh.as_mut()?;
+        let refresher = pending.refresher.take()?;
+        Some((refresher, pending.refresh_token.clone()))
+    }
+
+    /// The renewal's outcome: the principal renewed and the new token handed over; a refusal
+    /// answered as one; a provider that cannot be reached leaves the token held, which is
+    /// handed over.
+    pub(super) fn finish_token_refresh(
+        &mut self,
+        result: Result<Result<Identity, String>, String>,
+        now: Instant,
+    ) -> Result<(), Close> {
+        let Some(pending) = self.token_refresh.take() else {
+            return Ok(());
+        };
+        let Some(old) = self.principal().cloned() else {
+            return Ok(());
+        };
+        let wall = SystemTime::now();
+        let answer = match result {
+            Ok(Ok(identity)) => {
+                let mut principal = (*old).clone();
+                principal.username = identity.username.or(principal.username);
+                if principal.owner() != old.owner() {
+                    self.audit(AuditEvent::Disconnected {
+                        client_id: &old.client_id,
+                        cause: DisconnectCause::ReauthenticationRefused(
+                            ReauthRefusal::AnotherPrincipal,
+                        ),
+                    });
+                    return Err(self.protocol_error(ReasonCode::NOT_AUTHORIZED));
+                }
+                principal.roles = identity.roles;
+                principal.groups = identity.groups;
+                principal.claims = identity.claims;
+                principal.expires_at = identity.expires_at;
+                principal.granted = identity.granted;
+                principal.provider_tokens = identity.provider_tokens;
+                let answer = match &principal.provider_tokens {
+                    Some(tokens) => pending.issuer.provider_answer(tokens, wall),
+                    None => TokenAnswer::refused(Refusal::Failed, "no token"),
+                };
+                self.install_principal(principal, now)?;
+                answer
+            }
+            Ok(Err(why)) => {
+                tracing::info!(client_id = %Escaped(&old.client_id), why = %Escaped(&why), "the provider refused to renew the token");
+                TokenAnswer::refused(Refusal::Expired, "the provider refused to renew the token")
+            }
+            Err(why) => {
+                tracing::warn!(client_id = %Escaped(&old.client_id), error = %Escaped(&why), "renewing the provider's token failed: the token held is handed");
+                match &old.provider_tokens {
+                    Some(tokens) => pending.issuer.provider_answer(tokens, wall),
+                    None => TokenAnswer::refused(Refusal::Failed, "no token"),
+                }
+            }
+        };
+        let principal = self.principal().cloned().unwrap_or(old);
+        self.audit_token_answer(&pending.issuer, &principal, &answer);
+        self.send_direct_answer(&pending.topic, pending.correlation, answer.payload);
+        Ok(())
     }
 
     fn audit_token_refusal(&self, issuer: &TokenIssuer, refusal: Refusal, detail: &str) {

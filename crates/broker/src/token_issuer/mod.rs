@@ -15,9 +15,11 @@ use std::sync::Arc;
 use std::time::{Instant, SystemTime};
 
 use parking_lot::Mutex;
+use tollgate_auth::authentication::ProviderTokens;
+use tollgate_auth::oauth::TokenRefresher;
 use tollgate_auth::permissions::CompiledPermissions;
 use tollgate_auth::token::{SignRefusal, SignerSettings, TokenGrant, TokenSigner, TrustedIssuer};
-use tollgate_auth::Principal;
+use tollgate_auth::{Principal, Secret};
 
 use crate::config::{IssuedTokenSource, TokenIssuerConfig, MAX_TOKEN_LIFETIME, MAX_TOKEN_RULES};
 use crate::config_cause::{ConfigCause, NamedTable};
@@ -25,6 +27,20 @@ use crate::{ConfigProblem, KeyPath};
 
 use crate::request_rate::RequestRate;
 pub use answer::{Refusal, TokenAnswer};
+
+/// What the issuer does with a request.
+pub enum IssuerStep {
+    /// Answer it now.
+    Answer(TokenAnswer),
+    /// Renew the provider's token first (it is about to expire), then answer with the new
+    /// one.
+    RefreshFirst {
+        /// Who renews it.
+        refresher: Arc<TokenRefresher>,
+        /// With this.
+        refresh_token: Secret,
+    },
+}
 
 /// One `[[token_issuer]]`, ready to answer.
 pub struct TokenIssuer {
@@ -118,6 +134,11 @@ impl TokenIssuer {
         self.signer.as_ref().map(TokenSigner::jwk)
     }
 
+    /// The answer handing `tokens` (the provider's), as this issuer hands them.
+    pub fn provider_answer(&self, tokens: &ProviderTokens, wall: SystemTime) -> TokenAnswer {
+        TokenAnswer::provider_token(tokens, self.config.include_refresh_token, wall)
+    }
+
     /// What a JWT authenticator trusting this issuer verifies with (`None` for a `provider`
     /// issuer, whose tokens the provider's own keys verify).
     pub fn trusted(&self) -> Option<TrustedIssuer> {
@@ -128,6 +149,18 @@ impl TokenIssuer {
     /// clock): its permissions as compiled on its connection (`None`: unrestricted), and
     /// why it is revoked, if it is.
     pub fn answer(
+        &self,
+        principal: &Principal,
+        permissions: Option<&CompiledPermissions>,
+        revoked: Option<&str>,
+        now: Instant,
+        wall: SystemTime,
+    ) -> IssuerStep {
+        IssuerStep::Answer(self.decide(principal, permissions, revoked, now, wall))
+            .or_refresh(self, principal, wall)
+    }
+
+    fn decide(
         &self,
         principal: &Principal,
         permissions: Option<&CompiledPermissions>,
@@ -178,9 +211,7 @@ impl TokenIssuer {
                 }
             }
             None => match &principal.provider_tokens {
-                Some(tokens) => {
-                    TokenAnswer::provider_token(tokens, self.config.include_refresh_token, wall)
-                }
+                Some(tokens) => self.provider_answer(tokens, wall),
                 None => TokenAnswer::refused(
                     Refusal::NoProviderToken,
                     "the client did not sign in through the identity provider",
@@ -237,6 +268,37 @@ fn check_settings(config: &TokenIssuerConfig) -> Result<(), (&'static str, Strin
         ));
     }
     Ok(())
+}
+
+impl IssuerStep {
+    /// For a `provider` issuer whose answer would hand a token expiring within
+    /// `refresh_before`: renew it first, when it can be renewed.
+    fn or_refresh(
+        self,
+        issuer: &TokenIssuer,
+        principal: &Principal,
+        wall: SystemTime,
+    ) -> IssuerStep {
+        let IssuerStep::Answer(answer) = &self else {
+            return self;
+        };
+        if issuer.signer.is_some() || answer.outcome.is_err() {
+            return self;
+        }
+        let Some(tokens) = &principal.provider_tokens else {
+            return self;
+        };
+        let expiring = tokens.expires_at.is_some_and(|at| {
+            at.duration_since(wall).unwrap_or_default() <= issuer.config.refresh_before
+        });
+        match (expiring, &tokens.refresher, &tokens.refresh_token) {
+            (true, Some(refresher), Some(refresh_token)) => IssuerStep::RefreshFirst {
+                refresher: Arc::clone(refresher),
+                refresh_token: refresh_token.clone(),
+            },
+            _ => self,
+        }
+    }
 }
 
 /// The configured token issuers, by name.
@@ -333,13 +395,21 @@ mod tests {
                 access_token: Secret::new("at"),
                 refresh_token: Some(Secret::new("rt")),
                 expires_at: Some(expires_at),
+                refresher: None,
             })),
             ..Principal::anonymous("alice-1")
         }
     }
 
-    fn refusal(answer: TokenAnswer) -> Option<Refusal> {
-        answer.outcome.err()
+    fn refusal(step: IssuerStep) -> Option<Refusal> {
+        answered(step).outcome.err()
+    }
+
+    fn answered(step: IssuerStep) -> TokenAnswer {
+        match step {
+            IssuerStep::Answer(answer) => answer,
+            IssuerStep::RefreshFirst { .. } => panic!("a refresh, not an answer"),
+        }
     }
 
     #[test]
@@ -352,7 +422,7 @@ mod tests {
             Some(Refusal::Revoked)
         );
         let expired = signed_in(wall - Duration::from_secs(1));
-        let answer = issuer.answer(&expired, None, None, now, wall);
+        let answer = answered(issuer.answer(&expired, None, None, now, wall));
         assert_eq!(answer.outcome.as_ref().err(), Some(&Refusal::Expired));
         let json: serde_json::Value = serde_json::from_slice(&answer.payload).unwrap();
         assert_eq!(json["error"], "invalid_grant");
@@ -375,7 +445,7 @@ mod tests {
         assert!(json.get("refresh_token").is_none(), "{json}");
         let password_user = Principal {
             provider_tokens: None,
-            ..signed_in(wall + Duration::from_secs(60))
+            ..signed_in(wall + Duration::from_secs(600))
         };
         assert_eq!(
             refusal(issuer.answer(&password_user, None, None, now, wall)),
