@@ -433,13 +433,13 @@ mod tests {
     fn the_provider_token_without_its_refresh_token_unless_configured() {
         let issuer = provider_issuer(6);
         let (now, wall) = (Instant::now(), SystemTime::now());
-        let answer = issuer.answer(
-            &signed_in(wall + Duration::from_secs(60)),
+        let answer = answered(issuer.answer(
+            &signed_in(wall + Duration::from_secs(600)),
             None,
             None,
             now,
             wall,
-        );
+        ));
         let json: serde_json::Value = serde_json::from_slice(&answer.payload).unwrap();
         assert_eq!(json["access_token"], "at");
         assert!(json.get("refresh_token").is_none(), "{json}");
