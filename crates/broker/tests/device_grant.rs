@@ -520,3 +520,33 @@ async fn an_address_starts_at_most_its_grants_per_minute() {
     assert_eq!(slow["error"], "slow_down");
     assert_eq!(idp.service.count(), before, "no call to the provider");
 }
+
+#[tokio::test]
+async fn a_session_upgraded_in_place_is_the_users_and_no_anonymous_client_resumes_it() {
+    let idp = provider(Provider::Approves { lifetime: 600 }).await;
+    let dir = TestDir::new("device-grant-owner");
+    let mut config = config(&dir, &idp, "");
+    // A bootstrap listener that keeps sessions (the docs advise against it: this is the case
+    // where it matters).
+    config.listeners[0].max_session_expiry = None;
+    let (_server, addr) = start(config).await;
+    let mut connect = connect_packet(V5, "kept-1");
+    connect.properties.session_expiry_interval = Some(600);
+    let (mut device, ack) = TestClient::connect_with(addr, connect.clone()).await;
+    assert_eq!(ack.reason_code, ReasonCode::SUCCESS);
+    device
+        .send(Packet::Publish(Publish {
+            qos: QoS::AtMostOnce,
+            topic: "$tollgate/device/authorize/kept-1".into(),
+            ..Publish::default()
+        }))
+        .await;
+    let _code = answer_on(&mut device, "$tollgate/device/kept-1").await;
+    let token = answer_on(&mut device, "$tollgate/device/kept-1").await;
+    assert_eq!(token["upgraded"], true);
+    device.disconnect().await;
+    // An anonymous client with the device's client identifier: the session is alice's now.
+    connect.clean_start = false;
+    let (_intruder, ack) = TestClient::connect_with(addr, connect).await;
+    assert_eq!(ack.reason_code, ReasonCode::NOT_AUTHORIZED);
+}

@@ -502,7 +502,15 @@ impl<S: Shared> Connection<S> {
             });
             return Err(self.protocol_error(ReasonCode::NOT_AUTHORIZED));
         }
+        let owner = principal.owner();
         self.install_principal(principal, now)?;
+        if owner != old.owner() {
+            // The session is the new principal's from now on: the anonymous device it was
+            // opened by (or any other client of that owner) can no longer resume it.
+            if let Some(session) = self.session() {
+                session.state.lock().reown(owner);
+            }
+        }
         if let Some(principal) = self.principal().cloned() {
             self.audit(AuditEvent::Authentication {
                 listener: &self.listener.name,

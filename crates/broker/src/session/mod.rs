@@ -275,6 +275,13 @@ impl SessionState {
         self.principal = Some(principal);
     }
 
+    /// Gives the session to another owner: a connection whose principal a device grant
+    /// replaced in place (an anonymous device that became its user). Recorded with the
+    /// session's next record (written when it outlives its connection).
+    pub fn reown(&mut self, owner: Option<tollgate_auth::Owner>) {
+        self.owner = owner;
+    }
+
     /// Sets the session expiry interval (CONNECT, or a DISCONNECT that changes it).
     pub fn set_expiry_interval(&mut self, seconds: u32) {
         self.expiry_interval = seconds;
