@@ -550,3 +550,41 @@ async fn a_session_upgraded_in_place_is_the_users_and_no_anonymous_client_resume
     let (_intruder, ack) = TestClient::connect_with(addr, connect).await;
     assert_eq!(ack.reason_code, ReasonCode::NOT_AUTHORIZED);
 }
+
+#[tokio::test]
+async fn a_provider_token_issuer_hands_a_device_its_grant_s_token_again() {
+    let idp = provider(Provider::Approves { lifetime: 600 }).await;
+    let dir = TestDir::new("device-grant-issuer");
+    let mut config = config(&dir, &idp, "");
+    config
+        .token_issuers
+        .push(toml::from_str("name = \"provider\"\nsource = \"provider\"").unwrap());
+    config.listeners[0].token_issuer = Some("provider".into());
+    // alice may ask the issuer (by subscription)
+    dir.write(
+        "policy.toml",
+        &POLICY.replace(
+            "[{ filter = \"devices/alice/#\" }]",
+            "[{ filter = \"devices/alice/#\" }, { filter = \"$tollgate/token\", activity = \"subscribe\" }]",
+        ),
+    );
+    let (_server, addr) = start(config).await;
+    let mut device = TestClient::connect(addr, V311, "dev-t").await;
+    device
+        .publish(
+            "$tollgate/device/authorize/dev-t",
+            b"",
+            QoS::AtMostOnce,
+            false,
+            1,
+        )
+        .await;
+    let _code = answer_on(&mut device, "$tollgate/device/dev-t").await;
+    let token = answer_on(&mut device, "$tollgate/device/dev-t").await;
+    let ack = device
+        .subscribe(1, "$tollgate/token", QoS::AtMostOnce)
+        .await;
+    assert_eq!(ack.reason_codes, vec![ReasonCode::GRANTED_QOS_0]);
+    let again = answer_on(&mut device, "$tollgate/token").await;
+    assert_eq!(again["access_token"], token["access_token"], "{again}");
+}

@@ -11,7 +11,7 @@
 //! its device code's lifetime (at most `max_lifetime`) or `max_failures` failed calls.
 
 use tollgate_auth::audit::TokenOutcome;
-use tollgate_auth::authentication::{Held, Identity};
+use tollgate_auth::authentication::{Held, Identity, ProviderTokens};
 use tollgate_auth::oauth::{DeviceAuthorization, GrantedTokens, TokenAnswer, TokenRefresher};
 
 use crate::config::UpgradeMode;
@@ -455,7 +455,16 @@ impl<S: Shared> Connection<S> {
                 by_client: false,
             });
         }
-        self.adopt_identity(&grant, tokens.identity, renewal, now)
+        // The provider's tokens travel with the principal, as a password grant's do: a
+        // `provider` token issuer on this listener hands them (renewals are the grant's).
+        let mut identity = tokens.identity;
+        identity.provider_tokens = Some(Arc::new(ProviderTokens {
+            access_token: tokens.access_token,
+            refresh_token: tokens.refresh_token,
+            expires_at: identity.expires_at,
+            refresher: None,
+        }));
+        self.adopt_identity(&grant, identity, renewal, now)
     }
 
     /// Makes the connection the principal `identity` gives (a renewal must give the same
