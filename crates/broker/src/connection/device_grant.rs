@@ -17,6 +17,8 @@ use tollgate_auth::oauth::{DeviceAuthorization, GrantedTokens, TokenAnswer, Toke
 use crate::config::UpgradeMode;
 use crate::device_grant::{DeviceGrant, RequestForm};
 
+use super::token_request::answerable;
+
 use super::*;
 
 /// How long to wait after a failed refresh before trying again.
@@ -133,27 +135,22 @@ impl<S: Shared> Connection<S> {
         };
         let form = grant.is_request(&publish.topic, &session.client_id);
         if form == Some(RequestForm::OtherClient) {
-            self.audit(AuditEvent::Denied {
-                client_id: &session.client_id,
-                username: self.username(),
-                action: Action::Publish,
-                topic: &publish.topic,
-                decision: "a device grant is asked for the client's own identifier only",
-            });
-            return self.refuse_token_publish(session, packet_id, qos);
+            return self.refuse_broker_topic(
+                session,
+                &publish,
+                "a device grant is asked for the client's own identifier only",
+            );
         }
         if !self.publish_allowed(&publish) {
             return self.refuse_token_publish(session, packet_id, qos);
         }
         let (answer_topic, correlation) = match (form, publish.properties.response_topic) {
-            (Some(RequestForm::Bare), Some(topic))
-                if tollgate_mqtt::topic::is_valid_topic_name(&topic) && !topic.is_empty() =>
-            {
+            (Some(RequestForm::Bare), Some(topic)) if answerable(&topic) => {
                 (topic, publish.properties.correlation_data)
             }
             (Some(RequestForm::ClientTopic), response) => (
                 response
-                    .filter(|t| tollgate_mqtt::topic::is_valid_topic_name(t) && !t.is_empty())
+                    .filter(|t| answerable(t))
                     .unwrap_or_else(|| grant.answer_topic(&session.client_id)),
                 publish.properties.correlation_data,
             ),

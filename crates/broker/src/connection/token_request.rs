@@ -17,6 +17,11 @@ use crate::token_issuer::{IssuerStep, Refusal, TokenAnswer, TokenIssuer};
 
 use super::*;
 
+/// Whether a request's Response Topic can carry the answer (a topic name, not empty).
+pub(super) fn answerable(topic: &str) -> bool {
+    !topic.is_empty() && tollgate_mqtt::topic::is_valid_topic_name(topic)
+}
+
 /// Topics under this prefix are the broker's own.
 pub(super) const TOKEN_TOPICS: &str = "$tollgate/";
 
@@ -87,14 +92,7 @@ impl<S: Shared> Connection<S> {
             .filter(|issuer| issuer.request_topic() == publish.topic)
             .cloned();
         let Some(issuer) = issuer else {
-            self.audit(AuditEvent::Denied {
-                client_id: &session.client_id,
-                username: self.username(),
-                action: Action::Publish,
-                topic: &publish.topic,
-                decision: "$tollgate/ is the broker's",
-            });
-            return self.refuse_token_publish(session, packet_id, qos);
+            return self.refuse_broker_topic(session, &publish, "$tollgate/ is the broker's");
         };
         if !self.publish_allowed(&publish) {
             self.audit_token_refusal(&issuer, Refusal::NotAuthorized, "not authorized");
@@ -104,7 +102,7 @@ impl<S: Shared> Connection<S> {
             .properties
             .response_topic
             .as_deref()
-            .filter(|t| tollgate_mqtt::topic::is_valid_topic_name(t) && !t.is_empty());
+            .filter(|t| answerable(t));
         let Some(response_topic) = response_topic else {
             self.audit_token_refusal(&issuer, Refusal::NoResponseTopic, "no response topic");
             self.acknowledge_publish(
@@ -156,6 +154,24 @@ impl<S: Shared> Connection<S> {
             self.audit_denial(Action::Publish, &publish.topic, &decision);
         }
         decision.allowed
+    }
+
+    /// A PUBLISH to one of the broker's topics that is not a request this client may make:
+    /// audited with `decision`, refused as a denied PUBLISH is.
+    pub(super) fn refuse_broker_topic(
+        &mut self,
+        session: &Arc<Session>,
+        publish: &Publish,
+        decision: &str,
+    ) -> Result<(), Close> {
+        self.audit(AuditEvent::Denied {
+            client_id: &session.client_id,
+            username: self.username(),
+            action: Action::Publish,
+            topic: &publish.topic,
+            decision,
+        });
+        self.refuse_token_publish(session, publish.packet_id, publish.qos)
     }
 
     /// A request refused as a denied PUBLISH is (5.0: 0x87; 3.x as configured).
