@@ -92,6 +92,13 @@ if ! python3 -c 'import prometheus_client.openmetrics.parser' 2>/dev/null; then
         --upgrade --target "$PYDEPS" 'prometheus-client>=0.20,<1' \
         || die "pip install prometheus-client failed"
 fi
+# scramp: an independent SCRAM implementation (RFC 5802/7677) for the SCRAM checks.
+if [ "$BROKER" = tollgate ] && ! python3 -c 'import scramp' 2>/dev/null; then
+    log "pip install scramp into $PYDEPS"
+    PIP_ROOT_USER_ACTION=ignore python3 -m pip install -q --disable-pip-version-check --no-input \
+        --upgrade --target "$PYDEPS" 'scramp>=1.4,<2' \
+        || die "pip install scramp failed"
+fi
 # Chromium, its WebDriver (Debian's chromium and chromium-driver) and Selenium's Python
 # bindings: the console check drives the admin listener's web console in a headless browser.
 if [ "$BROKER" = tollgate ]; then
@@ -307,6 +314,16 @@ else
     mosquitto_line bob "$BOB_PASS" >>"$PASSWD"
 fi
 grep -q '^bob:[$]7[$]' "$PASSWD" || die "no \$7\$ line for bob in $PASSWD"
+# dana: SCRAM-SHA-256 keys and erin: SCRAM-SHA-512 keys, written by `tollgate passwd --scram`
+# (another broker reads no such line)
+DANA_PASS='dana-Scram-3'
+ERIN_PASS='erin Scram #4'
+if [ "$BROKER" = tollgate ] && [ -x "$TOLLGATE_BIN" ]; then
+    "$TOLLGATE_BIN" passwd --scram -b "$PASSWD" dana "$DANA_PASS" >/dev/null 2>&1 ||
+        die "$TOLLGATE_BIN passwd --scram -b $PASSWD dana ... failed"
+    "$TOLLGATE_BIN" passwd --scram sha-512 -b "$PASSWD" erin "$ERIN_PASS" >/dev/null 2>&1 ||
+        die "$TOLLGATE_BIN passwd --scram sha-512 -b $PASSWD erin ... failed"
+fi
 
 case "$BROKER" in
 tollgate)
@@ -868,6 +885,16 @@ no_connack() {
     if grep -q 'received CONNACK' <<<"$out"; then bad "a CONNACK arrived: $flat"; return 1; fi
 }
 
+# scram_login MECHANISM USER PASSWORD EXPECTED: a SCRAM exchange by PyPI's scramp over a raw
+# MQTT 5 socket (tests/interop/scram_client.py) on the password listener
+scram_login() {
+    next_cid s
+    local out rc=0
+    out=$(timeout -k 2 20 python3 "$HERE/scram_client.py" --host "$HOST" --port "$PW_PORT" \
+        --mechanism "$1" --user "$2" --password "$3" --client-id "$CID" --expect "$4" 2>&1 </dev/null) || rc=$?
+    [ "$rc" -eq 0 ] || { bad "scram_client.py: $(printf '%s' "$out" | tr '\n' ' ')"; return 1; }
+}
+
 # tollgate_check NAME FUNCTION ARGS...: a check of behaviour Mosquitto doesn't have
 tollgate_check() {
     if [ "$TOLLGATE_ONLY" = 1 ]; then
@@ -921,6 +948,14 @@ check "mosquitto mqttv311 wrong password for bob (\$7\$ line) refused (CONNACK $
     connect_refused mqttv311 "$BAD_PW_311" "$BAD_PW_TEXT" BOB_WRONG
 check "mosquitto mqttv5 unknown user refused (CONNACK $BAD_PW_5)" \
     connect_refused mqttv5 "$BAD_PW_5" "$BAD_PW_TEXT" NOBODY
+tollgate_check "scramp SCRAM-SHA-256 over MQTT 5 AUTH (dana: tollgate passwd --scram): broker proof verified, publish/subscribe" \
+    scram_login SCRAM-SHA-256 dana "$DANA_PASS" success
+tollgate_check "scramp SCRAM-SHA-512 over MQTT 5 AUTH (erin: tollgate passwd --scram sha-512): broker proof verified, publish/subscribe" \
+    scram_login SCRAM-SHA-512 erin "$ERIN_PASS" success
+tollgate_check "scramp SCRAM-SHA-256 wrong password refused at the proof (CONNACK 0x86)" \
+    scram_login SCRAM-SHA-256 dana "${DANA_PASS}x" 0x86
+tollgate_check "scramp SCRAM-SHA-256 unknown user challenged like any other, refused at the proof (CONNACK 0x86)" \
+    scram_login SCRAM-SHA-256 nobody whatever 0x86
 check "mosquitto mqttv311 no credentials on the password listener refused (CONNACK 5)" \
     connect_refused mqttv311 5 "$NOT_AUTHORISED" NO_CREDENTIALS
 check "mosquitto mqttv5 no credentials on the password listener refused (CONNACK 135)" \

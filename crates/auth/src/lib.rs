@@ -16,6 +16,7 @@ pub mod permissions;
 pub mod policy;
 mod principal;
 pub mod revocation;
+pub mod scram;
 pub mod seconds;
 mod secret;
 mod setup_error;

@@ -153,6 +153,16 @@ pub fn admit(
         ChainDecision::Refused { reason, by, detail } => {
             return Err(Refusal::Authentication { reason, by, detail })
         }
+        ChainDecision::Continue { by, .. } => {
+            // Only a connection can answer a challenge; a decision without one admits nobody.
+            return Err(Refusal::Authentication {
+                reason: DenyReason::NotAuthorized,
+                by: Some(by),
+                detail:
+                    "the authenticator asks the client a question (an exchange in several steps)"
+                        .into(),
+            });
+        }
     };
     let certificate_name = candidate
         .certificate

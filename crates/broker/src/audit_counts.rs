@@ -128,6 +128,7 @@ impl AuditCounts {
             ChainDecision::Refused { reason, by, .. } => {
                 (by.as_deref().unwrap_or("-"), deny_reason(reason))
             }
+            ChainDecision::Continue { by, .. } => (by.as_str(), "challenge"),
         };
         self.count_authentication(listener, authenticator, outcome);
     }
@@ -137,6 +138,7 @@ impl AuditCounts {
         let authenticator = match decision {
             ChainDecision::Allowed { by, .. } => by.as_str(),
             ChainDecision::Refused { by, .. } => by.as_deref().unwrap_or("-"),
+            ChainDecision::Continue { by, .. } => by.as_str(),
         };
         self.authentication_seconds
             .get_or_create(&vec![

@@ -625,3 +625,152 @@ async fn admin_tls_files_that_cannot_be_read_are_refused_at_their_key() {
         .to_string();
     assert!(problems.contains("admin.tls."), "{problems}");
 }
+
+/// An HS256 token for `sub`, bound to `certificate` (RFC 8705 `cnf` `x5t#S256`) if given.
+fn token_bound_to(sub: &str, certificate: Option<&ClientCert>) -> String {
+    use base64::Engine;
+    use sha2::Digest;
+    let exp = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs()
+        + 600;
+    let mut claims = serde_json::json!({ "sub": sub, "exp": exp });
+    if let Some(c) = certificate {
+        let der = pem_certs(&c.cert_pem).remove(0);
+        let thumbprint = base64::engine::general_purpose::URL_SAFE_NO_PAD
+            .encode(sha2::Sha256::digest(der.as_ref()));
+        claims["cnf"] = serde_json::json!({ "x5t#S256": thumbprint });
+    }
+    jsonwebtoken::encode(
+        &jsonwebtoken::Header::new(jsonwebtoken::Algorithm::HS256),
+        &claims,
+        &jsonwebtoken::EncodingKey::from_secret(b"bound-secret"),
+    )
+    .unwrap()
+}
+
+/// A TLS listener (client certificates optional) whose JWT authenticator reads the token
+/// from MQTT 5 authentication data (method `jwt`), with `binding`.
+async fn bound_token_broker(pki: &Pki, binding: &str) -> (tollgate_broker::Server, SocketAddr) {
+    let table = format!(
+        "name = \"jwt\"\n[jwt]\nalgorithms = [\"HS256\"]\nsecret = \"bound-secret\"\n\
+         token_from = \"authentication_data\"\nauthentication_method = \"jwt\"\n\
+         certificate_binding = \"{binding}\"\n"
+    );
+    let authenticator: AuthenticatorConfig = toml::from_str(&table).unwrap();
+    tls_broker(pki, ClientCertMode::Optional, |c| {
+        c.authenticators = vec![authenticator];
+    })
+    .await
+}
+
+fn token_connect(client_id: &str, token: &str) -> Connect {
+    let mut c = connect_packet(ProtocolVersion::V5, client_id);
+    c.properties.authentication_method = Some("jwt".into());
+    c.properties.authentication_data = Some(token.to_owned().into_bytes().into());
+    c
+}
+
+/// The CONNACK reason for `token` over TLS, presenting `certificate` if given.
+async fn bound_connack(
+    pki: &Pki,
+    addr: SocketAddr,
+    certificate: Option<&ClientCert>,
+    token: &str,
+) -> ReasonCode {
+    let (stream, _) = pki.connect(addr, certificate).await.unwrap();
+    let (_client, ack) = mqtt_connect(stream, token_connect("d1", token))
+        .await
+        .unwrap();
+    ack.reason_code
+}
+
+#[tokio::test]
+async fn a_certificate_bound_token_holds_only_with_its_certificate() {
+    let pki = Pki::new("bound");
+    let (_server, addr) = bound_token_broker(&pki, "when_present").await;
+    let mine = pki.client_cert("device-1", 10);
+    let other = pki.client_cert("device-2", 11);
+    let bound = token_bound_to("device-1", Some(&mine));
+    assert_eq!(
+        bound_connack(&pki, addr, Some(&mine), &bound).await,
+        ReasonCode::SUCCESS
+    );
+    // The same token copied to another device, or used without a certificate: refused.
+    for certificate in [Some(&other), None] {
+        assert_eq!(
+            bound_connack(&pki, addr, certificate, &bound).await,
+            ReasonCode::BAD_USER_NAME_OR_PASSWORD
+        );
+    }
+    // `when_present`: a token bound to nothing is a bearer token as before.
+    let bearer = token_bound_to("device-1", None);
+    assert_eq!(
+        bound_connack(&pki, addr, None, &bearer).await,
+        ReasonCode::SUCCESS
+    );
+}
+
+#[tokio::test]
+async fn binding_required_refuses_bearer_tokens_and_off_ignores_the_binding() {
+    let pki = Pki::new("bound-required");
+    let mine = pki.client_cert("device-1", 10);
+    let other = pki.client_cert("device-2", 11);
+    let (_server, addr) = bound_token_broker(&pki, "required").await;
+    let bearer = token_bound_to("device-1", None);
+    assert_eq!(
+        bound_connack(&pki, addr, Some(&mine), &bearer).await,
+        ReasonCode::BAD_USER_NAME_OR_PASSWORD
+    );
+    let bound = token_bound_to("device-1", Some(&mine));
+    assert_eq!(
+        bound_connack(&pki, addr, Some(&mine), &bound).await,
+        ReasonCode::SUCCESS
+    );
+
+    let (_server, addr) = bound_token_broker(&pki, "off").await;
+    assert_eq!(
+        bound_connack(&pki, addr, Some(&other), &bound).await,
+        ReasonCode::SUCCESS
+    );
+}
+
+#[tokio::test]
+async fn re_authentication_checks_the_binding_again() {
+    let pki = Pki::new("bound-reauth");
+    let (_server, addr) = bound_token_broker(&pki, "when_present").await;
+    let mine = pki.client_cert("device-1", 10);
+    let other = pki.client_cert("device-2", 11);
+    let (stream, _) = pki.connect(addr, Some(&mine)).await.unwrap();
+    let first = token_bound_to("device-1", Some(&mine));
+    let (mut client, ack) = mqtt_connect(stream, token_connect("d1", &first))
+        .await
+        .unwrap();
+    assert_eq!(ack.reason_code, ReasonCode::SUCCESS);
+    let reauth = |token: String| {
+        Packet::Auth(Auth {
+            reason_code: ReasonCode::REAUTHENTICATE,
+            properties: AuthProperties {
+                authentication_method: Some("jwt".into()),
+                authentication_data: Some(token.into_bytes().into()),
+                ..Default::default()
+            },
+        })
+    };
+    client
+        .send(reauth(token_bound_to("device-1", Some(&mine))))
+        .await;
+    match client.recv().await {
+        Packet::Auth(a) => assert_eq!(a.reason_code, ReasonCode::SUCCESS),
+        other => panic!("expected AUTH 0x00, got {other:?}"),
+    }
+    // A fresh token bound to another device's certificate, on this connection: ended.
+    client
+        .send(reauth(token_bound_to("device-1", Some(&other))))
+        .await;
+    match client.expect_close().await.as_slice() {
+        [Packet::Disconnect(d)] => assert_eq!(d.reason_code, ReasonCode::NOT_AUTHORIZED),
+        other => panic!("expected DISCONNECT 0x87, got {other:?}"),
+    }
+}

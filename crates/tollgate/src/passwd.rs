@@ -1,8 +1,11 @@
-//! `tollgate passwd`: manages a password file as `mosquitto_passwd` does, writing argon2id.
+//! `tollgate passwd`: manages a password file as `mosquitto_passwd` does, writing argon2id,
+//! or with `--scram` SCRAM keys (for the MQTT 5 methods `SCRAM-SHA-256` / `SCRAM-SHA-512`;
+//! such a line checks a plain password too).
 //!
 //!     tollgate passwd [-c] FILE USER            prompt for the password (twice, no echo)
 //!     tollgate passwd [-c] -b FILE USER PASS    batch mode: password on the command line
 //!     tollgate passwd [-c] --stdin FILE USER    read the password from standard input
+//!     tollgate passwd --scram [sha-256|sha-512] [--iterations N] FILE USER
 //!     tollgate passwd -D FILE USER              delete the user
 
 use std::io::{BufRead, IsTerminal};
@@ -11,6 +14,7 @@ use std::process::ExitCode;
 
 use clap::Args;
 use tollgate_auth::password_file::PasswordFileEditor;
+use tollgate_auth::scram::Mechanism;
 
 /// Arguments of `tollgate passwd`.
 #[derive(Args, Debug)]
@@ -28,6 +32,14 @@ pub struct PasswdArgs {
     /// Read the password from standard input (one line).
     #[arg(long, conflicts_with = "delete")]
     stdin: bool,
+    /// Write SCRAM keys instead of an argon2id hash: `sha-256` (the default when the flag is
+    /// given alone) or `sha-512`.
+    #[arg(long, value_name = "HASH", num_args = 0..=1, default_missing_value = "sha-256",
+          value_parser = ["sha-256", "sha-512"], conflicts_with = "delete")]
+    scram: Option<String>,
+    /// PBKDF2 iterations of the SCRAM keys (with --scram).
+    #[arg(long, default_value_t = tollgate_auth::scram::MIN_ITERATIONS, requires = "scram")]
+    iterations: u32,
     /// The password file.
     file: PathBuf,
     /// The user name.
@@ -91,7 +103,17 @@ fn execute(args: PasswdArgs) -> Result<String, String> {
     if password.is_empty() {
         return Err("empty password".into());
     }
-    let added = editor.set(&args.user, password.as_bytes())?;
+    let added = match args.scram.as_deref() {
+        None => editor.set(&args.user, password.as_bytes())?,
+        Some(hash) => {
+            let mechanism = if hash == "sha-512" {
+                Mechanism::Sha512
+            } else {
+                Mechanism::Sha256
+            };
+            editor.set_scram(&args.user, &password, mechanism, args.iterations)?
+        }
+    };
     editor.save().map_err(|e| e.to_string())?;
     Ok(if added {
         String::new()

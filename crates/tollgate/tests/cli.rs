@@ -253,6 +253,54 @@ fn passwd_creates_updates_and_deletes_users() {
     );
 }
 
+#[test]
+fn passwd_scram_writes_keys_of_the_chosen_hash_and_never_the_password() {
+    let dir = Dir::new("passwd-scram");
+    let file = dir.0.join("passwd").to_string_lossy().into_owned();
+    assert!(
+        tollgate(&["passwd", "-c", "--scram", "-b", &file, "dev1", "pencil"])
+            .status
+            .success()
+    );
+    let out = tollgate(&[
+        "passwd",
+        "--scram",
+        "sha-512",
+        "--iterations",
+        "8192",
+        "-b",
+        &file,
+        "dev2",
+        "pencil",
+    ]);
+    assert!(out.status.success(), "{out:?}");
+    let text = std::fs::read_to_string(&file).unwrap();
+    let line = |user: &str| {
+        let prefix = format!("{user}:");
+        text.lines()
+            .find_map(|l| l.strip_prefix(prefix.as_str()))
+            .unwrap()
+            .to_owned()
+    };
+    assert!(line("dev1").starts_with("SCRAM-SHA-256$4096:"), "{text}");
+    assert!(line("dev2").starts_with("SCRAM-SHA-512$8192:"), "{text}");
+    assert!(!text.contains("pencil"), "no plain-text password");
+    let keys = tollgate_auth::scram::ScramKeys::parse(&line("dev2")).unwrap();
+    assert!(keys.verify_password(b"pencil"));
+    let too_few = tollgate(&[
+        "passwd",
+        "--scram",
+        "--iterations",
+        "100",
+        "-b",
+        &file,
+        "dev3",
+        "x",
+    ]);
+    assert!(!too_few.status.success());
+    assert!(String::from_utf8_lossy(&too_few.stderr).contains("iteration count"));
+}
+
 fn hs256(claims: serde_json::Value, key: &str) -> String {
     jsonwebtoken::encode(
         &jsonwebtoken::Header::new(jsonwebtoken::Algorithm::HS256),

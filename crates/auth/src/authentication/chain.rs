@@ -70,6 +70,14 @@ pub enum ChainDecision {
         /// Detail for the log.
         detail: String,
     },
+    /// Not decided yet: the authenticator `by` asks the client `challenge` (AUTH 0x18), and
+    /// decides on its answer (a request carrying the challenge's state).
+    Continue {
+        /// The authenticator asking.
+        by: String,
+        /// What to send, and what to give back with the answer.
+        challenge: super::Challenge,
+    },
 }
 
 /// The authenticators of one listener, in order.
@@ -154,6 +162,10 @@ impl AuthChain {
     /// The user name `request` is throttled under: its user name, unless an authenticator of
     /// the chain would read it as a marker, a token or a free name beside a token.
     fn throttled_name<'r>(&self, request: &'r ConnectRequest) -> Option<&'r str> {
+        if let Some(user) = request.exchange.as_ref().and_then(|e| e.user()) {
+            // An exchange in several steps names its user in its own messages.
+            return Some(user);
+        }
         let name = request.username.as_deref()?;
         self.entries
             .iter()
@@ -239,6 +251,7 @@ impl AuthChain {
             self.observer.as_deref(),
         );
         if let Some(attempt) = attempt {
+            // A challenge ends this step undecided; the answer is an attempt of its own.
             let end = match &decision {
                 ChainDecision::Refused {
                     reason: DenyReason::BadCredentials,
@@ -270,6 +283,29 @@ impl AuthChain {
     }
 
     async fn decide(&self, request: &ConnectRequest, use_cache: bool) -> ChainDecision {
+        if let Some(exchange) = &request.exchange {
+            // The answer to a challenge goes to the authenticator that asked, alone.
+            let entry = self
+                .entries
+                .iter()
+                .chain(&self.clients)
+                .find(|e| e.authenticator.name() == exchange.by());
+            return match entry {
+                Some(entry) => self
+                    .ask(std::slice::from_ref(entry), request, false)
+                    .await
+                    .unwrap_or_else(|| ChainDecision::Refused {
+                        reason: DenyReason::NotAuthorized,
+                        by: Some(exchange.by().to_owned()),
+                        detail: "the exchange ended without a decision".into(),
+                    }),
+                None => ChainDecision::Refused {
+                    reason: DenyReason::NotAuthorized,
+                    by: None,
+                    detail: "the authenticator of the exchange is gone (reconfigured)".into(),
+                },
+            };
+        }
         if self.clients.is_empty() || !use_cache && request.password.is_none() {
             // One identity; or a re-authentication, which presents the user's new token and
             // not the client's secret again: the client identity the connection has stays.
@@ -297,6 +333,14 @@ impl AuthChain {
                     by,
                     detail: format!("the client: {detail}"),
                 }
+            }
+            Some(ChainDecision::Continue { by, .. }) => {
+                // A client secret is checked from the password, in one step.
+                return ChainDecision::Refused {
+                    reason: DenyReason::NotAuthorized,
+                    by: Some(by),
+                    detail: "the client: a client authenticator cannot ask questions".into(),
+                };
             }
             None => {
                 return ChainDecision::Refused {
@@ -361,14 +405,17 @@ impl AuthChain {
         for entry in entries {
             let authenticator = &entry.authenticator;
             let name = authenticator.name();
-            let key = entry.cache.as_ref().map(|_| {
+            // The answer to a challenge is never cached: its allow came from a proof bound
+            // to that one exchange, and a cached allow would admit a replay of the answer.
+            let cache = entry.cache.as_ref().filter(|_| request.exchange.is_none());
+            let key = cache.map(|_| {
                 AuthCache::key(
                     request,
                     authenticator.depends_on_client_id(),
                     authenticator.depends_on_peer(),
                 )
             });
-            if let (Some(cache), Some(key), true) = (&entry.cache, key.as_ref(), use_cache) {
+            if let (Some(cache), Some(key), true) = (cache, key.as_ref(), use_cache) {
                 if let Some(identity) = cache.get(key, authenticator.revision(), Instant::now()) {
                     return Some(ChainDecision::Allowed {
                         identity,
@@ -379,7 +426,7 @@ impl AuthChain {
             let revision = authenticator.revision();
             match authenticator.authenticate(request).await {
                 Ok(AuthOutcome::Allow(identity)) => {
-                    if let (Some(cache), Some(key)) = (&entry.cache, key) {
+                    if let (Some(cache), Some(key)) = (cache, key) {
                         cache.put(key, identity.clone(), revision, Instant::now());
                     }
                     return Some(ChainDecision::Allowed {
@@ -392,6 +439,12 @@ impl AuthChain {
                         reason,
                         by: Some(name.to_owned()),
                         detail,
+                    });
+                }
+                Ok(AuthOutcome::Continue(challenge)) => {
+                    return Some(ChainDecision::Continue {
+                        by: name.to_owned(),
+                        challenge,
                     });
                 }
                 Ok(AuthOutcome::Next) => {}
@@ -469,6 +522,8 @@ fn audit(
         (None, _) => "",
     };
     let (username, authenticator, outcome) = match decision {
+        // Undecided: the step that decides writes the line.
+        ChainDecision::Continue { .. } => return,
         ChainDecision::Allowed { by, identity } => (
             identity.username.as_deref().unwrap_or(sent),
             by.as_str(),
@@ -485,7 +540,7 @@ fn audit(
             .client_identity
             .as_deref()
             .zip(identity.client_identity_by.as_deref()),
-        ChainDecision::Refused { .. } => None,
+        ChainDecision::Refused { .. } | ChainDecision::Continue { .. } => None,
     };
     let event = AuditEvent::Authentication {
         listener: &request.listener,

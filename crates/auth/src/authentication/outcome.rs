@@ -33,6 +33,10 @@ pub struct Identity {
     /// The identity provider's tokens, when the authenticator obtained them for the client
     /// (the password grant): what a `provider` token issuer hands the client.
     pub provider_tokens: Option<Arc<ProviderTokens>>,
+    /// Authentication data for the client with the allow (CONNACK's, or the AUTH 0x00 of a
+    /// re-authentication): the last message of an exchange in several steps (SCRAM's
+    /// server-final message).
+    pub authentication_data: Option<Vec<u8>>,
 }
 
 /// Tokens an identity provider issued for a client's sign-in. Secrets: never logged.
@@ -107,6 +111,9 @@ pub enum AuthOutcome {
     /// Not this authenticator's to decide (unknown user, no token, another method): the next
     /// one decides.
     Next,
+    /// One more step: the client must answer this challenge (AUTH 0x18) before the
+    /// authenticator decides. Only for requests with an MQTT 5 authentication method.
+    Continue(super::Challenge),
 }
 
 impl AuthOutcome {

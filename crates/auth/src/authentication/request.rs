@@ -27,6 +27,9 @@ pub struct ConnectRequest {
     pub authentication_method: Option<String>,
     /// MQTT 5 authentication data.
     pub authentication_data: Option<Secret>,
+    /// The exchange this request continues (the client's AUTH 0x18 answering a challenge),
+    /// or `None` for the first step.
+    pub exchange: Option<super::ExchangeState>,
 }
 
 impl ConnectRequest {
@@ -42,6 +45,7 @@ impl ConnectRequest {
             certificate: None,
             authentication_method: None,
             authentication_data: None,
+            exchange: None,
         }
     }
 

@@ -376,7 +376,7 @@ impl DeviceGrantClient {
             Ok(AuthOutcome::Deny { detail, .. }) => Ok(TokenAnswer::Refused(format!(
                 "the provider's token: {detail}"
             ))),
-            Ok(AuthOutcome::Next) => Ok(TokenAnswer::Refused(
+            Ok(AuthOutcome::Next | AuthOutcome::Continue(_)) => Ok(TokenAnswer::Refused(
                 "the provider's token: not a JWT".into(),
             )),
             Err(e) => Err(e.message),

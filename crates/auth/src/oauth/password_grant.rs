@@ -292,7 +292,8 @@ impl Authenticator for PasswordGrantAuthenticator {
                         }));
                         Ok(AuthOutcome::Allow(identity))
                     }
-                    AuthOutcome::Next => Ok(AuthOutcome::Next),
+                    // A JWT verifier neither passes nor asks: both mean the token is not one.
+                    AuthOutcome::Next | AuthOutcome::Continue(_) => Ok(AuthOutcome::Next),
                 },
             }
         })

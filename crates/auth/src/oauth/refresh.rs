@@ -103,7 +103,9 @@ impl TokenRefresher {
             Ok(AuthOutcome::Deny { detail, .. }) => {
                 Ok(Err(format!("the provider's token: {detail}")))
             }
-            Ok(AuthOutcome::Next) => Ok(Err("the provider's token: not a JWT".into())),
+            Ok(AuthOutcome::Next | AuthOutcome::Continue(_)) => {
+                Ok(Err("the provider's token: not a JWT".into()))
+            }
             Err(e) => Err(e.message),
         }
     }

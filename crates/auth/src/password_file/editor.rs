@@ -1,12 +1,16 @@
-//! Changing a password file, for `tollgate passwd`: add or update a user (argon2id), delete a
+//! Changing a password file, for `tollgate passwd`: add or update a user (argon2id, or SCRAM
+//! keys), delete a
 //! user, keeping every other line (comments, Mosquitto hashes) as it was. Writes go to a
 //! temporary file that replaces the original, readable by its owner only.
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
 
+use argon2::password_hash::rand_core::{OsRng, RngCore};
+
 use super::hash::PasswordHash;
 use super::PasswordFileError;
+use crate::scram::{Mechanism, ScramKeys, MAX_ITERATIONS, MIN_ITERATIONS};
 
 /// A password file being edited.
 #[derive(Debug, Clone)]
@@ -44,18 +48,53 @@ impl PasswordFileEditor {
     /// Sets `user`'s password (argon2id), adding the user if new. Returns true if the user was
     /// new.
     pub fn set(&mut self, user: &str, password: &[u8]) -> Result<bool, String> {
+        Self::check_user(user)?;
+        let hash = PasswordHash::create_argon2id(password)?;
+        Ok(self.put(user, &hash))
+    }
+
+    /// Sets `user`'s SCRAM keys for `mechanism` from `password` (SASLprep-normalised first)
+    /// with a random salt and `iterations`, adding the user if new. The line checks plain
+    /// passwords too. Returns true if the user was new.
+    pub fn set_scram(
+        &mut self,
+        user: &str,
+        password: &str,
+        mechanism: Mechanism,
+        iterations: u32,
+    ) -> Result<bool, String> {
+        Self::check_user(user)?;
+        if !(MIN_ITERATIONS..=MAX_ITERATIONS).contains(&iterations) {
+            return Err(format!(
+                "the iteration count must be between {MIN_ITERATIONS} and {MAX_ITERATIONS}"
+            ));
+        }
+        let password = crate::scram::normalize_password(password)?;
+        let mut salt = [0u8; 16];
+        OsRng.fill_bytes(&mut salt);
+        let keys = ScramKeys::derive(mechanism, password.as_bytes(), &salt, iterations);
+        Ok(self.put(user, &keys.to_string()))
+    }
+
+    fn check_user(user: &str) -> Result<(), String> {
         if user.is_empty() || user.contains(':') || user.contains('\n') {
             return Err("a user name must be non-empty and contain no `:` or newline".into());
         }
-        let line = format!("{user}:{}", PasswordHash::create_argon2id(password)?);
+        Ok(())
+    }
+
+    /// Puts the line `user:hash` in place of the user's, or at the end. Returns true if the
+    /// user was new.
+    fn put(&mut self, user: &str, hash: &str) -> bool {
+        let line = format!("{user}:{hash}");
         match self.position(user) {
             Some(i) => {
                 self.lines[i] = line;
-                Ok(false)
+                false
             }
             None => {
                 self.lines.push(line);
-                Ok(true)
+                true
             }
         }
     }

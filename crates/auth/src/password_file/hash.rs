@@ -5,6 +5,12 @@
 //! - `$7$<iterations>$<salt>$<hash>`: Mosquitto 2's PBKDF2-HMAC-SHA512, salt and 64-byte hash
 //!   base64.
 //! - `$argon2id$v=19$m=…,t=…,p=…$<salt>$<hash>`: a PHC string, what `tollgate passwd` writes.
+//! - `SCRAM-SHA-256$<iterations>:<salt>$<StoredKey>:<ServerKey>` (or `SCRAM-SHA-512`): SCRAM
+//!   keys, what `tollgate passwd --scram` writes (see [`crate::scram`]).
+//!
+//! Every format checks a password sent in CONNECT. SCRAM exchanges use SCRAM lines, and
+//! `$7$` lines of at least 4 096 iterations for SCRAM-SHA-512 (Mosquitto's PBKDF2-HMAC-SHA512
+//! output is SCRAM's salted password), so those Mosquitto users need no new enrolment.
 
 use argon2::password_hash::{rand_core::OsRng, PasswordHasher, SaltString};
 use argon2::{Algorithm, Argon2, Block, Params, PasswordHash as PhcString, Version};
@@ -12,6 +18,7 @@ use base64::engine::general_purpose::STANDARD;
 use base64::Engine;
 use sha2::{Digest, Sha512};
 
+use crate::scram::{Mechanism, ScramKeys, MIN_ITERATIONS};
 use crate::secret::constant_time_eq;
 
 /// Most PBKDF2 iterations accepted from a file: a hostile file must not make one login cost
@@ -46,11 +53,16 @@ pub enum PasswordHash {
     },
     /// An argon2id PHC string.
     Argon2id(String),
+    /// SCRAM keys.
+    Scram(ScramKeys),
 }
 
 impl PasswordHash {
     /// Parses the part of a password file line after `user:`.
     pub fn parse(text: &str) -> Result<PasswordHash, String> {
+        if text.starts_with("SCRAM-") {
+            return ScramKeys::parse(text).map(PasswordHash::Scram);
+        }
         if text.starts_with("$argon2id$") {
             let phc = PhcString::new(text).map_err(|e| format!("invalid argon2id hash: {e}"))?;
             if phc.salt.is_none() || phc.hash.is_none() {
@@ -92,7 +104,7 @@ impl PasswordHash {
                 }
                 Ok(PasswordHash::Pbkdf2Sha512 { iterations, salt: b64(salt, "salt")?, hash })
             }
-            _ => Err("unknown hash format (expected $6$, $7$ or $argon2id$; plain-text passwords are not accepted)".to_owned()),
+            _ => Err("unknown hash format (expected $6$, $7$, $argon2id$ or SCRAM-SHA-256$/SCRAM-SHA-512$; plain-text passwords are not accepted)".to_owned()),
         }
     }
 
@@ -123,6 +135,33 @@ impl PasswordHash {
                 constant_time_eq(&out, hash)
             }
             PasswordHash::Argon2id(phc) => verify_argon2id(phc, password, memory).unwrap_or(false),
+            PasswordHash::Scram(keys) => keys.verify_password(password),
+        }
+    }
+
+    /// The SCRAM keys a `mechanism` exchange checks this user with, if the line has them: a
+    /// SCRAM line of that mechanism, or a `$7$` line of at least 4 096 iterations for
+    /// SCRAM-SHA-512 (fewer, such as the 101 `mosquitto_passwd` writes by default, would
+    /// hand a client a count RFC 7677 calls too weak, and clients such as `scramp` refuse it).
+    pub fn scram_keys(&self, mechanism: Mechanism) -> Option<ScramKeys> {
+        match self {
+            PasswordHash::Scram(keys) if keys.mechanism == mechanism => Some(keys.clone()),
+            PasswordHash::Pbkdf2Sha512 {
+                iterations,
+                salt,
+                hash,
+            } if mechanism == Mechanism::Sha512
+                && hash.len() == mechanism.key_len()
+                && *iterations >= MIN_ITERATIONS =>
+            {
+                Some(ScramKeys::from_salted_password(
+                    mechanism,
+                    hash,
+                    salt,
+                    *iterations,
+                ))
+            }
+            _ => None,
         }
     }
 
@@ -222,6 +261,38 @@ mod tests {
         assert!(alice.verify(b"secret1"));
         assert!(!alice.verify(b"secret2"));
         assert!(fixture("bob").verify(b"p@ss w0rd"));
+    }
+
+    #[test]
+    fn mosquitto_pbkdf2_lines_of_enough_iterations_give_scram_sha_512_keys() {
+        // Written as `mosquitto_passwd -I 4096` writes it: $7$, count, salt, PBKDF2 output.
+        let salt = b"mosquitto-salt-12";
+        let mut hash = [0u8; 64];
+        pbkdf2::pbkdf2_hmac::<Sha512>(b"secret1", salt, 4096, &mut hash);
+        let line = format!(
+            "$7$4096${}${}",
+            STANDARD.encode(salt),
+            STANDARD.encode(hash)
+        );
+        let parsed = PasswordHash::parse(&line).unwrap();
+        assert_eq!(
+            parsed.scram_keys(Mechanism::Sha512),
+            Some(ScramKeys::derive(Mechanism::Sha512, b"secret1", salt, 4096))
+        );
+        assert_eq!(parsed.scram_keys(Mechanism::Sha256), None);
+        // mosquitto_passwd's default of 101 iterations is too weak to offer.
+        assert_eq!(fixture("alice").scram_keys(Mechanism::Sha512), None);
+        assert_eq!(fixture("carol").scram_keys(Mechanism::Sha512), None);
+    }
+
+    #[test]
+    fn scram_lines_verify_plain_passwords_and_give_their_keys() {
+        let keys = ScramKeys::derive(Mechanism::Sha256, b"pencil", b"salt-bytes", 4096);
+        let hash = PasswordHash::parse(&keys.to_string()).unwrap();
+        assert!(hash.verify(b"pencil"));
+        assert!(!hash.verify(b"Pencil"));
+        assert_eq!(hash.scram_keys(Mechanism::Sha256), Some(keys));
+        assert_eq!(hash.scram_keys(Mechanism::Sha512), None);
     }
 
     #[test]

@@ -8,10 +8,14 @@
 //! set of hashing threads (`hashing.rs`), so a burst of logins never stalls the I/O threads,
 //! never runs more checks at once than configured, and leaves no hashing memory behind. The file is read again when it changes (polled) or on [`PasswordFile::reload`]
 //! (SIGHUP); a file that fails to parse leaves the previous users in force.
+//!
+//! A request with the MQTT 5 method `SCRAM-SHA-256` or `SCRAM-SHA-512` is a SCRAM exchange
+//! instead (`scram_exchange.rs`): the password never crosses the wire.
 
 mod editor;
 mod hash;
 mod hashing;
+mod scram_exchange;
 
 use std::collections::HashMap;
 use std::fmt;
@@ -29,6 +33,7 @@ pub use hashing::HashingPool;
 use crate::authentication::{
     AuthError, AuthOutcome, Authenticator, BoxFuture, ConnectRequest, DenyReason, Identity,
 };
+use crate::scram::Mechanism;
 
 /// A password file that could not be used.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -107,6 +112,10 @@ pub struct PasswordFile {
     /// Whether entries are client identifiers with their client secrets (the password), not
     /// user names.
     by_client_id: bool,
+    /// What simulated SCRAM exchanges for unknown users are derived from: random, so no
+    /// one can compute them, and the same for the file's life, so a name probed twice gets
+    /// the same answer.
+    simulation_secret: [u8; 32],
 }
 
 impl PasswordFile {
@@ -141,6 +150,7 @@ impl PasswordFile {
             stamp: Mutex::new(None),
             hashing,
             by_client_id: false,
+            simulation_secret: random_secret(),
             path,
         };
         file.reload()?;
@@ -208,6 +218,14 @@ impl PasswordFile {
     }
 }
 
+/// 32 random bytes.
+fn random_secret() -> [u8; 32] {
+    use argon2::password_hash::rand_core::{OsRng, RngCore};
+    let mut secret = [0u8; 32];
+    OsRng.fill_bytes(&mut secret);
+    secret
+}
+
 impl Authenticator for PasswordFile {
     fn name(&self) -> &str {
         &self.name
@@ -231,6 +249,17 @@ impl Authenticator for PasswordFile {
         request: &'a ConnectRequest,
     ) -> BoxFuture<'a, Result<AuthOutcome, AuthError>> {
         Box::pin(async move {
+            let scram = request
+                .authentication_method
+                .as_deref()
+                .and_then(Mechanism::from_name);
+            if let Some(mechanism) = scram {
+                if self.by_client_id {
+                    // Client secrets are checked from the password, never by an exchange.
+                    return Ok(AuthOutcome::Next);
+                }
+                return Ok(self.scram_step(mechanism, request));
+            }
             let key = if self.by_client_id {
                 Some(request.client_id.as_str()).filter(|id| !id.is_empty())
             } else {

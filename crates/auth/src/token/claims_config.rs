@@ -45,6 +45,10 @@ pub struct TokenClaimsConfig {
     pub roles_claims: Vec<String>,
     /// Claim paths listing groups.
     pub groups_claims: Vec<String>,
+    /// RFC 8705 certificate-bound tokens: `when_present` (the default: a token whose `cnf`
+    /// has `x5t#S256` holds only with that client certificate), `required` (every token
+    /// must be so bound) or `off`.
+    pub certificate_binding: super::CertificateBinding,
 }
 
 impl Default for TokenClaimsConfig {
@@ -60,6 +64,7 @@ impl Default for TokenClaimsConfig {
             client_identity_claim: None,
             roles_claims: Vec::new(),
             groups_claims: Vec::new(),
+            certificate_binding: super::CertificateBinding::default(),
         }
     }
 }
@@ -90,6 +95,7 @@ impl TokenClaimsConfig {
             client_identity_claim: self.client_identity_claim.clone(),
             roles_claims: self.roles_claims.clone(),
             groups_claims: self.groups_claims.clone(),
+            certificate_binding: self.certificate_binding,
         }
     }
 }
@@ -133,6 +139,9 @@ impl<'de> Visitor<'de> for KeysVisitor {
                 }
                 "roles_claims" => config.roles_claims = map.next_value().map_err(named)?,
                 "groups_claims" => config.groups_claims = map.next_value().map_err(named)?,
+                "certificate_binding" => {
+                    config.certificate_binding = map.next_value().map_err(named)?
+                }
                 // Not `unknown_field`: its list would name only the shared keys, not the
                 // table's own.
                 _ => return Err(de::Error::custom(format!("unknown field `{key}`"))),
@@ -196,6 +205,20 @@ mod tests {
         let e = parse("username_must_match_claim = \"yes\"\n").unwrap_err();
         assert!(
             e.message().starts_with("key `username_must_match_claim`: "),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn certificate_binding_is_read_and_a_wrong_value_names_its_key() {
+        let table = parse("certificate_binding = \"required\"\n").unwrap();
+        assert_eq!(
+            table.claims.claim_mapping().certificate_binding,
+            super::super::CertificateBinding::Required
+        );
+        let e = parse("certificate_binding = \"sometimes\"\n").unwrap_err();
+        assert!(
+            e.message().starts_with("key `certificate_binding`: "),
             "{e}"
         );
     }

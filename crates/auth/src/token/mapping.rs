@@ -30,6 +30,8 @@ pub struct ClaimMapping {
     pub roles_claims: Vec<String>,
     /// Claim paths listing groups.
     pub groups_claims: Vec<String>,
+    /// Whether the token must be bound to the client certificate (`cnf` `x5t#S256`).
+    pub certificate_binding: super::CertificateBinding,
 }
 
 impl ClaimMapping {
@@ -44,6 +46,8 @@ impl ClaimMapping {
                 return Err(format!("claim {name} does not hold the required value"));
             }
         }
+        self.certificate_binding
+            .check(&claims, request.certificate.as_ref())?;
         let username = match lookup(&claims, &self.username_claim) {
             None | Some(Value::Null) => return Err(format!("no {} claim", self.username_claim)),
             Some(Value::String(name)) => name.clone(),
@@ -93,6 +97,7 @@ impl ClaimMapping {
             expires_at,
             granted: None,
             provider_tokens: None,
+            authentication_data: None,
         })
     }
 }

@@ -151,6 +151,7 @@ impl WebhookAnswer {
             expires_at,
             granted,
             provider_tokens: None,
+            authentication_data: None,
         }))
     }
 }

@@ -115,13 +115,14 @@ impl<S: Shared> Connection<S> {
                 .authentication_data
                 .as_ref()
                 .map(|d| Secret::new(d.to_vec())),
+            exchange: None,
         };
         if let Some(decision) =
             admission::certificate_decision(&self.listener, self.certificate.as_deref())
         {
             let name = match &decision {
                 ChainDecision::Allowed { identity, .. } => identity.username.as_deref(),
-                ChainDecision::Refused { .. } => None,
+                ChainDecision::Refused { .. } | ChainDecision::Continue { .. } => None,
             };
             self.audit(AuditEvent::Authentication {
                 listener: &request.listener,
@@ -138,6 +139,9 @@ impl<S: Shared> Connection<S> {
                 assigned,
                 request: None,
                 kept: None,
+                first: None,
+                challenged: None,
+                challenges: 0,
             }));
             return self.finish_connect(decision, now);
         }
@@ -147,6 +151,9 @@ impl<S: Shared> Connection<S> {
             assigned,
             request: Some(request),
             kept: None,
+            first: None,
+            challenged: None,
+            challenges: 0,
         }));
         Ok(())
     }
@@ -159,8 +166,13 @@ impl<S: Shared> Connection<S> {
         match &mut self.phase {
             Phase::Authenticating(pending) => {
                 let request = pending.request.take()?;
-                if rechecks {
-                    pending.kept = Some(request.clone());
+                if request.exchange.is_none() {
+                    if rechecks {
+                        pending.kept = Some(request.clone());
+                    }
+                    if request.authentication_method.is_some() {
+                        pending.first = Some(request.clone());
+                    }
                 }
                 Some(request)
             }
@@ -198,15 +210,11 @@ impl<S: Shared> Connection<S> {
                 return Err(Close::abnormal(ReasonCode::PROTOCOL_ERROR));
             }
         };
-        let PendingConnect {
-            connect,
-            client_id,
-            assigned,
-            kept,
-            ..
-        } = *pending;
-        let (identity, authenticated_by) = match decision {
+        let (mut identity, authenticated_by) = match decision {
             ChainDecision::Allowed { identity, by } => (identity, by),
+            ChainDecision::Continue { challenge, .. } => {
+                return self.challenge(pending, challenge, now);
+            }
             ChainDecision::Refused { reason, by, .. } => {
                 // Refusals that cost nothing to provoke are counted and logged once per
                 // interval (the chain writes no audit line for each).
@@ -222,6 +230,15 @@ impl<S: Shared> Connection<S> {
                 return Err(self.refuse(admission::deny_reason_code(reason)));
             }
         };
+        let PendingConnect {
+            connect,
+            client_id,
+            assigned,
+            kept,
+            ..
+        } = *pending;
+        // The method's last word to the client (SCRAM's server-final message), for CONNACK.
+        let final_data = identity.authentication_data.take();
         if let (Some(request), Some(interval)) = (
             kept,
             self.listener
@@ -361,6 +378,7 @@ impl<S: Shared> Connection<S> {
             // A client authenticated through MQTT 5 authentication data is answered with the
             // same method (MQTT-3.2.2.3.17).
             props.authentication_method = connect.properties.authentication_method.clone();
+            props.authentication_data = final_data.map(bytes::Bytes::from);
             self.reauth_basis = connect
                 .properties
                 .authentication_method

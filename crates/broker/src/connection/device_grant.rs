@@ -240,6 +240,7 @@ impl<S: Shared> Connection<S> {
             certificate: self.certificate.as_deref().cloned(),
             authentication_method: None,
             authentication_data: None,
+            exchange: None,
         };
         if !device_call {
             let (refresher, token) = self.take_token_refresh()?;

@@ -26,6 +26,7 @@ mod connect;
 mod deliver;
 mod device_grant;
 mod ending;
+mod exchange;
 mod publish;
 mod reauth;
 mod subscribe;
@@ -120,6 +121,14 @@ struct PendingConnect {
     request: Option<ConnectRequest>,
     /// A copy of the request, kept when the chain may check the connection again.
     kept: Option<ConnectRequest>,
+    /// A copy of the first request, kept when it names an MQTT 5 authentication method: an
+    /// exchange in several steps continues from it.
+    first: Option<ConnectRequest>,
+    /// An exchange in several steps waiting for the client's AUTH 0x18: the request its
+    /// answer goes into (carrying the authenticator's state).
+    challenged: Option<ConnectRequest>,
+    /// Challenges sent so far.
+    challenges: u8,
 }
 
 /// Where a connection is in its life, each phase with what exists only in it.
@@ -157,6 +166,13 @@ struct Deciding {
     request: Option<Box<ConnectRequest>>,
     /// A periodic re-check (or else an AUTH re-authentication).
     recheck: bool,
+    /// A re-authentication in several steps: its first request, which the answers to the
+    /// broker's challenges continue from.
+    first: Option<Box<ConnectRequest>>,
+    /// A challenge waiting for the client's AUTH 0x18: the request its answer goes into.
+    challenged: Option<Box<ConnectRequest>>,
+    /// Challenges sent so far.
+    challenges: u8,
 }
 
 /// One connection's protocol state, over the shared state `S` (the broker, or a test's fake).
@@ -485,6 +501,9 @@ impl<S: Shared> Connection<S> {
                     }
                     _ => Err(Close::abnormal(ReasonCode::PROTOCOL_ERROR)),
                 };
+            }
+            Phase::Authenticating(pending) if pending.challenged.is_some() => {
+                return self.handle_challenge_answer(packet);
             }
             Phase::Authenticating(_) | Phase::Closed => {
                 return Err(Close::abnormal(ReasonCode::PROTOCOL_ERROR));

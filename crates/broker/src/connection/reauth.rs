@@ -5,12 +5,29 @@ use super::*;
 
 impl<S: Shared> Connection<S> {
     /// AUTH from a connected client: re-authentication (0x19) with the method it connected
-    /// with. Anything else is a protocol error (no multi-step method is offered).
+    /// with, or (0x18) the answer to the broker's challenge during one. Anything else is a
+    /// protocol error.
     pub(super) fn handle_auth(&mut self, auth: tollgate_mqtt::Auth) -> Result<(), Close> {
         let same_method = self.reauth_basis.as_ref().is_some_and(|basis| {
             auth.properties.authentication_method.as_deref() == Some(basis.method.as_str())
         });
-        if auth.reason_code != ReasonCode::REAUTHENTICATE || !same_method {
+        if auth.reason_code == ReasonCode::CONTINUE_AUTHENTICATION && same_method {
+            let deciding = self.attached_mut().and_then(|a| a.deciding.as_mut());
+            if let Some(deciding) = deciding.filter(|d| d.challenged.is_some()) {
+                let mut request = deciding.challenged.take().expect("filtered on it");
+                request.authentication_data = auth
+                    .properties
+                    .authentication_data
+                    .map(|d| Secret::new(d.to_vec()));
+                deciding.request = Some(request);
+                return Ok(());
+            }
+        }
+        // A new re-authentication while one is under way is a protocol error too.
+        if auth.reason_code != ReasonCode::REAUTHENTICATE
+            || !same_method
+            || self.is_reauthenticating()
+        {
             return Err(self.protocol_error(ReasonCode::PROTOCOL_ERROR));
         }
         let Some(principal) = self.principal().cloned() else {
@@ -29,15 +46,23 @@ impl<S: Shared> Connection<S> {
                 .properties
                 .authentication_data
                 .map(|d| Secret::new(d.to_vec())),
+            exchange: None,
         };
         if let Some(recheck) = self.recheck.as_mut() {
             // Later re-checks use the fresh credentials.
             recheck.request = request.clone();
         }
+        let first = request
+            .authentication_method
+            .is_some()
+            .then(|| Box::new(request.clone()));
         if let Some(attached) = self.attached_mut() {
             attached.deciding = Some(Deciding {
                 request: Some(Box::new(request)),
                 recheck: false,
+                first,
+                challenged: None,
+                challenges: 0,
             });
         }
         Ok(())
@@ -50,12 +75,13 @@ impl<S: Shared> Connection<S> {
         decision: ChainDecision,
         now: Instant,
     ) -> Result<(), Close> {
-        let rechecking = self
-            .attached_mut()
-            .and_then(|a| a.deciding.take())
-            .is_some_and(|deciding| deciding.recheck);
-        let (identity, by) = match decision {
+        let deciding = self.attached_mut().and_then(|a| a.deciding.take());
+        let rechecking = deciding.as_ref().is_some_and(|deciding| deciding.recheck);
+        let (mut identity, by) = match decision {
             ChainDecision::Allowed { identity, by } => (identity, by),
+            ChainDecision::Continue { challenge, .. } => {
+                return self.challenge_reauth(deciding, challenge);
+            }
             ChainDecision::Refused {
                 reason: DenyReason::BackendUnavailable,
                 ..
@@ -88,6 +114,7 @@ impl<S: Shared> Connection<S> {
         let Some(old) = self.principal().cloned() else {
             return Err(Close::abnormal(ReasonCode::PROTOCOL_ERROR));
         };
+        let final_data = identity.authentication_data.take();
         let mut principal = (*old).clone();
         principal.username = identity.username.or(sent_username);
         if principal.owner() != old.owner() {
@@ -133,6 +160,7 @@ impl<S: Shared> Connection<S> {
             reason_code: ReasonCode::SUCCESS,
             properties: tollgate_mqtt::AuthProperties {
                 authentication_method: self.reauth_basis.as_ref().map(|b| b.method.clone()),
+                authentication_data: final_data.map(bytes::Bytes::from),
                 ..Default::default()
             },
         }));
@@ -201,6 +229,9 @@ impl<S: Shared> Connection<S> {
             attached.deciding = Some(Deciding {
                 request: Some(request),
                 recheck: true,
+                first: None,
+                challenged: None,
+                challenges: 0,
             });
         }
     }
@@ -218,7 +249,14 @@ impl<S: Shared> Connection<S> {
     /// a further AUTH waits for the decision.
     pub fn input_waits(&self, input: &[u8]) -> bool {
         const AUTH_TYPE: u8 = 15;
-        matches!(self.phase, Phase::Authenticating(_))
-            || (self.is_reauthenticating() && input.first().is_some_and(|b| b >> 4 == AUTH_TYPE))
+        // A challenge waiting for its answer reads the answer.
+        let answering = self
+            .attached()
+            .and_then(|a| a.deciding.as_ref())
+            .is_some_and(|d| d.challenged.is_some());
+        matches!(&self.phase, Phase::Authenticating(p) if p.challenged.is_none())
+            || (self.is_reauthenticating()
+                && !answering
+                && input.first().is_some_and(|b| b >> 4 == AUTH_TYPE))
     }
 }
