@@ -5,8 +5,9 @@
 // Usage:
 //   node oidc_provider.mjs serve --port P [--issuer http://127.0.0.1:P] [--kid-prefix K]
 //        --device-secret S --tollgate-secret S
+//        [--mtls-port Q --tls-cert F --tls-key F --tls-ca F]
 //   node oidc_provider.mjs token --issuer URL --client-id ID --client-secret S
-//        [--resource urn:tollgate] [--scope mqtt]
+//        [--resource urn:tollgate] [--scope mqtt] [--mtls-port Q --cert F --key F --ca F]
 //   node oidc_provider.mjs discover --issuer URL --field introspection_endpoint
 //
 // serve: an OpenID provider listening on 127.0.0.1:P whose issuer is --issuer (by default
@@ -27,6 +28,12 @@
 //     becomes the token's sub). A device code grant of tollgate's gets a JWT for
 //     urn:tollgate, as a client credentials grant with that resource does.
 //
+// With --mtls-port the provider also listens on https://localhost:Q (the --tls-cert server
+// certificate), asking each client for a certificate signed by --tls-ca, and binds the
+// tokens of client device-3 (tls_client_certificate_bound_access_tokens) to the certificate
+// that asked for them (RFC 8705: the JWT's cnf carries its x5t#S256 thumbprint). `token`
+// with --mtls-port asks there, presenting --cert/--key.
+//
 // Its signing keys (RSA 2048 for RS256, P-256 for ES256) are generated at start, so two
 // instances never share keys: a token of one does not verify with the JWKS of the other. Their
 // key ids are their RFC 7638 thumbprints, or with --kid-prefix K "K-rs256" and "K-es256": two
@@ -42,7 +49,9 @@
 // (the endpoints in its discovery document are always on the address it was asked at).
 // Both exit non-zero, with the reason on stderr, on any failure; every request has a time limit.
 
-import { generateKeyPairSync, randomBytes, createHash } from 'node:crypto';
+import { generateKeyPairSync, randomBytes, createHash, X509Certificate } from 'node:crypto';
+import { readFileSync } from 'node:fs';
+import { createServer as createHttpsServer, request as httpsRequest } from 'node:https';
 import { parseArgs } from 'node:util';
 
 const RESOURCE = 'urn:tollgate';
@@ -71,6 +80,13 @@ const { values: args } = parseArgs({
     scope: { type: 'string' },
     field: { type: 'string' },
     'kid-prefix': { type: 'string' },
+    'mtls-port': { type: 'string' },
+    'tls-cert': { type: 'string' },
+    'tls-key': { type: 'string' },
+    'tls-ca': { type: 'string' },
+    cert: { type: 'string' },
+    key: { type: 'string' },
+    ca: { type: 'string' },
   },
 });
 
@@ -110,6 +126,8 @@ async function serve() {
     clients: [
       device('device-1'),
       device('device-2'),
+      // its tokens are bound to the certificate it asks with (when asked over mutual TLS)
+      { ...device('device-3'), tls_client_certificate_bound_access_tokens: true },
       {
         client_id: 'tollgate',
         client_secret: args['tollgate-secret'],
@@ -129,6 +147,15 @@ async function serve() {
       devInteractions: { enabled: true },
       deviceFlow: { enabled: true },
       clientCredentials: { enabled: true },
+      mTLS: {
+        enabled: true,
+        certificateBoundAccessTokens: true,
+        // the certificate the client presented on the https listener (none over http)
+        getCertificate: (ctx) => {
+          const peer = ctx.socket?.getPeerCertificate?.(true);
+          return peer?.raw ? new X509Certificate(peer.raw) : undefined;
+        },
+      },
       introspection: {
         enabled: true,
         // the broker (client tollgate) may introspect anyone's tokens; a client its own
@@ -162,7 +189,23 @@ async function serve() {
     console.error(`oidc_provider.mjs: cannot listen on 127.0.0.1:${port}: ${err.message}`);
     process.exit(1);
   });
-  server.on('listening', () => console.log(`READY ${issuer}`));
+  const listening = [new Promise((resolve) => server.on('listening', resolve))];
+  if (args['mtls-port']) {
+    const mtls = createHttpsServer({
+      cert: readFileSync(args['tls-cert']),
+      key: readFileSync(args['tls-key']),
+      ca: readFileSync(args['tls-ca']),
+      requestCert: true,
+      rejectUnauthorized: false,
+    }, provider.callback());
+    mtls.on('error', (err) => {
+      console.error(`oidc_provider.mjs: cannot listen on 127.0.0.1:${args['mtls-port']}: ${err.message}`);
+      process.exit(1);
+    });
+    mtls.listen(Number(args['mtls-port']), '127.0.0.1');
+    listening.push(new Promise((resolve) => mtls.on('listening', resolve)));
+  }
+  Promise.all(listening).then(() => console.log(`READY ${issuer}`));
   // everything is in memory: nothing to save, and no open connection to wait for
   process.on('SIGTERM', () => process.exit(0));
   process.on('SIGINT', () => process.exit(0));
@@ -189,13 +232,40 @@ async function token() {
   if (args.resource) body.set('resource', args.resource);
   // RFC 6749 2.3.1: the id and secret are form-urlencoded before going into Basic
   const basic = Buffer.from(`${encodeURIComponent(args['client-id'])}:${encodeURIComponent(args['client-secret'])}`).toString('base64');
-  const answer = await getJson(endpoint, {
-    method: 'POST',
-    headers: { authorization: `Basic ${basic}`, 'content-type': 'application/x-www-form-urlencoded' },
-    body,
-  });
+  const headers = { authorization: `Basic ${basic}`, 'content-type': 'application/x-www-form-urlencoded' };
+  const answer = args['mtls-port']
+    ? await postMtls(new URL(endpoint).pathname, headers, body.toString())
+    : await getJson(endpoint, { method: 'POST', headers, body });
   if (typeof answer.access_token !== 'string') throw new Error(`${endpoint}: no access_token in ${JSON.stringify(answer)}`);
   console.log(answer.access_token);
+}
+
+// POSTs `body` to `path` on the provider's mutual TLS listener, presenting --cert/--key.
+function postMtls(path, headers, body) {
+  return new Promise((resolve, reject) => {
+    const req = httpsRequest({
+      host: '127.0.0.1',
+      servername: 'localhost',
+      port: Number(args['mtls-port']),
+      path,
+      method: 'POST',
+      headers,
+      cert: readFileSync(args.cert),
+      key: readFileSync(args.key),
+      ca: readFileSync(args.ca),
+      timeout: FETCH_TIMEOUT_MS,
+    }, (res) => {
+      let text = '';
+      res.on('data', (chunk) => { text += chunk; });
+      res.on('end', () => {
+        if (res.statusCode !== 200) return reject(new Error(`mTLS ${path}: HTTP ${res.statusCode}: ${text}`));
+        try { resolve(JSON.parse(text)); } catch { reject(new Error(`mTLS ${path}: not JSON: ${text.slice(0, 200)}`)); }
+      });
+    });
+    req.on('timeout', () => req.destroy(new Error(`mTLS ${path}: no answer within ${FETCH_TIMEOUT_MS} ms`)));
+    req.on('error', reject);
+    req.end(body);
+  });
 }
 
 async function discover() {

@@ -210,7 +210,7 @@ done
 WS_PATH=/mqtt
 
 # ---- certificates, made with the openssl CLI: a CA, a server certificate for localhost and
-#      127.0.0.1, a client certificate from that CA, and a client certificate from a second
+#      127.0.0.1, two client certificates from that CA, and a client certificate from a second
 #      CA the broker does not trust. EC P-256 keys, valid for two days.
 TLS=$WORK/tls
 mkdir -p "$TLS"
@@ -248,6 +248,7 @@ tls_leaf() { # NAME CA COMMON_NAME EXTENDED_KEY_USAGE [SUBJECT_ALT_NAME]
         tls_ca untrusted-ca "Untrusted interop CA" &&
         tls_leaf server ca localhost serverAuth "DNS:localhost,IP:127.0.0.1" &&
         tls_leaf client ca interop-client clientAuth &&
+        tls_leaf client2 ca interop-client-2 clientAuth &&
         tls_leaf untrusted-client untrusted-ca interop-client clientAuth &&
         openssl verify -CAfile "$TLS/ca.pem" "$TLS/server.pem" "$TLS/client.pem" >>"$TLS/openssl.log" 2>&1
 } || die "making the test certificates with openssl failed: $(tail -n 5 "$TLS/openssl.log")"
@@ -1113,10 +1114,12 @@ has_ready_line() { grep -q '^READY ' "$1" 2>/dev/null; }
 accepts() { (exec 3<>"/dev/tcp/$HOST/$1") 2>/dev/null; }
 
 oidc_start_providers() {
-    read -r OIDC_PORT OIDC_UNTRUSTED_PORT OIDC_IMPOSTOR_PORT JWT_PORT OPAQUE_PORT DEVICE_PORT < <(free_ports 6) ||
+    read -r OIDC_PORT OIDC_UNTRUSTED_PORT OIDC_IMPOSTOR_PORT JWT_PORT OPAQUE_PORT DEVICE_PORT \
+        OIDC_MTLS_PORT JWT_MTLS_PORT < <(free_ports 8) ||
         { bad "could not pick free ports"; return 1; }
     local p
-    for p in "$OIDC_PORT" "$OIDC_UNTRUSTED_PORT" "$OIDC_IMPOSTOR_PORT" "$JWT_PORT" "$OPAQUE_PORT" "$DEVICE_PORT"; do
+    for p in "$OIDC_PORT" "$OIDC_UNTRUSTED_PORT" "$OIDC_IMPOSTOR_PORT" "$JWT_PORT" "$OPAQUE_PORT" "$DEVICE_PORT" \
+        "$OIDC_MTLS_PORT" "$JWT_MTLS_PORT"; do
         case "$p" in 1883 | 28831 | '') bad "refusing to use port '$p'"; return 1 ;; esac
     done
     if ! OIDC_DEVICE_SECRET=$(openssl rand -hex 24) || ! OIDC_TOLLGATE_SECRET=$(openssl rand -hex 24); then
@@ -1135,10 +1138,13 @@ oidc_start_providers() {
     # trusted-es256); the untrusted provider's key ids are their thumbprints
     local name port issuer
     local -a kid pids=()
+    # the trusted provider also speaks mutual TLS, binding device-3's tokens (RFC 8705)
+    local -a mtls=(--mtls-port "$OIDC_MTLS_PORT" --tls-cert "$TLS/server.pem" --tls-key "$TLS/server.key"
+        --tls-ca "$TLS/ca.pem")
     # all three start at once; then each is waited for
     for name in trusted untrusted impostor; do
         case $name in
-        trusted) port=$OIDC_PORT issuer=$OIDC_ISSUER kid=(--kid-prefix trusted) ;;
+        trusted) port=$OIDC_PORT issuer=$OIDC_ISSUER kid=(--kid-prefix trusted "${mtls[@]}") ;;
         untrusted) port=$OIDC_UNTRUSTED_PORT issuer=$OIDC_UNTRUSTED_URL kid=() ;;
         impostor) port=$OIDC_IMPOSTOR_PORT issuer=$OIDC_ISSUER kid=(--kid-prefix trusted) ;;
         esac
@@ -1157,7 +1163,7 @@ oidc_start_providers() {
             log "the $name OpenID provider: ${CHECK_ERR}; started again"
             stop_process "${pids[$i]}" "the $name OpenID provider"
             case $name in
-            trusted) port=$OIDC_PORT issuer=$OIDC_ISSUER kid=(--kid-prefix trusted) ;;
+            trusted) port=$OIDC_PORT issuer=$OIDC_ISSUER kid=(--kid-prefix trusted "${mtls[@]}") ;;
             untrusted) port=$OIDC_UNTRUSTED_PORT issuer=$OIDC_UNTRUSTED_URL kid=() ;;
             impostor) port=$OIDC_IMPOSTOR_PORT issuer=$OIDC_ISSUER kid=(--kid-prefix trusted) ;;
             esac
@@ -1205,11 +1211,28 @@ algorithms = ["RS256", "ES256"]
 username_claim = "client_id"
 required_typ = "at+jwt"
 
+[[authenticator]]
+name = "oidc-bound"
+[authenticator.jwt]
+issuer = "$OIDC_ISSUER"
+audience = ["$OIDC_RESOURCE"]
+algorithms = ["RS256", "ES256"]
+username_claim = "client_id"
+required_typ = "at+jwt"
+certificate_binding = "required"
+
 [[listener]]
 name = "oidc"
 bind = "$HOST:$JWT_PORT"
 allow_anonymous = false
 authenticators = ["oidc"]
+
+[[listener]]
+name = "oidc-mtls"
+bind = "$HOST:$JWT_MTLS_PORT"
+allow_anonymous = false
+authenticators = ["oidc-bound"]
+tls = { cert = "$TLS/server.pem", key = "$TLS/server.key", client_ca = "$TLS/ca.pem", client_certs = "optional" }
 EOF2
     aux_broker jwt "$WORK/jwt.toml" "$JWT_PORT"
 }
@@ -1258,6 +1281,49 @@ oidc_token() {
     if [ "$kind" = opaque ] && [[ "$TOKEN" == *.* || -z "$TOKEN" ]]; then
         bad "$url gave $client no opaque token: $TOKEN"
         return 1
+    fi
+}
+
+# oidc_bound_token CERT: a JWT for device-3 asked for over mutual TLS with $TLS/CERT.pem, so
+# the provider binds it to that certificate (RFC 8705), in $TOKEN; checked to carry
+# cnf.x5t#S256 equal to the certificate's SHA-256 thumbprint
+oidc_bound_token() {
+    local cert=$1 rc=0
+    TOKEN=$(timeout -k 2 15 node "$HERE/oidc_provider.mjs" token --issuer "$OIDC_URL" --client-id device-3 \
+        --client-secret "$OIDC_DEVICE_SECRET" --resource "$OIDC_RESOURCE" --mtls-port "$OIDC_MTLS_PORT" \
+        --cert "$TLS/$cert.pem" --key "$TLS/$cert.key" --ca "$TLS/ca.pem" 2>&1 </dev/null) || rc=$?
+    [ "$rc" -eq 0 ] || { bad "no bound token for device-3 (status $rc): $TOKEN"; return 1; }
+    local want got
+    want=$(openssl x509 -in "$TLS/$cert.pem" -outform DER | openssl dgst -sha256 -binary | base64 | tr '+/' '-_' | tr -d '=\n')
+    got=$(python3 -c 'import base64, json, sys; p = sys.argv[1].split(".")[1]; print(json.loads(base64.urlsafe_b64decode(p + "=" * (-len(p) % 4))).get("cnf", {}).get("x5t#S256", ""))' "$TOKEN")
+    [ "$got" = "$want" ] || { bad "the provider's token is not bound to $cert.pem (cnf x5t#S256 '$got', want '$want')"; return 1; }
+}
+
+# RFC 8705 through mosquitto_pub over TLS: a token bound to client.pem, presented with
+# CERT (none: no certificate) to the listener whose authenticator requires bound tokens
+# shellcheck disable=SC2034 # the arrays are read through namerefs
+oidc_bound() { # VERSION good|other|none|unbound
+    local ver=$1 how=$2
+    once OIDC_STATE oidc_start_providers || return 1
+    once JWT_STATE oidc_start_jwt_broker || return 1
+    if [ "$how" = unbound ]; then
+        oidc_token "$OIDC_URL" device-1 jwt || return 1
+    else
+        oidc_bound_token client || return 1
+    fi
+    local -a tls=(-h localhost -p "$JWT_MTLS_PORT" --cafile "$TLS/ca.pem")
+    case $how in
+    good | unbound) tls+=(--cert "$TLS/client.pem" --key "$TLS/client.key") ;;
+    other) tls+=(--cert "$TLS/client2.pem" --key "$TLS/client2.key") ;;
+    none) ;;
+    esac
+    local -a BOUND=("${tls[@]}" -u device -P "$TOKEN")
+    if [ "$how" = good ]; then
+        pubsub_via "$ver" 1 BOUND BOUND
+    elif [ "$ver" = mqttv5 ]; then
+        connect_refused "$ver" 134 "$BAD_PW_TEXT" BOUND
+    else
+        connect_refused "$ver" 4 "$BAD_PW_TEXT" BOUND
     fi
 }
 
@@ -1408,6 +1474,14 @@ tollgate_check "oidc mosquitto mqttv311 JWT with one character of its signature 
     oidc_jwt_refused mqttv311 4 tampered
 tollgate_check "oidc mosquitto mqttv5 opaque token (not a JWT) on the JWT listener refused (CONNACK 134)" \
     oidc_jwt_refused mqttv5 134 opaque
+tollgate_check "oidc RFC 8705: mosquitto mqttv311 over TLS with the client certificate the provider bound the token to (mTLS token request, cnf x5t#S256): publish/subscribe QoS 1" \
+    oidc_bound mqttv311 good
+tollgate_check "oidc RFC 8705: mosquitto mqttv5 the same bound token with another certificate of the same CA refused (CONNACK 134)" \
+    oidc_bound mqttv5 other
+tollgate_check "oidc RFC 8705: mosquitto mqttv311 the bound token without a client certificate refused (CONNACK 4)" \
+    oidc_bound mqttv311 none
+tollgate_check "oidc RFC 8705: mosquitto mqttv5 an unbound token where binding is required refused (CONNACK 134)" \
+    oidc_bound mqttv5 unbound
 # Token introspection is being written: against a broker without it, the opaque broker refuses
 # its config ("unknown field `introspection`") and these two fail with that reason.
 tollgate_check "oidc introspection: mosquitto mqttv311 opaque token from the trusted provider: publish/subscribe QoS 1" \
