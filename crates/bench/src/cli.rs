@@ -55,6 +55,10 @@ pub struct Common {
     /// Password for every connection; `{i}` is replaced with the connection's number.
     #[arg(long)]
     pub password: Option<String>,
+    /// Log in by SCRAM (`SCRAM-SHA-256` or `SCRAM-SHA-512`, MQTT 5 enhanced authentication)
+    /// with the user name and password instead of sending them in CONNECT.
+    #[arg(long, requires_all = ["username", "password"])]
+    pub scram: Option<String>,
     /// Connect over TLS, trusting the CA certificates in this PEM file.
     #[arg(long)]
     pub tls_ca: Option<std::path::PathBuf>,

@@ -16,9 +16,9 @@ use tokio::net::TcpStream;
 use crate::stream::Stream;
 use crate::tls::TlsSettings;
 use tollgate_mqtt::{
-    encode, encode_publish_with, Ack, ConnAck, Connect, ConnectProperties, DecodeError, Decoder,
-    Disconnect, EncodeError, Packet, ProtocolVersion, Publish, PublishOverrides, QoS, ReasonCode,
-    Role, Subscribe, Subscription, SubscriptionOptions,
+    encode, encode_publish_with, Ack, Auth, AuthProperties, ConnAck, Connect, ConnectProperties,
+    DecodeError, Decoder, Disconnect, EncodeError, Packet, ProtocolVersion, Publish,
+    PublishOverrides, QoS, ReasonCode, Role, Subscribe, Subscription, SubscriptionOptions,
 };
 
 /// Bytes asked of the socket per read, at least.
@@ -49,6 +49,8 @@ pub struct ConnectOptions {
     pub tls: Option<TlsSettings>,
     /// A persistent session: clean start 0 (5.0: session expiry one hour).
     pub persistent: bool,
+    /// A SCRAM login in place of the user name and password in CONNECT.
+    pub scram: Option<std::sync::Arc<crate::scram::ScramLogin>>,
 }
 
 /// Why a connection failed.
@@ -154,15 +156,24 @@ impl Client {
             version: opts.version,
             server_receive_maximum: u16::MAX,
         };
+        let scram = opts.scram.as_ref().map(|login| (login, login.first()));
+        let (username, password) = match scram {
+            Some(_) => (None, None),
+            None => (opts.username.clone(), opts.password.clone()),
+        };
         let connect = Connect {
             protocol: opts.version,
             clean_start: !opts.persistent,
             keep_alive: opts.keep_alive,
             client_id: opts.client_id.clone(),
             will: None,
-            username: opts.username.clone(),
-            password: opts.password.clone(),
+            username,
+            password,
             properties: ConnectProperties {
+                authentication_method: scram.as_ref().map(|(login, _)| login.method().into()),
+                authentication_data: scram
+                    .as_ref()
+                    .map(|(_, (_, first))| Bytes::from(first.clone())),
                 receive_maximum: opts.receive_maximum.filter(|_| opts.version.is_v5()),
                 maximum_packet_size: Some(opts.maximum_packet_size)
                     .filter(|_| opts.version.is_v5()),
@@ -173,7 +184,47 @@ impl Client {
         };
         client.queue(&Packet::Connect(Box::new(connect)))?;
         client.flush().await?;
-        match client.recv().await? {
+        let mut answer = client.recv().await?;
+        if let Some((login, (mut exchange, _))) = scram {
+            let Packet::Auth(challenge) = answer else {
+                return Err(match answer {
+                    Packet::ConnAck(ack) => ClientError::Refused("CONNECT", ack.reason_code),
+                    other => ClientError::Protocol(format!(
+                        "expected AUTH, got packet type {}",
+                        other.packet_type()
+                    )),
+                });
+            };
+            let server_first = challenge.properties.authentication_data.unwrap_or_default();
+            let client_final = login
+                .answer(&mut exchange, &server_first)
+                .map_err(ClientError::Protocol)?;
+            client.queue(&Packet::Auth(Auth {
+                reason_code: ReasonCode::CONTINUE_AUTHENTICATION,
+                properties: AuthProperties {
+                    authentication_method: Some(login.method().into()),
+                    authentication_data: Some(Bytes::from(client_final)),
+                    ..AuthProperties::default()
+                },
+            }))?;
+            client.flush().await?;
+            answer = client.recv().await?;
+            if let Packet::ConnAck(ack) = &answer {
+                let server_final = ack
+                    .properties
+                    .authentication_data
+                    .clone()
+                    .unwrap_or_default();
+                if ack.reason_code == ReasonCode::SUCCESS
+                    && !login.broker_proved(&exchange, &server_final)
+                {
+                    return Err(ClientError::Protocol(
+                        "the broker's SCRAM signature is wrong".into(),
+                    ));
+                }
+            }
+        }
+        match answer {
             Packet::ConnAck(ack) if ack.reason_code == ReasonCode::SUCCESS => {
                 if let Some(max) = ack.properties.receive_maximum {
                     client.server_receive_maximum = max;

@@ -14,6 +14,8 @@
 //! Credentials: `--username`/`--password` for every connection, with `{i}` replaced by the
 //! connection's number for one user per connection. A token travels as the password (the
 //! comparison script signs one with openssl and passes it the same way to every connection).
+//! With `--scram SCRAM-SHA-256` (or `-512`, MQTT 5) the user name and password log in by a
+//! SCRAM exchange instead ([`scram`]).
 //!
 //! TLS: `--tls-ca <PEM>` connects over TLS, trusting that CA, checking the broker's certificate
 //! against `--tls-server-name` (default `localhost`). Client certificates are not offered.
@@ -28,6 +30,7 @@ pub mod payload;
 pub mod procfs;
 pub mod report;
 pub mod scenario;
+pub mod scram;
 pub mod seq;
 pub mod stats;
 pub mod stream;

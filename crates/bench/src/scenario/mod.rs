@@ -36,6 +36,8 @@ pub struct Setup {
     pub run_id: u32,
     /// TLS settings, with `--tls-ca`.
     pub tls: Option<TlsSettings>,
+    /// The SCRAM login, with `--scram`.
+    pub scram: Option<std::sync::Arc<crate::scram::ScramLogin>>,
     next_connection: AtomicUsize,
 }
 
@@ -56,9 +58,16 @@ impl Setup {
             Some(ca) => Some(TlsSettings::new(ca, &common.tls_server_name)?),
             None => None,
         };
+        let scram = match (&common.scram, &common.username, &common.password) {
+            (Some(mechanism), Some(user), Some(password)) => Some(std::sync::Arc::new(
+                crate::scram::ScramLogin::new(mechanism, user, password)?,
+            )),
+            _ => None,
+        };
         Ok(Setup {
             addr,
             tls,
+            scram,
             common,
             threads,
             run_id,
@@ -85,6 +94,7 @@ impl Setup {
             maximum_packet_size: MAX_PACKET,
             tls: self.tls.clone(),
             persistent: false,
+            scram: self.scram.clone(),
         }
     }
 
