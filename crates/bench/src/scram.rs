@@ -20,8 +20,16 @@ pub struct ScramLogin {
     sha512: bool,
     username: String,
     password: String,
-    salted: Mutex<Option<(Vec<u8>, u32, Vec<u8>)>>,
+    salted: Mutex<Option<SaltedPassword>>,
     nonces: AtomicU64,
+}
+
+/// PBKDF2's output for one salt and iteration count.
+#[derive(Debug)]
+struct SaltedPassword {
+    salt: Vec<u8>,
+    iterations: u32,
+    key: Vec<u8>,
 }
 
 /// One exchange under way: what the answer and the check of the broker's signature need.
@@ -115,9 +123,9 @@ impl ScramLogin {
 
     fn salted_password(&self, salt: &[u8], iterations: u32) -> Vec<u8> {
         let mut kept = self.salted.lock();
-        if let Some((s, i, salted)) = kept.as_ref() {
-            if s == salt && *i == iterations {
-                return salted.clone();
+        if let Some(kept) = kept.as_ref() {
+            if kept.salt == salt && kept.iterations == iterations {
+                return kept.key.clone();
             }
         }
         let mut out = vec![0u8; if self.sha512 { 64 } else { 32 }];
@@ -126,7 +134,11 @@ impl ScramLogin {
         } else {
             pbkdf2::pbkdf2_hmac::<Sha256>(self.password.as_bytes(), salt, iterations, &mut out);
         }
-        *kept = Some((salt.to_vec(), iterations, out.clone()));
+        *kept = Some(SaltedPassword {
+            salt: salt.to_vec(),
+            iterations,
+            key: out.clone(),
+        });
         out
     }
 
