@@ -518,3 +518,80 @@ async fn re_authentication_cannot_change_the_user_or_the_method() {
         other => panic!("expected DISCONNECT 0x82, got {other:?}"),
     }
 }
+
+#[tokio::test]
+async fn an_unanswered_re_authentication_challenge_ends_the_connection() {
+    let dir = TestDir::new("scram-reauth-silent");
+    let (_server, addr) = start_broker(|c| with_scram_file(c, scram_file(&dir))).await;
+    let mut scram = ScramClient::new(Mechanism::Sha256, "dev1", "pencil", "first");
+    let (mut client, _) = exchange(addr, &mut scram).await;
+    let again = ScramClient::new(Mechanism::Sha256, "dev1", "pencil", "second");
+    client
+        .send(auth(
+            ReasonCode::REAUTHENTICATE,
+            again.method(),
+            again.first(),
+        ))
+        .await;
+    challenge(&mut client, again.method()).await;
+    // connect_timeout is 1 s: the close comes well within the client's 5 s wait.
+    match client.expect_close().await.as_slice() {
+        [Packet::Disconnect(d)] => assert_eq!(d.reason_code, ReasonCode::NOT_AUTHORIZED),
+        other => panic!("expected DISCONNECT 0x87, got {other:?}"),
+    }
+}
+
+#[tokio::test]
+async fn a_device_secret_and_a_users_scram_exchange_give_both_identities() {
+    let dir = TestDir::new("scram-two");
+    let users = scram_file(&dir);
+    let devices = dir.write("devices", "");
+    let mut editor = PasswordFileEditor::open(&devices, false).unwrap();
+    editor.set("dev-a", b"device-secret").unwrap();
+    editor.save().unwrap();
+    let (server, addr) = start_broker(|c| {
+        with_scram_file(c, users);
+        c.authenticators.push(AuthenticatorConfig {
+            name: "devices".into(),
+            password_file: Some(PasswordFileConfig {
+                path: devices,
+                reload_interval: Duration::from_secs(0),
+                max_parallel_hashes: 2,
+                key: tollgate_broker::PasswordKey::ClientId,
+            }),
+            ..Default::default()
+        });
+        c.listeners[0].client_authenticators = vec!["devices".into()];
+    })
+    .await;
+    let mut scram = ScramClient::new(Mechanism::Sha256, "dev1", "pencil", "two");
+    let mut client = TestClient::open(addr, ProtocolVersion::V5).await;
+    let mut connect = scram_connect("dev-a", &scram);
+    connect.password = Some(Bytes::from_static(b"device-secret"));
+    client.send(Packet::Connect(Box::new(connect))).await;
+    let server_first = challenge(&mut client, scram.method()).await;
+    let answer = scram.answer(&server_first);
+    client
+        .send(auth(
+            ReasonCode::CONTINUE_AUTHENTICATION,
+            scram.method(),
+            answer,
+        ))
+        .await;
+    match client.recv().await {
+        Packet::ConnAck(ack) => assert_eq!(ack.reason_code, ReasonCode::SUCCESS),
+        other => panic!("expected CONNACK, got {other:?}"),
+    }
+    let principal = server
+        .broker()
+        .connected_principal("dev-a")
+        .expect("connected");
+    assert_eq!(principal.username.as_deref(), Some("dev1"));
+    assert_eq!(principal.client_identity.as_deref(), Some("dev-a"));
+
+    // A wrong device secret is refused before any exchange.
+    let mut connect = scram_connect("dev-a", &scram);
+    connect.password = Some(Bytes::from_static(b"wrong"));
+    let (_client, ack) = TestClient::connect_with(addr, connect).await;
+    assert_eq!(ack.reason_code, ReasonCode::BAD_USER_NAME_OR_PASSWORD);
+}

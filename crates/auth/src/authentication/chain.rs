@@ -24,6 +24,7 @@ use super::address::HeldPerAddress;
 use super::authenticator::Authenticator;
 use super::by::AuthenticatedBy;
 use super::cache::AuthCache;
+use super::exchange::ExchangeClient;
 use super::outcome::{AuthOutcome, DenyReason, Identity};
 use super::request::ConnectRequest;
 use super::throttle::{AttemptEnd, LoginThrottle};
@@ -291,14 +292,29 @@ impl AuthChain {
                 .chain(&self.clients)
                 .find(|e| e.authenticator.name() == exchange.by());
             return match entry {
-                Some(entry) => self
-                    .ask(std::slice::from_ref(entry), request, false)
-                    .await
-                    .unwrap_or_else(|| ChainDecision::Refused {
+                Some(entry) => match self.ask(std::slice::from_ref(entry), request, false).await {
+                    Some(ChainDecision::Allowed { identity, by }) => {
+                        let identity = match exchange.client() {
+                            Some(c) => {
+                                join_client(identity, c.identity.clone(), c.name.clone(), &c.by)
+                            }
+                            None => identity,
+                        };
+                        ChainDecision::Allowed { identity, by }
+                    }
+                    Some(ChainDecision::Continue { by, mut challenge }) => {
+                        if let Some(client) = exchange.client() {
+                            challenge.state = challenge.state.with_client(client.clone());
+                        }
+                        ChainDecision::Continue { by, challenge }
+                    }
+                    Some(refused) => refused,
+                    None => ChainDecision::Refused {
                         reason: DenyReason::NotAuthorized,
                         by: Some(exchange.by().to_owned()),
                         detail: "the exchange ended without a decision".into(),
-                    }),
+                    },
+                },
                 None => ChainDecision::Refused {
                     reason: DenyReason::NotAuthorized,
                     by: None,
@@ -380,16 +396,19 @@ impl AuthChain {
             None => self.end_of_chain(&user_request),
         };
         match user {
-            ChainDecision::Allowed { mut identity, by } => {
-                identity.client_identity = Some(client_name);
-                identity.client_identity_by = client_by.authenticator_name().map(str::to_owned);
-                identity.roles.extend(client.roles);
-                identity.groups.extend(client.groups);
-                identity.expires_at = match (identity.expires_at, client.expires_at) {
-                    (Some(a), Some(b)) => Some(a.min(b)),
-                    (a, b) => a.or(b),
-                };
-                ChainDecision::Allowed { identity, by }
+            ChainDecision::Allowed { identity, by } => ChainDecision::Allowed {
+                identity: join_client(identity, client, client_name, &client_by),
+                by,
+            },
+            ChainDecision::Continue { by, mut challenge } => {
+                // The user's authenticator asks a question: the client's identity waits with
+                // the exchange, and joins the user's when the answer is allowed.
+                challenge.state = challenge.state.with_client(ExchangeClient {
+                    identity: client,
+                    name: client_name,
+                    by: client_by,
+                });
+                ChainDecision::Continue { by, challenge }
             }
             refused => refused,
         }
@@ -505,6 +524,25 @@ impl AuthChain {
             detail: "credentials required".into(),
         }
     }
+}
+
+/// The user's `identity` joined with the client's (two identities on one CONNECT): the
+/// client identity and who vouched for it, both sets of roles and groups, the earlier expiry.
+fn join_client(
+    mut identity: Identity,
+    client: Identity,
+    client_name: String,
+    client_by: &AuthenticatedBy,
+) -> Identity {
+    identity.client_identity = Some(client_name);
+    identity.client_identity_by = client_by.authenticator_name().map(str::to_owned);
+    identity.roles.extend(client.roles);
+    identity.groups.extend(client.groups);
+    identity.expires_at = match (identity.expires_at, client.expires_at) {
+        (Some(a), Some(b)) => Some(a.min(b)),
+        (a, b) => a.or(b),
+    };
+    identity
 }
 
 /// Writes the audit line of one decision. Where an authenticator of the chain reads a token

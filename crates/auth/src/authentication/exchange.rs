@@ -21,6 +21,21 @@ pub struct ExchangeState {
     /// attempts are throttled under.
     user: Option<String>,
     state: Arc<dyn Any + Send + Sync>,
+    /// With two identities on one CONNECT: the client's, already allowed, which joins the
+    /// user's when the exchange allows.
+    client: Option<Arc<ExchangeClient>>,
+}
+
+/// The client's own identity, allowed by a client authenticator, waiting for the user's
+/// exchange to end.
+#[derive(Debug, Clone)]
+pub(super) struct ExchangeClient {
+    /// What the client authenticator gave.
+    pub identity: super::Identity,
+    /// The client identity's name.
+    pub name: String,
+    /// The client authenticator.
+    pub by: super::AuthenticatedBy,
 }
 
 impl ExchangeState {
@@ -34,7 +49,19 @@ impl ExchangeState {
             by: by.into(),
             user,
             state: Arc::new(state),
+            client: None,
         }
+    }
+
+    /// The state with the client's identity waiting beside it.
+    pub(super) fn with_client(mut self, client: ExchangeClient) -> Self {
+        self.client = Some(Arc::new(client));
+        self
+    }
+
+    /// The client's identity waiting beside the exchange, if any.
+    pub(super) fn client(&self) -> Option<&ExchangeClient> {
+        self.client.as_deref()
     }
 
     /// The authenticator that continues the exchange.

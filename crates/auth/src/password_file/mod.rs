@@ -253,11 +253,9 @@ impl Authenticator for PasswordFile {
                 .authentication_method
                 .as_deref()
                 .and_then(Mechanism::from_name);
-            if let Some(mechanism) = scram {
-                if self.by_client_id {
-                    // Client secrets are checked from the password, never by an exchange.
-                    return Ok(AuthOutcome::Next);
-                }
+            // Client secrets are checked from the password, whatever the method: the user's
+            // SCRAM exchange is for the user's authenticators.
+            if let (Some(mechanism), false) = (scram, self.by_client_id) {
                 return Ok(self.scram_step(mechanism, request));
             }
             let key = if self.by_client_id {

@@ -8,9 +8,12 @@ use base64::Engine;
 /// framing fit in far less).
 pub(super) const MAX_MESSAGE_LEN: usize = 2048;
 
-/// Longest nonce accepted (the client's, or the client's and the broker's together), in
-/// characters.
+/// Longest nonce accepted (the client's and the broker's together), in characters.
 const MAX_NONCE_LEN: usize = 512;
+
+/// Longest client nonce accepted: room is left for the broker's (32 characters) within
+/// [`MAX_NONCE_LEN`].
+const MAX_CLIENT_NONCE_LEN: usize = MAX_NONCE_LEN - 64;
 
 /// Why a client message was refused: the `e=` value of RFC 5802's server-error where one
 /// fits, for the log.
@@ -80,7 +83,7 @@ impl ClientFirst {
             .next()
             .and_then(|f| f.strip_prefix("r="))
             .ok_or(Malformed::InvalidEncoding)?;
-        if !valid_nonce(nonce) {
+        if !valid_nonce(nonce) || nonce.len() > MAX_CLIENT_NONCE_LEN {
             return Err(Malformed::InvalidEncoding);
         }
         // Optional extensions follow; none is known, and unknown ones are ignored.
@@ -223,6 +226,18 @@ mod tests {
                 String::from_utf8_lossy(message)
             );
         }
+    }
+
+    #[test]
+    fn a_client_nonce_leaves_room_for_the_brokers() {
+        let with = |n: usize| format!("n,,n=user,r={}", "x".repeat(n));
+        assert!(ClientFirst::parse(with(MAX_CLIENT_NONCE_LEN).as_bytes()).is_ok());
+        assert_eq!(
+            ClientFirst::parse(with(MAX_CLIENT_NONCE_LEN + 1).as_bytes()),
+            Err(Malformed::InvalidEncoding)
+        );
+        let combined = "x".repeat(MAX_CLIENT_NONCE_LEN + 32);
+        assert!(valid_nonce(&combined));
     }
 
     #[test]

@@ -17,7 +17,8 @@ pub enum CertificateBinding {
     /// Every token must carry `cnf.x5t#S256`, matching the client certificate.
     Required,
     /// A token that carries `cnf.x5t#S256` must match the client certificate; one without
-    /// is a bearer token as before. The default.
+    /// `cnf` is a bearer token as before; one bound another way (`jkt`, `jwk`, `kid`) is
+    /// refused. The default.
     #[default]
     WhenPresent,
     /// `cnf` is not looked at.
@@ -35,7 +36,21 @@ impl CertificateBinding {
         if self == CertificateBinding::Off {
             return Ok(());
         }
-        let thumbprint = claims.get("cnf").and_then(|cnf| cnf.get("x5t#S256"));
+        let cnf = claims.get("cnf").filter(|c| !c.is_null());
+        if let Some(other) = cnf
+            .and_then(Value::as_object)
+            .and_then(|members| members.keys().find(|k| *k != "x5t#S256"))
+        {
+            // Bound to a key (DPoP's jkt, a jwk, a kid) whose possession MQTT cannot prove
+            // here: taken as a bearer token, it would be usable by whoever copied it.
+            return Err(format!(
+                "the token is bound by cnf {other}, which this authenticator cannot check"
+            ));
+        }
+        if cnf.is_some_and(|c| !c.is_object()) {
+            return Err("the cnf claim is not an object".into());
+        }
+        let thumbprint = cnf.and_then(|cnf| cnf.get("x5t#S256"));
         let thumbprint = match thumbprint {
             None | Some(Value::Null) if self == CertificateBinding::Required => {
                 return Err("the token is not bound to a certificate (no cnf x5t#S256)".into())
@@ -112,6 +127,24 @@ mod tests {
             .check(&plain, Some(&certificate(FINGERPRINT)))
             .unwrap_err()
             .contains("not bound"));
+    }
+
+    #[test]
+    fn a_token_bound_to_a_key_cannot_pass_as_a_bearer_token() {
+        for cnf in [
+            json!({ "jkt": "abc" }),
+            json!({ "jwk": { "kty": "OKP" } }),
+            json!("x"),
+        ] {
+            let claims = json!({ "sub": "d", "cnf": cnf });
+            assert!(
+                CertificateBinding::WhenPresent
+                    .check(&claims, None)
+                    .is_err(),
+                "{claims}"
+            );
+            assert_eq!(CertificateBinding::Off.check(&claims, None), Ok(()));
+        }
     }
 
     #[test]

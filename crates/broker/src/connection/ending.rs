@@ -40,6 +40,11 @@ impl<S: Shared> Connection<S> {
         match self.timers.due(now) {
             None => Ok(()),
             Some(timer) => match timer {
+                Timer::Connect if self.is_connected() => {
+                    // A re-authentication's challenge went unanswered.
+                    tracing::info!(client_id = self.client_id().unwrap_or(""), "re-authentication challenge not answered within the connect timeout: closed");
+                    Err(self.protocol_error(ReasonCode::NOT_AUTHORIZED))
+                }
                 Timer::Connect => {
                     tracing::debug!(peer = %self.peer, "no CONNECT within the connect timeout");
                     Err(Close {

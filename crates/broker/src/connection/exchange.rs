@@ -92,14 +92,21 @@ impl<S: Shared> Connection<S> {
 
 impl<S: Shared> Connection<S> {
     /// The chain asks a re-authenticating client `challenge`: AUTH 0x18, then wait for the
-    /// answer (the connection is served meanwhile). A periodic re-check cannot be asked.
+    /// answer (the connection is served meanwhile) until `connect_timeout` from now: an
+    /// unanswered challenge ends the connection (0x87). A periodic re-check cannot ask the
+    /// client anything: it is taken as undecided, and the connection kept until the next.
     pub(super) fn challenge_reauth(
         &mut self,
         deciding: Option<Deciding>,
         challenge: Challenge,
+        now: Instant,
     ) -> Result<(), Close> {
+        if deciding.as_ref().is_some_and(|d| d.recheck) {
+            tracing::warn!(client_id = self.client_id().unwrap_or(""), "re-check undecided (the authenticator asks a question only the client could answer): connection kept, checked again later");
+            return Ok(());
+        }
         let method = self.reauth_basis.as_ref().map(|b| b.method.clone());
-        let Some((mut deciding, method)) = deciding.filter(|d| !d.recheck).zip(method) else {
+        let Some((mut deciding, method)) = deciding.zip(method) else {
             return Err(self.protocol_error(ReasonCode::NOT_AUTHORIZED));
         };
         let Some(first) = deciding.first.clone() else {
@@ -117,6 +124,11 @@ impl<S: Shared> Connection<S> {
         if let Some(attached) = self.attached_mut() {
             attached.deciding = Some(deciding);
         }
+        // The connect timer is idle once connected: it times the answer.
+        self.timers.set(
+            Timer::Connect,
+            Some(now + self.broker.config().limits.connect_timeout()),
+        );
         self.send(&Packet::Auth(tollgate_mqtt::Auth {
             reason_code: ReasonCode::CONTINUE_AUTHENTICATION,
             properties: tollgate_mqtt::AuthProperties {

@@ -20,6 +20,7 @@ impl<S: Shared> Connection<S> {
                     .authentication_data
                     .map(|d| Secret::new(d.to_vec()));
                 deciding.request = Some(request);
+                self.timers.set(Timer::Connect, None);
                 return Ok(());
             }
         }
@@ -80,7 +81,7 @@ impl<S: Shared> Connection<S> {
         let (mut identity, by) = match decision {
             ChainDecision::Allowed { identity, by } => (identity, by),
             ChainDecision::Continue { challenge, .. } => {
-                return self.challenge_reauth(deciding, challenge);
+                return self.challenge_reauth(deciding, challenge, now);
             }
             ChainDecision::Refused {
                 reason: DenyReason::BackendUnavailable,

@@ -9,7 +9,8 @@ use std::time::{Duration, Instant};
 /// What a connection times.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(super) enum Timer {
-    /// CONNECT must arrive by then.
+    /// CONNECT must arrive by then; or, during an authentication exchange, the answer to the
+    /// broker's challenge (at CONNECT or at a re-authentication).
     Connect,
     /// The principal's credentials (a token's `exp`) end then.
     CredentialsExpiry,
