@@ -6,6 +6,7 @@
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
+pub mod ace;
 pub mod audit;
 pub mod authentication;
 pub mod jwt;

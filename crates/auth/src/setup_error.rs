@@ -79,6 +79,9 @@ pub enum SetupError {
     /// `token_issuer` given where it cannot be resolved (a JWT authenticator built without
     /// the broker's token issuers).
     TokenIssuerUnresolved(String),
+    /// An `ace` authenticator's `symmetric_keys` entry (this key id) is not base64url of at
+    /// least 16 bytes.
+    SymmetricKey(String),
 }
 
 impl SetupError {
@@ -107,6 +110,7 @@ impl SetupError {
             SetupError::TokenIssuerBesideKeys(_) | SetupError::TokenIssuerUnresolved(_) => {
                 vec!["token_issuer"]
             }
+            SetupError::SymmetricKey(_) => vec!["symmetric_keys"],
             SetupError::Verify(inner) => {
                 let mut path = vec!["verify"];
                 path.extend(inner.key_path());
@@ -188,6 +192,9 @@ impl fmt::Display for SetupError {
             ),
             SetupError::TokenIssuerUnresolved(name) => {
                 write!(f, "token_issuer `{name}`: no such [[token_issuer]]")
+            }
+            SetupError::SymmetricKey(kid) => {
+                write!(f, "symmetric_keys: the key of `{kid}` is not base64url of at least 16 bytes")
             }
         }
     }

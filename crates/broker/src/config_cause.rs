@@ -27,7 +27,7 @@ impl NamedTable {
     fn kind_tables(self) -> &'static str {
         match self {
             NamedTable::Authenticator => {
-                "password_file, jwt, introspection, password_grant or webhook"
+                "password_file, jwt, introspection, password_grant, webhook or ace"
             }
             NamedTable::Authorizer => "policy_file, acl_file or claims",
             NamedTable::TokenIssuer | NamedTable::DeviceGrant => "none",

@@ -533,5 +533,9 @@ fn build_one(
         AuthenticatorKind::Webhook(settings) => {
             Arc::new(WebhookAuthenticator::new(&a.name, settings.clone()).map_err(invalid)?)
         }
+        AuthenticatorKind::Ace(settings) => Arc::new(
+            tollgate_auth::ace::AceAuthenticator::new(&a.name, settings.clone())
+                .map_err(invalid)?,
+        ),
     })
 }

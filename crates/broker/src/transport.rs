@@ -42,6 +42,8 @@ pub struct Transport {
     certificate_checked: bool,
     /// Boxed: most connections never have one, and every connection's task carries this.
     certificate: Option<Box<CertificateInfo>>,
+    /// The TLS exporter value of RFC 9431 (`ace`), once the handshake is done, until taken.
+    exporter: Option<Box<[u8; 32]>>,
     /// How much to ask of the socket next: grows while reads fill it, up to `READ_CHUNK`.
     read_size: usize,
 }
@@ -82,6 +84,7 @@ impl Transport {
         Transport {
             stream,
             certificate_checked: tls.is_none(),
+            exporter: None,
             tls: tls.map(Box::new),
             ws: ws.map(Box::new),
             certificate: None,
@@ -133,6 +136,13 @@ impl Transport {
         self.certificate.take().map(|c| *c)
     }
 
+    /// The TLS session's exporter value for RFC 9431 (label
+    /// `EXPORTER-ACE-MQTT-Sign-Challenge`, empty context, 32 bytes), once, when the handshake
+    /// has completed.
+    pub fn take_exporter(&mut self) -> Option<[u8; 32]> {
+        self.exporter.take().map(|e| *e)
+    }
+
     /// Reads from the socket once and appends the MQTT bytes it yields to `buf`.
     pub fn read(&mut self, buf: &mut BytesMut) -> io::Result<ReadStatus> {
         let Transport {
@@ -141,6 +151,7 @@ impl Transport {
             ws,
             certificate_checked,
             certificate,
+            exporter,
             read_size,
         } = self;
         let target = match ws.as_mut() {
@@ -161,6 +172,14 @@ impl Transport {
                     .peer_certificates()
                     .and_then(|chain| chain.first())
                     .map(|der| Box::new(certificate_info(der)));
+                *exporter = tls
+                    .export_keying_material(
+                        [0u8; 32],
+                        tollgate_auth::ace::EXPORTER_LABEL,
+                        Some(&[]),
+                    )
+                    .ok()
+                    .map(Box::new);
             }
         }
         if let Some(ws) = ws.as_mut() {

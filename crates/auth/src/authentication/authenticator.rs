@@ -84,6 +84,12 @@ pub trait Authenticator: Send + Sync {
         false
     }
 
+    /// MQTT 5 user properties for the CONNACK of a connection this authenticator refused
+    /// (RFC 9431's `ace_as_hint`: where to get a token). None by default.
+    fn refusal_user_properties(&self) -> Vec<(String, String)> {
+        Vec::new()
+    }
+
     /// How often the authenticator fetched the key set it verifies tokens with (a JWKS), and
     /// how often that failed; `None` when it fetches none.
     fn key_fetches(&self) -> Option<crate::jwt::KeyFetches> {

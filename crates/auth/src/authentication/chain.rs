@@ -185,6 +185,17 @@ impl AuthChain {
             .and_then(|e| e.authenticator.recheck_interval())
     }
 
+    /// The CONNACK user properties of a refusal by the authenticator `by` (an `ace`
+    /// authenticator's `ace_as_hint`).
+    pub fn refusal_user_properties(&self, by: &str) -> Vec<(String, String)> {
+        self.entries
+            .iter()
+            .chain(&self.clients)
+            .find(|e| e.authenticator.name() == by)
+            .map(|e| e.authenticator.refusal_user_properties())
+            .unwrap_or_default()
+    }
+
     /// Whether any authenticator of the chain checks its connections again.
     pub fn rechecks(&self) -> bool {
         self.rechecks

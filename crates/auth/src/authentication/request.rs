@@ -27,6 +27,9 @@ pub struct ConnectRequest {
     pub authentication_method: Option<String>,
     /// MQTT 5 authentication data.
     pub authentication_data: Option<Secret>,
+    /// The TLS exporter value of the connection for RFC 9431's proof of possession (label
+    /// `EXPORTER-ACE-MQTT-Sign-Challenge`, empty context, 32 bytes), over TLS.
+    pub tls_exporter: Option<Secret>,
     /// The exchange this request continues (the client's AUTH 0x18 answering a challenge),
     /// or `None` for the first step.
     pub exchange: Option<super::ExchangeState>,
@@ -45,6 +48,7 @@ impl ConnectRequest {
             certificate: None,
             authentication_method: None,
             authentication_data: None,
+            tls_exporter: None,
             exchange: None,
         }
     }

@@ -26,6 +26,8 @@ pub enum AuthenticatorKind<'a> {
     PasswordGrant(&'a PasswordGrantConfig),
     /// `webhook`.
     Webhook(&'a WebhookConfig),
+    /// `ace`.
+    Ace(&'a tollgate_auth::ace::AceConfig),
 }
 
 impl AuthenticatorKind<'_> {
@@ -37,6 +39,7 @@ impl AuthenticatorKind<'_> {
             AuthenticatorKind::Introspection(_) => "introspection",
             AuthenticatorKind::PasswordGrant(_) => "password_grant",
             AuthenticatorKind::Webhook(_) => "webhook",
+            AuthenticatorKind::Ace(_) => "ace",
         }
     }
 }
@@ -76,6 +79,7 @@ impl AuthenticatorConfig {
                 .as_ref()
                 .map(AuthenticatorKind::PasswordGrant),
             self.webhook.as_ref().map(AuthenticatorKind::Webhook),
+            self.ace.as_ref().map(AuthenticatorKind::Ace),
         ])
         .ok_or_else(|| ConfigCause::KindTable {
             table: NamedTable::Authenticator,

@@ -313,7 +313,7 @@ fn default_revocation_interval() -> Duration {
 }
 
 /// One authenticator, referred to by listeners by its name. Exactly one kind table
-/// (`password_file`, `jwt`, `introspection`, `password_grant`, `webhook`) must be given.
+/// (`password_file`, `jwt`, `introspection`, `password_grant`, `webhook`, `ace`) must be given.
 #[derive(Debug, Clone, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct AuthenticatorConfig {
@@ -336,6 +336,8 @@ pub struct AuthenticatorConfig {
     pub password_grant: Option<tollgate_auth::oauth::PasswordGrantConfig>,
     /// An HTTP service that decides.
     pub webhook: Option<tollgate_auth::webhook::WebhookConfig>,
+    /// RFC 9431: the MQTT 5 method `ace`, a token with proof of possession of its key.
+    pub ace: Option<tollgate_auth::ace::AceConfig>,
 }
 
 /// Settings of a password file authenticator.

@@ -6,11 +6,23 @@ use super::*;
 impl<S: Shared> Connection<S> {
     /// Refuses CONNECT with `reason` (a 5.0 reason, converted for 3.x clients) and closes.
     pub(super) fn refuse(&mut self, reason: ReasonCode) -> Close {
+        self.refuse_with(reason, Vec::new())
+    }
+
+    /// [`Self::refuse`], with user properties in the CONNACK (5.0 only).
+    pub(super) fn refuse_with(
+        &mut self,
+        reason: ReasonCode,
+        user_properties: Vec<(String, String)>,
+    ) -> Close {
         let code = answers::connack_refusal(self.version, reason);
         self.send(&Packet::ConnAck(ConnAck {
             session_present: false,
             reason_code: code,
-            properties: ConnAckProperties::default(),
+            properties: ConnAckProperties {
+                user_properties,
+                ..ConnAckProperties::default()
+            },
         }));
         tracing::info!(peer = %self.peer, reason = reason.0, sent = code.0, version = ?self.version, "connection refused");
         Close {
@@ -115,6 +127,7 @@ impl<S: Shared> Connection<S> {
                 .authentication_data
                 .as_ref()
                 .map(|d| Secret::new(d.to_vec())),
+            tls_exporter: self.tls_exporter.take().map(|e| *e),
             exchange: None,
         };
         if let Some(decision) =
@@ -218,7 +231,7 @@ impl<S: Shared> Connection<S> {
             ChainDecision::Refused { reason, by, .. } => {
                 // Refusals that cost nothing to provoke are counted and logged once per
                 // interval (the chain writes no audit line for each).
-                match (reason, by) {
+                match (reason, &by) {
                     (DenyReason::Busy, _) => {
                         self.broker.memory().record(Overload::AuthenticationsBusy)
                     }
@@ -227,7 +240,11 @@ impl<S: Shared> Connection<S> {
                     }
                     _ => {}
                 }
-                return Err(self.refuse(admission::deny_reason_code(reason)));
+                let hints = match (&by, self.version.is_v5()) {
+                    (Some(by), true) => self.listener.policy().chain.refusal_user_properties(by),
+                    _ => Vec::new(),
+                };
+                return Err(self.refuse_with(admission::deny_reason_code(reason), hints));
             }
         };
         let PendingConnect {

@@ -240,6 +240,7 @@ impl<S: Shared> Connection<S> {
             certificate: self.certificate.as_deref().cloned(),
             authentication_method: None,
             authentication_data: None,
+            tls_exporter: None,
             exchange: None,
         };
         if !device_call {

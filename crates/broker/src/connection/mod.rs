@@ -181,6 +181,8 @@ pub struct Connection<S: Shared = Broker> {
     listener: Arc<Listener>,
     peer: SocketAddr,
     certificate: Option<Box<CertificateInfo>>,
+    /// The TLS exporter value for `ace`, until CONNECT takes it.
+    tls_exporter: Option<Box<Secret>>,
     phase: Phase,
     version: ProtocolVersion,
     /// Encoded packets waiting to be written to the socket.
@@ -268,6 +270,7 @@ impl<S: Shared> Connection<S> {
             listener,
             peer,
             certificate: certificate.map(Box::new),
+            tls_exporter: None,
             phase: Phase::AwaitingConnect,
             version: ProtocolVersion::V3_1_1,
             out: BytesMut::new(),
@@ -324,6 +327,12 @@ impl<S: Shared> Connection<S> {
     /// Records the client certificate the TLS handshake verified (before CONNECT is read).
     pub fn set_certificate(&mut self, certificate: CertificateInfo) {
         self.certificate = Some(Box::new(certificate));
+    }
+
+    /// Records the TLS session's exporter value for RFC 9431's proof of possession (before
+    /// CONNECT is read; CONNECT's request takes it).
+    pub fn set_tls_exporter(&mut self, exporter: Secret) {
+        self.tls_exporter = Some(Box::new(exporter));
     }
 
     /// The decoder for the next packet from this client.

@@ -47,6 +47,7 @@ impl<S: Shared> Connection<S> {
                 .properties
                 .authentication_data
                 .map(|d| Secret::new(d.to_vec())),
+            tls_exporter: None,
             exchange: None,
         };
         if let Some(recheck) = self.recheck.as_mut() {

@@ -413,6 +413,9 @@ fn read_and_handle(
         if let Some(certificate) = transport.take_certificate() {
             conn.set_certificate(certificate);
         }
+        if let Some(exporter) = transport.take_exporter() {
+            conn.set_tls_exporter(tollgate_auth::Secret::new(exporter.to_vec()));
+        }
         let now = crate::clock::now();
         // Whatever was queued for this client before these bytes arrived goes out before the
         // answers to them: a PINGREQ round trip is a delivery barrier.
