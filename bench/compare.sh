@@ -177,6 +177,29 @@ PY
 )
 }
 
+# ace mode (RFC 9431): an Ed25519 key made here by openssl, and an HS256 token whose cnf.jwk is
+# its public half: sets ACE_TOKEN and ACE_KEY (the PEM file).
+ACE_TOKEN=""
+ACE_KEY=""
+make_ace_token() {
+    local d="$WORK/ace"
+    mkdir -p "$d"
+    ACE_KEY="$d/key.pem"
+    [ -e "$ACE_KEY" ] || openssl genpkey -algorithm ED25519 -out "$ACE_KEY" 2>/dev/null
+    openssl pkey -in "$ACE_KEY" -pubout -outform DER 2>/dev/null | tail -c 32 >"$d/x.bin"
+    ACE_TOKEN=$(python3 - "$d/x.bin" <<'PY'
+import base64, hashlib, hmac, json, sys, time
+b64 = lambda b: base64.urlsafe_b64encode(b).rstrip(b"=").decode()
+x = b64(open(sys.argv[1], "rb").read())
+head = b64(json.dumps({"alg": "HS256", "typ": "JWT"}).encode())
+body = b64(json.dumps({"sub": "bench", "exp": int(time.time()) + 86400,
+                       "cnf": {"jwk": {"kty": "OKP", "crv": "Ed25519", "x": x}}}).encode())
+msg = f"{head}.{body}".encode()
+print(f"{head}.{body}.{b64(hmac.new(b'bench-hmac-secret-of-32-bytes!!', msg, hashlib.sha256).digest())}")
+PY
+)
+}
+
 # TLS mode: a CA and a certificate for localhost/127.0.0.1, made here by openssl, used by
 # both brokers; the load generator trusts the CA (--tls-ca).
 make_tls() {
@@ -198,7 +221,7 @@ make_tls() {
 BENCH_USER=bench
 BENCH_PASS=bench-secret-1
 
-write_configs() { # mode: anon | passwd | passwd-cached | acl10k | jwt-<alg> | scram-sha-<256|512> | tls | durable
+write_configs() { # mode: anon | passwd | passwd-cached | acl10k | jwt-<alg> | scram-sha-<256|512> | ace-ed25519 | tls | durable
     local mode=${1:-anon}
     M_PORT=$(free_port)
     T_PORT=$(free_port)
@@ -210,6 +233,10 @@ write_configs() { # mode: anon | passwd | passwd-cached | acl10k | jwt-<alg> | s
             [ -e "$WORK/passwd" ] || mosquitto_passwd -c -b "$WORK/passwd" "$BENCH_USER" "$BENCH_PASS"
             ;;
         jwt-*) t_anonymous=false ;; # Mosquitto has no JWT: it serves the same clients anonymously
+        ace-*) # Mosquitto has no RFC 9431: Tollgate only
+            t_anonymous=false
+            make_ace_token
+            ;;
         scram-*) # Mosquitto has no SCRAM: these scenarios run against Tollgate only
             t_anonymous=false
             rm -f "$WORK/scram-passwd"
@@ -248,6 +275,7 @@ EOF
             passwd) printf '[[authenticator]]\nname = "passwd"\npassword_file = { path = "%s" }\n\n' "$WORK/passwd" ;;
             passwd-cached) printf '[[authenticator]]\nname = "passwd"\ncache_ttl = 300\npassword_file = { path = "%s" }\n\n' "$WORK/passwd" ;;
             scram-*) printf '[[authenticator]]\nname = "scram"\npassword_file = { path = "%s" }\n\n' "$WORK/scram-passwd" ;;
+            ace-*) printf '[[authenticator]]\nname = "ace"\nace = { verify = { algorithms = ["HS256"], secret = "bench-hmac-secret-of-32-bytes!!" } }\n\n' ;;
             acl10k) printf '[[authorizer]]\nname = "rules"\npolicy_file = { path = "%s" }\n\n' "$WORK/policy10k.toml" ;;
             jwt-*) make_token "${mode#jwt-}"
                    printf '[[authenticator]]\nname = "jwt"\njwt = { username_marker = "JWT", algorithms = ["%s"], %s }\n\n' "$JWT_ALG" "$JWT_KEY_SETTING" ;;
@@ -349,6 +377,7 @@ SCENARIOS=(
     "connect-jwt-es256-v5|jwt-ES256|connect --mqtt 5 --clients $CLIENTS --username JWT --password @JWT $TIMING"
     "connect-scram-sha256|scram-sha-256|connect --mqtt 5 --clients $CLIENTS --username $BENCH_USER --password $BENCH_PASS --scram SCRAM-SHA-256 $TIMING"
     "connect-scram-sha512|scram-sha-512|connect --mqtt 5 --clients $CLIENTS --username $BENCH_USER --password $BENCH_PASS --scram SCRAM-SHA-512 $TIMING"
+    "connect-ace-ed25519|ace-ed25519|connect --mqtt 5 --clients $CLIENTS --ace-token @ACE --ace-key @ACEKEY $TIMING"
     "connect-tls|tls|connect --clients $CLIENTS --tls-ca @CA $TIMING"
     "pairs-qos1-tls|tls|pairs --pairs $PAIRS --qos 1 --tls-ca @CA $TIMING"
     "pairs-qos0|anon|pairs --pairs $PAIRS --qos 0 $TIMING"
@@ -406,7 +435,7 @@ run_scenario() { # name args
     local r
     for r in $(seq 1 "$RUNS"); do
         # Mosquitto has no SCRAM (it refuses the method, 0x8C): Tollgate only.
-        case "$CUR_MODE" in scram-*) ;; *) run_one "$1" "$2" mosquitto "$r" ;; esac
+        case "$CUR_MODE" in scram-* | ace-*) ;; *) run_one "$1" "$2" mosquitto "$r" ;; esac
         run_one "$1" "$2" tollgate "$r"
     done
 }
@@ -430,6 +459,8 @@ for entry in "${SCENARIOS[@]}"; do
     start_brokers "$mode"
     args=${args//@JWT/$JWT_TOKEN}
     args=${args//@CA/$WORK/tls/ca.pem}
+    args=${args//@ACEKEY/$ACE_KEY}
+    args=${args//@ACE/$ACE_TOKEN}
     run_scenario "$name" "$args"
     stop_brokers
 done

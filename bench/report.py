@@ -30,6 +30,7 @@ SCENARIOS = {
     "connect-jwt-eddsa": ("Connect rate, Tollgate JWT EdDSA (Mosquitto anonymous)", "connects/s", "connections"),
     "connect-jwt-es256-v5": ("Connect rate, MQTT 5, Tollgate bearer JWT ES256 (Mosquitto anonymous)", "connects/s", "connections"),
     "connect-scram-sha256": ("Connect rate, MQTT 5, SCRAM-SHA-256 exchange (Tollgate only: Mosquitto has no SCRAM)", "connects/s", "connections"),
+    "connect-ace-ed25519": ("Connect rate, MQTT 5, RFC 9431 ace, broker challenge, Ed25519 proof (Tollgate only)", "connects/s", "connections"),
     "connect-scram-sha512": ("Connect rate, MQTT 5, SCRAM-SHA-512 exchange (Tollgate only)", "connects/s", "connections"),
     "connect-tls": ("Connect rate over TLS (ECDSA P-256 certificate)", "connects/s", "connections"),
     "pairs-qos0": ("Point-to-point QoS 0, 3.1.1", "deliveries/s", "deliveries"),

@@ -59,6 +59,13 @@ pub struct Common {
     /// with the user name and password instead of sending them in CONNECT.
     #[arg(long, requires_all = ["username", "password"])]
     pub scram: Option<String>,
+    /// Log in by RFC 9431 `ace` (MQTT 5) with this token, answering the broker's challenge
+    /// with the Ed25519 key of `--ace-key`.
+    #[arg(long, requires = "ace_key", conflicts_with = "scram")]
+    pub ace_token: Option<String>,
+    /// The Ed25519 private key (PKCS#8 PEM) the `--ace-token` is bound to.
+    #[arg(long, requires = "ace_token")]
+    pub ace_key: Option<std::path::PathBuf>,
     /// Connect over TLS, trusting the CA certificates in this PEM file.
     #[arg(long)]
     pub tls_ca: Option<std::path::PathBuf>,

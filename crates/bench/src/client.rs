@@ -51,6 +51,8 @@ pub struct ConnectOptions {
     pub persistent: bool,
     /// A SCRAM login in place of the user name and password in CONNECT.
     pub scram: Option<std::sync::Arc<crate::scram::ScramLogin>>,
+    /// An RFC 9431 `ace` login in place of the user name and password in CONNECT.
+    pub ace: Option<std::sync::Arc<crate::ace::AceLogin>>,
 }
 
 /// Why a connection failed.
@@ -157,9 +159,20 @@ impl Client {
             server_receive_maximum: u16::MAX,
         };
         let scram = opts.scram.as_ref().map(|login| (login, login.first()));
-        let (username, password) = match scram {
-            Some(_) => (None, None),
-            None => (opts.username.clone(), opts.password.clone()),
+        let (username, password) = match (&scram, &opts.ace) {
+            (None, None) => (opts.username.clone(), opts.password.clone()),
+            _ => (None, None),
+        };
+        let (method, data) = match (&scram, &opts.ace) {
+            (Some((login, (_, first))), _) => (
+                Some(login.method().to_owned()),
+                Some(Bytes::from(first.clone())),
+            ),
+            (None, Some(ace)) => (
+                Some("ace".to_owned()),
+                Some(Bytes::from(ace.connect_data())),
+            ),
+            (None, None) => (None, None),
         };
         let connect = Connect {
             protocol: opts.version,
@@ -170,10 +183,8 @@ impl Client {
             username,
             password,
             properties: ConnectProperties {
-                authentication_method: scram.as_ref().map(|(login, _)| login.method().into()),
-                authentication_data: scram
-                    .as_ref()
-                    .map(|(_, (_, first))| Bytes::from(first.clone())),
+                authentication_method: method,
+                authentication_data: data,
                 receive_maximum: opts.receive_maximum.filter(|_| opts.version.is_v5()),
                 maximum_packet_size: Some(opts.maximum_packet_size)
                     .filter(|_| opts.version.is_v5()),
@@ -222,6 +233,26 @@ impl Client {
                         "the broker's SCRAM signature is wrong".into(),
                     ));
                 }
+            }
+        }
+        if let Some(ace) = &opts.ace {
+            if let Packet::Auth(challenge) = &answer {
+                let nonce = challenge
+                    .properties
+                    .authentication_data
+                    .clone()
+                    .unwrap_or_default();
+                let data = ace.answer(&nonce).map_err(ClientError::Protocol)?;
+                client.queue(&Packet::Auth(Auth {
+                    reason_code: ReasonCode::CONTINUE_AUTHENTICATION,
+                    properties: AuthProperties {
+                        authentication_method: Some("ace".into()),
+                        authentication_data: Some(Bytes::from(data)),
+                        ..AuthProperties::default()
+                    },
+                }))?;
+                client.flush().await?;
+                answer = client.recv().await?;
             }
         }
         match answer {

@@ -15,12 +15,14 @@
 //! connection's number for one user per connection. A token travels as the password (the
 //! comparison script signs one with openssl and passes it the same way to every connection).
 //! With `--scram SCRAM-SHA-256` (or `-512`, MQTT 5) the user name and password log in by a
-//! SCRAM exchange instead ([`scram`]).
+//! SCRAM exchange instead ([`scram`]); with `--ace-token T --ace-key PEM` by RFC 9431's
+//! challenge with an Ed25519 proof-of-possession key ([`ace`]).
 //!
 //! TLS: `--tls-ca <PEM>` connects over TLS, trusting that CA, checking the broker's certificate
 //! against `--tls-server-name` (default `localhost`). Client certificates are not offered.
 #![warn(missing_docs)]
 
+pub mod ace;
 pub mod cli;
 pub mod client;
 pub mod clock;

@@ -38,6 +38,8 @@ pub struct Setup {
     pub tls: Option<TlsSettings>,
     /// The SCRAM login, with `--scram`.
     pub scram: Option<std::sync::Arc<crate::scram::ScramLogin>>,
+    /// The `ace` login, with `--ace-token` and `--ace-key`.
+    pub ace: Option<std::sync::Arc<crate::ace::AceLogin>>,
     next_connection: AtomicUsize,
 }
 
@@ -64,10 +66,19 @@ impl Setup {
             )),
             _ => None,
         };
+        let ace = match (&common.ace_token, &common.ace_key) {
+            (Some(token), Some(path)) => {
+                let pem = std::fs::read(path)
+                    .map_err(|e| format!("--ace-key {}: {e}", path.display()))?;
+                Some(std::sync::Arc::new(crate::ace::AceLogin::new(token, &pem)?))
+            }
+            _ => None,
+        };
         Ok(Setup {
             addr,
             tls,
             scram,
+            ace,
             common,
             threads,
             run_id,
@@ -95,6 +106,7 @@ impl Setup {
             tls: self.tls.clone(),
             persistent: false,
             scram: self.scram.clone(),
+            ace: self.ace.clone(),
         }
     }
 
