@@ -448,3 +448,45 @@ async fn a_connect_without_a_token_is_refused_with_the_authorization_servers_hin
         other => panic!("expected CONNACK, got {other:?}"),
     }
 }
+
+#[tokio::test]
+async fn at_token_expiry_the_client_is_disconnected_and_its_will_published() {
+    let pki = pki("expiry");
+    let (_server, addr) = ace_broker(&pki, true).await;
+    let key = ed25519();
+    // A subscriber with a long token.
+    let (mut subscriber, exporter) = tls_open(&pki, addr).await;
+    let long = token("dev1", jwk_cnf(&key), 600);
+    subscriber
+        .send(Packet::Connect(Box::new(ace_connect(
+            "watcher",
+            auth_data(&long, &key.sign(&exporter)),
+        ))))
+        .await;
+    assert_eq!(connack(&mut subscriber).await, ReasonCode::SUCCESS);
+    subscriber
+        .subscribe(1, "tele/dev1/#", QoS::AtMostOnce)
+        .await;
+    // A device whose token ends in two seconds, with a will in its scope.
+    let (mut device, exporter) = tls_open(&pki, addr).await;
+    let short = token("dev1", jwk_cnf(&key), 2);
+    let mut connect = ace_connect("d1", auth_data(&short, &key.sign(&exporter)));
+    connect.will = Some(Will {
+        topic: "tele/dev1/status".into(),
+        payload: Bytes::from_static(b"gone"),
+        qos: QoS::AtMostOnce,
+        retain: false,
+        properties: Default::default(),
+    });
+    device.send(Packet::Connect(Box::new(connect))).await;
+    assert_eq!(connack(&mut device).await, ReasonCode::SUCCESS);
+    match device.expect_close().await.as_slice() {
+        [Packet::Disconnect(d)] => assert_eq!(d.reason_code, ReasonCode::NOT_AUTHORIZED),
+        other => panic!("expected DISCONNECT 0x87, got {other:?}"),
+    }
+    let will = subscriber.recv_publish().await;
+    assert_eq!(
+        (will.topic.as_str(), will.payload.as_ref()),
+        ("tele/dev1/status", &b"gone"[..])
+    );
+}

@@ -60,9 +60,15 @@ impl<S: Shared> Connection<S> {
                         cause: DisconnectCause::CredentialsExpired,
                     });
                     self.send_disconnect(ReasonCode::NOT_AUTHORIZED);
+                    // RFC 9431 section 5: an `ace` client's will is published whether or not
+                    // its token has expired (its topic was checked against the scope).
+                    let ace = self
+                        .reauth_basis
+                        .as_ref()
+                        .is_some_and(|b| b.method == tollgate_auth::ace::METHOD);
                     Err(Close {
                         reason: ReasonCode::NOT_AUTHORIZED,
-                        publish_will: self.broker.config().will_on_expiry,
+                        publish_will: self.broker.config().will_on_expiry || ace,
                         by_client: false,
                     })
                 }
