@@ -39,6 +39,13 @@ impl<S: Shared> Connection<S> {
             ..first
         });
         self.phase = Phase::Authenticating(pending);
+        self.send_challenge(method, challenge.data, now);
+        Ok(())
+    }
+
+    /// Sends AUTH 0x18 with `data` and times the answer: it must come within
+    /// `connect_timeout` (the connect timer, idle once CONNECT has arrived).
+    fn send_challenge(&mut self, method: String, data: Vec<u8>, now: Instant) {
         self.timers.set(
             Timer::Connect,
             Some(now + self.broker.config().limits.connect_timeout()),
@@ -47,11 +54,10 @@ impl<S: Shared> Connection<S> {
             reason_code: ReasonCode::CONTINUE_AUTHENTICATION,
             properties: tollgate_mqtt::AuthProperties {
                 authentication_method: Some(method),
-                authentication_data: Some(bytes::Bytes::from(challenge.data)),
+                authentication_data: Some(bytes::Bytes::from(data)),
                 ..Default::default()
             },
         }));
-        Ok(())
     }
 
     /// A packet while a challenge waits for its answer: AUTH 0x18 with the same method is
@@ -124,19 +130,7 @@ impl<S: Shared> Connection<S> {
         if let Some(attached) = self.attached_mut() {
             attached.deciding = Some(deciding);
         }
-        // The connect timer is idle once connected: it times the answer.
-        self.timers.set(
-            Timer::Connect,
-            Some(now + self.broker.config().limits.connect_timeout()),
-        );
-        self.send(&Packet::Auth(tollgate_mqtt::Auth {
-            reason_code: ReasonCode::CONTINUE_AUTHENTICATION,
-            properties: tollgate_mqtt::AuthProperties {
-                authentication_method: Some(method),
-                authentication_data: Some(bytes::Bytes::from(challenge.data)),
-                ..Default::default()
-            },
-        }));
+        self.send_challenge(method, challenge.data, now);
         Ok(())
     }
 }
