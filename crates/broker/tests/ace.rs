@@ -424,6 +424,15 @@ async fn mqtt_311_clients_send_the_token_in_the_user_name_and_the_proof_as_passw
         // 3.1.1 return codes: 0 accepted, 5 not authorized.
         assert_eq!(connack(&mut client).await.0, expected);
     }
+    // A user name that merely starts with `ace` is not an ace login: the chain goes on (and,
+    // with no other authenticator, refuses it as bad credentials, 4).
+    let (mut client, _) = tls_open(&pki, addr).await;
+    client.version = ProtocolVersion::V3_1_1;
+    let mut connect = connect_packet(ProtocolVersion::V3_1_1, "d1");
+    connect.username = Some("acevedo".into());
+    connect.password = Some(Bytes::from_static(b"password"));
+    client.send(Packet::Connect(Box::new(connect))).await;
+    assert_eq!(connack(&mut client).await.0, 4);
 }
 
 #[tokio::test]

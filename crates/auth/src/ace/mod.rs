@@ -191,7 +191,8 @@ impl AceAuthenticator {
     }
 
     /// The 3.1.1 form: user name `ace` ‖ base64url(token), password the proof over the TLS
-    /// exporter value. A user name not starting with `ace` is not this authenticator's.
+    /// exporter value. A user name that is not `ace` and a base64url JWT is not this
+    /// authenticator's.
     async fn v311(&self, request: &ConnectRequest) -> Result<AuthOutcome, AuthError> {
         use base64::engine::general_purpose::URL_SAFE_NO_PAD;
         use base64::Engine;
@@ -203,12 +204,14 @@ impl AceAuthenticator {
             return Ok(AuthOutcome::Next);
         };
         let refuse = |detail: &str| Ok(AuthOutcome::deny(DenyReason::NotAuthorized, detail));
-        let Some(token) = URL_SAFE_NO_PAD
+        let token = URL_SAFE_NO_PAD
             .decode(encoded)
             .ok()
             .and_then(|t| String::from_utf8(t).ok())
-        else {
-            return refuse("the user name after `ace` is not a base64url token");
+            .filter(|t| t.split('.').count() == 3);
+        let Some(token) = token else {
+            // A user name that merely starts with `ace` (`acevedo`): not this authenticator's.
+            return Ok(AuthOutcome::Next);
         };
         let Some(proof) = request.password.as_ref().filter(|p| !p.is_empty()) else {
             return refuse("no proof of possession in the password");
