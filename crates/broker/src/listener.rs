@@ -307,6 +307,22 @@ impl Authenticators {
         let mut broken = Vec::new();
         for (index, a) in config.authenticators.iter().enumerate() {
             match build_one(index, a, issuers, &mut password_files, &mut introspections) {
+                Ok(authenticator) if !authenticator.cacheable() && !a.cache_ttl.is_zero() => {
+                    problems.push(ConfigProblem::at(
+                        KeyPath::root()
+                            .key("authenticator")
+                            .index(index)
+                            .key("cache_ttl"),
+                        ConfigCause::Table {
+                            table: NamedTable::Authenticator,
+                            name: a.name.clone(),
+                            reason: "this authenticator checks a proof bound to each connection, \
+                                     which a cached allow would let be replayed: remove cache_ttl"
+                                .into(),
+                        },
+                    ));
+                    broken.push(a.name.clone());
+                }
                 Ok(authenticator) => {
                     let cache = (!a.cache_ttl.is_zero())
                         .then(|| Arc::new(AuthCache::new(a.cache_ttl, AUTH_CACHE_CAPACITY)));

@@ -499,3 +499,19 @@ async fn at_token_expiry_the_client_is_disconnected_and_its_will_published() {
         ("tele/dev1/status", &b"gone"[..])
     );
 }
+
+#[tokio::test]
+async fn an_ace_authenticator_with_a_cache_is_refused_at_its_key() {
+    // A cached allow would let one proof over one TLS session's exporter log in another.
+    let table = format!(
+        "name = \"ace\"\ncache_ttl = 60\n[ace.verify]\nalgorithms = [\"HS256\"]\nsecret = \"{AS_SECRET}\"\n"
+    );
+    let mut config = anonymous_config();
+    config.authenticators = vec![toml::from_str(&table).unwrap()];
+    let error = match tollgate_broker::Server::start(config).await {
+        Err(e) => e.to_string(),
+        Ok(_) => panic!("an ace authenticator with cache_ttl was accepted"),
+    };
+    assert!(error.contains("authenticator[0].cache_ttl"), "{error}");
+    assert!(error.contains("replayed"), "{error}");
+}

@@ -162,7 +162,9 @@ impl AceAuthenticator {
         if !proof.is_empty() {
             // Proof over this TLS session's exporter value.
             let Some(exporter) = &request.tls_exporter else {
-                return refuse("a proof over the TLS exporter needs TLS");
+                return refuse(
+                    "a proof over the TLS exporter needs TLS, and a re-authentication the challenge",
+                );
             };
             return Ok(if key.verifies(exporter.expose(), proof) {
                 AuthOutcome::Allow(identity)
@@ -288,6 +290,12 @@ impl Authenticator for AceAuthenticator {
     }
 
     fn username_names_user(&self, _request: &ConnectRequest) -> bool {
+        false
+    }
+
+    fn cacheable(&self) -> bool {
+        // Every connection proves possession again: a cached allow of one proof would admit
+        // its replay on another TLS session.
         false
     }
 

@@ -84,6 +84,13 @@ pub trait Authenticator: Send + Sync {
         false
     }
 
+    /// Whether an allow may be remembered (`cache_ttl`) and serve the same credentials again.
+    /// `false` for a proof bound to the connection (RFC 9431's proof over the TLS exporter, or
+    /// a password that is such a proof): a cached allow would admit a replay on another.
+    fn cacheable(&self) -> bool {
+        true
+    }
+
     /// MQTT 5 user properties for the CONNACK of a connection this authenticator refused
     /// (RFC 9431's `ace_as_hint`: where to get a token). None by default.
     fn refusal_user_properties(&self) -> Vec<(String, String)> {

@@ -437,7 +437,10 @@ impl AuthChain {
             let name = authenticator.name();
             // The answer to a challenge is never cached: its allow came from a proof bound
             // to that one exchange, and a cached allow would admit a replay of the answer.
-            let cache = entry.cache.as_ref().filter(|_| request.exchange.is_none());
+            let cache = entry
+                .cache
+                .as_ref()
+                .filter(|_| request.exchange.is_none() && authenticator.cacheable());
             let key = cache.map(|_| {
                 AuthCache::key(
                     request,
