@@ -25,5 +25,5 @@ pub mod token;
 pub mod webhook;
 
 pub use principal::{Attribute, CertificateInfo, NameOrigin, Owner, Principal, Source};
-pub use secret::{constant_time_eq, Secret};
+pub use secret::{constant_time_eq, random_bytes, Secret};
 pub use setup_error::SetupError;

@@ -38,6 +38,14 @@ pub fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
     a.len() == b.len() && bool::from(a.ct_eq(b))
 }
 
+/// `N` bytes from the operating system's random source (nonces, salts, key ids, secrets).
+pub fn random_bytes<const N: usize>() -> [u8; N] {
+    use argon2::password_hash::rand_core::{OsRng, RngCore};
+    let mut bytes = [0u8; N];
+    OsRng.fill_bytes(&mut bytes);
+    bytes
+}
+
 impl<'de> serde::Deserialize<'de> for Secret {
     /// A secret in a configuration file: a string.
     fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {

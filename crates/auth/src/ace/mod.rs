@@ -145,10 +145,7 @@ impl AceAuthenticator {
 
     async fn first_step(&self, request: &ConnectRequest) -> Result<AuthOutcome, AuthError> {
         let refuse = |detail: &str| Ok(AuthOutcome::deny(DenyReason::NotAuthorized, detail));
-        let data = request
-            .authentication_data
-            .as_ref()
-            .map_or(&[][..], |d| d.expose());
+        let data = request.authentication_bytes();
         let Some((token, proof)) = split_token(data) else {
             return refuse("no token in the authentication data");
         };
@@ -166,17 +163,9 @@ impl AceAuthenticator {
                     "a proof over the TLS exporter needs TLS, and a re-authentication the challenge",
                 );
             };
-            return Ok(if key.verifies(exporter.expose(), proof) {
-                AuthOutcome::Allow(identity)
-            } else {
-                AuthOutcome::deny(DenyReason::NotAuthorized, "wrong proof of possession")
-            });
+            return Ok(proved(&key, exporter.expose(), proof, identity));
         }
-        let mut nonce = [0u8; NONCE_LEN];
-        {
-            use argon2::password_hash::rand_core::{OsRng, RngCore};
-            OsRng.fill_bytes(&mut nonce);
-        }
+        let nonce = crate::random_bytes::<NONCE_LEN>();
         let user = identity.username.clone();
         Ok(AuthOutcome::Continue(Challenge {
             data: nonce.to_vec(),
@@ -225,18 +214,11 @@ impl AceAuthenticator {
             Ok(verified) => verified,
             Err(why) => return Ok(AuthOutcome::deny(DenyReason::NotAuthorized, why)),
         };
-        Ok(if key.verifies(exporter.expose(), proof.expose()) {
-            AuthOutcome::Allow(identity)
-        } else {
-            AuthOutcome::deny(DenyReason::NotAuthorized, "wrong proof of possession")
-        })
+        Ok(proved(&key, exporter.expose(), proof.expose(), identity))
     }
 
     fn answer(&self, challenged: &Challenged, request: &ConnectRequest) -> AuthOutcome {
-        let data = request
-            .authentication_data
-            .as_ref()
-            .map_or(&[][..], |d| d.expose());
+        let data = request.authentication_bytes();
         if data.len() <= NONCE_LEN {
             return AuthOutcome::deny(DenyReason::NotAuthorized, "the answer has no proof");
         }
@@ -244,11 +226,16 @@ impl AceAuthenticator {
         let mut signed = [0u8; 2 * NONCE_LEN];
         signed[..NONCE_LEN].copy_from_slice(&challenged.nonce);
         signed[NONCE_LEN..].copy_from_slice(client_nonce);
-        if challenged.key.verifies(&signed, proof) {
-            AuthOutcome::Allow(challenged.identity.clone())
-        } else {
-            AuthOutcome::deny(DenyReason::NotAuthorized, "wrong proof of possession")
-        }
+        proved(&challenged.key, &signed, proof, challenged.identity.clone())
+    }
+}
+
+/// Allows `identity` when `proof` is `key`'s MAC or signature over `message`.
+fn proved(key: &PopKey, message: &[u8], proof: &[u8], identity: Identity) -> AuthOutcome {
+    if key.verifies(message, proof) {
+        AuthOutcome::Allow(identity)
+    } else {
+        AuthOutcome::deny(DenyReason::NotAuthorized, "wrong proof of possession")
     }
 }
 

@@ -53,6 +53,13 @@ impl ConnectRequest {
         }
     }
 
+    /// The MQTT 5 authentication data, empty when there is none.
+    pub fn authentication_bytes(&self) -> &[u8] {
+        self.authentication_data
+            .as_ref()
+            .map_or(&[][..], |d| d.expose())
+    }
+
     /// Whether the client presented no credentials at all (no user name, password, token or
     /// certificate).
     pub fn is_anonymous(&self) -> bool {

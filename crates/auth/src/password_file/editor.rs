@@ -6,8 +6,6 @@
 use std::io::Write;
 use std::path::{Path, PathBuf};
 
-use argon2::password_hash::rand_core::{OsRng, RngCore};
-
 use super::hash::PasswordHash;
 use super::PasswordFileError;
 use crate::scram::{Mechanism, ScramKeys, MAX_ITERATIONS, MIN_ITERATIONS};
@@ -70,8 +68,7 @@ impl PasswordFileEditor {
             ));
         }
         let password = crate::scram::normalize_password(password)?;
-        let mut salt = [0u8; 16];
-        OsRng.fill_bytes(&mut salt);
+        let salt = crate::random_bytes::<16>();
         let keys = ScramKeys::derive(mechanism, password.as_bytes(), &salt, iterations);
         Ok(self.put(user, &keys.to_string()))
     }

@@ -150,7 +150,7 @@ impl PasswordFile {
             stamp: Mutex::new(None),
             hashing,
             by_client_id: false,
-            simulation_secret: random_secret(),
+            simulation_secret: crate::random_bytes(),
             path,
         };
         file.reload()?;
@@ -216,14 +216,6 @@ impl PasswordFile {
             }
         });
     }
-}
-
-/// 32 random bytes.
-fn random_secret() -> [u8; 32] {
-    use argon2::password_hash::rand_core::{OsRng, RngCore};
-    let mut secret = [0u8; 32];
-    OsRng.fill_bytes(&mut secret);
-    secret
 }
 
 impl Authenticator for PasswordFile {

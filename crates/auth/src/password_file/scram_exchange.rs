@@ -13,10 +13,7 @@ use crate::scram::{simulated_keys, Mechanism, ServerExchange};
 impl PasswordFile {
     /// One step of a `mechanism` exchange: the first (no exchange yet) or the answer.
     pub(super) fn scram_step(&self, mechanism: Mechanism, request: &ConnectRequest) -> AuthOutcome {
-        let data = request
-            .authentication_data
-            .as_ref()
-            .map_or(&[][..], |d| d.expose());
+        let data = request.authentication_bytes();
         let Some(state) = &request.exchange else {
             return self.scram_first(mechanism, data);
         };

@@ -108,10 +108,7 @@ impl ServerExchange {
 
     /// A fresh random nonce for [`ServerExchange::start`].
     pub fn random_nonce() -> String {
-        use argon2::password_hash::rand_core::{OsRng, RngCore};
-        let mut bytes = [0u8; SERVER_NONCE_LEN];
-        OsRng.fill_bytes(&mut bytes);
-        STANDARD.encode(bytes)
+        STANDARD.encode(crate::random_bytes::<SERVER_NONCE_LEN>())
     }
 
     /// The user name the client gave (checked only once [`ServerExchange::finish`] succeeds).

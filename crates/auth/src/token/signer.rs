@@ -437,10 +437,7 @@ fn unix_secs(at: SystemTime) -> u64 {
 
 /// 16 random bytes, base64url: a `jti` nobody can guess or repeat.
 fn random_id() -> String {
-    use argon2::password_hash::rand_core::{OsRng, RngCore};
-    let mut bytes = [0u8; 16];
-    OsRng.fill_bytes(&mut bytes);
-    base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(bytes)
+    base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(crate::random_bytes::<16>())
 }
 
 #[cfg(test)]
